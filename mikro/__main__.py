@@ -1,0 +1,3 @@
+from mikro.cli import main
+
+main()
