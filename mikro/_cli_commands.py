@@ -2,6 +2,69 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import typer
+
 from mikro.cli import app
 
 __all__ = ["app"]
+
+
+# --- the reference server (needs the `server` extra) -----------------------------------------------
+
+
+@app.command()
+def serve(
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Database, objects and admin token live here."
+    ),
+    host: str | None = typer.Option(None, "--host", help="Interface to listen on (default 127.0.0.1)."),
+    port: int | None = typer.Option(
+        None, "--port", help="Port to listen on; 0 picks a free one (default 8080)."
+    ),
+    database_url: str | None = typer.Option(None, "--database-url", help="PostgreSQL URL instead of SQLite."),
+    s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="Keep pixels on this S3 endpoint."),
+    s3_bucket: str | None = typer.Option(None, "--s3-bucket", help="S3 bucket for pixels."),
+    grant_ttl: int | None = typer.Option(None, "--grant-ttl", help="Seconds a storage grant is valid."),
+) -> None:
+    """Run the mikro reference server (settings also from MIKRO_* environment variables)."""
+    from mikro.server import Settings
+    from mikro.server import serve as run_server
+
+    overrides = {
+        "data_dir": data_dir,
+        "host": host,
+        "port": port,
+        "database_url": database_url,
+        "s3_endpoint": s3_endpoint,
+        "s3_bucket": s3_bucket,
+        "grant_ttl": grant_ttl,
+    }
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    run_server(settings)
+
+
+user_app = typer.Typer(help="Manage the users of a mikro server.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("add")
+def user_add(
+    name: str = typer.Argument(..., help="User name."),
+    admin: bool = typer.Option(False, "--admin", help="The user sees and changes everyone's objects."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="The server's data dir."),
+    database_url: str | None = typer.Option(None, "--database-url", help="The server's database URL."),
+) -> None:
+    """Create a user and print its bearer token (shown only once)."""
+    from mikro.server import Settings, add_user
+    from mikro.server._errors import ApiError
+
+    overrides = {"data_dir": data_dir, "database_url": database_url}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        token = add_user(settings, name, admin=admin)
+    except ApiError as e:
+        typer.echo(f"mikro: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(token)

@@ -5,6 +5,7 @@ Hierarchy::
     MikroError
     ├── ConfigurationError        no server URL / token found, or a bad config file
     ├── NotConnectedError         a module-level function used outside any session
+    ├── DeadlockError             a blocking (sync) call made from the event loop it would wait on
     ├── TransportError            the request did not get a GraphQL answer
     │   ├── ConnectError          the server could not be reached
     │   ├── TimeoutError          no answer within the configured timeout
@@ -32,6 +33,7 @@ __all__ = [
     "AuthenticationError",
     "ConfigurationError",
     "ConnectError",
+    "DeadlockError",
     "GrantError",
     "GraphQLError",
     "HTTPStatusError",
@@ -57,6 +59,14 @@ class ConfigurationError(MikroError):
 
 class NotConnectedError(MikroError):
     """A module-level function (``aget_representation`` ...) was called outside any session."""
+
+
+class DeadlockError(MikroError):
+    """A sync-facade call was made from the thread running that session's event loop.
+
+    The call would wait for the loop it is blocking, forever. Inside async code, ``await`` the async
+    session's method instead (``m.async_session`` or ``mikro.aget_*``).
+    """
 
 
 class TransportError(MikroError):

@@ -1,12 +1,33 @@
-"""Fixtures that start real parts on loopback: moto's S3 (+STS) server and the mikro reference server."""
+"""Fixtures that start real parts on loopback: moto's S3 (+STS) server and the mikro reference server.
+
+- ``moto_s3`` (session): moto's S3 + STS server with one bucket.
+- ``mikro_server`` (session): ``mikro serve`` as a subprocess, folder store, SQLite.
+- ``mikro_server_s3`` (session): the same, keeping objects on ``moto_s3`` and granting STS credentials.
+- ``server_factory`` (function): ``start(**settings) -> MikroServer`` for a fresh server of your own
+  (settings are ``Settings`` field names, e.g. ``grant_ttl=2``), with ``restart()``, ``kill()``, ``stop()``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+_LISTENING = re.compile(r"mikro: listening on (http://\S+/graphql)")
+# `import mikro` pulls in the client's scientific stack; on a loaded 2-core machine that is slow.
+START_TIMEOUT = 90.0
 
 
 def free_port() -> int:
@@ -23,6 +44,17 @@ class MotoS3:
     region: str
     bucket: str
     role_arn: str
+
+    def server_settings(self) -> dict[str, Any]:
+        """Settings that point a mikro server at this S3."""
+        return {
+            "s3_endpoint": self.endpoint_url,
+            "s3_bucket": self.bucket,
+            "s3_access_key": self.access_key,
+            "s3_secret_key": self.secret_key,
+            "s3_region": self.region,
+            "s3_role_arn": self.role_arn,
+        }
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +85,184 @@ def moto_s3() -> Iterator[MotoS3]:
         yield info
     finally:
         server.stop()
+
+
+class MikroServer:
+    """A ``mikro serve`` subprocess on a loopback port; ``url``/``ws_url``/``admin_token`` once started."""
+
+    def __init__(self, data_dir: Path, settings: dict[str, Any] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.settings = dict(settings or {})
+        self.url = ""
+        self.ws_url = ""
+        self.port = 0
+        self.admin_token = ""
+        self.returncode: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._usernames: set[str] = set()
+        self._log_dir = Path(tempfile.mkdtemp(prefix="mikro-server-log-"))
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        # The developer's own MIKRO_* variables must not leak into the server under test.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+        for key, value in self.settings.items():
+            env[f"MIKRO_{key.upper()}"] = str(value)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def start(self, timeout: float = START_TIMEOUT) -> MikroServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        stdout_path, stderr_path = self._log_dir / "stdout.txt", self._log_dir / "stderr.txt"
+        command = [sys.executable, "-m", "mikro", "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
+        with stdout_path.open("wb") as out, stderr_path.open("ab") as err:
+            self._process = subprocess.Popen(command, stdout=out, stderr=err, env=self.env())
+        deadline = time.monotonic() + timeout
+        while True:
+            match = _LISTENING.search(stdout_path.read_text(errors="replace"))
+            if match:
+                break
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self._process.kill()
+                self._process.wait()
+                raise RuntimeError(
+                    f"mikro serve did not start (exit {self._process.returncode}):\n{self.stderr()}"
+                )
+            time.sleep(0.05)
+        self.url = match.group(1)
+        self.port = int(self.url.rsplit(":", 1)[1].split("/", 1)[0])
+        self.ws_url = "ws" + self.url[len("http") :]
+        if "admin_token" in self.settings:
+            self.admin_token = str(self.settings["admin_token"])
+        else:
+            self.admin_token = (self.data_dir / "admin-token").read_text().strip()
+        self.returncode = None
+        return self
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM and wait (SIGKILL after ``timeout``); returns the exit status."""
+        process = self._process
+        if process is None:
+            return self.returncode
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.returncode = process.returncode
+        self._process = None
+        return self.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies mid-whatever, as on a power cut."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self.returncode = self._process.returncode
+            self._process = None
+
+    def restart(self, timeout: float = START_TIMEOUT) -> MikroServer:
+        """Stop (if running) and start again on the same data dir and the same port."""
+        self.stop()
+        return self.start(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def stderr(self) -> str:
+        path = self._log_dir / "stderr.txt"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # --- helpers -----------------------------------------------------------------------------------
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "mikro.sqlite3"
+
+    def add_user(self, name: str, admin: bool = False) -> str:
+        """Create a user on this server's database and return its token.
+
+        Names are made unique per server (``alice``, then ``alice-2`` ...), so tests sharing the session
+        server never see each other's objects.
+        """
+        from mikro.server import Settings, add_user
+
+        unique, n = name, 1
+        while unique in self._usernames:
+            n += 1
+            unique = f"{name}-{n}"
+        self._usernames.add(unique)
+        settings = Settings(data_dir=self.data_dir, **_database_settings(self.settings))
+        return add_user(settings, unique, admin=admin)
+
+    def query(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
+        """POST one GraphQL request (blocking; for fixtures and sync tests) and return the JSON body."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token or self.admin_token}"}
+        response = httpx.post(self.url, json={"query": query, "variables": variables or {}}, headers=headers)
+        return response.json()
+
+
+def _database_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k == "database_url"}
+
+
+@pytest.fixture(scope="session")
+def mikro_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MikroServer]:
+    """The reference server with a folder store and SQLite, shared by the whole session."""
+    server = MikroServer(tmp_path_factory.mktemp("mikro-server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mikro_server_s3(tmp_path_factory: pytest.TempPathFactory, moto_s3: MotoS3) -> Iterator[MikroServer]:
+    """The reference server keeping objects on moto's S3 and granting STS credentials."""
+    server = MikroServer(tmp_path_factory.mktemp("mikro-server-s3"), moto_s3.server_settings())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class ServerFactory:
+    def __init__(self, tmp_path: Path) -> None:
+        self._tmp_path = tmp_path
+        self._servers: list[MikroServer] = []
+
+    def start(self, data_dir: Path | None = None, **settings: Any) -> MikroServer:
+        """A fresh server (own data dir unless given); ``settings`` are ``Settings`` fields."""
+        directory = data_dir or self._tmp_path / f"mikro-server-{len(self._servers)}"
+        server = MikroServer(directory, settings)
+        self._servers.append(server)
+        return server.start()
+
+    def stop_all(self) -> None:
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                server.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
+    factory = ServerFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture
+def user_token(mikro_server: MikroServer) -> str:
+    """A fresh non-admin user on the session server."""
+    return mikro_server.add_user("user")

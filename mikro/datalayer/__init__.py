@@ -1,5 +1,42 @@
-"""Pixel and table I/O: obstore stores from grants, zarr v3 write/read, xarray+dask views."""
+"""Pixel and table I/O: obstore stores from grants, zarr v3 write/read, xarray+dask views.
+
+Everything that touches the object store runs on obstore's sync API in worker threads (or dask's
+threads); the coroutines here never block the event loop, under asyncio and trio alike.
+"""
 
 from mikro.datalayer._grant import GrantProvider, StorageGrant
+from mikro.datalayer._layout import ARRAY_PATH, AXIS_ORDER, ImageLayout, choose_layout, ome_attributes
+from mikro.datalayer._read import ShardedArrayReader, compute, open_dataarray
+from mikro.datalayer._store import GrantedStore, StoreStats
+from mikro.datalayer._table import TABLE_KEY, TableWritten, read_table, to_arrow, write_table
+from mikro.datalayer._thumbnail import Thumbnail, make_thumbnail
+from mikro.datalayer._validate import DEFAULT_MAX_BYTES, PreparedImage, prepare_image
+from mikro.datalayer._write import ProgressCallback, WriteResult, write_image
 
-__all__ = ["GrantProvider", "StorageGrant"]
+__all__ = [
+    "ARRAY_PATH",
+    "AXIS_ORDER",
+    "DEFAULT_MAX_BYTES",
+    "TABLE_KEY",
+    "GrantProvider",
+    "GrantedStore",
+    "ImageLayout",
+    "PreparedImage",
+    "ProgressCallback",
+    "ShardedArrayReader",
+    "StorageGrant",
+    "StoreStats",
+    "TableWritten",
+    "Thumbnail",
+    "WriteResult",
+    "choose_layout",
+    "compute",
+    "make_thumbnail",
+    "ome_attributes",
+    "open_dataarray",
+    "prepare_image",
+    "read_table",
+    "to_arrow",
+    "write_image",
+    "write_table",
+]

@@ -1,0 +1,180 @@
+"""Ingest bars: many 2-D images to S3 (uncompressed, default codec) and to a local folder."""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from pathlib import Path
+
+import _baselines as bl
+import _mikro
+import numpy as np
+from _context import Context
+from _harness import MIB, BarResult, Check, Figure, Sample, figure_from, interleave, timed
+
+__all__ = ["bar_ingest_codec", "bar_ingest_local", "bar_ingest_s3"]
+
+_seq = itertools.count()
+
+
+def _tag() -> str:
+    return f"run{next(_seq)}"
+
+
+def _ratio_check(text: str, mikro: Figure | None, base: Figure | None, bound: float) -> Check:
+    if mikro is None or base is None or mikro.value is None or not base.value:
+        return Check(text, None, "missing figure")
+    r = mikro.value / base.value
+    return Check(text, r >= bound, f"{r:.2f}x {base.contender} (≥ {bound})")
+
+
+def _cpu_check(text: str, mikro: Figure | None, bound: float) -> Check:
+    if mikro is None or mikro.cpu_s_per_gib is None:
+        return Check(text, None, "missing figure")
+    return Check(text, mikro.cpu_s_per_gib <= bound, f"{mikro.cpu_s_per_gib:.2f} CPU s/GiB (≤ {bound})")
+
+
+def _planes(ctx: Context) -> np.ndarray:
+    s = ctx.sizes
+    return ctx.planes("ingest", s.ingest_images, s.ingest_side)
+
+
+def _setup_text(ctx: Context, where: str, codec: str) -> str:
+    s = ctx.sizes
+    return (
+        f"{s.ingest_images} images of {s.ingest_side}x{s.ingest_side} uint16 "
+        f"({s.ingest_bytes / MIB:.0f} MiB) to {where}, codec {codec}; "
+        f"mikro: create_representation per image, {s.ingest_concurrency} in flight; "
+        f"raw: one object per image, {bl.RAW_THREADS} threads; zarr/tensorstore: one "
+        f"{s.ingest_images}-plane array with 1-plane chunks"
+    )
+
+
+def bar_ingest_s3(ctx: Context) -> BarResult:
+    planes = _planes(ctx)
+    nbytes = planes.nbytes
+    bucket = ctx.bucket("bench-ingest")
+    store = bl.s3_store(ctx.moto, bucket)
+    layout = bl.Layout.uncompressed(planes.shape[1:])
+
+    def baseline(body):  # type: ignore[no-untyped-def]
+        def run() -> Sample:
+            prefix = _tag()
+            with timed() as clock:
+                body(prefix)
+            bl.wipe(store, prefix)
+            return Sample(clock.seconds, clock.cpu, nbytes)
+
+        return run
+
+    contenders = {
+        "mikro": lambda: _mikro.ingest(ctx, "s3", planes, compressed=False),
+        "raw obstore put": baseline(lambda p: bl.raw_put(store, p, planes)),
+        "tensorstore zarr3": baseline(lambda p: bl.ts_write(ctx.moto, bucket, p, planes, layout)),
+        "zarr3 + obstore": baseline(lambda p: bl.zarr_obstore_write(store, p, planes, layout)),
+        "zarr v2 + s3fs (upstream 0.3)": baseline(lambda p: bl.zarr2_s3fs_write(ctx.moto, bucket, p, planes)),
+    }
+    got = interleave(contenders, ctx.runs, log=ctx.log)
+    figs = [
+        figure_from(
+            name,
+            "mikro" if name == "mikro" else "baseline",
+            got[name],
+            note="the limit" if "raw" in name else "",
+        )
+        for name in contenders
+    ]
+    mikro, raw = figs[0], figs[1]
+    return BarResult(
+        "ingest_s3",
+        "ingest to S3, no compression",
+        _setup_text(ctx, "S3 (moto, separate process)", "none"),
+        "≥ 0.85x raw; CPU ≤ 2.0 s/GiB",
+        figs,
+        [
+            _ratio_check("≥ 0.85x raw", mikro, raw, 0.85),
+            _cpu_check("CPU ≤ 2.0 s/GiB", mikro, 2.0),
+        ],
+    )
+
+
+def bar_ingest_codec(ctx: Context) -> BarResult:
+    planes = _planes(ctx)
+    nbytes = planes.nbytes
+    bucket = ctx.bucket("bench-ingest")
+    store = bl.s3_store(ctx.moto, bucket)
+    layout_box: list[bl.Layout] = []
+
+    def mikro_run() -> Sample:
+        sample = _mikro.ingest(ctx, "s3", planes, compressed=True)
+        if not layout_box and "zarr_json" in sample.extra:
+            layout_box.append(bl.Layout.from_zarr_json(sample.extra.pop("zarr_json")))
+        sample.extra.pop("zarr_json", None)
+        return sample
+
+    def zarr_run() -> Sample:
+        layout = layout_box[0] if layout_box else _mikro.STAND_IN_LAYOUT
+        prefix = _tag()
+        with timed() as clock:
+            bl.zarr_obstore_write(store, prefix, planes, layout)
+        stored, _ = bl.stored_bytes(store, prefix)
+        bl.wipe(store, prefix)
+        return Sample(clock.seconds, clock.cpu, nbytes, extra={"compression_ratio": nbytes / stored})
+
+    got = interleave({"mikro": mikro_run, "zarr3 + obstore": zarr_run}, ctx.runs, log=ctx.log)
+    layout = layout_box[0] if layout_box else _mikro.STAND_IN_LAYOUT
+    figs = []
+    for name, role in (("mikro", "mikro"), ("zarr3 + obstore", "baseline")):
+        fig = figure_from(name, role, got[name])  # type: ignore[arg-type]
+        if "compression_ratio" in fig.extra:
+            fig.note = f"compression {fig.extra['compression_ratio']:.2f}x"
+        figs.append(fig)
+    mikro, base = figs
+    return BarResult(
+        "ingest_codec",
+        "ingest to S3, mikro's default codec",
+        _setup_text(ctx, "S3 (moto)", layout.describe())
+        + ("" if layout_box else " (stand-in layout: mikro wrote nothing)"),
+        "faster than zarr3+obstore",
+        figs,
+        [_ratio_check("faster than zarr3+obstore", mikro, base, 1.0)],
+    )
+
+
+def bar_ingest_local(ctx: Context) -> BarResult:
+    planes = _planes(ctx)
+    nbytes = planes.nbytes
+
+    def baseline(body):  # type: ignore[no-untyped-def]
+        def run() -> Sample:
+            root = Path(tempfile.mkdtemp(prefix="local-", dir=ctx.workdir))
+            with timed() as clock:
+                body(root)
+            bl.rmtree(root)
+            return Sample(clock.seconds, clock.cpu, nbytes)
+
+        return run
+
+    contenders = {
+        "mikro": lambda: _mikro.ingest(ctx, "local", planes, compressed=False),
+        "raw obstore LocalStore put": baseline(lambda root: bl.local_raw_put(root, "raw", planes)),
+        "zarr3 LocalStore": baseline(lambda root: bl.local_zarr_write(root, "z", planes)),
+    }
+    got = interleave(contenders, ctx.runs, log=ctx.log)
+    figs = [
+        figure_from(
+            name,
+            "mikro" if name == "mikro" else "baseline",
+            got[name],
+            note="the limit" if "raw" in name else "",
+        )
+        for name in contenders
+    ]
+    return BarResult(
+        "ingest_local",
+        "ingest to a local folder, no compression",
+        _setup_text(ctx, f"a local folder ({ctx.workdir})", "none"),
+        "≥ 0.85x raw",
+        figs,
+        [_ratio_check("≥ 0.85x raw", figs[0], figs[1], 0.85)],
+    )

@@ -1,0 +1,387 @@
+"""mikro's side of every bar: the public API only (`mikro.connect`, `create_representation`, `rep.data`,
+`m.compute`, `mikro.sync.connect`), against a `mikro serve` subprocess."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import _baselines as bl
+import anyio
+import numpy as np
+from _context import Context
+from _harness import Sample, timed
+from _infra import MikroServer
+
+__all__ = [
+    "STAND_IN_LAYOUT",
+    "StoredImage",
+    "get_many",
+    "ingest",
+    "loop_lag",
+    "raw_get_many",
+    "read_full",
+    "sync_overhead",
+    "upload_image",
+]
+
+#: Used for the codec baseline only when mikro wrote nothing to copy the layout from.
+STAND_IN_LAYOUT = bl.Layout((1024, 1024), (2048, 2048), [{"name": "zstd", "configuration": {"level": 1}}])
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """Where a mikro image's objects are (read with admin credentials by the baselines)."""
+
+    rep_id: str
+    kind: str  # server kind: "s3", "local", ...
+    bucket: str
+    key: str  # the store's prefix in the bucket
+    path: str  # local directory or s3:// URL
+    array: str  # the zarr array inside the store
+    nbytes: int
+
+
+def _connect(server: MikroServer) -> Any:
+    import mikro
+
+    return mikro.connect(server.url, token=server.token)
+
+
+def _compression_kwargs(compressed: bool) -> dict[str, Any]:
+    return {} if compressed else {"compression": None}
+
+
+def _stored(rep: Any, kind: str) -> StoredImage:
+    store = rep.store
+    shape = tuple(int(n) for n in rep.shape)
+    nbytes = int(np.prod(shape)) * np.dtype(rep.dtype).itemsize
+    return StoredImage(str(rep.id), kind, store.bucket, store.key, store.path, "0", nbytes)
+
+
+def _delete_objects(ctx: Context, img: StoredImage) -> None:
+    if img.kind == "local":
+        bl.rmtree(Path(img.path))
+    else:
+        bl.wipe(bl.s3_store(ctx.moto, img.bucket), img.key + "/")
+
+
+def zarr_json(ctx: Context, img: StoredImage) -> dict[str, Any]:
+    import obstore
+
+    if img.kind == "local":
+        return dict(json.loads((Path(img.path) / img.array / "zarr.json").read_text()))
+    raw = obstore.get(bl.s3_store(ctx.moto, img.bucket), f"{img.key}/{img.array}/zarr.json").bytes()
+    return dict(json.loads(bytes(raw)))
+
+
+def _stored_nbytes(ctx: Context, img: StoredImage) -> int:
+    if img.kind == "local":
+        return sum(p.stat().st_size for p in Path(img.path).rglob("*") if p.is_file())
+    return bl.stored_bytes(bl.s3_store(ctx.moto, img.bucket), img.key + "/")[0]
+
+
+def ingest(ctx: Context, kind: str, planes: np.ndarray, *, compressed: bool) -> Sample:
+    """create_representation for every plane, `ingest_concurrency` in flight; objects deleted after."""
+    server = ctx.server(kind)
+    kwargs = _compression_kwargs(compressed)
+    tag = f"{time.monotonic_ns()}"
+
+    async def main() -> tuple[Any, list[Any]]:
+        async with _connect(server) as m:
+            limiter = anyio.CapacityLimiter(ctx.sizes.ingest_concurrency)
+            reps: list[Any] = []
+
+            async def one(i: int) -> None:
+                async with limiter:
+                    reps.append(
+                        await m.create_representation(
+                            planes[i], name=f"bench-{tag}-{i}", dims=("y", "x"), **kwargs
+                        )
+                    )
+
+            with timed() as clock:
+                async with anyio.create_task_group() as tg:
+                    for i in range(len(planes)):
+                        tg.start_soon(one, i)
+            return clock, reps
+
+    clock, reps = anyio.run(main)
+    images = [_stored(r, kind) for r in reps]
+    stored = sum(_stored_nbytes(ctx, img) for img in images)
+    extra: dict[str, Any] = {"compression_ratio": planes.nbytes / stored}
+    if images:
+        extra["zarr_json"] = zarr_json(ctx, images[0])
+    for img in images:
+        _delete_objects(ctx, img)
+    return Sample(clock.seconds, clock.cpu, planes.nbytes, extra=extra)
+
+
+def upload_image(ctx: Context, kind: str, data: np.ndarray, *, name: str, compressed: bool) -> StoredImage:
+    """One (z, y, x) image through mikro, kept for the read bars."""
+    server = ctx.server(kind)
+
+    async def main() -> Any:
+        async with _connect(server) as m:
+            return await m.create_representation(
+                data, name=name, dims=("z", "y", "x"), **_compression_kwargs(compressed)
+            )
+
+    return _stored(anyio.run(main), kind)
+
+
+def read_full(ctx: Context, img: StoredImage) -> Sample:
+    """`await m.compute(rep.data)`: the whole image into one numpy array (fetch included in the timing)."""
+    server = ctx.server(img.kind)
+
+    async def main() -> tuple[Any, Any]:
+        async with _connect(server) as m:
+            rep = await m.get_representation(img.rep_id)
+            with timed() as clock:
+                out = await m.compute(rep.data)
+            return clock, out
+
+    clock, out = anyio.run(main)
+    got = np.asarray(out)
+    if got.nbytes != img.nbytes:
+        raise RuntimeError(f"read {got.nbytes} bytes, expected {img.nbytes}")
+    return Sample(clock.seconds, clock.cpu, img.nbytes)
+
+
+def loop_lag(ctx: Context, img: StoredImage, backend: str) -> Sample:
+    """Max lag of a 5 ms heartbeat on the same loop while mikro reads the full image and takes `.max()`."""
+    server = ctx.server(img.kind)
+    period = 0.005
+
+    async def main() -> tuple[Any, list[float]]:
+        async with _connect(server) as m:
+            rep = await m.get_representation(img.rep_id)
+            lags: list[float] = []
+            stop = anyio.Event()
+
+            async def heartbeat() -> None:
+                while not stop.is_set():
+                    t0 = time.perf_counter()
+                    await anyio.sleep(period)
+                    lags.append(time.perf_counter() - t0 - period)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(heartbeat)
+                await anyio.sleep(2 * period)
+                lags.clear()  # only what happens during the work counts
+                with timed() as clock:
+                    await m.compute(rep.data)
+                    await m.compute(rep.data.max())
+                stop.set()
+            return clock, lags
+
+    clock, lags = anyio.run(main, backend=backend)
+    worst = max(lags) * 1000 if lags else float("nan")
+    return Sample(clock.seconds, clock.cpu, value=worst, extra={"beats": len(lags)})
+
+
+def _get_document() -> str:
+    from mikro.api._documents import operation
+
+    return operation("GetRepresentation").document
+
+
+def _concurrently(n: int, concurrency: int, call: Callable[[], Awaitable[Any]]) -> Awaitable[None]:
+    async def run() -> None:
+        remaining = iter(range(n))
+
+        async def worker() -> None:
+            for _ in remaining:
+                await call()
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(concurrency):
+                tg.start_soon(worker)
+
+    return run()
+
+
+def get_many(ctx: Context, img: StoredImage, *, backend: str = "asyncio") -> Sample:
+    """`get_representation` x api_calls with api_concurrency in flight."""
+    server = ctx.server(img.kind)
+    n, conc = ctx.sizes.api_calls, ctx.sizes.api_concurrency
+
+    async def main() -> Any:
+        async with _connect(server) as m:
+            await m.get_representation(img.rep_id)  # connection warm
+            with timed() as clock:
+                await _concurrently(n, conc, lambda: m.get_representation(img.rep_id))
+            return clock
+
+    clock = anyio.run(main, backend=backend)
+    return Sample(clock.seconds, clock.cpu, value=n / clock.seconds)
+
+
+def raw_get_many(ctx: Context, img: StoredImage, *, backend: str = "asyncio") -> Sample:
+    """The same query as mikro's get_representation, POSTed with a bare httpx.AsyncClient."""
+    import httpx
+
+    server = ctx.server(img.kind)
+    n, conc = ctx.sizes.api_calls, ctx.sizes.api_concurrency
+    payload = {
+        "query": _get_document(),
+        "variables": {"id": img.rep_id},
+        "operationName": "GetRepresentation",
+    }
+    headers = {"Authorization": f"Bearer {server.token}"}
+
+    async def main() -> Any:
+        async with httpx.AsyncClient(headers=headers, timeout=30.0) as client:
+
+            async def call() -> None:
+                r = await client.post(server.url, json=payload)
+                r.raise_for_status()
+                body = r.json()
+                if body.get("errors"):
+                    raise RuntimeError(str(body["errors"])[:200])
+
+            await call()
+            with timed() as clock:
+                await _concurrently(n, conc, call)
+            return clock
+
+    clock = anyio.run(main, backend=backend)
+    return Sample(clock.seconds, clock.cpu, value=n / clock.seconds)
+
+
+def _threads() -> int:
+    return threading.active_count()
+
+
+def sync_overhead(ctx: Context, img: StoredImage) -> dict[str, Any]:
+    """µs per sync call vs per async call (median of sequential calls), and threads before/after."""
+    from mikro.sync import connect as sync_connect
+
+    server = ctx.server(img.kind)
+    n = ctx.sizes.sync_calls
+    before = _threads()
+    sync_times: list[float] = []
+    with sync_connect(server.url, token=server.token) as m:
+        m.get_representation(img.rep_id)
+        during = _threads()
+        for _ in range(n):
+            t0 = time.perf_counter()
+            m.get_representation(img.rep_id)
+            sync_times.append(time.perf_counter() - t0)
+    after = _threads()
+    deadline = time.monotonic() + 5.0
+    while after != before and time.monotonic() < deadline:
+        time.sleep(0.1)  # worker threads may take a moment to leave
+        after = _threads()
+
+    async def main() -> list[float]:
+        out: list[float] = []
+        async with _connect(server) as m:
+            await m.get_representation(img.rep_id)
+            for _ in range(n):
+                t0 = time.perf_counter()
+                await m.get_representation(img.rep_id)
+                out.append(time.perf_counter() - t0)
+        return out
+
+    async_times = anyio.run(main)
+    return {
+        "sync_us": statistics.median(sync_times) * 1e6,
+        "async_us": statistics.median(async_times) * 1e6,
+        "threads_before": before,
+        "threads_during": during,
+        "threads_after": after,
+    }
+
+
+def layout_text(meta: dict[str, Any]) -> str:
+    return bl.Layout.from_zarr_json(meta).describe()
+
+
+def read_plane(ctx: Context, img: StoredImage, z: int, proxy: Any) -> tuple[int, int]:
+    """Bytes that crossed the proxy while mikro computed one z-plane; and that plane's pixel bytes."""
+    server = ctx.server(img.kind)
+
+    async def main() -> Any:
+        async with _connect(server) as m:
+            rep = await m.get_representation(img.rep_id)
+            proxy.reset()
+            return await m.compute(rep.data.isel(z=z))
+
+    plane = np.asarray(anyio.run(main))
+    return proxy.downstream, plane.nbytes
+
+
+def _graphql(server: MikroServer, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    import httpx
+
+    r = httpx.post(
+        server.url,
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {server.token}"},
+        timeout=60.0,
+    )
+    r.raise_for_status()
+    body = r.json()
+    if body.get("errors"):
+        raise RuntimeError(str(body["errors"])[:300])
+    return dict(body["data"])
+
+
+def upload_without_datalayer(ctx: Context, kind: str, data: np.ndarray, *, name: str) -> StoredImage:
+    """An image made through the server's GraphQL alone (grant, zarr-python write, finish, create).
+
+    Only used while mikro's own `create_representation` is unavailable, so that the bars which need just
+    *some* image (API, sync facade) still measure the client.
+    """
+    import zarr
+    from obstore.store import LocalStore, S3Store
+    from zarr.storage import ObjectStore
+
+    server = ctx.server(kind)
+    grant = _graphql(
+        server,
+        "mutation { requestUpload(kind: ZARR) { storeId kind endpoint region bucket prefix path "
+        "credentials { accessKeyId secretAccessKey sessionToken } } }",
+        {},
+    )["requestUpload"]
+    if grant["kind"] == "FILE":
+        store: Any = LocalStore(grant["path"], mkdir=True)
+    else:
+        creds = grant["credentials"]
+        store = S3Store(
+            grant["bucket"],
+            prefix=grant["prefix"],
+            endpoint=grant["endpoint"],
+            region=grant["region"],
+            access_key_id=creds["accessKeyId"],
+            secret_access_key=creds["secretAccessKey"],
+            session_token=creds["sessionToken"],
+            client_options={"allow_http": True},
+        )
+    root = zarr.open_group(ObjectStore(store), mode="w", zarr_format=3)
+    arr = root.create_array(
+        "0",
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=(1, *data.shape[1:]),
+        compressors=None,
+        dimension_names=("z", "y", "x"),
+    )
+    arr[...] = data
+    _graphql(server, "mutation($s: ID!) { finishUpload(store: $s) { id } }", {"s": grant["storeId"]})
+    rep = _graphql(
+        server,
+        "mutation($s: ID!, $n: String!) { createRepresentation(input: {store: $s, name: $n}) "
+        "{ id shape dtype store { bucket key path } } }",
+        {"s": grant["storeId"], "n": name},
+    )["createRepresentation"]
+    nbytes = int(np.prod(rep["shape"])) * np.dtype(rep["dtype"]).itemsize
+    st = rep["store"]
+    return StoredImage(str(rep["id"]), kind, st["bucket"], st["key"], st["path"], "0", nbytes)

@@ -1,0 +1,242 @@
+"""Read bars: full read of one image, bytes fetched for one z-plane, loop responsiveness."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import _baselines as bl
+import _mikro
+import numpy as np
+import obstore
+from _context import Context
+from _harness import MIB, BarResult, Check, Figure, Sample, figure_from, interleave, timed
+from _proxy import ByteCountingProxy, counting_proxy
+
+__all__ = ["bar_loop_lag", "bar_read", "bar_zplane", "read_image"]
+
+
+def read_image(ctx: Context) -> _mikro.StoredImage:
+    """The image the read bars use, uploaded once through mikro (uncompressed, so raw get is the limit)."""
+    if "read_image" not in ctx.cache:
+        s = ctx.sizes
+        data = ctx.planes("read", s.read_planes, s.read_side)
+        ctx.log(f"  uploading the read image through mikro ({data.nbytes / MIB:.0f} MiB, no compression)")
+        try:
+            img = _mikro.upload_image(ctx, "s3", data, name="bench-read", compressed=False)
+        except Exception as exc:
+            ctx.log(f"  mikro could not upload it ({exc!r}); making it through GraphQL + zarr-python instead")
+            img = _mikro.upload_without_datalayer(ctx, "s3", data, name="bench-read")
+            ctx.cache["read_image_fallback"] = repr(exc)[:200]
+        ctx.cache["read_image"] = img
+    img = ctx.cache["read_image"]
+    assert isinstance(img, _mikro.StoredImage)
+    return img
+
+
+def bar_read(ctx: Context) -> BarResult:
+    img = read_image(ctx)
+    store = bl.s3_store(ctx.moto, img.bucket, prefix=img.key)
+    stored, paths = bl.stored_bytes(store)
+
+    def raw() -> Sample:
+        with timed() as clock:
+            n = bl.raw_get(store, paths)
+        return Sample(clock.seconds, clock.cpu, n)
+
+    def ts() -> Sample:
+        with timed() as clock:
+            out = bl.ts_read(ctx.moto, img.bucket, f"{img.key}/{img.array}")
+        assert out.nbytes == img.nbytes
+        return Sample(clock.seconds, clock.cpu, img.nbytes)
+
+    def zarr() -> Sample:
+        with timed() as clock:
+            out = bl.zarr_obstore_read(store, img.array)
+        assert out.nbytes == img.nbytes
+        return Sample(clock.seconds, clock.cpu, img.nbytes)
+
+    contenders = {
+        "mikro": lambda: _mikro.read_full(ctx, img),
+        "raw obstore get": raw,
+        "tensorstore zarr3": ts,
+        "zarr3 + obstore": zarr,
+    }
+    got = interleave(contenders, ctx.runs, log=ctx.log)
+    figs = [
+        figure_from(
+            n, "mikro" if n == "mikro" else "baseline", got[n], note="the limit" if "raw" in n else ""
+        )
+        for n in contenders
+    ]
+    mikro, raw_fig = figs[0], figs[1]
+    checks = [_ratio(mikro, raw_fig, 0.85), _cpu(mikro, 1.5)]
+    s = ctx.sizes
+    return BarResult(
+        "read",
+        "full read of one image from S3",
+        f"one {s.read_planes}x{s.read_side}x{s.read_side} uint16 image ({img.nbytes / MIB:.0f} MiB) "
+        f"written by mikro without compression ({len(paths)} objects, {stored / MIB:.0f} MiB stored); "
+        "mikro: await m.compute(rep.data); "
+        f"raw: get of every object, {bl.RAW_THREADS} threads; tensorstore/zarr read mikro's store directly",
+        "≥ 0.85x raw; CPU ≤ 1.5 s/GiB",
+        figs,
+        checks,
+    )
+
+
+def _ratio(mikro: Figure, base: Figure, bound: float) -> Check:
+    if mikro.value is None or not base.value:
+        return Check(f"≥ {bound}x {base.contender}", None, "missing figure")
+    r = mikro.value / base.value
+    return Check(f"≥ {bound}x", r >= bound, f"{r:.2f}x {base.contender} (≥ {bound})")
+
+
+def _cpu(mikro: Figure, bound: float) -> Check:
+    if mikro.cpu_s_per_gib is None:
+        return Check(f"CPU ≤ {bound}", None, "missing figure")
+    return Check(
+        f"CPU ≤ {bound}", mikro.cpu_s_per_gib <= bound, f"{mikro.cpu_s_per_gib:.2f} CPU s/GiB (≤ {bound})"
+    )
+
+
+# --- one z-plane -----------------------------------------------------------------------------------
+
+
+def _plane_chunk_bytes(store: Any, meta: dict[str, Any], array_prefix: str, z_axis: int, z: int) -> int:
+    """Stored bytes of the chunks that hold plane `z` (read from the shard indexes, or object sizes)."""
+    shape = meta["shape"]
+    outer = meta["chunk_grid"]["configuration"]["chunk_shape"]
+    codecs = meta["codecs"]
+    sep = meta.get("chunk_key_encoding", {}).get("configuration", {}).get("separator", "/")
+    grid = [range((n + c - 1) // c) for n, c in zip(shape, outer, strict=True)]
+    grid[z_axis] = range(z // outer[z_axis], z // outer[z_axis] + 1)
+    positions = np.array(np.meshgrid(*grid, indexing="ij")).reshape(len(shape), -1).T
+    sharded = codecs[0]["name"] == "sharding_indexed"
+    total = 0
+    for pos in positions:
+        key = f"{array_prefix}/c{sep}" + sep.join(str(int(p)) for p in pos)
+        if not sharded:
+            total += int(obstore.head(store, key)["size"])
+            continue
+        conf = codecs[0]["configuration"]
+        inner = conf["chunk_shape"]
+        per = [o // i for o, i in zip(outer, inner, strict=True)]
+        n_chunks = int(np.prod(per))
+        index_len = n_chunks * 16 + (
+            4 if any(c["name"] == "crc32c" for c in conf.get("index_codecs", [])) else 0
+        )
+        size = int(obstore.head(store, key)["size"])
+        at_start = conf.get("index_location", "end") == "start"
+        start = 0 if at_start else size - index_len
+        index = bytes(obstore.get_range(store, key, start=start, end=start + index_len))
+        pairs = struct.unpack(f"<{2 * n_chunks}Q", index[: 16 * n_chunks])
+        local_z = (z % outer[z_axis]) // inner[z_axis]
+        for flat in range(n_chunks):
+            coords = np.unravel_index(flat, per)
+            if coords[z_axis] == local_z and pairs[2 * flat] != 2**64 - 1:
+                total += pairs[2 * flat + 1]
+        total += index_len  # a reader must fetch the index too
+    return total
+
+
+def bar_zplane(ctx: Context) -> BarResult:
+    s = ctx.sizes
+    key = "zplane"
+    if key not in ctx.cache:
+        proxy = ctx.enter(counting_proxy(ctx.moto.endpoint))
+        ctx.server("proxied", s3_endpoint=proxy.endpoint)
+        data = ctx.planes("zplane", s.zplane_planes, s.zplane_side)
+        ctx.log(
+            f"  uploading a {s.zplane_planes}-plane image through mikro (default codec), "
+            "via a byte-counting proxy"
+        )
+        img = _mikro.upload_image(ctx, "proxied", data, name="bench-zplane", compressed=True)
+        ctx.cache[key] = (proxy, img)
+    proxy, img = ctx.cache[key]
+    assert isinstance(proxy, ByteCountingProxy)
+    z = s.zplane_planes // 2
+    admin = bl.s3_store(ctx.moto, img.bucket)
+    meta = _mikro.zarr_json(ctx, img)
+    z_axis = list(meta.get("dimension_names") or ["z", "y", "x"]).index("z")
+    chunk_bytes = _plane_chunk_bytes(admin, meta, f"{img.key}/{img.array}", z_axis, z)
+
+    def mikro_run() -> Sample:
+        fetched, plane = _mikro.read_plane(ctx, img, z, proxy)
+        return Sample(0.0, 0.0, value=fetched / MIB, extra={"plane_pixels_mib": plane / MIB})
+
+    def zarr_run() -> Sample:
+        # The same plane with plain zarr-python through the same proxy: what a well-behaved reader fetches.
+        proxied = bl.s3_store(ctx.moto, img.bucket, prefix=img.key, endpoint=proxy.endpoint)
+        import zarr
+        from zarr.storage import ObjectStore
+
+        proxy.reset()
+        arr = zarr.open_array(ObjectStore(proxied, read_only=True), path=img.array, mode="r")
+        index: list[Any] = [slice(None)] * len(arr.shape)
+        index[z_axis] = z
+        np.asarray(arr[tuple(index)])
+        return Sample(0.0, 0.0, value=proxy.downstream / MIB)
+
+    got = interleave({"mikro": mikro_run, "zarr3 + obstore": zarr_run}, ctx.runs, log=ctx.log)
+    mikro = figure_from("mikro", "mikro", got["mikro"], unit="MiB", value=lambda x: x.value or 0.0)
+    mikro.note = "bytes fetched (HTTP bodies + headers)"
+    base = Figure(
+        "plane's chunk bytes", "baseline", "MiB", chunk_bytes / MIB, note="stored bytes of its chunks + index"
+    )
+    zfig = figure_from(
+        "zarr3 + obstore", "baseline", got["zarr3 + obstore"], unit="MiB", value=lambda x: x.value or 0.0
+    )
+    zfig.note = "bytes fetched, same proxy"
+    if mikro.value is None:
+        check = Check("≤ 1.1", None, "missing figure")
+    else:
+        r = mikro.value / base.value if base.value else float("inf")
+        check = Check("≤ 1.1", r <= 1.1, f"{r:.2f}x the plane's chunk bytes (≤ 1.1)")
+    return BarResult(
+        "zplane",
+        "one z-plane of a 64-plane image",
+        f"{s.zplane_planes}x{s.zplane_side}x{s.zplane_side} uint16, mikro's default codec and layout "
+        f"({_mikro.layout_text(meta)}); plane z={z}; bytes counted at a TCP proxy in front of moto",
+        "fetched ≤ 1.1x the plane's chunk bytes",
+        [mikro, base, zfig],
+        [check],
+    )
+
+
+# --- loop responsiveness -------------------------------------------------------------------------
+
+
+def bar_loop_lag(ctx: Context) -> BarResult:
+    img = read_image(ctx)
+    got = interleave(
+        {
+            "mikro on asyncio": lambda: _mikro.loop_lag(ctx, img, "asyncio"),
+            "mikro on trio": lambda: _mikro.loop_lag(ctx, img, "trio"),
+        },
+        ctx.runs,
+        log=ctx.log,
+    )
+    figs = []
+    checks = []
+    for name, samples in got.items():
+        fig = figure_from(name, "mikro", samples, unit="ms", value=lambda x: x.value or 0.0)
+        if not isinstance(samples, str) and samples:
+            fig.note = f"worst run {max(s.value or 0.0 for s in samples):.1f} ms"
+        figs.append(fig)
+        if fig.value is None:
+            checks.append(Check(f"{name} ≤ 20 ms", None, "missing figure"))
+        else:
+            checks.append(
+                Check(f"{name} ≤ 20 ms", fig.value <= 20.0, f"{name.split()[-1]}: {fig.value:.1f} ms (≤ 20)")
+            )
+    return BarResult(
+        "loop_lag",
+        "loop responsiveness during full read + .max()",
+        f"max lag of a 5 ms heartbeat (anyio.sleep) on the same loop during await m.compute(rep.data) then "
+        f"await m.compute(rep.data.max()) of the {img.nbytes / MIB:.0f} MiB read image",
+        "≤ 20 ms",
+        figs,
+        checks,
+        ratio=False,
+    )

@@ -1,0 +1,216 @@
+"""The session: ``async with mikro.connect() as m:`` — one task group, one HTTP pool, its limiters."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.abc
+import httpx
+
+from mikro._client_data import DataPlaneMixin
+from mikro._config import ClientConfig, load_config
+from mikro._context import reset_current_session, set_current_session
+from mikro._exceptions import GrantError, MikroError, NotConnectedError
+from mikro.api import Grant, Operations, operation
+from mikro.api._operations import IdLike, _id
+from mikro.datalayer import GrantProvider, StorageGrant
+from mikro.graphql import AsyncTransport, BlockingTransport, RetryPolicy, new_idempotency_key
+
+__all__ = ["Mikro", "connect"]
+
+
+def _user_agent() -> str:
+    try:
+        return f"mikro/{importlib.metadata.version('mikro')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "mikro"
+
+
+class Mikro(DataPlaneMixin, Operations):
+    """A session with a mikro server, usable under asyncio and trio.
+
+    Everything it owns is made on entry and closed on exit, also when the body raises or is
+    cancelled: an ``httpx.AsyncClient`` (pooled keep-alive connections, timeouts), a blocking
+    ``httpx.Client`` for worker threads (:meth:`grant_provider`), a :class:`anyio.CapacityLimiter`
+    for worker threads (:attr:`thread_limiter`) and one task group for background work
+    (:attr:`task_group`). While open it is the *current* session of its task, which module-level
+    functions such as ``mikro.aget_representation`` use.
+    """
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self._open = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "open" if self._open else ("closed" if self._closed else "not entered")
+        return f"<Mikro {self.config.url} ({state})>"
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._open or self._closed:
+            raise MikroError("a mikro session can be entered once; call mikro.connect() for another")
+        config = self.config
+        token = config.token.get_secret_value() if config.token is not None else None
+        timeout = httpx.Timeout(config.timeout)
+        limits = httpx.Limits(
+            max_connections=config.max_connections, max_keepalive_connections=config.max_connections
+        )
+        headers = {"User-Agent": _user_agent()}
+        retry = RetryPolicy(retries=config.retries, deadline=config.timeout)
+        url = str(config.url)
+
+        self._thread_limiter = anyio.CapacityLimiter(config.max_threads)
+        self._http = httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers)
+        self._blocking_http = httpx.Client(timeout=timeout, limits=limits, headers=headers)
+        self.transport = AsyncTransport(self._http, url, token=token, retry=retry, timeout=config.timeout)
+        self.blocking_transport = BlockingTransport(
+            self._blocking_http, url, token=token, retry=retry, timeout=config.timeout
+        )
+        task_group = anyio.create_task_group()
+        try:
+            await task_group.__aenter__()
+        except BaseException:
+            await self._close_clients()
+            raise
+        self._task_group = task_group
+        self._open = True
+        self._context_token = set_current_session(self)
+        self._previous_session = self._context_token.old_value
+        if self._previous_session is self._context_token.MISSING:
+            self._previous_session = None
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._open = False
+        self._closed = True
+        reset_current_session(self._context_token, self._previous_session)
+        try:
+            # Background work belongs to the session: it ends with it.
+            self._task_group.cancel_scope.cancel()
+            return await self._task_group.__aexit__(exc_type, exc, tb)
+        finally:
+            await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._http.aclose()
+            self._blocking_http.close()
+
+    def _require_open(self) -> None:
+        if not self._open:
+            state = "closed" if self._closed else "not open yet"
+            raise NotConnectedError(
+                f"this mikro session is {state}: use it inside `async with mikro.connect() as m:`"
+            )
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    @property
+    def thread_limiter(self) -> anyio.CapacityLimiter:
+        """Bounds the worker threads this session's pixel I/O and compute use (``max_threads``)."""
+        self._require_open()
+        return self._thread_limiter
+
+    @property
+    def task_group(self) -> anyio.abc.TaskGroup:
+        """The session's task group: background work started here is cancelled when the session ends."""
+        self._require_open()
+        return self._task_group
+
+    # -- GraphQL -------------------------------------------------------------------------------------
+
+    async def execute(
+        self,
+        document: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        operation_name: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Run any GraphQL document; returns its ``data``.
+
+        Queries are retried on transient failures. A mutation is retried only with an
+        ``idempotency_key`` (the server then executes it once however often it arrives).
+        """
+        self._require_open()
+        return await self.transport.execute(
+            document, variables, operation_name=operation_name, idempotency_key=idempotency_key
+        )
+
+    async def _execute(self, operation_name: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+        op = operation(operation_name)
+        # One key per logical call: every retry of this call carries the same key.
+        key = new_idempotency_key() if op.is_mutation else None
+        return await self.execute(op.document, variables, operation_name=op.name, idempotency_key=key)
+
+    # -- the data plane's access to grants -----------------------------------------------------------
+
+    def grant_provider(self, store_id: IdLike, write: bool = False) -> GrantProvider:
+        """A blocking, thread-safe callable that asks the server for a fresh grant to ``store_id``.
+
+        It sends ``requestAccess`` over this session's blocking HTTP client, so it may be called from
+        any worker thread (dask tasks, obstore credential refresh) and never touches the event loop.
+        Failures raise :class:`mikro.GrantError` (the server's error is its ``__cause__``).
+        """
+        self._require_open()
+        store = _id(store_id)
+        op = operation("RequestAccess")
+        transport = self.blocking_transport
+
+        def provide() -> StorageGrant:
+            if not self._open:
+                raise GrantError(f"cannot refresh the grant for store {store}: its mikro session is closed")
+            try:
+                data = transport.execute(
+                    op.document,
+                    {"store": store, "write": write},
+                    operation_name=op.name,
+                    idempotency_key=new_idempotency_key(),
+                )
+            except MikroError as exc:
+                mode = "write" if write else "read"
+                raise GrantError(f"could not get a {mode} grant for store {store}: {exc}") from exc
+            return Grant.model_validate(data["requestAccess"], context={"session": self}).to_storage_grant()
+
+        return provide
+
+
+def connect(
+    url: str | None = None,
+    *,
+    token: str | None = None,
+    timeout: float | None = None,
+    retries: int | None = None,
+    max_connections: int | None = None,
+    max_threads: int | None = None,
+) -> Mikro:
+    """A session with the mikro server at ``url``; use it as ``async with mikro.connect() as m:``.
+
+    Arguments left out come from the environment (``MIKRO_URL``, ``MIKRO_TOKEN``, ...) or a config file
+    in the working directory (``mikro.yaml``, ``mikro.yml``, ``mikro.toml`` or ``fakts.yaml``); see
+    :mod:`mikro._config`. Raises :class:`mikro.ConfigurationError` when no URL or token is found.
+    ``timeout`` (seconds, default 30) bounds each request and the time spent retrying it;
+    ``retries`` (default 3) is how many times a retry-safe request is sent again.
+    """
+    config = load_config(
+        url=url,
+        token=token,
+        timeout=timeout,
+        retries=retries,
+        max_connections=max_connections,
+        max_threads=max_threads,
+    )
+    return Mikro(config)

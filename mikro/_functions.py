@@ -1,0 +1,154 @@
+"""Module-level ``a*`` functions (``await mikro.aget_representation(107)``) using the current session.
+
+Each is made from the session method of the same name (minus the ``a``) by :func:`_bind`: same
+parameters, same return type, same docstring, resolved on the current session at call time. A test
+checks that every public operation of the session has its function here.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
+from mikro._client import Mikro
+from mikro._context import current_session
+
+__all__ = [
+    "acreate_dataset",
+    "acreate_experiment",
+    "acreate_metric",
+    "acreate_roi",
+    "acreate_sample",
+    "adelete_dataset",
+    "adelete_experiment",
+    "adelete_metric",
+    "adelete_representation",
+    "adelete_roi",
+    "adelete_sample",
+    "adelete_table",
+    "adelete_thumbnail",
+    "afinish_upload",
+    "aget_dataset",
+    "aget_experiment",
+    "aget_metric",
+    "aget_representation",
+    "aget_roi",
+    "aget_sample",
+    "aget_table",
+    "aget_thumbnail",
+    "aget_zarr_store",
+    "aiter_datasets",
+    "aiter_experiments",
+    "aiter_metrics",
+    "aiter_representations",
+    "aiter_rois",
+    "aiter_samples",
+    "aiter_tables",
+    "aiter_thumbnails",
+    "alist_datasets",
+    "alist_experiments",
+    "alist_metrics",
+    "alist_representations",
+    "alist_rois",
+    "alist_samples",
+    "alist_tables",
+    "alist_thumbnails",
+    "ame",
+    "arequest_access",
+    "arequest_upload",
+    "asearch_datasets",
+    "asearch_experiments",
+    "asearch_metrics",
+    "asearch_representations",
+    "asearch_rois",
+    "asearch_samples",
+    "aupdate_dataset",
+    "aupdate_experiment",
+    "aupdate_metric",
+    "aupdate_representation",
+    "aupdate_roi",
+    "aupdate_sample",
+    "aupdate_table",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _bind(method: Callable[Concatenate[Mikro, P], R]) -> Callable[P, R]:
+    """``method`` of whichever session is current when the returned function is called."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        session = current_session()
+        bound: Callable[P, R] = getattr(session, name)
+        return bound(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = f"a{name}"
+    call.__module__ = "mikro"
+    signature = inspect.signature(method)
+    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
+    )
+    del call.__wrapped__  # type: ignore[attr-defined]
+    return call
+
+
+acreate_dataset = _bind(Mikro.create_dataset)
+acreate_experiment = _bind(Mikro.create_experiment)
+acreate_metric = _bind(Mikro.create_metric)
+acreate_roi = _bind(Mikro.create_roi)
+acreate_sample = _bind(Mikro.create_sample)
+adelete_dataset = _bind(Mikro.delete_dataset)
+adelete_experiment = _bind(Mikro.delete_experiment)
+adelete_metric = _bind(Mikro.delete_metric)
+adelete_representation = _bind(Mikro.delete_representation)
+adelete_roi = _bind(Mikro.delete_roi)
+adelete_sample = _bind(Mikro.delete_sample)
+adelete_table = _bind(Mikro.delete_table)
+adelete_thumbnail = _bind(Mikro.delete_thumbnail)
+afinish_upload = _bind(Mikro.finish_upload)
+aget_dataset = _bind(Mikro.get_dataset)
+aget_experiment = _bind(Mikro.get_experiment)
+aget_metric = _bind(Mikro.get_metric)
+aget_representation = _bind(Mikro.get_representation)
+aget_roi = _bind(Mikro.get_roi)
+aget_sample = _bind(Mikro.get_sample)
+aget_table = _bind(Mikro.get_table)
+aget_thumbnail = _bind(Mikro.get_thumbnail)
+aget_zarr_store = _bind(Mikro.get_zarr_store)
+aiter_datasets = _bind(Mikro.iter_datasets)
+aiter_experiments = _bind(Mikro.iter_experiments)
+aiter_metrics = _bind(Mikro.iter_metrics)
+aiter_representations = _bind(Mikro.iter_representations)
+aiter_rois = _bind(Mikro.iter_rois)
+aiter_samples = _bind(Mikro.iter_samples)
+aiter_tables = _bind(Mikro.iter_tables)
+aiter_thumbnails = _bind(Mikro.iter_thumbnails)
+alist_datasets = _bind(Mikro.list_datasets)
+alist_experiments = _bind(Mikro.list_experiments)
+alist_metrics = _bind(Mikro.list_metrics)
+alist_representations = _bind(Mikro.list_representations)
+alist_rois = _bind(Mikro.list_rois)
+alist_samples = _bind(Mikro.list_samples)
+alist_tables = _bind(Mikro.list_tables)
+alist_thumbnails = _bind(Mikro.list_thumbnails)
+ame = _bind(Mikro.me)
+arequest_access = _bind(Mikro.request_access)
+arequest_upload = _bind(Mikro.request_upload)
+asearch_datasets = _bind(Mikro.search_datasets)
+asearch_experiments = _bind(Mikro.search_experiments)
+asearch_metrics = _bind(Mikro.search_metrics)
+asearch_representations = _bind(Mikro.search_representations)
+asearch_rois = _bind(Mikro.search_rois)
+asearch_samples = _bind(Mikro.search_samples)
+aupdate_dataset = _bind(Mikro.update_dataset)
+aupdate_experiment = _bind(Mikro.update_experiment)
+aupdate_metric = _bind(Mikro.update_metric)
+aupdate_representation = _bind(Mikro.update_representation)
+aupdate_roi = _bind(Mikro.update_roi)
+aupdate_sample = _bind(Mikro.update_sample)
+aupdate_table = _bind(Mikro.update_table)

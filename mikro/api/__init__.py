@@ -1,0 +1,59 @@
+"""Typed models of the schema's types and the typed operations the session offers."""
+
+from mikro.api._base import MikroModel
+from mikro.api._documents import Operation, all_operations, operation
+from mikro.api._enums import EventKind, RepresentationVariety, RoiKind, StoreKind, UploadKind
+from mikro.api._events import RepresentationEvent, RoiEvent
+from mikro.api._grant import Credentials, Grant
+from mikro.api._models import (
+    ROI,
+    Channel,
+    Dataset,
+    Experiment,
+    MediaStore,
+    Metric,
+    ParquetStore,
+    PhysicalSize,
+    Representation,
+    Sample,
+    Table,
+    TableColumn,
+    Thumbnail,
+    User,
+    ZarrStore,
+)
+from mikro.api._operations import DEFAULT_PAGE_SIZE, IdLike, Operations
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "ROI",
+    "Channel",
+    "Credentials",
+    "Dataset",
+    "EventKind",
+    "Experiment",
+    "Grant",
+    "IdLike",
+    "MediaStore",
+    "Metric",
+    "MikroModel",
+    "Operation",
+    "Operations",
+    "ParquetStore",
+    "PhysicalSize",
+    "Representation",
+    "RepresentationEvent",
+    "RepresentationVariety",
+    "RoiEvent",
+    "RoiKind",
+    "Sample",
+    "StoreKind",
+    "Table",
+    "TableColumn",
+    "Thumbnail",
+    "UploadKind",
+    "User",
+    "ZarrStore",
+    "all_operations",
+    "operation",
+]

@@ -1,0 +1,85 @@
+"""The base of every model: camelCase aliases, the session that loaded it, and readable printing."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr
+from pydantic.alias_generators import to_camel
+
+__all__ = ["MikroModel"]
+
+_MAX_REPR_ITEMS = 3
+
+
+def _short(value: Any) -> Any:
+    """A related object or list of them, shortened so a model's repr stays one readable line."""
+    if isinstance(value, MikroModel):
+        return value._ref()
+    if isinstance(value, list) and value and isinstance(value[0], MikroModel):
+        refs = [item._ref() for item in value[:_MAX_REPR_ITEMS]]
+        if len(value) > _MAX_REPR_ITEMS:
+            refs.append(_More(len(value) - _MAX_REPR_ITEMS))
+        return refs
+    return value
+
+
+class _Ref:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class _More(_Ref):
+    def __init__(self, count: int) -> None:
+        super().__init__(f"... {count} more")
+
+
+class MikroModel(BaseModel):
+    """A typed view of a GraphQL object.
+
+    Field names are snake_case, the schema's camelCase names are aliases (both accepted on input).
+    Relations the operation did not select are ``None`` ("not loaded"), not empty.
+    Secrets are :class:`pydantic.SecretStr` and print masked.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    _session: Any = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        # The validation context carries the session that fetched the data, so that lazy accessors
+        # (``rep.data``) of this model and of the models nested in it know where to go.
+        if isinstance(context, dict) and context.get("session") is not None:
+            self._session = context["session"]
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if value is None or value == []:
+                continue
+            yield name, _short(value)
+
+    def _ref(self) -> _Ref:
+        parts = [f"id={getattr(self, 'id', None)!r}"]
+        for attr in ("name", "username", "key", "kind"):
+            value = getattr(self, attr, None)
+            if value is not None:
+                parts.append(f"{attr}={str(value)!r}")
+                break
+        return _Ref(f"{type(self).__name__}({', '.join(parts)})")
+
+    def _repr_html_(self) -> str:
+        """A two-column table for Jupyter; secrets masked, relations shortened."""
+        rows = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            shown = "**********" if isinstance(value, SecretStr) else repr(_short(value))
+            rows.append(
+                f"<tr><th style='text-align:left'>{html.escape(name)}</th><td>{html.escape(shown)}</td></tr>"
+            )
+        title = html.escape(type(self).__name__)
+        return f"<table><caption style='text-align:left'><b>{title}</b></caption>{''.join(rows)}</table>"

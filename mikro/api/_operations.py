@@ -1,0 +1,874 @@
+"""One typed method per GraphQL operation in ``mikro/api/documents`` (mixed into the session).
+
+Naming follows ariadne-codegen's style: ``get_*`` (one by id), ``list_*`` (filters as keyword
+arguments, ``offset``/``limit``), ``iter_*`` (an async iterator paging through every match),
+``search_*`` (by text in the name), ``create_*``, ``update_*`` (only the arguments given are changed),
+``delete_*`` (returns the deleted id). Relation arguments take an id or a model (``dataset=d`` or
+``dataset="3"``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+from pydantic.alias_generators import to_camel
+
+from mikro._exceptions import ValidationError
+from mikro.api._base import MikroModel
+from mikro.api._enums import RepresentationVariety, RoiKind, UploadKind
+from mikro.api._grant import Grant
+from mikro.api._models import (
+    ROI,
+    Channel,
+    Dataset,
+    Experiment,
+    Metric,
+    PhysicalSize,
+    Representation,
+    Sample,
+    Table,
+    Thumbnail,
+    User,
+    ZarrStore,
+)
+
+__all__ = ["DEFAULT_PAGE_SIZE", "IdLike", "Operations"]
+
+M = TypeVar("M", bound=MikroModel)
+
+#: The server's default page, and at most 1000.
+DEFAULT_PAGE_SIZE = 100
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+IdLike = str | int | _HasId
+_RELATION_KEYS = frozenset(
+    {"store", "sample", "dataset", "experiment", "representation", "roi", "parent", "origin", "derivedFrom"}
+)
+_RELATION_LIST_KEYS = frozenset({"experiments", "origins", "ids"})
+
+
+def _id(value: IdLike) -> str:
+    if isinstance(value, bool):
+        raise ValidationError(f"expected an id or a model, got {value!r}")
+    if isinstance(value, str | int):
+        return str(value)
+    ident = getattr(value, "id", None)
+    if ident is None:
+        raise ValidationError(f"expected an id or a model with an id, got {value!r}")
+    return str(ident)
+
+
+def _opt_id(value: IdLike | None) -> str | None:
+    return None if value is None else _id(value)
+
+
+def _ids(values: Iterable[IdLike] | None) -> list[str] | None:
+    if values is None:
+        return None
+    if isinstance(values, str | int) or hasattr(values, "id"):
+        raise ValidationError("expected a list of ids or models, got a single one")
+    return [_id(v) for v in values]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, MikroModel):
+        return value.model_dump(by_alias=True, exclude_none=True, mode="json")
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _input(**fields: Any) -> dict[str, Any]:
+    """A GraphQL input object: camelCase keys, ``None`` (= "not given") dropped."""
+    return {to_camel(k): _jsonable(v) for k, v in fields.items() if v is not None}
+
+
+def _camel_input(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A caller's input dict (snake_case or camelCase keys; ids or models) as a GraphQL input object.
+
+    Nested input objects (channels, physical size) are converted too; not meant for JSON values.
+    """
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = to_camel(key) if "_" in key else key
+        if value is None:
+            continue
+        if name in _RELATION_KEYS:
+            value = _id(value)
+        elif name in _RELATION_LIST_KEYS:
+            value = _ids(value)
+        elif isinstance(value, Mapping):
+            value = _camel_input(value)
+        elif isinstance(value, list | tuple) and value and isinstance(value[0], Mapping):
+            value = [_camel_input(v) for v in value]
+        out[name] = _jsonable(value)
+    return out
+
+
+def _vectors(vectors: Iterable[Iterable[float]]) -> list[list[float]]:
+    # numpy arrays and tuples both become plain lists of floats.
+    return [[float(v) for v in point] for point in vectors]
+
+
+def _channels(channels: Sequence[Channel | Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
+    if channels is None:
+        return None
+    return [
+        c.model_dump(by_alias=True, exclude_none=True) if isinstance(c, Channel) else _camel_input(c)
+        for c in channels
+    ]
+
+
+def _physical_size(value: PhysicalSize | Mapping[str, float] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, PhysicalSize):
+        return value.model_dump(exclude_none=True)
+    return dict(value)
+
+
+def _filter(
+    *,
+    ids: Iterable[IdLike] | None,
+    name_contains: str | None,
+    tags: Sequence[str] | None,
+    created_after: dt.datetime | None,
+    created_before: dt.datetime | None,
+    **relations: Any,
+) -> dict[str, Any] | None:
+    filt = _input(
+        ids=_ids(ids),
+        search=name_contains,
+        tags=list(tags) if tags is not None else None,
+        created_after=created_after,
+        created_before=created_before,
+        **relations,
+    )
+    return filt or None
+
+
+def _page(offset: int, limit: int) -> dict[str, int]:
+    return {"offset": offset, "limit": limit}
+
+
+class Operations:
+    """The typed operations; the session supplies :meth:`_execute` (transport, idempotency keys)."""
+
+    async def _execute(self, operation: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _model(self, model: type[M], value: Any) -> M:
+        # The context hands this session to every model built from the answer (see MikroModel).
+        return model.model_validate(value, context={"session": self})
+
+    async def _one(self, operation: str, model: type[M], variables: Mapping[str, Any]) -> M:
+        data = await self._execute(operation, variables)
+        (value,) = data.values()
+        return self._model(model, value)
+
+    async def _many(
+        self, operation: str, model: type[M], filt: dict[str, Any] | None, offset: int, limit: int
+    ) -> list[M]:
+        data = await self._execute(operation, {"filter": filt, "pagination": _page(offset, limit)})
+        (values,) = data.values()
+        return [self._model(model, v) for v in values]
+
+    async def _pages(
+        self, fetch: Callable[[int, int], Awaitable[list[M]]], page_size: int
+    ) -> AsyncIterator[M]:
+        if page_size <= 0:
+            raise ValidationError("page_size must be positive")
+        offset = 0
+        while True:
+            page = await fetch(offset, page_size)
+            for item in page:
+                yield item
+            if len(page) < page_size:
+                return
+            offset += page_size
+
+    async def _delete(self, operation: str, value: IdLike) -> str:
+        data = await self._execute(operation, {"id": _id(value)})
+        (deleted,) = data.values()
+        return str(deleted)
+
+    # -- the user and the data plane's stores ------------------------------------------------------
+
+    async def me(self) -> User:
+        """The user this session's token belongs to."""
+        return await self._one("Me", User, {})
+
+    async def get_zarr_store(self, id: IdLike) -> ZarrStore:
+        return await self._one("GetZarrStore", ZarrStore, {"id": _id(id)})
+
+    async def request_upload(self, kind: UploadKind | str = UploadKind.ZARR) -> Grant:
+        """Reserve a fresh store (key prefix) and get a write grant for it."""
+        return await self._one("RequestUpload", Grant, {"kind": str(UploadKind(kind))})
+
+    async def finish_upload(self, store: IdLike) -> ZarrStore:
+        """Tell the server the zarr data of ``store`` is complete; it records shape, dtype and chunks."""
+        return await self._one("FinishUpload", ZarrStore, {"store": _id(store)})
+
+    async def request_access(self, store: IdLike, write: bool = False) -> Grant:
+        """A grant to read ``store`` (or, with ``write``, to keep writing an unfinished upload)."""
+        return await self._one("RequestAccess", Grant, {"store": _id(store), "write": write})
+
+    # -- rows the data plane creates once their objects are on the store ----------------------------
+
+    async def _create_representation_row(self, input: Mapping[str, Any]) -> Representation:
+        """createRepresentation with ``input`` as a RepresentationInput (snake_case or camelCase keys)."""
+        return await self._one("CreateRepresentation", Representation, {"input": _camel_input(input)})
+
+    async def _create_table_row(self, input: Mapping[str, Any]) -> Table:
+        return await self._one("CreateTable", Table, {"input": _camel_input(input)})
+
+    async def _create_thumbnail_row(self, input: Mapping[str, Any]) -> Thumbnail:
+        return await self._one("CreateThumbnail", Thumbnail, {"input": _camel_input(input)})
+
+    # -- Representation (created with pixels by the data plane: create_representation) ------------
+
+    async def get_representation(self, id: IdLike) -> Representation:
+        return await self._one("GetRepresentation", Representation, {"id": _id(id)})
+
+    async def list_representations(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        sample: IdLike | None = None,
+        experiment: IdLike | None = None,
+        dataset: IdLike | None = None,
+        derived_from: IdLike | None = None,
+        variety: RepresentationVariety | str | None = None,
+        offset: int = 0,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> list[Representation]:
+        filt = _filter(
+            ids=ids,
+            name_contains=name_contains,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+            sample=_opt_id(sample),
+            experiment=_opt_id(experiment),
+            dataset=_opt_id(dataset),
+            derived_from=_opt_id(derived_from),
+            variety=str(RepresentationVariety(variety)) if variety is not None else None,
+        )
+        return await self._many("ListRepresentations", Representation, filt, offset, limit)
+
+    def iter_representations(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        sample: IdLike | None = None,
+        experiment: IdLike | None = None,
+        dataset: IdLike | None = None,
+        derived_from: IdLike | None = None,
+        variety: RepresentationVariety | str | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[Representation]:
+        """Every matching image, fetched ``page_size`` at a time."""
+
+        def fetch(offset: int, limit: int) -> Awaitable[list[Representation]]:
+            return self.list_representations(
+                ids=ids,
+                name_contains=name_contains,
+                tags=tags,
+                created_after=created_after,
+                created_before=created_before,
+                sample=sample,
+                experiment=experiment,
+                dataset=dataset,
+                derived_from=derived_from,
+                variety=variety,
+                offset=offset,
+                limit=limit,
+            )
+
+        return self._pages(fetch, page_size)
+
+    async def search_representations(
+        self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> list[Representation]:
+        """Images whose name contains ``text`` (case-insensitive)."""
+        return await self.list_representations(name_contains=text, offset=offset, limit=limit)
+
+    async def update_representation(
+        self,
+        representation: IdLike,
+        *,
+        name: str | None = None,
+        variety: RepresentationVariety | str | None = None,
+        sample: IdLike | None = None,
+        experiments: Iterable[IdLike] | None = None,
+        dataset: IdLike | None = None,
+        tags: Sequence[str] | None = None,
+        channels: Sequence[Channel | Mapping[str, Any]] | None = None,
+        physical_size: PhysicalSize | Mapping[str, float] | None = None,
+        acquisition_date: dt.datetime | None = None,
+    ) -> Representation:
+        data = _input(
+            name=name,
+            variety=str(RepresentationVariety(variety)) if variety is not None else None,
+            sample=_opt_id(sample),
+            experiments=_ids(experiments),
+            dataset=_opt_id(dataset),
+            tags=list(tags) if tags is not None else None,
+            channels=_channels(channels),
+            physical_size=_physical_size(physical_size),
+            acquisition_date=acquisition_date,
+        )
+        return await self._one(
+            "UpdateRepresentation", Representation, {"id": _id(representation), "input": data}
+        )
+
+    async def delete_representation(self, representation: IdLike) -> str:
+        return await self._delete("DeleteRepresentation", representation)
+
+    # -- Sample --------------------------------------------------------------------------------------
+
+    async def get_sample(self, id: IdLike) -> Sample:
+        return await self._one("GetSample", Sample, {"id": _id(id)})
+
+    async def list_samples(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        offset: int = 0,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> list[Sample]:
+        filt = _filter(
+            ids=ids,
+            name_contains=name_contains,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+        )
+        return await self._many("ListSamples", Sample, filt, offset, limit)
+
+    def iter_samples(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[Sample]:
+        def fetch(offset: int, limit: int) -> Awaitable[list[Sample]]:
+            return self.list_samples(
+                ids=ids,
+                name_contains=name_contains,
+                tags=tags,
+                created_after=created_after,
+                created_before=created_before,
+                offset=offset,
+                limit=limit,
+            )
+
+        return self._pages(fetch, page_size)
+
+    async def search_samples(
+        self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> list[Sample]:
+        return await self.list_samples(name_contains=text, offset=offset, limit=limit)
+
+    async def create_sample(
+        self, name: str, *, description: str | None = None, tags: Sequence[str] = ()
+    ) -> Sample:
+        data = _input(name=name, description=description, tags=list(tags))
+        return await self._one("CreateSample", Sample, {"input": data})
+
+    async def update_sample(
+        self,
+        sample: IdLike,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> Sample:
+        data = _input(name=name, description=description, tags=list(tags) if tags is not None else None)
+        return await self._one("UpdateSample", Sample, {"id": _id(sample), "input": data})
+
+    async def delete_sample(self, sample: IdLike) -> str:
+        return await self._delete("DeleteSample", sample)
+
+    # -- Experiment ----------------------------------------------------------------------------------
+
+    async def get_experiment(self, id: IdLike) -> Experiment:
+        return await self._one("GetExperiment", Experiment, {"id": _id(id)})
+
+    async def list_experiments(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        offset: int = 0,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> list[Experiment]:
+        filt = _filter(
+            ids=ids,
+            name_contains=name_contains,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+        )
+        return await self._many("ListExperiments", Experiment, filt, offset, limit)
+
+    def iter_experiments(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[Experiment]:
+        def fetch(offset: int, limit: int) -> Awaitable[list[Experiment]]:
+            return self.list_experiments(
+                ids=ids,
+                name_contains=name_contains,
+                tags=tags,
+                created_after=created_after,
+                created_before=created_before,
+                offset=offset,
+                limit=limit,
+            )
+
+        return self._pages(fetch, page_size)
+
+    async def search_experiments(
+        self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> list[Experiment]:
+        return await self.list_experiments(name_contains=text, offset=offset, limit=limit)
+
+    async def create_experiment(
+        self, name: str, *, description: str | None = None, tags: Sequence[str] = ()
+    ) -> Experiment:
+        data = _input(name=name, description=description, tags=list(tags))
+        return await self._one("CreateExperiment", Experiment, {"input": data})
+
+    async def update_experiment(
+        self,
+        experiment: IdLike,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> Experiment:
+        data = _input(name=name, description=description, tags=list(tags) if tags is not None else None)
+        return await self._one("UpdateExperiment", Experiment, {"id": _id(experiment), "input": data})
+
+    async def delete_experiment(self, experiment: IdLike) -> str:
+        return await self._delete("DeleteExperiment", experiment)
+
+    # -- Dataset -------------------------------------------------------------------------------------
+
+    async def get_dataset(self, id: IdLike) -> Dataset:
+        return await self._one("GetDataset", Dataset, {"id": _id(id)})
+
+    async def list_datasets(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        parent: IdLike | None = None,
+        offset: int = 0,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> list[Dataset]:
+        filt = _filter(
+            ids=ids,
+            name_contains=name_contains,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+            parent=_opt_id(parent),
+        )
+        return await self._many("ListDatasets", Dataset, filt, offset, limit)
+
+    def iter_datasets(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        parent: IdLike | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[Dataset]:
+        def fetch(offset: int, limit: int) -> Awaitable[list[Dataset]]:
+            return self.list_datasets(
+                ids=ids,
+                name_contains=name_contains,
+                tags=tags,
+                created_after=created_after,
+                created_before=created_before,
+                parent=parent,
+                offset=offset,
+                limit=limit,
+            )
+
+        return self._pages(fetch, page_size)
+
+    async def search_datasets(
+        self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> list[Dataset]:
+        return await self.list_datasets(name_contains=text, offset=offset, limit=limit)
+
+    async def create_dataset(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        parent: IdLike | None = None,
+        tags: Sequence[str] = (),
+    ) -> Dataset:
+        data = _input(name=name, description=description, parent=_opt_id(parent), tags=list(tags))
+        return await self._one("CreateDataset", Dataset, {"input": data})
+
+    async def update_dataset(
+        self,
+        dataset: IdLike,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        parent: IdLike | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> Dataset:
+        data = _input(
+            name=name,
+            description=description,
+            parent=_opt_id(parent),
+            tags=list(tags) if tags is not None else None,
+        )
+        return await self._one("UpdateDataset", Dataset, {"id": _id(dataset), "input": data})
+
+    async def delete_dataset(self, dataset: IdLike) -> str:
+        return await self._delete("DeleteDataset", dataset)
+
+    # -- ROI -----------------------------------------------------------------------------------------
+
+    async def get_roi(self, id: IdLike) -> ROI:
+        return await self._one("GetRoi", ROI, {"id": _id(id)})
+
+    async def list_rois(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        representation: IdLike | None = None,
+        kind: RoiKind | str | None = None,
+        offset: int = 0,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> list[ROI]:
+        """ROIs; ``name_contains`` matches the label."""
+        filt = _filter(
+            ids=ids,
+            name_contains=name_contains,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+            representation=_opt_id(representation),
+            kind=str(RoiKind(kind)) if kind is not None else None,
+        )
+        return await self._many("ListRois", ROI, filt, offset, limit)
+
+    def iter_rois(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        representation: IdLike | None = None,
+        kind: RoiKind | str | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[ROI]:
+        def fetch(offset: int, limit: int) -> Awaitable[list[ROI]]:
+            return self.list_rois(
+                ids=ids,
+                name_contains=name_contains,
+                tags=tags,
+                created_after=created_after,
+                created_before=created_before,
+                representation=representation,
+                kind=kind,
+                offset=offset,
+                limit=limit,
+            )
+
+        return self._pages(fetch, page_size)
+
+    async def search_rois(self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE) -> list[ROI]:
+        return await self.list_rois(name_contains=text, offset=offset, limit=limit)
+
+    async def create_roi(
+        self,
+        representation: IdLike,
+        kind: RoiKind | str,
+        vectors: Iterable[Iterable[float]],
+        *,
+        label: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> ROI:
+        """An ROI on ``representation``; ``vectors`` are 5-D points in (c, t, z, y, x) order."""
+        data = _input(
+            representation=_id(representation),
+            kind=str(RoiKind(kind)),
+            vectors=_vectors(vectors),
+            label=label,
+            tags=list(tags),
+        )
+        return await self._one("CreateRoi", ROI, {"input": data})
+
+    async def update_roi(
+        self,
+        roi: IdLike,
+        *,
+        kind: RoiKind | str | None = None,
+        vectors: Iterable[Iterable[float]] | None = None,
+        label: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> ROI:
+        data = _input(
+            kind=str(RoiKind(kind)) if kind is not None else None,
+            vectors=_vectors(vectors) if vectors is not None else None,
+            label=label,
+            tags=list(tags) if tags is not None else None,
+        )
+        return await self._one("UpdateRoi", ROI, {"id": _id(roi), "input": data})
+
+    async def delete_roi(self, roi: IdLike) -> str:
+        return await self._delete("DeleteRoi", roi)
+
+    # -- Metric --------------------------------------------------------------------------------------
+
+    async def get_metric(self, id: IdLike) -> Metric:
+        return await self._one("GetMetric", Metric, {"id": _id(id)})
+
+    async def list_metrics(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        representation: IdLike | None = None,
+        roi: IdLike | None = None,
+        key: str | None = None,
+        offset: int = 0,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> list[Metric]:
+        """Metrics; ``key`` matches exactly, ``name_contains`` searches the key."""
+        filt = _filter(
+            ids=ids,
+            name_contains=name_contains,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+            representation=_opt_id(representation),
+            roi=_opt_id(roi),
+            key=key,
+        )
+        return await self._many("ListMetrics", Metric, filt, offset, limit)
+
+    def iter_metrics(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        representation: IdLike | None = None,
+        roi: IdLike | None = None,
+        key: str | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[Metric]:
+        def fetch(offset: int, limit: int) -> Awaitable[list[Metric]]:
+            return self.list_metrics(
+                ids=ids,
+                name_contains=name_contains,
+                tags=tags,
+                created_after=created_after,
+                created_before=created_before,
+                representation=representation,
+                roi=roi,
+                key=key,
+                offset=offset,
+                limit=limit,
+            )
+
+        return self._pages(fetch, page_size)
+
+    async def search_metrics(
+        self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> list[Metric]:
+        return await self.list_metrics(name_contains=text, offset=offset, limit=limit)
+
+    async def create_metric(
+        self, representation: IdLike, key: str, value: Any, *, roi: IdLike | None = None
+    ) -> Metric:
+        """A measurement ``key`` = ``value`` (any JSON value) on an image, optionally on one ROI."""
+        data = _input(representation=_id(representation), key=key, roi=_opt_id(roi))
+        data["value"] = _jsonable(value)
+        return await self._one("CreateMetric", Metric, {"input": data})
+
+    async def update_metric(self, metric: IdLike, *, key: str | None = None, value: Any = None) -> Metric:
+        data = _input(key=key, value=value)
+        return await self._one("UpdateMetric", Metric, {"id": _id(metric), "input": data})
+
+    async def delete_metric(self, metric: IdLike) -> str:
+        return await self._delete("DeleteMetric", metric)
+
+    # -- Table (created with its parquet file by the data plane: create_table) ----------------------
+
+    async def get_table(self, id: IdLike) -> Table:
+        return await self._one("GetTable", Table, {"id": _id(id)})
+
+    async def list_tables(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        origin: IdLike | None = None,
+        offset: int = 0,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> list[Table]:
+        filt = _filter(
+            ids=ids,
+            name_contains=name_contains,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+            origin=_opt_id(origin),
+        )
+        return await self._many("ListTables", Table, filt, offset, limit)
+
+    def iter_tables(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        origin: IdLike | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[Table]:
+        def fetch(offset: int, limit: int) -> Awaitable[list[Table]]:
+            return self.list_tables(
+                ids=ids,
+                name_contains=name_contains,
+                tags=tags,
+                created_after=created_after,
+                created_before=created_before,
+                origin=origin,
+                offset=offset,
+                limit=limit,
+            )
+
+        return self._pages(fetch, page_size)
+
+    async def update_table(
+        self,
+        table: IdLike,
+        *,
+        name: str | None = None,
+        origins: Iterable[IdLike] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> Table:
+        data = _input(name=name, origins=_ids(origins), tags=list(tags) if tags is not None else None)
+        return await self._one("UpdateTable", Table, {"id": _id(table), "input": data})
+
+    async def delete_table(self, table: IdLike) -> str:
+        return await self._delete("DeleteTable", table)
+
+    # -- Thumbnail (created at upload by the data plane) --------------------------------------------
+
+    async def get_thumbnail(self, id: IdLike) -> Thumbnail:
+        return await self._one("GetThumbnail", Thumbnail, {"id": _id(id)})
+
+    async def list_thumbnails(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        representation: IdLike | None = None,
+        offset: int = 0,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> list[Thumbnail]:
+        filt = _filter(
+            ids=ids,
+            name_contains=None,
+            tags=None,
+            created_after=created_after,
+            created_before=created_before,
+            representation=_opt_id(representation),
+        )
+        return await self._many("ListThumbnails", Thumbnail, filt, offset, limit)
+
+    def iter_thumbnails(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        representation: IdLike | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[Thumbnail]:
+        def fetch(offset: int, limit: int) -> Awaitable[list[Thumbnail]]:
+            return self.list_thumbnails(
+                ids=ids,
+                created_after=created_after,
+                created_before=created_before,
+                representation=representation,
+                offset=offset,
+                limit=limit,
+            )
+
+        return self._pages(fetch, page_size)
+
+    async def delete_thumbnail(self, thumbnail: IdLike) -> str:
+        return await self._delete("DeleteThumbnail", thumbnail)

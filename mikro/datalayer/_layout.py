@@ -1,0 +1,225 @@
+"""How an image is laid out as zarr v3: chunk and shard shapes, the array's and group's ``zarr.json``.
+
+The store written for one image is an OME-Zarr 0.5 image::
+
+    <prefix>/zarr.json      group, attributes.ome = {version, multiscales}
+    <prefix>/0/zarr.json    the image array (sharded, compressed, dimension_names set)
+    <prefix>/0/c/i/j/...    one object per shard
+
+Axes are stored in OME order (``t, c, z, y, x``, the ones present): OME-Zarr 0.5 requires time first,
+then channel, then space.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = [
+    "ARRAY_PATH",
+    "AXIS_ORDER",
+    "ImageLayout",
+    "choose_layout",
+    "ome_attributes",
+]
+
+#: Where the image array lives inside the store (OME-Zarr: the group's dataset path of level 0).
+ARRAY_PATH = "0"
+#: Storage order of the axes (OME-Zarr 0.5: time, channel, then space).
+AXIS_ORDER = ("t", "c", "z", "y", "x")
+SPACE_UNIT = "micrometer"
+TIME_UNIT = "second"
+
+#: Inner chunks aim at this many bytes at most (one y/x tile of one plane).
+MAX_CHUNK_BYTES = 4 * 2**20
+#: Planes smaller than this are grouped along z into one chunk, so tiny planes do not become tiny objects.
+MIN_CHUNK_BYTES = 256 * 2**10
+#: A shard (one object on the store) groups chunks up to about this size.
+TARGET_SHARD_BYTES = 32 * 2**20
+#: More chunks per shard make the shard index a noticeable part of a one-chunk read.
+MAX_CHUNKS_PER_SHARD = 512
+
+Compression = Literal["zstd"] | None
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """Shape, dtype, axes, chunking and compression of one stored image."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    dims: tuple[str, ...]
+    chunks: tuple[int, ...]
+    shards: tuple[int, ...]
+    compression: Compression = "zstd"
+    level: int = 1
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    @property
+    def chunks_per_shard(self) -> tuple[int, ...]:
+        return tuple(s // c for s, c in zip(self.shards, self.chunks, strict=True))
+
+    @property
+    def shard_grid(self) -> tuple[int, ...]:
+        return tuple(math.ceil(n / s) for n, s in zip(self.shape, self.shards, strict=True))
+
+    @property
+    def index_nbytes(self) -> int:
+        # (offset, nbytes) as two uint64 per chunk, then a crc32c of the index.
+        return math.prod(self.chunks_per_shard) * 16 + 4
+
+    def shard_positions(self) -> Iterator[tuple[int, ...]]:
+        """Shard grid coordinates in C order (the order shards are written)."""
+        yield from np.ndindex(*self.shard_grid)
+
+    def shard_region(self, position: Sequence[int]) -> tuple[slice, ...]:
+        """The part of the array one shard holds (clipped to the array's shape)."""
+        return tuple(
+            slice(p * s, min((p + 1) * s, n))
+            for p, s, n in zip(position, self.shards, self.shape, strict=True)
+        )
+
+    @staticmethod
+    def shard_key(position: Sequence[int]) -> str:
+        return f"{ARRAY_PATH}/c/" + "/".join(str(p) for p in position)
+
+    def codecs(self) -> list[dict[str, Any]]:
+        """The ``codecs`` of the array metadata: one sharding codec holding bytes (+ zstd)."""
+        inner: list[dict[str, Any]] = [{"name": "bytes", "configuration": {"endian": "little"}}]
+        if self.dtype.itemsize == 1:
+            inner = [{"name": "bytes"}]
+        if self.compression == "zstd":
+            inner.append({"name": "zstd", "configuration": {"level": self.level, "checksum": False}})
+        return [
+            {
+                "name": "sharding_indexed",
+                "configuration": {
+                    "chunk_shape": list(self.chunks),
+                    "codecs": inner,
+                    "index_codecs": [
+                        {"name": "bytes", "configuration": {"endian": "little"}},
+                        {"name": "crc32c"},
+                    ],
+                    "index_location": "end",
+                },
+            }
+        ]
+
+    def array_metadata(self) -> dict[str, Any]:
+        """The array's ``zarr.json`` document."""
+        return {
+            "zarr_format": 3,
+            "node_type": "array",
+            "shape": list(self.shape),
+            "data_type": data_type_name(self.dtype),
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(self.shards)}},
+            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+            "fill_value": False if self.dtype.kind == "b" else 0,
+            "codecs": self.codecs(),
+            "attributes": {},
+            "dimension_names": list(self.dims),
+            "storage_transformers": [],
+        }
+
+
+def data_type_name(dtype: np.dtype[Any]) -> str:
+    """The zarr v3 ``data_type`` of a numpy dtype (``bool``, ``uint16``, ``float32`` ...)."""
+    return "bool" if dtype.kind == "b" else dtype.name
+
+
+def choose_layout(
+    shape: Sequence[int],
+    dtype: np.dtype[Any],
+    dims: Sequence[str],
+    *,
+    compression: Compression = "zstd",
+    level: int = 1,
+    target_shard_bytes: int = TARGET_SHARD_BYTES,
+) -> ImageLayout:
+    """Chunks: one plane (of t/c/z) and up to 1024-2048 pixels in y/x; shards: several planes, ~32 MiB.
+
+    ``dims`` must already be in `AXIS_ORDER`. The choice keeps a chunk small enough that reading one plane
+    fetches little more than that plane, and a shard big enough that object-store requests stay few.
+    """
+    itemsize = dtype.itemsize
+    side = 2048 if itemsize == 1 else 1024
+    chunks = [1] * len(shape)
+    for i, d in enumerate(dims):
+        if d in ("y", "x"):
+            chunks[i] = min(shape[i], side)
+    # Planes far smaller than a useful object read are grouped along z.
+    if "z" in dims:
+        zi = dims.index("z")
+        plane = math.prod(chunks) * itemsize
+        if plane < MIN_CHUNK_BYTES:
+            chunks[zi] = min(shape[zi], max(1, MAX_CHUNK_BYTES // 4 // plane))
+
+    shards = list(chunks)
+
+    def nbytes() -> int:
+        return math.prod(shards) * itemsize
+
+    def nchunks() -> int:
+        return math.prod(s // c for s, c in zip(shards, chunks, strict=True))
+
+    # Grow the shard over whole chunks: first across y/x, then z, c, t (the planes of a stack).
+    for d in ("x", "y", "z", "c", "t"):
+        if d not in dims:
+            continue
+        i = dims.index(d)
+        room = max(1, target_shard_bytes // nbytes())
+        room = min(room, max(1, MAX_CHUNKS_PER_SHARD // nchunks()))
+        needed = math.ceil(shape[i] / chunks[i])
+        shards[i] = chunks[i] * min(needed, room)
+    return ImageLayout(
+        shape=tuple(int(s) for s in shape),
+        dtype=dtype,
+        dims=tuple(dims),
+        chunks=tuple(chunks),
+        shards=tuple(shards),
+        compression=compression,
+        level=level,
+    )
+
+
+def ome_attributes(
+    dims: Sequence[str],
+    pixel_size: Mapping[str, float],
+    *,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """The group's ``ome`` attribute (OME-Zarr 0.5) for a single-resolution image at `ARRAY_PATH`."""
+    axes: list[dict[str, Any]] = []
+    for d in dims:
+        if d == "t":
+            axes.append({"name": "t", "type": "time", "unit": TIME_UNIT})
+        elif d == "c":
+            axes.append({"name": "c", "type": "channel"})
+        else:
+            axes.append({"name": d, "type": "space", "unit": SPACE_UNIT})
+    scale = [float(pixel_size.get(d, 1.0)) if d != "c" else 1.0 for d in dims]
+    multiscale: dict[str, Any] = {
+        "axes": axes,
+        "datasets": [
+            {"path": ARRAY_PATH, "coordinateTransformations": [{"type": "scale", "scale": scale}]},
+        ],
+    }
+    if name:
+        multiscale["name"] = name
+    return {"version": "0.5", "multiscales": [multiscale]}
+
+
+def group_metadata(ome: Mapping[str, Any]) -> dict[str, Any]:
+    """The image group's ``zarr.json`` document."""
+    return {"zarr_format": 3, "node_type": "group", "attributes": {"ome": dict(ome)}}

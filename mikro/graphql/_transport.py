@@ -1,0 +1,98 @@
+"""GraphQL over HTTP POST with httpx: one request, retried when that is safe, errors mapped once."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import httpx
+
+from mikro.graphql._errors import error_from_httpx, result_from_response
+from mikro.graphql._retry import RetryPolicy
+
+__all__ = ["AsyncTransport", "new_idempotency_key", "operation_type", "request_headers"]
+
+_FIRST_DEFINITION = re.compile(r"^(?:\s|,|#[^\n]*)*(query|mutation|subscription|\{)")
+
+
+def operation_type(document: str) -> Literal["query", "mutation", "subscription"]:
+    """The type of the first operation in ``document`` (a bare ``{ ... }`` selection is a query)."""
+    match = _FIRST_DEFINITION.match(document)
+    if match is None:
+        raise ValueError("the document does not start with an operation (query, mutation or subscription)")
+    kind = match.group(1)
+    return "query" if kind == "{" else kind  # type: ignore[return-value]
+
+
+def new_idempotency_key() -> str:
+    """A key for one logical mutation call; every retry of that call sends the same key."""
+    return str(uuid.uuid4())
+
+
+def request_headers(token: str | None, idempotency_key: str | None) -> dict[str, str]:
+    headers = {"Accept": "application/graphql-response+json, application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    return headers
+
+
+def _payload(
+    document: str, variables: Mapping[str, Any] | None, operation_name: str | None
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"query": document, "variables": dict(variables or {})}
+    if operation_name:
+        payload["operationName"] = operation_name
+    return payload
+
+
+def _may_retry(document: str, idempotency_key: str | None) -> bool:
+    # A mutation sent twice may act twice, unless the server can recognise the repeat by its key.
+    return operation_type(document) == "query" or idempotency_key is not None
+
+
+class AsyncTransport:
+    """Sends GraphQL documents to one endpoint through a caller-owned ``httpx.AsyncClient``.
+
+    Queries are retried on connection errors and 429/502/503/504; mutations only when they carry an
+    ``Idempotency-Key`` (the server then executes them once per key and replays the stored answer).
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        *,
+        token: str | None,
+        retry: RetryPolicy,
+        timeout: float | None,
+    ) -> None:
+        self._client = client
+        self.url = url
+        self._token = token
+        self.retry = retry
+        self._timeout = timeout
+
+    async def execute(
+        self,
+        document: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        operation_name: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """The ``data`` of the answer; raises a :class:`mikro.MikroError` subclass on any failure."""
+        payload = _payload(document, variables, operation_name)
+        headers = request_headers(self._token, idempotency_key)
+
+        async def attempt() -> dict[str, Any]:
+            try:
+                response = await self._client.post(self.url, json=payload, headers=headers)
+            except httpx.HTTPError as exc:
+                raise error_from_httpx(exc, url=self.url, timeout=self._timeout) from exc
+            return result_from_response(response)
+
+        return await self.retry.run_async(attempt, retry=_may_retry(document, idempotency_key))

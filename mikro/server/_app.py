@@ -1,0 +1,117 @@
+"""The ASGI application: ``/graphql`` over HTTP POST and websockets (graphql-transport-ws)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
+
+from mikro.server._auth import authenticate, token_from_header
+from mikro.server._context import Context
+from mikro.server._idempotency import graphql_error_response, run_idempotent
+from mikro.server._loaders import Loaders
+from mikro.server._pubsub import PubSub
+from mikro.server._schema import build_schema
+from mikro.server._services import Services
+from mikro.server._settings import Settings
+
+__all__ = ["create_app"]
+
+_USER_KEY = "mikro.user"
+
+
+class _GraphQLView(GraphQL[Context, None]):
+    def __init__(self, services: Services) -> None:
+        super().__init__(
+            build_schema(),
+            graphql_ide=None,
+            allow_queries_via_get=False,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        )
+        self.services = services
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        if isinstance(request, WebSocket):
+            # The context of a websocket lives as long as the connection: no caching loaders.
+            return Context(
+                services=self.services,
+                loaders=Loaders(self.services.db, cache=False),
+                request=request,
+                response=response,
+                connection_params={},
+            )
+        return Context(
+            services=self.services,
+            loaders=Loaders(self.services.db),
+            user=request.scope.get(_USER_KEY),
+            request=request,
+            response=response,
+        )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        params = context.connection_params or {}
+        token = params.get("token")
+        if not isinstance(token, str):
+            header = params.get("Authorization") or params.get("authorization")
+            token = token_from_header(header) if isinstance(header, str) else None
+        if token is None and context.request is not None:
+            token = token_from_header(context.request.headers.get("authorization"))
+        user = await authenticate(self.services.db, token)
+        if user is None:
+            # graphql-transport-ws: the server closes with 4403 Forbidden.
+            raise ConnectionRejectionError()
+        context.user = user
+        return cast(UnsetType, UNSET)
+
+
+class _HttpGate:
+    """Authenticates every HTTP request before GraphQL sees it (401 with a GraphQL-shaped body)."""
+
+    def __init__(self, services: Services, view: _GraphQLView) -> None:
+        self.services = services
+        self.view = view
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        user = await authenticate(self.services.db, token_from_header(headers.get("authorization")))
+        if user is None:
+            await graphql_error_response(send, 401, "UNAUTHENTICATED", "missing or invalid bearer token")
+            return
+        scope[_USER_KEY] = user
+        key = headers.get("idempotency-key")
+        if key is not None:
+            await run_idempotent(self.services, user, key, self.view, scope, receive, send)
+        else:
+            await self.view(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, *, pubsub: PubSub | None = None) -> Starlette:
+    """The server as an ASGI app; its lifespan opens the database, object store and pub/sub."""
+    services = Services(settings or Settings(), pubsub)
+    view = _GraphQLView(services)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        async with services:
+            yield
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", _HttpGate(services, view), methods=["POST"]),
+            WebSocketRoute("/graphql", view),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

@@ -1,0 +1,171 @@
+"""Shared pieces of the resolvers: id parsing, ownership checks, filters, pagination, tags, limits."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, and_, delete, exists, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mikro.server import _models as m
+from mikro.server._auth import AuthUser
+from mikro.server._errors import BadUserInput, Forbidden, NotFound
+from mikro.server._inputs import BaseFilter, OffsetPaginationInput
+
+__all__ = [
+    "apply_base_filter",
+    "check_strings",
+    "get_owned",
+    "parse_id",
+    "parse_ids",
+    "query_page",
+    "replace_tags",
+    "visible_to",
+]
+
+M = TypeVar("M")
+
+# Names used in `object_tags.kind` and in error messages.
+KIND_NAMES: dict[type[Any], str] = {
+    m.Sample: "sample",
+    m.Experiment: "experiment",
+    m.Dataset: "dataset",
+    m.Representation: "representation",
+    m.Roi: "roi",
+    m.Metric: "metric",
+    m.TableRow: "table",
+    m.Thumbnail: "thumbnail",
+    m.Store: "store",
+}
+
+
+def parse_id(value: Any, what: str = "id") -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise BadUserInput(f"{what} {value!r} is not a valid id") from None
+    if number < 1:
+        raise NotFound(f"no {what} with id {value}")
+    return number
+
+
+def parse_ids(values: Sequence[Any], what: str = "id") -> list[int]:
+    return [parse_id(v, what) for v in values]
+
+
+async def get_owned(session: AsyncSession, model: type[M], raw_id: Any, user: AuthUser) -> M:
+    """The object, if it exists (NOT_FOUND) and belongs to the caller or the caller is admin (FORBIDDEN)."""
+    name = KIND_NAMES[model]
+    obj = await session.get(model, parse_id(raw_id, name))
+    if obj is None:
+        raise NotFound(f"no {name} with id {raw_id}")
+    if not user.can_see(obj.creator_id):  # type: ignore[attr-defined]
+        raise Forbidden(f"{name} {raw_id} belongs to another user")
+    return obj
+
+
+def visible_to(model: type[Any], user: AuthUser) -> Select[Any]:
+    query = select(model)
+    if not user.is_admin:
+        query = query.where(model.creator_id == user.id)
+    return query
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+def apply_base_filter(
+    query: Select[Any], model: type[Any], flt: BaseFilter | None, *, search_column: Any = None
+) -> Select[Any]:
+    if flt is None:
+        return query
+    if flt.ids is not None:
+        query = query.where(model.id.in_(parse_ids(flt.ids)))
+    if flt.search is not None:
+        column = search_column if search_column is not None else getattr(model, "name", None)
+        if column is None:
+            raise BadUserInput(f"{KIND_NAMES[model]}s have no name to search")
+        query = query.where(column.ilike(f"%{_like_escape(flt.search)}%", escape="\\"))
+    if flt.tags:
+        if not hasattr(model, "tags"):
+            raise BadUserInput(f"{KIND_NAMES[model]}s have no tags")
+        kind = KIND_NAMES[model]
+        for tag in set(flt.tags):
+            query = query.where(
+                exists().where(
+                    and_(m.ObjectTag.kind == kind, m.ObjectTag.object_id == model.id, m.ObjectTag.tag == tag)
+                )
+            )
+    if flt.created_after is not None:
+        query = query.where(model.created_at > _as_utc(flt.created_after))
+    if flt.created_before is not None:
+        query = query.where(model.created_at < _as_utc(flt.created_before))
+    return query
+
+
+async def query_page(
+    session: AsyncSession,
+    query: Select[Any],
+    model: type[Any],
+    pagination: OffsetPaginationInput | None,
+    max_page_size: int,
+) -> list[Any]:
+    page = pagination or OffsetPaginationInput()
+    if page.offset < 0:
+        raise BadUserInput("pagination.offset must not be negative")
+    if page.limit < 0:
+        raise BadUserInput("pagination.limit must not be negative")
+    if page.limit > max_page_size:
+        raise BadUserInput(f"pagination.limit must be at most {max_page_size}")
+    query = query.order_by(model.id).offset(page.offset).limit(page.limit)
+    return list((await session.scalars(query)).all())
+
+
+async def replace_tags(session: AsyncSession, obj: Any, tags: list[str]) -> None:
+    """Set ``obj.tags`` (order kept, duplicates dropped) and its rows in ``object_tags``."""
+    unique = list(dict.fromkeys(tags))
+    kind = KIND_NAMES[type(obj)]
+    obj.tags = unique
+    await session.flush()
+    await session.execute(
+        delete(m.ObjectTag).where(m.ObjectTag.kind == kind, m.ObjectTag.object_id == obj.id)
+    )
+    if unique:
+        await session.execute(
+            insert(m.ObjectTag), [{"kind": kind, "object_id": obj.id, "tag": tag} for tag in unique]
+        )
+
+
+async def drop_tags(session: AsyncSession, model: type[Any], ids: Sequence[int]) -> None:
+    if ids:
+        await session.execute(
+            delete(m.ObjectTag).where(m.ObjectTag.kind == KIND_NAMES[model], m.ObjectTag.object_id.in_(ids))
+        )
+
+
+def check_strings(value: Any, limit: int, where: str = "input") -> None:
+    """Refuse any string longer than ``limit`` anywhere in an input (fields, lists, JSON values)."""
+    if isinstance(value, str):
+        if len(value) > limit:
+            raise BadUserInput(f"{where} is longer than {limit} characters")
+    elif isinstance(value, enum.Enum):
+        return
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            check_strings(getattr(value, f.name), limit, f"{where}.{f.name}")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            check_strings(k, limit, f"{where} key")
+            check_strings(v, limit, f"{where}.{k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            check_strings(v, limit, f"{where}[{i}]")

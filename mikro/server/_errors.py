@@ -1,0 +1,98 @@
+"""GraphQL errors with a machine-readable ``extensions.code``, and the extension that guarantees one."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+__all__ = [
+    "ApiError",
+    "BadUserInput",
+    "Conflict",
+    "ErrorCodes",
+    "Forbidden",
+    "NotFound",
+    "Unauthenticated",
+    "log_unexpected",
+]
+
+logger = logging.getLogger("mikro.server")
+
+
+class ApiError(Exception):
+    """An error the client is meant to see; ``code`` lands in ``extensions.code``."""
+
+    code = "INTERNAL_SERVER_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        # graphql-core copies `extensions` of the original error onto the GraphQL error.
+        self.extensions: dict[str, Any] = {"code": self.code}
+
+
+class Unauthenticated(ApiError):
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(ApiError):
+    code = "FORBIDDEN"
+
+
+class NotFound(ApiError):
+    code = "NOT_FOUND"
+
+
+class BadUserInput(ApiError):
+    code = "BAD_USER_INPUT"
+
+
+class Conflict(ApiError):
+    code = "CONFLICT"
+
+
+def _with_code(error: GraphQLError) -> GraphQLError:
+    if error.extensions and "code" in error.extensions:
+        return error
+    original = error.original_error
+    if original is None:
+        # Parse, validation and variable-coercion errors (wrong enum value, missing argument ...).
+        code, message = "BAD_USER_INPUT", error.message
+    elif isinstance(original, ApiError):
+        code, message = original.code, error.message
+    else:
+        code, message = "INTERNAL_SERVER_ERROR", "Internal server error"
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions={**(error.extensions or {}), "code": code},
+    )
+
+
+def log_unexpected(errors: list[GraphQLError]) -> None:
+    """Log what the client will only see as INTERNAL_SERVER_ERROR; expected errors are not news."""
+    for error in errors:
+        original = error.original_error
+        if original is not None and not isinstance(original, ApiError):
+            logger.error("unexpected error at %s: %s", error.path, error.message, exc_info=original)
+
+
+class ErrorCodes(SchemaExtension):
+    """Give every error a code and hide the text of unexpected exceptions from clients."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if result is not None and errors:
+            result.errors = [_with_code(e) for e in errors]
+        pre = self.execution_context.pre_execution_errors
+        if pre:
+            self.execution_context.pre_execution_errors = [_with_code(e) for e in pre]

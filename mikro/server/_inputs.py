@@ -1,0 +1,240 @@
+"""The strawberry input types (filters, pagination, create/update inputs)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import strawberry
+
+from mikro.server._types import JSON, RepresentationVariety, RoiKind
+
+__all__ = [
+    "BaseFilter",
+    "ChannelInput",
+    "DatasetFilter",
+    "DatasetInput",
+    "DatasetUpdateInput",
+    "ExperimentInput",
+    "ExperimentUpdateInput",
+    "MetricFilter",
+    "MetricInput",
+    "MetricUpdateInput",
+    "OffsetPaginationInput",
+    "PhysicalSizeInput",
+    "RepresentationFilter",
+    "RepresentationInput",
+    "RepresentationUpdateInput",
+    "RoiFilter",
+    "RoiInput",
+    "RoiUpdateInput",
+    "SampleInput",
+    "SampleUpdateInput",
+    "TableFilter",
+    "TableInput",
+    "TableUpdateInput",
+    "ThumbnailFilter",
+    "ThumbnailInput",
+    "ThumbnailUpdateInput",
+]
+
+
+@strawberry.input
+class OffsetPaginationInput:
+    offset: int = 0
+    limit: int = 100
+
+
+@strawberry.input
+class BaseFilter:
+    ids: list[strawberry.ID] | None = None
+    search: str | None = None
+    tags: list[str] | None = None
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+
+
+@strawberry.input
+class RepresentationFilter(BaseFilter):
+    sample: strawberry.ID | None = None
+    experiment: strawberry.ID | None = None
+    dataset: strawberry.ID | None = None
+    derived_from: strawberry.ID | None = None
+    variety: RepresentationVariety | None = None
+
+
+@strawberry.input
+class DatasetFilter(BaseFilter):
+    parent: strawberry.ID | None = None
+
+
+@strawberry.input
+class RoiFilter(BaseFilter):
+    representation: strawberry.ID | None = None
+    kind: RoiKind | None = None
+
+
+@strawberry.input
+class MetricFilter(BaseFilter):
+    representation: strawberry.ID | None = None
+    roi: strawberry.ID | None = None
+    key: str | None = None
+
+
+@strawberry.input
+class TableFilter(BaseFilter):
+    origin: strawberry.ID | None = None
+
+
+@strawberry.input
+class ThumbnailFilter(BaseFilter):
+    representation: strawberry.ID | None = None
+
+
+@strawberry.input
+class SampleInput:
+    name: str
+    description: str | None = None
+    tags: list[str] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class SampleUpdateInput:
+    name: str | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+
+
+@strawberry.input
+class ExperimentInput:
+    name: str
+    description: str | None = None
+    tags: list[str] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ExperimentUpdateInput:
+    name: str | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+
+
+@strawberry.input
+class DatasetInput:
+    name: str
+    description: str | None = None
+    parent: strawberry.ID | None = None
+    tags: list[str] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class DatasetUpdateInput:
+    name: str | None = None
+    description: str | None = None
+    parent: strawberry.ID | None = None
+    tags: list[str] | None = None
+
+
+@strawberry.input
+class ChannelInput:
+    name: str | None = None
+    emission_wavelength: float | None = None
+    excitation_wavelength: float | None = None
+    color: str | None = None
+
+
+@strawberry.input
+class PhysicalSizeInput:
+    x: float | None = None
+    y: float | None = None
+    z: float | None = None
+    t: float | None = None
+
+
+@strawberry.input(
+    description="Create an image from a finished zarr upload; shape, dims and dtype are read from the store."
+)
+class RepresentationInput:
+    store: strawberry.ID
+    name: str
+    variety: RepresentationVariety = RepresentationVariety.VOXEL
+    sample: strawberry.ID | None = None
+    experiments: list[strawberry.ID] = strawberry.field(default_factory=list)
+    dataset: strawberry.ID | None = None
+    tags: list[str] = strawberry.field(default_factory=list)
+    origins: list[strawberry.ID] = strawberry.field(default_factory=list)
+    channels: list[ChannelInput] = strawberry.field(default_factory=list)
+    physical_size: PhysicalSizeInput | None = None
+    acquisition_date: dt.datetime | None = None
+
+
+@strawberry.input
+class RepresentationUpdateInput:
+    name: str | None = None
+    variety: RepresentationVariety | None = None
+    sample: strawberry.ID | None = None
+    experiments: list[strawberry.ID] | None = None
+    dataset: strawberry.ID | None = None
+    tags: list[str] | None = None
+    channels: list[ChannelInput] | None = None
+    physical_size: PhysicalSizeInput | None = None
+    acquisition_date: dt.datetime | None = None
+
+
+@strawberry.input
+class RoiInput:
+    representation: strawberry.ID
+    kind: RoiKind
+    vectors: list[list[float]]
+    label: str | None = None
+    tags: list[str] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class RoiUpdateInput:
+    kind: RoiKind | None = None
+    vectors: list[list[float]] | None = None
+    label: str | None = None
+    tags: list[str] | None = None
+
+
+@strawberry.input
+class MetricInput:
+    representation: strawberry.ID
+    roi: strawberry.ID | None = None
+    key: str
+    value: JSON
+
+
+@strawberry.input
+class MetricUpdateInput:
+    key: str | None = None
+    value: JSON | None = None
+
+
+@strawberry.input
+class TableInput:
+    store: strawberry.ID
+    name: str
+    origins: list[strawberry.ID] = strawberry.field(default_factory=list)
+    tags: list[str] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class TableUpdateInput:
+    name: str | None = None
+    origins: list[strawberry.ID] | None = None
+    tags: list[str] | None = None
+
+
+@strawberry.input
+class ThumbnailInput:
+    store: strawberry.ID
+    representation: strawberry.ID
+    width: int
+    height: int
+
+
+@strawberry.input
+class ThumbnailUpdateInput:
+    width: int | None = None
+    height: int | None = None

@@ -1,0 +1,281 @@
+"""SQLAlchemy tables of the reference server (created at start with ``metadata.create_all``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "Dataset",
+    "Event",
+    "Experiment",
+    "GrantRecord",
+    "IdempotencyRecord",
+    "Meta",
+    "Metric",
+    "ObjectTag",
+    "Representation",
+    "Roi",
+    "Sample",
+    "Store",
+    "TableRow",
+    "Thumbnail",
+    "User",
+    "representation_experiments",
+    "representation_origins",
+    "table_origins",
+    "utcnow",
+]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite would hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    # sha256 hex of the bearer token: a leaked database does not leak usable tokens.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Owned:
+    id: Mapped[int] = mapped_column(primary_key=True)
+    creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Store(Owned, Base):
+    """A key prefix on the object store reserved by ``requestUpload`` (kind zarr, parquet or media)."""
+
+    __tablename__ = "stores"
+    kind: Mapped[str] = mapped_column(String(16))
+    bucket: Mapped[str] = mapped_column(Text)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    populated: Mapped[bool] = mapped_column(Boolean, default=False)
+    shape: Mapped[list[Any] | None] = mapped_column(default=None)
+    chunks: Mapped[list[Any] | None] = mapped_column(default=None)
+    shards: Mapped[list[Any] | None] = mapped_column(default=None)
+    dtype: Mapped[str | None] = mapped_column(String(64), default=None)
+    dimension_names: Mapped[list[Any] | None] = mapped_column(default=None)
+    version: Mapped[str] = mapped_column(String(16), default="3")
+
+
+class Sample(Owned, Base):
+    __tablename__ = "samples"
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class Experiment(Owned, Base):
+    __tablename__ = "experiments"
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class Dataset(Owned, Base):
+    __tablename__ = "datasets"
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True, default=None
+    )
+
+
+class Representation(Owned, Base):
+    __tablename__ = "representations"
+    name: Mapped[str] = mapped_column(Text)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), unique=True)
+    shape: Mapped[list[Any]] = mapped_column()
+    dims: Mapped[list[Any]] = mapped_column()
+    dtype: Mapped[str] = mapped_column(String(64))
+    variety: Mapped[str] = mapped_column(String(16))
+    sample_id: Mapped[int | None] = mapped_column(
+        ForeignKey("samples.id", ondelete="SET NULL"), index=True, default=None
+    )
+    dataset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True, default=None
+    )
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    channels: Mapped[list[Any]] = mapped_column(default=list)
+    physical_size: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    acquisition_date: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+representation_experiments = Table(
+    "representation_experiments",
+    Base.metadata,
+    Column("representation_id", ForeignKey("representations.id", ondelete="CASCADE"), primary_key=True),
+    Column("experiment_id", ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_representation_experiments_experiment", "experiment_id"),
+)
+
+# Provenance: ``derived_id`` was computed from ``origin_id``.
+representation_origins = Table(
+    "representation_origins",
+    Base.metadata,
+    Column("derived_id", ForeignKey("representations.id", ondelete="CASCADE"), primary_key=True),
+    Column("origin_id", ForeignKey("representations.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_representation_origins_origin", "origin_id"),
+)
+
+
+class Roi(Owned, Base):
+    __tablename__ = "rois"
+    representation_id: Mapped[int] = mapped_column(
+        ForeignKey("representations.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    vectors: Mapped[list[Any]] = mapped_column()
+    label: Mapped[str | None] = mapped_column(Text, default=None)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class Metric(Owned, Base):
+    __tablename__ = "metrics"
+    representation_id: Mapped[int] = mapped_column(
+        ForeignKey("representations.id", ondelete="CASCADE"), index=True
+    )
+    roi_id: Mapped[int | None] = mapped_column(ForeignKey("rois.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(Text)
+    value: Mapped[Any] = mapped_column(JSON)
+
+
+class TableRow(Owned, Base):
+    __tablename__ = "tables"
+    name: Mapped[str] = mapped_column(Text)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), unique=True)
+    columns: Mapped[list[Any]] = mapped_column()
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+
+
+table_origins = Table(
+    "table_origins",
+    Base.metadata,
+    Column("table_id", ForeignKey("tables.id", ondelete="CASCADE"), primary_key=True),
+    Column("origin_id", ForeignKey("representations.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_table_origins_origin", "origin_id"),
+)
+
+
+class Thumbnail(Owned, Base):
+    __tablename__ = "thumbnails"
+    representation_id: Mapped[int] = mapped_column(
+        ForeignKey("representations.id", ondelete="CASCADE"), index=True
+    )
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), unique=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+
+
+class ObjectTag(Base):
+    """One row per (object, tag), so "has all these tags" is an indexed query on every database.
+
+    The object's ``tags`` JSON column keeps the user's order for reading; this table is for filtering.
+    """
+
+    __tablename__ = "object_tags"
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    object_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tag: Mapped[str] = mapped_column(Text, primary_key=True)
+    __table_args__ = (Index("ix_object_tags_tag", "kind", "tag"),)
+
+
+class Event(Base):
+    """The replay log of subscriptions: the id is the cursor clients resume from."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    stream: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    object_id: Mapped[int] = mapped_column(Integer)
+    # dataset id for representation events, representation id for ROI events
+    scope_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    owner_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    __table_args__ = (Index("ix_events_stream_id", "stream", "id"),)
+
+
+class Meta(Base):
+    """Small server-wide values (e.g. how far the event log was pruned)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class GrantRecord(Base):
+    """Every grant handed out, with the exact policy asked from STS (audit, and tests assert on it)."""
+
+    __tablename__ = "grants"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    write: Mapped[bool] = mapped_column(Boolean)
+    kind: Mapped[str] = mapped_column(String(8))
+    policy: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyRecord(Base):
+    """The stored answer to a mutation sent with an ``Idempotency-Key`` header."""
+
+    __tablename__ = "idempotency_keys"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    response: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    __table_args__ = (UniqueConstraint("user_id", "key"),)

@@ -1,0 +1,710 @@
+"""The ``Mutation`` root: create/update/delete of every type, and the data plane (grants, uploads)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from typing import Any
+
+import strawberry
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.types import Info
+
+from mikro.server import _models as m
+from mikro.server import _types as t
+from mikro.server._auth import AuthUser
+from mikro.server._context import Context, context_of
+from mikro.server._crud import check_strings, drop_tags, get_owned, replace_tags
+from mikro.server._errors import ApiError, BadUserInput, Conflict
+from mikro.server._inputs import (
+    ChannelInput,
+    DatasetInput,
+    DatasetUpdateInput,
+    ExperimentInput,
+    ExperimentUpdateInput,
+    MetricInput,
+    MetricUpdateInput,
+    PhysicalSizeInput,
+    RepresentationInput,
+    RepresentationUpdateInput,
+    RoiInput,
+    RoiUpdateInput,
+    SampleInput,
+    SampleUpdateInput,
+    TableInput,
+    TableUpdateInput,
+    ThumbnailInput,
+    ThumbnailUpdateInput,
+)
+from mikro.server._objects import GrantData
+from mikro.server._services import Tx
+from mikro.server._zarr_meta import read_array_info
+
+__all__ = ["Mutation"]
+
+logger = logging.getLogger("mikro.server")
+
+DIMS = ("c", "t", "z", "y", "x")
+REP, ROI = "representation", "roi"
+
+
+def _begin(info: Info[Any, Any], payload: Any = None) -> tuple[Context, AuthUser]:
+    ctx = context_of(info)
+    user = ctx.require_user()
+    if payload is not None:
+        check_strings(payload, ctx.services.settings.max_string_length)
+    return ctx, user
+
+
+def _name(value: str) -> str:
+    if not value.strip():
+        raise BadUserInput("name must not be empty")
+    return value
+
+
+def _channels(channels: list[ChannelInput]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": c.name,
+            "emission_wavelength": c.emission_wavelength,
+            "excitation_wavelength": c.excitation_wavelength,
+            "color": c.color,
+        }
+        for c in channels
+    ]
+
+
+def _physical(size: PhysicalSizeInput | None) -> dict[str, Any] | None:
+    if size is None:
+        return None
+    return {"x": size.x, "y": size.y, "z": size.z, "t": size.t}
+
+
+def _vectors(vectors: list[list[float]]) -> list[list[float]]:
+    if not vectors:
+        raise BadUserInput("an ROI needs at least one vector")
+    for i, vector in enumerate(vectors):
+        if len(vector) != 5:
+            raise BadUserInput(
+                f"vectors[{i}] has {len(vector)} values; each must be a 5-D (c, t, z, y, x) point"
+            )
+    return [list(v) for v in vectors]
+
+
+async def _owned_ids(
+    session: AsyncSession, model: type[Any], raw_ids: list[Any], user: AuthUser
+) -> list[int]:
+    ids: list[int] = []
+    for raw in dict.fromkeys(raw_ids):
+        ids.append((await get_owned(session, model, raw, user)).id)
+    return ids
+
+
+async def _set_links(
+    session: AsyncSession, table: Any, left: str, left_id: int, right: str, ids: list[int]
+) -> None:
+    await session.execute(delete(table).where(table.c[left] == left_id))
+    if ids:
+        await session.execute(insert(table), [{left: left_id, right: i} for i in ids])
+
+
+async def _check_parent(session: AsyncSession, dataset_id: int | None, parent_id: int) -> None:
+    """Refuse a parent that would make the dataset tree a cycle."""
+    current: int | None = parent_id
+    while current is not None:
+        if current == dataset_id:
+            raise BadUserInput("a dataset cannot be its own ancestor")
+        current = await session.scalar(select(m.Dataset.parent_id).where(m.Dataset.id == current))
+
+
+def _grant(store: m.Store, data: GrantData) -> t.Grant:
+    credentials = None
+    if data.access_key_id is not None and data.secret_access_key is not None:
+        credentials = t.Credentials(
+            access_key_id=data.access_key_id,
+            secret_access_key=data.secret_access_key,
+            session_token=data.session_token,
+            expiration=data.credentials_expiration or data.expires_at,
+        )
+    return t.Grant(
+        store_id=strawberry.ID(str(store.id)),
+        upload_kind=t.UploadKind(store.kind),
+        kind=t.StoreKind(data.kind),
+        endpoint=data.endpoint,
+        region=data.region,
+        bucket=data.bucket,
+        prefix=data.prefix,
+        path=data.path,
+        write=data.write,
+        credentials=credentials,
+        expires_at=data.expires_at,
+    )
+
+
+async def _issue_grant(ctx: Context, user: AuthUser, key: str, *, write: bool) -> GrantData:
+    storage = ctx.services.storage
+    session_name = f"mikro-{user.id}-{uuid.uuid4().hex[:16]}"
+    try:
+        return await ctx.services.run_io(lambda: storage.grant(key, write=write, session_name=session_name))
+    except ApiError:
+        raise
+    except Exception as e:
+        logger.exception("could not issue a grant for %s", key)
+        raise ApiError(f"could not obtain storage credentials: {type(e).__name__}") from None
+
+
+def _record_grant(session: AsyncSession, store_id: int, user: AuthUser, data: GrantData) -> None:
+    session.add(
+        m.GrantRecord(
+            store_id=store_id,
+            user_id=user.id,
+            write=data.write,
+            kind=data.kind,
+            policy=data.policy,
+            expires_at=data.expires_at,
+        )
+    )
+    if data.policy is not None:
+        logger.info("grant for store %s (write=%s) with policy %s", store_id, data.write, data.policy)
+
+
+async def _delete_stores(session: AsyncSession, store_ids: list[int]) -> list[str]:
+    """Delete store rows (and their grant records); returns their keys, to delete the objects after commit."""
+    if not store_ids:
+        return []
+    keys = list((await session.scalars(select(m.Store.key).where(m.Store.id.in_(store_ids)))).all())
+    await session.execute(delete(m.GrantRecord).where(m.GrantRecord.store_id.in_(store_ids)))
+    await session.execute(delete(m.Store).where(m.Store.id.in_(store_ids)))
+    return keys
+
+
+async def _delete_objects(ctx: Context, keys: list[str]) -> None:
+    """Remove deleted stores' objects. Runs after the commit: a rolled-back delete keeps its pixels."""
+    for key in keys:
+        try:
+            await ctx.services.run_io(ctx.services.storage.delete_prefix, key)
+        except Exception:
+            # The metadata is gone already; leftover objects are garbage, not an error for the caller.
+            logger.exception("could not delete objects under %s", key)
+
+
+async def _delete_rois(tx: Tx, roi_rows: list[m.Roi]) -> None:
+    ids = [r.id for r in roi_rows]
+    if not ids:
+        return
+    await tx.session.execute(delete(m.Metric).where(m.Metric.roi_id.in_(ids)))
+    await drop_tags(tx.session, m.Roi, ids)
+    await tx.session.execute(delete(m.Roi).where(m.Roi.id.in_(ids)))
+    for r in roi_rows:
+        await tx.record(ROI, "DELETE", r.id, r.representation_id, r.creator_id)
+
+
+async def _get_store(session: AsyncSession, raw_id: Any, user: AuthUser, kind: str) -> m.Store:
+    store = await get_owned(session, m.Store, raw_id, user)
+    if store.kind != kind:
+        raise BadUserInput(f"store {raw_id} is a {store.kind} store, not {kind}")
+    return store
+
+
+@strawberry.type
+class Mutation:
+    # --- samples, experiments, datasets -------------------------------------------------------------
+
+    @strawberry.mutation
+    async def create_sample(self, info: Info[Any, Any], input: SampleInput) -> t.Sample:
+        ctx, user = _begin(info, input)
+        async with ctx.services.transaction() as tx:
+            row = m.Sample(name=_name(input.name), description=input.description, creator_id=user.id)
+            tx.session.add(row)
+            await replace_tags(tx.session, row, input.tags)
+        return t.Sample.from_row(row)
+
+    @strawberry.mutation
+    async def update_sample(
+        self, info: Info[Any, Any], id: strawberry.ID, input: SampleUpdateInput
+    ) -> t.Sample:
+        ctx, user = _begin(info, input)
+        async with ctx.services.transaction() as tx:
+            row = await get_owned(tx.session, m.Sample, id, user)
+            if input.name is not None:
+                row.name = _name(input.name)
+            if input.description is not None:
+                row.description = input.description
+            if input.tags is not None:
+                await replace_tags(tx.session, row, input.tags)
+        return t.Sample.from_row(row)
+
+    @strawberry.mutation
+    async def delete_sample(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
+        ctx, user = _begin(info)
+        async with ctx.services.transaction() as tx:
+            row = await get_owned(tx.session, m.Sample, id, user)
+            await tx.session.execute(
+                update(m.Representation).where(m.Representation.sample_id == row.id).values(sample_id=None)
+            )
+            await drop_tags(tx.session, m.Sample, [row.id])
+            await tx.session.delete(row)
+        return strawberry.ID(str(row.id))
+
+    @strawberry.mutation
+    async def create_experiment(self, info: Info[Any, Any], input: ExperimentInput) -> t.Experiment:
+        ctx, user = _begin(info, input)
+        async with ctx.services.transaction() as tx:
+            row = m.Experiment(name=_name(input.name), description=input.description, creator_id=user.id)
+            tx.session.add(row)
+            await replace_tags(tx.session, row, input.tags)
+        return t.Experiment.from_row(row)
+
+    @strawberry.mutation
+    async def update_experiment(
+        self, info: Info[Any, Any], id: strawberry.ID, input: ExperimentUpdateInput
+    ) -> t.Experiment:
+        ctx, user = _begin(info, input)
+        async with ctx.services.transaction() as tx:
+            row = await get_owned(tx.session, m.Experiment, id, user)
+            if input.name is not None:
+                row.name = _name(input.name)
+            if input.description is not None:
+                row.description = input.description
+            if input.tags is not None:
+                await replace_tags(tx.session, row, input.tags)
+        return t.Experiment.from_row(row)
+
+    @strawberry.mutation
+    async def delete_experiment(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
+        ctx, user = _begin(info)
+        async with ctx.services.transaction() as tx:
+            row = await get_owned(tx.session, m.Experiment, id, user)
+            link = m.representation_experiments
+            await tx.session.execute(delete(link).where(link.c.experiment_id == row.id))
+            await drop_tags(tx.session, m.Experiment, [row.id])
+            await tx.session.delete(row)
+        return strawberry.ID(str(row.id))
+
+    @strawberry.mutation
+    async def create_dataset(self, info: Info[Any, Any], input: DatasetInput) -> t.Dataset:
+        ctx, user = _begin(info, input)
+        async with ctx.services.transaction() as tx:
+            parent_id = None
+            if input.parent is not None:
+                parent_id = (await get_owned(tx.session, m.Dataset, input.parent, user)).id
+            row = m.Dataset(
+                name=_name(input.name), description=input.description, parent_id=parent_id, creator_id=user.id
+            )
+            tx.session.add(row)
+            await replace_tags(tx.session, row, input.tags)
+        return t.Dataset.from_row(row)
+
+    @strawberry.mutation
+    async def update_dataset(
+        self, info: Info[Any, Any], id: strawberry.ID, input: DatasetUpdateInput
+    ) -> t.Dataset:
+        ctx, user = _begin(info, input)
+        async with ctx.services.transaction() as tx:
+            row = await get_owned(tx.session, m.Dataset, id, user)
+            if input.name is not None:
+                row.name = _name(input.name)
+            if input.description is not None:
+                row.description = input.description
+            if input.parent is not None:
+                parent = await get_owned(tx.session, m.Dataset, input.parent, user)
+                await _check_parent(tx.session, row.id, parent.id)
+                row.parent_id = parent.id
+            if input.tags is not None:
+                await replace_tags(tx.session, row, input.tags)
+        return t.Dataset.from_row(row)
+
+    @strawberry.mutation
+    async def delete_dataset(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
+        ctx, user = _begin(info)
+        async with ctx.services.transaction() as tx:
+            row = await get_owned(tx.session, m.Dataset, id, user)
+            # Children and images outlive their dataset: they are detached, not deleted.
+            await tx.session.execute(
+                update(m.Dataset).where(m.Dataset.parent_id == row.id).values(parent_id=None)
+            )
+            await tx.session.execute(
+                update(m.Representation).where(m.Representation.dataset_id == row.id).values(dataset_id=None)
+            )
+            await drop_tags(tx.session, m.Dataset, [row.id])
+            await tx.session.delete(row)
+        return strawberry.ID(str(row.id))
+
+    # --- representations ----------------------------------------------------------------------------
+
+    @strawberry.mutation
+    async def create_representation(
+        self, info: Info[Any, Any], input: RepresentationInput
+    ) -> t.Representation:
+        ctx, user = _begin(info, input)
+        async with ctx.services.transaction() as tx:
+            s = tx.session
+            store = await _get_store(s, input.store, user, "ZARR")
+            if not store.populated:
+                raise BadUserInput(f"store {input.store} is not finished: call finishUpload first")
+            used = await s.scalar(select(m.Representation.id).where(m.Representation.store_id == store.id))
+            if used is not None:
+                raise Conflict(f"store {input.store} already holds representation {used}")
+            dims = list(store.dimension_names or [])
+            if not dims or any(d not in DIMS for d in dims) or len(set(dims)) != len(dims):
+                raise BadUserInput(
+                    f"the array's dimension_names {store.dimension_names!r} must be distinct names "
+                    "from c,t,z,y,x"
+                )
+            assert store.shape is not None and store.dtype is not None
+            row = m.Representation(
+                name=_name(input.name),
+                store_id=store.id,
+                shape=list(store.shape),
+                dims=dims,
+                dtype=store.dtype,
+                variety=input.variety.value,
+                sample_id=(await get_owned(s, m.Sample, input.sample, user)).id if input.sample else None,
+                dataset_id=(await get_owned(s, m.Dataset, input.dataset, user)).id if input.dataset else None,
+                channels=_channels(input.channels),
+                physical_size=_physical(input.physical_size),
+                acquisition_date=input.acquisition_date,
+                creator_id=user.id,
+            )
+            s.add(row)
+            await replace_tags(s, row, input.tags)
+            link = m.representation_experiments
+            experiments = await _owned_ids(s, m.Experiment, input.experiments, user)
+            await _set_links(s, link, "representation_id", row.id, "experiment_id", experiments)
+            origins = await _owned_ids(s, m.Representation, input.origins, user)
+            await _set_links(s, m.representation_origins, "derived_id", row.id, "origin_id", origins)
+            await tx.record(REP, "CREATE", row.id, row.dataset_id, row.creator_id)
+        return t.Representation.from_row(row)
+
+    @strawberry.mutation
+    async def update_representation(
+        self, info: Info[Any, Any], id: strawberry.ID, input: RepresentationUpdateInput
+    ) -> t.Representation:
+        ctx, user = _begin(info, input)
+        async with ctx.services.transaction() as tx:
+            s = tx.session
+            row = await get_owned(s, m.Representation, id, user)
+            if input.name is not None:
+                row.name = _name(input.name)
+            if input.variety is not None:
+                row.variety = input.variety.value
+            if input.sample is not None:
+                row.sample_id = (await get_owned(s, m.Sample, input.sample, user)).id
+            if input.dataset is not None:
+                row.dataset_id = (await get_owned(s, m.Dataset, input.dataset, user)).id
+            if input.experiments is not None:
+                experiments = await _owned_ids(s, m.Experiment, input.experiments, user)
+                link = m.representation_experiments
+                await _set_links(s, link, "representation_id", row.id, "experiment_id", experiments)
+            if input.tags is not None:
+                await replace_tags(s, row, input.tags)
+            if input.channels is not None:
+                row.channels = _channels(input.channels)
+            if input.physical_size is not None:
+                row.physical_size = _physical(input.physical_size)
+            if input.acquisition_date is not None:
+                row.acquisition_date = input.acquisition_date
+            await s.flush()
+            await tx.record(REP, "UPDATE", row.id, row.dataset_id, row.creator_id)
+        return t.Representation.from_row(row)
+
+    @strawberry.mutation
+    async def delete_representation(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
+        ctx, user = _begin(info)
+        async with ctx.services.transaction() as tx:
+            s = tx.session
+            row = await get_owned(s, m.Representation, id, user)
+            await s.execute(delete(m.Metric).where(m.Metric.representation_id == row.id))
+            await _delete_rois(
+                tx, list((await s.scalars(select(m.Roi).where(m.Roi.representation_id == row.id))).all())
+            )
+            thumbs = list(
+                (await s.scalars(select(m.Thumbnail).where(m.Thumbnail.representation_id == row.id))).all()
+            )
+            await s.execute(delete(m.Thumbnail).where(m.Thumbnail.representation_id == row.id))
+            for table, column in (
+                (m.representation_experiments, "representation_id"),
+                (m.representation_origins, "derived_id"),
+                (m.representation_origins, "origin_id"),
+                (m.table_origins, "origin_id"),
+            ):
+                await s.execute(delete(table).where(table.c[column] == row.id))
+            await drop_tags(s, m.Representation, [row.id])
+            await s.delete(row)
+            await s.flush()
+            keys = await _delete_stores(s, [row.store_id, *(th.store_id for th in thumbs)])
+            await tx.record(REP, "DELETE", row.id, row.dataset_id, row.creator_id)
+        await _delete_objects(ctx, keys)
+        return strawberry.ID(str(row.id))
+
+    # --- ROIs and metrics ---------------------------------------------------------------------------
+
+    @strawberry.mutation
+    async def create_roi(self, info: Info[Any, Any], input: RoiInput) -> t.ROI:
+        ctx, user = _begin(info, input)
+        vectors = _vectors(input.vectors)
+        async with ctx.services.transaction() as tx:
+            rep = await get_owned(tx.session, m.Representation, input.representation, user)
+            row = m.Roi(
+                representation_id=rep.id,
+                kind=input.kind.value,
+                vectors=vectors,
+                label=input.label,
+                creator_id=user.id,
+            )
+            tx.session.add(row)
+            await replace_tags(tx.session, row, input.tags)
+            await tx.record(ROI, "CREATE", row.id, rep.id, row.creator_id)
+        return t.ROI.from_row(row)
+
+    @strawberry.mutation
+    async def update_roi(self, info: Info[Any, Any], id: strawberry.ID, input: RoiUpdateInput) -> t.ROI:
+        ctx, user = _begin(info, input)
+        vectors = _vectors(input.vectors) if input.vectors is not None else None
+        async with ctx.services.transaction() as tx:
+            row = await get_owned(tx.session, m.Roi, id, user)
+            if input.kind is not None:
+                row.kind = input.kind.value
+            if vectors is not None:
+                row.vectors = vectors
+            if input.label is not None:
+                row.label = input.label
+            if input.tags is not None:
+                await replace_tags(tx.session, row, input.tags)
+            await tx.session.flush()
+            await tx.record(ROI, "UPDATE", row.id, row.representation_id, row.creator_id)
+        return t.ROI.from_row(row)
+
+    @strawberry.mutation
+    async def delete_roi(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
+        ctx, user = _begin(info)
+        async with ctx.services.transaction() as tx:
+            row = await get_owned(tx.session, m.Roi, id, user)
+            await _delete_rois(tx, [row])
+        return strawberry.ID(str(row.id))
+
+    @strawberry.mutation
+    async def create_metric(self, info: Info[Any, Any], input: MetricInput) -> t.Metric:
+        ctx, user = _begin(info, input)
+        async with ctx.services.transaction() as tx:
+            rep = await get_owned(tx.session, m.Representation, input.representation, user)
+            roi_id = None
+            if input.roi is not None:
+                roi = await get_owned(tx.session, m.Roi, input.roi, user)
+                if roi.representation_id != rep.id:
+                    raise BadUserInput(f"roi {input.roi} is not on representation {input.representation}")
+                roi_id = roi.id
+            if not input.key.strip():
+                raise BadUserInput("a metric needs a key")
+            row = m.Metric(
+                representation_id=rep.id, roi_id=roi_id, key=input.key, value=input.value, creator_id=user.id
+            )
+            tx.session.add(row)
+        return t.Metric.from_row(row)
+
+    @strawberry.mutation
+    async def update_metric(
+        self, info: Info[Any, Any], id: strawberry.ID, input: MetricUpdateInput
+    ) -> t.Metric:
+        ctx, user = _begin(info, input)
+        async with ctx.services.transaction() as tx:
+            row = await get_owned(tx.session, m.Metric, id, user)
+            if input.key is not None:
+                if not input.key.strip():
+                    raise BadUserInput("a metric needs a key")
+                row.key = input.key
+            if input.value is not None:
+                row.value = input.value
+        return t.Metric.from_row(row)
+
+    @strawberry.mutation
+    async def delete_metric(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
+        ctx, user = _begin(info)
+        async with ctx.services.transaction() as tx:
+            row = await get_owned(tx.session, m.Metric, id, user)
+            await tx.session.delete(row)
+        return strawberry.ID(str(row.id))
+
+    # --- tables and thumbnails ----------------------------------------------------------------------
+
+    @strawberry.mutation
+    async def create_table(self, info: Info[Any, Any], input: TableInput) -> t.Table:
+        ctx, user = _begin(info, input)
+        async with ctx.services.db.read() as session:
+            store = await _get_store(session, input.store, user, "PARQUET")
+        if store.populated:
+            raise Conflict(f"store {input.store} already holds a table")
+        columns = await ctx.services.run_io(_parquet_columns, ctx, store.key)
+        async with ctx.services.transaction() as tx:
+            s = tx.session
+            store = await _get_store(s, input.store, user, "PARQUET")
+            if store.populated:
+                raise Conflict(f"store {input.store} already holds a table")
+            store.populated = True
+            store.path = ctx.services.storage.path_of(f"{store.key}/table.parquet")
+            row = m.TableRow(name=_name(input.name), store_id=store.id, columns=columns, creator_id=user.id)
+            s.add(row)
+            await replace_tags(s, row, input.tags)
+            origins = await _owned_ids(s, m.Representation, input.origins, user)
+            await _set_links(s, m.table_origins, "table_id", row.id, "origin_id", origins)
+        return t.Table.from_row(row)
+
+    @strawberry.mutation
+    async def update_table(self, info: Info[Any, Any], id: strawberry.ID, input: TableUpdateInput) -> t.Table:
+        ctx, user = _begin(info, input)
+        async with ctx.services.transaction() as tx:
+            row = await get_owned(tx.session, m.TableRow, id, user)
+            if input.name is not None:
+                row.name = _name(input.name)
+            if input.tags is not None:
+                await replace_tags(tx.session, row, input.tags)
+            if input.origins is not None:
+                origins = await _owned_ids(tx.session, m.Representation, input.origins, user)
+                await _set_links(tx.session, m.table_origins, "table_id", row.id, "origin_id", origins)
+        return t.Table.from_row(row)
+
+    @strawberry.mutation
+    async def delete_table(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
+        ctx, user = _begin(info)
+        async with ctx.services.transaction() as tx:
+            row = await get_owned(tx.session, m.TableRow, id, user)
+            await tx.session.execute(delete(m.table_origins).where(m.table_origins.c.table_id == row.id))
+            await drop_tags(tx.session, m.TableRow, [row.id])
+            await tx.session.delete(row)
+            await tx.session.flush()
+            keys = await _delete_stores(tx.session, [row.store_id])
+        await _delete_objects(ctx, keys)
+        return strawberry.ID(str(row.id))
+
+    @strawberry.mutation
+    async def create_thumbnail(self, info: Info[Any, Any], input: ThumbnailInput) -> t.Thumbnail:
+        ctx, user = _begin(info, input)
+        if input.width < 1 or input.height < 1:
+            raise BadUserInput("width and height must be positive")
+        async with ctx.services.db.read() as session:
+            store = await _get_store(session, input.store, user, "MEDIA")
+        key = f"{store.key}/thumbnail.png"
+        if not await ctx.services.run_io(ctx.services.storage.exists, key):
+            raise BadUserInput(f"no thumbnail at {key}: upload thumbnail.png before createThumbnail")
+        async with ctx.services.transaction() as tx:
+            s = tx.session
+            store = await _get_store(s, input.store, user, "MEDIA")
+            if store.populated:
+                raise Conflict(f"store {input.store} already holds a thumbnail")
+            rep = await get_owned(s, m.Representation, input.representation, user)
+            store.populated = True
+            store.path = ctx.services.storage.path_of(key)
+            row = m.Thumbnail(
+                representation_id=rep.id,
+                store_id=store.id,
+                width=input.width,
+                height=input.height,
+                creator_id=user.id,
+            )
+            s.add(row)
+        return t.Thumbnail.from_row(row)
+
+    @strawberry.mutation
+    async def update_thumbnail(
+        self, info: Info[Any, Any], id: strawberry.ID, input: ThumbnailUpdateInput
+    ) -> t.Thumbnail:
+        ctx, user = _begin(info, input)
+        for value in (input.width, input.height):
+            if value is not None and value < 1:
+                raise BadUserInput("width and height must be positive")
+        async with ctx.services.transaction() as tx:
+            row = await get_owned(tx.session, m.Thumbnail, id, user)
+            if input.width is not None:
+                row.width = input.width
+            if input.height is not None:
+                row.height = input.height
+        return t.Thumbnail.from_row(row)
+
+    @strawberry.mutation
+    async def delete_thumbnail(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
+        ctx, user = _begin(info)
+        async with ctx.services.transaction() as tx:
+            row = await get_owned(tx.session, m.Thumbnail, id, user)
+            await tx.session.delete(row)
+            await tx.session.flush()
+            keys = await _delete_stores(tx.session, [row.store_id])
+        await _delete_objects(ctx, keys)
+        return strawberry.ID(str(row.id))
+
+    # --- the data plane -----------------------------------------------------------------------------
+
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
+        description="Reserve a fresh key prefix and return a write grant for it."
+    )
+    async def request_upload(self, info: Info[Any, Any], kind: t.UploadKind = t.UploadKind.ZARR) -> t.Grant:
+        ctx, user = _begin(info)
+        storage = ctx.services.storage
+        key = storage.new_key(kind.value)
+        await ctx.services.run_io(storage.prepare, key)
+        data = await _issue_grant(ctx, user, key, write=True)
+        async with ctx.services.transaction() as tx:
+            store = m.Store(
+                kind=kind.value, bucket=storage.bucket, key=key, path=storage.path_of(key), creator_id=user.id
+            )
+            tx.session.add(store)
+            await tx.session.flush()
+            _record_grant(tx.session, store.id, user, data)
+        return _grant(store, data)
+
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
+        description="Check that the zarr metadata is in place and record shape, dtype, chunks and "
+        "dimension names."
+    )
+    async def finish_upload(self, info: Info[Any, Any], store: strawberry.ID) -> t.ZarrStore:
+        ctx, user = _begin(info)
+        async with ctx.services.db.read() as session:
+            row = await _get_store(session, store, user, "ZARR")
+            used = await session.scalar(select(func.count()).where(m.Representation.store_id == row.id))
+        if used:
+            raise Conflict(f"store {store} already holds a representation; it cannot change")
+        storage = ctx.services.storage
+        array = await ctx.services.run_io(read_array_info, storage.read, row.key)
+        async with ctx.services.transaction() as tx:
+            row = await _get_store(tx.session, store, user, "ZARR")
+            row.shape = array.shape
+            row.chunks = array.chunks
+            row.shards = array.shards
+            row.dtype = array.dtype
+            row.dimension_names = array.dimension_names
+            row.path = storage.path_of(array.key)
+            row.populated = True
+        return t.ZarrStore.from_row(row)
+
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
+        description="A grant to read a store (or, with write, to keep writing an unfinished upload)."
+    )
+    async def request_access(
+        self, info: Info[Any, Any], store: strawberry.ID, write: bool = False
+    ) -> t.Grant:
+        ctx, user = _begin(info)
+        async with ctx.services.db.read() as session:
+            row = await get_owned(session, m.Store, store, user)
+        if write and row.populated:
+            raise Conflict(f"store {store} is finished and read-only")
+        if not write and not row.populated:
+            raise Conflict(f"store {store} is not finished yet: nothing to read")
+        data = await _issue_grant(ctx, user, row.key, write=write)
+        async with ctx.services.transaction() as tx:
+            _record_grant(tx.session, row.id, user, data)
+        return _grant(row, data)
+
+
+def _parquet_columns(ctx: Context, prefix: str) -> list[dict[str, str]]:
+    """Column names and types of ``<prefix>/table.parquet`` (blocking: runs in a worker thread)."""
+    import pyarrow.parquet as pq
+
+    raw = ctx.services.storage.read(f"{prefix}/table.parquet")
+    if raw is None:
+        raise BadUserInput(f"no table at {prefix}/table.parquet: upload it before createTable")
+    try:
+        schema = pq.read_schema(io.BytesIO(raw))
+    except Exception as e:
+        raise BadUserInput(f"{prefix}/table.parquet is not a parquet file: {e}") from None
+    return [{"name": field.name, "type": str(field.type)} for field in schema]

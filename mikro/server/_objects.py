@@ -1,0 +1,198 @@
+"""The object store behind the server: a local folder or S3, and the grants that reach one prefix.
+
+Every method here is blocking (obstore's sync API, boto3): callers run them in worker threads, because
+obstore's async API needs asyncio and aborted processes at exit (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import obstore
+from obstore.exceptions import NotFoundError as ObjectNotFound
+from obstore.store import LocalStore, S3Store
+
+from mikro.server._settings import Settings
+
+__all__ = ["GrantData", "ObjectStorage", "prefix_policy"]
+
+StoreKindName = Literal["FILE", "S3"]
+
+
+@dataclass(frozen=True)
+class GrantData:
+    kind: StoreKindName
+    bucket: str
+    prefix: str
+    path: str
+    write: bool
+    expires_at: dt.datetime
+    endpoint: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    credentials_expiration: dt.datetime | None = None
+    policy: dict[str, Any] | None = None
+
+
+def prefix_policy(bucket: str, prefix: str, *, write: bool) -> dict[str, Any]:
+    """The inline session policy that limits temporary credentials to ``<bucket>/<prefix>/``."""
+    object_actions = ["s3:GetObject"]
+    if write:
+        # Multipart uploads are authorised by PutObject; aborting one needs its own action.
+        object_actions += ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ObjectsUnderPrefix",
+                "Effect": "Allow",
+                "Action": object_actions,
+                "Resource": [f"arn:aws:s3:::{bucket}/{prefix}/*"],
+            },
+            {
+                "Sid": "ListPrefix",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+                "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
+            },
+        ],
+    }
+
+
+class ObjectStorage:
+    """Where stores live. ``kind`` is FILE (``<data-dir>/objects``) or S3 (a bucket, STS grants)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._sts: Any = None
+        self._sts_lock = threading.Lock()
+        if settings.uses_s3:
+            if not (settings.s3_bucket and settings.s3_access_key and settings.s3_secret_key):
+                raise ValueError("S3 needs s3_bucket, s3_access_key and s3_secret_key")
+            self.kind: StoreKindName = "S3"
+            self.bucket = settings.s3_bucket
+            allow_http = bool(settings.s3_endpoint and settings.s3_endpoint.startswith("http://"))
+            self._store: S3Store | LocalStore = S3Store(
+                settings.s3_bucket,
+                endpoint=settings.s3_endpoint,
+                access_key_id=settings.s3_access_key.get_secret_value(),
+                secret_access_key=settings.s3_secret_key.get_secret_value(),
+                region=settings.s3_region,
+                client_options={"allow_http": allow_http},
+            )
+        else:
+            self.kind = "FILE"
+            root = settings.objects_dir
+            root.mkdir(parents=True, exist_ok=True)
+            self.bucket = str(root)
+            self._store = LocalStore(root)
+
+    @staticmethod
+    def new_key(upload_kind: str) -> str:
+        return f"{upload_kind.lower()}/{uuid.uuid4().hex}"
+
+    def path_of(self, key: str) -> str:
+        """Where a key lives, as a user would type it: a local directory or an ``s3://`` URL."""
+        if self.kind == "FILE":
+            return str(Path(self.bucket) / key)
+        return f"s3://{self.bucket}/{key}"
+
+    def prepare(self, key: str) -> None:
+        """Make the prefix writable (a folder store needs the directory to exist)."""
+        if self.kind == "FILE":
+            Path(self.path_of(key)).mkdir(parents=True, exist_ok=True)
+
+    def read(self, key: str) -> bytes | None:
+        """The object's bytes, or None if there is no such object."""
+        try:
+            return bytes(obstore.get(self._store, key).bytes())
+        except (ObjectNotFound, FileNotFoundError):
+            return None
+
+    def exists(self, key: str) -> bool:
+        try:
+            obstore.head(self._store, key)
+        except (ObjectNotFound, FileNotFoundError):
+            return False
+        return True
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every object under ``prefix/``."""
+        if self.kind == "FILE":
+            shutil.rmtree(self.path_of(prefix), ignore_errors=True)
+            return
+        for batch in obstore.list(self._store, prefix=prefix + "/", chunk_size=1000):
+            paths = [meta["path"] for meta in batch]
+            if paths:
+                obstore.delete(self._store, paths)
+
+    def grant(self, key: str, *, write: bool, session_name: str) -> GrantData:
+        """Where ``key`` is and how to reach it for ``grant_ttl`` seconds (temporary credentials on S3)."""
+        now = dt.datetime.now(dt.UTC)
+        expires = now + dt.timedelta(seconds=self.settings.grant_ttl)
+        if self.kind == "FILE":
+            return GrantData(
+                kind="FILE",
+                bucket=self.bucket,
+                prefix=key,
+                path=self.path_of(key),
+                write=write,
+                expires_at=expires,
+            )
+        policy = prefix_policy(self.bucket, key, write=write)
+        creds = self._assume_role(policy, session_name)
+        expiration: dt.datetime = creds["Expiration"]
+        if expiration.tzinfo is None:
+            expiration = expiration.replace(tzinfo=dt.UTC)
+        return GrantData(
+            kind="S3",
+            bucket=self.bucket,
+            prefix=key,
+            path=self.path_of(key),
+            write=write,
+            expires_at=min(expiration, expires),
+            endpoint=self.settings.s3_endpoint,
+            region=self.settings.s3_region,
+            access_key_id=creds["AccessKeyId"],
+            secret_access_key=creds["SecretAccessKey"],
+            session_token=creds.get("SessionToken"),
+            credentials_expiration=expiration,
+            policy=policy,
+        )
+
+    def _assume_role(self, policy: dict[str, Any], session_name: str) -> dict[str, Any]:
+        client = self._sts_client()
+        response = client.assume_role(
+            RoleArn=self.settings.s3_role_arn,
+            RoleSessionName=session_name[:64],
+            Policy=json.dumps(policy),
+            # AWS refuses less than 15 minutes; expiresAt still honours a shorter grant_ttl.
+            DurationSeconds=min(max(self.settings.grant_ttl, 900), 43200),
+        )
+        return dict(response["Credentials"])
+
+    def _sts_client(self) -> Any:
+        with self._sts_lock:
+            if self._sts is None:
+                import boto3
+
+                s = self.settings
+                assert s.s3_access_key is not None and s.s3_secret_key is not None
+                self._sts = boto3.client(
+                    "sts",
+                    endpoint_url=s.sts_endpoint or s.s3_endpoint,
+                    aws_access_key_id=s.s3_access_key.get_secret_value(),
+                    aws_secret_access_key=s.s3_secret_key.get_secret_value(),
+                    region_name=s.s3_region,
+                )
+            return self._sts

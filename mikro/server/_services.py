@@ -1,0 +1,130 @@
+"""Everything a request needs, set up once per server: database, object store, pub/sub, worker threads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mikro.server._auth import ensure_admin
+from mikro.server._database import Database
+from mikro.server._models import Event, IdempotencyRecord, Meta, utcnow
+from mikro.server._objects import ObjectStorage
+from mikro.server._pubsub import EventMessage, InMemoryPubSub, PubSub
+from mikro.server._settings import Settings
+
+__all__ = ["PRUNED_THROUGH", "Services", "Tx"]
+
+logger = logging.getLogger("mikro.server")
+T = TypeVar("T")
+
+PRUNED_THROUGH = "events_pruned_through"
+_MAINTENANCE_INTERVAL = 3600.0
+
+
+@dataclass
+class Tx:
+    """One write transaction; events recorded in it are published once it has committed."""
+
+    session: AsyncSession
+    events: list[EventMessage] = field(default_factory=list)
+
+    async def record(
+        self, stream: str, kind: str, object_id: int, scope_id: int | None, owner_id: int
+    ) -> None:
+        row = Event(stream=stream, kind=kind, object_id=object_id, scope_id=scope_id, owner_id=owner_id)
+        self.session.add(row)
+        await self.session.flush()
+        self.events.append(EventMessage(row.id, stream, kind, object_id, scope_id, owner_id))
+
+
+class Services:
+    """Use as ``async with Services(settings)``: the app's lifespan holds it open."""
+
+    def __init__(self, settings: Settings, pubsub: PubSub | None = None) -> None:
+        self.settings = settings
+        self.db = Database(settings.sqlalchemy_url())
+        self.pubsub: PubSub = pubsub or InMemoryPubSub()
+        self._storage: ObjectStorage | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._task_group: TaskGroup | None = None
+
+    async def __aenter__(self) -> Services:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._limiter = anyio.CapacityLimiter(self.settings.io_threads)
+        # boto3/obstore construction touches files and the network: keep it off the loop.
+        self._storage = await anyio.to_thread.run_sync(ObjectStorage, self.settings)
+        await self.db.__aenter__()
+        try:
+            created = await ensure_admin(self.db, self.settings)
+            if created is not None:
+                print(f"mikro: admin token written to {created.resolve()}", file=sys.stderr, flush=True)
+            await self._maintenance(startup=True)
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+            self._task_group.start_soon(self._maintenance_loop)
+        except BaseException:
+            await self.db.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if self._task_group is not None:
+                self._task_group.cancel_scope.cancel()
+                await self._task_group.__aexit__(None, None, None)
+        finally:
+            await self.db.__aexit__(None, None, None)
+
+    @property
+    def storage(self) -> ObjectStorage:
+        assert self._storage is not None, "Services used outside `async with`"
+        return self._storage
+
+    async def run_io(self, fn: Callable[..., T], *args: Any) -> T:
+        """Blocking object-store or STS work, in a worker thread (bounded by ``io_threads``)."""
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self.db.write() as session:
+            tx = Tx(session)
+            yield tx
+        for message in tx.events:
+            await self.pubsub.publish(message.stream, message)
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await anyio.sleep(_MAINTENANCE_INTERVAL)
+            try:
+                await self._maintenance(startup=False)
+            except Exception:
+                logger.exception("maintenance failed")
+
+    async def _maintenance(self, *, startup: bool) -> None:
+        """Prune the event log and expired idempotency keys."""
+        now = utcnow()
+        async with self.db.write() as session:
+            cutoff = now - dt.timedelta(seconds=self.settings.event_retention)
+            newest_old = await session.scalar(select(func.max(Event.id)).where(Event.created_at < cutoff))
+            if newest_old is not None:
+                await session.execute(delete(Event).where(Event.id <= newest_old))
+                meta = await session.get(Meta, PRUNED_THROUGH)
+                if meta is None:
+                    session.add(Meta(key=PRUNED_THROUGH, value=str(newest_old)))
+                else:
+                    meta.value = str(max(int(meta.value), newest_old))
+            keys_cutoff = now - dt.timedelta(seconds=self.settings.idempotency_ttl)
+            await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < keys_cutoff))
+            if startup:
+                # A request that was running when the server died left its key pending forever.
+                await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.response.is_(None)))

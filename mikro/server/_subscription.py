@@ -1,0 +1,135 @@
+"""The ``Subscription`` root: replay from the event table, then live events from pub/sub."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import strawberry
+from sqlalchemy import select
+from strawberry.types import Info
+
+from mikro.server import _models as m
+from mikro.server import _types as t
+from mikro.server._auth import AuthUser
+from mikro.server._context import context_of
+from mikro.server._crud import get_owned
+from mikro.server._errors import BadUserInput
+from mikro.server._pubsub import EventMessage
+from mikro.server._services import PRUNED_THROUGH, Services
+
+__all__ = ["Subscription", "event_stream"]
+
+_REPLAY_BATCH = 500
+
+
+def _matches(message: EventMessage, user: AuthUser, scope_id: int | None) -> bool:
+    if not user.can_see(message.owner_id):
+        return False
+    return scope_id is None or message.scope_id == scope_id
+
+
+async def _replay(
+    services: Services, stream: str, user: AuthUser, scope_id: int | None, after: int
+) -> AsyncIterator[EventMessage]:
+    """Stored events after ``after``; first a GAP if the log was pruned past it."""
+    async with services.db.read() as session:
+        meta = await session.get(m.Meta, PRUNED_THROUGH)
+    pruned_through = int(meta.value) if meta is not None else 0
+    if after < pruned_through:
+        yield EventMessage(pruned_through, stream, "GAP", 0, scope_id, user.id)
+        after = pruned_through
+    while True:
+        query = select(m.Event).where(m.Event.stream == stream, m.Event.id > after)
+        if not user.is_admin:
+            query = query.where(m.Event.owner_id == user.id)
+        if scope_id is not None:
+            query = query.where(m.Event.scope_id == scope_id)
+        async with services.db.read() as session:
+            rows = (await session.scalars(query.order_by(m.Event.id).limit(_REPLAY_BATCH))).all()
+        for row in rows:
+            yield EventMessage(row.id, row.stream, row.kind, row.object_id, row.scope_id, row.owner_id)
+        if len(rows) < _REPLAY_BATCH:
+            return
+        after = rows[-1].id
+
+
+async def event_stream(
+    services: Services, stream: str, user: AuthUser, scope_id: int | None, after: int | None
+) -> AsyncIterator[EventMessage]:
+    """Replayed then live events, each once, in cursor order for the replay.
+
+    Subscribing to pub/sub *before* reading the table closes the window in which an event could be
+    neither in the table read nor in the live stream; the cursor set drops what arrives twice.
+    """
+    last = after
+    while True:
+        async with services.pubsub.subscribe(stream) as live:
+            replayed: set[int] = set()
+            if last is not None:
+                async for message in _replay(services, stream, user, scope_id, last):
+                    replayed.add(message.cursor)
+                    last = max(last, message.cursor)
+                    yield message
+            async for message in live:
+                if message.cursor in replayed or not _matches(message, user, scope_id):
+                    continue
+                last = message.cursor if last is None else max(last, message.cursor)
+                yield message
+            if not live.lagged:
+                return
+            # Fell behind and was cut off: resume from the table where we were.
+            if last is None:
+                last = 0
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(  # type: ignore[untyped-decorator]
+        description="Events for images, optionally only those in one dataset; `after` replays events "
+        "after that cursor."
+    )
+    async def representations(
+        self, info: Info[Any, Any], dataset: strawberry.ID | None = None, after: int | None = None
+    ) -> AsyncGenerator[t.RepresentationEvent, None]:
+        ctx = context_of(info)
+        user = ctx.require_user()
+        if after is not None and after < 0:
+            raise BadUserInput("after must not be negative")
+        scope_id = None
+        if dataset is not None:
+            async with ctx.services.db.read() as session:
+                scope_id = (await get_owned(session, m.Dataset, dataset, user)).id
+        async for message in event_stream(ctx.services, "representation", user, scope_id, after):
+            rep = None
+            if message.kind in ("CREATE", "UPDATE"):
+                rep = await ctx.loaders.representation.load(message.object_id)
+            yield t.RepresentationEvent(
+                cursor=message.cursor,
+                kind=t.EventKind(message.kind),
+                id=strawberry.ID(str(message.object_id)) if message.kind != "GAP" else None,
+                representation=rep,
+            )
+
+    @strawberry.subscription(  # type: ignore[untyped-decorator]
+        description="Events for the ROIs of one image; `after` replays events after that cursor."
+    )
+    async def rois(
+        self, info: Info[Any, Any], representation: strawberry.ID, after: int | None = None
+    ) -> AsyncGenerator[t.RoiEvent, None]:
+        ctx = context_of(info)
+        user = ctx.require_user()
+        if after is not None and after < 0:
+            raise BadUserInput("after must not be negative")
+        async with ctx.services.db.read() as session:
+            scope_id = (await get_owned(session, m.Representation, representation, user)).id
+        async for message in event_stream(ctx.services, "roi", user, scope_id, after):
+            roi = None
+            if message.kind in ("CREATE", "UPDATE"):
+                roi = await ctx.loaders.roi.load(message.object_id)
+            yield t.RoiEvent(
+                cursor=message.cursor,
+                kind=t.EventKind(message.kind),
+                id=strawberry.ID(str(message.object_id)) if message.kind != "GAP" else None,
+                roi=roi,
+            )

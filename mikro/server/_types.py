@@ -1,0 +1,590 @@
+"""The strawberry output types and enums; they print to ``mikro/schema.graphql``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import TYPE_CHECKING, Any, NewType, TypeAlias
+
+import strawberry
+from strawberry.types import Info
+
+from mikro.server import _models as m
+from mikro.server._context import context_of
+
+__all__ = [
+    "JSON",
+    "ROI",
+    "Channel",
+    "Credentials",
+    "Dataset",
+    "EventKind",
+    "Experiment",
+    "Grant",
+    "MediaStore",
+    "Metric",
+    "ParquetStore",
+    "PhysicalSize",
+    "Representation",
+    "RepresentationEvent",
+    "RepresentationVariety",
+    "RoiEvent",
+    "RoiKind",
+    "Sample",
+    "StoreKind",
+    "Table",
+    "TableColumn",
+    "Thumbnail",
+    "UploadKind",
+    "User",
+    "ZarrStore",
+]
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+# Declared here rather than taken from strawberry.scalars so it prints exactly as in schema.graphql
+# (strawberry's own JSON scalar changed its description URL and gained @specifiedBy between releases).
+def _json_scalar() -> Any:
+    return strawberry.scalar(
+        NewType("JSON", object),
+        name="JSON",
+        description="The `JSON` scalar type represents JSON values as specified by "
+        "[ECMA-404](https://ecma-international.org/wp-content/uploads/ECMA-404_2nd_edition_june_2017.pdf).",
+        serialize=_identity,
+        parse_value=_identity,
+    )
+
+
+if TYPE_CHECKING:
+    JSON: TypeAlias = Any
+else:
+    JSON = _json_scalar()
+
+
+@strawberry.enum
+class RepresentationVariety(enum.Enum):
+    VOXEL = "VOXEL"
+    MASK = "MASK"
+    RGB = "RGB"
+    LABEL = "LABEL"
+    UNKNOWN = "UNKNOWN"
+
+
+@strawberry.enum
+class RoiKind(enum.Enum):
+    POINT = "POINT"
+    LINE = "LINE"
+    PATH = "PATH"
+    RECTANGLE = "RECTANGLE"
+    POLYGON = "POLYGON"
+    ELLIPSE = "ELLIPSE"
+
+
+@strawberry.enum
+class StoreKind(enum.Enum):
+    FILE = "FILE"
+    S3 = "S3"
+
+
+@strawberry.enum
+class UploadKind(enum.Enum):
+    ZARR = "ZARR"
+    PARQUET = "PARQUET"
+    MEDIA = "MEDIA"
+
+
+@strawberry.enum(
+    description="GAP: events were lost (the replay log no longer reaches back to the requested cursor)."
+)
+class EventKind(enum.Enum):
+    CREATE = "CREATE"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+    GAP = "GAP"
+
+
+def _visible(info: Info[Any, Any], items: list[Any]) -> list[Any]:
+    """Related objects the caller may see (relations only ever link one user's objects, but admins
+    can link across users)."""
+    user = context_of(info).require_user()
+    return [item for item in items if user.can_see(item._creator_id)]
+
+
+async def _creator(info: Info[Any, Any], creator_id: int) -> User:
+    user = await context_of(info).loaders.user.load(creator_id)
+    assert user is not None
+    return user
+
+
+@strawberry.type
+class User:
+    id: strawberry.ID
+    username: str
+    is_admin: bool
+
+    @classmethod
+    def from_row(cls, row: m.User) -> User:
+        return cls(id=strawberry.ID(str(row.id)), username=row.username, is_admin=row.is_admin)
+
+
+@strawberry.type
+class ZarrStore:
+    id: strawberry.ID
+    bucket: str
+    key: str
+    path: str
+    shape: list[int] | None
+    chunks: list[int] | None
+    shards: list[int] | None
+    dtype: str | None
+    dimension_names: list[str] | None
+    version: str
+    populated: bool
+    _creator_id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: m.Store) -> ZarrStore:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            bucket=row.bucket,
+            key=row.key,
+            path=row.path,
+            shape=row.shape,
+            chunks=row.chunks,
+            shards=row.shards,
+            dtype=row.dtype,
+            dimension_names=row.dimension_names,
+            version=row.version,
+            populated=row.populated,
+            _creator_id=row.creator_id,
+        )
+
+
+@strawberry.type
+class ParquetStore:
+    id: strawberry.ID
+    bucket: str
+    key: str
+    path: str
+
+    @classmethod
+    def from_row(cls, row: m.Store) -> ParquetStore:
+        return cls(id=strawberry.ID(str(row.id)), bucket=row.bucket, key=row.key, path=row.path)
+
+
+@strawberry.type
+class MediaStore:
+    id: strawberry.ID
+    bucket: str
+    key: str
+    path: str
+
+    @classmethod
+    def from_row(cls, row: m.Store) -> MediaStore:
+        return cls(id=strawberry.ID(str(row.id)), bucket=row.bucket, key=row.key, path=row.path)
+
+
+@strawberry.type
+class Channel:
+    name: str | None = None
+    emission_wavelength: float | None = None
+    excitation_wavelength: float | None = None
+    color: str | None = None
+
+
+@strawberry.type(
+    description="Physical size of one pixel along each dimension (micrometres for x/y/z, seconds for t)."
+)
+class PhysicalSize:
+    x: float | None = None
+    y: float | None = None
+    z: float | None = None
+    t: float | None = None
+
+
+@strawberry.type
+class Representation:
+    id: strawberry.ID
+    name: str
+    shape: list[int]
+    dims: list[str]
+    dtype: str
+    variety: RepresentationVariety
+    tags: list[str]
+    channels: list[Channel]
+    physical_size: PhysicalSize | None
+    acquisition_date: dt.datetime | None
+    created_at: dt.datetime
+    _creator_id: strawberry.Private[int]
+    _store_id: strawberry.Private[int]
+    _sample_id: strawberry.Private[int | None]
+    _dataset_id: strawberry.Private[int | None]
+
+    @classmethod
+    def from_row(cls, row: m.Representation) -> Representation:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            shape=list(row.shape),
+            dims=list(row.dims),
+            dtype=row.dtype,
+            variety=RepresentationVariety(row.variety),
+            tags=list(row.tags),
+            channels=[Channel(**c) for c in row.channels],
+            physical_size=PhysicalSize(**row.physical_size) if row.physical_size is not None else None,
+            acquisition_date=row.acquisition_date,
+            created_at=row.created_at,
+            _creator_id=row.creator_id,
+            _store_id=row.store_id,
+            _sample_id=row.sample_id,
+            _dataset_id=row.dataset_id,
+        )
+
+    @strawberry.field
+    async def store(self, info: Info[Any, Any]) -> ZarrStore:
+        row = await context_of(info).loaders.store.load(self._store_id)
+        assert row is not None
+        return ZarrStore.from_row(row)
+
+    @strawberry.field
+    async def sample(self, info: Info[Any, Any]) -> Sample | None:
+        if self._sample_id is None:
+            return None
+        return await context_of(info).loaders.sample.load(self._sample_id)
+
+    @strawberry.field
+    async def dataset(self, info: Info[Any, Any]) -> Dataset | None:
+        if self._dataset_id is None:
+            return None
+        return await context_of(info).loaders.dataset.load(self._dataset_id)
+
+    @strawberry.field
+    async def experiments(self, info: Info[Any, Any]) -> list[Experiment]:
+        return _visible(info, await context_of(info).loaders.experiments_of_representation.load(int(self.id)))
+
+    @strawberry.field
+    async def origins(self, info: Info[Any, Any]) -> list[Representation]:
+        return _visible(info, await context_of(info).loaders.origins_of_representation.load(int(self.id)))
+
+    @strawberry.field
+    async def derived(self, info: Info[Any, Any]) -> list[Representation]:
+        return _visible(info, await context_of(info).loaders.derived_of_representation.load(int(self.id)))
+
+    @strawberry.field
+    async def rois(self, info: Info[Any, Any]) -> list[ROI]:
+        return _visible(info, await context_of(info).loaders.rois_of_representation.load(int(self.id)))
+
+    @strawberry.field
+    async def metrics(self, info: Info[Any, Any]) -> list[Metric]:
+        return _visible(info, await context_of(info).loaders.metrics_of_representation.load(int(self.id)))
+
+    @strawberry.field
+    async def thumbnails(self, info: Info[Any, Any]) -> list[Thumbnail]:
+        loader = context_of(info).loaders.thumbnails_of_representation
+        return _visible(info, await loader.load(int(self.id)))
+
+    @strawberry.field
+    async def creator(self, info: Info[Any, Any]) -> User:
+        return await _creator(info, self._creator_id)
+
+
+@strawberry.type
+class Sample:
+    id: strawberry.ID
+    name: str
+    description: str | None
+    tags: list[str]
+    created_at: dt.datetime
+    _creator_id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: m.Sample) -> Sample:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            description=row.description,
+            tags=list(row.tags),
+            created_at=row.created_at,
+            _creator_id=row.creator_id,
+        )
+
+    @strawberry.field
+    async def representations(self, info: Info[Any, Any]) -> list[Representation]:
+        return _visible(info, await context_of(info).loaders.representations_of_sample.load(int(self.id)))
+
+    @strawberry.field
+    async def creator(self, info: Info[Any, Any]) -> User:
+        return await _creator(info, self._creator_id)
+
+
+@strawberry.type
+class Experiment:
+    id: strawberry.ID
+    name: str
+    description: str | None
+    tags: list[str]
+    created_at: dt.datetime
+    _creator_id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: m.Experiment) -> Experiment:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            description=row.description,
+            tags=list(row.tags),
+            created_at=row.created_at,
+            _creator_id=row.creator_id,
+        )
+
+    @strawberry.field
+    async def representations(self, info: Info[Any, Any]) -> list[Representation]:
+        loader = context_of(info).loaders.representations_of_experiment
+        return _visible(info, await loader.load(int(self.id)))
+
+    @strawberry.field
+    async def creator(self, info: Info[Any, Any]) -> User:
+        return await _creator(info, self._creator_id)
+
+
+@strawberry.type
+class Dataset:
+    id: strawberry.ID
+    name: str
+    description: str | None
+    tags: list[str]
+    created_at: dt.datetime
+    _creator_id: strawberry.Private[int]
+    _parent_id: strawberry.Private[int | None]
+
+    @classmethod
+    def from_row(cls, row: m.Dataset) -> Dataset:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            description=row.description,
+            tags=list(row.tags),
+            created_at=row.created_at,
+            _creator_id=row.creator_id,
+            _parent_id=row.parent_id,
+        )
+
+    @strawberry.field
+    async def parent(self, info: Info[Any, Any]) -> Dataset | None:
+        if self._parent_id is None:
+            return None
+        return await context_of(info).loaders.dataset.load(self._parent_id)
+
+    @strawberry.field
+    async def children(self, info: Info[Any, Any]) -> list[Dataset]:
+        return _visible(info, await context_of(info).loaders.children_of_dataset.load(int(self.id)))
+
+    @strawberry.field
+    async def representations(self, info: Info[Any, Any]) -> list[Representation]:
+        loader = context_of(info).loaders.representations_of_dataset
+        return _visible(info, await loader.load(int(self.id)))
+
+    @strawberry.field
+    async def creator(self, info: Info[Any, Any]) -> User:
+        return await _creator(info, self._creator_id)
+
+
+@strawberry.type(description="A region of interest; each vector is one 5-D point in (c, t, z, y, x) order.")
+class ROI:
+    id: strawberry.ID
+    kind: RoiKind
+    vectors: list[list[float]]
+    label: str | None
+    tags: list[str]
+    created_at: dt.datetime
+    _creator_id: strawberry.Private[int]
+    _representation_id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: m.Roi) -> ROI:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            kind=RoiKind(row.kind),
+            vectors=[list(v) for v in row.vectors],
+            label=row.label,
+            tags=list(row.tags),
+            created_at=row.created_at,
+            _creator_id=row.creator_id,
+            _representation_id=row.representation_id,
+        )
+
+    @strawberry.field
+    async def representation(self, info: Info[Any, Any]) -> Representation:
+        rep = await context_of(info).loaders.representation.load(self._representation_id)
+        assert rep is not None
+        return rep
+
+    @strawberry.field
+    async def creator(self, info: Info[Any, Any]) -> User:
+        return await _creator(info, self._creator_id)
+
+
+@strawberry.type(description="A key/value measurement attached to an image, optionally to one of its ROIs.")
+class Metric:
+    id: strawberry.ID
+    key: str
+    value: JSON
+    created_at: dt.datetime
+    _creator_id: strawberry.Private[int]
+    _representation_id: strawberry.Private[int]
+    _roi_id: strawberry.Private[int | None]
+
+    @classmethod
+    def from_row(cls, row: m.Metric) -> Metric:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            key=row.key,
+            value=row.value,
+            created_at=row.created_at,
+            _creator_id=row.creator_id,
+            _representation_id=row.representation_id,
+            _roi_id=row.roi_id,
+        )
+
+    @strawberry.field
+    async def representation(self, info: Info[Any, Any]) -> Representation:
+        rep = await context_of(info).loaders.representation.load(self._representation_id)
+        assert rep is not None
+        return rep
+
+    @strawberry.field
+    async def roi(self, info: Info[Any, Any]) -> ROI | None:
+        if self._roi_id is None:
+            return None
+        return await context_of(info).loaders.roi.load(self._roi_id)
+
+    @strawberry.field
+    async def creator(self, info: Info[Any, Any]) -> User:
+        return await _creator(info, self._creator_id)
+
+
+@strawberry.type
+class TableColumn:
+    name: str
+    type: str
+
+
+@strawberry.type(description="A parquet file on the object store.")
+class Table:
+    id: strawberry.ID
+    name: str
+    columns: list[TableColumn]
+    tags: list[str]
+    created_at: dt.datetime
+    _creator_id: strawberry.Private[int]
+    _store_id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: m.TableRow) -> Table:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            columns=[TableColumn(name=c["name"], type=c["type"]) for c in row.columns],
+            tags=list(row.tags),
+            created_at=row.created_at,
+            _creator_id=row.creator_id,
+            _store_id=row.store_id,
+        )
+
+    @strawberry.field
+    async def store(self, info: Info[Any, Any]) -> ParquetStore:
+        row = await context_of(info).loaders.store.load(self._store_id)
+        assert row is not None
+        return ParquetStore.from_row(row)
+
+    @strawberry.field
+    async def origins(self, info: Info[Any, Any]) -> list[Representation]:
+        return _visible(info, await context_of(info).loaders.origins_of_table.load(int(self.id)))
+
+    @strawberry.field
+    async def creator(self, info: Info[Any, Any]) -> User:
+        return await _creator(info, self._creator_id)
+
+
+@strawberry.type(description="A small PNG of an image.")
+class Thumbnail:
+    id: strawberry.ID
+    width: int
+    height: int
+    created_at: dt.datetime
+    _creator_id: strawberry.Private[int]
+    _store_id: strawberry.Private[int]
+    _representation_id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: m.Thumbnail) -> Thumbnail:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            width=row.width,
+            height=row.height,
+            created_at=row.created_at,
+            _creator_id=row.creator_id,
+            _store_id=row.store_id,
+            _representation_id=row.representation_id,
+        )
+
+    @strawberry.field
+    async def representation(self, info: Info[Any, Any]) -> Representation:
+        rep = await context_of(info).loaders.representation.load(self._representation_id)
+        assert rep is not None
+        return rep
+
+    @strawberry.field
+    async def store(self, info: Info[Any, Any]) -> MediaStore:
+        row = await context_of(info).loaders.store.load(self._store_id)
+        assert row is not None
+        return MediaStore.from_row(row)
+
+    @strawberry.field
+    async def creator(self, info: Info[Any, Any]) -> User:
+        return await _creator(info, self._creator_id)
+
+
+@strawberry.type
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None
+    expiration: dt.datetime
+
+
+@strawberry.type(
+    description="Where and how to reach one store's objects; `prefix` is the only key prefix the "
+    "grant allows."
+)
+class Grant:
+    store_id: strawberry.ID
+    upload_kind: UploadKind
+    kind: StoreKind
+    endpoint: str | None
+    region: str | None
+    bucket: str
+    prefix: str
+    path: str
+    write: bool
+    credentials: Credentials | None
+    expires_at: dt.datetime
+
+
+@strawberry.type
+class RepresentationEvent:
+    cursor: int
+    kind: EventKind
+    id: strawberry.ID | None
+    representation: Representation | None
+
+
+@strawberry.type
+class RoiEvent:
+    cursor: int
+    kind: EventKind
+    id: strawberry.ID | None
+    roi: ROI | None

@@ -1,0 +1,86 @@
+"""Reading what ``finishUpload`` records from zarr v3 metadata (``zarr.json``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mikro.server._errors import BadUserInput
+
+__all__ = ["ArrayInfo", "read_array_info"]
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    key: str  # the key prefix of the array (``<prefix>`` or ``<prefix>/0`` for an OME-Zarr group)
+    shape: list[int]
+    chunks: list[int]
+    shards: list[int] | None
+    dtype: str
+    dimension_names: list[str] | None
+
+
+def read_array_info(read: Callable[[str], bytes | None], prefix: str) -> ArrayInfo:
+    """Find the array of a store: ``<prefix>/zarr.json`` if it is an array, else ``<prefix>/0/zarr.json``.
+
+    ``read`` returns an object's bytes or None (blocking; call this in a worker thread).
+    """
+    node = _load(read, prefix)
+    if node.get("node_type") == "group":
+        key = f"{prefix}/0"
+        node = _load(read, key)
+        if node.get("node_type") != "array":
+            raise BadUserInput(f"{key}/zarr.json is not a zarr array (the OME-Zarr image must be at 0/)")
+        return _parse_array(node, key)
+    if node.get("node_type") == "array":
+        return _parse_array(node, prefix)
+    raise BadUserInput(f"{prefix}/zarr.json has node_type {node.get('node_type')!r}, not array or group")
+
+
+def _load(read: Callable[[str], bytes | None], prefix: str) -> dict[str, Any]:
+    raw = read(f"{prefix}/zarr.json")
+    if raw is None:
+        raise BadUserInput(f"no zarr metadata at {prefix}/zarr.json: upload the array before finishUpload")
+    try:
+        node = json.loads(raw)
+    except ValueError as e:
+        raise BadUserInput(f"{prefix}/zarr.json is not valid JSON: {e}") from None
+    if not isinstance(node, dict) or node.get("zarr_format") != 3:
+        raise BadUserInput(f"{prefix}/zarr.json is not zarr v3 metadata (zarr_format must be 3)")
+    return node
+
+
+def _ints(value: Any, what: str) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(v, int) and v >= 0 for v in value):
+        raise BadUserInput(f"invalid zarr metadata: {what} must be a list of non-negative integers")
+    return list(value)
+
+
+def _parse_array(node: dict[str, Any], key: str) -> ArrayInfo:
+    shape = _ints(node.get("shape"), "shape")
+    grid = node.get("chunk_grid") or {}
+    outer = _ints((grid.get("configuration") or {}).get("chunk_shape"), "chunk_grid.chunk_shape")
+    if len(outer) != len(shape):
+        raise BadUserInput("invalid zarr metadata: chunk shape and shape differ in length")
+    chunks, shards = outer, None
+    codecs = node.get("codecs") or []
+    if codecs and isinstance(codecs[0], dict) and codecs[0].get("name") == "sharding_indexed":
+        inner = _ints((codecs[0].get("configuration") or {}).get("chunk_shape"), "sharding chunk_shape")
+        chunks, shards = inner, outer
+    data_type = node.get("data_type")
+    if not isinstance(data_type, str):
+        raise BadUserInput(f"unsupported zarr data_type {data_type!r}")
+    try:
+        dtype = np.dtype(data_type).name
+    except TypeError:
+        raise BadUserInput(f"unsupported zarr data_type {data_type!r}") from None
+    names = node.get("dimension_names")
+    if names is not None and (
+        not isinstance(names, list) or len(names) != len(shape) or not all(isinstance(n, str) for n in names)
+    ):
+        raise BadUserInput("invalid zarr metadata: dimension_names must name every dimension")
+    return ArrayInfo(key=key, shape=shape, chunks=chunks, shards=shards, dtype=dtype, dimension_names=names)

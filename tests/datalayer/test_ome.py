@@ -1,0 +1,46 @@
+"""The written store is OME-Zarr 0.5 that tools without mikro open: ome-zarr-models, zarr, xarray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from ome_zarr_models.v05 import Image
+
+from mikro.datalayer import GrantedStore, prepare_image, write_image
+from tests.datalayer.conftest import download
+
+
+@pytest.mark.anyio
+async def test_store_validates_and_opens_without_mikro(store: GrantedStore, tmp_path: Path) -> None:
+    values = np.random.default_rng(1).integers(0, 255, (2, 3, 6, 50, 40), dtype=np.uint8)
+    image = prepare_image(values, dims="tczyx", pixel_size={"x": 0.1, "y": 0.1, "z": 0.5, "t": 2.0})
+    await write_image(store, image, name="validated")
+    root = download(store, tmp_path / "copy")
+
+    group = zarr.open_group(str(root), mode="r")
+    ome = Image.from_zarr(group)  # the independent validator: raises if the metadata is not OME-Zarr 0.5
+    multiscale = ome.attributes.ome.multiscales[0]
+    assert [(a.name, a.type, a.unit) for a in multiscale.axes] == [
+        ("t", "time", "second"),
+        ("c", "channel", None),
+        ("z", "space", "micrometer"),
+        ("y", "space", "micrometer"),
+        ("x", "space", "micrometer"),
+    ]
+    scale = multiscale.datasets[0].coordinateTransformations[0].scale
+    assert list(scale) == [2.0, 1.0, 0.5, 0.1, 0.1]
+
+    np.testing.assert_array_equal(group["0"][...], values)
+    ds = xr.open_zarr(str(root), consolidated=False)
+    assert ds["0"].dims == ("t", "c", "z", "y", "x")
+    np.testing.assert_array_equal(ds["0"].values, values)
+
+    meta = json.loads((root / "0" / "zarr.json").read_text())
+    assert meta["dimension_names"] == ["t", "c", "z", "y", "x"]
+    assert meta["codecs"][0]["name"] == "sharding_indexed"
+    assert [c["name"] for c in meta["codecs"][0]["configuration"]["codecs"]] == ["bytes", "zstd"]

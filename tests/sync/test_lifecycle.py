@@ -1,0 +1,156 @@
+"""Threads, sockets, Ctrl-C, deadlocks and interpreter exit of blocking sessions (real server and sockets)."""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trio
+
+import mikro
+import mikro.sync
+
+from ._slow_proxy import SlowProxy
+from .conftest import open_fds, portal_threads
+
+
+def settled(condition: Callable[[], bool], within: float = 10.0) -> bool:
+    """Whether ``condition`` holds, waiting up to ``within`` s for asynchronous teardown (peer closes)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_thousand_calls_leave_no_thread_or_socket_behind(
+    mikro_server: Any, sync_token: str, portal_backend: str
+) -> None:
+    threads, fds = threading.active_count(), open_fds()
+    with mikro.sync.connect(mikro_server.url, token=sync_token, backend=portal_backend) as m:
+        assert len(portal_threads()) == 1  # one thread per session, whatever the number of calls
+        names = {m.me().username for _ in range(1000)}
+        assert len(names) == 1
+        assert len(portal_threads()) == 1
+    assert settled(lambda: threading.active_count() <= threads), threading.enumerate()
+    assert settled(lambda: open_fds() <= fds), (fds, open_fds())
+
+
+def test_a_hundred_connect_disconnect_cycles_leave_nothing_behind(
+    mikro_server: Any, sync_token: str, portal_backend: str
+) -> None:
+    threads, fds = threading.active_count(), open_fds()
+    for i in range(100):
+        app = mikro.MikroApp(mikro_server.url, token=sync_token, backend=portal_backend)
+        app.connect()
+        if i % 10 == 0:
+            assert mikro.me().username.startswith("sync-")
+        app.disconnect()
+        assert not app.connected
+    assert portal_threads() == []
+    assert settled(lambda: threading.active_count() <= threads), threading.enumerate()
+    assert settled(lambda: open_fds() <= fds), (fds, open_fds())
+
+
+@pytest.mark.parametrize("use_worker_thread", [False, True])
+def test_forgetting_disconnect_does_not_hang_interpreter_exit(
+    mikro_server: Any, sync_token: str, portal_backend: str, use_worker_thread: bool
+) -> None:
+    # A worker thread (anyio.to_thread) of the session's asyncio loop is NOT a daemon thread: without the
+    # exit hook the interpreter would wait for it forever.
+    script = textwrap.dedent(
+        f"""
+        import time, anyio, mikro
+        app = mikro.MikroApp(backend={portal_backend!r})
+        session = app.connect()
+        print(mikro.me().username, flush=True)
+        if {use_worker_thread!r}:
+            session.run(anyio.to_thread.run_sync, time.sleep, 0)
+        # no app.disconnect()
+        """
+    )
+    env = {**os.environ, "MIKRO_URL": mikro_server.url, "MIKRO_TOKEN": sync_token}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=90, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("sync-")
+
+
+def test_ctrl_c_cancels_the_call_in_flight_and_the_session_goes_on(
+    mikro_server: Any, sync_token: str, portal_backend: str
+) -> None:
+    with (
+        SlowProxy(mikro_server.url) as proxy,
+        mikro.sync.connect(proxy.url, token=sync_token, backend=portal_backend) as m,
+    ):
+        assert m.me().username.startswith("sync-")
+        proxy.hold.set()
+
+        def press_ctrl_c_once_the_server_has_the_request() -> None:
+            if proxy.arrived.wait(30):
+                _thread.interrupt_main()
+
+        presser = threading.Thread(target=press_ctrl_c_once_the_server_has_the_request)
+        presser.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                m.list_samples()
+            # the call gave up while the server still held the request: it did not wait for the answer
+            assert proxy.answered_while_held == 0 and not proxy.release.is_set()
+        finally:
+            presser.join()
+            proxy.hold.clear()
+            proxy.release.set()
+
+        assert m.me().username.startswith("sync-")
+        assert isinstance(m.list_samples(limit=1), list)
+
+
+def test_a_sync_call_from_the_sessions_own_loop_raises_instead_of_deadlocking(
+    session: mikro.sync.SyncMikro,
+) -> None:
+    async def callback_running_on_the_session_loop() -> Any:
+        return session.me()
+
+    with pytest.raises(mikro.DeadlockError, match="own event loop"):
+        session.run(callback_running_on_the_session_loop)
+
+    async def the_right_way() -> str:
+        return (await mikro.ame()).username
+
+    assert session.run(the_right_way) == session.me().username
+
+
+@pytest.mark.parametrize("caller_loop", ["asyncio", "trio"])
+def test_works_where_the_callers_thread_already_runs_an_event_loop(
+    mikro_server: Any, sync_token: str, portal_backend: str, caller_loop: str
+) -> None:
+    # Jupyter runs an asyncio loop in the main thread; blocking calls made from a cell block that loop but
+    # must work, because the session's loop has its own thread.
+    async def notebook_cell() -> tuple[str, int]:
+        with mikro.sync.connect(mikro_server.url, token=sync_token, backend=portal_backend) as m:
+            sample = m.create_sample("from-a-notebook")
+            return m.get_sample(sample.id).name, len(list(m.iter_samples(ids=[sample.id])))
+
+    result = asyncio.run(notebook_cell()) if caller_loop == "asyncio" else trio.run(notebook_cell)
+    assert result == ("from-a-notebook", 1)
+
+
+def test_a_closed_session_says_so(mikro_server: Any, sync_token: str, portal_backend: str) -> None:
+    m = mikro.sync.connect(mikro_server.url, token=sync_token, backend=portal_backend)
+    m.close()
+    m.close()  # idempotent
+    assert m.closed and portal_threads() == []
+    with pytest.raises(mikro.NotConnectedError, match="closed"):
+        m.me()
