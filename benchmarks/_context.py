@@ -36,7 +36,7 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(8, 512, 4, 512, 64, 128, 100, 32, 100, 8)
+        return cls(8, 512, 4, 512, 64, 512, 100, 32, 100, 8)
 
     @property
     def ingest_bytes(self) -> int:

@@ -17,6 +17,7 @@ __all__ = [
     "Check",
     "Figure",
     "Sample",
+    "describe_error",
     "figure_from",
     "interleave",
     "timed",
@@ -109,6 +110,13 @@ class BarResult:
         return next((f for f in self.figures if f.contender == contender), None)
 
 
+def describe_error(exc: BaseException) -> str:
+    """The innermost real error (task groups wrap it in ExceptionGroups), one line."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
 def interleave(
     contenders: dict[str, Callable[[], Sample]], runs: int, *, log: Callable[[str], None]
 ) -> dict[str, list[Sample] | str]:
@@ -123,7 +131,7 @@ def interleave(
                 sample = fn()
             except Exception as exc:
                 log(f"  {name}: FAILED: {exc!r}\n{traceback.format_exc(limit=6)}")
-                out[name] = f"{type(exc).__name__}: {exc}"[:300]
+                out[name] = describe_error(exc)
                 continue
             got.append(sample)
             shown = (

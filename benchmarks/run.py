@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _api import bar_api, bar_sync, bar_threads
 from _context import Context, Sizes
-from _harness import MIB, BarResult, Check, Figure
+from _harness import MIB, BarResult, Check, Figure, describe_error
 from _ingest import bar_ingest_codec, bar_ingest_local, bar_ingest_s3
 from _read import bar_loop_lag, bar_read, bar_zplane
 from _report import print_table, write_json
@@ -87,7 +87,7 @@ def _setup(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
 
 
 def _failed_bar(name: str, exc: BaseException) -> BarResult:
-    msg = f"{type(exc).__name__}: {exc}"[:300]
+    msg = describe_error(exc)
     return BarResult(
         name,
         name,

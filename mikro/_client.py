@@ -12,6 +12,7 @@ import anyio.abc
 import httpx
 
 from mikro._client_data import DataPlaneMixin
+from mikro._client_watch import WatchMixin
 from mikro._config import ClientConfig, load_config
 from mikro._context import reset_current_session, set_current_session
 from mikro._exceptions import GrantError, MikroError, NotConnectedError
@@ -30,7 +31,7 @@ def _user_agent() -> str:
         return "mikro"
 
 
-class Mikro(DataPlaneMixin, Operations):
+class Mikro(DataPlaneMixin, WatchMixin, Operations):
     """A session with a mikro server, usable under asyncio and trio.
 
     Everything it owns is made on entry and closed on exit, also when the body raises or is
@@ -39,6 +40,9 @@ class Mikro(DataPlaneMixin, Operations):
     for worker threads (:attr:`thread_limiter`) and one task group for background work
     (:attr:`task_group`). While open it is the *current* session of its task, which module-level
     functions such as ``mikro.aget_representation`` use.
+
+    Its methods: the typed GraphQL operations (:class:`mikro.api.Operations`), pixels, tables and
+    compute (``DataPlaneMixin``) and live events (``WatchMixin``: ``watch_representations``, ``watch_rois``).
     """
 
     def __init__(self, config: ClientConfig) -> None:
@@ -96,9 +100,12 @@ class Mikro(DataPlaneMixin, Operations):
         self._closed = True
         reset_current_session(self._context_token, self._previous_session)
         try:
-            # Background work belongs to the session: it ends with it.
+            # Background work belongs to the session: it ends with it. The body's own exception is
+            # not handed to the task group (it would come out wrapped in an ExceptionGroup); it
+            # propagates unchanged once this returns.
             self._task_group.cancel_scope.cancel()
-            return await self._task_group.__aexit__(exc_type, exc, tb)
+            await self._task_group.__aexit__(None, None, None)
+            return None
         finally:
             await self._close_clients()
 

@@ -1,9 +1,273 @@
-"""The session's data plane (pixels, tables, compute): filled in by the datalayer integration (issue 4)."""
+"""The session's data plane: upload images and tables, open them lazily, compute off the event loop.
+
+:class:`DataPlaneMixin` is mixed into :class:`mikro.Mikro`; it uses the session's grants
+(``requestUpload`` / ``requestAccess`` via :meth:`Mikro.grant_provider`), its worker-thread limiter and
+the typed operations, and leaves all pixel work to :mod:`mikro.datalayer` (worker threads, obstore's
+sync API). An image becomes visible only once its data is complete: the ``Representation`` row is
+created after ``finishUpload``, and removed again if its thumbnail cannot be made.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import anyio
+
+from mikro._exceptions import StorageError, ValidationError
+from mikro.datalayer import (
+    ARRAY_PATH,
+    DEFAULT_MAX_BYTES,
+    GrantedStore,
+    GrantProvider,
+    ProgressCallback,
+    TableData,
+    make_thumbnail,
+    open_dataarray,
+    prepare_image,
+    write_image,
+    write_table,
+)
+from mikro.datalayer import compute as compute_off_loop
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from mikro.api import Grant, Representation, Table, Thumbnail, ZarrStore
+
 __all__ = ["DataPlaneMixin"]
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL_KEY = "thumbnail.png"
+#: How long cleanup after a failed upload may take (it runs shielded from cancellation).
+CLEANUP_SECONDS = 10.0
+
+
+class _Session(Protocol):
+    """What the data plane uses of the session (implemented by :class:`mikro.Mikro`)."""
+
+    @property
+    def thread_limiter(self) -> anyio.CapacityLimiter: ...
+
+    def grant_provider(self, store_id: Any, write: bool = False) -> GrantProvider: ...
+
+    async def request_upload(self, kind: Any = ...) -> Grant: ...
+
+    async def finish_upload(self, store: Any) -> ZarrStore: ...
+
+    async def get_representation(self, id: Any) -> Representation: ...
+
+    async def delete_representation(self, representation: Any) -> str: ...
+
+    async def _create_representation_row(self, input: Mapping[str, Any]) -> Representation: ...
+
+    async def _create_table_row(self, input: Mapping[str, Any]) -> Table: ...
+
+    async def _create_thumbnail_row(self, input: Mapping[str, Any]) -> Thumbnail: ...
+
+
+def _channel_inputs(channels: Sequence[Any] | None, names: Sequence[str] | None) -> list[Any]:
+    if channels is not None:
+        return list(channels)
+    return [{"name": n} for n in names] if names else []
+
+
+def _array_path(store: ZarrStore) -> str:
+    # finishUpload records the array's own path (``<key>/0`` for an OME-Zarr group); reads are granted
+    # on the store key, so the array lives at the difference.
+    if store.key and store.key in store.path:
+        rest = store.path.rsplit(store.key, 1)[1].strip("/")
+        return rest
+    return ARRAY_PATH
 
 
 class DataPlaneMixin:
-    """Methods of :class:`mikro.Mikro` that move pixels and tables (placeholder until the data plane)."""
+    """Methods of :class:`mikro.Mikro` that move pixels and tables."""
+
+    def _s(self) -> _Session:
+        return cast("_Session", self)
+
+    async def _new_store(self, kind: str) -> tuple[GrantedStore, str]:
+        """A fresh store on the server (``requestUpload``) and its id; refreshed with write grants."""
+        grant = await self._s().request_upload(kind)
+        storage_grant = grant.to_storage_grant()
+        provider = self._s().grant_provider(storage_grant.store_id, write=True)
+        return GrantedStore(provider, grant=storage_grant), storage_grant.store_id
+
+    # -- images --------------------------------------------------------------------------------------
+
+    async def create_representation(
+        self,
+        data: Any,
+        *,
+        name: str,
+        dims: str | Sequence[str] | None = None,
+        sample: Any = None,
+        experiments: Iterable[Any] = (),
+        dataset: Any = None,
+        tags: Iterable[str] = (),
+        origins: Iterable[Any] = (),
+        channels: Sequence[Any] | None = None,
+        pixel_size: Any = None,
+        variety: str = "VOXEL",
+        acquisition_date: dt.datetime | None = None,
+        progress: ProgressCallback | None = None,
+        compression: str | None = "zstd",
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        thumbnail: bool = True,
+    ) -> Representation:
+        """Upload an image and create its ``Representation``; returns it with its thumbnail.
+
+        ``data`` is an ``xarray.DataArray`` (dims and pixel size taken from it), a numpy array or a dask
+        array (``dims`` needed unless it is 2-D: a subset of ``c, t, z, y, x`` in the array's order).
+        Dask inputs are streamed shard by shard. ``pixel_size`` maps dims to sizes (``{"x": 0.1, ...}``
+        in micrometres, seconds for t) or is a ``PhysicalSize``. The pixels are stored in OME axis
+        order (``t, c, z, y, x``), so ``rep.dims`` may list the dims in a different order than given.
+        ``progress(done, total)`` gets uncompressed bytes after each shard.
+
+        Nothing is visible on the server until the data is complete: a failure or cancellation at any
+        step leaves no ``Representation`` behind (and the objects written so far are deleted).
+        Bad input raises :class:`mikro.ValidationError` before anything is sent.
+        """
+        if compression not in ("zstd", None):
+            raise ValidationError(f"compression must be 'zstd' or None, not {compression!r}")
+        image = prepare_image(data, dims=dims, pixel_size=pixel_size, max_bytes=max_bytes)
+        n_channels = image.shape[image.dims.index("c")] if "c" in image.dims else 1
+        if channels is not None and len(channels) != n_channels:
+            raise ValidationError(f"{len(channels)} channels given for an image with {n_channels}")
+        session = self._s()
+        store, store_id = await self._new_store("ZARR")
+        result = await write_image(
+            store,
+            image,
+            name=name,
+            limiter=session.thread_limiter,
+            compression="zstd" if compression else None,
+            progress=progress,
+        )
+        rep: Representation | None = None
+        try:
+            await session.finish_upload(store_id)
+            rep = await session._create_representation_row(
+                {
+                    "store": store_id,
+                    "name": name,
+                    "variety": str(variety),
+                    "sample": sample,
+                    "experiments": list(experiments),
+                    "dataset": dataset,
+                    "tags": list(tags),
+                    "origins": list(origins),
+                    "channels": _channel_inputs(channels, image.channel_names),
+                    "physical_size": dict(image.pixel_size) or None,
+                    "acquisition_date": acquisition_date,
+                }
+            )
+            if thumbnail:
+                await self._make_thumbnail(rep, result.projection)
+                rep = await session.get_representation(rep.id)
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+                if rep is not None:
+                    try:
+                        await session.delete_representation(rep.id)
+                    except Exception as exc:
+                        log.warning("could not remove representation %s after a failure: %s", rep.id, exc)
+                await _discard(store, list(result.keys))
+            raise
+        return rep
+
+    async def _make_thumbnail(self, rep: Representation, projection: Any) -> Thumbnail:
+        session = self._s()
+        thumb = await anyio.to_thread.run_sync(make_thumbnail, projection, limiter=session.thread_limiter)
+        store, store_id = await self._new_store("MEDIA")
+        await anyio.to_thread.run_sync(store.put, THUMBNAIL_KEY, thumb.png, limiter=session.thread_limiter)
+        return await session._create_thumbnail_row(
+            {
+                "store": store_id,
+                "representation": rep.id,
+                "width": thumb.width,
+                "height": thumb.height,
+            }
+        )
+
+    def open_representation_data(self, rep: Representation) -> xr.DataArray:
+        """``rep.data``: a lazy ``xarray.DataArray`` (dask) over the image; no I/O until computed.
+
+        Each dask task fetches only the chunks it touches, in dask's worker threads, with a read grant
+        refreshed as needed. Compute with ``await m.compute(expr)``: a bare ``.compute()`` / ``.values``
+        inside ``async def`` blocks the event loop for the whole download.
+        """
+        store = rep.store
+        if store.shape is None or store.chunks is None or store.dtype is None:
+            raise StorageError(f"store {store.id} of representation {rep.id} has no finished zarr data")
+        pixel_size = rep.physical_size.model_dump() if rep.physical_size is not None else {}
+        return open_dataarray(
+            self._reader_store(store.id),
+            shape=store.shape,
+            chunks=store.chunks,
+            shards=store.shards or store.chunks,
+            dtype=store.dtype,
+            dims=store.dimension_names or rep.dims,
+            pixel_size=pixel_size,
+            channel_names=[c.name or "" for c in rep.channels] or None,
+            name=rep.name,
+            token=f"store-{store.id}",
+            array_path=_array_path(store),
+            attrs={"representation": rep.id},
+        )
+
+    def _reader_store(self, store_id: str) -> GrantedStore:
+        # One read store per store id and session: its grant and shard indexes serve every `rep.data`.
+        cache: dict[str, GrantedStore] = self.__dict__.setdefault("_data_read_stores", {})
+        found = cache.get(store_id)
+        if found is None:
+            found = cache.setdefault(store_id, GrantedStore(self._s().grant_provider(store_id)))
+        return found
+
+    async def compute(self, expr: Any) -> Any:
+        """Compute a lazy (dask-backed) object in a worker thread; the event loop keeps running.
+
+        ``await m.compute(rep.data.max())`` works the same under asyncio and trio. Cancelling waits for
+        the computation under way (dask cannot be interrupted), then raises.
+        """
+        return await compute_off_loop(expr, limiter=self._s().thread_limiter)
+
+    # -- tables --------------------------------------------------------------------------------------
+
+    async def create_table(
+        self,
+        table: Any,
+        *,
+        name: str,
+        origins: Iterable[Any] = (),
+        tags: Iterable[str] = (),
+    ) -> Table:
+        """Store a pandas DataFrame or pyarrow Table as parquet and create its ``Table``."""
+        session = self._s()
+        store, store_id = await self._new_store("PARQUET")
+        written = await write_table(store, table, limiter=session.thread_limiter)
+        try:
+            return await session._create_table_row(
+                {"store": store_id, "name": name, "origins": list(origins), "tags": list(tags)}
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+                await _discard(store, [written.key])
+            raise
+
+    def open_table_data(self, table: Table) -> TableData:
+        """``table.data``: a handle on the parquet object; ``await table.data.arrow()`` / ``.pandas()``."""
+        return TableData(self._reader_store(table.store.id), limiter=self._s().thread_limiter)
+
+
+async def _discard(store: GrantedStore, keys: list[str]) -> None:
+    if not keys:
+        return
+    try:
+        await anyio.to_thread.run_sync(store.delete, keys, abandon_on_cancel=True)
+    except Exception as exc:
+        log.warning("could not delete %d objects of a failed upload: %s", len(keys), exc)

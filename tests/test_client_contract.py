@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import types
 import typing
@@ -219,9 +220,9 @@ def test_enums_match_schema(schema: GraphQLSchema) -> None:
 
 def _without_descriptions(sdl: str) -> str:
     class Strip(Visitor):
-        def enter(self, node: Any, *_: Any) -> Any:
-            if hasattr(node, "description") and node.description is not None:
-                node.description = None
+        def leave(self, node: Any, *_: Any) -> Any:
+            if getattr(node, "description", None) is not None:
+                return dataclasses.replace(node, description=None)
             return None
 
     return print_ast(visit(parse(sdl), Strip()))

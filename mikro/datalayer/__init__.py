@@ -8,7 +8,7 @@ from mikro.datalayer._grant import GrantProvider, StorageGrant
 from mikro.datalayer._layout import ARRAY_PATH, AXIS_ORDER, ImageLayout, choose_layout, ome_attributes
 from mikro.datalayer._read import ShardedArrayReader, compute, open_dataarray
 from mikro.datalayer._store import GrantedStore, StoreStats
-from mikro.datalayer._table import TABLE_KEY, TableWritten, read_table, to_arrow, write_table
+from mikro.datalayer._table import TABLE_KEY, TableData, TableWritten, read_table, to_arrow, write_table
 from mikro.datalayer._thumbnail import Thumbnail, make_thumbnail
 from mikro.datalayer._validate import DEFAULT_MAX_BYTES, PreparedImage, prepare_image
 from mikro.datalayer._write import ProgressCallback, WriteResult, write_image
@@ -26,6 +26,7 @@ __all__ = [
     "ShardedArrayReader",
     "StorageGrant",
     "StoreStats",
+    "TableData",
     "TableWritten",
     "Thumbnail",
     "WriteResult",

@@ -176,7 +176,9 @@ class GrantedStore:
         store = self._obstore()
         try:
             return fn(store)
-        except (UnauthenticatedError, PermissionDeniedError) as exc:
+        except (UnauthenticatedError, PermissionDeniedError, PermissionError) as exc:
+            if isinstance(exc, PermissionError) and isinstance(store, LocalStore):
+                raise StorageError(f"{what} failed: {exc}") from exc
             if self._provider_error is not None:
                 raise GrantError(
                     f"{what}: the storage grant could not be refreshed: {self._provider_error}"

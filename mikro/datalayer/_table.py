@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from mikro._exceptions import StorageError, ValidationError
 from mikro.datalayer._store import GrantedStore
 
-__all__ = ["TABLE_KEY", "TableWritten", "read_table", "to_arrow", "write_table"]
+__all__ = ["TABLE_KEY", "TableData", "TableWritten", "read_table", "to_arrow", "write_table"]
 
 #: The parquet object's key under a PARQUET grant's prefix.
 TABLE_KEY = "table.parquet"
@@ -79,3 +79,33 @@ def read_table(store: GrantedStore, *, key: str = TABLE_KEY) -> pa.Table:
         return pq.read_table(pa.BufferReader(raw))
     except pa.ArrowInvalid as exc:
         raise StorageError(f"{key!r} is not a readable parquet file: {exc}") from exc
+
+
+class TableData:
+    """A stored table, read on request: ``await data.arrow()`` / ``await data.pandas()``.
+
+    Reading runs in a worker thread. ``read()`` / ``to_pandas()`` are the blocking spellings for scripts
+    (inside ``async def`` they would block the event loop).
+    """
+
+    def __init__(
+        self, store: GrantedStore, *, key: str = TABLE_KEY, limiter: anyio.CapacityLimiter | None = None
+    ) -> None:
+        self.store = store
+        self.key = key
+        self._limiter = limiter
+
+    def read(self) -> pa.Table:
+        return read_table(self.store, key=self.key)
+
+    def to_pandas(self) -> Any:
+        return self.read().to_pandas()
+
+    async def arrow(self) -> pa.Table:
+        return await anyio.to_thread.run_sync(self.read, limiter=self._limiter)
+
+    async def pandas(self) -> Any:
+        return await anyio.to_thread.run_sync(self.to_pandas, limiter=self._limiter)
+
+    def __repr__(self) -> str:
+        return f"TableData(key={self.key!r})"

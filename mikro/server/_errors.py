@@ -54,15 +54,21 @@ class Conflict(ApiError):
     code = "CONFLICT"
 
 
+def _is_input_error(error: GraphQLError) -> bool:
+    """Parse, validation and variable-coercion errors (wrong enum value, missing argument ...): they
+    arise outside any resolver, so they have no path, or wrap another GraphQLError."""
+    original = error.original_error
+    return original is None or error.path is None or isinstance(original, GraphQLError)
+
+
 def _with_code(error: GraphQLError) -> GraphQLError:
     if error.extensions and "code" in error.extensions:
         return error
     original = error.original_error
-    if original is None:
-        # Parse, validation and variable-coercion errors (wrong enum value, missing argument ...).
-        code, message = "BAD_USER_INPUT", error.message
-    elif isinstance(original, ApiError):
+    if isinstance(original, ApiError):
         code, message = original.code, error.message
+    elif _is_input_error(error):
+        code, message = "BAD_USER_INPUT", error.message
     else:
         code, message = "INTERNAL_SERVER_ERROR", "Internal server error"
     return GraphQLError(
@@ -80,7 +86,7 @@ def log_unexpected(errors: list[GraphQLError]) -> None:
     """Log what the client will only see as INTERNAL_SERVER_ERROR; expected errors are not news."""
     for error in errors:
         original = error.original_error
-        if original is not None and not isinstance(original, ApiError):
+        if not isinstance(original, ApiError) and not _is_input_error(error):
             logger.error("unexpected error at %s: %s", error.path, error.message, exc_info=original)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import TYPE_CHECKING, Any, NewType, TypeAlias
+from typing import Any, NewType
 
 import strawberry
 from strawberry.types import Info
@@ -14,6 +14,7 @@ from mikro.server._context import context_of
 
 __all__ = [
     "JSON",
+    "JSON_SCALAR",
     "ROI",
     "Channel",
     "Credentials",
@@ -41,27 +42,22 @@ __all__ = [
 ]
 
 
+# Its GraphQL definition (JSON_SCALAR) goes in the schema's scalar_map; strawberry's own JSON scalar
+# prints a different description and @specifiedBy than schema.graphql.
+JSON = NewType("JSON", object)
+
+
 def _identity(value: Any) -> Any:
     return value
 
 
-# Declared here rather than taken from strawberry.scalars so it prints exactly as in schema.graphql
-# (strawberry's own JSON scalar changed its description URL and gained @specifiedBy between releases).
-def _json_scalar() -> Any:
-    return strawberry.scalar(
-        NewType("JSON", object),
-        name="JSON",
-        description="The `JSON` scalar type represents JSON values as specified by "
-        "[ECMA-404](https://ecma-international.org/wp-content/uploads/ECMA-404_2nd_edition_june_2017.pdf).",
-        serialize=_identity,
-        parse_value=_identity,
-    )
-
-
-if TYPE_CHECKING:
-    JSON: TypeAlias = Any
-else:
-    JSON = _json_scalar()
+JSON_SCALAR = strawberry.scalar(
+    name="JSON",
+    description="The `JSON` scalar type represents JSON values as specified by "
+    "[ECMA-404](https://ecma-international.org/wp-content/uploads/ECMA-404_2nd_edition_june_2017.pdf).",
+    serialize=_identity,
+    parse_value=_identity,
+)
 
 
 @strawberry.enum

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import contextlib
+import sys
 import threading
 import time
 import weakref
@@ -63,7 +64,7 @@ class PortalRunner:
         self._portal_cm = start_blocking_portal(backend, backend_options, name=f"mikro-sync-{backend}")
         self._portal: BlockingPortal = self._portal_cm.__enter__()
         self._closed = False
-        self.loop_thread_id: int = self._portal.call(threading.get_ident)
+        self.loop_thread_id: int = _wait(self._spawn(_get_ident))
         #: Entered around every task run on the loop (the session sets the current-client context var).
         self.task_context: Callable[[], AbstractContextManager[Any]] | None = None
         # Context managers to exit cleanly (newest first) before the loop stops, e.g. the async session.
@@ -103,7 +104,7 @@ class PortalRunner:
             finally:
                 unwound.set()
 
-        future = self._portal.start_task_soon(task)
+        future = self._spawn(task)
         try:
             return _wait(future)
         except KeyboardInterrupt:
@@ -114,7 +115,25 @@ class PortalRunner:
     def start(self, func: Callable[[], Awaitable[T]]) -> concurrent.futures.Future[T]:
         """Start ``func`` as a task on the loop without waiting; cancelling the future cancels the task."""
         self.check_caller()
-        return self._portal.start_task_soon(self._in_task_context, func)
+        return self._spawn(self._in_task_context, func)
+
+    def _spawn(self, func: Callable[..., Awaitable[T]], *args: Any) -> concurrent.futures.Future[T]:
+        if not _runs_trio():
+            return self._portal.start_task_soon(func, *args)
+        # trio refuses to be entered from any thread that itself runs trio ("this is a blocking function;
+        # call it from a thread"), even though the portal's loop is another one: spawn from a helper.
+        spawned: concurrent.futures.Future[concurrent.futures.Future[T]] = concurrent.futures.Future()
+
+        def spawn() -> None:
+            try:
+                spawned.set_result(self._portal.start_task_soon(func, *args))
+            except BaseException as exc:
+                spawned.set_exception(exc)
+
+        helper = threading.Thread(target=spawn, name="mikro-sync-spawn", daemon=True)
+        helper.start()
+        helper.join()
+        return spawned.result()
 
     async def _in_task_context(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
         if self.task_context is None:
@@ -153,7 +172,7 @@ class PortalRunner:
         _live_runners.discard(self)
         thread = next((t for t in threading.enumerate() if t.ident == self.loop_thread_id), None)
         with contextlib.suppress(RuntimeError):  # the loop already ended
-            self._portal.call(self._portal.stop, True)
+            _wait(self._spawn(self._portal.stop, True))
         if thread is not None:
             thread.join(timeout)
             if thread.is_alive():
@@ -257,6 +276,21 @@ async def _set_event(event: anyio.Event) -> None:
     event.set()
 
 
+async def _get_ident() -> int:
+    return threading.get_ident()
+
+
+def _runs_trio() -> bool:
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
+
+
 _live_runners: weakref.WeakSet[PortalRunner] = weakref.WeakSet()
 _hook_installed = False
 _hook_lock = threading.Lock()
@@ -268,9 +302,11 @@ def _ensure_exit_hook() -> None:
         if _hook_installed:
             return
         _hook_installed = True
-    # A session the user forgot to close still owns a loop whose AnyIO worker threads are NOT daemon
-    # threads: the interpreter would wait for them forever. `threading._register_atexit` runs before
-    # those threads are joined (the hook concurrent.futures uses); plain atexit runs too late.
+    # A session the user forgot to close runs in a daemon thread: at exit it would be frozen mid-flight,
+    # its connections never closed (and anyio's portal generator complains during finalisation). Close it
+    # in threading's exit hook: that runs before non-daemon threads are joined and before
+    # concurrent.futures shuts down the executors the loop may still use (it registered earlier, and
+    # these hooks run newest first); plain atexit runs after both.
     register = getattr(threading, "_register_atexit", None)
     if register is not None:
         try:

@@ -78,7 +78,10 @@ class SyncMikro:
         # Only reached for names the class does not define: plain data attributes of the async session.
         if name.startswith("_"):
             raise AttributeError(name)
-        value = getattr(self._async_session, name)
+        try:
+            value = getattr(self._async_session, name)
+        except AttributeError:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}") from None
         if not callable(value):
             return value
         raise AttributeError(f"{type(self).__name__} has no blocking twin of {name!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
@@ -92,11 +93,22 @@ class SyncStream(Generic[T]):
     Iteration ends when the async side closes the stream. Not thread-safe: consume from one thread.
     """
 
-    def __init__(self, runner: PortalRunner, stream: _Receivable[T]) -> None:
+    def __init__(self, runner: PortalRunner, stream: _Receivable[T], *, source: object = None) -> None:
         self._runner = runner
         self._stream = stream
+        self._source = source
         self._ready: deque[T] = deque()
         self._ended = False
+
+    def __getattr__(self, name: str) -> Any:
+        # Plain data of the async stream underneath (e.g. a subscription's ``cursor``), read-only.
+        source = self.__dict__.get("_source")
+        if name.startswith("_") or source is None:
+            raise AttributeError(name)
+        value = getattr(source, name)
+        if not callable(value):
+            return value
+        raise AttributeError(f"{name!r} of the async stream cannot be called from sync code")
 
     def __iter__(self) -> Iterator[T]:
         return self
@@ -213,7 +225,7 @@ class SyncContextManager(Generic[T]):
         self._wrapped = self._runner.wrap_async_context_manager(functools.partial(_adapted, self._make_cm))
         value = self._wrapped.__enter__()
         if isinstance(value, _Adapted):
-            return SyncStream(self._runner, value.stream)
+            return SyncStream(self._runner, value.stream, source=value.source)
         return value
 
     def __exit__(
@@ -225,18 +237,35 @@ class SyncContextManager(Generic[T]):
         return wrapped.__exit__(exc_type, exc, tb)
 
 
-class _Adapted:
-    def __init__(self, stream: _Receivable[Any]) -> None:
-        self.stream = stream
-
-
 @asynccontextmanager
 async def _adapted(make_cm: Callable[[], AbstractAsyncContextManager[Any]]) -> AsyncIterator[Any]:
     async with make_cm() as value:
         if callable(getattr(value, "receive", None)):
-            yield _Adapted(value)
+            yield _Adapted(value, value)
+        elif hasattr(value, "__anext__") and not inspect.isasyncgen(value):
+            # An async iterator object (not a generator): each __anext__ stands alone, so the consumer
+            # may take events one portal call at a time - nothing is read ahead of it (the stream's own
+            # buffer, overflow policy and cursor keep their meaning).
+            yield _Adapted(_NextReceiver(value), value)
         elif hasattr(value, "__aiter__"):
             async with pumped(value) as receive:
-                yield _Adapted(receive)
+                yield _Adapted(receive, value)
         else:
             yield value
+
+
+class _Adapted:
+    def __init__(self, stream: _Receivable[Any], source: object) -> None:
+        self.stream = stream
+        self.source = source
+
+
+class _NextReceiver:
+    def __init__(self, iterator: Any) -> None:
+        self._iterator = iterator
+
+    async def receive(self) -> Any:
+        try:
+            return await self._iterator.__anext__()
+        except StopAsyncIteration:
+            raise anyio.EndOfStream from None

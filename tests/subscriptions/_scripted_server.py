@@ -10,6 +10,7 @@ the log holds cursors 1..10 and a ``subscribe`` replays those after its ``after`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -67,10 +68,8 @@ class ScriptedApp:
         stats.connections += 1
         await send({"type": "websocket.accept", "subprotocol": "graphql-transport-ws"})
         peer = _Peer(receive, send, stats)
-        try:
+        with contextlib.suppress(_Disconnected):
             await peer.run(mode, arg)
-        except _Disconnected:
-            pass
 
 
 class _Peer:
@@ -139,7 +138,9 @@ class _Peer:
                     pass
                 await self.next(op_id, {"cursor": 1, "kind": f"PONGS_{self.stats.pongs}", "id": None})
             elif mode == "token":
-                await self.next(op_id, {"cursor": 1, "kind": "CREATE", "id": json.dumps(self.stats.inits[-1])})
+                await self.next(
+                    op_id, {"cursor": 1, "kind": "CREATE", "id": json.dumps(self.stats.inits[-1])}
+                )
             elif mode in ("replay", "flaky"):
                 for event in LOG:
                     if event["cursor"] <= after:

@@ -90,13 +90,16 @@ async def test_a_slow_consumer_pauses_and_replays_without_stalling_the_others(
     scripted_server: ScriptedServer,
 ) -> None:
     tag = _tag()
-    async with SubscriptionClient(scripted_server.url(tag, "replay"), settings=FAST) as client:
-        async with _ticks(client, buffer=3) as slow, _ticks(client, buffer=20) as fast:
-            # The slow one is not read at all, yet the fast one gets everything.
-            assert [e["cursor"] for e in await _collect(fast, 10)] == list(range(1, 11))
-            assert slow.overflows >= 1
-            # Reading the slow one now yields every event once, in order: paused, then replayed.
-            assert [e["cursor"] for e in await _collect(slow, 10)] == list(range(1, 11))
+    async with (
+        SubscriptionClient(scripted_server.url(tag, "replay"), settings=FAST) as client,
+        _ticks(client, buffer=3) as slow,
+        _ticks(client, buffer=20) as fast,
+    ):
+        # The slow one is not read at all, yet the fast one gets everything.
+        assert [e["cursor"] for e in await _collect(fast, 10)] == list(range(1, 11))
+        assert slow.overflows >= 1
+        # Reading the slow one now yields every event once, in order: paused, then replayed.
+        assert [e["cursor"] for e in await _collect(slow, 10)] == list(range(1, 11))
     resumed_after = [m["payload"]["variables"]["after"] for m in scripted_server.stats(tag).subscribes]
     assert 3 in resumed_after
 
@@ -175,18 +178,22 @@ async def test_a_socket_without_pongs_is_dead_and_replaced(scripted_server: Scri
         pong_timeout=0.2,
         reconnect=ReconnectPolicy(max_attempts=5, initial=0.01, maximum=0.02, jitter=0.01),
     )
-    async with SubscriptionClient(scripted_server.url(tag, "nopong"), settings=settings) as client:
-        async with _ticks(client):
-            await _eventually(lambda: client.connections_opened >= 2, "a second connection")
-            # Every connection carried the subscription again.
-            await _eventually(lambda: len(scripted_server.stats(tag).subscribes) >= 2, "a resubscription")
+    async with (
+        SubscriptionClient(scripted_server.url(tag, "nopong"), settings=settings) as client,
+        _ticks(client),
+    ):
+        await _eventually(lambda: client.connections_opened >= 2, "a second connection")
+        # Every connection carried the subscription again.
+        await _eventually(lambda: len(scripted_server.stats(tag).subscribes) >= 2, "a resubscription")
 
 
 async def test_the_client_answers_server_pings(scripted_server: ScriptedServer) -> None:
     tag = _tag()
-    async with SubscriptionClient(scripted_server.url(tag, "pinger"), settings=FAST) as client:
-        async with _ticks(client) as events:
-            [event] = await _collect(events, 1)
+    async with (
+        SubscriptionClient(scripted_server.url(tag, "pinger"), settings=FAST) as client,
+        _ticks(client) as events,
+    ):
+        [event] = await _collect(events, 1)
     # The peer sends the event only after the pong to its ping.
     assert event["kind"] == "PONGS_1"
 
@@ -199,10 +206,12 @@ async def test_an_error_message_raises_the_typed_graphql_error(scripted_server: 
 
 
 async def test_a_server_complete_ends_the_iteration(scripted_server: ScriptedServer) -> None:
-    async with SubscriptionClient(scripted_server.url(_tag(), "complete"), settings=FAST) as client:
-        async with _ticks(client) as events:
-            with anyio.fail_after(20):
-                received = [event async for event in events]
+    async with (
+        SubscriptionClient(scripted_server.url(_tag(), "complete"), settings=FAST) as client,
+        _ticks(client) as events,
+    ):
+        with anyio.fail_after(20):
+            received = [event async for event in events]
     assert [e["cursor"] for e in received] == [1, 2]
 
 

@@ -62,20 +62,17 @@ def test_a_hundred_connect_disconnect_cycles_leave_nothing_behind(
     assert settled(lambda: open_fds() <= fds), (fds, open_fds())
 
 
-@pytest.mark.parametrize("use_worker_thread", [False, True])
 def test_forgetting_disconnect_does_not_hang_interpreter_exit(
-    mikro_server: Any, sync_token: str, portal_backend: str, use_worker_thread: bool
+    mikro_server: Any, sync_token: str, portal_backend: str
 ) -> None:
-    # A worker thread (anyio.to_thread) of the session's asyncio loop is NOT a daemon thread: without the
-    # exit hook the interpreter would wait for it forever.
+    # The session's loop (and the worker threads it started) must be closed at exit, not frozen mid-flight.
     script = textwrap.dedent(
         f"""
         import time, anyio, mikro
         app = mikro.MikroApp(backend={portal_backend!r})
         session = app.connect()
         print(mikro.me().username, flush=True)
-        if {use_worker_thread!r}:
-            session.run(anyio.to_thread.run_sync, time.sleep, 0)
+        session.run(anyio.to_thread.run_sync, time.sleep, 0)  # the loop has started a worker thread
         # no app.disconnect()
         """
     )
@@ -85,6 +82,7 @@ def test_forgetting_disconnect_does_not_hang_interpreter_exit(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("sync-")
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
 
 
 def test_ctrl_c_cancels_the_call_in_flight_and_the_session_goes_on(
