@@ -30,6 +30,9 @@ def bar_api(ctx: Context) -> BarResult:
     raw = figure_from(
         "raw httpx.AsyncClient POST", "baseline", got["raw httpx.AsyncClient POST"], unit="req/s", value=value
     )
+    for fig in (mikro, raw):
+        if "cpu_us_per_call" in fig.extra:
+            fig.note = f"client CPU {fig.extra['cpu_us_per_call']:.0f} µs/call"
     if mikro.value is None or not raw.value:
         check = Check("≥ 0.85x raw", None, "missing figure")
     else:

@@ -227,7 +227,9 @@ def get_many(ctx: Context, img: StoredImage, *, backend: str = "asyncio") -> Sam
             return clock
 
     clock = anyio.run(main, backend=backend)
-    return Sample(clock.seconds, clock.cpu, value=n / clock.seconds)
+    return Sample(
+        clock.seconds, clock.cpu, value=n / clock.seconds, extra={"cpu_us_per_call": clock.cpu / n * 1e6}
+    )
 
 
 def raw_get_many(ctx: Context, img: StoredImage, *, backend: str = "asyncio") -> Sample:
@@ -259,7 +261,9 @@ def raw_get_many(ctx: Context, img: StoredImage, *, backend: str = "asyncio") ->
             return clock
 
     clock = anyio.run(main, backend=backend)
-    return Sample(clock.seconds, clock.cpu, value=n / clock.seconds)
+    return Sample(
+        clock.seconds, clock.cpu, value=n / clock.seconds, extra={"cpu_us_per_call": clock.cpu / n * 1e6}
+    )
 
 
 def _threads() -> int:

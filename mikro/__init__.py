@@ -23,11 +23,14 @@ from mikro._exceptions import (
     ValidationError,
 )
 from mikro._functions import (
+    acompute,
     acreate_dataset,
     acreate_experiment,
     acreate_metric,
+    acreate_representation,
     acreate_roi,
     acreate_sample,
+    acreate_table,
     adelete_dataset,
     adelete_experiment,
     adelete_metric,
@@ -78,6 +81,8 @@ from mikro._functions import (
     aupdate_roi,
     aupdate_sample,
     aupdate_table,
+    awatch_representations,
+    awatch_rois,
 )
 from mikro.api import (
     ROI,
@@ -105,6 +110,9 @@ from mikro.api import (
     User,
     ZarrStore,
 )
+
+# Live events (issue 6): settings of the session's subscription websocket (`m.watch_settings = ...`).
+from mikro.graphql import ReconnectPolicy, SubscriptionSettings
 
 __version__ = "0.1.0"
 
@@ -135,6 +143,7 @@ __all__ = [
     "PermissionDeniedError",
     "PhysicalSize",
     "ProtocolError",
+    "ReconnectPolicy",
     "Representation",
     "RepresentationEvent",
     "RepresentationVariety",
@@ -143,6 +152,7 @@ __all__ = [
     "Sample",
     "StorageError",
     "StoreKind",
+    "SubscriptionSettings",
     "Table",
     "TableColumn",
     "Thumbnail",
@@ -153,11 +163,14 @@ __all__ = [
     "ValidationError",
     "ZarrStore",
     "__version__",
+    "acompute",
     "acreate_dataset",
     "acreate_experiment",
     "acreate_metric",
+    "acreate_representation",
     "acreate_roi",
     "acreate_sample",
+    "acreate_table",
     "adelete_dataset",
     "adelete_experiment",
     "adelete_metric",
@@ -208,6 +221,8 @@ __all__ = [
     "aupdate_roi",
     "aupdate_sample",
     "aupdate_table",
+    "awatch_representations",
+    "awatch_rois",
     "connect",
     "current_session",
 ]

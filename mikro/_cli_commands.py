@@ -68,3 +68,23 @@ def user_add(
         typer.echo(f"mikro: {e}", err=True)
         raise typer.Exit(1) from None
     typer.echo(token)
+
+
+# --- the demo (needs the `server` extra: it starts the reference server) ---------------------------
+
+
+@app.command()
+def demo(
+    size_mib: float = typer.Option(256.0, "--size-mib", min=1, help="Size of the synthetic z-stack (MiB)."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Keep the server's data here (default: a fresh temp dir, removed after)."
+    ),
+    backend: str = typer.Option("asyncio", "--backend", help="Event loop for the client: asyncio or trio."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the temporary data dir."),
+) -> None:
+    """Upload a synthetic multi-channel z-stack to a fresh local server, read it back, compute on it."""
+    from mikro._demo import run_demo
+
+    if backend not in ("asyncio", "trio"):
+        raise typer.BadParameter("--backend must be asyncio or trio")
+    run_demo(size_mib=size_mib, data_dir=data_dir, backend=backend, keep=keep)

@@ -62,6 +62,8 @@ class _Session(Protocol):
 
     async def delete_representation(self, representation: Any) -> str: ...
 
+    async def list_representations(self, **filters: Any) -> list[Representation]: ...
+
     async def _create_representation_row(self, input: Mapping[str, Any]) -> Representation: ...
 
     async def _create_table_row(self, input: Mapping[str, Any]) -> Table: ...
@@ -149,8 +151,10 @@ class DataPlaneMixin:
             progress=progress,
         )
         rep: Representation | None = None
+        creating = False
         try:
             await session.finish_upload(store_id)
+            creating = True
             rep = await session._create_representation_row(
                 {
                     "store": store_id,
@@ -171,14 +175,25 @@ class DataPlaneMixin:
                 rep = await session.get_representation(rep.id)
         except BaseException:
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
-                if rep is not None:
-                    try:
-                        await session.delete_representation(rep.id)
-                    except Exception as exc:
-                        log.warning("could not remove representation %s after a failure: %s", rep.id, exc)
+                await self._remove_row(rep, name, store_id, maybe_created=creating)
                 await _discard(store, list(result.keys))
             raise
         return rep
+
+    async def _remove_row(
+        self, rep: Representation | None, name: str, store_id: str, *, maybe_created: bool
+    ) -> None:
+        """Delete the row of a failed upload; if its creation was cut off mid-request, find it first."""
+        session = self._s()
+        try:
+            if rep is None and maybe_created:
+                # The server may have committed a row whose answer never arrived (cancelled, timed out).
+                found = await session.list_representations(name_contains=name, limit=1000)
+                rep = next((r for r in found if r.store.id == store_id), None)
+            if rep is not None:
+                await session.delete_representation(rep.id)
+        except Exception as exc:
+            log.warning("could not remove the representation of failed upload %s: %s", store_id, exc)
 
     async def _make_thumbnail(self, rep: Representation, projection: Any) -> Thumbnail:
         session = self._s()

@@ -175,25 +175,33 @@ class WatchMixin:
 
     async def _subscription_client(self) -> SubscriptionClient:
         """The session's subscription client, started in the session's task group on first use."""
-        self._require_open()
-        client, ready = self._watch_client, self._watch_ready
-        if client is None or ready is None:
+        while True:
+            self._require_open()
+            client, ready = self._watch_client, self._watch_ready
+            if client is not None and ready is not None:
+                # Another watch is starting it (or has): use it once it runs, or retry if that failed.
+                await ready.wait()
+                if self._watch_client is client:
+                    return client
+                continue
             token = self.config.token.get_secret_value() if self.config.token is not None else None
             client = SubscriptionClient(self.config.ws_url, token=token, settings=self.watch_settings)
             ready = anyio.Event()
             # Set before the first await, so a concurrent first watch waits for this client.
             self._watch_client, self._watch_ready = client, ready
-            await self.task_group.start(self._serve_subscriptions, client, ready)
-        await ready.wait()
-        return client
+            try:
+                await self.task_group.start(self._serve_subscriptions, client)
+            except BaseException:
+                self._watch_client = self._watch_ready = None
+                raise
+            finally:
+                ready.set()
+            return client
 
     @staticmethod
-    async def _serve_subscriptions(
-        client: SubscriptionClient, ready: anyio.Event, *, task_status: TaskStatus[None]
-    ) -> None:
+    async def _serve_subscriptions(client: SubscriptionClient, *, task_status: TaskStatus[None]) -> None:
         # The client lives in the session's task group: the session's exit cancels this task, which
         # closes the websocket and ends every watch's iteration.
         async with client:
-            ready.set()
             task_status.started()
             await anyio.sleep_forever()

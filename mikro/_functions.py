@@ -2,7 +2,8 @@
 
 Each is made from the session method of the same name (minus the ``a``) by :func:`_bind`: same
 parameters, same return type, same docstring, resolved on the current session at call time. A test
-checks that every public operation of the session has its function here.
+checks that every public async method of the session (operations, data plane, watches) has its
+function here.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from mikro._client import Mikro
 from mikro._context import current_session
 
 __all__ = [
+    "acompute",
     "acreate_dataset",
     "acreate_experiment",
     "acreate_metric",
+    "acreate_representation",
     "acreate_roi",
     "acreate_sample",
+    "acreate_table",
     "adelete_dataset",
     "adelete_experiment",
     "adelete_metric",
@@ -71,6 +75,8 @@ __all__ = [
     "aupdate_roi",
     "aupdate_sample",
     "aupdate_table",
+    "awatch_representations",
+    "awatch_rois",
 ]
 
 P = ParamSpec("P")
@@ -97,11 +103,14 @@ def _bind(method: Callable[Concatenate[Mikro, P], R]) -> Callable[P, R]:
     return call
 
 
+acompute = _bind(Mikro.compute)
 acreate_dataset = _bind(Mikro.create_dataset)
 acreate_experiment = _bind(Mikro.create_experiment)
 acreate_metric = _bind(Mikro.create_metric)
+acreate_representation = _bind(Mikro.create_representation)
 acreate_roi = _bind(Mikro.create_roi)
 acreate_sample = _bind(Mikro.create_sample)
+acreate_table = _bind(Mikro.create_table)
 adelete_dataset = _bind(Mikro.delete_dataset)
 adelete_experiment = _bind(Mikro.delete_experiment)
 adelete_metric = _bind(Mikro.delete_metric)
@@ -152,3 +161,5 @@ aupdate_representation = _bind(Mikro.update_representation)
 aupdate_roi = _bind(Mikro.update_roi)
 aupdate_sample = _bind(Mikro.update_sample)
 aupdate_table = _bind(Mikro.update_table)
+awatch_representations = _bind(Mikro.watch_representations)
+awatch_rois = _bind(Mikro.watch_rois)

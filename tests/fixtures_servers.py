@@ -97,7 +97,7 @@ class MikroServer:
         self.ws_url = ""
         self.port = 0
         self.admin_token = ""
-        self.returncode: int | None = None
+        self.returncode: int | None = None  # exit status of the last stopped process
         self._process: subprocess.Popen[bytes] | None = None
         self._usernames: set[str] = set()
         self._log_dir = Path(tempfile.mkdtemp(prefix="mikro-server-log-"))
@@ -138,7 +138,6 @@ class MikroServer:
             self.admin_token = str(self.settings["admin_token"])
         else:
             self.admin_token = (self.data_dir / "admin-token").read_text().strip()
-        self.returncode = None
         return self
 
     def stop(self, timeout: float = 30.0) -> int | None:

@@ -223,6 +223,25 @@ async def test_cancelled_upload_leaves_no_representation(server: MikroServer) ->
 
 
 @pytest.mark.anyio
+async def test_cancel_at_any_step_leaves_all_or_nothing(mikro_server: MikroServer) -> None:
+    """Cancelled after t seconds (landing in different steps: upload, finishUpload, create, thumbnail),
+    an upload either returned its Representation or left none behind."""
+    token = mikro_server.add_user("interrupted")
+    values = np.random.default_rng(5).integers(0, 999, (4, 256, 512), dtype=np.uint16)
+    async with mikro.connect(mikro_server.url, token=token) as m:
+        outcomes = []
+        for delay in (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0, 2.0):
+            name = unique("interrupted")
+            created = None
+            with anyio.move_on_after(delay):
+                created = await m.create_representation(values, name=name, dims="zyx")
+            left = await m.list_representations(name_contains=name)
+            assert [r.id for r in left] == ([created.id] if created else [])
+            outcomes.append(created is not None)
+        assert outcomes[-1], "the longest deadline should let an upload finish"
+
+
+@pytest.mark.anyio
 async def test_server_dying_halfway_leaves_no_representation(server_factory: ServerFactory) -> None:
     server = server_factory.start()
     token = server.add_user("victim")
@@ -239,9 +258,10 @@ async def test_server_dying_halfway_leaves_no_representation(server_factory: Ser
             await m.create_representation(slow_stack(40, 0.01), name=name, dims="zyx", progress=progress)
     assert killed.is_set()
 
-    server.restart()
-    async with mikro.connect(server.url, token=token) as m:
-        assert await m.list_representations(name_contains=name) == []
+    # The server is dead; its database on disk is the truth.
+    with sqlite3.connect(server.database_path) as db:
+        rows = db.execute("select count(*) from representations where name = ?", (name,)).fetchone()
+    assert rows == (0,)
 
 
 def grants_for_store(server: MikroServer, store_id: str) -> int:
@@ -252,21 +272,19 @@ def grants_for_store(server: MikroServer, store_id: str) -> int:
 
 @pytest.mark.anyio
 async def test_short_grants_are_refreshed_during_upload_and_read(server_factory: ServerFactory) -> None:
-    server = server_factory.start(grant_ttl=2)
+    server = server_factory.start(grant_ttl=1)
     token = server.add_user("patient")
-    async with mikro.connect(server.url, token=token) as m:
-        started = time.monotonic()
-        rep = await m.create_representation(
-            slow_stack(24, 0.15), name=unique("long"), dims="zyx", thumbnail=False
-        )
-        assert time.monotonic() - started > 2  # the upload outlived its first grant
+    async with mikro.connect(server.url, token=token, max_threads=1) as m:
+        # Three 32 MiB shards written one after the other, >= 0.8 s each: the upload outlives its grant.
+        stack = slow_stack(48, 0.1, plane=(1024, 1024))
+        rep = await m.create_representation(stack, name=unique("long"), dims="zyx", thumbnail=False)
         written_grants = grants_for_store(server, rep.store.id)
-        assert written_grants >= 2  # requestUpload + at least one refresh (requestAccess write)
+        assert written_grants >= 2  # requestUpload, then at least one refresh (requestAccess write)
 
         view = rep.data
-        for z in range(0, 24, 2):  # a slow reader: one plane, then a pause, outliving the read grant
+        for z in range(0, 48, 8):  # a slow reader, one plane then a pause: outlives its read grant
             assert int((await m.compute(view[z].max())).item()) == 7
-            await anyio.sleep(0.3)
+            await anyio.sleep(0.4)
         assert grants_for_store(server, rep.store.id) - written_grants >= 2
 
 
@@ -299,3 +317,36 @@ async def test_loop_stays_responsive_while_256_mib_download_and_compute(mikro_se
             done.set()
         assert float(mean) == pytest.approx(float(values.mean().compute()), rel=1e-9)
         assert worst < 0.05, f"the event loop stalled {worst * 1000:.0f} ms"
+
+
+# -- the demo ----------------------------------------------------------------------------------------
+
+
+def test_mikro_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """``mikro demo`` with a small stack: starts its own server, uploads, lists, computes, summarises."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+    env["COLUMNS"] = "200"  # one summary line per line, whatever the terminal
+    done = subprocess.run(
+        [sys.executable, "-m", "mikro", "demo", "--size-mib", "12", "--data-dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    out = done.stdout
+    assert "listed: #1 'demo z-stack' dims ['c', 'z', 'y', 'x'] shape [3, 2, 1024, 1024] uint16" in out
+    assert (
+        "sample 'demo sample'; experiments [demo experiment]; channels [DAPI, GFP, mCherry]; 1 thumbnail"
+        in out
+    )
+    assert "max projection" in out and "plane statistics" in out
+    assert "middle GFP plane: min" in out
+    # The data dir holds the server's database and the uploaded OME-Zarr image.
+    assert (tmp_path / "demo" / "mikro.sqlite3").exists()
+    assert list((tmp_path / "demo").rglob("0/zarr.json"))

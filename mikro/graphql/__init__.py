@@ -6,12 +6,22 @@ Subscriptions (graphql-transport-ws over httpx-ws) live beside this in their own
 from mikro.graphql._blocking import BlockingTransport
 from mikro.graphql._errors import error_from_graphql
 from mikro.graphql._retry import RetryPolicy
+from mikro.graphql._subscriptions import (
+    EventStream,
+    ReconnectPolicy,
+    SubscriptionClient,
+    SubscriptionSettings,
+)
 from mikro.graphql._transport import AsyncTransport, new_idempotency_key, operation_type
 
 __all__ = [
     "AsyncTransport",
     "BlockingTransport",
+    "EventStream",
+    "ReconnectPolicy",
     "RetryPolicy",
+    "SubscriptionClient",
+    "SubscriptionSettings",
     "error_from_graphql",
     "new_idempotency_key",
     "operation_type",

@@ -67,15 +67,16 @@ Payload = dict[str, Any]
 #: The kind of an event that stands for "events were lost here".
 GAP = "GAP"
 
+_READ_CHUNK_BYTES = 256 * 1024
+
 
 @dataclass(frozen=True, kw_only=True)
 class ReconnectPolicy:
     """How long to keep reconnecting a dropped websocket before raising ``ConnectError`` into consumers.
 
-    Waits grow as ``initial * 2**n`` plus up to ``jitter`` seconds, capped at ``maximum``. The
-    attempt count starts again after a connection that delivered events or stayed up
-    ``stable_after`` seconds.
-    ``None`` disables a limit.
+    Waits grow as ``initial * 2**n`` plus up to ``jitter`` seconds, capped at ``maximum``; ``None``
+    disables a limit. The count starts again after a connection that delivered events or stayed up
+    ``stable_after`` seconds, so a long-lived watch survives any number of separate outages.
     """
 
     max_attempts: int | None = 10
@@ -112,7 +113,6 @@ class SubscriptionSettings:
     idle_timeout: float = 5.0
     #: events buffered per subscription before it pauses (see the module docstring)
     buffer: int = 256
-    max_message_bytes: int = 4 * 1024 * 1024
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
 
 
@@ -165,22 +165,22 @@ class _Connection:
     def __init__(self, ws: AsyncWebSocketSession, scope: anyio.CancelScope) -> None:
         self.ws = ws
         self.scope = scope
-        self.outbox_send: MemoryObjectSendStream[tuple[Payload, anyio.Event | None]]
-        self.outbox_receive: MemoryObjectReceiveStream[tuple[Payload, anyio.Event | None]]
+        self.outbox_send: MemoryObjectSendStream[tuple[Payload, _Operation | None]]
+        self.outbox_receive: MemoryObjectReceiveStream[tuple[Payload, _Operation | None]]
         # Unbounded: only control messages go here, at most a few per subscription.
         self.outbox_send, self.outbox_receive = anyio.create_memory_object_stream[
-            tuple[Payload, anyio.Event | None]
+            tuple[Payload, _Operation | None]
         ](math.inf)
         self.pong: anyio.Event | None = None
         self.end: _End | None = None
         self.opened_at = time.monotonic()
         self.delivered = 0
 
-    def post(self, message: Payload, done: anyio.Event | None = None) -> None:
+    def post(self, message: Payload, subscribing: _Operation | None = None) -> None:
         if self.end is not None:
             return
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self.outbox_send.send_nowait((message, done))
+            self.outbox_send.send_nowait((message, subscribing))
 
     def finish(self, error: BaseException | None, *, fatal: bool = False) -> None:
         if self.end is None:
@@ -188,7 +188,7 @@ class _Connection:
         self.scope.cancel()
 
 
-def http_url(url: str) -> str:
+def _http_url(url: str) -> str:
     """httpx speaks http(s) only: the upgrade request for ``ws://`` goes to ``http://``."""
     if url.startswith("ws://"):
         return "http://" + url.removeprefix("ws://")
@@ -288,7 +288,7 @@ class SubscriptionClient:
     def __init__(
         self, url: str, *, token: str | None = None, settings: SubscriptionSettings | None = None
     ) -> None:
-        self.url = http_url(url)
+        self.url = _http_url(url)
         self._token = token
         self.settings = settings or SubscriptionSettings()
         self._ids = itertools.count(1)
@@ -376,11 +376,12 @@ class SubscriptionClient:
             self._tg.start_soon(self._run, name="mikro subscriptions websocket")
 
     def _start(self, op: _Operation, conn: _Connection) -> None:
+        if conn.end is not None:
+            return  # this socket is closing: the next one subscribes every live operation
         op_id = str(next(self._ids))
         op.op_id = op_id
-        op.subscribed_before = True
         self._by_id[op_id] = op
-        conn.post(proto.subscribe(op_id, op.document, op.variables_now()), op.ready)
+        conn.post(proto.subscribe(op_id, op.document, op.variables_now()), op)
 
     def _stop(self, op: _Operation) -> None:
         """Forget ``op``'s server-side operation (telling the server, if connected)."""
@@ -475,7 +476,9 @@ class SubscriptionClient:
                     subprotocols=[proto.SUBPROTOCOL],
                     # The protocol's own ping/pong is the keep-alive (see _keepalive).
                     keepalive_ping_interval_seconds=None,
-                    max_message_size_bytes=settings.max_message_bytes,
+                    # Despite its name, httpx-ws uses this as the size of each socket read; it joins
+                    # fragmented messages itself, so a large event needs no larger value.
+                    max_message_size_bytes=_READ_CHUNK_BYTES,
                 ) as ws,
             ):
                 self.connections_opened += 1
@@ -566,7 +569,7 @@ class SubscriptionClient:
 
     async def _write(self, conn: _Connection) -> None:
         async with conn.outbox_receive:
-            async for message, done in conn.outbox_receive:
+            async for message, subscribing in conn.outbox_receive:
                 try:
                     await conn.ws.send_json(message)
                 except (HTTPXWSException, wsproto.utilities.LocalProtocolError, OSError) as exc:
@@ -574,8 +577,9 @@ class SubscriptionClient:
                     error.__cause__ = exc
                     conn.finish(error)
                     return
-                if done is not None:
-                    done.set()
+                if subscribing is not None:
+                    subscribing.subscribed_before = True
+                    subscribing.ready.set()
 
     async def _keepalive(self, conn: _Connection) -> None:
         interval = self.settings.ping_interval

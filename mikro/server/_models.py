@@ -71,12 +71,18 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
 
+# SQLite would otherwise hand a deleted row's id to the next row: ids (and event cursors) must never
+# be reused, or a client holding an old id would silently get another object.
+_NO_ID_REUSE: dict[str, Any] = {"sqlite_autoincrement": True}
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = _NO_ID_REUSE
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(255), unique=True)
     # sha256 hex of the bearer token: a leaked database does not leak usable tokens.
@@ -86,6 +92,7 @@ class User(Base):
 
 
 class Owned:
+    __table_args__: Any = _NO_ID_REUSE
     id: Mapped[int] = mapped_column(primary_key=True)
     creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
@@ -243,7 +250,7 @@ class Event(Base):
     scope_id: Mapped[int | None] = mapped_column(Integer, default=None)
     owner_id: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
-    __table_args__ = (Index("ix_events_stream_id", "stream", "id"),)
+    __table_args__ = (Index("ix_events_stream_id", "stream", "id"), _NO_ID_REUSE)
 
 
 class Meta(Base):
@@ -258,6 +265,7 @@ class GrantRecord(Base):
     """Every grant handed out, with the exact policy asked from STS (audit, and tests assert on it)."""
 
     __tablename__ = "grants"
+    __table_args__ = _NO_ID_REUSE
     id: Mapped[int] = mapped_column(primary_key=True)
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))

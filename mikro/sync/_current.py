@@ -8,7 +8,9 @@ cell serves the next cells, and worker threads of a script see the script's sess
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -41,16 +43,30 @@ def _not_connected_message() -> str:
         "no sync mikro session is open: use `with mikro.MikroApp():` (or `app.connect()`), or "
         "`with mikro.sync.connect() as m:`"
     )
-    try:
-        import sniffio
-
-        library = sniffio.current_async_library()
-    except Exception:
+    library = _running_async_library()
+    if library is None:
         return message
     return (
         f"{message}. This code runs inside {library}: inside `async with app:` or "
         "`async with mikro.connect():` use the async functions, e.g. `await mikro.aget_representation(...)`"
     )
+
+
+def _running_async_library() -> str | None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return "asyncio"
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            return None
+        return "trio"
+    return None
 
 
 def register_open(session: SyncMikro) -> None:

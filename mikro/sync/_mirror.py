@@ -54,8 +54,6 @@ _ASYNC_SPELLINGS = {
     "AsyncGenerator": "Generator",
     "AbstractAsyncContextManager": "AbstractContextManager",
     "AsyncContextManager": "ContextManager",
-    "Awaitable": "",
-    "Coroutine": "",
 }
 
 
@@ -104,10 +102,22 @@ def _respell(annotation: Any) -> Any:
         return sync_origin[typing.get_args(annotation)]
     text = annotation
     for async_name, sync_name in _ASYNC_SPELLINGS.items():
-        if not sync_name:
-            continue
         text = re.sub(rf"\b{async_name}\b", sync_name, text)
     return text
+
+
+def _sync_spelling_of_async_class(func: Callable[..., Any]) -> str | None:
+    # A plain method returning its own async context manager class (``watch_*`` -> ``Watch[E]``): the
+    # twin returns a SyncContextManager whose ``with`` gives a SyncStream of the same events.
+    try:
+        resolved = typing.get_type_hints(func).get("return")
+    except Exception:
+        return None
+    origin = typing.get_origin(resolved) or resolved
+    if not isinstance(origin, type) or origin in _ASYNC_ORIGINS or not hasattr(origin, "__aenter__"):
+        return None
+    args = ", ".join(getattr(arg, "__name__", str(arg)) for arg in typing.get_args(resolved))
+    return f"SyncContextManager[SyncStream[{args}]]" if args else "SyncContextManager[Any]"
 
 
 def sync_signature(func: Callable[..., Any]) -> inspect.Signature:
@@ -115,7 +125,8 @@ def sync_signature(func: Callable[..., Any]) -> inspect.Signature:
     signature = inspect.signature(func)
     if classify(func) is MethodKind.COROUTINE:
         return signature
-    return signature.replace(return_annotation=_respell(signature.return_annotation))
+    respelled = _sync_spelling_of_async_class(func) or _respell(signature.return_annotation)
+    return signature.replace(return_annotation=respelled)
 
 
 def _adapt(session: SessionLike, value: Any) -> Any:
@@ -157,6 +168,7 @@ def _twin(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
             return _adapt(self, value)
 
     twin.__name__ = name
+    twin.__module__ = "mikro.sync"
     twin.__doc__ = func.__doc__
     twin.__signature__ = sync_signature(func)  # type: ignore[attr-defined]
     return twin

@@ -227,9 +227,6 @@ class PortalContextManager(Generic[T_co]):
         except KeyboardInterrupt:
             self._task.cancel()
             raise
-        except BaseException:
-            # __aenter__ failed; the task ends by itself with the same exception.
-            raise
 
     def __exit__(
         self,

@@ -20,7 +20,11 @@ def _write_zarr(path: str, shape: tuple[int, ...], dims: tuple[str, ...]) -> Non
     import numpy as np
     import zarr
 
-    array = zarr.create_array(store=path, shape=shape, chunks=shape, dtype="uint16", dimension_names=dims)
+    # Sharded like the data plane writes (one shard, one chunk per plane), so its reader can open it.
+    chunks = (1,) * (len(shape) - 2) + shape[-2:]
+    array = zarr.create_array(
+        store=path, shape=shape, chunks=chunks, shards=shape, dtype="uint16", dimension_names=dims
+    )
     array[...] = np.arange(int(np.prod(shape)), dtype="uint16").reshape(shape)
 
 

@@ -121,6 +121,10 @@ async def test_representation_relations_without_extra_requests(m: mikro.Mikro) -
     assert got_raw.derived is not None and [d.id for d in got_raw.derived] == [mask.id]
     # one level only: the nested sample's own relations are "not loaded", not "empty"
     assert got_raw.sample.representations is None
+    # nested models carry the session too: their pixels open lazily from where they are
+    origin_pixels = got.origins[0].data
+    assert origin_pixels.dims == ("z", "y", "x") and origin_pixels.shape == (2, 4, 5)
+    assert int(await m.compute(origin_pixels.max())) == 2 * 4 * 5 - 1
 
     # relations from the other side
     assert [r.id for r in (await m.get_sample(sample)).representations or []] == [raw.id]

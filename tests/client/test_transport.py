@@ -10,7 +10,7 @@ import pytest
 
 import mikro
 from mikro.api import operation
-from tests.client._scripted import Reply, ScriptedServer
+from tests.client._scripted import Reply, ScriptedServer, Stall
 
 QUERY = "query Me { me { id username isAdmin } }"
 MUTATION = 'mutation { createSample(input: {name: "x"}) { id } }'
@@ -284,3 +284,15 @@ def test_every_document_names_its_operation_type() -> None:
     assert operation("CreateSample").is_mutation
     assert mikro.graphql.operation_type("# c\n mutation X { a }") == "mutation"
     assert mikro.graphql.operation_type("{ me { id } }") == "query"
+
+
+@pytest.mark.anyio
+async def test_no_answer_within_timeout_is_a_timeout_error(scripted: ScriptedServer) -> None:
+    scripted.script.append(Stall())
+    async with session(scripted.url, timeout=0.5) as m:
+        with anyio.fail_after(10):
+            with pytest.raises(mikro.TimeoutError) as info:
+                await m.me()
+    assert isinstance(info.value, TimeoutError)  # the builtin, too
+    # The server may still be working on it: a slow answer is not retried.
+    assert len(scripted.seen) == 1

@@ -91,7 +91,9 @@ def array_node(
 UPLOAD = (
     "mutation($kind: UploadKind!) { requestUpload(kind: $kind) { storeId kind path prefix bucket write } }"
 )
-FINISH = "mutation($s: ID!) { finishUpload(store: $s) { id shape chunks shards dtype dimensionNames path populated } }"
+FINISH = """mutation($s: ID!) {
+  finishUpload(store: $s) { id shape chunks shards dtype dimensionNames path populated }
+}"""
 CREATE_REP = """
 mutation($input: RepresentationInput!) {
   createRepresentation(input: $input) { id name shape dims dtype variety tags store { id } }

@@ -75,7 +75,8 @@ async def test_other_users_objects_are_forbidden(new_api: Any) -> None:
         ("mutation($s: ID!) { requestAccess(store: $s, write: true) { prefix } }", {"s": unfinished}),
         ("mutation($s: ID!) { finishUpload(store: $s) { id } }", {"s": unfinished}),
         (
-            "mutation($r: ID!) { createRoi(input: {representation: $r, kind: POINT, vectors: [[0,0,0,0,0]]}) { id } }",
+            "mutation($r: ID!) { createRoi(input: {representation: $r, kind: POINT, vectors: [[0,0,0,0,0]]}) "
+            "{ id } }",
             {"r": rep["id"]},
         ),
         ('mutation($d: ID!) { createDataset(input: {name: "x", parent: $d}) { id } }', {"d": dataset}),

@@ -96,8 +96,8 @@ async def test_oversized_json_metric_value(api: Api) -> None:
 async def test_roi_vectors_must_be_5d(api: Api) -> None:
     rep = await make_representation(api)
     error = await api.error(
-        "mutation($r: ID!) { createRoi(input: {representation: $r, kind: LINE, vectors: [[0,0,0,1,1],[1,1,1]]}) "
-        "{ id } }",
+        "mutation($r: ID!) { createRoi(input: {representation: $r, kind: LINE, "
+        "vectors: [[0,0,0,1,1],[1,1,1]]}) { id } }",
         {"r": rep["id"]},
     )
     assert error["extensions"]["code"] == "BAD_USER_INPUT" and "5-D" in error["message"]

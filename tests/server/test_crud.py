@@ -313,7 +313,8 @@ async def test_table_from_parquet(api: Api) -> None:
     )
     assert listed == {"tables": [{"name": "regions"}], "q": [{"name": "regions"}]}
     renamed = await api.data(
-        'mutation($id: ID!) { updateTable(id: $id, input: {name: "cells", origins: []}) { name origins { id } } }',
+        'mutation($id: ID!) { updateTable(id: $id, input: {name: "cells", origins: []}) '
+        "{ name origins { id } } }",
         {"id": created["id"]},
     )
     assert renamed["updateTable"] == {"name": "cells", "origins": []}
@@ -370,7 +371,8 @@ async def test_deleting_a_representation_deletes_its_objects_and_dependents(api:
     path = Path(store["representation"]["store"]["path"])
     assert (path / "zarr.json").exists()
     roi = await api.data(
-        "mutation($r: ID!) { createRoi(input: {representation: $r, kind: POINT, vectors: [[0,0,0,0,0]]}) { id } }",
+        "mutation($r: ID!) { createRoi(input: {representation: $r, kind: POINT, vectors: [[0,0,0,0,0]]}) "
+        "{ id } }",
         {"r": rep["id"]},
     )
     await api.data("mutation($id: ID!) { deleteRepresentation(id: $id) }", {"id": rep["id"]})

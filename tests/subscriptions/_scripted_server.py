@@ -141,7 +141,13 @@ class _Peer:
                 await self.next(
                     op_id, {"cursor": 1, "kind": "CREATE", "id": json.dumps(self.stats.inits[-1])}
                 )
-            elif mode in ("replay", "flaky"):
+            elif mode == "big":
+                await self.next(op_id, {"cursor": 1, "kind": "CREATE", "id": "x" * int(arg)})
+            elif mode == "dropfirst" and self.stats.connections == 1:
+                # The first socket dies before the subscription saw any event.
+                await self.close(1011)
+                return
+            elif mode in ("replay", "flaky", "dropfirst"):
                 for event in LOG:
                     if event["cursor"] <= after:
                         continue

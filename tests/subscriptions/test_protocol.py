@@ -118,6 +118,28 @@ async def test_a_dropped_socket_reconnects_and_resumes_after_the_last_cursor(
     assert afters == [None, 3, 6, 9]
 
 
+async def test_an_event_larger_than_a_socket_read_arrives_whole(scripted_server: ScriptedServer) -> None:
+    size = 3 * 1024 * 1024
+    async with (
+        SubscriptionClient(scripted_server.url(_tag(), "big", size), settings=FAST) as client,
+        _ticks(client) as events,
+    ):
+        [event] = await _collect(events, 1)
+    assert event["id"] == "x" * size
+
+
+async def test_a_drop_before_any_event_is_reported_as_a_gap(scripted_server: ScriptedServer) -> None:
+    tag = _tag()
+    async with (
+        SubscriptionClient(scripted_server.url(tag, "dropfirst"), settings=FAST) as client,
+        _ticks(client) as events,
+    ):
+        received = await _collect(events, 11)
+    # Without a cursor there is nothing to replay from: the consumer is told events may be missing.
+    assert received[0] == {"cursor": 0, "kind": "GAP", "id": None}
+    assert [e["cursor"] for e in received[1:]] == list(range(1, 11))
+
+
 @pytest.mark.parametrize(
     ("code", "error"),
     [

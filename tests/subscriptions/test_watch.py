@@ -17,6 +17,7 @@ from mikro._client_watch import WatchMixin, subscription_document
 from mikro.graphql._subscriptions import EventStream, ReconnectPolicy, SubscriptionSettings
 from tests.fixtures_servers import MikroServer, ServerFactory
 from tests.subscriptions._images import create_image
+from tests.subscriptions._sockets import open_connections
 
 pytestmark = pytest.mark.anyio
 
@@ -110,6 +111,8 @@ async def test_two_watches_share_one_websocket_and_leaving_one_keeps_the_other(
 ) -> None:
     token = mikro_server.add_user("watcher")
     async with session(mikro_server, token) as m:
+        # Keep-alive pings many times a second: the server's pongs keep the one socket alive.
+        m.watch_settings = SubscriptionSettings(ping_interval=0.02, pong_timeout=10)
         dataset = await m.create_dataset(_dataset_name())
         async with m.watch_representations(after=0) as everything:
             async with m.watch_representations(dataset=dataset, after=0) as in_dataset:
@@ -122,6 +125,40 @@ async def test_two_watches_share_one_websocket_and_leaving_one_keeps_the_other(
             assert m.subscriptions is not None
             assert m.subscriptions.connections_opened == 1
             assert m.subscriptions.connected
+    # Leaving the session closed the websocket (and the HTTP pool) for real.
+    assert open_connections(mikro_server.port) == 0
+
+
+async def test_watches_started_at_once_share_one_websocket_and_end_with_the_session(
+    mikro_server: MikroServer,
+) -> None:
+    token = mikro_server.add_user("watcher")
+    seen: list[list[str]] = [[], []]
+    entered = [anyio.Event(), anyio.Event()]
+
+    async def watch(index: int, m: mikro.Mikro) -> None:
+        async with m.watch_representations(after=0) as events:
+            entered[index].set()
+            async for event in events:
+                seen[index].append(event.id)
+
+    async with anyio.create_task_group() as tg, session(mikro_server, token) as m:
+        # Both first watches race to open the session's websocket.
+        tg.start_soon(watch, 0, m)
+        tg.start_soon(watch, 1, m)
+        with anyio.fail_after(60):
+            await entered[0].wait()
+            await entered[1].wait()
+        image = await create_image(m, "one")
+        with anyio.fail_after(60):
+            while not (seen[0] and seen[1]):
+                await anyio.sleep(0.05)
+        assert m.subscriptions is not None and m.subscriptions.connections_opened == 1
+    # Leaving the session ended both loops without an error, so the task group could exit.
+    assert seen == [[image.id], [image.id]]
+    with pytest.raises(mikro.NotConnectedError):
+        async with m.watch_representations():
+            pass
 
 
 async def test_a_slow_watch_does_not_stall_a_fast_one(mikro_server: MikroServer) -> None:
@@ -140,6 +177,8 @@ async def test_a_slow_watch_does_not_stall_a_fast_one(mikro_server: MikroServer)
             assert [e.id for e in await take(slow, 5)] == [r.id for r in made]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # three server starts; each imports the whole server stack
 async def test_server_restarts_mid_stream_lose_nothing(server_factory: ServerFactory) -> None:
     server = server_factory.start()
     token = server.add_user("watcher")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import _thread
+import threading
 import uuid
 
 import numpy as np
@@ -110,6 +112,21 @@ def test_watching_rois_and_waiting_with_a_timeout(
             events.receive(timeout=0.2)  # nothing else happens to this image's ROIs
         session.delete_roi(roi)
         assert events.receive(timeout=60).kind == mikro.EventKind.DELETE
+
+
+def test_ctrl_c_while_waiting_for_an_event_leaves_the_subscription_usable(
+    session: mikro.sync.SyncMikro, image: mikro.Representation
+) -> None:
+    with session.watch_rois(image, after=0) as events:
+        timer = threading.Timer(0.5, _thread.interrupt_main)
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                events.receive()  # nothing will come: only Ctrl-C ends this wait
+        finally:
+            timer.join()
+        roi = session.create_roi(image, "POINT", [[0, 0, 0, 1, 1]])
+        assert events.receive(timeout=60).roi.id == roi.id
 
 
 def test_a_progress_callback_that_calls_back_in_raises_instead_of_deadlocking(

@@ -33,6 +33,8 @@ def settled(condition: Callable[[], bool], within: float = 10.0) -> bool:
     return True
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # 1000 round trips to a server sharing 2 cores with the rest of the suite
 def test_a_thousand_calls_leave_no_thread_or_socket_behind(
     mikro_server: Any, sync_token: str, portal_backend: str
 ) -> None:
@@ -46,6 +48,8 @@ def test_a_thousand_calls_leave_no_thread_or_socket_behind(
     assert settled(lambda: open_fds() <= fds), (fds, open_fds())
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_hundred_connect_disconnect_cycles_leave_nothing_behind(
     mikro_server: Any, sync_token: str, portal_backend: str
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -91,6 +92,14 @@ def test_errors_keep_their_type_in_the_callers_thread(
         stranger.me()
 
     assert session.me().username.startswith("sync-")  # the failures left the session usable
+
+
+def test_one_session_serves_several_threads_at_once(session: mikro.sync.SyncMikro) -> None:
+    prefix = unique("threads")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        made = list(pool.map(lambda i: session.create_sample(f"{prefix}-{i}"), range(12)))
+    assert len({s.id for s in made}) == 12
+    assert len(session.list_samples(name_contains=prefix)) == 12
 
 
 def test_raw_graphql_and_the_upload_grant_operations(session: mikro.sync.SyncMikro) -> None:
