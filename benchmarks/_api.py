@@ -32,7 +32,10 @@ def bar_api(ctx: Context) -> BarResult:
     )
     for fig in (mikro, raw):
         if "cpu_us_per_call" in fig.extra:
-            fig.note = f"client CPU {fig.extra['cpu_us_per_call']:.0f} µs/call"
+            fig.note = (
+                f"CPU/call: client {fig.extra['cpu_us_per_call']:.0f} µs, "
+                f"server {fig.extra['server_cpu_us_per_call']:.0f} µs"
+            )
     if mikro.value is None or not raw.value:
         check = Check("≥ 0.85x raw", None, "missing figure")
     else:

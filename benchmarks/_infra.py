@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["MikroServer", "MotoS3", "free_port", "start_mikro_server", "start_moto"]
+__all__ = ["MikroServer", "MotoS3", "free_port", "process_cpu_seconds", "start_mikro_server", "start_moto"]
 
 _ACCESS_KEY = "testing"
 _SECRET_KEY = "testing"
@@ -102,6 +102,20 @@ class MikroServer:
     token: str
     data_dir: Path
     bucket: str | None
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (user + system), from /proc."""
+        return process_cpu_seconds(self.pid)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    # utime and stime are fields 14 and 15 of stat(5), counted after the ")" that ends the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 _LISTENING = re.compile(rb"listening on (http://\S+/graphql)")
@@ -158,6 +172,6 @@ def start_mikro_server(
                 raise RuntimeError(f"mikro serve did not start:\n{log.read_text()[-3000:]}")
             else:
                 time.sleep(0.1)
-        yield MikroServer(url=url, token=token, data_dir=data_dir, bucket=bucket)
+        yield MikroServer(url=url, token=token, data_dir=data_dir, bucket=bucket, pid=proc.pid)
     finally:
         _stop(proc)

@@ -39,6 +39,13 @@ def _planes(ctx: Context) -> np.ndarray:
     return ctx.planes("ingest", s.ingest_images, s.ingest_side)
 
 
+def _server_note(fig: Figure) -> None:
+    if fig.extra.get("server_cpu_s_per_gib") is not None:
+        fig.note = (
+            fig.note + "; " if fig.note else ""
+        ) + f"server CPU {fig.extra['server_cpu_s_per_gib']:.2f} s/GiB"
+
+
 def _setup_text(ctx: Context, where: str, codec: str) -> str:
     s = ctx.sizes
     return (
@@ -84,6 +91,7 @@ def bar_ingest_s3(ctx: Context) -> BarResult:
         )
         for name in contenders
     ]
+    _server_note(figs[0])
     mikro, raw = figs[0], figs[1]
     return BarResult(
         "ingest_s3",
@@ -128,6 +136,8 @@ def bar_ingest_codec(ctx: Context) -> BarResult:
         fig = figure_from(name, role, got[name])  # type: ignore[arg-type]
         if "compression_ratio" in fig.extra:
             fig.note = f"compression {fig.extra['compression_ratio']:.2f}x"
+        if role == "mikro":
+            _server_note(fig)
         figs.append(fig)
     mikro, base = figs
     return BarResult(
@@ -170,6 +180,7 @@ def bar_ingest_local(ctx: Context) -> BarResult:
         )
         for name in contenders
     ]
+    _server_note(figs[0])
     return BarResult(
         "ingest_local",
         "ingest to a local folder, no compression",

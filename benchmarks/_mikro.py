@@ -100,7 +100,7 @@ def ingest(ctx: Context, kind: str, planes: np.ndarray, *, compressed: bool) -> 
     kwargs = _compression_kwargs(compressed)
     tag = f"{time.monotonic_ns()}"
 
-    async def main() -> tuple[Any, list[Any]]:
+    async def main() -> tuple[Any, list[Any], float]:
         async with _connect(server) as m:
             limiter = anyio.CapacityLimiter(ctx.sizes.ingest_concurrency)
             reps: list[Any] = []
@@ -113,16 +113,20 @@ def ingest(ctx: Context, kind: str, planes: np.ndarray, *, compressed: bool) -> 
                         )
                     )
 
+            server0 = server.cpu_seconds()
             with timed() as clock:
                 async with anyio.create_task_group() as tg:
                     for i in range(len(planes)):
                         tg.start_soon(one, i)
-            return clock, reps
+            return clock, reps, server.cpu_seconds() - server0
 
-    clock, reps = anyio.run(main)
+    clock, reps, server_cpu = anyio.run(main)
     images = [_stored(r, kind) for r in reps]
     stored = sum(_stored_nbytes(ctx, img) for img in images)
-    extra: dict[str, Any] = {"compression_ratio": planes.nbytes / stored}
+    extra: dict[str, Any] = {
+        "compression_ratio": planes.nbytes / stored,
+        "server_cpu_s_per_gib": server_cpu / (planes.nbytes / 2**30),
+    }
     if images:
         extra["zarr_json"] = zarr_json(ctx, images[0])
     for img in images:
@@ -222,14 +226,19 @@ def get_many(ctx: Context, img: StoredImage, *, backend: str = "asyncio") -> Sam
     async def main() -> Any:
         async with _connect(server) as m:
             await m.get_representation(img.rep_id)  # connection warm
+            server0 = server.cpu_seconds()
             with timed() as clock:
                 await _concurrently(n, conc, lambda: m.get_representation(img.rep_id))
-            return clock
+            return clock, server.cpu_seconds() - server0
 
-    clock = anyio.run(main, backend=backend)
+    clock, server_cpu = anyio.run(main, backend=backend)
     return Sample(
-        clock.seconds, clock.cpu, value=n / clock.seconds, extra={"cpu_us_per_call": clock.cpu / n * 1e6}
+        clock.seconds, clock.cpu, value=n / clock.seconds, extra=_per_call(clock.cpu, server_cpu, n)
     )
+
+
+def _per_call(client_cpu: float, server_cpu: float, n: int) -> dict[str, float]:
+    return {"cpu_us_per_call": client_cpu / n * 1e6, "server_cpu_us_per_call": server_cpu / n * 1e6}
 
 
 def raw_get_many(ctx: Context, img: StoredImage, *, backend: str = "asyncio") -> Sample:
@@ -256,13 +265,14 @@ def raw_get_many(ctx: Context, img: StoredImage, *, backend: str = "asyncio") ->
                     raise RuntimeError(str(body["errors"])[:200])
 
             await call()
+            server0 = server.cpu_seconds()
             with timed() as clock:
                 await _concurrently(n, conc, call)
-            return clock
+            return clock, server.cpu_seconds() - server0
 
-    clock = anyio.run(main, backend=backend)
+    clock, server_cpu = anyio.run(main, backend=backend)
     return Sample(
-        clock.seconds, clock.cpu, value=n / clock.seconds, extra={"cpu_us_per_call": clock.cpu / n * 1e6}
+        clock.seconds, clock.cpu, value=n / clock.seconds, extra=_per_call(clock.cpu, server_cpu, n)
     )
 
 

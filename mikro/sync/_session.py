@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
@@ -141,3 +142,15 @@ def connect(
     session = SyncMikro(runner, async_session)
     register_open(session)
     return session
+
+
+def _connect_signature() -> inspect.Signature:
+    # help(mikro.sync.connect) lists mikro.connect's own settings (timeout, retries, ...) too.
+    own = inspect.signature(connect).parameters
+    settings = [p for name, p in inspect.signature(async_connect).parameters.items() if name not in own]
+    parameters = [*(p for p in own.values() if p.kind is not p.VAR_KEYWORD), *settings]
+    parameters.sort(key=lambda p: p.kind)
+    return inspect.Signature(parameters, return_annotation="SyncMikro")
+
+
+connect.__signature__ = _connect_signature()  # type: ignore[attr-defined]

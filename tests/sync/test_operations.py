@@ -107,3 +107,9 @@ def test_raw_graphql_and_the_upload_grant_operations(session: mikro.sync.SyncMik
     grant = session.request_upload()
     assert isinstance(grant, mikro.Grant)
     assert grant.write and grant.store_id
+
+
+def test_connect_passes_the_clients_settings_through(mikro_server: Any, sync_token: str) -> None:
+    with mikro.sync.connect(mikro_server.url, token=sync_token, timeout=7.5, retries=0) as m:
+        assert (m.config.timeout, m.config.retries) == (7.5, 0)  # the async session's own config
+        assert m.me().username.startswith("sync-")
