@@ -74,9 +74,10 @@ def bar_sync(ctx: Context) -> BarResult:
     s = ctx.sizes
     title = "sync facade overhead"
     setup = (
-        f"{s.sync_calls} sequential get_representation calls through mikro.sync.connect(); overhead = time "
-        "around the portal call minus time of the awaited call inside it (paired, median); the unpaired "
-        "medians of the blocking twin and of a plain async session's call are shown beside it"
+        f"{s.sync_calls} sequential calls through mikro.sync.connect(): half the blocking twin "
+        "m.get_representation, half m.run(coroutine) (the portal hop every twin makes) timed outside and "
+        "inside; overhead = outside - inside, median. Unpaired medians of the twin and of a plain async "
+        "session's call shown beside it"
     )
     if isinstance(runs, str):
         err = Figure("mikro sync facade overhead", "mikro", "µs", None, error=runs)

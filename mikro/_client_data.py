@@ -24,6 +24,7 @@ from mikro.datalayer import (
     GrantProvider,
     ProgressCallback,
     TableData,
+    freeze_startup_heap,
     make_thumbnail,
     open_dataarray,
     prepare_image,
@@ -90,6 +91,9 @@ class DataPlaneMixin:
     """Methods of :class:`mikro.Mikro` that move pixels and tables."""
 
     def _s(self) -> _Session:
+        # Every data-plane entry point passes here: the first one freezes the start-up heap so that
+        # garbage collections do not stall the event loop while pixels move (see datalayer._gc).
+        freeze_startup_heap()
         return cast("_Session", self)
 
     async def _new_store(self, kind: str) -> tuple[GrantedStore, str]:

@@ -4,6 +4,7 @@ Everything that touches the object store runs on obstore's sync API in worker th
 threads); the coroutines here never block the event loop, under asyncio and trio alike.
 """
 
+from mikro.datalayer._gc import freeze_startup_heap
 from mikro.datalayer._grant import GrantProvider, StorageGrant
 from mikro.datalayer._layout import ARRAY_PATH, AXIS_ORDER, ImageLayout, choose_layout, ome_attributes
 from mikro.datalayer._read import ShardedArrayReader, compute, open_dataarray
@@ -32,6 +33,7 @@ __all__ = [
     "WriteResult",
     "choose_layout",
     "compute",
+    "freeze_startup_heap",
     "make_thumbnail",
     "ome_attributes",
     "open_dataarray",
