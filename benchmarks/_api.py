@@ -89,13 +89,20 @@ def bar_sync(ctx: Context) -> BarResult:
     fig.note = "per call, paired"
     sync = Figure("sync call", "baseline", "µs", statistics.median(r["sync_us"] for r in runs))
     asyn = Figure("async call", "baseline", "µs", statistics.median(r["async_us"] for r in runs))
+    portal = Figure(
+        "bare anyio portal.call(noop)",
+        "baseline",
+        "µs",
+        statistics.median(r["portal_us"] for r in runs),
+        note="the floor of any portal hop",
+    )
     value = fig.value or 0.0
     return BarResult(
         "sync",
         title,
         setup,
         "≤ 200 µs per call",
-        [fig, sync, asyn],
+        [fig, portal, sync, asyn],
         [Check("≤ 200 µs", value <= 200.0, f"{value:.0f} µs (≤ 200)")],
         ratio=False,
     )

@@ -22,7 +22,9 @@ __all__ = [
     "Layout",
     "local_raw_put",
     "local_zarr_write",
+    "object_sizes",
     "raw_get",
+    "raw_get_ranges",
     "raw_put",
     "s3_store",
     "stored_bytes",
@@ -152,6 +154,26 @@ def raw_get(store: S3Store, paths: Sequence[str]) -> int:
 
     with ThreadPoolExecutor(RAW_THREADS) as pool:
         return sum(pool.map(get, paths))
+
+
+def object_sizes(store: S3Store, prefix: str | None = None) -> dict[str, int]:
+    return {m["path"]: int(m["size"]) for batch in obstore.list(store, prefix) for m in batch}
+
+
+def raw_get_ranges(store: S3Store, sizes: dict[str, int], range_bytes: int) -> int:
+    """Every object fetched as range GETs of `range_bytes` (small objects whole), RAW_THREADS in flight."""
+    jobs = [
+        (path, lo, min(lo + range_bytes, size))
+        for path, size in sizes.items()
+        for lo in range(0, size, range_bytes)
+    ]
+
+    def get(job: tuple[str, int, int]) -> int:
+        path, lo, hi = job
+        return len(obstore.get_range(store, path, start=lo, end=hi))
+
+    with ThreadPoolExecutor(RAW_THREADS) as pool:
+        return sum(pool.map(get, jobs))
 
 
 def local_raw_put(root: Path, prefix: str, planes: np.ndarray) -> None:

@@ -50,7 +50,7 @@ def _setup_text(ctx: Context, where: str, codec: str) -> str:
     s = ctx.sizes
     return (
         f"{s.ingest_images} images of {s.ingest_side}x{s.ingest_side} uint16 "
-        f"({s.ingest_bytes / MIB:.0f} MiB) to {where}, codec {codec}; "
+        f"({s.ingest_bytes / MIB:.0f} MiB) to {where}, {codec}; "
         f"mikro: create_representation per image, {s.ingest_concurrency} in flight; "
         f"raw: one object per image, {bl.RAW_THREADS} threads; zarr/tensorstore: one "
         f"{s.ingest_images}-plane array with 1-plane chunks"
@@ -96,7 +96,7 @@ def bar_ingest_s3(ctx: Context) -> BarResult:
     return BarResult(
         "ingest_s3",
         "ingest to S3, no compression",
-        _setup_text(ctx, "S3 (moto, separate process)", "none"),
+        _setup_text(ctx, "S3 (moto, separate process)", "no compression"),
         "≥ 0.85x raw; CPU ≤ 2.0 s/GiB",
         figs,
         [
@@ -114,7 +114,7 @@ def bar_ingest_codec(ctx: Context) -> BarResult:
     layout_box: list[bl.Layout] = []
 
     def mikro_run() -> Sample:
-        sample = _mikro.ingest(ctx, "s3", planes, compressed=True)
+        sample = _mikro.ingest(ctx, "s3", planes, compressed=True, want_layout=True)
         if not layout_box and "zarr_json" in sample.extra:
             layout_box.append(bl.Layout.from_zarr_json(sample.extra.pop("zarr_json")))
         sample.extra.pop("zarr_json", None)
@@ -143,7 +143,7 @@ def bar_ingest_codec(ctx: Context) -> BarResult:
     return BarResult(
         "ingest_codec",
         "ingest to S3, mikro's default codec",
-        _setup_text(ctx, "S3 (moto)", layout.describe())
+        _setup_text(ctx, "S3 (moto)", "layout " + layout.describe())
         + ("" if layout_box else " (stand-in layout: mikro wrote nothing)"),
         "faster than zarr3+obstore",
         figs,
@@ -184,7 +184,7 @@ def bar_ingest_local(ctx: Context) -> BarResult:
     return BarResult(
         "ingest_local",
         "ingest to a local folder, no compression",
-        _setup_text(ctx, f"a local folder ({ctx.workdir})", "none"),
+        _setup_text(ctx, f"a local folder ({ctx.workdir})", "no compression"),
         "≥ 0.85x raw",
         figs,
         [_ratio_check("≥ 0.85x raw", figs[0], figs[1], 0.85)],

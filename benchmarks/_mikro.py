@@ -46,6 +46,7 @@ class StoredImage:
     path: str  # the store's root: a local directory, or an s3:// URL
     array: str  # the zarr array inside the store
     nbytes: int
+    dtype_name: str = "uint16"
 
 
 def _connect(server: MikroServer) -> Any:
@@ -62,8 +63,9 @@ def _stored(rep: Any, kind: str) -> StoredImage:
     store = rep.store
     shape = tuple(int(n) for n in rep.shape)
     nbytes = int(np.prod(shape)) * np.dtype(rep.dtype).itemsize
+    root = _root(kind, store.bucket, store.key)
     return StoredImage(
-        str(rep.id), kind, store.bucket, store.key, _root(kind, store.bucket, store.key), "0", nbytes
+        str(rep.id), kind, store.bucket, store.key, root, "0", nbytes, str(np.dtype(rep.dtype))
     )
 
 
@@ -94,7 +96,9 @@ def _stored_nbytes(ctx: Context, img: StoredImage) -> int:
     return bl.stored_bytes(bl.s3_store(ctx.moto, img.bucket), img.key + "/")[0]
 
 
-def ingest(ctx: Context, kind: str, planes: np.ndarray, *, compressed: bool) -> Sample:
+def ingest(
+    ctx: Context, kind: str, planes: np.ndarray, *, compressed: bool, want_layout: bool = False
+) -> Sample:
     """create_representation for every plane, `ingest_concurrency` in flight; objects deleted after."""
     server = ctx.server(kind)
     kwargs = _compression_kwargs(compressed)
@@ -127,7 +131,7 @@ def ingest(ctx: Context, kind: str, planes: np.ndarray, *, compressed: bool) -> 
         "compression_ratio": planes.nbytes / stored,
         "server_cpu_s_per_gib": server_cpu / (planes.nbytes / 2**30),
     }
-    if images:
+    if images and want_layout:
         extra["zarr_json"] = zarr_json(ctx, images[0])
     for img in images:
         _delete_objects(ctx, img)
@@ -328,6 +332,7 @@ def sync_overhead(ctx: Context, img: StoredImage) -> dict[str, Any]:
 
     async_times = anyio.run(main)
     return {
+        "portal_us": _bare_portal_us(),
         "sync_us": statistics.median(sync_times) * 1e6,
         "overhead_us": statistics.median(paired) * 1e6,
         "async_us": statistics.median(async_times) * 1e6,
@@ -335,6 +340,22 @@ def sync_overhead(ctx: Context, img: StoredImage) -> dict[str, Any]:
         "threads_during": during,
         "threads_after": after,
     }
+
+
+def _bare_portal_us(calls: int = 2000) -> float:
+    """anyio's own BlockingPortal round trip with a no-op coroutine: the floor under any sync facade."""
+    from anyio.from_thread import start_blocking_portal
+
+    async def noop() -> None:
+        return None
+
+    times: list[float] = []
+    with start_blocking_portal("asyncio") as portal:
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            portal.call(noop)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
 
 
 def layout_text(meta: dict[str, Any]) -> str:
@@ -428,6 +449,7 @@ def upload_without_datalayer(ctx: Context, kind: str, data: np.ndarray, *, name:
     )["createRepresentation"]
     nbytes = int(np.prod(rep["shape"])) * np.dtype(rep["dtype"]).itemsize
     st = rep["store"]
+    root = _root(kind, st["bucket"], st["key"])
     return StoredImage(
-        str(rep["id"]), kind, st["bucket"], st["key"], _root(kind, st["bucket"], st["key"]), "0", nbytes
+        str(rep["id"]), kind, st["bucket"], st["key"], root, "0", nbytes, str(np.dtype(rep["dtype"]))
     )

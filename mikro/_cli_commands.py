@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -41,8 +42,8 @@ def serve(
         "s3_bucket": s3_bucket,
         "grant_ttl": grant_ttl,
     }
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    run_server(settings)
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    run_server(Settings(**given))
 
 
 user_app = typer.Typer(help="Manage the users of a mikro server.", no_args_is_help=True)
@@ -61,7 +62,8 @@ def user_add(
     from mikro.server._errors import ApiError
 
     overrides = {"data_dir": data_dir, "database_url": database_url}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    settings = Settings(**given)
     try:
         token = add_user(settings, name, admin=admin)
     except ApiError as e:

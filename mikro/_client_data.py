@@ -15,11 +15,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
+import anyio.lowlevel
 
 from mikro._exceptions import StorageError, ValidationError
 from mikro.datalayer import (
     ARRAY_PATH,
+    COMPRESSIONS,
+    DEFAULT_COMPRESSION,
     DEFAULT_MAX_BYTES,
+    Compression,
     GrantedStore,
     GrantProvider,
     ProgressCallback,
@@ -121,7 +125,7 @@ class DataPlaneMixin:
         variety: str = "VOXEL",
         acquisition_date: dt.datetime | None = None,
         progress: ProgressCallback | None = None,
-        compression: str | None = "zstd",
+        compression: Compression = DEFAULT_COMPRESSION,
         max_bytes: int = DEFAULT_MAX_BYTES,
         thumbnail: bool = True,
     ) -> Representation:
@@ -132,14 +136,15 @@ class DataPlaneMixin:
         Dask inputs are streamed shard by shard. ``pixel_size`` maps dims to sizes (``{"x": 0.1, ...}``
         in micrometres, seconds for t) or is a ``PhysicalSize``. The pixels are stored in OME axis
         order (``t, c, z, y, x``), so ``rep.dims`` may list the dims in a different order than given.
-        ``progress(done, total)`` gets uncompressed bytes after each shard.
+        ``progress(done, total)`` gets uncompressed bytes after each shard. ``compression`` is
+        ``"blosc-lz4"`` (default: cheapest per GiB), ``"blosc-zstd"`` (smaller), ``"zstd"`` or None.
 
         Nothing is visible on the server until the data is complete: a failure or cancellation at any
         step leaves no ``Representation`` behind (and the objects written so far are deleted).
         Bad input raises :class:`mikro.ValidationError` before anything is sent.
         """
-        if compression not in ("zstd", None):
-            raise ValidationError(f"compression must be 'zstd' or None, not {compression!r}")
+        if compression not in COMPRESSIONS:
+            raise ValidationError(f"compression must be one of {COMPRESSIONS}, not {compression!r}")
         image = prepare_image(data, dims=dims, pixel_size=pixel_size, max_bytes=max_bytes)
         n_channels = image.shape[image.dims.index("c")] if "c" in image.dims else 1
         if channels is not None and len(channels) != n_channels:
@@ -151,7 +156,7 @@ class DataPlaneMixin:
             image,
             name=name,
             limiter=session.thread_limiter,
-            compression="zstd" if compression else None,
+            compression=compression,
             progress=progress,
         )
         rep: Representation | None = None
@@ -159,30 +164,34 @@ class DataPlaneMixin:
         try:
             await session.finish_upload(store_id)
             creating = True
-            rep = await session._create_representation_row(
-                {
-                    "store": store_id,
-                    "name": name,
-                    "variety": str(variety),
-                    "sample": sample,
-                    "experiments": list(experiments),
-                    "dataset": dataset,
-                    "tags": list(tags),
-                    "origins": list(origins),
-                    "channels": _channel_inputs(channels, image.channel_names),
-                    "physical_size": dict(image.pixel_size) or None,
-                    "acquisition_date": acquisition_date,
-                }
-            )
+            # Shielded: a cancellation arriving mid-request must not leave us unsure whether the server
+            # committed the row (it takes effect at the checkpoint below, and the row is then removed).
+            with anyio.CancelScope(shield=True):
+                created = rep = await session._create_representation_row(
+                    {
+                        "store": store_id,
+                        "name": name,
+                        "variety": str(variety),
+                        "sample": sample,
+                        "experiments": list(experiments),
+                        "dataset": dataset,
+                        "tags": list(tags),
+                        "origins": list(origins),
+                        "channels": _channel_inputs(channels, image.channel_names),
+                        "physical_size": dict(image.pixel_size) or None,
+                        "acquisition_date": acquisition_date,
+                    }
+                )
+            await anyio.lowlevel.checkpoint()
             if thumbnail:
-                await self._make_thumbnail(rep, result.projection)
-                rep = await session.get_representation(rep.id)
+                await self._make_thumbnail(created, result.projection)
+                created = await session.get_representation(created.id)
         except BaseException:
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
                 await self._remove_row(rep, name, store_id, maybe_created=creating)
                 await _discard(store, list(result.keys))
             raise
-        return rep
+        return created
 
     async def _remove_row(
         self, rep: Representation | None, name: str, store_id: str, *, maybe_created: bool
@@ -270,9 +279,12 @@ class DataPlaneMixin:
         store, store_id = await self._new_store("PARQUET")
         written = await write_table(store, table, limiter=session.thread_limiter)
         try:
-            return await session._create_table_row(
-                {"store": store_id, "name": name, "origins": list(origins), "tags": list(tags)}
-            )
+            # Shielded like the representation's row: never unsure whether the server committed it.
+            with anyio.CancelScope(shield=True):
+                table_row = await session._create_table_row(
+                    {"store": store_id, "name": name, "origins": list(origins), "tags": list(tags)}
+                )
+            return table_row
         except BaseException:
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
                 await _discard(store, [written.key])

@@ -3,6 +3,7 @@
 - ``moto_s3`` (session): moto's S3 + STS server with one bucket.
 - ``mikro_server`` (session): ``mikro serve`` as a subprocess, folder store, SQLite.
 - ``mikro_server_s3`` (session): the same, keeping objects on ``moto_s3`` and granting STS credentials.
+- ``postgres_url`` (session): a throwaway PostgreSQL cluster on loopback, where the machine has PostgreSQL.
 - ``server_factory`` (function): ``start(**settings) -> MikroServer`` for a fresh server of your own
   (settings are ``Settings`` field names, e.g. ``grant_ttl=2``), with ``restart()``, ``kill()``, ``stop()``.
 """
@@ -10,8 +11,10 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -87,6 +90,49 @@ def moto_s3() -> Iterator[MotoS3]:
         server.stop()
 
 
+def _postgres_bin() -> Path | None:
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(candidates[-1]).parent if candidates else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """``postgresql://...`` of a fresh database in a throwaway cluster (PostgreSQL refuses to run as
+    root, so as root the cluster runs as the ``postgres`` user)."""
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed on this machine")
+    # Not under pytest's tmp dir: that one is private to root and the postgres user could not enter it.
+    root = Path(tempfile.mkdtemp(prefix="mikro-postgres-"))
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", free_port()
+
+    def run(*command: str) -> None:
+        subprocess.run([*run_as, *command], check=True, capture_output=True, timeout=120)
+
+    run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+    options = f"-p {port} -k {root} -h 127.0.0.1 -F"
+    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start")
+    try:
+        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mikro")
+        yield f"postgresql://postgres@127.0.0.1:{port}/mikro"
+    finally:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
 class MikroServer:
     """A ``mikro serve`` subprocess on a loopback port; ``url``/``ws_url``/``admin_token`` once started."""
 
@@ -100,7 +146,8 @@ class MikroServer:
         self.returncode: int | None = None  # exit status of the last stopped process
         self._process: subprocess.Popen[bytes] | None = None
         self._usernames: set[str] = set()
-        self._log_dir = Path(tempfile.mkdtemp(prefix="mikro-server-log-"))
+        # Beside the data dir (not in it: the server owns that), so pytest's tmp cleanup removes both.
+        self._log_dir = self.data_dir.with_name(self.data_dir.name + "-logs")
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -108,12 +155,14 @@ class MikroServer:
         # The developer's own MIKRO_* variables must not leak into the server under test.
         env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
         for key, value in self.settings.items():
-            env[f"MIKRO_{key.upper()}"] = str(value)
+            name = key.upper()
+            env[name if name.startswith("MIKRO_") else f"MIKRO_{name}"] = str(value)
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
     def start(self, timeout: float = START_TIMEOUT) -> MikroServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log_dir.mkdir(exist_ok=True)
         stdout_path, stderr_path = self._log_dir / "stdout.txt", self._log_dir / "stderr.txt"
         command = [sys.executable, "-m", "mikro", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
@@ -134,8 +183,9 @@ class MikroServer:
         self.url = match.group(1)
         self.port = int(self.url.rsplit(":", 1)[1].split("/", 1)[0])
         self.ws_url = "ws" + self.url[len("http") :]
-        if "admin_token" in self.settings:
-            self.admin_token = str(self.settings["admin_token"])
+        token = self.env().get("MIKRO_ADMIN_TOKEN")
+        if token is not None:
+            self.admin_token = token
         else:
             self.admin_token = (self.data_dir / "admin-token").read_text().strip()
         return self
@@ -209,7 +259,10 @@ class MikroServer:
 
 
 def _database_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if k == "database_url"}
+    for key, value in settings.items():
+        if key.lower() in ("database_url", "mikro_database_url"):
+            return {"database_url": value}
+    return {}
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.timeout(300)
 def test_quick_bar_prints_table_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "ingest_local"]
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "ingest_local", "--json", str(out)],
+        [*cmd, "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=280,

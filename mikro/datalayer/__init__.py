@@ -6,7 +6,16 @@ threads); the coroutines here never block the event loop, under asyncio and trio
 
 from mikro.datalayer._gc import freeze_startup_heap
 from mikro.datalayer._grant import GrantProvider, StorageGrant
-from mikro.datalayer._layout import ARRAY_PATH, AXIS_ORDER, ImageLayout, choose_layout, ome_attributes
+from mikro.datalayer._layout import (
+    ARRAY_PATH,
+    AXIS_ORDER,
+    COMPRESSIONS,
+    DEFAULT_COMPRESSION,
+    Compression,
+    ImageLayout,
+    choose_layout,
+    ome_attributes,
+)
 from mikro.datalayer._read import ShardedArrayReader, compute, open_dataarray
 from mikro.datalayer._store import GrantedStore, StoreStats
 from mikro.datalayer._table import TABLE_KEY, TableData, TableWritten, read_table, to_arrow, write_table
@@ -17,8 +26,11 @@ from mikro.datalayer._write import ProgressCallback, WriteResult, write_image
 __all__ = [
     "ARRAY_PATH",
     "AXIS_ORDER",
+    "COMPRESSIONS",
+    "DEFAULT_COMPRESSION",
     "DEFAULT_MAX_BYTES",
     "TABLE_KEY",
+    "Compression",
     "GrantProvider",
     "GrantedStore",
     "ImageLayout",

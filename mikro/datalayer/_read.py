@@ -125,7 +125,12 @@ class ShardedArrayReader:
 
     def read_region(self, box: Sequence[slice]) -> np.ndarray[Any, Any]:
         """The array inside ``box`` (slices with step 1, within bounds)."""
-        out = np.zeros(tuple(b.stop - b.start for b in box), dtype=self.dtype)
+        shape = tuple(b.stop - b.start for b in box)
+        if shape == self.chunks and all(b.start % c == 0 for b, c in zip(box, self.chunks, strict=True)):
+            # One whole chunk (what every dask task of `open_dataarray` asks for): no assembly copy.
+            whole = self.read_chunk(tuple(b.start // c for b, c in zip(box, self.chunks, strict=True)))
+            return whole if whole is not None else np.zeros(shape, dtype=self.dtype)
+        out = np.zeros(shape, dtype=self.dtype)
         if out.size == 0:
             return out
         ranges = [range(b.start // c, math.ceil(b.stop / c)) for b, c in zip(box, self.chunks, strict=True)]

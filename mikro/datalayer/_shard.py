@@ -18,30 +18,39 @@ from typing import Any
 
 import google_crc32c
 import numpy as np
-from numcodecs import Zstd  # type: ignore[import-untyped]
+from numcodecs import Blosc, Zstd  # type: ignore[import-untyped]
 
 from mikro._exceptions import StorageError
-from mikro.datalayer._layout import ImageLayout
+from mikro.datalayer._layout import ImageLayout, blosc_configuration
 
 __all__ = ["ChunkCodec", "ShardIndex", "encode_shard"]
 
 EMPTY = 2**64 - 1
 
 
+_SHUFFLES = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
+
+
 @dataclass(frozen=True)
 class ChunkCodec:
-    """The inner-chunk codecs of a sharded array: ``bytes`` (endianness) then optionally ``zstd``."""
+    """The inner-chunk codecs of a sharded array: ``bytes`` (endianness), then zstd, blosc or nothing."""
 
     dtype: np.dtype[Any]
     chunk_shape: tuple[int, ...]
-    zstd_level: int | None
+    compressor: Any = None  # a numcodecs Zstd or Blosc, or None for raw chunks
 
     @classmethod
     def for_layout(cls, layout: ImageLayout) -> ChunkCodec:
+        compressor: Any = None
+        if layout.compression == "zstd":
+            compressor = Zstd(level=layout.level)
+        elif layout.compression in ("blosc-lz4", "blosc-zstd"):
+            config = blosc_configuration(layout.compression, layout.dtype)
+            compressor = Blosc(config["cname"], config["clevel"], _SHUFFLES[config["shuffle"]])
         return cls(
             dtype=layout.dtype.newbyteorder("<") if layout.dtype.itemsize > 1 else layout.dtype,
             chunk_shape=layout.chunks,
-            zstd_level=layout.level if layout.compression == "zstd" else None,
+            compressor=compressor,
         )
 
     @classmethod
@@ -54,32 +63,40 @@ class ChunkCodec:
         if config.get("index_location", "end") != "end":
             raise StorageError("mikro reads shard indexes at the end of a shard only")
         dtype = np.dtype(meta["data_type"])
-        level: int | None = None
+        compressor: Any = None
         order = "<"
         for codec in config["codecs"]:
             name = codec["name"]
+            options = codec.get("configuration") or {}
             if name == "bytes":
-                if (codec.get("configuration") or {}).get("endian") == "big":
+                if options.get("endian") == "big":
                     order = ">"
             elif name == "zstd":
-                level = int((codec.get("configuration") or {}).get("level", 0))
+                compressor = Zstd(level=int(options.get("level", 0)))
+            elif name == "blosc":
+                compressor = Blosc()  # decoding reads every parameter from the blosc header
             else:
                 raise StorageError(f"mikro cannot decode zarr codec {name!r}")
         return cls(
             dtype=dtype.newbyteorder(order) if dtype.itemsize > 1 else dtype,
             chunk_shape=tuple(config["chunk_shape"]),
-            zstd_level=level,
+            compressor=compressor,
         )
 
     def encode(self, chunk: np.ndarray[Any, Any]) -> bytes | memoryview:
         data = np.ascontiguousarray(chunk, dtype=self.dtype)
-        if self.zstd_level is None:
+        if self.compressor is None:
             return memoryview(data.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
-        return bytes(Zstd(level=self.zstd_level).encode(data))
+        return bytes(self.compressor.encode(data))
 
-    def decode(self, data: bytes) -> np.ndarray[Any, Any]:
-        raw: Any = Zstd().decode(data) if self.zstd_level is not None else data
-        return np.frombuffer(raw, dtype=self.dtype).reshape(self.chunk_shape)
+    def decode(self, data: Any) -> np.ndarray[Any, Any]:
+        """One chunk as a fresh, writable array (decoded straight into it: no intermediate copy)."""
+        out = np.empty(self.chunk_shape, dtype=self.dtype)
+        if self.compressor is not None:
+            self.compressor.decode(data, out=out)
+        else:
+            out.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
+        return out
 
 
 @dataclass(frozen=True)

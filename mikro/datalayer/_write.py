@@ -26,6 +26,7 @@ import numpy as np
 
 from mikro.datalayer._layout import (
     ARRAY_PATH,
+    DEFAULT_COMPRESSION,
     TARGET_SHARD_BYTES,
     Compression,
     ImageLayout,
@@ -105,7 +106,7 @@ async def write_image(
     *,
     name: str | None = None,
     limiter: anyio.CapacityLimiter | None = None,
-    compression: Compression = "zstd",
+    compression: Compression = DEFAULT_COMPRESSION,
     level: int = 1,
     target_shard_bytes: int = TARGET_SHARD_BYTES,
     progress: ProgressCallback | None = None,

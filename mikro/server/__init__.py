@@ -4,7 +4,7 @@ Install with the ``server`` extra; start it with ``mikro serve``.
 """
 
 from mikro.server._app import create_app
-from mikro.server._pubsub import EventMessage, InMemoryPubSub, PubSub
+from mikro.server._pubsub import EventMessage, InMemoryPubSub, LiveEvents, PubSub
 from mikro.server._schema import build_schema
 from mikro.server._serve import add_user, serve
 from mikro.server._settings import Settings
@@ -12,6 +12,7 @@ from mikro.server._settings import Settings
 __all__ = [
     "EventMessage",
     "InMemoryPubSub",
+    "LiveEvents",
     "PubSub",
     "Settings",
     "add_user",

@@ -10,16 +10,20 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, delete, exists, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.types import Info
 
 from mikro.server import _models as m
 from mikro.server._auth import AuthUser
+from mikro.server._context import Context, context_of
 from mikro.server._errors import BadUserInput, Forbidden, NotFound
 from mikro.server._inputs import BaseFilter, OffsetPaginationInput
 
 __all__ = [
     "apply_base_filter",
+    "begin_mutation",
     "check_strings",
     "get_owned",
+    "get_store",
     "parse_id",
     "parse_ids",
     "query_page",
@@ -169,3 +173,20 @@ def check_strings(value: Any, limit: int, where: str = "input") -> None:
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
             check_strings(v, limit, f"{where}[{i}]")
+
+
+def begin_mutation(info: Info[Any, Any], payload: Any = None) -> tuple[Context, AuthUser]:
+    """The context and caller of a mutation, after checking every string of its input."""
+    ctx = context_of(info)
+    user = ctx.require_user()
+    if payload is not None:
+        check_strings(payload, ctx.services.settings.max_string_length)
+    return ctx, user
+
+
+async def get_store(session: AsyncSession, raw_id: Any, user: AuthUser, kind: str) -> m.Store:
+    """The caller's store of ``kind`` (ZARR, PARQUET or MEDIA)."""
+    store = await get_owned(session, m.Store, raw_id, user)
+    if store.kind != kind:
+        raise BadUserInput(f"store {raw_id} is a {store.kind} store, not {kind}")
+    return store

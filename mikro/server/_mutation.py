@@ -1,23 +1,22 @@
-"""The ``Mutation`` root: create/update/delete of every type, and the data plane (grants, uploads)."""
+"""Create, update and delete of every object type (the data plane is in ``_data_plane``)."""
 
 from __future__ import annotations
 
 import io
 import logging
-import uuid
 from typing import Any
 
 import strawberry
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
 from mikro.server import _models as m
 from mikro.server import _types as t
 from mikro.server._auth import AuthUser
-from mikro.server._context import Context, context_of
-from mikro.server._crud import check_strings, drop_tags, get_owned, replace_tags
-from mikro.server._errors import ApiError, BadUserInput, Conflict
+from mikro.server._context import Context
+from mikro.server._crud import begin_mutation, drop_tags, get_owned, get_store, replace_tags
+from mikro.server._errors import BadUserInput, Conflict
 from mikro.server._inputs import (
     ChannelInput,
     DatasetInput,
@@ -38,24 +37,14 @@ from mikro.server._inputs import (
     ThumbnailInput,
     ThumbnailUpdateInput,
 )
-from mikro.server._objects import GrantData
 from mikro.server._services import Tx
-from mikro.server._zarr_meta import read_array_info
 
-__all__ = ["Mutation"]
+__all__ = ["ObjectMutation"]
 
 logger = logging.getLogger("mikro.server")
 
 DIMS = ("c", "t", "z", "y", "x")
 REP, ROI = "representation", "roi"
-
-
-def _begin(info: Info[Any, Any], payload: Any = None) -> tuple[Context, AuthUser]:
-    ctx = context_of(info)
-    user = ctx.require_user()
-    if payload is not None:
-        check_strings(payload, ctx.services.settings.max_string_length)
-    return ctx, user
 
 
 def _name(value: str) -> str:
@@ -119,57 +108,6 @@ async def _check_parent(session: AsyncSession, dataset_id: int | None, parent_id
         current = await session.scalar(select(m.Dataset.parent_id).where(m.Dataset.id == current))
 
 
-def _grant(store: m.Store, data: GrantData) -> t.Grant:
-    credentials = None
-    if data.access_key_id is not None and data.secret_access_key is not None:
-        credentials = t.Credentials(
-            access_key_id=data.access_key_id,
-            secret_access_key=data.secret_access_key,
-            session_token=data.session_token,
-            expiration=data.credentials_expiration or data.expires_at,
-        )
-    return t.Grant(
-        store_id=strawberry.ID(str(store.id)),
-        upload_kind=t.UploadKind(store.kind),
-        kind=t.StoreKind(data.kind),
-        endpoint=data.endpoint,
-        region=data.region,
-        bucket=data.bucket,
-        prefix=data.prefix,
-        path=data.path,
-        write=data.write,
-        credentials=credentials,
-        expires_at=data.expires_at,
-    )
-
-
-async def _issue_grant(ctx: Context, user: AuthUser, key: str, *, write: bool) -> GrantData:
-    storage = ctx.services.storage
-    session_name = f"mikro-{user.id}-{uuid.uuid4().hex[:16]}"
-    try:
-        return await ctx.services.run_io(lambda: storage.grant(key, write=write, session_name=session_name))
-    except ApiError:
-        raise
-    except Exception as e:
-        logger.exception("could not issue a grant for %s", key)
-        raise ApiError(f"could not obtain storage credentials: {type(e).__name__}") from None
-
-
-def _record_grant(session: AsyncSession, store_id: int, user: AuthUser, data: GrantData) -> None:
-    session.add(
-        m.GrantRecord(
-            store_id=store_id,
-            user_id=user.id,
-            write=data.write,
-            kind=data.kind,
-            policy=data.policy,
-            expires_at=data.expires_at,
-        )
-    )
-    if data.policy is not None:
-        logger.info("grant for store %s (write=%s) with policy %s", store_id, data.write, data.policy)
-
-
 async def _delete_stores(session: AsyncSession, store_ids: list[int]) -> list[str]:
     """Delete store rows (and their grant records); returns their keys, to delete the objects after commit."""
     if not store_ids:
@@ -201,20 +139,13 @@ async def _delete_rois(tx: Tx, roi_rows: list[m.Roi]) -> None:
         await tx.record(ROI, "DELETE", r.id, r.representation_id, r.creator_id)
 
 
-async def _get_store(session: AsyncSession, raw_id: Any, user: AuthUser, kind: str) -> m.Store:
-    store = await get_owned(session, m.Store, raw_id, user)
-    if store.kind != kind:
-        raise BadUserInput(f"store {raw_id} is a {store.kind} store, not {kind}")
-    return store
-
-
 @strawberry.type
-class Mutation:
+class ObjectMutation:
     # --- samples, experiments, datasets -------------------------------------------------------------
 
     @strawberry.mutation
     async def create_sample(self, info: Info[Any, Any], input: SampleInput) -> t.Sample:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
             row = m.Sample(name=_name(input.name), description=input.description, creator_id=user.id)
             tx.session.add(row)
@@ -225,7 +156,7 @@ class Mutation:
     async def update_sample(
         self, info: Info[Any, Any], id: strawberry.ID, input: SampleUpdateInput
     ) -> t.Sample:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Sample, id, user)
             if input.name is not None:
@@ -238,7 +169,7 @@ class Mutation:
 
     @strawberry.mutation
     async def delete_sample(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
-        ctx, user = _begin(info)
+        ctx, user = begin_mutation(info)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Sample, id, user)
             await tx.session.execute(
@@ -250,7 +181,7 @@ class Mutation:
 
     @strawberry.mutation
     async def create_experiment(self, info: Info[Any, Any], input: ExperimentInput) -> t.Experiment:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
             row = m.Experiment(name=_name(input.name), description=input.description, creator_id=user.id)
             tx.session.add(row)
@@ -261,7 +192,7 @@ class Mutation:
     async def update_experiment(
         self, info: Info[Any, Any], id: strawberry.ID, input: ExperimentUpdateInput
     ) -> t.Experiment:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Experiment, id, user)
             if input.name is not None:
@@ -274,7 +205,7 @@ class Mutation:
 
     @strawberry.mutation
     async def delete_experiment(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
-        ctx, user = _begin(info)
+        ctx, user = begin_mutation(info)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Experiment, id, user)
             link = m.representation_experiments
@@ -285,7 +216,7 @@ class Mutation:
 
     @strawberry.mutation
     async def create_dataset(self, info: Info[Any, Any], input: DatasetInput) -> t.Dataset:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
             parent_id = None
             if input.parent is not None:
@@ -301,7 +232,7 @@ class Mutation:
     async def update_dataset(
         self, info: Info[Any, Any], id: strawberry.ID, input: DatasetUpdateInput
     ) -> t.Dataset:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Dataset, id, user)
             if input.name is not None:
@@ -318,7 +249,7 @@ class Mutation:
 
     @strawberry.mutation
     async def delete_dataset(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
-        ctx, user = _begin(info)
+        ctx, user = begin_mutation(info)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Dataset, id, user)
             # Children and images outlive their dataset: they are detached, not deleted.
@@ -338,10 +269,10 @@ class Mutation:
     async def create_representation(
         self, info: Info[Any, Any], input: RepresentationInput
     ) -> t.Representation:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
             s = tx.session
-            store = await _get_store(s, input.store, user, "ZARR")
+            store = await get_store(s, input.store, user, "ZARR")
             if not store.populated:
                 raise BadUserInput(f"store {input.store} is not finished: call finishUpload first")
             used = await s.scalar(select(m.Representation.id).where(m.Representation.store_id == store.id))
@@ -382,7 +313,7 @@ class Mutation:
     async def update_representation(
         self, info: Info[Any, Any], id: strawberry.ID, input: RepresentationUpdateInput
     ) -> t.Representation:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
             s = tx.session
             row = await get_owned(s, m.Representation, id, user)
@@ -412,7 +343,7 @@ class Mutation:
 
     @strawberry.mutation
     async def delete_representation(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
-        ctx, user = _begin(info)
+        ctx, user = begin_mutation(info)
         async with ctx.services.transaction() as tx:
             s = tx.session
             row = await get_owned(s, m.Representation, id, user)
@@ -443,7 +374,7 @@ class Mutation:
 
     @strawberry.mutation
     async def create_roi(self, info: Info[Any, Any], input: RoiInput) -> t.ROI:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         vectors = _vectors(input.vectors)
         async with ctx.services.transaction() as tx:
             rep = await get_owned(tx.session, m.Representation, input.representation, user)
@@ -461,7 +392,7 @@ class Mutation:
 
     @strawberry.mutation
     async def update_roi(self, info: Info[Any, Any], id: strawberry.ID, input: RoiUpdateInput) -> t.ROI:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         vectors = _vectors(input.vectors) if input.vectors is not None else None
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Roi, id, user)
@@ -479,7 +410,7 @@ class Mutation:
 
     @strawberry.mutation
     async def delete_roi(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
-        ctx, user = _begin(info)
+        ctx, user = begin_mutation(info)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Roi, id, user)
             await _delete_rois(tx, [row])
@@ -487,7 +418,7 @@ class Mutation:
 
     @strawberry.mutation
     async def create_metric(self, info: Info[Any, Any], input: MetricInput) -> t.Metric:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
             rep = await get_owned(tx.session, m.Representation, input.representation, user)
             roi_id = None
@@ -508,7 +439,7 @@ class Mutation:
     async def update_metric(
         self, info: Info[Any, Any], id: strawberry.ID, input: MetricUpdateInput
     ) -> t.Metric:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Metric, id, user)
             if input.key is not None:
@@ -521,7 +452,7 @@ class Mutation:
 
     @strawberry.mutation
     async def delete_metric(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
-        ctx, user = _begin(info)
+        ctx, user = begin_mutation(info)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Metric, id, user)
             await tx.session.delete(row)
@@ -531,15 +462,15 @@ class Mutation:
 
     @strawberry.mutation
     async def create_table(self, info: Info[Any, Any], input: TableInput) -> t.Table:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         async with ctx.services.db.read() as session:
-            store = await _get_store(session, input.store, user, "PARQUET")
+            store = await get_store(session, input.store, user, "PARQUET")
         if store.populated:
             raise Conflict(f"store {input.store} already holds a table")
         columns = await ctx.services.run_io(_parquet_columns, ctx, store.key)
         async with ctx.services.transaction() as tx:
             s = tx.session
-            store = await _get_store(s, input.store, user, "PARQUET")
+            store = await get_store(s, input.store, user, "PARQUET")
             if store.populated:
                 raise Conflict(f"store {input.store} already holds a table")
             store.populated = True
@@ -553,7 +484,7 @@ class Mutation:
 
     @strawberry.mutation
     async def update_table(self, info: Info[Any, Any], id: strawberry.ID, input: TableUpdateInput) -> t.Table:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.TableRow, id, user)
             if input.name is not None:
@@ -567,7 +498,7 @@ class Mutation:
 
     @strawberry.mutation
     async def delete_table(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
-        ctx, user = _begin(info)
+        ctx, user = begin_mutation(info)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.TableRow, id, user)
             await tx.session.execute(delete(m.table_origins).where(m.table_origins.c.table_id == row.id))
@@ -580,17 +511,17 @@ class Mutation:
 
     @strawberry.mutation
     async def create_thumbnail(self, info: Info[Any, Any], input: ThumbnailInput) -> t.Thumbnail:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         if input.width < 1 or input.height < 1:
             raise BadUserInput("width and height must be positive")
         async with ctx.services.db.read() as session:
-            store = await _get_store(session, input.store, user, "MEDIA")
+            store = await get_store(session, input.store, user, "MEDIA")
         key = f"{store.key}/thumbnail.png"
         if not await ctx.services.run_io(ctx.services.storage.exists, key):
             raise BadUserInput(f"no thumbnail at {key}: upload thumbnail.png before createThumbnail")
         async with ctx.services.transaction() as tx:
             s = tx.session
-            store = await _get_store(s, input.store, user, "MEDIA")
+            store = await get_store(s, input.store, user, "MEDIA")
             if store.populated:
                 raise Conflict(f"store {input.store} already holds a thumbnail")
             rep = await get_owned(s, m.Representation, input.representation, user)
@@ -610,7 +541,7 @@ class Mutation:
     async def update_thumbnail(
         self, info: Info[Any, Any], id: strawberry.ID, input: ThumbnailUpdateInput
     ) -> t.Thumbnail:
-        ctx, user = _begin(info, input)
+        ctx, user = begin_mutation(info, input)
         for value in (input.width, input.height):
             if value is not None and value < 1:
                 raise BadUserInput("width and height must be positive")
@@ -624,7 +555,7 @@ class Mutation:
 
     @strawberry.mutation
     async def delete_thumbnail(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
-        ctx, user = _begin(info)
+        ctx, user = begin_mutation(info)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Thumbnail, id, user)
             await tx.session.delete(row)
@@ -632,68 +563,6 @@ class Mutation:
             keys = await _delete_stores(tx.session, [row.store_id])
         await _delete_objects(ctx, keys)
         return strawberry.ID(str(row.id))
-
-    # --- the data plane -----------------------------------------------------------------------------
-
-    @strawberry.mutation(  # type: ignore[untyped-decorator]
-        description="Reserve a fresh key prefix and return a write grant for it."
-    )
-    async def request_upload(self, info: Info[Any, Any], kind: t.UploadKind = t.UploadKind.ZARR) -> t.Grant:
-        ctx, user = _begin(info)
-        storage = ctx.services.storage
-        key = storage.new_key(kind.value)
-        await ctx.services.run_io(storage.prepare, key)
-        data = await _issue_grant(ctx, user, key, write=True)
-        async with ctx.services.transaction() as tx:
-            store = m.Store(
-                kind=kind.value, bucket=storage.bucket, key=key, path=storage.path_of(key), creator_id=user.id
-            )
-            tx.session.add(store)
-            await tx.session.flush()
-            _record_grant(tx.session, store.id, user, data)
-        return _grant(store, data)
-
-    @strawberry.mutation(  # type: ignore[untyped-decorator]
-        description="Check that the zarr metadata is in place and record shape, dtype, chunks and "
-        "dimension names."
-    )
-    async def finish_upload(self, info: Info[Any, Any], store: strawberry.ID) -> t.ZarrStore:
-        ctx, user = _begin(info)
-        async with ctx.services.db.read() as session:
-            row = await _get_store(session, store, user, "ZARR")
-            used = await session.scalar(select(func.count()).where(m.Representation.store_id == row.id))
-        if used:
-            raise Conflict(f"store {store} already holds a representation; it cannot change")
-        storage = ctx.services.storage
-        array = await ctx.services.run_io(read_array_info, storage.read, row.key)
-        async with ctx.services.transaction() as tx:
-            row = await _get_store(tx.session, store, user, "ZARR")
-            row.shape = array.shape
-            row.chunks = array.chunks
-            row.shards = array.shards
-            row.dtype = array.dtype
-            row.dimension_names = array.dimension_names
-            row.path = storage.path_of(array.key)
-            row.populated = True
-        return t.ZarrStore.from_row(row)
-
-    @strawberry.mutation(  # type: ignore[untyped-decorator]
-        description="A grant to read a store (or, with write, to keep writing an unfinished upload)."
-    )
-    async def request_access(
-        self, info: Info[Any, Any], store: strawberry.ID, write: bool = False
-    ) -> t.Grant:
-        ctx, user = _begin(info)
-        async with ctx.services.db.read() as session:
-            row = await get_owned(session, m.Store, store, user)
-        if write and row.populated:
-            raise Conflict(f"store {store} is finished and read-only")
-        if not write and not row.populated:
-            raise Conflict(f"store {store} is not finished yet: nothing to read")
-        data = await _issue_grant(ctx, user, row.key, write=write)
-        async with ctx.services.transaction() as tx:
-            _record_grant(tx.session, row.id, user, data)
-        return _grant(row, data)
 
 
 def _parquet_columns(ctx: Context, prefix: str) -> list[dict[str, str]]:

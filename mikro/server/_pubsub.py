@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["EventMessage", "InMemoryPubSub", "PubSub", "Subscription"]
+__all__ = ["EventMessage", "InMemoryPubSub", "LiveEvents", "PubSub"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class EventMessage:
     owner_id: int
 
 
-class Subscription:
+class LiveEvents:
     """What ``subscribe`` yields: iterate for messages; ``lagged`` tells if some were dropped."""
 
     def __init__(self, receive: MemoryObjectReceiveStream[EventMessage]) -> None:
@@ -45,7 +45,7 @@ class PubSub(abc.ABC):
         """Deliver ``message`` to every current subscriber of ``channel`` without waiting for them."""
 
     @abc.abstractmethod
-    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[LiveEvents]:
         """Receive the messages published on ``channel`` from now until the block ends."""
 
 
@@ -54,9 +54,7 @@ class InMemoryPubSub(PubSub):
 
     def __init__(self, buffer: int = 1024) -> None:
         self._buffer = buffer
-        self._subscribers: dict[
-            str, dict[int, tuple[MemoryObjectSendStream[EventMessage], Subscription]]
-        ] = {}
+        self._subscribers: dict[str, dict[int, tuple[MemoryObjectSendStream[EventMessage], LiveEvents]]] = {}
 
     async def publish(self, channel: str, message: EventMessage) -> None:
         for key, (send, sub) in list(self._subscribers.get(channel, {}).items()):
@@ -71,9 +69,9 @@ class InMemoryPubSub(PubSub):
                 self._subscribers[channel].pop(key, None)
 
     @asynccontextmanager
-    async def _subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+    async def _subscribe(self, channel: str) -> AsyncIterator[LiveEvents]:
         send, receive = anyio.create_memory_object_stream[EventMessage](self._buffer)
-        sub = Subscription(receive)
+        sub = LiveEvents(receive)
         key = id(sub)
         self._subscribers.setdefault(channel, {})[key] = (send, sub)
         try:
@@ -86,5 +84,5 @@ class InMemoryPubSub(PubSub):
             send.close()
             receive.close()
 
-    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[LiveEvents]:
         return self._subscribe(channel)

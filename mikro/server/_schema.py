@@ -7,14 +7,19 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 
+from mikro.server._data_plane import DataPlaneMutation
 from mikro.server._errors import ErrorCodes, log_unexpected
-from mikro.server._mutation import Mutation
+from mikro.server._mutation import ObjectMutation
 from mikro.server._query import Query
 from mikro.server._subscription import Subscription
 from mikro.server._types import JSON, JSON_SCALAR
 
 __all__ = ["build_schema"]
+
+
+Mutation = merge_types("Mutation", (ObjectMutation, DataPlaneMutation))
 
 
 class _Schema(strawberry.Schema):

@@ -53,7 +53,7 @@ class Services:
     def __init__(self, settings: Settings, pubsub: PubSub | None = None) -> None:
         self.settings = settings
         self.db = Database(settings.sqlalchemy_url())
-        self.pubsub: PubSub = pubsub or InMemoryPubSub()
+        self.pubsub: PubSub = pubsub or InMemoryPubSub(settings.pubsub_buffer)
         self._storage: ObjectStorage | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._task_group: TaskGroup | None = None

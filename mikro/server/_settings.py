@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     event_retention: float = Field(default=7 * 24 * 3600.0, ge=0)
     idempotency_ttl: float = Field(default=24 * 3600.0, ge=0)
     io_threads: int = Field(default=8, ge=1)
+    # Events a subscriber may fall behind by before it is cut off and catches up from the event table.
+    pubsub_buffer: int = Field(default=1024, ge=1)
     log_level: str = "info"
 
     @property

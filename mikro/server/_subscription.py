@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -19,6 +20,8 @@ from mikro.server._pubsub import EventMessage
 from mikro.server._services import PRUNED_THROUGH, Services
 
 __all__ = ["Subscription", "event_stream"]
+
+logger = logging.getLogger("mikro.server")
 
 _REPLAY_BATCH = 500
 
@@ -79,6 +82,7 @@ async def event_stream(
             if not live.lagged:
                 return
             # Fell behind and was cut off: resume from the table where we were.
+            logger.warning("a %s subscriber fell behind; catching up from the event table", stream)
             if last is None:
                 last = 0
 

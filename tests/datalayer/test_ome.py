@@ -43,4 +43,4 @@ async def test_store_validates_and_opens_without_mikro(store: GrantedStore, tmp_
     meta = json.loads((root / "0" / "zarr.json").read_text())
     assert meta["dimension_names"] == ["t", "c", "z", "y", "x"]
     assert meta["codecs"][0]["name"] == "sharding_indexed"
-    assert [c["name"] for c in meta["codecs"][0]["configuration"]["codecs"]] == ["bytes", "zstd"]
+    assert [c["name"] for c in meta["codecs"][0]["configuration"]["codecs"]] == ["bytes", "blosc"]

@@ -120,6 +120,22 @@ async def test_uncompressed_round_trip(store: GrantedStore) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("store_kind", ["file"])
+@pytest.mark.parametrize("compression", ["zstd", "blosc-lz4", "blosc-zstd"])
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32", "bool"])
+async def test_every_compression_reads_back_in_mikro_and_zarr(
+    store: GrantedStore, compression: str, dtype: str, tmp_path: Any
+) -> None:
+    smooth = np.add.outer(np.arange(300), np.arange(200)) % 97
+    values = np.stack([smooth + z for z in range(3)]).astype(dtype)
+    result, view = await write_and_open(store, values, dims="zyx", compression=compression)
+    assert result.bytes_stored < values.nbytes / 2  # it did compress
+    np.testing.assert_array_equal((await compute(view)).values, values)
+    plain = zarr.open_array(str(download(store, tmp_path)) + "/0", mode="r")
+    np.testing.assert_array_equal(plain[...], values)
+
+
+@pytest.mark.anyio
 async def test_slicing_matches_numpy(store: GrantedStore) -> None:
     values = make_data((3, 10, 90, 70), "uint16")
     _, view = await write_and_open(store, values, dims="czyx", target_shard_bytes=40_000)

@@ -23,6 +23,12 @@ from tests.server._helpers import (
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture
+def database(mikro_server: Any) -> Path:
+    """The session server's SQLite file, to check that nothing was written."""
+    return Path(mikro_server.database_path)
+
+
 async def _user_id(api: Api) -> int:
     return int((await api.data("{ me { id } }"))["me"]["id"])
 
@@ -45,7 +51,7 @@ async def test_bad_pagination(api: Api, page: dict[str, int]) -> None:
     assert "pagination" in error["message"]
 
 
-async def test_wrong_enum(api: Api) -> None:
+async def test_wrong_enum(api: Api, database: Path) -> None:
     assert await api.code("mutation { requestUpload(kind: TIFF) { storeId } }") == "BAD_USER_INPUT"
     variables = {"k": "TIFF"}
     assert await api.code("mutation($k: UploadKind!) { requestUpload(kind: $k) { storeId } }", variables) == (
@@ -53,19 +59,7 @@ async def test_wrong_enum(api: Api) -> None:
     )
     assert await api.code("{ rois(filter: {kind: CIRCLE}) { id } }") == "BAD_USER_INPUT"
     user = await _user_id(api)
-    assert db_rows(api_db(api), "select id from stores where creator_id = ?", user) == []
-
-
-def api_db(api: Api) -> Path:
-    return Path(_servers[api.url])
-
-
-_servers: dict[str, str] = {}
-
-
-@pytest.fixture(autouse=True)
-def _remember_database(mikro_server: Any) -> None:
-    _servers[mikro_server.url] = str(mikro_server.database_path)
+    assert db_rows(database, "select id from stores where creator_id = ?", user) == []
 
 
 @pytest.mark.parametrize(
@@ -76,24 +70,24 @@ def _remember_database(mikro_server: Any) -> None:
         {"name": "ok", "tags": ["fine", "t" * 10_001]},
     ],
 )
-async def test_oversized_strings_write_nothing(api: Api, sample: dict[str, Any]) -> None:
+async def test_oversized_strings_write_nothing(api: Api, sample: dict[str, Any], database: Path) -> None:
     error = await api.error("mutation($i: SampleInput!) { createSample(input: $i) { id } }", {"i": sample})
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert "10000" in error["message"]
-    assert db_rows(api_db(api), "select id from samples where creator_id = ?", await _user_id(api)) == []
+    assert db_rows(database, "select id from samples where creator_id = ?", await _user_id(api)) == []
 
 
-async def test_oversized_json_metric_value(api: Api) -> None:
+async def test_oversized_json_metric_value(api: Api, database: Path) -> None:
     rep = await make_representation(api)
     code = await api.code(
         "mutation($i: MetricInput!) { createMetric(input: $i) { id } }",
         {"i": {"representation": rep["id"], "key": "k", "value": {"nested": ["v" * 10_001]}}},
     )
     assert code == "BAD_USER_INPUT"
-    assert db_rows(api_db(api), "select id from metrics where representation_id = ?", int(rep["id"])) == []
+    assert db_rows(database, "select id from metrics where representation_id = ?", int(rep["id"])) == []
 
 
-async def test_roi_vectors_must_be_5d(api: Api) -> None:
+async def test_roi_vectors_must_be_5d(api: Api, database: Path) -> None:
     rep = await make_representation(api)
     error = await api.error(
         "mutation($r: ID!) { createRoi(input: {representation: $r, kind: LINE, "
@@ -101,15 +95,15 @@ async def test_roi_vectors_must_be_5d(api: Api) -> None:
         {"r": rep["id"]},
     )
     assert error["extensions"]["code"] == "BAD_USER_INPUT" and "5-D" in error["message"]
-    assert db_rows(api_db(api), "select id from rois where representation_id = ?", int(rep["id"])) == []
+    assert db_rows(database, "select id from rois where representation_id = ?", int(rep["id"])) == []
 
 
-async def test_failed_mutation_is_rolled_back(api: Api) -> None:
+async def test_failed_mutation_is_rolled_back(api: Api, database: Path) -> None:
     """A create that fails half-way (unknown experiment, checked after the row was added) leaves nothing."""
     store = await upload_zarr(api)
     error = await api.error(CREATE_REP, {"input": {"store": store, "name": "x", "experiments": ["999999"]}})
     assert error["extensions"]["code"] == "NOT_FOUND"
-    assert db_rows(api_db(api), "select id from representations where store_id = ?", int(store)) == []
+    assert db_rows(database, "select id from representations where store_id = ?", int(store)) == []
     # The store is still free for a correct attempt.
     created = await api.data(CREATE_REP, {"input": {"store": store, "name": "x"}})
     assert created["createRepresentation"]["name"] == "x"

@@ -185,3 +185,47 @@ async def test_gql_library_subscription(mikro_server: Any, api: Api) -> None:
                 else:
                     break
     assert names == ["before", "while subscribed"]
+
+
+def test_slow_subscriber_loses_nothing(server_factory: Any) -> None:
+    """A subscriber that falls behind the live stream (here: a buffer of one event, and one mutation
+    that publishes a burst of events) is cut off and catches up from the event table: every event
+    arrives exactly once, in order. (Sync: this checks the server, not the client's event loop.)"""
+    from httpx_ws import connect_ws
+
+    server = server_factory.start(pubsub_buffer=1)
+    token = server.add_user("slow")
+    rep = anyio.run(_representation, server.url, token)
+    query = "subscription($r: ID!) { rois(representation: $r, after: 0) { cursor kind id } }"
+    create = (
+        "mutation($r: ID!) { createRoi(input: {representation: $r, kind: POINT, "
+        "vectors: [[0,0,0,1,1]]}) { id } }"
+    )
+    with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
+
+        def post(q: str) -> dict[str, Any]:
+            body = http.post(server.url, json={"query": q, "variables": {"r": rep}}).json()
+            assert not body.get("errors"), body
+            return dict(body["data"])
+
+        with connect_ws(server.ws_url, http, subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_json({"type": "connection_init", "payload": {"token": token}})
+            assert ws.receive_json(timeout=30)["type"] == "connection_ack"
+            ws.send_json(
+                {"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"r": rep}}}
+            )
+            rois = [post(create)["createRoi"]["id"] for _ in range(5)]
+            # Deleting the image deletes its ROIs in one transaction: five events published at once.
+            post("mutation($r: ID!) { deleteRepresentation(id: $r) }")
+            events = [ws.receive_json(timeout=30)["payload"]["data"]["rois"] for _ in range(10)]
+    assert [(e["kind"], e["id"]) for e in events] == [("CREATE", r) for r in rois] + [
+        ("DELETE", r) for r in rois
+    ]
+    cursors = [e["cursor"] for e in events]
+    assert cursors == sorted(set(cursors))
+    assert "subscriber fell behind; catching up from the event table" in server.stderr()
+
+
+async def _representation(url: str, token: str) -> str:
+    async with httpx.AsyncClient(timeout=30) as http:
+        return str((await make_representation(Api(http, url, token)))["id"])

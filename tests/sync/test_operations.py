@@ -66,6 +66,14 @@ def test_iter_pages_through_everything_from_a_plain_for_loop(session: mikro.sync
     assert all(isinstance(s, mikro.Sample) for s in session.iter_samples(name_contains=prefix))
 
 
+def test_an_error_while_paging_reaches_the_for_loop_with_its_type(session: mikro.sync.SyncMikro) -> None:
+    samples = session.iter_samples(page_size=0)  # raised by the async generator, on the session's loop
+    with pytest.raises(mikro.ValidationError, match="page_size"):
+        next(samples)
+    assert list(samples) == []  # the failed iteration is over
+    assert session.me().username.startswith("sync-")
+
+
 def test_an_iterator_left_early_is_closed_and_the_session_goes_on(session: mikro.sync.SyncMikro) -> None:
     prefix = unique("early")
     for i in range(4):

@@ -1,0 +1,61 @@
+"""The same server on PostgreSQL (asyncpg) instead of SQLite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+from httpx_ws import aconnect_ws
+
+from tests.server._helpers import Api, make_representation
+from tests.server.test_subscriptions import REP_EVENTS
+
+
+def test_server_on_postgresql(server_factory: Any, postgres_url: str) -> None:
+    # Sync test driving one async scenario: it checks the database backend, not the client's event
+    # loop, and one server start is enough.
+    server = server_factory.start(database_url=postgres_url)
+    token = server.add_user("pat")
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            api = Api(http, server.url, token)
+            sample = await api.data(
+                'mutation { createSample(input: {name: "Kidney", tags: ["a", "b"]}) { id } }'
+            )
+            found = await api.data('{ samples(filter: {search: "kid", tags: ["b", "a"]}) { id tags } }')
+            assert found["samples"] == [{"id": sample["createSample"]["id"], "tags": ["a", "b"]}]
+
+            async with aconnect_ws(server.ws_url, http, subprotocols=["graphql-transport-ws"]) as ws:
+                await ws.send_json({"type": "connection_init", "payload": {"token": token}})
+                assert (await ws.receive_json())["type"] == "connection_ack"
+                payload = {"query": REP_EVENTS, "variables": {"after": 0}}
+                await ws.send_json({"id": "1", "type": "subscribe", "payload": payload})
+                rep = await make_representation(
+                    api, "pg image", channels=[{"name": "GFP"}], physicalSize={"x": 0.5}
+                )
+                with anyio.fail_after(30):
+                    event = (await ws.receive_json())["payload"]["data"]["representations"]
+                assert event["kind"] == "CREATE" and event["representation"]["id"] == rep["id"]
+
+            metric = await api.data(
+                'mutation($r: ID!) { createMetric(input: {representation: $r, key: "k", value: {a: [1, 2]}}) '
+                "{ value representation { channels { name } physicalSize { x } } } }",
+                {"r": rep["id"]},
+            )
+            assert metric["createMetric"] == {
+                "value": {"a": [1, 2]},
+                "representation": {"channels": [{"name": "GFP"}], "physicalSize": {"x": 0.5}},
+            }
+            once = 'mutation { createSample(input: {name: "once"}) { id } }'
+            first = await api.post(once, headers={"Idempotency-Key": "pg-key"})
+            second = await api.post(once, headers={"Idempotency-Key": "pg-key"})
+            assert first.json() == second.json()
+            assert len((await api.data('{ samples(filter: {search: "once"}) { id } }'))["samples"]) == 1
+            await api.data("mutation($id: ID!) { deleteRepresentation(id: $id) }", {"id": rep["id"]})
+            gone = await api.code("query($id: ID!) { representation(id: $id) { id } }", {"id": rep["id"]})
+            assert gone == "NOT_FOUND"
+
+    anyio.run(scenario)
+    assert server.stop() == 0
