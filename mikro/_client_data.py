@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -47,6 +49,8 @@ __all__ = ["DataPlaneMixin"]
 log = logging.getLogger(__name__)
 
 THUMBNAIL_KEY = "thumbnail.png"
+#: Read stores (grant + obstore client) kept per session for the images opened most recently.
+READ_STORES_KEPT = 64
 #: How long cleanup after a failed upload may take (it runs shielded from cancellation).
 CLEANUP_SECONDS = 10.0
 
@@ -249,12 +253,21 @@ class DataPlaneMixin:
         )
 
     def _reader_store(self, store_id: str) -> GrantedStore:
-        # One read store per store id and session: its grant and shard indexes serve every `rep.data`.
-        cache: dict[str, GrantedStore] = self.__dict__.setdefault("_data_read_stores", {})
-        found = cache.get(store_id)
-        if found is None:
-            found = cache.setdefault(store_id, GrantedStore(self._s().grant_provider(store_id)))
-        return found
+        # One read store per store id and session (the most recently used few): its grant and HTTP
+        # connections serve every `rep.data` of that image. `rep.data` may be called from any thread
+        # (the sync facade), hence the lock.
+        lock: threading.Lock = self.__dict__.setdefault("_data_read_lock", threading.Lock())
+        with lock:
+            cache: OrderedDict[str, GrantedStore] = self.__dict__.setdefault(
+                "_data_read_stores", OrderedDict()
+            )
+            found = cache.get(store_id)
+            if found is None:
+                found = cache[store_id] = GrantedStore(self._s().grant_provider(store_id))
+                while len(cache) > READ_STORES_KEPT:
+                    cache.popitem(last=False)
+            cache.move_to_end(store_id)
+            return found
 
     async def compute(self, expr: Any) -> Any:
         """Compute a lazy (dask-backed) object in a worker thread; the event loop keeps running.

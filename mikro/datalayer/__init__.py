@@ -4,7 +4,7 @@ Everything that touches the object store runs on obstore's sync API in worker th
 threads); the coroutines here never block the event loop, under asyncio and trio alike.
 """
 
-from mikro.datalayer._gc import freeze_startup_heap
+from mikro.datalayer._gc import freeze_startup_heap, full_collections_deferred
 from mikro.datalayer._grant import GrantProvider, StorageGrant
 from mikro.datalayer._layout import (
     ARRAY_PATH,
@@ -46,6 +46,7 @@ __all__ = [
     "choose_layout",
     "compute",
     "freeze_startup_heap",
+    "full_collections_deferred",
     "make_thumbnail",
     "ome_attributes",
     "open_dataarray",

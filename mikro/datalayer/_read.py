@@ -24,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from mikro._exceptions import StorageError
+from mikro.datalayer._gc import full_collections_deferred
 from mikro.datalayer._grant import GrantProvider
 from mikro.datalayer._layout import ARRAY_PATH, SPACE_UNIT, TIME_UNIT
 from mikro.datalayer._shard import ChunkCodec, ShardIndex
@@ -248,4 +249,5 @@ async def compute(obj: Any, *, limiter: anyio.CapacityLimiter | None = None) -> 
     """
     if not hasattr(obj, "compute"):
         return obj
-    return await anyio.to_thread.run_sync(obj.compute, limiter=limiter)
+    with full_collections_deferred():
+        return await anyio.to_thread.run_sync(obj.compute, limiter=limiter)

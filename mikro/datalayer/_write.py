@@ -24,6 +24,7 @@ import anyio
 import dask.array as da
 import numpy as np
 
+from mikro.datalayer._gc import full_collections_deferred
 from mikro.datalayer._layout import (
     ARRAY_PATH,
     DEFAULT_COMPRESSION,
@@ -154,10 +155,11 @@ async def write_image(
 
     try:
         try:
-            async with anyio.create_task_group() as tg:
-                for position in layout.shard_positions():
-                    await slots.acquire()
-                    tg.start_soon(run_shard, position)
+            with full_collections_deferred():
+                async with anyio.create_task_group() as tg:
+                    for position in layout.shard_positions():
+                        await slots.acquire()
+                        tg.start_soon(run_shard, position)
         except BaseExceptionGroup as group:
             # Callers expect the one mikro error (GrantError, StorageError ...), not a task-group wrapper.
             raise _first_error(group)  # noqa: B904 - the error keeps its own cause
