@@ -16,12 +16,10 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import dask.array as da
 import numpy as np
-import xarray as xr
 
 from mikro._exceptions import StorageError
 from mikro.datalayer._gc import full_collections_deferred
@@ -29,6 +27,9 @@ from mikro.datalayer._grant import GrantProvider
 from mikro.datalayer._layout import ARRAY_PATH, SPACE_UNIT, TIME_UNIT
 from mikro.datalayer._shard import ChunkCodec, ShardIndex
 from mikro.datalayer._store import GrantedStore
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["ShardedArrayReader", "compute", "open_dataarray"]
 
@@ -212,6 +213,10 @@ def open_dataarray(
     ``token`` names the dask graph (use the store id: a finished store never changes, so equal tokens
     mean equal data). One dask chunk is one inner zarr chunk, so a slice fetches only what it touches.
     """
+    # dask and xarray cost seconds to import: only pay when an image is opened.
+    import dask.array as da
+    import xarray as xr
+
     store = source if isinstance(source, GrantedStore) else GrantedStore(source)
     reader = ShardedArrayReader(
         store, shape=shape, chunks=chunks, shards=shards, dtype=dtype, array_path=array_path

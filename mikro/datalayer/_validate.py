@@ -8,16 +8,19 @@ grant is requested or a byte is written.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
-import xarray as xr
 
 from mikro._exceptions import ValidationError
 from mikro.datalayer._layout import AXIS_ORDER
+
+if TYPE_CHECKING:
+    import dask.array as da
+    import xarray as xr
 
 __all__ = ["DEFAULT_MAX_BYTES", "PreparedImage", "prepare_image"]
 
@@ -51,7 +54,9 @@ class PreparedImage:
 
     @property
     def is_lazy(self) -> bool:
-        return isinstance(self.array, da.Array)
+        # A dask array can only exist if dask was imported: don't import it (seconds) to find out.
+        dask_array = sys.modules.get("dask.array")
+        return dask_array is not None and isinstance(self.array, dask_array.Array)
 
 
 def _parse_dims(dims: str | Sequence[str]) -> tuple[str, ...]:
@@ -124,7 +129,10 @@ def prepare_image(
     """Validate ``data`` and return it (still lazy if it was) in storage axis order."""
     channel_names: tuple[str, ...] | None = None
     sizes = _pixel_size_mapping(pixel_size)
-    if isinstance(data, xr.DataArray):
+    # An xarray or dask input means the caller already paid for importing them.
+    xr = sys.modules.get("xarray")
+    da = sys.modules.get("dask.array")
+    if xr is not None and isinstance(data, xr.DataArray):
         own_dims = tuple(str(d) for d in data.dims)
         if dims is not None and _parse_dims(dims) != own_dims:
             raise ValidationError(
@@ -143,7 +151,7 @@ def prepare_image(
         array: Any = data.data
         dims_t = own_dims
     else:
-        if isinstance(data, da.Array | np.ndarray):
+        if isinstance(data, np.ndarray) or (da is not None and isinstance(data, da.Array)):
             array = data
         elif hasattr(data, "__array__") or isinstance(data, list | tuple):
             array = np.asarray(data)

@@ -21,7 +21,6 @@ from functools import partial
 from typing import Any
 
 import anyio
-import dask.array as da
 import numpy as np
 
 from mikro.datalayer._gc import full_collections_deferred
@@ -133,8 +132,8 @@ async def write_image(
     def write_shard(position: tuple[int, ...]) -> tuple[int, int]:
         region = layout.shard_region(position)
         block: Any = image.array[region]
-        if isinstance(block, da.Array):
-            block = block.compute()  # type: ignore[no-untyped-call]
+        if image.is_lazy:
+            block = block.compute()
         block = np.asarray(block)
         projection.add(block, region)
         payload = encode_shard(block, layout, codec)
