@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import strawberry
-from sqlalchemy import select
+from sqlalchemy import func, select
 from strawberry.types import Info
 
 from mikro.server import _models as m
@@ -57,6 +57,13 @@ async def _replay(
         after = rows[-1].id
 
 
+async def _head(services: Services, stream: str) -> int:
+    """The newest cursor of ``stream`` (0 when it has none)."""
+    async with services.db.read() as session:
+        head = await session.scalar(select(func.max(m.Event.id)).where(m.Event.stream == stream))
+    return int(head or 0)
+
+
 async def event_stream(
     services: Services, stream: str, user: AuthUser, scope_id: int | None, after: int | None
 ) -> AsyncIterator[EventMessage]:
@@ -68,8 +75,15 @@ async def event_stream(
     last = after
     while True:
         async with services.pubsub.subscribe(stream) as live:
+            if last is None:
+                # A live-only subscriber that lags must resume from where it joined, not replay
+                # history from before it subscribed.
+                last = await _head(services, stream)
+                replay_now = False
+            else:
+                replay_now = True
             replayed: set[int] = set()
-            if last is not None:
+            if replay_now:
                 async for message in _replay(services, stream, user, scope_id, last):
                     replayed.add(message.cursor)
                     last = max(last, message.cursor)
@@ -77,14 +91,12 @@ async def event_stream(
             async for message in live:
                 if message.cursor in replayed or not _matches(message, user, scope_id):
                     continue
-                last = message.cursor if last is None else max(last, message.cursor)
+                last = max(last, message.cursor)
                 yield message
             if not live.lagged:
                 return
             # Fell behind and was cut off: resume from the table where we were.
             logger.warning("a %s subscriber fell behind; catching up from the event table", stream)
-            if last is None:
-                last = 0
 
 
 @strawberry.type
