@@ -77,7 +77,7 @@ class ConnectError(TransportError):
     """The server could not be reached."""
 
 
-class TimeoutError(TransportError, builtins.TimeoutError):  # noqa: A001
+class TimeoutError(TransportError, builtins.TimeoutError):
     """The server did not answer within the configured timeout."""
 
 

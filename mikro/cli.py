@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="mikro: microscopy data on a GraphQL server, pixels as zarr on object storage.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="mikro: microscopy data on a GraphQL server, pixels as zarr on object storage.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 def main() -> None:
