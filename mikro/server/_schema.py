@@ -6,6 +6,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
@@ -32,6 +33,7 @@ def build_schema() -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[ErrorCodes],
+        # Clients send the same few documents again and again: parse and validate each once.
+        extensions=[ErrorCodes, ParserCache(maxsize=512), ValidationCache(maxsize=512)],  # type: ignore[list-item]
         config=StrawberryConfig(scalar_map={JSON: JSON_SCALAR}),
     )
