@@ -188,8 +188,10 @@ class DataPlaneMixin:
                 )
             await anyio.lowlevel.checkpoint()
             if thumbnail:
-                await self._make_thumbnail(created, result.projection)
-                created = await session.get_representation(created.id)
+                thumb = await self._make_thumbnail(created, result.projection)
+                # The row came back before its thumbnail existed: add it here rather than paying a
+                # round trip to fetch the whole image again.
+                created = created.model_copy(update={"thumbnails": [*(created.thumbnails or []), thumb]})
         except BaseException:
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
                 await self._remove_row(rep, name, store_id, maybe_created=creating)
