@@ -19,7 +19,7 @@ from mikro._exceptions import GrantError, MikroError, NotConnectedError
 from mikro.api import Grant, Operations, operation
 from mikro.api._operations import IdLike, _id
 from mikro.datalayer import GrantProvider, StorageGrant
-from mikro.datalayer._warmup import warm_up_in_background
+from mikro.datalayer._warmup import import_pixel_stack
 from mikro.graphql import AsyncTransport, BlockingTransport, RetryPolicy, new_idempotency_key
 
 __all__ = ["Mikro", "connect"]
@@ -70,7 +70,7 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
         retry = RetryPolicy(retries=config.retries, deadline=config.timeout)
         url = str(config.url)
 
-        warm_up_in_background()
+        await import_pixel_stack()
         self._thread_limiter = anyio.CapacityLimiter(config.max_threads)
         self._http = httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers)
         self._blocking_http = httpx.Client(timeout=timeout, limits=limits, headers=headers)

@@ -3,8 +3,9 @@
 dask.array and xarray take 0.5 to 2 s to import. The datalayer imports them on first use so that the server
 and plain metadata scripts never pay for them, but the first use is usually ``rep.data`` inside
 ``async def``, where the import would freeze the event loop (measured: 510 to 610 ms of heartbeat lag in a
-fresh process, benchmarks/ ``loop_lag``). A session therefore starts this import on a short-lived daemon
-thread when it opens; by the time an image is opened the modules are in ``sys.modules``.
+fresh process, benchmarks/ ``loop_lag``). A session therefore imports them on a short-lived daemon thread
+when it opens and waits for that without blocking its loop: connecting is slower by the import time, once
+per process, and the loop never stalls on it.
 """
 
 from __future__ import annotations
@@ -14,21 +15,27 @@ import logging
 import sys
 import threading
 
-__all__ = ["warm_up_in_background"]
+import anyio
+
+__all__ = ["import_pixel_stack", "warm_up_in_background"]
 
 log = logging.getLogger("mikro.datalayer")
 
 _MODULES = ("dask.array", "xarray")
 _lock = threading.Lock()
 _started = False
+_done = threading.Event()
 
 
 def _import_all() -> None:
-    for name in _MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # a broken install shows up again, loudly, on first real use
-            log.debug("warm-up import of %s failed: %s", name, exc)
+    try:
+        for name in _MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # a broken install shows up again, loudly, on first real use
+                log.debug("warm-up import of %s failed: %s", name, exc)
+    finally:
+        _done.set()
 
 
 def warm_up_in_background() -> None:
@@ -41,3 +48,16 @@ def warm_up_in_background() -> None:
             return
         _started = True
     threading.Thread(target=_import_all, name="mikro-warm-up", daemon=True).start()
+
+
+async def import_pixel_stack() -> None:
+    """Make sure dask.array and xarray are imported, without blocking the running loop.
+
+    Polls a flag instead of using a worker thread of the loop's own (trio caches those for seconds after
+    use): this happens once per process, for at most the import time.
+    """
+    if all(name in sys.modules for name in _MODULES):
+        return
+    warm_up_in_background()
+    while not _done.is_set():  # noqa: ASYNC110 - set by a plain thread, which cannot set an anyio.Event
+        await anyio.sleep(0.005)
