@@ -34,6 +34,6 @@ def build_schema() -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         # Clients send the same few documents again and again: parse and validate each once.
-        extensions=[ErrorCodes, ParserCache(maxsize=512), ValidationCache(maxsize=512)],  # type: ignore[list-item]
+        extensions=[ErrorCodes, lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)],
         config=StrawberryConfig(scalar_map={JSON: JSON_SCALAR}),
     )
