@@ -8,7 +8,6 @@ grant is requested or a byte is written.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -54,9 +53,9 @@ class PreparedImage:
 
     @property
     def is_lazy(self) -> bool:
-        # A dask array can only exist if dask was imported: don't import it (seconds) to find out.
-        dask_array = sys.modules.get("dask.array")
-        return dask_array is not None and isinstance(self.array, dask_array.Array)
+        import dask.array as da
+
+        return isinstance(self.array, da.Array)
 
 
 def _parse_dims(dims: str | Sequence[str]) -> tuple[str, ...]:
@@ -129,10 +128,12 @@ def prepare_image(
     """Validate ``data`` and return it (still lazy if it was) in storage axis order."""
     channel_names: tuple[str, ...] | None = None
     sizes = _pixel_size_mapping(pixel_size)
-    # An xarray or dask input means the caller already paid for importing them.
-    xr = sys.modules.get("xarray")
-    da = sys.modules.get("dask.array")
-    if xr is not None and isinstance(data, xr.DataArray):
+    # Imported here, not at module level, so that importing mikro stays cheap; a session has already
+    # loaded both off its event loop (mikro.datalayer._warmup).
+    import dask.array as da
+    import xarray as xr
+
+    if isinstance(data, xr.DataArray):
         own_dims = tuple(str(d) for d in data.dims)
         if dims is not None and _parse_dims(dims) != own_dims:
             raise ValidationError(
@@ -151,7 +152,7 @@ def prepare_image(
         array: Any = data.data
         dims_t = own_dims
     else:
-        if isinstance(data, np.ndarray) or (da is not None and isinstance(data, da.Array)):
+        if isinstance(data, np.ndarray | da.Array):
             array = data
         elif hasattr(data, "__array__") or isinstance(data, list | tuple):
             array = np.asarray(data)

@@ -53,6 +53,17 @@ def _name(value: str) -> str:
     return value
 
 
+async def _update_described(session: AsyncSession, row: Any, input: Any) -> None:
+    """Apply the name/description/tags of an update input (null means "no change") to a
+    Sample, Experiment or Dataset row."""
+    if input.name is not None:
+        row.name = _name(input.name)
+    if input.description is not None:
+        row.description = input.description
+    if input.tags is not None:
+        await replace_tags(session, row, input.tags)
+
+
 def _channels(channels: list[ChannelInput]) -> list[dict[str, Any]]:
     return [
         {
@@ -159,12 +170,7 @@ class ObjectMutation:
         ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Sample, id, user)
-            if input.name is not None:
-                row.name = _name(input.name)
-            if input.description is not None:
-                row.description = input.description
-            if input.tags is not None:
-                await replace_tags(tx.session, row, input.tags)
+            await _update_described(tx.session, row, input)
         return t.Sample.from_row(row)
 
     @strawberry.mutation
@@ -195,12 +201,7 @@ class ObjectMutation:
         ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Experiment, id, user)
-            if input.name is not None:
-                row.name = _name(input.name)
-            if input.description is not None:
-                row.description = input.description
-            if input.tags is not None:
-                await replace_tags(tx.session, row, input.tags)
+            await _update_described(tx.session, row, input)
         return t.Experiment.from_row(row)
 
     @strawberry.mutation
@@ -235,16 +236,11 @@ class ObjectMutation:
         ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Dataset, id, user)
-            if input.name is not None:
-                row.name = _name(input.name)
-            if input.description is not None:
-                row.description = input.description
             if input.parent is not None:
                 parent = await get_owned(tx.session, m.Dataset, input.parent, user)
                 await _check_parent(tx.session, row.id, parent.id)
                 row.parent_id = parent.id
-            if input.tags is not None:
-                await replace_tags(tx.session, row, input.tags)
+            await _update_described(tx.session, row, input)
         return t.Dataset.from_row(row)
 
     @strawberry.mutation

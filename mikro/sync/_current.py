@@ -8,11 +8,11 @@ cell serves the next cells, and worker threads of a script see the script's sess
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-import sys
 import threading
 from typing import TYPE_CHECKING
+
+import sniffio
 
 from mikro._exceptions import NotConnectedError
 
@@ -54,19 +54,9 @@ def _not_connected_message() -> str:
 
 def _running_async_library() -> str | None:
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        return "asyncio"
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_task()
-        except RuntimeError:
-            return None
-        return "trio"
-    return None
+        return sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return None
 
 
 def register_open(session: SyncMikro) -> None:

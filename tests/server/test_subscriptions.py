@@ -241,12 +241,12 @@ def test_lagging_live_subscriber_gets_no_history(server_factory: Any) -> None:
     server = server_factory.start(pubsub_buffer=1)
     token = server.add_user("live")
     watched = anyio.run(_representation, server.url, token)
-    other = anyio.run(_representation, server.url, token)
     query = "subscription($r: ID!) { rois(representation: $r) { cursor kind id } }"
     create = (
         "mutation($r: ID!) { createRoi(input: {representation: $r, kind: POINT, "
         "vectors: [[0,0,0,1,1]]}) { id } }"
     )
+    lagged = "subscriber fell behind; catching up from the event table"
     with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
 
         def post(q: str, rep: str) -> dict[str, Any]:
@@ -255,19 +255,22 @@ def test_lagging_live_subscriber_gets_no_history(server_factory: Any) -> None:
             return dict(body["data"])
 
         history = [post(create, watched)["createRoi"]["id"] for _ in range(3)]
-        for _ in range(3):
-            post(create, other)
         with connect_ws(server.ws_url, http, subprotocols=["graphql-transport-ws"]) as ws:
             ws.send_json({"type": "connection_init", "payload": {"token": token}})
             assert ws.receive_json(timeout=30)["type"] == "connection_ack"
             ws.send_json(
                 {"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"r": watched}}}
             )
-            # The protocol does not acknowledge a subscribe: give the server a moment to register it.
-            time.sleep(2)
-            # Deleting the other image publishes three ROI events at once, none for the watched image:
-            # the subscriber overflows its one-event buffer before anything matched it.
-            post("mutation($r: ID!) { deleteRepresentation(id: $r) }", other)
+            # The protocol does not acknowledge a subscribe, so repeat the burst until the server says the
+            # subscriber lagged: deleting another image publishes its three ROI events at once, none for
+            # the watched image, so the subscriber overflows its one-event buffer before anything matched.
+            deadline = time.monotonic() + 60
+            while lagged not in server.stderr():
+                assert time.monotonic() < deadline, "the subscriber never lagged"
+                other = anyio.run(_representation, server.url, token)
+                for _ in range(3):
+                    post(create, other)
+                post("mutation($r: ID!) { deleteRepresentation(id: $r) }", other)
             fresh = [post(create, watched)["createRoi"]["id"] for _ in range(2)]
             events = [ws.receive_json(timeout=30)["payload"]["data"]["rois"] for _ in fresh]
     assert [(e["kind"], e["id"]) for e in events] == [("CREATE", r) for r in fresh]
