@@ -101,7 +101,7 @@ def bar_sync(ctx: Context) -> BarResult:
         "baseline",
         "µs",
         statistics.median(r["portal_us"] for r in runs),
-        note="the floor of any portal hop",
+        note="anyio's portal, for comparison (mikro runs its own loop thread)",
     )
     value = fig.value or 0.0
     return BarResult(

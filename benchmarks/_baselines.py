@@ -148,6 +148,25 @@ def raw_put(store: S3Store | LocalStore, prefix: str, planes: np.ndarray) -> Non
         list(pool.map(put, range(len(planes))))
 
 
+#: The small objects mikro writes beside each image's pixels: the OME-Zarr group's and the array's
+#: zarr.json, and the thumbnail PNG (typical sizes for a 2048x2048 uint16 plane).
+IMAGE_SIDE_OBJECTS = (1_400, 1_100, 47_000)
+
+
+def raw_put_image_objects(store: S3Store | LocalStore, prefix: str, planes: np.ndarray) -> None:
+    """What one OME-Zarr image per plane costs the store at the least: its pixels plus the small objects
+    mikro writes with them (`IMAGE_SIDE_OBJECTS`), RAW_THREADS in flight, no metadata server."""
+    small = [bytes(n) for n in IMAGE_SIDE_OBJECTS]
+
+    def put(i: int) -> None:
+        obstore.put(store, f"{prefix}/{i}/0/c/0/0", memoryview(planes[i]).cast("B"), use_multipart=False)
+        for j, body in enumerate(small):
+            obstore.put(store, f"{prefix}/{i}/small-{j}", body, use_multipart=False)
+
+    with ThreadPoolExecutor(RAW_THREADS) as pool:
+        list(pool.map(put, range(len(planes))))
+
+
 def raw_get(store: S3Store, paths: Sequence[str]) -> int:
     def get(path: str) -> int:
         return len(obstore.get(store, path).bytes())

@@ -72,6 +72,26 @@ def user_add(
     typer.echo(token)
 
 
+@user_app.command("rotate-token")
+def user_rotate_token(
+    name: str = typer.Argument(..., help="User name."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="The server's data dir."),
+    database_url: str | None = typer.Option(None, "--database-url", help="The server's database URL."),
+) -> None:
+    """Give a user a new token and print it; the old token is refused from now on."""
+    from mikro.server import Settings, rotate_token
+    from mikro.server._errors import ApiError
+
+    overrides = {"data_dir": data_dir, "database_url": database_url}
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        token = rotate_token(Settings(**given), name)
+    except ApiError as e:
+        typer.echo(f"mikro: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(token)
+
+
 # --- the demo (needs the `server` extra: it starts the reference server) ---------------------------
 
 

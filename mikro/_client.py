@@ -16,6 +16,7 @@ from mikro._client_watch import WatchMixin
 from mikro._config import ClientConfig, load_config
 from mikro._context import reset_current_session, set_current_session
 from mikro._exceptions import GrantError, MikroError, NotConnectedError
+from mikro._reservations import UploadReservations
 from mikro.api import Grant, Operations, operation
 from mikro.api._operations import IdLike, _id
 from mikro.datalayer import GrantProvider, StorageGrant
@@ -78,6 +79,7 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
         self.blocking_transport = BlockingTransport(
             self._blocking_http, url, token=token, retry=retry, timeout=config.timeout
         )
+        self.reservations = UploadReservations(self.request_uploads, self._release_unused)
         task_group = anyio.create_task_group()
         try:
             await task_group.__aenter__()
@@ -109,7 +111,10 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
             await self._task_group.__aexit__(None, None, None)
             return None
         finally:
-            await self._close_clients()
+            try:
+                await self.reservations.aclose()
+            finally:
+                await self._close_clients()
 
     async def _close_clients(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -157,6 +162,13 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
         self._require_open()
         return await self.transport.execute(
             document, variables, operation_name=operation_name, idempotency_key=idempotency_key
+        )
+
+    async def _release_unused(self, stores: list[str]) -> None:
+        # Runs while the session closes (no longer open for callers), hence the transport directly.
+        op = operation("ReleaseUploads")
+        await self.transport.execute(
+            op.document, {"stores": stores}, operation_name=op.name, idempotency_key=new_idempotency_key()
         )
 
     async def _execute(self, operation_name: str, variables: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 :class:`DataPlaneMixin` is mixed into :class:`mikro.Mikro`; it uses the session's grants
 (``requestUpload`` / ``requestAccess`` via :meth:`Mikro.grant_provider`), its worker-thread limiter and
 the typed operations, and leaves all pixel work to :mod:`mikro.datalayer` (worker threads, obstore's
-sync API). An image becomes visible only once its data is complete: the ``Representation`` row is
-created after ``finishUpload``, and removed again if its thumbnail cannot be made.
+sync API). An image becomes visible only once its data and thumbnail are in place: one
+``createRepresentation`` request then finishes the upload and records the image and its thumbnail.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import anyio
 import anyio.lowlevel
 
 from mikro._exceptions import StorageError, ValidationError
+from mikro._reservations import UploadReservations
 from mikro.datalayer import (
     ARRAY_PATH,
     COMPRESSIONS,
@@ -37,6 +38,7 @@ from mikro.datalayer import (
     write_image,
     write_table,
 )
+from mikro.datalayer import Thumbnail as MadeThumbnail
 from mikro.datalayer import compute as compute_off_loop
 
 if TYPE_CHECKING:
@@ -48,7 +50,9 @@ __all__ = ["DataPlaneMixin"]
 
 log = logging.getLogger(__name__)
 
-THUMBNAIL_KEY = "thumbnail.png"
+#: Where the thumbnail goes inside the image's own store: in the array's prefix, where zarr never lists
+#: it, under a prefix of its own so that deleting the thumbnail leaves the pixels alone.
+THUMBNAIL_KEY = f"{ARRAY_PATH}/thumbnail/thumbnail.png"
 #: Read stores (grant + obstore client) kept per session for the images opened most recently.
 READ_STORES_KEPT = 64
 #: How long cleanup after a failed upload may take (it runs shielded from cancellation).
@@ -61,6 +65,9 @@ class _Session(Protocol):
     @property
     def thread_limiter(self) -> anyio.CapacityLimiter: ...
 
+    @property
+    def reservations(self) -> UploadReservations: ...
+
     def grant_provider(self, store_id: Any, write: bool = False) -> GrantProvider: ...
 
     async def request_upload(self, kind: Any = ...) -> Grant: ...
@@ -70,6 +77,8 @@ class _Session(Protocol):
     async def get_representation(self, id: Any) -> Representation: ...
 
     async def delete_representation(self, representation: Any) -> str: ...
+
+    async def release_uploads(self, stores: Iterable[Any]) -> list[str]: ...
 
     async def list_representations(self, **filters: Any) -> list[Representation]: ...
 
@@ -105,8 +114,8 @@ class DataPlaneMixin:
         return cast("_Session", self)
 
     async def _new_store(self, kind: str) -> tuple[GrantedStore, str]:
-        """A fresh store on the server (``requestUpload``) and its id; refreshed with write grants."""
-        grant = await self._s().request_upload(kind)
+        """A fresh store reserved on the server and its id; refreshed with write grants."""
+        grant = await self._s().reservations.take(kind)
         storage_grant = grant.to_storage_grant()
         provider = self._s().grant_provider(storage_grant.store_id, write=True)
         return GrantedStore(provider, grant=storage_grant), storage_grant.store_id
@@ -154,50 +163,65 @@ class DataPlaneMixin:
         if channels is not None and len(channels) != n_channels:
             raise ValidationError(f"{len(channels)} channels given for an image with {n_channels}")
         session = self._s()
-        store, store_id = await self._new_store("ZARR")
-        result = await write_image(
-            store,
-            image,
-            name=name,
-            limiter=session.thread_limiter,
-            compression=compression,
-            progress=progress,
-        )
-        rep: Representation | None = None
-        creating = False
+        with session.reservations.uploading("ZARR"):
+            store, store_id = await self._new_store("ZARR")
+            result = await write_image(
+                store,
+                image,
+                name=name,
+                limiter=session.thread_limiter,
+                compression=compression,
+                progress=progress,
+            )
+            written = list(result.keys)
+            rep: Representation | None = None
+            creating = False
+            try:
+                thumb: dict[str, int] | None = None
+                if thumbnail:
+                    # Into the image's own store: no second store, grant or round trip per image.
+                    made = await anyio.to_thread.run_sync(
+                        _put_thumbnail, store, result.projection, limiter=session.thread_limiter
+                    )
+                    written.append(THUMBNAIL_KEY)
+                    thumb = {"width": made.width, "height": made.height}
+                creating = True
+                # Shielded: a cancellation arriving mid-request must not leave us unsure whether the server
+                # committed the row (it takes effect at the checkpoint below, and the row is then removed).
+                # The server finishes the upload (reads the array's metadata) in the same request.
+                with anyio.CancelScope(shield=True):
+                    rep = created = await session._create_representation_row(
+                        {
+                            "store": store_id,
+                            "name": name,
+                            "variety": str(variety),
+                            "sample": sample,
+                            "experiments": list(experiments),
+                            "dataset": dataset,
+                            "tags": list(tags),
+                            "origins": list(origins),
+                            "channels": _channel_inputs(channels, image.channel_names),
+                            "physical_size": dict(image.pixel_size) or None,
+                            "acquisition_date": acquisition_date,
+                            "thumbnail": thumb,
+                        }
+                    )
+                await anyio.lowlevel.checkpoint()
+            except BaseException:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+                    await self._remove_row(rep, name, store_id, maybe_created=creating)
+                    await self._give_back(store, store_id, written)
+                raise
+            return created
+
+    async def _give_back(self, store: GrantedStore, store_id: str, written: list[str]) -> None:
+        """Delete a failed upload's objects, then give its store back so no unfinished row is left."""
+        await _discard(store, written)
         try:
-            await session.finish_upload(store_id)
-            creating = True
-            # Shielded: a cancellation arriving mid-request must not leave us unsure whether the server
-            # committed the row (it takes effect at the checkpoint below, and the row is then removed).
-            with anyio.CancelScope(shield=True):
-                created = rep = await session._create_representation_row(
-                    {
-                        "store": store_id,
-                        "name": name,
-                        "variety": str(variety),
-                        "sample": sample,
-                        "experiments": list(experiments),
-                        "dataset": dataset,
-                        "tags": list(tags),
-                        "origins": list(origins),
-                        "channels": _channel_inputs(channels, image.channel_names),
-                        "physical_size": dict(image.pixel_size) or None,
-                        "acquisition_date": acquisition_date,
-                    }
-                )
-            await anyio.lowlevel.checkpoint()
-            if thumbnail:
-                thumb = await self._make_thumbnail(created, result.projection)
-                # The row came back before its thumbnail existed: add it here rather than paying a
-                # round trip to fetch the whole image again.
-                created = created.model_copy(update={"thumbnails": [*(created.thumbnails or []), thumb]})
-        except BaseException:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
-                await self._remove_row(rep, name, store_id, maybe_created=creating)
-                await _discard(store, list(result.keys))
-            raise
-        return created
+            await self._s().release_uploads([store_id])
+        except Exception as exc:
+            # Already gone with its representation, or the server is unreachable: the objects are.
+            log.debug("store %s of a failed upload was not released: %s", store_id, exc)
 
     async def _remove_row(
         self, rep: Representation | None, name: str, store_id: str, *, maybe_created: bool
@@ -213,20 +237,6 @@ class DataPlaneMixin:
                 await session.delete_representation(rep.id)
         except Exception as exc:
             log.warning("could not remove the representation of failed upload %s: %s", store_id, exc)
-
-    async def _make_thumbnail(self, rep: Representation, projection: Any) -> Thumbnail:
-        session = self._s()
-        thumb = await anyio.to_thread.run_sync(make_thumbnail, projection, limiter=session.thread_limiter)
-        store, store_id = await self._new_store("MEDIA")
-        await anyio.to_thread.run_sync(store.put, THUMBNAIL_KEY, thumb.png, limiter=session.thread_limiter)
-        return await session._create_thumbnail_row(
-            {
-                "store": store_id,
-                "representation": rep.id,
-                "width": thumb.width,
-                "height": thumb.height,
-            }
-        )
 
     def open_representation_data(self, rep: Representation) -> xr.DataArray:
         """``rep.data``: a lazy ``xarray.DataArray`` (dask) over the image; no I/O until computed.
@@ -291,23 +301,30 @@ class DataPlaneMixin:
     ) -> Table:
         """Store a pandas DataFrame or pyarrow Table as parquet and create its ``Table``."""
         session = self._s()
-        store, store_id = await self._new_store("PARQUET")
-        written = await write_table(store, table, limiter=session.thread_limiter)
-        try:
-            # Shielded like the representation's row: never unsure whether the server committed it.
-            with anyio.CancelScope(shield=True):
-                table_row = await session._create_table_row(
-                    {"store": store_id, "name": name, "origins": list(origins), "tags": list(tags)}
-                )
-            return table_row
-        except BaseException:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
-                await _discard(store, [written.key])
-            raise
+        with session.reservations.uploading("PARQUET"):
+            store, store_id = await self._new_store("PARQUET")
+            written = await write_table(store, table, limiter=session.thread_limiter)
+            try:
+                # Shielded like the representation's row: never unsure whether the server committed it.
+                with anyio.CancelScope(shield=True):
+                    table_row = await session._create_table_row(
+                        {"store": store_id, "name": name, "origins": list(origins), "tags": list(tags)}
+                    )
+                return table_row
+            except BaseException:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+                    await self._give_back(store, store_id, [written.key])
+                raise
 
     def open_table_data(self, table: Table) -> TableData:
         """``table.data``: a handle on the parquet object; ``await table.data.arrow()`` / ``.pandas()``."""
         return TableData(self._reader_store(table.store.id), limiter=self._s().thread_limiter)
+
+
+def _put_thumbnail(store: GrantedStore, projection: Any) -> MadeThumbnail:
+    made = make_thumbnail(projection)
+    store.put(THUMBNAIL_KEY, made.png)
+    return made
 
 
 async def _discard(store: GrantedStore, keys: list[str]) -> None:

@@ -60,8 +60,10 @@ __all__ = [
     "alist_tables",
     "alist_thumbnails",
     "ame",
+    "arelease_uploads",
     "arequest_access",
     "arequest_upload",
+    "arequest_uploads",
     "asearch_datasets",
     "asearch_experiments",
     "asearch_metrics",
@@ -148,6 +150,8 @@ alist_thumbnails = _bind(Mikro.list_thumbnails)
 ame = _bind(Mikro.me)
 arequest_access = _bind(Mikro.request_access)
 arequest_upload = _bind(Mikro.request_upload)
+arequest_uploads = _bind(Mikro.request_uploads)
+arelease_uploads = _bind(Mikro.release_uploads)
 asearch_datasets = _bind(Mikro.search_datasets)
 asearch_experiments = _bind(Mikro.search_experiments)
 asearch_metrics = _bind(Mikro.search_metrics)

@@ -33,7 +33,12 @@ def test_quick_bar_prints_table_and_writes_json(tmp_path: Path) -> None:
     assert bar["name"] == "ingest_local"
     assert bar["verdict"] in {"PASS", "MISS"}, bar  # ERROR would mean a contender failed to run
     figures = {f["contender"]: f for f in bar["figures"]}
-    assert set(figures) == {"mikro", "raw obstore LocalStore put", "zarr3 LocalStore"}
+    assert set(figures) == {
+        "mikro",
+        "raw obstore LocalStore put",
+        "raw put, + each image's small objects",
+        "zarr3 LocalStore",
+    }
     for fig in figures.values():
         assert fig["error"] is None, fig
         assert fig["value"] > 0

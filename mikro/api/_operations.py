@@ -216,6 +216,16 @@ class Operations:
         """Reserve a fresh store (key prefix) and get a write grant for it."""
         return await self._one("RequestUpload", Grant, {"kind": str(UploadKind(kind))})
 
+    async def request_uploads(self, count: int, kind: UploadKind | str = UploadKind.ZARR) -> list[Grant]:
+        """Reserve ``count`` fresh stores in one request, each with its write grant."""
+        data = await self._execute("RequestUploads", {"count": count, "kind": str(UploadKind(kind))})
+        return [self._model(Grant, item) for item in data["requestUploads"]]
+
+    async def release_uploads(self, stores: Iterable[IdLike]) -> list[str]:
+        """Give back reserved stores that were never finished (they are deleted); returns their ids."""
+        data = await self._execute("ReleaseUploads", {"stores": [_id(s) for s in stores]})
+        return [str(i) for i in data["releaseUploads"]]
+
     async def finish_upload(self, store: IdLike) -> ZarrStore:
         """Tell the server the zarr data of ``store`` is complete; it records shape, dtype and chunks."""
         return await self._one("FinishUpload", ZarrStore, {"store": _id(store)})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,6 +41,60 @@ _MISSING = (NotFoundError, FileNotFoundError)
 #: Refresh a grant this long before it expires (capped to a quarter of the grant's lifetime, so short
 #: test grants still get refreshed before they run out rather than on every request).
 REFRESH_MARGIN_SECONDS = 60.0
+
+#: S3 clients kept for reuse. Building an obstore ``S3Store`` costs ~5 ms of CPU (an HTTP client and
+#: its TLS roots) and a fresh connection pool; an upload of many images would pay that per image.
+SHARED_S3_STORES = 32
+
+_shared_lock = threading.Lock()
+_shared_s3: OrderedDict[tuple[str | None, str | None, str, str | None], S3Store] = OrderedDict()
+
+
+def _shared_s3_store(grant: StorageGrant) -> S3Store:
+    """One bucket-rooted ``S3Store`` per endpoint, bucket and access key, shared by every store using it.
+
+    The server hands the same temporary credentials to many stores (an upload batch), so all of them
+    share one client and its connections. The credentials are fixed per entry: a refreshed grant comes
+    with a new access key and so with its own entry.
+    """
+    cache_key = (grant.endpoint, grant.region, grant.bucket, grant.access_key_id)
+    with _shared_lock:
+        found = _shared_s3.get(cache_key)
+        if found is not None:
+            _shared_s3.move_to_end(cache_key)
+            return found
+    client_options: ClientConfig = {}
+    if grant.endpoint and grant.endpoint.startswith("http://"):
+        client_options["allow_http"] = True
+    kwargs: dict[str, Any] = {}
+    if grant.endpoint:
+        kwargs["endpoint"] = grant.endpoint
+    if grant.region:
+        kwargs["region"] = grant.region
+    if grant.access_key_id is None or grant.secret_access_key is None:
+        kwargs["skip_signature"] = True
+    else:
+        credentials: S3Credential = {
+            "access_key_id": grant.access_key_id,
+            "secret_access_key": grant.secret_access_key,
+            "token": grant.session_token,
+            "expires_at": grant.expires_at,
+        }
+        kwargs["credential_provider"] = lambda: credentials
+    store = S3Store(
+        grant.bucket,
+        client_options=client_options,
+        virtual_hosted_style_request=False,
+        # Signing a body hash costs a SHA-256 pass over every shard; TLS already protects it.
+        unsigned_payload=True,
+        **kwargs,
+    )
+    with _shared_lock:
+        store = _shared_s3.setdefault(cache_key, store)
+        _shared_s3.move_to_end(cache_key)
+        while len(_shared_s3) > SHARED_S3_STORES:
+            _shared_s3.popitem(last=False)
+    return store
 
 
 class StoreStats:
@@ -78,8 +133,9 @@ class GrantedStore:
     """The objects under one grant's prefix; the obstore store is built lazily on first use.
 
     Keys are relative to the grant's prefix (``"zarr.json"``, ``"0/c/0/0/0"``). The grant is refreshed
-    through the provider shortly before it expires (S3: via obstore's ``credential_provider``, so even a
-    long request sequence keeps valid credentials). A provider that fails (grant revoked, server gone)
+    through the provider shortly before it expires: every request first checks the grant in hand, so it
+    starts with at least the refresh margin left. S3 clients are shared between stores that hold the
+    same credentials (see `_shared_s3_store`). A provider that fails (grant revoked, server gone)
     turns into `mikro.GrantError`; other store failures into `mikro.StorageError`.
     """
 
@@ -88,7 +144,9 @@ class GrantedStore:
         self._lock = threading.Lock()
         self._grant = grant
         self._grant_lifetime = self._lifetime(grant) if grant is not None else None
-        self._store: LocalStore | S3Store | None = None
+        self._store: LocalStore | None = None
+        # The grant's prefix inside a shared, bucket-rooted S3 store (empty for a folder store).
+        self._root = ""
         self._provider_error: BaseException | None = None
         self.stats = StoreStats()
 
@@ -123,52 +181,25 @@ class GrantedStore:
                 self._grant = self._fetch_grant()
             return self._grant
 
-    def _credentials(self) -> S3Credential:
-        # Called by obstore (in the requesting thread) before signing. obstore asks again on every request
-        # once less than a few minutes remain, so the answer comes from our cached grant unless that is
-        # itself about to run out.
-        grant = self.current_grant()
-        if grant.access_key_id is None or grant.secret_access_key is None:
-            raise GrantError(f"the grant for store {grant.store_id} carries no S3 credentials")
-        return {
-            "access_key_id": grant.access_key_id,
-            "secret_access_key": grant.secret_access_key,
-            "token": grant.session_token,
-            "expires_at": grant.expires_at,
-        }
-
     def _obstore(self) -> LocalStore | S3Store:
+        # Called before every request: the grant in hand always has the refresh margin left, so the
+        # shared S3 client's fixed credentials outlive the request.
         grant = self.current_grant()
+        if grant.kind == "s3":
+            self._root = grant.prefix.strip("/")
+            return _shared_s3_store(grant)
         with self._lock:
             if self._store is None:
                 self._store = self._build(grant)
             return self._store
 
-    def _build(self, grant: StorageGrant) -> LocalStore | S3Store:
+    def _path(self, key: str) -> str:
+        """Where ``key`` (relative to the grant's prefix) is inside the store that `_call` hands out."""
+        return f"{self._root}/{key}" if self._root else key
+
+    def _build(self, grant: StorageGrant) -> LocalStore:
         if grant.kind == "file":
             return LocalStore(prefix=grant.path, mkdir=grant.write)
-        if grant.kind == "s3":
-            client_options: ClientConfig = {}
-            if grant.endpoint and grant.endpoint.startswith("http://"):
-                client_options["allow_http"] = True
-            kwargs: dict[str, Any] = {}
-            if grant.endpoint:
-                kwargs["endpoint"] = grant.endpoint
-            if grant.region:
-                kwargs["region"] = grant.region
-            if grant.access_key_id is None:
-                kwargs["skip_signature"] = True
-            else:
-                kwargs["credential_provider"] = self._credentials
-            return S3Store(
-                grant.bucket,
-                prefix=grant.prefix.strip("/") or None,
-                client_options=client_options,
-                virtual_hosted_style_request=False,
-                # Signing a body hash costs a SHA-256 pass over every shard; TLS already protects it.
-                unsigned_payload=True,
-                **kwargs,
-            )
         raise StorageError(f"unknown store kind {grant.kind!r} in grant for store {grant.store_id}")
 
     # -- I/O ----------------------------------------------------------------------------------------
@@ -198,7 +229,7 @@ class GrantedStore:
 
     def put(self, key: str, data: bytes | memoryview) -> None:
         def run(store: LocalStore | S3Store) -> None:
-            obstore.put(store, key, data, use_multipart=False)
+            obstore.put(store, self._path(key), data, use_multipart=False)
 
         self._call(f"writing {key!r}", run)
         self.stats._add(written=len(data), puts=1)
@@ -208,7 +239,7 @@ class GrantedStore:
 
         def run(store: LocalStore | S3Store) -> bytes | None:
             try:
-                return bytes(obstore.get(store, key).bytes())
+                return bytes(obstore.get(store, self._path(key)).bytes())
             except _MISSING:
                 if missing_ok:
                     return None
@@ -223,7 +254,7 @@ class GrantedStore:
 
         def run(store: LocalStore | S3Store) -> Buffer | None:
             try:
-                return obstore.get_range(store, key, start=start, end=end)
+                return obstore.get_range(store, self._path(key), start=start, end=end)
             except _MISSING:
                 if missing_ok:
                     return None
@@ -238,7 +269,8 @@ class GrantedStore:
 
         def run(store: LocalStore | S3Store) -> bytes | None:
             try:
-                return bytes(obstore.get(store, key, options={"range": {"suffix": length}}).bytes())
+                found = obstore.get(store, self._path(key), options={"range": {"suffix": length}})
+                return bytes(found.bytes())
             except _MISSING:
                 if missing_ok:
                     return None
@@ -252,13 +284,17 @@ class GrantedStore:
         def run(store: LocalStore | S3Store) -> None:
             for key in keys:
                 with contextlib.suppress(*_MISSING):
-                    obstore.delete(store, key)
+                    obstore.delete(store, self._path(key))
 
         self._call("deleting objects", run)
 
     def list_keys(self) -> list[str]:
         def run(store: LocalStore | S3Store) -> list[str]:
-            return [meta["path"] for batch in obstore.list(store) for meta in batch]
+            if not self._root:
+                return [meta["path"] for batch in obstore.list(store) for meta in batch]
+            root = self._root + "/"
+            listed = obstore.list(store, prefix=root)
+            return [meta["path"][len(root) :] for batch in listed for meta in batch]
 
         return self._call("listing objects", run)
 
@@ -266,3 +302,59 @@ class GrantedStore:
         """Seconds until the grant in hand expires (None before the first use)."""
         with self._lock:
             return self._grant.seconds_left(dt.datetime.now(dt.UTC)) if self._grant else None
+
+    # -- whole-shard and multi-range reads (mikro.datalayer._fetch) ---------------------------------
+
+    def get_buffer(self, key: str, *, missing_ok: bool = False) -> Buffer | None:
+        """The whole object as obstore's buffer (zero-copy: no ``bytes`` copy of a large shard)."""
+
+        def run(store: LocalStore | S3Store) -> Buffer | None:
+            try:
+                return obstore.get(store, self._path(key)).bytes()
+            except _MISSING:
+                if missing_ok:
+                    return None
+                raise
+
+        buffer = self._call(f"reading {key!r}", run)
+        self.stats._add(read=memoryview(buffer).nbytes if buffer is not None else 0, gets=1)
+        return buffer
+
+    def get_ranges(self, key: str, starts: list[int], ends: list[int]) -> list[Buffer]:
+        """Bytes ``[starts[i], ends[i])`` of one object, one buffer per range, fetched concurrently.
+
+        The caller merges neighbouring ranges; obstore then only joins ranges that touch, so every range
+        is one request and ``stats`` counts exactly the bytes that crossed the wire.
+        """
+
+        def run(store: LocalStore | S3Store) -> list[Buffer]:
+            return list(obstore.get_ranges(store, self._path(key), starts=starts, ends=ends, coalesce=0))
+
+        buffers = self._call(f"reading {key!r}", run)
+        self.stats._add(read=sum(memoryview(b).nbytes for b in buffers), gets=len(buffers))
+        return buffers
+
+    def get_pieces(
+        self, key: str, sink: Callable[[bytes], None], *, piece_bytes: int, missing_ok: bool = False
+    ) -> bool:
+        """Stream the whole object to ``sink`` in pieces of about ``piece_bytes``; False if it is missing.
+
+        No buffer of the whole object is ever built: a large shard becomes a few MiB of short-lived
+        pieces (reused heap memory) instead of one fresh allocation that must be page-faulted in.
+        """
+
+        def run(store: LocalStore | S3Store) -> bool:
+            try:
+                result = obstore.get(store, self._path(key))
+            except _MISSING:
+                if missing_ok:
+                    return False
+                raise
+            for piece in result.stream(min_chunk_size=piece_bytes):
+                self.stats._add(read=len(piece))
+                sink(piece)
+            return True
+
+        found = self._call(f"reading {key!r}", run)
+        self.stats._add(gets=1)
+        return found

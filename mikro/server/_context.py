@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
 from mikro.server._auth import AuthUser
 from mikro.server._errors import Unauthenticated
 
 if TYPE_CHECKING:
+    from mikro.server._database import SharedReader
     from mikro.server._loaders import Loaders
     from mikro.server._services import Services
 
@@ -26,11 +29,23 @@ class Context:
     response: Any = None
     # Filled by strawberry from the websocket's connection_init payload.
     connection_params: dict[str, Any] | None = field(default=None)
+    # The HTTP request's shared read session (None over websockets).
+    reader: SharedReader | None = None
 
     def require_user(self) -> AuthUser:
         if self.user is None:
             raise Unauthenticated("missing or invalid token")
         return self.user
+
+    def read(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A session for reading: the request's shared one over HTTP, a fresh one otherwise.
+
+        Inside the block, only run queries: do not await a DataLoader there (it reads through the
+        same shared session and would wait for this block to end).
+        """
+        if self.reader is not None:
+            return self.reader.session()
+        return self.services.db.read()
 
 
 def context_of(info: Info[Any, Any]) -> Context:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, delete, exists, insert, select
+from sqlalchemy import Select, and_, bindparam, delete, exists, insert, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
@@ -24,6 +26,7 @@ __all__ = [
     "check_strings",
     "get_owned",
     "get_store",
+    "get_visible_row",
     "parse_id",
     "parse_ids",
     "query_page",
@@ -72,8 +75,26 @@ async def get_owned(session: AsyncSession, model: type[M], raw_id: Any, user: Au
     return obj
 
 
+@functools.cache
+def _row_by_id(model: Any) -> Select[Any]:
+    table = model.__table__
+    return select(table).where(table.c.id == bindparam("id"))
+
+
+async def get_visible_row(session: AsyncSession, model: Any, raw_id: Any, user: AuthUser) -> Any:
+    """``get_owned`` for reading: the object's row (plain columns, no ORM object), same errors."""
+    name = KIND_NAMES[model]
+    row = (await session.execute(_row_by_id(model), {"id": parse_id(raw_id, name)})).first()
+    if row is None:
+        raise NotFound(f"no {name} with id {raw_id}")
+    if not user.can_see(row.creator_id):
+        raise Forbidden(f"{name} {raw_id} belongs to another user")
+    return row
+
+
 def visible_to(model: type[Any], user: AuthUser) -> Select[Any]:
-    query = select(model)
+    """Rows (plain columns, as ``query_page`` returns them) of ``model`` the user may see."""
+    query = select(model.__table__)  # type: ignore[attr-defined]
     if not user.is_admin:
         query = query.where(model.creator_id == user.id)
     return query
@@ -131,18 +152,22 @@ async def query_page(
     if page.limit > max_page_size:
         raise BadUserInput(f"pagination.limit must be at most {max_page_size}")
     query = query.order_by(model.id).offset(page.offset).limit(page.limit)
-    return list((await session.scalars(query)).all())
+    return list((await session.execute(query)).all())
 
 
 async def replace_tags(session: AsyncSession, obj: Any, tags: list[str]) -> None:
     """Set ``obj.tags`` (order kept, duplicates dropped) and its rows in ``object_tags``."""
     unique = list(dict.fromkeys(tags))
     kind = KIND_NAMES[type(obj)]
+    # An object not yet in the database has no tag rows to delete (deleting an object drops its tags).
+    state = sa_inspect(obj)
+    is_new = state.pending or state.transient
     obj.tags = unique
     await session.flush()
-    await session.execute(
-        delete(m.ObjectTag).where(m.ObjectTag.kind == kind, m.ObjectTag.object_id == obj.id)
-    )
+    if not is_new:
+        await session.execute(
+            delete(m.ObjectTag).where(m.ObjectTag.kind == kind, m.ObjectTag.object_id == obj.id)
+        )
     if unique:
         await session.execute(
             insert(m.ObjectTag), [{"kind": kind, "object_id": obj.id, "tag": tag} for tag in unique]

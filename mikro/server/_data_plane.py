@@ -1,13 +1,14 @@
-"""The data-plane mutations: reserve a prefix and get grants for it, and finish an upload."""
+"""The data-plane mutations: reserve prefixes and get grants for them, finish an upload, give one back."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import strawberry
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
@@ -16,11 +17,13 @@ from mikro.server import _types as t
 from mikro.server._auth import AuthUser
 from mikro.server._context import Context
 from mikro.server._crud import begin_mutation, get_owned, get_store
-from mikro.server._errors import ApiError, Conflict
+from mikro.server._errors import ApiError, BadUserInput, Conflict
 from mikro.server._objects import GrantData
-from mikro.server._zarr_meta import read_array_info
+from mikro.server._zarr_meta import ArrayInfo, read_array_info
 
-__all__ = ["DataPlaneMutation"]
+__all__ = ["DataPlaneMutation", "array_values", "read_array", "record_array"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("mikro.server")
 
@@ -51,14 +54,47 @@ def _grant(store: m.Store, data: GrantData) -> t.Grant:
 
 async def _issue_grant(ctx: Context, user: AuthUser, key: str, *, write: bool) -> GrantData:
     storage = ctx.services.storage
-    session_name = f"mikro-{user.id}-{uuid.uuid4().hex[:16]}"
+    return await _storage_call(
+        ctx, key, lambda: storage.grant(key, write=write, session_name=_session_name(user), user_id=user.id)
+    )
+
+
+async def _storage_call(ctx: Context, key: str, fn: Callable[[], T]) -> T:
     try:
-        return await ctx.services.run_io(lambda: storage.grant(key, write=write, session_name=session_name))
+        return await ctx.services.run_io(fn)
     except ApiError:
         raise
     except Exception as e:
         logger.exception("could not issue a grant for %s", key)
         raise ApiError(f"could not obtain storage credentials: {type(e).__name__}") from None
+
+
+def _session_name(user: AuthUser) -> str:
+    return f"mikro-{user.id}-{uuid.uuid4().hex[:16]}"
+
+
+async def read_array(ctx: Context, key: str) -> ArrayInfo:
+    """The array metadata a finished upload must have in place under ``key`` (one object read)."""
+    return await ctx.services.run_io(read_array_info, ctx.services.storage.read, key)
+
+
+def array_values(ctx: Context, array: ArrayInfo) -> dict[str, Any]:
+    """A finished store's columns: what its array holds; from now on it is read-only."""
+    return {
+        "shape": array.shape,
+        "chunks": array.chunks,
+        "shards": array.shards,
+        "dtype": array.dtype,
+        "dimension_names": array.dimension_names,
+        "path": ctx.services.storage.path_of(array.key),
+        "populated": True,
+    }
+
+
+def record_array(ctx: Context, row: m.Store, array: ArrayInfo) -> None:
+    """Finish a store (an ORM row): record what its array holds."""
+    for name, value in array_values(ctx, array).items():
+        setattr(row, name, value)
 
 
 def _record_grant(session: AsyncSession, store_id: int, user: AuthUser, data: GrantData) -> None:
@@ -73,7 +109,37 @@ def _record_grant(session: AsyncSession, store_id: int, user: AuthUser, data: Gr
         )
     )
     if data.policy is not None:
-        logger.info("grant for store %s (write=%s) with policy %s", store_id, data.write, data.policy)
+        logger.debug("grant for store %s (write=%s) with policy %s", store_id, data.write, data.policy)
+
+
+#: Most stores one requestUploads may reserve.
+MAX_RESERVED = 64
+
+
+async def _reserve(ctx: Context, user: AuthUser, kind: t.UploadKind, count: int) -> list[t.Grant]:
+    storage = ctx.services.storage
+
+    def reserve() -> list[tuple[str, GrantData]]:
+        made = []
+        for _ in range(count):
+            key, data = storage.new_upload(kind.value, user.id, session_name=_session_name(user))
+            storage.prepare(key)
+            made.append((key, data))
+        return made
+
+    reserved = await _storage_call(ctx, kind.value, reserve)
+    async with ctx.services.transaction() as tx:
+        stores = [
+            m.Store(
+                kind=kind.value, bucket=storage.bucket, key=key, path=storage.path_of(key), creator_id=user.id
+            )
+            for key, _ in reserved
+        ]
+        tx.session.add_all(stores)
+        await tx.session.flush()
+        for store, (_, data) in zip(stores, reserved, strict=True):
+            _record_grant(tx.session, store.id, user, data)
+    return [_grant(store, data) for store, (_, data) in zip(stores, reserved, strict=True)]
 
 
 @strawberry.type
@@ -83,18 +149,42 @@ class DataPlaneMutation:
     )
     async def request_upload(self, info: Info[Any, Any], kind: t.UploadKind = t.UploadKind.ZARR) -> t.Grant:
         ctx, user = begin_mutation(info)
-        storage = ctx.services.storage
-        key = storage.new_key(kind.value)
-        await ctx.services.run_io(storage.prepare, key)
-        data = await _issue_grant(ctx, user, key, write=True)
+        [grant] = await _reserve(ctx, user, kind, 1)
+        return grant
+
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
+        description="Reserve `count` fresh stores in one request, each with its write grant (at most "
+        f"{MAX_RESERVED}); give back the ones left unused with releaseUploads."
+    )
+    async def request_uploads(
+        self, info: Info[Any, Any], count: int, kind: t.UploadKind = t.UploadKind.ZARR
+    ) -> list[t.Grant]:
+        ctx, user = begin_mutation(info)
+        if not 1 <= count <= MAX_RESERVED:
+            raise BadUserInput(f"count must be between 1 and {MAX_RESERVED}, not {count}")
+        return await _reserve(ctx, user, kind, count)
+
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
+        description="Give back reserved stores that were never finished: they and anything written to "
+        "them are deleted. Returns the ids released."
+    )
+    async def release_uploads(self, info: Info[Any, Any], stores: list[strawberry.ID]) -> list[strawberry.ID]:
+        ctx, user = begin_mutation(info)
         async with ctx.services.transaction() as tx:
-            store = m.Store(
-                kind=kind.value, bucket=storage.bucket, key=key, path=storage.path_of(key), creator_id=user.id
-            )
-            tx.session.add(store)
-            await tx.session.flush()
-            _record_grant(tx.session, store.id, user, data)
-        return _grant(store, data)
+            rows = [await get_owned(tx.session, m.Store, store, user) for store in dict.fromkeys(stores)]
+            finished = [str(row.id) for row in rows if row.populated]
+            if finished:
+                raise Conflict(f"stores {', '.join(finished)} are finished and cannot be released")
+            ids = [row.id for row in rows]
+            if ids:
+                await tx.session.execute(delete(m.GrantRecord).where(m.GrantRecord.store_id.in_(ids)))
+                await tx.session.execute(delete(m.Store).where(m.Store.id.in_(ids)))
+        for row in rows:
+            try:
+                await ctx.services.run_io(ctx.services.storage.delete_prefix, row.key)
+            except Exception:
+                logger.exception("could not delete objects under released store %s", row.key)
+        return [strawberry.ID(str(row.id)) for row in rows]
 
     @strawberry.mutation(  # type: ignore[untyped-decorator]
         description="Check that the zarr metadata is in place and record shape, dtype, chunks and "
@@ -102,22 +192,15 @@ class DataPlaneMutation:
     )
     async def finish_upload(self, info: Info[Any, Any], store: strawberry.ID) -> t.ZarrStore:
         ctx, user = begin_mutation(info)
-        async with ctx.services.db.read() as session:
+        async with ctx.read() as session:
             row = await get_store(session, store, user, "ZARR")
             used = await session.scalar(select(func.count()).where(m.Representation.store_id == row.id))
         if used:
             raise Conflict(f"store {store} already holds a representation; it cannot change")
-        storage = ctx.services.storage
-        array = await ctx.services.run_io(read_array_info, storage.read, row.key)
+        array = await read_array(ctx, row.key)
         async with ctx.services.transaction() as tx:
             row = await get_store(tx.session, store, user, "ZARR")
-            row.shape = array.shape
-            row.chunks = array.chunks
-            row.shards = array.shards
-            row.dtype = array.dtype
-            row.dimension_names = array.dimension_names
-            row.path = storage.path_of(array.key)
-            row.populated = True
+            record_array(ctx, row, array)
         return t.ZarrStore.from_row(row)
 
     @strawberry.mutation(  # type: ignore[untyped-decorator]
@@ -127,7 +210,7 @@ class DataPlaneMutation:
         self, info: Info[Any, Any], store: strawberry.ID, write: bool = False
     ) -> t.Grant:
         ctx, user = begin_mutation(info)
-        async with ctx.services.db.read() as session:
+        async with ctx.read() as session:
             row = await get_owned(session, m.Store, store, user)
         if write and row.populated:
             raise Conflict(f"store {store} is finished and read-only")

@@ -8,11 +8,21 @@ from typing import Any
 
 import anyio
 from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from mikro.server._models import Base
+from mikro.server._sqlite import SQLITE_PRAGMAS, sqlite_connector, sqlite_path
 
-__all__ = ["Database"]
+__all__ = ["Database", "SharedReader"]
+
+# Pooled connections are kept, not closed after each use: on SQLite every new connection costs a thread,
+# a file open and its pragmas. A request holds one connection for its reads (`SharedReader`) and, while
+# it writes, one more. A request may wait for the write lock while holding its reader's connection, so
+# on SQLite the pool may grow well past its steady size (an idle SQLite connection is only a parked
+# thread) rather than run dry; PostgreSQL's own connection limit (100 by default) bounds it there.
+_POOL_SIZE = 16
+_MAX_OVERFLOW = {True: 128, False: 32}  # by `is_sqlite`
 
 
 class Database:
@@ -26,11 +36,15 @@ class Database:
         self._write_lock: anyio.Lock | None = None
 
     async def __aenter__(self) -> Database:
-        kwargs: dict[str, Any] = {}
-        if self.is_sqlite:
-            kwargs["connect_args"] = {"timeout": 30}
+        kwargs: dict[str, Any] = {"pool_size": _POOL_SIZE, "max_overflow": _MAX_OVERFLOW[self.is_sqlite]}
+        path = sqlite_path(self.url) if self.is_sqlite else None
+        if path is not None:
+            kwargs["async_creator"] = sqlite_connector(path)
+        elif self.is_sqlite:
+            # In-memory or with URL options: SQLAlchemy's own aiosqlite connections and pool.
+            kwargs = {"connect_args": {"timeout": 30}}
         engine = create_async_engine(self.url, **kwargs)
-        if self.is_sqlite:
+        if self.is_sqlite and path is None:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -63,6 +77,14 @@ class Database:
         async with self._sessions() as session:
             yield session
 
+    def shared_reader(self) -> SharedReader:
+        """One read session for all the reads of one HTTP request (``async with db.shared_reader()``)."""
+        return SharedReader(self)
+
+    def new_session(self) -> AsyncSession:
+        assert self._sessions is not None, "Database used outside `async with`"
+        return self._sessions()
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One transaction: committed when the block ends, rolled back (nothing written) on error."""
@@ -80,10 +102,59 @@ class Database:
                     await session.close()
 
 
+class SharedReader:
+    """The reads of one request share one session (one pooled connection, one autobegun transaction)
+    instead of opening a session per read: on SQLite each session costs a checkout and a rollback
+    round trip to the connection's thread.
+
+    Blocks take turns (a lock), and each block ends with the session emptied, so a block sees what a
+    fresh session would: rows as they are now, never what an earlier block loaded. A block must only
+    run its own queries: awaiting something that itself needs this reader (a DataLoader, say) inside
+    a block would wait for itself.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._session: AsyncSession | None = None
+        self._lock: anyio.Lock | None = None
+
+    async def __aenter__(self) -> SharedReader:
+        self._lock = anyio.Lock()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._discard()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        assert self._lock is not None, "SharedReader used outside `async with`"
+        async with self._lock:
+            if self._session is None:
+                self._session = self._db.new_session()
+            session = self._session
+            try:
+                yield session
+            except Exception as e:
+                if isinstance(e, SQLAlchemyError):
+                    # The connection may be in any state after a database error: start afresh.
+                    await self._discard()
+                raise
+            except BaseException:
+                # Cancelled mid-query: the same.
+                await self._discard()
+                raise
+            finally:
+                session.expunge_all()
+
+    async def _discard(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            with anyio.CancelScope(shield=True):
+                await session.close()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()

@@ -1,21 +1,26 @@
-"""``Idempotency-Key``: a mutation sent twice with one key runs once; the repeat gets the stored answer."""
+"""``Idempotency-Key``: a mutation sent twice with one key runs once; the repeat gets the stored answer.
+
+The key is claimed in the mutation's own first write transaction (no transaction of its own), and the
+answer is stored in one more afterwards. A mutation that fails before it writes anything claims no key,
+so sending it again runs it again (with the same outcome, since it changed nothing).
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from graphql import OperationType, parse
 from graphql.error import GraphQLError
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, delete, select, update
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mikro.server._auth import AuthUser
 from mikro.server._models import IdempotencyRecord
-from mikro.server._services import Services
+from mikro.server._services import IdempotencyClaim, Services, idempotency_claim
 
 __all__ = ["graphql_error_response", "run_idempotent"]
 
@@ -46,12 +51,22 @@ async def _read_body(receive: Receive) -> bytes:
 def _is_mutation(body: bytes) -> bool:
     try:
         payload = json.loads(body)
-        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-            return False
-        document = parse(payload["query"])
-    except (ValueError, GraphQLError):
+    except ValueError:
+        return False
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
         return False
     name = payload.get("operationName")
+    return _operation_is_mutation(payload["query"], name if isinstance(name, str) else None)
+
+
+@functools.lru_cache(maxsize=512)
+def _operation_is_mutation(query: str, name: str | None) -> bool:
+    # Clients send the same few documents again and again: parse each once (as the schema's ParserCache
+    # does for execution).
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return False
     for definition in document.definitions:
         operation = getattr(definition, "operation", None)
         if operation is None:
@@ -97,45 +112,48 @@ async def run_idempotent(
         await app(scope, replay_receive, send)
         return
 
-    request_hash = hashlib.sha256(body).hexdigest()
-    try:
-        async with services.db.write() as session:
-            session.add(IdempotencyRecord(user_id=user.id, key=key, request_hash=request_hash))
-    except IntegrityError:
-        await _answer_repeat(services, user, key, request_hash, send)
-        return
-
-    status = 500
-    parts: list[bytes] = []
+    # The key is claimed inside the mutation's own first write transaction (see `IdempotencyClaim`),
+    # so the answer is held back until we know whether this request or an earlier one owns the key.
+    claim = IdempotencyClaim(user.id, key, hashlib.sha256(body).hexdigest())
+    messages: list[Message] = []
 
     async def capture(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = int(message["status"])
-        elif message["type"] == "http.response.body":
-            parts.append(message.get("body", b""))
-        await send(message)
+        messages.append(message)
 
-    record = (IdempotencyRecord.user_id == user.id, IdempotencyRecord.key == key)
+    # Core statements on the table: the ORM's bulk UPDATE/DELETE would first look for the rows among
+    # loaded objects, which costs about as much again as the statement.
+    table = cast(Table, IdempotencyRecord.__table__)
+    record = (table.c.user_id == user.id, table.c.key == key)
     try:
-        await app(scope, replay_receive, capture)
+        with idempotency_claim(claim):
+            await app(scope, replay_receive, capture)
     except BaseException:
+        if claim.written:
+            with anyio.CancelScope(shield=True):
+                async with services.db.write() as session:
+                    await session.execute(delete(table).where(*record))
+        raise
+    if claim.conflict:
+        await _answer_repeat(services, user, key, claim.request_hash, send)
+        return
+    if claim.written:
+        status = next((int(m["status"]) for m in messages if m["type"] == "http.response.start"), 500)
+        response = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
         with anyio.CancelScope(shield=True):
             async with services.db.write() as session:
-                await session.execute(delete(IdempotencyRecord).where(*record))
-        raise
-    response = b"".join(parts)
-    with anyio.CancelScope(shield=True):
-        async with services.db.write() as session:
-            if _succeeded(status, response):
-                await session.execute(
-                    update(IdempotencyRecord)
-                    .where(*record)
-                    .values(status_code=status, response=response.decode("utf-8", "replace"))
-                )
-            else:
-                # Let a retry run the mutation again: nothing of it was committed.
-                await session.execute(delete(IdempotencyRecord).where(*record))
+                if _succeeded(status, response):
+                    await session.execute(
+                        update(table)
+                        .where(*record)
+                        .values(status_code=status, response=response.decode("utf-8", "replace"))
+                    )
+                else:
+                    # Let a retry run the mutation again.
+                    await session.execute(delete(table).where(*record))
+    # A mutation that committed nothing (it failed before writing) left no claim: a retry simply runs
+    # it again, which changes nothing either.
+    for message in messages:
+        await send(message)
 
 
 async def _answer_repeat(services: Services, user: AuthUser, key: str, request_hash: str, send: Send) -> None:

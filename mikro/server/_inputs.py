@@ -29,6 +29,7 @@ __all__ = [
     "RoiUpdateInput",
     "SampleInput",
     "SampleUpdateInput",
+    "StoreThumbnailInput",
     "TableFilter",
     "TableInput",
     "TableUpdateInput",
@@ -151,7 +152,17 @@ class PhysicalSizeInput:
 
 
 @strawberry.input(
-    description="Create an image from a finished zarr upload; shape, dims and dtype are read from the store."
+    description="A thumbnail the client wrote as thumbnail/thumbnail.png inside the image's array "
+    "(0/thumbnail/thumbnail.png for an OME-Zarr group)."
+)
+class StoreThumbnailInput:
+    width: int
+    height: int
+
+
+@strawberry.input(
+    description="Create an image from a zarr upload; shape, dims and dtype are read from the store "
+    "(an upload not yet finished is finished here)."
 )
 class RepresentationInput:
     store: strawberry.ID
@@ -165,6 +176,7 @@ class RepresentationInput:
     channels: list[ChannelInput] = strawberry.field(default_factory=list)
     physical_size: PhysicalSizeInput | None = None
     acquisition_date: dt.datetime | None = None
+    thumbnail: StoreThumbnailInput | None = None
 
 
 @strawberry.input

@@ -3,112 +3,216 @@ however many objects a response holds."""
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, select
-from sqlalchemy.orm import InstrumentedAttribute
+import strawberry
+from sqlalchemy import Column, Select, Table, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from mikro.server import _models as m
 from mikro.server import _types as t
-from mikro.server._database import Database
+from mikro.server._auth import AuthUser
 
 __all__ = ["Loaders"]
 
 R = TypeVar("R")
 _BATCH = 500  # stays below SQLite's bound-parameter limit
+_KEY = "link_key"
+
+# The queries are built once, with an expanding IN parameter, and read plain rows (not ORM objects):
+# the types' `from_row` only read column attributes, and this skips building the statement, its cache
+# key and ORM identity bookkeeping for every batch.
+
+
+def _table(model: type[Any]) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+@functools.cache
+def _by_id_query(model: Any) -> Select[Any]:
+    table = _table(model)
+    return select(table).where(table.c.id.in_(bindparam("keys", expanding=True)))
+
+
+@functools.cache
+def _by_column_query(model: Any, column: str) -> Select[Any]:
+    table = _table(model)
+    return select(table).where(table.c[column].in_(bindparam("keys", expanding=True))).order_by(table.c.id)
+
+
+@functools.cache
+def _through_query(model: Any, key_column: Column[Any], target_column: Column[Any]) -> Select[Any]:
+    table = _table(model)
+    return (
+        select(key_column.label(_KEY), table)
+        .join(table, table.c.id == target_column)
+        .where(key_column.in_(bindparam("keys", expanding=True)))
+        .order_by(table.c.id)
+    )
 
 
 class Loaders:
-    """One set per request. Over a websocket the context lives long, so caching is off there: every
-    event then shows the object as it is now."""
+    """One set per request, each loader made on first use. Over a websocket the context lives long,
+    so caching is off there: every event then shows the object as it is now.
 
-    def __init__(self, db: Database, *, cache: bool = True) -> None:
-        self._db = db
+    ``read`` opens a session for one batch: the request's shared session over HTTP (the batches of all
+    loaders then take turns on one connection), a fresh one per batch over websockets.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[], AbstractAsyncContextManager[AsyncSession]],
+        *,
+        cache: bool = True,
+        caller: AuthUser | None = None,
+    ) -> None:
+        self._read = read
         self._cache = cache
-        self.user = self._by_id(m.User, t.User.from_row)
-        self.store = self._by_id(m.Store, lambda row: row)
-        self.sample = self._by_id(m.Sample, t.Sample.from_row)
-        self.experiment = self._by_id(m.Experiment, t.Experiment.from_row)
-        self.dataset = self._by_id(m.Dataset, t.Dataset.from_row)
-        self.representation = self._by_id(m.Representation, t.Representation.from_row)
-        self.roi = self._by_id(m.Roi, t.ROI.from_row)
-        self.representations_of_sample = self._by_column(
-            m.Representation, m.Representation.sample_id, t.Representation.from_row
+        self._caller = caller
+
+    # --- by id ---------------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def user(self) -> DataLoader[int, t.User | None]:
+        loader = self._by_id(m.User, t.User.from_row)
+        if self._cache and self._caller is not None:
+            # Most `creator`s a response shows are the caller, whom authentication has just looked up.
+            caller = self._caller
+            loader.prime(
+                caller.id,
+                t.User(id=strawberry.ID(str(caller.id)), username=caller.username, is_admin=caller.is_admin),
+            )
+        return loader
+
+    @functools.cached_property
+    def store(self) -> DataLoader[int, Any]:
+        """Store rows as they are (the types pick ZarrStore, ParquetStore or MediaStore from them)."""
+        return self._by_id(m.Store, lambda row: row)
+
+    @functools.cached_property
+    def sample(self) -> DataLoader[int, t.Sample | None]:
+        return self._by_id(m.Sample, t.Sample.from_row)
+
+    @functools.cached_property
+    def experiment(self) -> DataLoader[int, t.Experiment | None]:
+        return self._by_id(m.Experiment, t.Experiment.from_row)
+
+    @functools.cached_property
+    def dataset(self) -> DataLoader[int, t.Dataset | None]:
+        return self._by_id(m.Dataset, t.Dataset.from_row)
+
+    @functools.cached_property
+    def representation(self) -> DataLoader[int, t.Representation | None]:
+        return self._by_id(m.Representation, t.Representation.from_row)
+
+    @functools.cached_property
+    def roi(self) -> DataLoader[int, t.ROI | None]:
+        return self._by_id(m.Roi, t.ROI.from_row)
+
+    # --- by a foreign key ----------------------------------------------------------------------------
+
+    @functools.cached_property
+    def representations_of_sample(self) -> DataLoader[int, list[t.Representation]]:
+        return self._by_column(m.Representation, "sample_id", t.Representation.from_row)
+
+    @functools.cached_property
+    def representations_of_dataset(self) -> DataLoader[int, list[t.Representation]]:
+        return self._by_column(m.Representation, "dataset_id", t.Representation.from_row)
+
+    @functools.cached_property
+    def children_of_dataset(self) -> DataLoader[int, list[t.Dataset]]:
+        return self._by_column(m.Dataset, "parent_id", t.Dataset.from_row)
+
+    @functools.cached_property
+    def rois_of_representation(self) -> DataLoader[int, list[t.ROI]]:
+        return self._by_column(m.Roi, "representation_id", t.ROI.from_row)
+
+    @functools.cached_property
+    def metrics_of_representation(self) -> DataLoader[int, list[t.Metric]]:
+        return self._by_column(m.Metric, "representation_id", t.Metric.from_row)
+
+    @functools.cached_property
+    def thumbnails_of_representation(self) -> DataLoader[int, list[t.Thumbnail]]:
+        return self._by_column(m.Thumbnail, "representation_id", t.Thumbnail.from_row)
+
+    # --- through a link table ------------------------------------------------------------------------
+
+    @functools.cached_property
+    def experiments_of_representation(self) -> DataLoader[int, list[t.Experiment]]:
+        link = m.representation_experiments.c
+        return self._through(m.Experiment, link.representation_id, link.experiment_id, t.Experiment.from_row)
+
+    @functools.cached_property
+    def representations_of_experiment(self) -> DataLoader[int, list[t.Representation]]:
+        link = m.representation_experiments.c
+        return self._through(
+            m.Representation, link.experiment_id, link.representation_id, t.Representation.from_row
         )
-        self.representations_of_dataset = self._by_column(
-            m.Representation, m.Representation.dataset_id, t.Representation.from_row
-        )
-        self.children_of_dataset = self._by_column(m.Dataset, m.Dataset.parent_id, t.Dataset.from_row)
-        self.rois_of_representation = self._by_column(m.Roi, m.Roi.representation_id, t.ROI.from_row)
-        self.metrics_of_representation = self._by_column(
-            m.Metric, m.Metric.representation_id, t.Metric.from_row
-        )
-        self.thumbnails_of_representation = self._by_column(
-            m.Thumbnail, m.Thumbnail.representation_id, t.Thumbnail.from_row
-        )
-        re, ro, to = m.representation_experiments.c, m.representation_origins.c, m.table_origins.c
-        self.experiments_of_representation = self._through(
-            m.Experiment, re.representation_id, re.experiment_id, t.Experiment.from_row
-        )
-        self.representations_of_experiment = self._through(
-            m.Representation, re.experiment_id, re.representation_id, t.Representation.from_row
-        )
-        self.origins_of_representation = self._through(
-            m.Representation, ro.derived_id, ro.origin_id, t.Representation.from_row
-        )
-        self.derived_of_representation = self._through(
-            m.Representation, ro.origin_id, ro.derived_id, t.Representation.from_row
-        )
-        self.origins_of_table = self._through(
-            m.Representation, to.table_id, to.origin_id, t.Representation.from_row
-        )
+
+    @functools.cached_property
+    def origins_of_representation(self) -> DataLoader[int, list[t.Representation]]:
+        link = m.representation_origins.c
+        return self._through(m.Representation, link.derived_id, link.origin_id, t.Representation.from_row)
+
+    @functools.cached_property
+    def derived_of_representation(self) -> DataLoader[int, list[t.Representation]]:
+        link = m.representation_origins.c
+        return self._through(m.Representation, link.origin_id, link.derived_id, t.Representation.from_row)
+
+    @functools.cached_property
+    def origins_of_table(self) -> DataLoader[int, list[t.Representation]]:
+        link = m.table_origins.c
+        return self._through(m.Representation, link.table_id, link.origin_id, t.Representation.from_row)
+
+    # --- the three shapes ----------------------------------------------------------------------------
 
     def _loader(self, fn: Callable[[list[int]], Awaitable[Sequence[R]]]) -> DataLoader[int, R]:
         return DataLoader(load_fn=fn, cache=self._cache, max_batch_size=_BATCH)
 
-    def _by_id(self, model: type[Any], convert: Callable[[Any], R]) -> DataLoader[int, R | None]:
+    async def _rows(self, query: Select[Any], keys: list[int]) -> Sequence[Any]:
+        async with self._read() as session:
+            rows: Sequence[Any] = (await session.execute(query, {"keys": keys})).all()
+        return rows
+
+    def _by_id(self, model: Any, convert: Callable[[Any], R]) -> DataLoader[int, R | None]:
+        query = _by_id_query(model)
+
         async def load(keys: list[int]) -> list[R | None]:
-            async with self._db.read() as session:
-                rows = (await session.scalars(select(model).where(model.id.in_(keys)))).all()
-                found = {row.id: convert(row) for row in rows}
+            found = {row.id: convert(row) for row in await self._rows(query, keys)}
             return [found.get(k) for k in keys]
 
         return self._loader(load)
 
-    def _by_column(
-        self, model: type[Any], column: InstrumentedAttribute[Any], convert: Callable[[Any], R]
-    ) -> DataLoader[int, list[R]]:
+    def _by_column(self, model: Any, column: str, convert: Callable[[Any], R]) -> DataLoader[int, list[R]]:
+        query = _by_column_query(model, column)
+
         async def load(keys: list[int]) -> list[list[R]]:
             grouped: dict[int, list[R]] = defaultdict(list)
-            async with self._db.read() as session:
-                query = select(model).where(column.in_(keys)).order_by(model.id)
-                for row in (await session.scalars(query)).all():
-                    grouped[getattr(row, column.key)].append(convert(row))
+            for row in await self._rows(query, keys):
+                grouped[getattr(row, column)].append(convert(row))
             return [grouped.get(k, []) for k in keys]
 
         return self._loader(load)
 
     def _through(
         self,
-        model: type[Any],
-        key_column: ColumnElement[Any],
-        target_column: ColumnElement[Any],
+        model: Any,
+        key_column: Column[Any],
+        target_column: Column[Any],
         convert: Callable[[Any], R],
     ) -> DataLoader[int, list[R]]:
+        query = _through_query(model, key_column, target_column)
+
         async def load(keys: list[int]) -> list[list[R]]:
             grouped: dict[int, list[R]] = defaultdict(list)
-            async with self._db.read() as session:
-                query = (
-                    select(key_column, model)
-                    .join(model, model.id == target_column)
-                    .where(key_column.in_(keys))
-                    .order_by(model.id)
-                )
-                for key, row in (await session.execute(query)).all():
-                    grouped[key].append(convert(row))
+            for row in await self._rows(query, keys):
+                grouped[getattr(row, _KEY)].append(convert(row))
             return [grouped.get(k, []) for k in keys]
 
         return self._loader(load)

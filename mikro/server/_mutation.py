@@ -8,6 +8,7 @@ from typing import Any
 
 import strawberry
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
@@ -16,6 +17,7 @@ from mikro.server import _types as t
 from mikro.server._auth import AuthUser
 from mikro.server._context import Context
 from mikro.server._crud import begin_mutation, drop_tags, get_owned, get_store, replace_tags
+from mikro.server._data_plane import array_values, read_array
 from mikro.server._errors import BadUserInput, Conflict
 from mikro.server._inputs import (
     ChannelInput,
@@ -32,6 +34,7 @@ from mikro.server._inputs import (
     RoiUpdateInput,
     SampleInput,
     SampleUpdateInput,
+    StoreThumbnailInput,
     TableInput,
     TableUpdateInput,
     ThumbnailInput,
@@ -103,9 +106,18 @@ async def _owned_ids(
 
 
 async def _set_links(
-    session: AsyncSession, table: Any, left: str, left_id: int, right: str, ids: list[int]
+    session: AsyncSession,
+    table: Any,
+    left: str,
+    left_id: int,
+    right: str,
+    ids: list[int],
+    *,
+    new: bool = False,
 ) -> None:
-    await session.execute(delete(table).where(table.c[left] == left_id))
+    """Make ``ids`` the links of ``left_id`` (``new``: its row was made in this transaction, no links yet)."""
+    if not new:
+        await session.execute(delete(table).where(table.c[left] == left_id))
     if ids:
         await session.execute(insert(table), [{left: left_id, right: i} for i in ids])
 
@@ -117,6 +129,56 @@ async def _check_parent(session: AsyncSession, dataset_id: int | None, parent_id
         if current == dataset_id:
             raise BadUserInput("a dataset cannot be its own ancestor")
         current = await session.scalar(select(m.Dataset.parent_id).where(m.Dataset.id == current))
+
+
+#: Where a thumbnail written into its image's own store lives, relative to the image's array.
+STORE_THUMBNAIL_PREFIX = "thumbnail"
+
+
+def _array_key(ctx: Context, store: m.Store) -> str:
+    # finishUpload recorded the array's path: the store's key itself, or <key>/0 for an OME-Zarr group.
+    for key in (f"{store.key}/0", store.key):
+        if store.path == ctx.services.storage.path_of(key):
+            return key
+    return store.key
+
+
+async def _add_store_thumbnail(
+    ctx: Context,
+    session: AsyncSession,
+    rep: m.Representation,
+    store: m.Store,
+    array_key: str,
+    thumb: StoreThumbnailInput,
+    user: AuthUser,
+) -> None:
+    """Record the PNG the client put at ``<array>/thumbnail/thumbnail.png`` as its own media store.
+
+    Inside the array's prefix zarr never lists it (a group's member listing warns about foreign keys),
+    and the nested prefix keeps ``deleteThumbnail`` (which deletes its store's prefix) off the pixels.
+    The object is not checked: it was written with the image's grant before this call, and a missing
+    PNG costs only this thumbnail (a check would cost the object store one request per image).
+    """
+    key = f"{array_key}/{STORE_THUMBNAIL_PREFIX}"
+    media = m.Store(
+        kind="MEDIA",
+        bucket=store.bucket,
+        key=key,
+        path=ctx.services.storage.path_of(f"{key}/thumbnail.png"),
+        creator_id=user.id,
+        populated=True,
+    )
+    session.add(media)
+    await session.flush()
+    session.add(
+        m.Thumbnail(
+            representation_id=rep.id,
+            store_id=media.id,
+            width=thumb.width,
+            height=thumb.height,
+            creator_id=user.id,
+        )
+    )
 
 
 async def _delete_stores(session: AsyncSession, store_ids: list[int]) -> list[str]:
@@ -266,42 +328,71 @@ class ObjectMutation:
         self, info: Info[Any, Any], input: RepresentationInput
     ) -> t.Representation:
         ctx, user = begin_mutation(info, input)
+        if input.thumbnail is not None and (input.thumbnail.width < 1 or input.thumbnail.height < 1):
+            raise BadUserInput("thumbnail width and height must be positive")
+        # Every check reads before the write transaction: SQLite holds its one write lock from the
+        # transaction's first statement to the commit, and concurrent uploads queue on it.
+        async with ctx.read() as session:
+            store = await get_store(session, input.store, user, "ZARR")
+            used = await session.scalar(
+                select(m.Representation.id).where(m.Representation.store_id == store.id)
+            )
+            sample_id = (await get_owned(session, m.Sample, input.sample, user)).id if input.sample else None
+            dataset = (await get_owned(session, m.Dataset, input.dataset, user)).id if input.dataset else None
+            experiments = await _owned_ids(session, m.Experiment, input.experiments, user)
+            origins = await _owned_ids(session, m.Representation, input.origins, user)
+        if used is not None:
+            raise Conflict(f"store {input.store} already holds representation {used}")
+        # Finishing here saves the client a finishUpload round trip per image; the object read happens
+        # before the transaction too.
+        array = None if store.populated else await read_array(ctx, store.key)
+        shape: list[Any] | None
+        dtype: str | None
+        if array is not None:
+            shape, dtype, names, array_key = array.shape, array.dtype, array.dimension_names, array.key
+        else:
+            shape, dtype, names = store.shape, store.dtype, store.dimension_names
+            array_key = _array_key(ctx, store)
+        dims = list(names or [])
+        if not dims or any(d not in DIMS for d in dims) or len(set(dims)) != len(dims):
+            raise BadUserInput(f"the array's dimension_names {names!r} must be distinct names from c,t,z,y,x")
+        assert shape is not None and dtype is not None
         async with ctx.services.transaction() as tx:
             s = tx.session
-            store = await get_store(s, input.store, user, "ZARR")
-            if not store.populated:
-                raise BadUserInput(f"store {input.store} is not finished: call finishUpload first")
-            used = await s.scalar(select(m.Representation.id).where(m.Representation.store_id == store.id))
-            if used is not None:
-                raise Conflict(f"store {input.store} already holds representation {used}")
-            dims = list(store.dimension_names or [])
-            if not dims or any(d not in DIMS for d in dims) or len(set(dims)) != len(dims):
-                raise BadUserInput(
-                    f"the array's dimension_names {store.dimension_names!r} must be distinct names "
-                    "from c,t,z,y,x"
+            if array is not None:
+                # A concurrent finishUpload read the same objects: whichever lands first is the same.
+                await s.execute(
+                    update(m.Store)
+                    .where(m.Store.id == store.id, m.Store.populated.is_(False))
+                    .values(**array_values(ctx, array))
                 )
-            assert store.shape is not None and store.dtype is not None
             row = m.Representation(
                 name=_name(input.name),
                 store_id=store.id,
-                shape=list(store.shape),
+                shape=list(shape),
                 dims=dims,
-                dtype=store.dtype,
+                dtype=dtype,
                 variety=input.variety.value,
-                sample_id=(await get_owned(s, m.Sample, input.sample, user)).id if input.sample else None,
-                dataset_id=(await get_owned(s, m.Dataset, input.dataset, user)).id if input.dataset else None,
+                sample_id=sample_id,
+                dataset_id=dataset,
                 channels=_channels(input.channels),
                 physical_size=_physical(input.physical_size),
                 acquisition_date=input.acquisition_date,
                 creator_id=user.id,
             )
             s.add(row)
+            try:
+                await s.flush()
+            except IntegrityError:
+                # The store was taken by a concurrent createRepresentation (one image per store).
+                raise Conflict(f"store {input.store} already holds a representation") from None
             await replace_tags(s, row, input.tags)
             link = m.representation_experiments
-            experiments = await _owned_ids(s, m.Experiment, input.experiments, user)
-            await _set_links(s, link, "representation_id", row.id, "experiment_id", experiments)
-            origins = await _owned_ids(s, m.Representation, input.origins, user)
-            await _set_links(s, m.representation_origins, "derived_id", row.id, "origin_id", origins)
+            await _set_links(s, link, "representation_id", row.id, "experiment_id", experiments, new=True)
+            origin_link = m.representation_origins
+            await _set_links(s, origin_link, "derived_id", row.id, "origin_id", origins, new=True)
+            if input.thumbnail is not None:
+                await _add_store_thumbnail(ctx, s, row, store, array_key, input.thumbnail, user)
             await tx.record(REP, "CREATE", row.id, row.dataset_id, row.creator_id)
         return t.Representation.from_row(row)
 
@@ -459,7 +550,7 @@ class ObjectMutation:
     @strawberry.mutation
     async def create_table(self, info: Info[Any, Any], input: TableInput) -> t.Table:
         ctx, user = begin_mutation(info, input)
-        async with ctx.services.db.read() as session:
+        async with ctx.read() as session:
             store = await get_store(session, input.store, user, "PARQUET")
         if store.populated:
             raise Conflict(f"store {input.store} already holds a table")
@@ -475,7 +566,7 @@ class ObjectMutation:
             s.add(row)
             await replace_tags(s, row, input.tags)
             origins = await _owned_ids(s, m.Representation, input.origins, user)
-            await _set_links(s, m.table_origins, "table_id", row.id, "origin_id", origins)
+            await _set_links(s, m.table_origins, "table_id", row.id, "origin_id", origins, new=True)
         return t.Table.from_row(row)
 
     @strawberry.mutation
@@ -510,7 +601,7 @@ class ObjectMutation:
         ctx, user = begin_mutation(info, input)
         if input.width < 1 or input.height < 1:
             raise BadUserInput("width and height must be positive")
-        async with ctx.services.db.read() as session:
+        async with ctx.read() as session:
             store = await get_store(session, input.store, user, "MEDIA")
         key = f"{store.key}/thumbnail.png"
         if not await ctx.services.run_io(ctx.services.storage.exists, key):

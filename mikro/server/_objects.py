@@ -6,6 +6,7 @@ obstore's async API needs asyncio and aborted processes at exit (see DESIGN.md).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -24,6 +25,22 @@ from mikro.server._settings import Settings
 __all__ = ["GrantData", "ObjectStorage", "prefix_policy"]
 
 StoreKindName = Literal["FILE", "S3"]
+
+#: At most this many upload stores share one set of temporary credentials (one STS call).
+UPLOAD_BATCH_STORES = 256
+
+
+@dataclass
+class _UploadBatch:
+    """Temporary write credentials for ``<prefix>/*``, handed to each new upload store under it.
+
+    One STS AssumeRole per store cost the S3 server as much as a small object upload per image; a batch
+    costs one per ``UPLOAD_BATCH_STORES`` stores or per half credential lifetime, whichever comes first.
+    """
+
+    prefix: str
+    grant: GrantData
+    stores: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,8 @@ class ObjectStorage:
         self.settings = settings
         self._sts: Any = None
         self._sts_lock = threading.Lock()
+        self._batch_lock = threading.Lock()
+        self._batches: dict[tuple[int, str], _UploadBatch] = {}
         if settings.uses_s3:
             if not (settings.s3_bucket and settings.s3_access_key and settings.s3_secret_key):
                 raise ValueError("S3 needs s3_bucket, s3_access_key and s3_secret_key")
@@ -136,8 +155,31 @@ class ObjectStorage:
             if paths:
                 obstore.delete(self._store, paths)
 
-    def grant(self, key: str, *, write: bool, session_name: str) -> GrantData:
-        """Where ``key`` is and how to reach it for ``grant_ttl`` seconds (temporary credentials on S3)."""
+    def new_upload(self, upload_kind: str, user_id: int, *, session_name: str) -> tuple[str, GrantData]:
+        """A fresh key for a new store of ``user_id`` and a write grant for it (blocking).
+
+        On S3 the key lies in the user's current upload batch, ``<kind>/<batch>/<store>``, and the grant
+        carries the batch's credentials: scoped to the batch's prefix, so they reach the stores this
+        user reserved within the credentials' lifetime (at most ``UPLOAD_BATCH_STORES``) and nothing else.
+        """
+        if self.kind == "FILE":
+            key = self.new_key(upload_kind)
+            return key, self.grant(key, write=True, session_name=session_name)
+        with self._batch_lock:
+            batch = self._live_batch((user_id, upload_kind))
+            if batch is None or batch.stores >= UPLOAD_BATCH_STORES:
+                prefix = self.new_key(upload_kind)
+                batch = _UploadBatch(prefix, self._s3_grant(prefix, write=True, session_name=session_name))
+                self._batches[(user_id, upload_kind)] = batch
+            batch.stores += 1
+        key = f"{batch.prefix}/{uuid.uuid4().hex}"
+        return key, self._for_key(batch.grant, key)
+
+    def grant(self, key: str, *, write: bool, session_name: str, user_id: int | None = None) -> GrantData:
+        """Where ``key`` is and how to reach it for ``grant_ttl`` seconds (temporary credentials on S3).
+
+        A write grant for a store of ``user_id``'s live upload batch reuses the batch's credentials.
+        """
         now = dt.datetime.now(dt.UTC)
         expires = now + dt.timedelta(seconds=self.settings.grant_ttl)
         if self.kind == "FILE":
@@ -149,6 +191,32 @@ class ObjectStorage:
                 write=write,
                 expires_at=expires,
             )
+        if write and user_id is not None:
+            with self._batch_lock:
+                for (owner, kind), batch in list(self._batches.items()):
+                    covered = owner == user_id and key.startswith(batch.prefix + "/")
+                    if covered and self._live_batch((owner, kind)) is not None:
+                        return self._for_key(batch.grant, key)
+        return self._s3_grant(key, write=write, session_name=session_name)
+
+    def _live_batch(self, batch_key: tuple[int, str]) -> _UploadBatch | None:
+        # A batch's credentials are handed out while they have at least half of grant_ttl left, so every
+        # grant made from them lives at least that long.
+        batch = self._batches.get(batch_key)
+        if batch is None:
+            return None
+        left = (batch.grant.expires_at - dt.datetime.now(dt.UTC)).total_seconds()
+        if left < self.settings.grant_ttl / 2:
+            del self._batches[batch_key]
+            return None
+        return batch
+
+    def _for_key(self, grant: GrantData, key: str) -> GrantData:
+        return dataclasses.replace(grant, prefix=key, path=self.path_of(key))
+
+    def _s3_grant(self, key: str, *, write: bool, session_name: str) -> GrantData:
+        now = dt.datetime.now(dt.UTC)
+        expires = now + dt.timedelta(seconds=self.settings.grant_ttl)
         policy = prefix_policy(self.bucket, key, write=write)
         creds = self._assume_role(policy, session_name)
         expiration: dt.datetime = creds["Expiration"]

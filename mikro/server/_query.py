@@ -12,7 +12,7 @@ from strawberry.types import Info
 from mikro.server import _models as m
 from mikro.server import _types as t
 from mikro.server._context import context_of
-from mikro.server._crud import apply_base_filter, get_owned, parse_id, query_page, visible_to
+from mikro.server._crud import apply_base_filter, get_visible_row, parse_id, query_page, visible_to
 from mikro.server._errors import NotFound
 from mikro.server._inputs import (
     BaseFilter,
@@ -33,8 +33,9 @@ R = TypeVar("R")
 async def _get(info: Info[Any, Any], model: type[Any], raw_id: Any, convert: Callable[[Any], R]) -> R:
     ctx = context_of(info)
     user = ctx.require_user()
-    async with ctx.services.db.read() as session:
-        return convert(await get_owned(session, model, raw_id, user))
+    async with ctx.read() as session:
+        row = await get_visible_row(session, model, raw_id, user)
+    return convert(row)
 
 
 async def _list(
@@ -51,9 +52,9 @@ async def _list(
     query = apply_base_filter(visible_to(model, user), model, flt, search_column=search_column)
     if narrow is not None:
         query = narrow(query)
-    async with ctx.services.db.read() as session:
+    async with ctx.read() as session:
         rows = await query_page(session, query, model, pagination, ctx.services.settings.max_page_size)
-        return [convert(row) for row in rows]
+    return [convert(row) for row in rows]
 
 
 def _representation_filter(flt: RepresentationFilter | None) -> Callable[[Select[Any]], Select[Any]]:
@@ -266,8 +267,8 @@ class Query:
     async def zarr_store(self, info: Info[Any, Any], id: strawberry.ID) -> t.ZarrStore:
         ctx = context_of(info)
         user = ctx.require_user()
-        async with ctx.services.db.read() as session:
-            store = await get_owned(session, m.Store, id, user)
-            if store.kind != "ZARR":
-                raise NotFound(f"store {id} is not a zarr store")
-            return t.ZarrStore.from_row(store)
+        async with ctx.read() as session:
+            store = await get_visible_row(session, m.Store, id, user)
+        if store.kind != "ZARR":
+            raise NotFound(f"store {id} is not a zarr store")
+        return t.ZarrStore.from_row(store)

@@ -10,10 +10,11 @@ import anyio
 import anyio.from_thread
 
 from mikro.server._auth import create_user
+from mikro.server._auth import rotate_token as _rotate_token
 from mikro.server._database import Database
 from mikro.server._settings import Settings
 
-__all__ = ["add_user", "serve"]
+__all__ = ["add_user", "rotate_token", "serve"]
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -65,6 +66,16 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
         tg.cancel_scope.cancel()
 
 
+def _loop_options() -> dict[str, bool]:
+    """uvloop when installed (the ``server`` extra brings it on Linux and macOS): its futures, callbacks
+    and cross-thread wake-ups cost about a third less CPU per request than asyncio's own loop."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
+
+
 def serve(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM, then shut down cleanly and return."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +84,7 @@ def serve(settings: Settings) -> None:
     # in place that re-raise is harmless and the process exits with status 0.
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        anyio.run(_serve, settings, sock, backend="asyncio")
+        anyio.run(_serve, settings, sock, backend="asyncio", backend_options=_loop_options())
     finally:
         sock.close()
         for sig, handler in previous.items():
@@ -90,5 +101,18 @@ def add_user(settings: Settings, username: str, *, admin: bool = False) -> str:
             return await create_user(db, username, admin=admin)
 
     # A portal thread runs its own event loop, so this also works while another loop runs here.
+    with anyio.from_thread.start_blocking_portal() as portal:
+        return portal.call(run)
+
+
+def rotate_token(settings: Settings, username: str) -> str:
+    """Give a user a new token and return it; the old one stops working at once on every server that
+    uses this data dir (later, up to ``auth_cache_ttl``, on servers that do not share it)."""
+
+    async def run() -> str:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        async with Database(settings.sqlalchemy_url()) as db:
+            return await _rotate_token(db, username, epoch_file=settings.auth_epoch_file)
+
     with anyio.from_thread.start_blocking_portal() as portal:
         return portal.call(run)

@@ -5,30 +5,80 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 from anyio.abc import TaskGroup
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mikro.server._auth import ensure_admin
+from mikro.server._abandoned import collect_abandoned_uploads
+from mikro.server._auth import Authenticator, TokenCache, ensure_admin
 from mikro.server._database import Database
+from mikro.server._errors import Conflict
 from mikro.server._models import Event, IdempotencyRecord, Meta, utcnow
 from mikro.server._objects import ObjectStorage
 from mikro.server._pubsub import EventMessage, InMemoryPubSub, PubSub
 from mikro.server._settings import Settings
 
-__all__ = ["PRUNED_THROUGH", "Services", "Tx"]
+__all__ = ["PRUNED_THROUGH", "IdempotencyClaim", "KeyInUse", "Services", "Tx", "idempotency_claim"]
 
 logger = logging.getLogger("mikro.server")
 T = TypeVar("T")
 
 PRUNED_THROUGH = "events_pruned_through"
 _MAINTENANCE_INTERVAL = 3600.0
+
+
+@dataclass
+class IdempotencyClaim:
+    """The ``Idempotency-Key`` of the mutation request being served.
+
+    Its row is written by the request's first write transaction, in that transaction: the key is
+    claimed exactly when the mutation's effects commit, with no transaction of its own. A second
+    request with the same key then fails on the row's unique key and is answered from the first.
+    """
+
+    user_id: int
+    key: str
+    request_hash: str
+    written: bool = False  # the claim row has been committed
+    conflict: bool = False  # another request holds this key
+
+    async def insert(self, session: AsyncSession) -> None:
+        # A Core insert: no ORM unit of work for a row nobody reads back.
+        row = {"user_id": self.user_id, "key": self.key, "request_hash": self.request_hash}
+        try:
+            await session.execute(insert(_IDEMPOTENCY).values(**row))
+        except IntegrityError:
+            self.conflict = True
+            raise KeyInUse("this Idempotency-Key is already in use") from None
+
+
+class KeyInUse(Conflict):
+    """Raised inside a mutation whose idempotency key another request holds; never reaches the client,
+    which gets the other request's answer instead."""
+
+
+_EVENTS = cast(Table, Event.__table__)
+_IDEMPOTENCY = cast(Table, IdempotencyRecord.__table__)
+
+_CLAIM: ContextVar[IdempotencyClaim | None] = ContextVar("mikro_idempotency_claim", default=None)
+
+
+@contextmanager
+def idempotency_claim(claim: IdempotencyClaim) -> Iterator[IdempotencyClaim]:
+    """Make ``claim`` the pending claim of the mutations run inside this block."""
+    token = _CLAIM.set(claim)
+    try:
+        yield claim
+    finally:
+        _CLAIM.reset(token)
 
 
 @dataclass
@@ -41,10 +91,11 @@ class Tx:
     async def record(
         self, stream: str, kind: str, object_id: int, scope_id: int | None, owner_id: int
     ) -> None:
-        row = Event(stream=stream, kind=kind, object_id=object_id, scope_id=scope_id, owner_id=owner_id)
-        self.session.add(row)
-        await self.session.flush()
-        self.events.append(EventMessage(row.id, stream, kind, object_id, scope_id, owner_id))
+        # A Core insert (the session flushes pending objects first): the event's id is its cursor.
+        values = {"stream": stream, "kind": kind, "object_id": object_id, "scope_id": scope_id}
+        result = await self.session.execute(insert(_EVENTS).values(owner_id=owner_id, **values))
+        cursor = int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
+        self.events.append(EventMessage(cursor, stream, kind, object_id, scope_id, owner_id))
 
 
 class Services:
@@ -54,6 +105,9 @@ class Services:
         self.settings = settings
         self.db = Database(settings.sqlalchemy_url())
         self.pubsub: PubSub = pubsub or InMemoryPubSub(settings.pubsub_buffer)
+        self.auth = Authenticator(
+            self.db, TokenCache(settings.auth_cache_ttl, settings.auth_cache_size, settings.auth_epoch_file)
+        )
         self._storage: ObjectStorage | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._task_group: TaskGroup | None = None
@@ -66,6 +120,7 @@ class Services:
         await self.db.__aenter__()
         try:
             created = await ensure_admin(self.db, self.settings)
+            self.auth.cache.clear()
             if created is not None:
                 print(f"mikro: admin token written to {created.resolve()}", file=sys.stderr, flush=True)
             await self._maintenance(startup=True)
@@ -96,9 +151,16 @@ class Services:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
+        claim = _CLAIM.get()
+        if claim is not None and (claim.written or claim.conflict):
+            claim = None
         async with self.db.write() as session:
             tx = Tx(session)
+            if claim is not None:
+                await claim.insert(session)
             yield tx
+        if claim is not None:
+            claim.written = True
         for message in tx.events:
             await self.pubsub.publish(message.stream, message)
 
@@ -111,7 +173,11 @@ class Services:
                 logger.exception("maintenance failed")
 
     async def _maintenance(self, *, startup: bool) -> None:
-        """Prune the event log and expired idempotency keys."""
+        """Prune the event log and expired idempotency keys; delete abandoned uploads."""
+        await self._prune(startup=startup)
+        await collect_abandoned_uploads(self, self.settings.abandoned_upload_age)
+
+    async def _prune(self, *, startup: bool) -> None:
         now = utcnow()
         async with self.db.write() as session:
             cutoff = now - dt.timedelta(seconds=self.settings.event_retention)

@@ -35,9 +35,16 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=1000, ge=1)
     event_retention: float = Field(default=7 * 24 * 3600.0, ge=0)
     idempotency_ttl: float = Field(default=24 * 3600.0, ge=0)
+    # Reserved stores never finished after this long are deleted with their objects (a client died
+    # mid-upload, or never gave its reservations back). Longer than any upload may take.
+    abandoned_upload_age: float = Field(default=2 * 24 * 3600.0, ge=0)
     io_threads: int = Field(default=8, ge=1)
     # Events a subscriber may fall behind by before it is cut off and catches up from the event table.
     pubsub_buffer: int = Field(default=1024, ge=1)
+    # Seconds a process trusts a looked-up token without asking the database again (0: always ask).
+    # Revocations on the same data dir reach it at once anyway; see mikro/server/_auth.py.
+    auth_cache_ttl: float = Field(default=30.0, ge=0)
+    auth_cache_size: int = Field(default=4096, ge=0)
     log_level: str = "info"
 
     @property
@@ -47,6 +54,11 @@ class Settings(BaseSettings):
     @property
     def admin_token_file(self) -> Path:
         return self.data_dir / "admin-token"
+
+    @property
+    def auth_epoch_file(self) -> Path:
+        """Touched whenever users or tokens change, so every server on this data dir drops its token cache."""
+        return self.data_dir / "auth-epoch"
 
     @property
     def uses_s3(self) -> bool:

@@ -29,6 +29,13 @@ def read_array_info(read: Callable[[str], bytes | None], prefix: str) -> ArrayIn
 
     ``read`` returns an object's bytes or None (blocking; call this in a worker thread).
     """
+    # mikro writes an OME-Zarr group with its image at 0/: look there first, one read instead of two.
+    # An array cannot have children, so finding one at 0/ means the root is a group.
+    raw = read(f"{prefix}/0/zarr.json")
+    if raw is not None:
+        node = _parse(raw, f"{prefix}/0")
+        if node.get("node_type") == "array":
+            return _parse_array(node, f"{prefix}/0")
     node = _load(read, prefix)
     if node.get("node_type") == "group":
         key = f"{prefix}/0"
@@ -45,6 +52,10 @@ def _load(read: Callable[[str], bytes | None], prefix: str) -> dict[str, Any]:
     raw = read(f"{prefix}/zarr.json")
     if raw is None:
         raise BadUserInput(f"no zarr metadata at {prefix}/zarr.json: upload the array before finishUpload")
+    return _parse(raw, prefix)
+
+
+def _parse(raw: bytes, prefix: str) -> dict[str, Any]:
     try:
         node = json.loads(raw)
     except ValueError as e:

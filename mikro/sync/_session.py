@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
 from mikro._client import Mikro
 from mikro._client import connect as async_connect
-from mikro._context import reset_current_session, set_current_session
+from mikro._context import set_current_session
 from mikro.sync._current import enter_scope, exit_scope, register_open, unregister_open
 from mikro.sync._mirror import mirror_methods, mirror_properties
 from mikro.sync._portal import Backend, PortalRunner
@@ -102,17 +101,6 @@ for _name, _prop in mirror_properties(Mikro).items():
         setattr(SyncMikro, _name, _prop)
 
 
-@contextlib.contextmanager
-def _current_client(session: Mikro) -> Iterator[None]:
-    # Each portal task starts from the loop's root context, where no session is current: set it so
-    # `await mikro.aget_*()` inside `m.run(...)` (and callbacks run on the loop) find this session.
-    token = set_current_session(session)
-    try:
-        yield
-    finally:
-        reset_current_session(token, None)
-
-
 def connect(
     url: str | None = None,
     *,
@@ -135,10 +123,12 @@ def connect(
             owned=True,
         )
         async_session: Mikro = entered.__enter__()
+        # Once, in the loop's base context that every later task copies: `await mikro.aget_*()` inside
+        # `m.run(...)` (and callbacks run on the loop) find this session, with no per-call context work.
+        runner.run_sync(set_current_session, async_session)
     except BaseException:
         runner.close()
         raise
-    runner.task_context = lambda: _current_client(async_session)
     session = SyncMikro(runner, async_session)
     register_open(session)
     return session

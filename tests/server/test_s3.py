@@ -68,15 +68,18 @@ async def test_upload_grant_is_scoped_to_its_prefix(
     assert before < expires <= before + dt.timedelta(seconds=3600 + 60)
     assert expires <= dt.datetime.fromisoformat(creds["expiration"])
 
+    # Write credentials cover the user's upload batch: the store's prefix lies inside it.
+    batch = grant["prefix"].rsplit("/", 1)[0]
+    assert batch.startswith("zarr/") and batch != "zarr"
     [(write, policy)] = _policy(mikro_server_s3, grant["storeId"])
     assert write == 1
     objects, listing = policy["Statement"]
     assert objects["Effect"] == "Allow"
-    assert objects["Resource"] == [f"arn:aws:s3:::{moto_s3.bucket}/{grant['prefix']}/*"]
+    assert objects["Resource"] == [f"arn:aws:s3:::{moto_s3.bucket}/{batch}/*"]
     assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= set(objects["Action"])
     assert listing["Action"] == ["s3:ListBucket"]
     assert listing["Resource"] == [f"arn:aws:s3:::{moto_s3.bucket}"]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": [grant["prefix"], f"{grant['prefix']}/*"]}}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": [batch, f"{batch}/*"]}}
 
     # Upload through the granted credentials, then the server reads the metadata back from S3.
     node = array_node([3, 32, 32], [1, 32, 32], "uint8", ["c", "y", "x"])
@@ -92,7 +95,8 @@ async def test_upload_grant_is_scoped_to_its_prefix(
     (_, _), (read_write, read_policy) = _policy(mikro_server_s3, grant["storeId"])
     assert read_write == 0
     assert read_policy["Statement"][0]["Action"] == ["s3:GetObject"]
-    assert read_policy["Statement"][0]["Resource"] == objects["Resource"]
+    # A read grant reaches this one store only.
+    assert read_policy["Statement"][0]["Resource"] == [f"arn:aws:s3:::{moto_s3.bucket}/{grant['prefix']}/*"]
 
 
 async def test_other_user_gets_no_s3_grant(mikro_server_s3: Any, s3_api: Callable[[str], Api]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -89,9 +90,24 @@ def test_forgetting_disconnect_does_not_hang_interpreter_exit(
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
 
 
+def send_sigint_to_the_main_thread() -> None:
+    # What Ctrl-C in a terminal (or a Jupyter interrupt) does: a real signal, which interrupts a blocked
+    # lock wait in the main thread at once.
+    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+
+CTRL_C = {
+    "sigint": send_sigint_to_the_main_thread,
+    # Sends no signal, so a blocked wait only sees it when it wakes up (IDEs and debuggers press Ctrl-C so).
+    "interrupt_main": _thread.interrupt_main,
+}
+
+
+@pytest.mark.parametrize("press", sorted(CTRL_C))
 def test_ctrl_c_cancels_the_call_in_flight_and_the_session_goes_on(
-    mikro_server: Any, sync_token: str, portal_backend: str
+    mikro_server: Any, sync_token: str, portal_backend: str, press: str
 ) -> None:
+    assert threading.current_thread() is threading.main_thread()  # where Python delivers KeyboardInterrupt
     with (
         SlowProxy(mikro_server.url) as proxy,
         mikro.sync.connect(proxy.url, token=sync_token, backend=portal_backend) as m,
@@ -101,7 +117,7 @@ def test_ctrl_c_cancels_the_call_in_flight_and_the_session_goes_on(
 
         def press_ctrl_c_once_the_server_has_the_request() -> None:
             if proxy.arrived.wait(30):
-                _thread.interrupt_main()
+                CTRL_C[press]()
 
         presser = threading.Thread(target=press_ctrl_c_once_the_server_has_the_request)
         presser.start()
@@ -132,6 +148,46 @@ def test_a_sync_call_from_the_sessions_own_loop_raises_instead_of_deadlocking(
         return (await mikro.ame()).username
 
     assert session.run(the_right_way) == session.me().username
+
+
+def test_closing_the_session_from_another_thread_ends_a_call_in_flight_with_an_error(
+    mikro_server: Any, sync_token: str, portal_backend: str
+) -> None:
+    with SlowProxy(mikro_server.url) as proxy:
+        m = mikro.sync.connect(proxy.url, token=sync_token, backend=portal_backend)
+        assert m.me().username.startswith("sync-")
+        proxy.hold.set()
+        closer = threading.Thread(target=lambda: proxy.arrived.wait(30) and m.close())
+        closer.start()
+        try:
+            with pytest.raises(mikro.NotConnectedError, match="closed while this call was running"):
+                m.list_samples()
+            closer.join(60)
+            assert not closer.is_alive() and m.closed
+            assert proxy.answered_while_held == 0  # the call was cut off, not answered
+        finally:
+            proxy.release.set()
+            closer.join()
+            m.close()
+    assert portal_threads() == []
+
+
+def test_each_session_is_the_current_one_on_its_own_loop(
+    mikro_server: Any, sync_token: str, portal_backend: str
+) -> None:
+    other_token = mikro_server.add_user("sync-other")
+
+    async def whoami() -> str:
+        return (await mikro.ame()).username
+
+    with (
+        mikro.sync.connect(mikro_server.url, token=sync_token, backend=portal_backend) as first,
+        mikro.sync.connect(mikro_server.url, token=other_token, backend=portal_backend) as second,
+    ):
+        for _ in range(3):  # set once per session, still there for every later call
+            assert first.run(whoami) == first.me().username
+            assert second.run(whoami) == second.me().username
+        assert first.me().username != second.me().username
 
 
 @pytest.mark.parametrize("caller_loop", ["asyncio", "trio"])

@@ -1,0 +1,356 @@
+"""Server CPU and SQL statements per GraphQL request, by request type (issue 7: the fixed cost of a request).
+
+Starts ``mikro serve`` (folder store, SQLite) in its own process, with SQLAlchemy listeners that count
+statements and connection checkouts, and sends N requests of each type the way the client sends them
+(its own documents; mutations with an ``Idempotency-Key``), ``--concurrency`` in flight. Reports the
+server's CPU ms per request (``/proc/<pid>/stat``; "loop" is the main thread alone) and statements /
+connection checkouts per request.
+
+    python benchmarks/server_requests.py [-n 500] [--concurrency 8] [--json out.json] [--show-sql]
+
+Compare source trees (e.g. ``git archive HEAD | tar -x -C /tmp/before``), interleaved, medians of runs;
+each measurement runs in a child process with ``PYTHONPATH=<tree>`` (server and client documents alike):
+
+    python benchmarks/server_requests.py --compare /tmp/before /work/main --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+# Appended, not prepended: with PYTHONPATH=<tree>, `mikro` must come from that tree.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._infra import process_cpu_seconds
+
+# Runs inside the server process: count statements and checkouts, dump them on SIGUSR1.
+_BOOTSTRAP = r"""
+import signal, sys, json
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool
+counts = {"statements": 0, "checkouts": 0, "begins": 0, "connects": 0}
+recent = []
+def _stmt(conn, cursor, statement, *a, **k):
+    counts["statements"] += 1
+    recent.append(" ".join(statement.split())[:160])
+    del recent[:-200]
+def _checkout(*a, **k): counts["checkouts"] += 1
+def _begin(*a, **k): counts["begins"] += 1
+def _connect(*a, **k): counts["connects"] += 1
+event.listen(Pool, "connect", _connect)
+event.listen(Engine, "before_cursor_execute", _stmt)
+event.listen(Engine, "begin", _begin)
+event.listen(Pool, "checkout", _checkout)
+_target = sys.argv.pop()  # the last argument is where to dump; the CLI never sees it
+import mikro
+def _dump(*_):
+    with open(_target, "w") as f:
+        json.dump({**counts, "recent": list(recent), "mikro": mikro.__file__}, f)
+    recent.clear()
+signal.signal(signal.SIGUSR1, _dump)
+from mikro.cli import main
+main()
+"""
+
+_LISTENING = re.compile(rb"listening on (http://\S+/graphql)")
+TOKEN = "bench-admin-token"
+
+
+class Server:
+    def __init__(self, workdir: Path) -> None:
+        self.data_dir = workdir / "data"
+        self.counts_file = workdir / "counts.json"
+        log = workdir / "server.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+        env.update(MIKRO_ADMIN_TOKEN=TOKEN, MIKRO_LOG_LEVEL="warning")
+        command = [sys.executable, "-c", _BOOTSTRAP, "serve", "--data-dir", str(self.data_dir)]
+        command += ["--host", "127.0.0.1", "--port", "0", str(self.counts_file)]
+        self._log = log.open("wb")
+        # Not in a source tree: `python -c` puts the working directory first on sys.path.
+        self.proc = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=workdir
+        )
+        deadline = time.monotonic() + 90
+        while True:
+            match = _LISTENING.search(log.read_bytes())
+            if match:
+                self.url = match.group(1).decode()
+                break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(log.read_text()[-3000:])
+            time.sleep(0.05)
+
+    def cpu(self) -> float:
+        return process_cpu_seconds(self.proc.pid)
+
+    def loop_cpu(self) -> float:
+        """CPU of the main thread alone (the event loop), from /proc/<pid>/task/<pid>/stat."""
+        stat = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def counts(self) -> dict[str, Any]:
+        self.counts_file.unlink(missing_ok=True)
+        self.proc.send_signal(signal.SIGUSR1)
+        for _ in range(200):
+            if self.counts_file.exists():
+                try:
+                    return dict(json.loads(self.counts_file.read_text()))
+                except ValueError:
+                    pass
+            time.sleep(0.01)
+        raise RuntimeError("the server did not dump its counters")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+def _doc(name: str) -> str:
+    from mikro.api._documents import operation
+
+    return operation(name).document
+
+
+def _zarr_json(shape: list[int], dims: list[str]) -> dict[str, Any]:
+    return {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": shape,
+        "data_type": "uint16",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": shape}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": 0,
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+        "attributes": {},
+        "dimension_names": dims,
+    }
+
+
+async def _post(client: httpx.AsyncClient, url: str, name: str, variables: dict[str, Any]) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    document = _doc(name)
+    if document.lstrip().startswith("mutation") and os.environ.get("BENCH_NO_KEY") != "1":
+        headers["Idempotency-Key"] = uuid.uuid4().hex
+    response = await client.post(url, json={"query": document, "variables": variables}, headers=headers)
+    body = response.json()
+    if response.status_code != 200 or body.get("errors"):
+        raise RuntimeError(f"{name}: {response.status_code} {body}")
+    return dict(body["data"])
+
+
+async def _run_all(n: int, calls: Callable[[int], Awaitable[Any]], concurrency: int) -> None:
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < n:
+            i = next_index
+            next_index += 1
+            await calls(i)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    command = [exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "1000", "--threads", "--gil"]
+    command += ["--output", str(out), "--nonblocking"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def measure(
+    n: int, concurrency: int, workdir: Path, profile: Path | None = None, show_sql: bool = False
+) -> dict[str, dict[str, float]]:
+    server = Server(workdir)
+    results: dict[str, dict[str, float]] = {}
+    try:
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+            url = server.url
+            print(f"server: {server.url}, mikro from {server.counts()['mikro']}", flush=True)
+
+            async def phase(label: str, call: Callable[[int], Awaitable[Any]]) -> None:
+                # Warm-up (parser/validation caches, pool), its last request alone, to show its SQL.
+                await _run_all(min(n, 20) - 1, call, concurrency)
+                server.counts()
+                await call(n + 1000)
+                if show_sql:
+                    print(f"--- {label}: the SQL of one request")
+                    for statement in server.counts()["recent"]:
+                        print("   ", statement)
+                spy = None
+                if profile is not None:
+                    profile.mkdir(parents=True, exist_ok=True)
+                    name = re.sub(r"\W+", "_", label).strip("_")
+                    spy = _py_spy(server.proc.pid, profile / f"{name}.txt")
+                    await asyncio.sleep(1.0)  # py-spy attaches
+                c0, l0, k0, t0 = server.cpu(), server.loop_cpu(), server.counts(), time.perf_counter()
+                await _run_all(n, call, concurrency)
+                c1, l1, k1, t1 = server.cpu(), server.loop_cpu(), server.counts(), time.perf_counter()
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(30)
+                results[label] = {
+                    "cpu_ms": (c1 - c0) / n * 1000,
+                    "loop_cpu_ms": (l1 - l0) / n * 1000,
+                    "wall_ms": (t1 - t0) / n * 1000,
+                    **{key: (k1[key] - k0[key]) / n for key in k0 if key not in ("recent", "mikro")},
+                }
+                r = results[label]
+                print(
+                    f"{label:22} {r['cpu_ms']:6.2f} ms CPU ({r['loop_cpu_ms']:5.2f} loop) "
+                    f"{r['statements']:5.1f} stmts {r['checkouts']:4.1f} checkouts "
+                    f"{r['connects']:4.2f} new connections  wall {r['wall_ms']:.2f} ms",
+                    flush=True,
+                )
+
+            # Representations to read, with a dataset, a sample, tags and an experiment.
+            sample = (await _post(client, url, "CreateSample", {"input": {"name": "s"}}))["createSample"][
+                "id"
+            ]
+            dataset = (await _post(client, url, "CreateDataset", {"input": {"name": "d"}}))["createDataset"][
+                "id"
+            ]
+            experiment = (await _post(client, url, "CreateExperiment", {"input": {"name": "e"}}))[
+                "createExperiment"
+            ]["id"]
+
+            stores: list[str] = []
+
+            async def request_upload(_: int) -> None:
+                grant = (await _post(client, url, "RequestUpload", {"kind": "ZARR"}))["requestUpload"]
+                path = Path(grant["path"])
+                path.mkdir(parents=True, exist_ok=True)
+                (path / "zarr.json").write_text(json.dumps(_zarr_json([64, 64], ["y", "x"])))
+                stores.append(grant["storeId"])
+
+            await phase("requestUpload", request_upload)
+            finished = iter(list(stores))
+
+            async def finish_upload(_: int) -> None:
+                await _post(client, url, "FinishUpload", {"store": next(finished)})
+
+            await phase("finishUpload", finish_upload)
+            to_use = iter(list(stores))
+            reps: list[str] = []
+
+            async def create_representation(i: int) -> None:
+                rep_input = {
+                    "store": next(to_use),
+                    "name": f"image-{i}",
+                    "dataset": dataset,
+                    "sample": sample,
+                    "experiments": [experiment],
+                    "tags": ["bench"],
+                }
+                rep = await _post(client, url, "CreateRepresentation", {"input": rep_input})
+                reps.append(rep["createRepresentation"]["id"])
+
+            await phase("createRepresentation", create_representation)
+
+            async def trivial(_: int) -> None:
+                await _post(client, url, "Me", {})
+
+            await phase("trivial query (me)", trivial)
+
+            async def get_representation(i: int) -> None:
+                await _post(client, url, "GetRepresentation", {"id": reps[i % len(reps)]})
+
+            await phase("getRepresentation", get_representation)
+    finally:
+        server.stop()
+    return results
+
+
+_COLUMNS = ("cpu_ms", "loop_cpu_ms", "statements", "checkouts")
+
+
+def _one_run(tree: Path, n: int, concurrency: int) -> dict[str, dict[str, float]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        command = [sys.executable, __file__, "-n", str(n), "--concurrency", str(concurrency)]
+        subprocess.run([*command, "--json", str(out)], env=env, check=True, cwd=tmp)
+        return dict(json.loads(out.read_text()))
+
+
+def _compare(trees: list[Path], runs: int, n: int, concurrency: int) -> dict[str, Any]:
+    import statistics
+
+    measured: dict[str, list[dict[str, dict[str, float]]]] = {str(t): [] for t in trees}
+    for run in range(runs):
+        for tree in trees:  # interleaved, so that a noisy minute hits every tree alike
+            print(f"== run {run + 1}/{runs}: {tree}", flush=True)
+            measured[str(tree)].append(_one_run(tree, n, concurrency))
+    medians = {
+        tree: {
+            label: {c: statistics.median(r[label][c] for r in results) for c in _COLUMNS}
+            for label in results[0]
+        }
+        for tree, results in measured.items()
+    }
+    names = list(medians)
+    print(f"\nmedians of {runs} interleaved runs, n={n} per request type, {concurrency} in flight")
+    header = "| request | " + " | ".join(f"{t}: CPU ms (loop) / stmts / checkouts" for t in names) + " |"
+    print(header)
+    print("|---" * (len(names) + 1) + "|")
+    for label in medians[names[0]]:
+        cells = [
+            f"{m[label]['cpu_ms']:.2f} ({m[label]['loop_cpu_ms']:.2f}) / {m[label]['statements']:.0f} / "
+            f"{m[label]['checkouts']:.0f}"
+            for m in (medians[t] for t in names)
+        ]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    return {"runs": measured, "medians": medians}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-n", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--show-sql", action="store_true", help="print the SQL of one request per type")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy raw profiles per phase, here")
+    parser.add_argument("--compare", type=Path, nargs="+", default=None, help="source trees to compare")
+    parser.add_argument("--runs", type=int, default=3, help="runs per tree with --compare")
+    args = parser.parse_args()
+    if args.compare:
+        report = _compare(args.compare, args.runs, args.n, args.concurrency)
+        if args.json is not None:
+            args.json.write_text(json.dumps(report, indent=2))
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="mikro-server-requests-"))
+    try:
+        results = asyncio.run(measure(args.n, args.concurrency, workdir, args.profile, args.show_sql))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
