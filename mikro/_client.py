@@ -79,6 +79,7 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
         self.blocking_transport = BlockingTransport(
             self._blocking_http, url, token=token, retry=retry, timeout=config.timeout
         )
+        self._open_data_plane()
         self.reservations = UploadReservations(self.request_uploads, self._release_unused)
         task_group = anyio.create_task_group()
         try:

@@ -264,15 +264,17 @@ class DataPlaneMixin:
             attrs={"representation": rep.id},
         )
 
-    def _reader_store(self, store_id: str) -> GrantedStore:
+    def _open_data_plane(self) -> None:
+        """The data plane's per-session state; the session calls this when it opens."""
         # One read store per store id and session (the most recently used few): its grant and HTTP
         # connections serve every `rep.data` of that image. `rep.data` may be called from any thread
-        # (the sync facade), hence the lock.
-        lock: threading.Lock = self.__dict__.setdefault("_data_read_lock", threading.Lock())
-        with lock:
-            cache: OrderedDict[str, GrantedStore] = self.__dict__.setdefault(
-                "_data_read_stores", OrderedDict()
-            )
+        # (the sync facade), hence a thread lock rather than an anyio one.
+        self._read_lock = threading.Lock()
+        self._read_stores: OrderedDict[str, GrantedStore] = OrderedDict()
+
+    def _reader_store(self, store_id: str) -> GrantedStore:
+        with self._read_lock:
+            cache = self._read_stores
             found = cache.get(store_id)
             if found is None:
                 found = cache[store_id] = GrantedStore(self._s().grant_provider(store_id))
