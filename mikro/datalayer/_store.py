@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["GrantedStore", "StoreStats"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # obstore raises the builtin FileNotFoundError for a missing object (its own NotFoundError is kept here in
 # case a store type raises that instead).
@@ -234,51 +235,38 @@ class GrantedStore:
         self._call(f"writing {key!r}", run)
         self.stats._add(written=len(data), puts=1)
 
-    def get(self, key: str, *, missing_ok: bool = False) -> bytes | None:
-        """The whole object, or None if it does not exist and ``missing_ok``."""
+    def _read(self, key: str, fetch: Callable[[LocalStore | S3Store, str], R], missing_ok: bool) -> R | None:
+        """One GET of ``key`` through ``fetch(store, path)``, counted; None if missing and ``missing_ok``."""
 
-        def run(store: LocalStore | S3Store) -> bytes | None:
+        def run(store: LocalStore | S3Store) -> R | None:
             try:
-                return bytes(obstore.get(store, self._path(key)).bytes())
+                return fetch(store, self._path(key))
             except _MISSING:
                 if missing_ok:
                     return None
                 raise
 
         data = self._call(f"reading {key!r}", run)
-        self.stats._add(read=len(data) if data is not None else 0, gets=1)
+        self.stats._add(read=memoryview(data).nbytes if data is not None else 0, gets=1)  # type: ignore[arg-type]
         return data
+
+    def get(self, key: str, *, missing_ok: bool = False) -> bytes | None:
+        """The whole object, or None if it does not exist and ``missing_ok``."""
+        return self._read(key, lambda store, path: bytes(obstore.get(store, path).bytes()), missing_ok)
 
     def get_range(self, key: str, start: int, end: int, *, missing_ok: bool = False) -> Buffer | None:
         """Bytes ``[start, end)`` of one object (a buffer, not copied into ``bytes``)."""
-
-        def run(store: LocalStore | S3Store) -> Buffer | None:
-            try:
-                return obstore.get_range(store, self._path(key), start=start, end=end)
-            except _MISSING:
-                if missing_ok:
-                    return None
-                raise
-
-        buffer = self._call(f"reading {key!r}", run)
-        self.stats._add(read=memoryview(buffer).nbytes if buffer is not None else 0, gets=1)
-        return buffer
+        return self._read(
+            key, lambda store, path: obstore.get_range(store, path, start=start, end=end), missing_ok
+        )
 
     def get_suffix(self, key: str, length: int, *, missing_ok: bool = False) -> bytes | None:
         """The last ``length`` bytes of one object (a shard index lives there)."""
 
-        def run(store: LocalStore | S3Store) -> bytes | None:
-            try:
-                found = obstore.get(store, self._path(key), options={"range": {"suffix": length}})
-                return bytes(found.bytes())
-            except _MISSING:
-                if missing_ok:
-                    return None
-                raise
+        def fetch(store: LocalStore | S3Store, path: str) -> bytes:
+            return bytes(obstore.get(store, path, options={"range": {"suffix": length}}).bytes())
 
-        data = self._call(f"reading {key!r}", run)
-        self.stats._add(read=len(data) if data is not None else 0, gets=1)
-        return data
+        return self._read(key, fetch, missing_ok)
 
     def delete(self, keys: list[str]) -> None:
         def run(store: LocalStore | S3Store) -> None:
@@ -307,18 +295,7 @@ class GrantedStore:
 
     def get_buffer(self, key: str, *, missing_ok: bool = False) -> Buffer | None:
         """The whole object as obstore's buffer (zero-copy: no ``bytes`` copy of a large shard)."""
-
-        def run(store: LocalStore | S3Store) -> Buffer | None:
-            try:
-                return obstore.get(store, self._path(key)).bytes()
-            except _MISSING:
-                if missing_ok:
-                    return None
-                raise
-
-        buffer = self._call(f"reading {key!r}", run)
-        self.stats._add(read=memoryview(buffer).nbytes if buffer is not None else 0, gets=1)
-        return buffer
+        return self._read(key, lambda store, path: obstore.get(store, path).bytes(), missing_ok)
 
     def get_ranges(self, key: str, starts: list[int], ends: list[int]) -> list[Buffer]:
         """Bytes ``[starts[i], ends[i])`` of one object, one buffer per range, fetched concurrently.

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import strawberry
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
@@ -19,6 +19,7 @@ from mikro.server._context import Context
 from mikro.server._crud import begin_mutation, get_owned, get_store
 from mikro.server._errors import ApiError, BadUserInput, Conflict
 from mikro.server._objects import GrantData
+from mikro.server._store_cleanup import delete_objects, delete_stores
 from mikro.server._zarr_meta import ArrayInfo, read_array_info
 
 __all__ = ["DataPlaneMutation", "array_values", "read_array", "record_array"]
@@ -175,15 +176,8 @@ class DataPlaneMutation:
             finished = [str(row.id) for row in rows if row.populated]
             if finished:
                 raise Conflict(f"stores {', '.join(finished)} are finished and cannot be released")
-            ids = [row.id for row in rows]
-            if ids:
-                await tx.session.execute(delete(m.GrantRecord).where(m.GrantRecord.store_id.in_(ids)))
-                await tx.session.execute(delete(m.Store).where(m.Store.id.in_(ids)))
-        for row in rows:
-            try:
-                await ctx.services.run_io(ctx.services.storage.delete_prefix, row.key)
-            except Exception:
-                logger.exception("could not delete objects under released store %s", row.key)
+            keys = await delete_stores(tx.session, [row.id for row in rows])
+        await delete_objects(ctx.services, keys)
         return [strawberry.ID(str(row.id)) for row in rows]
 
     @strawberry.mutation(  # type: ignore[untyped-decorator]

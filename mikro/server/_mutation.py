@@ -41,6 +41,7 @@ from mikro.server._inputs import (
     ThumbnailUpdateInput,
 )
 from mikro.server._services import Tx
+from mikro.server._store_cleanup import delete_objects, delete_stores
 
 __all__ = ["ObjectMutation"]
 
@@ -179,26 +180,6 @@ async def _add_store_thumbnail(
             creator_id=user.id,
         )
     )
-
-
-async def _delete_stores(session: AsyncSession, store_ids: list[int]) -> list[str]:
-    """Delete store rows (and their grant records); returns their keys, to delete the objects after commit."""
-    if not store_ids:
-        return []
-    keys = list((await session.scalars(select(m.Store.key).where(m.Store.id.in_(store_ids)))).all())
-    await session.execute(delete(m.GrantRecord).where(m.GrantRecord.store_id.in_(store_ids)))
-    await session.execute(delete(m.Store).where(m.Store.id.in_(store_ids)))
-    return keys
-
-
-async def _delete_objects(ctx: Context, keys: list[str]) -> None:
-    """Remove deleted stores' objects. Runs after the commit: a rolled-back delete keeps its pixels."""
-    for key in keys:
-        try:
-            await ctx.services.run_io(ctx.services.storage.delete_prefix, key)
-        except Exception:
-            # The metadata is gone already; leftover objects are garbage, not an error for the caller.
-            logger.exception("could not delete objects under %s", key)
 
 
 async def _delete_rois(tx: Tx, roi_rows: list[m.Roi]) -> None:
@@ -452,9 +433,9 @@ class ObjectMutation:
             await drop_tags(s, m.Representation, [row.id])
             await s.delete(row)
             await s.flush()
-            keys = await _delete_stores(s, [row.store_id, *(th.store_id for th in thumbs)])
+            keys = await delete_stores(s, [row.store_id, *(th.store_id for th in thumbs)])
             await tx.record(REP, "DELETE", row.id, row.dataset_id, row.creator_id)
-        await _delete_objects(ctx, keys)
+        await delete_objects(ctx.services, keys)
         return strawberry.ID(str(row.id))
 
     # --- ROIs and metrics ---------------------------------------------------------------------------
@@ -592,8 +573,8 @@ class ObjectMutation:
             await drop_tags(tx.session, m.TableRow, [row.id])
             await tx.session.delete(row)
             await tx.session.flush()
-            keys = await _delete_stores(tx.session, [row.store_id])
-        await _delete_objects(ctx, keys)
+            keys = await delete_stores(tx.session, [row.store_id])
+        await delete_objects(ctx.services, keys)
         return strawberry.ID(str(row.id))
 
     @strawberry.mutation
@@ -647,8 +628,8 @@ class ObjectMutation:
             row = await get_owned(tx.session, m.Thumbnail, id, user)
             await tx.session.delete(row)
             await tx.session.flush()
-            keys = await _delete_stores(tx.session, [row.store_id])
-        await _delete_objects(ctx, keys)
+            keys = await delete_stores(tx.session, [row.store_id])
+        await delete_objects(ctx.services, keys)
         return strawberry.ID(str(row.id))
 
 

@@ -17,7 +17,6 @@ from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mikro.server._abandoned import collect_abandoned_uploads
 from mikro.server._auth import Authenticator, TokenCache, ensure_admin
 from mikro.server._database import Database
 from mikro.server._errors import Conflict
@@ -25,6 +24,7 @@ from mikro.server._models import Event, IdempotencyRecord, Meta, utcnow
 from mikro.server._objects import ObjectStorage
 from mikro.server._pubsub import EventMessage, InMemoryPubSub, PubSub
 from mikro.server._settings import Settings
+from mikro.server._store_cleanup import collect_abandoned_uploads
 
 __all__ = ["PRUNED_THROUGH", "IdempotencyClaim", "KeyInUse", "Services", "Tx", "idempotency_claim"]
 
