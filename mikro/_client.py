@@ -16,6 +16,7 @@ from mikro._client_watch import WatchMixin
 from mikro._config import ClientConfig, load_config
 from mikro._context import reset_current_session, set_current_session
 from mikro._exceptions import GrantError, MikroError, NotConnectedError
+from mikro._registrations import Registrations
 from mikro._reservations import UploadReservations
 from mikro.api import Grant, Operations, operation
 from mikro.api._operations import IdLike, _id
@@ -81,6 +82,7 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
         )
         self._open_data_plane()
         self.reservations = UploadReservations(self.request_uploads, self._release_unused)
+        self.registrations = Registrations(self._create_representation_rows, self._create_representation_row)
         task_group = anyio.create_task_group()
         try:
             await task_group.__aenter__()

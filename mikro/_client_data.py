@@ -20,6 +20,7 @@ import anyio
 import anyio.lowlevel
 
 from mikro._exceptions import StorageError, ValidationError
+from mikro._registrations import Registrations
 from mikro._reservations import UploadReservations
 from mikro.datalayer import (
     ARRAY_PATH,
@@ -32,13 +33,11 @@ from mikro.datalayer import (
     ProgressCallback,
     TableData,
     freeze_startup_heap,
-    make_thumbnail,
     open_dataarray,
     prepare_image,
     write_image,
     write_table,
 )
-from mikro.datalayer import Thumbnail as MadeThumbnail
 from mikro.datalayer import compute as compute_off_loop
 
 if TYPE_CHECKING:
@@ -67,6 +66,9 @@ class _Session(Protocol):
 
     @property
     def reservations(self) -> UploadReservations: ...
+
+    @property
+    def registrations(self) -> Registrations: ...
 
     def grant_provider(self, store_id: Any, write: bool = False) -> GrantProvider: ...
 
@@ -172,25 +174,22 @@ class DataPlaneMixin:
                 limiter=session.thread_limiter,
                 compression=compression,
                 progress=progress,
+                # Into the image's own store: no second store, grant or round trip per image.
+                thumbnail_key=THUMBNAIL_KEY if thumbnail else None,
             )
             written = list(result.keys)
             rep: Representation | None = None
             creating = False
             try:
-                thumb: dict[str, int] | None = None
-                if thumbnail:
-                    # Into the image's own store: no second store, grant or round trip per image.
-                    made = await anyio.to_thread.run_sync(
-                        _put_thumbnail, store, result.projection, limiter=session.thread_limiter
-                    )
-                    written.append(THUMBNAIL_KEY)
-                    thumb = {"width": made.width, "height": made.height}
+                made = result.thumbnail
+                thumb = None if made is None else {"width": made.width, "height": made.height}
                 creating = True
                 # Shielded: a cancellation arriving mid-request must not leave us unsure whether the server
                 # committed the row (it takes effect at the checkpoint below, and the row is then removed).
-                # The server finishes the upload (reads the array's metadata) in the same request.
+                # The server finishes the upload in the same request, from the metadata sent with it;
+                # concurrent uploads share one request (see _registrations).
                 with anyio.CancelScope(shield=True):
-                    rep = created = await session._create_representation_row(
+                    rep = created = await session.registrations.register(
                         {
                             "store": store_id,
                             "name": name,
@@ -204,6 +203,7 @@ class DataPlaneMixin:
                             "physical_size": dict(image.pixel_size) or None,
                             "acquisition_date": acquisition_date,
                             "thumbnail": thumb,
+                            "array_metadata": result.array_metadata.decode(),
                         }
                     )
                 await anyio.lowlevel.checkpoint()
@@ -321,12 +321,6 @@ class DataPlaneMixin:
     def open_table_data(self, table: Table) -> TableData:
         """``table.data``: a handle on the parquet object; ``await table.data.arrow()`` / ``.pandas()``."""
         return TableData(self._reader_store(table.store.id), limiter=self._s().thread_limiter)
-
-
-def _put_thumbnail(store: GrantedStore, projection: Any) -> MadeThumbnail:
-    made = make_thumbnail(projection)
-    store.put(THUMBNAIL_KEY, made.png)
-    return made
 
 
 async def _discard(store: GrantedStore, keys: list[str]) -> None:

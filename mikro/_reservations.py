@@ -3,7 +3,7 @@
 Every image upload needs a fresh store and a write grant. Asking for them one at a time costs a round
 trip and a server transaction per image, which dominated the reference server's CPU during ingest. A
 session's :class:`UploadReservations` hands each upload one store from a pool and, when the pool runs
-dry, reserves as many stores as there are uploads of that kind in progress (at most
+dry, reserves twice as many stores as there are uploads of that kind in progress (at most
 ``RESERVE_AT_MOST``) in one request. A lone upload reserves exactly one store, as before. Reservations
 left when the session closes are given back with ``releaseUploads``; a session that dies without
 closing leaves them unfinished on the server, like an interrupted upload.
@@ -71,7 +71,10 @@ class UploadReservations:
             found = self._pop(kind)  # another task may have refilled the pool meanwhile
             if found is not None:
                 return found
-            count = min(max(self._in_progress[kind], 1), RESERVE_AT_MOST)
+            # Twice the uploads in progress: the pool then runs dry (and every upload waits for the
+            # next request) half as often. A lone upload still reserves exactly one.
+            busy = self._in_progress[kind]
+            count = 1 if busy <= 1 else min(2 * busy, RESERVE_AT_MOST)
             # Shielded: once the server has reserved the stores, they must reach the pool (or be
             # released at close), not vanish with a cancelled task.
             with anyio.CancelScope(shield=True):

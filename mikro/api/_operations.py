@@ -240,6 +240,11 @@ class Operations:
         """createRepresentation with ``input`` as a RepresentationInput (snake_case or camelCase keys)."""
         return await self._one("CreateRepresentation", Representation, {"input": _camel_input(input)})
 
+    async def _create_representation_rows(self, inputs: Sequence[Mapping[str, Any]]) -> list[Representation]:
+        """createRepresentations: several RepresentationInputs in one request and one transaction."""
+        data = await self._execute("CreateRepresentations", {"inputs": [_camel_input(i) for i in inputs]})
+        return [self._model(Representation, item) for item in data["createRepresentations"]]
+
     async def _create_table_row(self, input: Mapping[str, Any]) -> Table:
         return await self._one("CreateTable", Table, {"input": _camel_input(input)})
 

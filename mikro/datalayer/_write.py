@@ -1,11 +1,15 @@
-"""Write a validated image to a granted store as OME-Zarr 0.5: shards in worker threads, metadata last.
+"""Write a validated image to a granted store as OME-Zarr 0.5: shards in worker threads, with its
+metadata and thumbnail.
 
 Shards are encoded here (see `_shard`) and put whole with obstore's sync API, several at once: each
-shard is one ``anyio.to_thread.run_sync`` call under the caller's `CapacityLimiter`, and no more shards
-are scheduled than the limiter has tokens, so memory stays bounded (dask inputs are computed one shard
-region at a time, never as a whole). The metadata documents are written after every shard, so a store
-with a ``zarr.json`` is complete. On failure or cancellation the objects already written are deleted
-(best effort) and the error propagates; nothing is registered with the server here.
+shard is encoded in one ``anyio.to_thread.run_sync`` call and put in another, under the caller's
+`CapacityLimiter`, and no more shards are scheduled than the limiter has tokens, so memory stays bounded
+(dask inputs are computed one shard region at a time, never as a whole). The metadata documents go up
+beside the first shard: nothing reads the store before the server records it, so an image is complete
+when it is registered, not when its ``zarr.json`` appears. The thumbnail goes up as soon as every shard
+has been read (the projection is then complete), beside the last shards' uploads. On failure or
+cancellation the objects already written are deleted (best effort) and the error propagates; nothing is
+registered with the server here.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+import anyio.abc
 import numpy as np
 
 from mikro.datalayer._gc import full_collections_deferred
@@ -36,6 +41,7 @@ from mikro.datalayer._layout import (
 )
 from mikro.datalayer._shard import ChunkCodec, encode_shard
 from mikro.datalayer._store import GrantedStore
+from mikro.datalayer._thumbnail import Thumbnail, make_thumbnail
 from mikro.datalayer._validate import PreparedImage
 
 __all__ = ["ProgressCallback", "WriteResult", "write_image"]
@@ -59,6 +65,10 @@ class WriteResult:
     seconds: float
     projection: np.ndarray[Any, Any]
     keys: tuple[str, ...]
+    #: The array's ``zarr.json`` as written (the server records shape, dtype and chunks from it).
+    array_metadata: bytes
+    #: The thumbnail put at ``thumbnail_key`` (None without one).
+    thumbnail: Thumbnail | None = None
 
     @property
     def nbytes(self) -> int:
@@ -110,8 +120,13 @@ async def write_image(
     level: int = 1,
     target_shard_bytes: int = TARGET_SHARD_BYTES,
     progress: ProgressCallback | None = None,
+    thumbnail_key: str | None = None,
 ) -> WriteResult:
-    """Write ``image`` as an OME-Zarr 0.5 image (group at the store root, array at ``"0"``)."""
+    """Write ``image`` as an OME-Zarr 0.5 image (group at the store root, array at ``"0"``).
+
+    With ``thumbnail_key``, a PNG thumbnail of the max projection is put there too, as soon as every
+    shard has been read: beside the last shards' uploads rather than after them.
+    """
     started = time.perf_counter()
     layout = choose_layout(
         image.shape,
@@ -127,25 +142,35 @@ async def write_image(
     # One shard per token in flight: more would only queue whole shards in memory.
     slots = anyio.Semaphore(max(1, int(limiter.total_tokens)))
     written: list[str] = []
-    counters = {"stored": 0, "done": 0}
+    counters = {"stored": 0, "done": 0, "projected": 0}
+    shard_count = math.prod(layout.shard_grid)
+    made: list[Thumbnail] = []
 
-    def write_shard(position: tuple[int, ...]) -> tuple[int, int]:
+    def encode(position: tuple[int, ...]) -> tuple[memoryview | bytes, int]:
         region = layout.shard_region(position)
         block: Any = image.array[region]
         if image.is_lazy:
             block = block.compute()
         block = np.asarray(block)
         projection.add(block, region)
-        payload = encode_shard(block, layout, codec)
-        store.put(layout.shard_key(position), payload)
-        return len(payload), block.nbytes
+        return encode_shard(block, layout, codec), block.nbytes
 
-    async def run_shard(position: tuple[int, ...]) -> None:
+    def put_thumbnail(key: str) -> None:
+        made.append(make_thumbnail(projection.image))
+        store.put(key, made[0].png)
+
+    async def run_shard(position: tuple[int, ...], tg: anyio.abc.TaskGroup) -> None:
         try:
             key = layout.shard_key(position)
             written.append(key)
-            stored, raw = await anyio.to_thread.run_sync(partial(write_shard, position), limiter=limiter)
-            counters["stored"] += stored
+            payload, raw = await anyio.to_thread.run_sync(partial(encode, position), limiter=limiter)
+            counters["projected"] += 1
+            if thumbnail_key is not None and counters["projected"] == shard_count:
+                written.append(thumbnail_key)
+                put = partial(anyio.to_thread.run_sync, put_thumbnail, thumbnail_key, limiter=limiter)
+                tg.start_soon(put)
+            await anyio.to_thread.run_sync(store.put, key, payload, limiter=limiter)
+            counters["stored"] += len(payload)
             counters["done"] += raw
             if progress is not None:
                 progress(counters["done"], layout.nbytes)
@@ -170,7 +195,7 @@ async def write_image(
                     tg.start_soon(partial(anyio.to_thread.run_sync, write_metadata, limiter=limiter))
                     for position in layout.shard_positions():
                         await slots.acquire()
-                        tg.start_soon(run_shard, position)
+                        tg.start_soon(run_shard, position, tg)
         except BaseExceptionGroup as group:
             # Callers expect the one mikro error (GrantError, StorageError ...), not a task-group wrapper.
             raise _first_error(group)  # noqa: B904 - the error keeps its own cause
@@ -183,6 +208,8 @@ async def write_image(
         seconds=time.perf_counter() - started,
         projection=projection.image,
         keys=tuple(written),
+        array_metadata=array_doc,
+        thumbnail=made[0] if made else None,
     )
 
 

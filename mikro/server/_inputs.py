@@ -161,8 +161,8 @@ class StoreThumbnailInput:
 
 
 @strawberry.input(
-    description="Create an image from a zarr upload; shape, dims and dtype are read from the store "
-    "(an upload not yet finished is finished here)."
+    description="Create an image from a zarr upload; shape, dims and dtype are read from the store, or "
+    "from arrayMetadata (an upload not yet finished is finished here)."
 )
 class RepresentationInput:
     store: strawberry.ID
@@ -177,6 +177,11 @@ class RepresentationInput:
     physical_size: PhysicalSizeInput | None = None
     acquisition_date: dt.datetime | None = None
     thumbnail: StoreThumbnailInput | None = None
+    array_metadata: str | None = strawberry.field(
+        default=None,
+        description="The zarr.json the client wrote for the array at 0/ (an OME-Zarr image): the server "
+        "records shape, dtype and chunks from it instead of reading it from the store.",
+    )
 
 
 @strawberry.input

@@ -7,39 +7,35 @@ import logging
 from typing import Any
 
 import strawberry
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
 from mikro.server import _models as m
 from mikro.server import _types as t
-from mikro.server._auth import AuthUser
 from mikro.server._context import Context
 from mikro.server._crud import begin_mutation, drop_tags, get_owned, get_store, replace_tags
-from mikro.server._data_plane import array_values, read_array
 from mikro.server._errors import BadUserInput, Conflict
 from mikro.server._inputs import (
-    ChannelInput,
     DatasetInput,
     DatasetUpdateInput,
     ExperimentInput,
     ExperimentUpdateInput,
     MetricInput,
     MetricUpdateInput,
-    PhysicalSizeInput,
     RepresentationInput,
     RepresentationUpdateInput,
     RoiInput,
     RoiUpdateInput,
     SampleInput,
     SampleUpdateInput,
-    StoreThumbnailInput,
     TableInput,
     TableUpdateInput,
     ThumbnailInput,
     ThumbnailUpdateInput,
 )
+from mikro.server._representation_create import MAX_BATCH, REP, create_representations
+from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values, set_links
 from mikro.server._services import Tx
 from mikro.server._store_cleanup import delete_objects, delete_stores
 
@@ -47,43 +43,18 @@ __all__ = ["ObjectMutation"]
 
 logger = logging.getLogger("mikro.server")
 
-DIMS = ("c", "t", "z", "y", "x")
-REP, ROI = "representation", "roi"
-
-
-def _name(value: str) -> str:
-    if not value.strip():
-        raise BadUserInput("name must not be empty")
-    return value
+ROI = "roi"
 
 
 async def _update_described(session: AsyncSession, row: Any, input: Any) -> None:
     """Apply the name/description/tags of an update input (null means "no change") to a
     Sample, Experiment or Dataset row."""
     if input.name is not None:
-        row.name = _name(input.name)
+        row.name = checked_name(input.name)
     if input.description is not None:
         row.description = input.description
     if input.tags is not None:
         await replace_tags(session, row, input.tags)
-
-
-def _channels(channels: list[ChannelInput]) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": c.name,
-            "emission_wavelength": c.emission_wavelength,
-            "excitation_wavelength": c.excitation_wavelength,
-            "color": c.color,
-        }
-        for c in channels
-    ]
-
-
-def _physical(size: PhysicalSizeInput | None) -> dict[str, Any] | None:
-    if size is None:
-        return None
-    return {"x": size.x, "y": size.y, "z": size.z, "t": size.t}
 
 
 def _vectors(vectors: list[list[float]]) -> list[list[float]]:
@@ -97,32 +68,6 @@ def _vectors(vectors: list[list[float]]) -> list[list[float]]:
     return [list(v) for v in vectors]
 
 
-async def _owned_ids(
-    session: AsyncSession, model: type[Any], raw_ids: list[Any], user: AuthUser
-) -> list[int]:
-    ids: list[int] = []
-    for raw in dict.fromkeys(raw_ids):
-        ids.append((await get_owned(session, model, raw, user)).id)
-    return ids
-
-
-async def _set_links(
-    session: AsyncSession,
-    table: Any,
-    left: str,
-    left_id: int,
-    right: str,
-    ids: list[int],
-    *,
-    new: bool = False,
-) -> None:
-    """Make ``ids`` the links of ``left_id`` (``new``: its row was made in this transaction, no links yet)."""
-    if not new:
-        await session.execute(delete(table).where(table.c[left] == left_id))
-    if ids:
-        await session.execute(insert(table), [{left: left_id, right: i} for i in ids])
-
-
 async def _check_parent(session: AsyncSession, dataset_id: int | None, parent_id: int) -> None:
     """Refuse a parent that would make the dataset tree a cycle."""
     current: int | None = parent_id
@@ -130,56 +75,6 @@ async def _check_parent(session: AsyncSession, dataset_id: int | None, parent_id
         if current == dataset_id:
             raise BadUserInput("a dataset cannot be its own ancestor")
         current = await session.scalar(select(m.Dataset.parent_id).where(m.Dataset.id == current))
-
-
-#: Where a thumbnail written into its image's own store lives, relative to the image's array.
-STORE_THUMBNAIL_PREFIX = "thumbnail"
-
-
-def _array_key(ctx: Context, store: m.Store) -> str:
-    # finishUpload recorded the array's path: the store's key itself, or <key>/0 for an OME-Zarr group.
-    for key in (f"{store.key}/0", store.key):
-        if store.path == ctx.services.storage.path_of(key):
-            return key
-    return store.key
-
-
-async def _add_store_thumbnail(
-    ctx: Context,
-    session: AsyncSession,
-    rep: m.Representation,
-    store: m.Store,
-    array_key: str,
-    thumb: StoreThumbnailInput,
-    user: AuthUser,
-) -> None:
-    """Record the PNG the client put at ``<array>/thumbnail/thumbnail.png`` as its own media store.
-
-    Inside the array's prefix zarr never lists it (a group's member listing warns about foreign keys),
-    and the nested prefix keeps ``deleteThumbnail`` (which deletes its store's prefix) off the pixels.
-    The object is not checked: it was written with the image's grant before this call, and a missing
-    PNG costs only this thumbnail (a check would cost the object store one request per image).
-    """
-    key = f"{array_key}/{STORE_THUMBNAIL_PREFIX}"
-    media = m.Store(
-        kind="MEDIA",
-        bucket=store.bucket,
-        key=key,
-        path=ctx.services.storage.path_of(f"{key}/thumbnail.png"),
-        creator_id=user.id,
-        populated=True,
-    )
-    session.add(media)
-    await session.flush()
-    session.add(
-        m.Thumbnail(
-            representation_id=rep.id,
-            store_id=media.id,
-            width=thumb.width,
-            height=thumb.height,
-            creator_id=user.id,
-        )
-    )
 
 
 async def _delete_rois(tx: Tx, roi_rows: list[m.Roi]) -> None:
@@ -201,7 +96,7 @@ class ObjectMutation:
     async def create_sample(self, info: Info[Any, Any], input: SampleInput) -> t.Sample:
         ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
-            row = m.Sample(name=_name(input.name), description=input.description, creator_id=user.id)
+            row = m.Sample(name=checked_name(input.name), description=input.description, creator_id=user.id)
             tx.session.add(row)
             await replace_tags(tx.session, row, input.tags)
         return t.Sample.from_row(row)
@@ -232,7 +127,9 @@ class ObjectMutation:
     async def create_experiment(self, info: Info[Any, Any], input: ExperimentInput) -> t.Experiment:
         ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
-            row = m.Experiment(name=_name(input.name), description=input.description, creator_id=user.id)
+            row = m.Experiment(
+                name=checked_name(input.name), description=input.description, creator_id=user.id
+            )
             tx.session.add(row)
             await replace_tags(tx.session, row, input.tags)
         return t.Experiment.from_row(row)
@@ -266,7 +163,10 @@ class ObjectMutation:
             if input.parent is not None:
                 parent_id = (await get_owned(tx.session, m.Dataset, input.parent, user)).id
             row = m.Dataset(
-                name=_name(input.name), description=input.description, parent_id=parent_id, creator_id=user.id
+                name=checked_name(input.name),
+                description=input.description,
+                parent_id=parent_id,
+                creator_id=user.id,
             )
             tx.session.add(row)
             await replace_tags(tx.session, row, input.tags)
@@ -309,73 +209,18 @@ class ObjectMutation:
         self, info: Info[Any, Any], input: RepresentationInput
     ) -> t.Representation:
         ctx, user = begin_mutation(info, input)
-        if input.thumbnail is not None and (input.thumbnail.width < 1 or input.thumbnail.height < 1):
-            raise BadUserInput("thumbnail width and height must be positive")
-        # Every check reads before the write transaction: SQLite holds its one write lock from the
-        # transaction's first statement to the commit, and concurrent uploads queue on it.
-        async with ctx.read() as session:
-            store = await get_store(session, input.store, user, "ZARR")
-            used = await session.scalar(
-                select(m.Representation.id).where(m.Representation.store_id == store.id)
-            )
-            sample_id = (await get_owned(session, m.Sample, input.sample, user)).id if input.sample else None
-            dataset = (await get_owned(session, m.Dataset, input.dataset, user)).id if input.dataset else None
-            experiments = await _owned_ids(session, m.Experiment, input.experiments, user)
-            origins = await _owned_ids(session, m.Representation, input.origins, user)
-        if used is not None:
-            raise Conflict(f"store {input.store} already holds representation {used}")
-        # Finishing here saves the client a finishUpload round trip per image; the object read happens
-        # before the transaction too.
-        array = None if store.populated else await read_array(ctx, store.key)
-        shape: list[Any] | None
-        dtype: str | None
-        if array is not None:
-            shape, dtype, names, array_key = array.shape, array.dtype, array.dimension_names, array.key
-        else:
-            shape, dtype, names = store.shape, store.dtype, store.dimension_names
-            array_key = _array_key(ctx, store)
-        dims = list(names or [])
-        if not dims or any(d not in DIMS for d in dims) or len(set(dims)) != len(dims):
-            raise BadUserInput(f"the array's dimension_names {names!r} must be distinct names from c,t,z,y,x")
-        assert shape is not None and dtype is not None
-        async with ctx.services.transaction() as tx:
-            s = tx.session
-            if array is not None:
-                # A concurrent finishUpload read the same objects: whichever lands first is the same.
-                await s.execute(
-                    update(m.Store)
-                    .where(m.Store.id == store.id, m.Store.populated.is_(False))
-                    .values(**array_values(ctx, array))
-                )
-            row = m.Representation(
-                name=_name(input.name),
-                store_id=store.id,
-                shape=list(shape),
-                dims=dims,
-                dtype=dtype,
-                variety=input.variety.value,
-                sample_id=sample_id,
-                dataset_id=dataset,
-                channels=_channels(input.channels),
-                physical_size=_physical(input.physical_size),
-                acquisition_date=input.acquisition_date,
-                creator_id=user.id,
-            )
-            s.add(row)
-            try:
-                await s.flush()
-            except IntegrityError:
-                # The store was taken by a concurrent createRepresentation (one image per store).
-                raise Conflict(f"store {input.store} already holds a representation") from None
-            await replace_tags(s, row, input.tags)
-            link = m.representation_experiments
-            await _set_links(s, link, "representation_id", row.id, "experiment_id", experiments, new=True)
-            origin_link = m.representation_origins
-            await _set_links(s, origin_link, "derived_id", row.id, "origin_id", origins, new=True)
-            if input.thumbnail is not None:
-                await _add_store_thumbnail(ctx, s, row, store, array_key, input.thumbnail, user)
-            await tx.record(REP, "CREATE", row.id, row.dataset_id, row.creator_id)
+        (row,) = await create_representations(ctx, user, [input])
         return t.Representation.from_row(row)
+
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
+        description=f"Create several images in one request and one transaction (at most {MAX_BATCH}): all or "
+        "none; an error names its input (inputs[i]). Returned in input order."
+    )
+    async def create_representations(
+        self, info: Info[Any, Any], inputs: list[RepresentationInput]
+    ) -> list[t.Representation]:
+        ctx, user = begin_mutation(info, inputs)
+        return [t.Representation.from_row(row) for row in await create_representations(ctx, user, inputs)]
 
     @strawberry.mutation
     async def update_representation(
@@ -386,7 +231,7 @@ class ObjectMutation:
             s = tx.session
             row = await get_owned(s, m.Representation, id, user)
             if input.name is not None:
-                row.name = _name(input.name)
+                row.name = checked_name(input.name)
             if input.variety is not None:
                 row.variety = input.variety.value
             if input.sample is not None:
@@ -394,15 +239,15 @@ class ObjectMutation:
             if input.dataset is not None:
                 row.dataset_id = (await get_owned(s, m.Dataset, input.dataset, user)).id
             if input.experiments is not None:
-                experiments = await _owned_ids(s, m.Experiment, input.experiments, user)
+                experiments = await owned_ids(s, m.Experiment, input.experiments, user)
                 link = m.representation_experiments
-                await _set_links(s, link, "representation_id", row.id, "experiment_id", experiments)
+                await set_links(s, link, "representation_id", row.id, "experiment_id", experiments)
             if input.tags is not None:
                 await replace_tags(s, row, input.tags)
             if input.channels is not None:
-                row.channels = _channels(input.channels)
+                row.channels = channel_values(input.channels)
             if input.physical_size is not None:
-                row.physical_size = _physical(input.physical_size)
+                row.physical_size = physical_values(input.physical_size)
             if input.acquisition_date is not None:
                 row.acquisition_date = input.acquisition_date
             await s.flush()
@@ -543,11 +388,13 @@ class ObjectMutation:
                 raise Conflict(f"store {input.store} already holds a table")
             store.populated = True
             store.path = ctx.services.storage.path_of(f"{store.key}/table.parquet")
-            row = m.TableRow(name=_name(input.name), store_id=store.id, columns=columns, creator_id=user.id)
+            row = m.TableRow(
+                name=checked_name(input.name), store_id=store.id, columns=columns, creator_id=user.id
+            )
             s.add(row)
             await replace_tags(s, row, input.tags)
-            origins = await _owned_ids(s, m.Representation, input.origins, user)
-            await _set_links(s, m.table_origins, "table_id", row.id, "origin_id", origins, new=True)
+            origins = await owned_ids(s, m.Representation, input.origins, user)
+            await set_links(s, m.table_origins, "table_id", row.id, "origin_id", origins, new=True)
         return t.Table.from_row(row)
 
     @strawberry.mutation
@@ -556,12 +403,12 @@ class ObjectMutation:
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.TableRow, id, user)
             if input.name is not None:
-                row.name = _name(input.name)
+                row.name = checked_name(input.name)
             if input.tags is not None:
                 await replace_tags(tx.session, row, input.tags)
             if input.origins is not None:
-                origins = await _owned_ids(tx.session, m.Representation, input.origins, user)
-                await _set_links(tx.session, m.table_origins, "table_id", row.id, "origin_id", origins)
+                origins = await owned_ids(tx.session, m.Representation, input.origins, user)
+                await set_links(tx.session, m.table_origins, "table_id", row.id, "origin_id", origins)
         return t.Table.from_row(row)
 
     @strawberry.mutation

@@ -11,7 +11,7 @@ import numpy as np
 
 from mikro.server._errors import BadUserInput
 
-__all__ = ["ArrayInfo", "read_array_info"]
+__all__ = ["ArrayInfo", "array_info_from_document", "read_array_info"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +95,12 @@ def _parse_array(node: dict[str, Any], key: str) -> ArrayInfo:
     ):
         raise BadUserInput("invalid zarr metadata: dimension_names must name every dimension")
     return ArrayInfo(key=key, shape=shape, chunks=chunks, shards=shards, dtype=dtype, dimension_names=names)
+
+
+def array_info_from_document(document: str, key: str) -> ArrayInfo:
+    """What an array's ``zarr.json`` (sent by the client rather than read from storage) records."""
+    node = _parse(document.encode(), key)
+    if node.get("node_type") != "array":
+        kind = node.get("node_type")
+        raise BadUserInput(f"the arrayMetadata for {key}/zarr.json has node_type {kind!r}, not array")
+    return _parse_array(node, key)

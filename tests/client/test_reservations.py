@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable
 from typing import Any
 
@@ -11,31 +10,9 @@ import numpy as np
 import pytest
 
 import mikro
-from tests.server._helpers import db_rows
+from tests.client._counting import count_operations, unfinished_zarr_stores
 
 pytestmark = pytest.mark.anyio
-
-
-def _count_operations(m: mikro.Mikro) -> collections.Counter[str]:
-    """Count the operations the session sends (they still go to the real server)."""
-    seen: collections.Counter[str] = collections.Counter()
-    execute = m.transport.execute
-
-    async def counting(document: str, variables: Any = None, **kwargs: Any) -> dict[str, Any]:
-        seen[kwargs.get("operation_name") or "?"] += 1
-        return await execute(document, variables, **kwargs)
-
-    m.transport.execute = counting  # type: ignore[method-assign]
-    return seen
-
-
-def _unfinished_zarr_stores(server: Any, username: str) -> list[tuple[Any, ...]]:
-    return db_rows(
-        server.database_path,
-        "select s.id from stores s join users u on u.id = s.creator_id "
-        "where u.username = ? and s.kind = 'ZARR' and s.populated = 0",
-        username,
-    )
 
 
 @pytest.fixture
@@ -49,7 +26,7 @@ async def test_concurrent_uploads_share_reservations_and_leave_nothing_behind(
     token = user("reserver")
     images = [np.full((16, 16), i, np.uint16) for i in range(12)]
     async with mikro.connect(mikro_server.url, token=token) as m:
-        seen = _count_operations(m)
+        seen = count_operations(m)
         limiter = anyio.CapacityLimiter(4)
         reps: list[Any] = []
 
@@ -68,13 +45,13 @@ async def test_concurrent_uploads_share_reservations_and_leave_nothing_behind(
         values = [int((await m.compute(r.data)).values[0, 0]) for r in reps]
         assert sorted(values) == list(range(12))
     # Reservations not used were given back when the session closed.
-    assert _unfinished_zarr_stores(mikro_server, "reserver") == []
+    assert unfinished_zarr_stores(mikro_server, "reserver") == []
 
 
 async def test_a_lone_upload_reserves_one_store(mikro_server: Any, user: Callable[[str], str]) -> None:
     token = user("loner")
     async with mikro.connect(mikro_server.url, token=token) as m:
-        seen = _count_operations(m)
+        seen = count_operations(m)
         for i in range(3):
             await m.create_representation(np.zeros((8, 8), np.uint8), name=f"lone{i}")
         assert seen["RequestUploads"] == 3
@@ -89,7 +66,7 @@ async def test_a_failed_upload_gives_its_store_back(mikro_server: Any, user: Cal
             # The store is reserved and written, then the server refuses the unknown sample.
             await m.create_representation(np.zeros((8, 8), np.uint8), name="orphan", sample="999999")
         assert await m.list_representations(name_contains="orphan") == []
-        assert _unfinished_zarr_stores(mikro_server, "failer") == []
+        assert unfinished_zarr_stores(mikro_server, "failer") == []
 
 
 async def test_releasing_a_finished_store_is_refused(mikro_server: Any, user: Callable[[str], str]) -> None:

@@ -1,0 +1,224 @@
+"""Creating Representations from zarr uploads: one (``createRepresentation``) or a batch
+(``createRepresentations``), finishing each upload in the same request.
+
+Every check reads before the write transaction: SQLite holds its one write lock from the transaction's
+first statement to the commit, and concurrent uploads queue on it. A batch is all or nothing: its rows
+go in with one transaction, and an error names the input it is about (``inputs[3]: ...``).
+
+The array's metadata comes from the ``arrayMetadata`` the client sends (the ``0/zarr.json`` it wrote)
+or, without it, from one read of the store. Trusting the client's copy gives up no integrity: the
+write grant stays valid after this request, so the objects could be rewritten at any time anyway; what
+the check bought was only a friendlier error for a client that forgot to write its metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mikro.server import _models as m
+from mikro.server._auth import AuthUser
+from mikro.server._context import Context
+from mikro.server._crud import get_owned, get_store, replace_tags
+from mikro.server._data_plane import array_values, read_array
+from mikro.server._errors import ApiError, BadUserInput, Conflict
+from mikro.server._inputs import RepresentationInput, StoreThumbnailInput
+from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values, set_links
+from mikro.server._zarr_meta import ArrayInfo, array_info_from_document
+
+__all__ = ["MAX_BATCH", "REP", "STORE_THUMBNAIL_PREFIX", "create_representations"]
+
+DIMS = ("c", "t", "z", "y", "x")
+REP = "representation"
+#: Images one ``createRepresentations`` request may create.
+MAX_BATCH = 64
+#: Where a thumbnail written into its image's own store lives, relative to the image's array.
+STORE_THUMBNAIL_PREFIX = "thumbnail"
+
+
+@dataclass
+class _Checked:
+    """One input after every read: what its transaction needs."""
+
+    input: RepresentationInput
+    store: m.Store
+    sample_id: int | None
+    dataset_id: int | None
+    experiments: list[int]
+    origins: list[int]
+    array: ArrayInfo | None  # set when this request finishes the upload
+    shape: list[int]
+    dtype: str
+    dims: list[str]
+    array_key: str
+
+
+@contextmanager
+def _about(label: str) -> Iterator[None]:
+    """Prefix an error with the input it is about (in a batch)."""
+    try:
+        yield
+    except ApiError as e:
+        if not label:
+            raise
+        raise type(e)(f"{label}{e}") from None
+
+
+async def create_representations(
+    ctx: Context, user: AuthUser, inputs: list[RepresentationInput]
+) -> list[m.Representation]:
+    """Create one Representation per input, all in one transaction; returns the rows in input order."""
+    if not inputs:
+        return []
+    if len(inputs) > MAX_BATCH:
+        raise BadUserInput(f"at most {MAX_BATCH} representations per request, not {len(inputs)}")
+    labels = [f"inputs[{i}]: " if len(inputs) > 1 else "" for i in range(len(inputs))]
+    seen: dict[str, int] = {}
+    for i, input in enumerate(inputs):
+        first = seen.setdefault(str(input.store), i)
+        if first != i:
+            raise BadUserInput(f"inputs[{first}] and inputs[{i}] both use store {input.store}")
+        with _about(labels[i]):
+            _check_thumbnail(input.thumbnail)
+    checked: list[_Checked] = []
+    async with ctx.read() as session:
+        for label, input in zip(labels, inputs, strict=True):
+            with _about(label):
+                checked.append(await _check(ctx, session, input, user))
+    async with ctx.services.transaction() as tx:
+        rows = []
+        for label, item in zip(labels, checked, strict=True):
+            with _about(label):
+                rows.append(await _insert(ctx, tx.session, item, user))
+        for row in rows:
+            await tx.record(REP, "CREATE", row.id, row.dataset_id, row.creator_id)
+    return rows
+
+
+def _check_thumbnail(thumb: StoreThumbnailInput | None) -> None:
+    if thumb is not None and (thumb.width < 1 or thumb.height < 1):
+        raise BadUserInput("thumbnail width and height must be positive")
+
+
+async def _check(ctx: Context, session: AsyncSession, input: RepresentationInput, user: AuthUser) -> _Checked:
+    store = await get_store(session, input.store, user, "ZARR")
+    used = await session.scalar(select(m.Representation.id).where(m.Representation.store_id == store.id))
+    if used is not None:
+        raise Conflict(f"store {input.store} already holds representation {used}")
+    sample_id = (await get_owned(session, m.Sample, input.sample, user)).id if input.sample else None
+    dataset_id = (await get_owned(session, m.Dataset, input.dataset, user)).id if input.dataset else None
+    experiments = await owned_ids(session, m.Experiment, input.experiments, user)
+    origins = await owned_ids(session, m.Representation, input.origins, user)
+    array: ArrayInfo | None = None
+    if not store.populated:
+        # Finishing here saves the client a finishUpload round trip per image.
+        if input.array_metadata is not None:
+            array = array_info_from_document(input.array_metadata, f"{store.key}/0")
+        else:
+            array = await read_array(ctx, store.key)
+    shape: list[int] | None
+    dtype: str | None
+    if array is not None:
+        shape, dtype, names, array_key = array.shape, array.dtype, array.dimension_names, array.key
+    else:
+        shape, dtype, names = store.shape, store.dtype, store.dimension_names
+        array_key = _array_key(ctx, store)
+    dims = list(names or [])
+    if not dims or any(d not in DIMS for d in dims) or len(set(dims)) != len(dims):
+        raise BadUserInput(f"the array's dimension_names {names!r} must be distinct names from c,t,z,y,x")
+    assert shape is not None and dtype is not None
+    return _Checked(
+        input, store, sample_id, dataset_id, experiments, origins, array, list(shape), dtype, dims, array_key
+    )
+
+
+async def _insert(ctx: Context, s: AsyncSession, item: _Checked, user: AuthUser) -> m.Representation:
+    input, store = item.input, item.store
+    if item.array is not None:
+        # A concurrent finishUpload read the same objects: whichever lands first is the same.
+        await s.execute(
+            update(m.Store)
+            .where(m.Store.id == store.id, m.Store.populated.is_(False))
+            .values(**array_values(ctx, item.array))
+            # The row was loaded by the read session, not this one: nothing here to keep in step.
+            .execution_options(synchronize_session=False)
+        )
+    row = m.Representation(
+        name=checked_name(input.name),
+        store_id=store.id,
+        shape=item.shape,
+        dims=item.dims,
+        dtype=item.dtype,
+        variety=input.variety.value,
+        sample_id=item.sample_id,
+        dataset_id=item.dataset_id,
+        channels=channel_values(input.channels),
+        physical_size=physical_values(input.physical_size),
+        acquisition_date=input.acquisition_date,
+        creator_id=user.id,
+    )
+    s.add(row)
+    try:
+        await s.flush()
+    except IntegrityError:
+        # The store was taken by a concurrent createRepresentation (one image per store).
+        raise Conflict(f"store {input.store} already holds a representation") from None
+    await replace_tags(s, row, input.tags)
+    link = m.representation_experiments
+    await set_links(s, link, "representation_id", row.id, "experiment_id", item.experiments, new=True)
+    origin_link = m.representation_origins
+    await set_links(s, origin_link, "derived_id", row.id, "origin_id", item.origins, new=True)
+    if input.thumbnail is not None:
+        await _add_store_thumbnail(ctx, s, row, store, item.array_key, input.thumbnail, user)
+    return row
+
+
+def _array_key(ctx: Context, store: m.Store) -> str:
+    # finishUpload recorded the array's path: the store's key itself, or <key>/0 for an OME-Zarr group.
+    for key in (f"{store.key}/0", store.key):
+        if store.path == ctx.services.storage.path_of(key):
+            return key
+    return store.key
+
+
+async def _add_store_thumbnail(
+    ctx: Context,
+    session: AsyncSession,
+    rep: m.Representation,
+    store: m.Store,
+    array_key: str,
+    thumb: StoreThumbnailInput,
+    user: AuthUser,
+) -> None:
+    """Record the PNG the client put at ``<array>/thumbnail/thumbnail.png`` as its own media store.
+
+    Inside the array's prefix zarr never lists it (a group's member listing warns about foreign keys),
+    and the nested prefix keeps ``deleteThumbnail`` (which deletes its store's prefix) off the pixels.
+    The object is not checked: it was written with the image's grant before this call, and a missing
+    PNG costs only this thumbnail (a check would cost the object store one request per image).
+    """
+    key = f"{array_key}/{STORE_THUMBNAIL_PREFIX}"
+    media = m.Store(
+        kind="MEDIA",
+        bucket=store.bucket,
+        key=key,
+        path=ctx.services.storage.path_of(f"{key}/thumbnail.png"),
+        creator_id=user.id,
+        populated=True,
+    )
+    session.add(media)
+    await session.flush()
+    session.add(
+        m.Thumbnail(
+            representation_id=rep.id,
+            store_id=media.id,
+            width=thumb.width,
+            height=thumb.height,
+            creator_id=user.id,
+        )
+    )

@@ -1,0 +1,129 @@
+"""createRepresentations creates several images in one transaction, all or none, and an image's array
+metadata can come with the request (arrayMetadata) instead of being read from the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.server._helpers import UPLOAD, Api, array_node, db_rows, write_zarr_json
+
+pytestmark = pytest.mark.anyio
+
+CREATE_MANY = """
+mutation($inputs: [RepresentationInput!]!) {
+  createRepresentations(inputs: $inputs) { id name shape dims dtype store { id populated shape chunks } }
+}"""
+CREATE = """
+mutation($input: RepresentationInput!) {
+  createRepresentation(input: $input) { id shape dims dtype store { id populated shape chunks path } }
+}"""
+
+
+async def _reserve(api: Api) -> tuple[str, Path]:
+    grant = (await api.data(UPLOAD, {"kind": "ZARR"}))["requestUpload"]
+    return str(grant["storeId"]), Path(grant["path"])
+
+
+def _node(z: int) -> dict[str, Any]:
+    return array_node([z, 32, 48], [1, 32, 48], "uint16", ["z", "y", "x"])
+
+
+async def _ome_upload(api: Api, z: int) -> str:
+    """A reserved store holding an OME-Zarr group with its array at 0/ (not finished)."""
+    store, root = await _reserve(api)
+
+    def write() -> None:
+        write_zarr_json(root, {"zarr_format": 3, "node_type": "group", "attributes": {}})
+        write_zarr_json(root / "0", _node(z))
+
+    await anyio.to_thread.run_sync(write)
+    return store
+
+
+def _representations(server: Any, stores: list[str]) -> list[tuple[Any, ...]]:
+    marks = ",".join("?" * len(stores))
+    return db_rows(
+        server.database_path, f"select store_id from representations where store_id in ({marks})", *stores
+    )
+
+
+async def test_a_batch_creates_every_image_in_input_order(api: Api) -> None:
+    stores = [await _ome_upload(api, z) for z in (1, 2, 3)]
+    inputs = [{"store": s, "name": f"batch-{i}", "tags": ["b"]} for i, s in enumerate(stores)]
+    reps = (await api.data(CREATE_MANY, {"inputs": inputs}))["createRepresentations"]
+    assert [r["name"] for r in reps] == ["batch-0", "batch-1", "batch-2"]
+    assert [r["shape"] for r in reps] == [[1, 32, 48], [2, 32, 48], [3, 32, 48]]
+    assert [r["store"]["id"] for r in reps] == stores
+    assert all(r["store"]["populated"] for r in reps)
+
+
+async def test_one_bad_input_fails_the_batch_and_names_it(api: Api, mikro_server: Any) -> None:
+    good = await _ome_upload(api, 1)
+    empty, _ = await _reserve(api)  # nothing written: no metadata to finish it with
+    inputs = [{"store": good, "name": "fine"}, {"store": empty, "name": "empty"}]
+    error = await api.error(CREATE_MANY, {"inputs": inputs})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["message"].startswith("inputs[1]: ") and "zarr.json" in error["message"]
+    # All or nothing: the good one was not created either, and can still be.
+    assert _representations(mikro_server, [good, empty]) == []
+    again = await api.data(CREATE_MANY, {"inputs": [{"store": good, "name": "fine"}]})
+    assert again["createRepresentations"][0]["shape"] == [1, 32, 48]
+
+
+async def test_a_store_used_twice_or_already_used_is_refused(api: Api, mikro_server: Any) -> None:
+    first, second = await _ome_upload(api, 1), await _ome_upload(api, 2)
+    twice = [{"store": first, "name": "a"}, {"store": first, "name": "b"}]
+    error = await api.error(CREATE_MANY, {"inputs": twice})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "inputs[0] and inputs[1]" in error["message"]
+    await api.data(CREATE_MANY, {"inputs": [{"store": first, "name": "a"}]})
+    error = await api.error(
+        CREATE_MANY, {"inputs": [{"store": second, "name": "b"}, {"store": first, "name": "c"}]}
+    )
+    assert error["extensions"]["code"] == "CONFLICT" and error["message"].startswith("inputs[1]: ")
+    assert _representations(mikro_server, [second]) == []
+
+
+async def test_a_batch_has_a_limit_and_may_be_empty(api: Api) -> None:
+    store = await _ome_upload(api, 1)
+    error = await api.error(CREATE_MANY, {"inputs": [{"store": store, "name": "x"}] * 65})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "at most 64" in error["message"]
+    assert (await api.data(CREATE_MANY, {"inputs": []}))["createRepresentations"] == []
+
+
+async def test_array_metadata_sent_with_the_request_finishes_the_upload(api: Api) -> None:
+    """The server records what the client says it wrote at 0/zarr.json, without reading the store."""
+    store, root = await _reserve(api)
+    document = json.dumps(_node(5))
+    rep = (await api.data(CREATE, {"input": {"store": store, "name": "sent", "arrayMetadata": document}}))[
+        "createRepresentation"
+    ]
+    assert not (root / "0" / "zarr.json").exists()
+    assert rep["shape"] == [5, 32, 48] and rep["dims"] == ["z", "y", "x"] and rep["dtype"] == "uint16"
+    assert rep["store"]["populated"] and rep["store"]["chunks"] == [1, 32, 48]
+    assert rep["store"]["path"] == str(root / "0")
+
+
+@pytest.mark.parametrize(
+    ("document", "says"),
+    [
+        ("{not json", "not valid JSON"),
+        (json.dumps({"zarr_format": 2}), "zarr v3"),
+        (json.dumps({"zarr_format": 3, "node_type": "group"}), "not array"),
+        (json.dumps({**array_node([4, 4], [4, 4], "uint16", ["y", "x"]), "shape": [-1, 4]}), "shape"),
+        (json.dumps(array_node([4, 4], [4, 4], "uint16", ["y", "q"])), "dimension_names"),
+    ],
+)
+async def test_bad_array_metadata_is_refused_and_creates_nothing(
+    api: Api, mikro_server: Any, document: str, says: str
+) -> None:
+    store, _ = await _reserve(api)
+    error = await api.error(CREATE, {"input": {"store": store, "name": "bad", "arrayMetadata": document}})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and says in error["message"]
+    assert _representations(mikro_server, [store]) == []
+    # The store stays unfinished and usable.
+    assert db_rows(mikro_server.database_path, "select populated from stores where id = ?", store) == [(0,)]
