@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, typecheck, bench."""
+"""nox sessions: tests, lint, typecheck, bench, bench_server."""
 
 from __future__ import annotations
 
@@ -31,3 +31,10 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     session.install("-e", ".[bench]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def bench_server(session: nox.Session) -> None:
+    """The reference server's CPU and SQL statements per request type (not part of `bench`'s table)."""
+    session.install("-e", ".[bench]")
+    session.run("python", "benchmarks/server_requests.py", *session.posargs)
