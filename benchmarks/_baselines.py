@@ -40,7 +40,15 @@ __all__ = [
 RAW_THREADS = 8
 
 
-def s3_store(s3: MotoS3, bucket: str, prefix: str | None = None, *, endpoint: str | None = None) -> S3Store:
+def s3_store(
+    s3: MotoS3,
+    bucket: str,
+    prefix: str | None = None,
+    *,
+    endpoint: str | None = None,
+    unsigned_payload: bool = False,
+) -> S3Store:
+    """An obstore S3Store on moto; ``unsigned_payload`` as mikro's client sets it (no SHA-256 of bodies)."""
     return S3Store(
         bucket,
         prefix=prefix,
@@ -49,6 +57,7 @@ def s3_store(s3: MotoS3, bucket: str, prefix: str | None = None, *, endpoint: st
         secret_access_key=s3.secret_key,
         region=s3.region,
         client_options={"allow_http": True},
+        unsigned_payload=unsigned_payload,
     )
 
 

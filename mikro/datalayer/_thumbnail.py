@@ -1,16 +1,28 @@
-"""A small PNG of an image from its max projection (Pillow)."""
+"""A small PNG of an image from its max projection.
+
+Made once per uploaded image, on the ingest path, so its CPU cost counts against every image written:
+box-average down to about the thumbnail's size first (everything after works on ~64 k pixels), contrast
+from percentiles found by partition (not a full sort), and a PNG written here (see `encode_png`).
+"""
 
 from __future__ import annotations
 
-import io
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["THUMBNAIL_SIDE", "Thumbnail", "make_thumbnail"]
+__all__ = ["THUMBNAIL_SIDE", "Thumbnail", "encode_png", "make_thumbnail"]
 
 THUMBNAIL_SIDE = 256
+#: Contrast stretch between these percentiles: one hot pixel must not turn the thumbnail black.
+LOW_PERCENTILE = 0.5
+HIGH_PERCENTILE = 99.5
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_FILTER_UP = 2
 
 
 class Thumbnail:
@@ -26,50 +38,86 @@ class Thumbnail:
 
 
 def _downsample(plane: np.ndarray[Any, Any], side: int) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """Box-average ``plane`` by the largest integer factor that keeps its longest side at least ``side``.
-
-    Averaging before scaling to 8 bits makes the percentiles and the PNG encoding work on about the
-    thumbnail's pixels only (a quarter of a 512-pixel projection), which is most of the thumbnail's cost.
-    """
-    values = plane.astype(np.float32)
+    """Box-average ``plane`` by the largest integer factor that keeps its longest side at least ``side``."""
     factor = max(1, max(plane.shape) // side)
     if factor == 1:
-        return values
+        return plane.astype(np.float32)
     h, w = (n // factor for n in plane.shape)
     if h == 0 or w == 0:
-        return values[::factor, ::factor]
-    out = np.zeros((h, w), dtype=np.float32)
+        return plane[::factor, ::factor].astype(np.float32)
+    # The sum accumulates straight from the strided views of the native dtype: no float copy of the
+    # whole projection is made first.
+    out = plane[0 : h * factor : factor, 0 : w * factor : factor].astype(np.float32)
     for dy in range(factor):
         for dx in range(factor):
-            out += values[dy : h * factor : factor, dx : w * factor : factor]
+            if dy or dx:
+                np.add(out, plane[dy : h * factor : factor, dx : w * factor : factor], out=out)
     out *= 1.0 / (factor * factor)
     return out
 
 
+def _percentiles(values: np.ndarray[Any, np.dtype[np.float32]]) -> tuple[float, float]:
+    """Nearest-rank low/high percentiles of a non-empty flat array (one partition, no sort)."""
+    last = values.size - 1
+    k_lo = round(last * LOW_PERCENTILE / 100)
+    k_hi = round(last * HIGH_PERCENTILE / 100)
+    part = np.partition(values, (k_lo, k_hi))
+    return float(part[k_lo]), float(part[k_hi])
+
+
 def _to_uint8(values: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """Scale ``values`` (a fresh array: it is modified in place) to 0..255 between its percentiles."""
     finite = np.isfinite(values)
     all_finite = bool(finite.all())
     if not all_finite and not finite.any():
         return np.zeros(values.shape, dtype=np.uint8)
-    # Percentiles, not min/max: one hot pixel must not turn the thumbnail black.
-    lo, hi = (float(v) for v in np.percentile(values if all_finite else values[finite], [0.5, 99.5]))
+    lo, hi = _percentiles(values.ravel() if all_finite else values[finite])
     if hi <= lo:
         hi = lo + 1.0
     if not all_finite:
-        values = np.where(finite, values, lo)
-    scaled = (values - lo) * (255.0 / (hi - lo)) + 0.5
-    out: np.ndarray[Any, np.dtype[np.uint8]] = np.clip(scaled, 0.0, 255.0).astype(np.uint8)
-    return out
+        values[~finite] = lo
+    values -= lo
+    values *= 255.0 / (hi - lo)
+    values += 0.5
+    np.clip(values, 0.0, 255.0, out=values)
+    return values.astype(np.uint8)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def encode_png(image: np.ndarray[Any, np.dtype[np.uint8]]) -> bytes:
+    """An 8-bit greyscale PNG of a 2-D uint8 array.
+
+    Every row uses the "up" filter and zlib runs with its run-length strategy: measured on 256x256
+    thumbnails this is ~4x cheaper than Pillow's encoder at ``compress_level=1`` (which searches all five
+    filters on every row) and the files are as small or smaller (noisy camera image: 39 kB against 42 kB;
+    smooth blobs: 6.7 kB against 7.5 kB).
+    """
+    if image.ndim != 2 or image.dtype != np.uint8:
+        raise ValueError(f"a PNG is encoded from a 2-D uint8 array, not {image.ndim}-D {image.dtype}")
+    h, w = image.shape
+    rows = np.empty((h, w + 1), dtype=np.uint8)
+    rows[:, 0] = _FILTER_UP
+    if h:
+        rows[0, 1:] = image[0]  # the row above the first one counts as zeros
+        np.subtract(image[1:], image[:-1], out=rows[1:, 1:])  # modulo 256, as PNG wants
+    deflate = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_RLE)
+    idat = deflate.compress(rows.data) + deflate.flush()
+    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit grey, deflate, filtered, no interlace
+    return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
 def make_thumbnail(projection: np.ndarray[Any, Any], *, side: int = THUMBNAIL_SIDE) -> Thumbnail:
     """A grey PNG, longest side at most ``side`` pixels, from a 2-D (y, x) projection."""
     if projection.ndim != 2:
         raise ValueError(f"a thumbnail is made from a 2-D projection, not {projection.ndim}-D")
-    img = Image.fromarray(_to_uint8(_downsample(projection, side)), mode="L")
-    if max(img.size) > side:
+    pixels = _to_uint8(_downsample(projection, side))
+    if max(pixels.shape) > side:
+        # Only when no integer factor lands within the size: Pillow's box filter keeps the aspect ratio.
+        img = Image.fromarray(pixels)
         img.thumbnail((side, side), Image.Resampling.BOX)
-    buf = io.BytesIO()
-    # The fastest zlib level: a thumbnail is small either way, and it is made once per uploaded image.
-    img.save(buf, format="PNG", compress_level=1)
-    return Thumbnail(buf.getvalue(), img.width, img.height)
+        pixels = np.asarray(img)
+    height, width = pixels.shape
+    return Thumbnail(encode_png(pixels), width, height)

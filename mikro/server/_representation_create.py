@@ -16,19 +16,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mikro.server import _models as m
 from mikro.server._auth import AuthUser
 from mikro.server._context import Context
-from mikro.server._crud import get_owned, get_store, replace_tags
-from mikro.server._data_plane import array_values, read_array
+from mikro.server._crud import KIND_NAMES, get_owned, get_store
+from mikro.server._data_plane import FINISHED_COLUMNS, array_values, read_array
 from mikro.server._errors import ApiError, BadUserInput, Conflict
 from mikro.server._inputs import RepresentationInput, StoreThumbnailInput
-from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values, set_links
+from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values
 from mikro.server._zarr_meta import ArrayInfo, array_info_from_document
 
 __all__ = ["MAX_BATCH", "REP", "STORE_THUMBNAIL_PREFIX", "create_representations"]
@@ -91,12 +92,8 @@ async def create_representations(
             with _about(label):
                 checked.append(await _check(ctx, session, input, user))
     async with ctx.services.transaction() as tx:
-        rows = []
-        for label, item in zip(labels, checked, strict=True):
-            with _about(label):
-                rows.append(await _insert(ctx, tx.session, item, user))
-        for row in rows:
-            await tx.record(REP, "CREATE", row.id, row.dataset_id, row.creator_id)
+        rows = await _insert(ctx, tx.session, checked, user)
+        await tx.record_many(REP, "CREATE", [(row.id, row.dataset_id, row.creator_id) for row in rows])
     return rows
 
 
@@ -106,6 +103,7 @@ def _check_thumbnail(thumb: StoreThumbnailInput | None) -> None:
 
 
 async def _check(ctx: Context, session: AsyncSession, input: RepresentationInput, user: AuthUser) -> _Checked:
+    checked_name(input.name)
     store = await get_store(session, input.store, user, "ZARR")
     used = await session.scalar(select(m.Representation.id).where(m.Representation.store_id == store.id))
     if used is not None:
@@ -137,45 +135,75 @@ async def _check(ctx: Context, session: AsyncSession, input: RepresentationInput
     )
 
 
-async def _insert(ctx: Context, s: AsyncSession, item: _Checked, user: AuthUser) -> m.Representation:
-    input, store = item.input, item.store
-    if item.array is not None:
+async def _insert(
+    ctx: Context, s: AsyncSession, items: list[_Checked], user: AuthUser
+) -> list[m.Representation]:
+    """Every row of a batch with one statement per table, not one per image: the write lock is held
+    for a handful of statements whatever the batch's size."""
+    finishing = [item for item in items if item.array is not None]
+    if finishing:
         # A concurrent finishUpload read the same objects: whichever lands first is the same.
         await s.execute(
-            update(m.Store)
-            .where(m.Store.id == store.id, m.Store.populated.is_(False))
-            .values(**array_values(ctx, item.array))
-            # The row was loaded by the read session, not this one: nothing here to keep in step.
-            .execution_options(synchronize_session=False)
+            _FINISH_STORE,
+            [{"b_id": i.store.id, **_bound(array_values(ctx, i.array))} for i in finishing if i.array],
         )
-    row = m.Representation(
-        name=checked_name(input.name),
-        store_id=store.id,
-        shape=item.shape,
-        dims=item.dims,
-        dtype=item.dtype,
-        variety=input.variety.value,
-        sample_id=item.sample_id,
-        dataset_id=item.dataset_id,
-        channels=channel_values(input.channels),
-        physical_size=physical_values(input.physical_size),
-        acquisition_date=input.acquisition_date,
-        creator_id=user.id,
-    )
-    s.add(row)
+    rows = [
+        m.Representation(
+            name=item.input.name,
+            store_id=item.store.id,
+            shape=item.shape,
+            dims=item.dims,
+            dtype=item.dtype,
+            variety=item.input.variety.value,
+            sample_id=item.sample_id,
+            dataset_id=item.dataset_id,
+            channels=channel_values(item.input.channels),
+            physical_size=physical_values(item.input.physical_size),
+            acquisition_date=item.input.acquisition_date,
+            tags=list(dict.fromkeys(item.input.tags)),
+            creator_id=user.id,
+        )
+        for item in items
+    ]
+    s.add_all(rows)
     try:
         await s.flush()
     except IntegrityError:
-        # The store was taken by a concurrent createRepresentation (one image per store).
-        raise Conflict(f"store {input.store} already holds a representation") from None
-    await replace_tags(s, row, input.tags)
-    link = m.representation_experiments
-    await set_links(s, link, "representation_id", row.id, "experiment_id", item.experiments, new=True)
-    origin_link = m.representation_origins
-    await set_links(s, origin_link, "derived_id", row.id, "origin_id", item.origins, new=True)
-    if input.thumbnail is not None:
-        await _add_store_thumbnail(ctx, s, row, store, item.array_key, input.thumbnail, user)
-    return row
+        # Taken by a concurrent createRepresentation since the check (one image per store).
+        stores = ", ".join(str(item.input.store) for item in items)
+        raise Conflict(f"a store of {stores} already holds a representation") from None
+    kind = KIND_NAMES[m.Representation]
+    tag_rows = [{"kind": kind, "object_id": row.id, "tag": tag} for row in rows for tag in row.tags]
+    experiment_rows = [
+        {"representation_id": row.id, "experiment_id": e}
+        for row, i in zip(rows, items, strict=True)
+        for e in i.experiments
+    ]
+    origin_rows = [
+        {"derived_id": row.id, "origin_id": o} for row, i in zip(rows, items, strict=True) for o in i.origins
+    ]
+    for table, values in (
+        (_TAGS, tag_rows),
+        (m.representation_experiments, experiment_rows),
+        (m.representation_origins, origin_rows),
+    ):
+        if values:
+            await s.execute(insert(table), values)
+    await _add_store_thumbnails(ctx, s, list(zip(rows, items, strict=True)), user)
+    return rows
+
+
+_STORES = cast(Table, m.Store.__table__)
+_TAGS = cast(Table, m.ObjectTag.__table__)
+_FINISH_STORE = (
+    update(_STORES)
+    .where(_STORES.c.id == bindparam("b_id"), _STORES.c.populated.is_(False))
+    .values({name: bindparam(f"b_{name}") for name in FINISHED_COLUMNS})
+)
+
+
+def _bound(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"b_{name}": value for name, value in values.items()}
 
 
 def _array_key(ctx: Context, store: m.Store) -> str:
@@ -186,39 +214,35 @@ def _array_key(ctx: Context, store: m.Store) -> str:
     return store.key
 
 
-async def _add_store_thumbnail(
-    ctx: Context,
-    session: AsyncSession,
-    rep: m.Representation,
-    store: m.Store,
-    array_key: str,
-    thumb: StoreThumbnailInput,
-    user: AuthUser,
+async def _add_store_thumbnails(
+    ctx: Context, session: AsyncSession, made: list[tuple[m.Representation, _Checked]], user: AuthUser
 ) -> None:
-    """Record the PNG the client put at ``<array>/thumbnail/thumbnail.png`` as its own media store.
+    """Record the PNGs the client put at ``<array>/thumbnail/thumbnail.png``, each as its own media store.
 
     Inside the array's prefix zarr never lists it (a group's member listing warns about foreign keys),
     and the nested prefix keeps ``deleteThumbnail`` (which deletes its store's prefix) off the pixels.
     The object is not checked: it was written with the image's grant before this call, and a missing
     PNG costs only this thumbnail (a check would cost the object store one request per image).
     """
-    key = f"{array_key}/{STORE_THUMBNAIL_PREFIX}"
-    media = m.Store(
-        kind="MEDIA",
-        bucket=store.bucket,
-        key=key,
-        path=ctx.services.storage.path_of(f"{key}/thumbnail.png"),
-        creator_id=user.id,
-        populated=True,
-    )
-    session.add(media)
+    thumbed = [(row, item, item.input.thumbnail) for row, item in made if item.input.thumbnail is not None]
+    media = []
+    for _, item, _ in thumbed:
+        key = f"{item.array_key}/{STORE_THUMBNAIL_PREFIX}"
+        path = ctx.services.storage.path_of(f"{key}/thumbnail.png")
+        media.append(m.Store(kind="MEDIA", bucket=item.store.bucket, key=key, path=path, creator_id=user.id))
+        media[-1].populated = True
+    if not media:
+        return
+    session.add_all(media)
     await session.flush()
-    session.add(
+    session.add_all(
         m.Thumbnail(
-            representation_id=rep.id,
-            store_id=media.id,
+            representation_id=row.id,
+            store_id=store.id,
             width=thumb.width,
             height=thumb.height,
             creator_id=user.id,
         )
+        for (row, _, thumb), store in zip(thumbed, media, strict=True)
+        if thumb is not None
     )

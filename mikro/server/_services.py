@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -96,6 +96,21 @@ class Tx:
         result = await self.session.execute(insert(_EVENTS).values(owner_id=owner_id, **values))
         cursor = int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
         self.events.append(EventMessage(cursor, stream, kind, object_id, scope_id, owner_id))
+
+    async def record_many(
+        self, stream: str, kind: str, objects: Sequence[tuple[int, int | None, int]]
+    ) -> None:
+        """:meth:`record` for several ``(object_id, scope_id, owner_id)``, in one statement."""
+        if not objects:
+            return
+        values = [
+            {"stream": stream, "kind": kind, "object_id": o, "scope_id": scope, "owner_id": owner}
+            for o, scope, owner in objects
+        ]
+        statement = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
+        cursors = [int(row[0]) for row in await self.session.execute(statement, values)]
+        for cursor, (o, scope, owner) in zip(cursors, objects, strict=True):
+            self.events.append(EventMessage(cursor, stream, kind, o, scope, owner))
 
 
 class Services:

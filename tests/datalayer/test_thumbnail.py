@@ -1,0 +1,92 @@
+"""Thumbnails: valid PNGs (decoded by Pillow), the size rules, and a contrast that shows the image."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mikro.datalayer import make_thumbnail
+from mikro.datalayer._thumbnail import encode_png
+
+
+def decode(png: bytes) -> np.ndarray[Any, Any]:
+    img = Image.open(io.BytesIO(png))
+    assert img.format == "PNG" and img.mode == "L"
+    return np.asarray(img)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (33, 257), (256, 256)])
+def test_png_decodes_to_the_same_pixels(shape: tuple[int, int]) -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
+    np.testing.assert_array_equal(decode(encode_png(pixels)), pixels)
+
+
+def test_png_of_a_smooth_image_is_compressed() -> None:
+    yy, xx = np.mgrid[:256, :256]
+    blob = (200 * np.exp(-((yy - 90) ** 2 + (xx - 120) ** 2) / 800.0)).astype(np.uint8)
+    png = encode_png(blob)
+    np.testing.assert_array_equal(decode(png), blob)
+    assert len(png) < blob.nbytes / 4
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint16), np.zeros((2, 4, 4), np.uint8)])
+def test_png_needs_2d_uint8(bad: np.ndarray[Any, Any]) -> None:
+    with pytest.raises(ValueError):
+        encode_png(bad)
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"),
+    [
+        ((512, 512), (256, 256)),  # the projection of a 2048x2048 plane: halved exactly
+        ((300, 400), (256, 192)),
+        ((600, 900), (256, 171)),
+        ((100, 80), (80, 100)),  # small images are not enlarged
+        ((257, 2000), (256, 32)),
+        ((1, 5000), (256, 1)),
+        ((5000, 3), (1, 256)),
+    ],
+)
+def test_thumbnail_size_keeps_the_aspect_within_256(shape: tuple[int, int], size: tuple[int, int]) -> None:
+    projection = np.random.default_rng(0).integers(0, 4000, shape, dtype=np.uint16)
+    thumb = make_thumbnail(projection)
+    assert (thumb.width, thumb.height) == size
+    assert decode(thumb.png).shape == (size[1], size[0])
+
+
+def test_one_hot_pixel_does_not_darken_the_thumbnail() -> None:
+    ramp = np.tile(np.linspace(100, 1100, 512, dtype=np.float32), (512, 1))
+    ramp[200, 300] = 1e9
+    img = decode(make_thumbnail(ramp).png).astype(int)
+    row = img[50]
+    assert row[:5].max() <= 5 and row[-5:].min() >= 250  # the ramp spans the full range
+    assert abs(int(np.median(img)) - 128) <= 8
+    assert np.all(np.diff(row) >= 0)
+
+
+def test_non_finite_values_are_shown_as_the_low_end() -> None:
+    values = np.tile(np.arange(300, dtype=np.float64), (200, 1))
+    values[:20] = np.nan
+    values[20:30] = -np.inf
+    img = decode(make_thumbnail(values).png)
+    top = math.floor(30 * img.shape[0] / 200)
+    assert img[: top - 1].max() == 0
+    assert img[top + 1 :, -1].min() >= 250
+
+
+@pytest.mark.parametrize(
+    "values", [np.full((64, 64), np.nan), np.full((64, 64), 7.0), np.zeros((9, 9), bool)]
+)
+def test_flat_or_empty_images_give_a_black_thumbnail(values: np.ndarray[Any, Any]) -> None:
+    img = decode(make_thumbnail(values).png)
+    assert img.shape == values.shape and img.max() == 0
+
+
+def test_thumbnail_needs_a_2d_projection() -> None:
+    with pytest.raises(ValueError):
+        make_thumbnail(np.zeros((2, 8, 8)))
