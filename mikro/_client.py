@@ -15,12 +15,15 @@ from mikro._client_data import DataPlaneMixin
 from mikro._client_watch import WatchMixin
 from mikro._config import ClientConfig, load_config
 from mikro._context import reset_current_session, set_current_session
-from mikro._exceptions import GrantError, MikroError, NotConnectedError
+from mikro._exceptions import MikroError, NotConnectedError
+from mikro._grant_refresh import RequestAccessProvider
 from mikro._registrations import Registrations
 from mikro._reservations import UploadReservations
-from mikro.api import Grant, Operations, operation
+from mikro.api import Operations, operation
 from mikro.api._operations import IdLike, _id
-from mikro.datalayer import GrantProvider, StorageGrant
+from mikro.datalayer import GrantProvider
+from mikro.datalayer._result_memory import release_kept_results
+from mikro.datalayer._shard import SHARD_BUFFERS
 from mikro.datalayer._warmup import import_pixel_stack
 from mikro.graphql import AsyncTransport, BlockingTransport, RetryPolicy, new_idempotency_key
 
@@ -118,6 +121,9 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
                 await self.reservations.aclose()
             finally:
                 await self._close_clients()
+                # Memory kept warm for the next upload or read is not kept past the session.
+                SHARD_BUFFERS.clear()
+                release_kept_results()
 
     async def _close_clients(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -187,29 +193,22 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
 
         It sends ``requestAccess`` over this session's blocking HTTP client, so it may be called from
         any worker thread (dask tasks, obstore credential refresh) and never touches the event loop.
-        Failures raise :class:`mikro.GrantError` (the server's error is its ``__cause__``).
+        Failures raise :class:`mikro.GrantError` (the server's error is its ``__cause__``). It pickles
+        (with this session's token) so that dask.distributed workers can refresh grants themselves:
+        see :class:`mikro._grant_refresh.RequestAccessProvider`.
         """
         self._require_open()
-        store = _id(store_id)
-        op = operation("RequestAccess")
-        transport = self.blocking_transport
-
-        def provide() -> StorageGrant:
-            if not self._open:
-                raise GrantError(f"cannot refresh the grant for store {store}: its mikro session is closed")
-            try:
-                data = transport.execute(
-                    op.document,
-                    {"store": store, "write": write},
-                    operation_name=op.name,
-                    idempotency_key=new_idempotency_key(),
-                )
-            except MikroError as exc:
-                mode = "write" if write else "read"
-                raise GrantError(f"could not get a {mode} grant for store {store}: {exc}") from exc
-            return Grant.model_validate(data["requestAccess"], context={"session": self}).to_storage_grant()
-
-        return provide
+        config = self.config
+        return RequestAccessProvider(
+            url=str(config.url),
+            token=config.token.get_secret_value() if config.token is not None else None,
+            store_id=_id(store_id),
+            write=write,
+            timeout=config.timeout,
+            retries=config.retries,
+            user_agent=_user_agent(),
+            session=self,
+        )
 
 
 def connect(

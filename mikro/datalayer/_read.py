@@ -7,7 +7,8 @@ decodes only that); the shard index it needs is fetched once per shard and cache
 place is `mikro.datalayer._fetch`.
 
 `compute` reads a whole stored image (``await m.compute(rep.data)``) without dask: worker threads
-fetch it shard by shard, one GET each, straight into one preallocated array. Through dask that would
+fetch it shard by shard, one GET each, straight into one preallocated array (in the memory of a result
+dropped earlier when there is one: `mikro.datalayer._result_memory`). Through dask that would
 be one request per chunk and then a concatenation: a second copy of the whole image, which costs as
 much client CPU as the download itself. For any other expression that needs every chunk of an image
 (``rep.data.max()``), `compute` has the chunk tasks share whole shards, one GET each, instead of making
@@ -35,6 +36,8 @@ from mikro.datalayer._fetch import ScratchBuffers, ShardCache, ShardIndexes, Sha
 from mikro.datalayer._gc import full_collections_deferred
 from mikro.datalayer._grant import GrantProvider
 from mikro.datalayer._layout import ARRAY_PATH, SPACE_UNIT, TIME_UNIT
+from mikro.datalayer._remote import distributed_scheduler_active, rebuild_reader
+from mikro.datalayer._result_memory import result_array
 from mikro.datalayer._shard import ChunkCodec
 from mikro.datalayer._store import GrantedStore
 
@@ -230,6 +233,12 @@ class ShardedArrayReader:
         out: np.ndarray[Any, Any] = self.read_region(box)[post]
         return out
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # dask.distributed pickles tasks for worker processes: there, locks and caches are made anew and
+        # shared by every task of this array (`mikro.datalayer._remote.rebuild_reader`).
+        args = (self.store, self.shape, self.chunks, self.shards, self.dtype, self.array_path)
+        return (rebuild_reader, args)
+
     def __repr__(self) -> str:
         return f"ShardedArrayReader(shape={self.shape}, chunks={self.chunks}, dtype={self.dtype})"
 
@@ -381,20 +390,24 @@ def _blocks(reader: ShardedArrayReader) -> Iterator[tuple[slice, ...]]:
         )
 
 
-def _read_block(reader: ShardedArrayReader, out: np.ndarray[Any, Any], box: tuple[slice, ...]) -> None:
-    _prefault(out)
+def _read_block(
+    reader: ShardedArrayReader, out: np.ndarray[Any, Any], box: tuple[slice, ...], new_memory: bool
+) -> None:
+    if new_memory:
+        _prefault(out)
     reader.read_into(out, box)
 
 
 def _prefault(view: np.ndarray[Any, Any]) -> None:
     """Fault in the memory under ``view`` (a block only this thread writes) with the GIL released.
 
-    Otherwise each page faults in at its first write, inside a numpy copy, which holds the GIL: a huge
-    page the hypervisor took back costs about 5 ms to fault in, and a few of those in a row stalled the
-    event loop 20 to 30 ms (measured here). ``ctypes.memset`` runs without the GIL. (The kernel's
-    MADV_POPULATE_WRITE does the same without writing, but held the address space lock so long that
-    the event loop, allocating, stalled 750 ms.) Only contiguous blocks: the bytes between the rows of
-    another block may already hold another thread's data.
+    Otherwise each page faults in at its first write, inside a numpy copy, which may hold the GIL (numpy
+    releases it for flat copies, not for the 2-D ones a chunk's rows need): a huge page the hypervisor
+    took back costs about 5 ms to fault in, and a few of those in a row stalled the event loop 20 to
+    30 ms (measured here). ``ctypes.memset`` runs without the GIL. (The kernel's MADV_POPULATE_WRITE does
+    the same without writing, but held the address space lock so long that the event loop, allocating,
+    stalled 750 ms.) Only contiguous blocks: the bytes between the rows of another block may already
+    hold another thread's data.
     """
     if view.size and view.flags.c_contiguous:
         ctypes.memset(view.ctypes.data, 0, view.nbytes)
@@ -404,12 +417,9 @@ async def _read_whole(
     reader: ShardedArrayReader, limiter: anyio.CapacityLimiter | None
 ) -> np.ndarray[Any, Any]:
     await anyio.to_thread.run_sync(reader.codec, limiter=limiter)
-    # numpy asks for transparent huge pages for a large array: faulting them in costs 0.1 CPU-s per GiB
-    # (measured here), or 1.3 to 3 where the hypervisor took them back since they were last freed (free
-    # page reporting, common on cloud VMs; typically the first read in a process). Small pages cost a
-    # steady 0.7 (a whole read: 1.5-1.7 CPU-s per GiB against 1.1-1.5), and freeing 256 MiB of them
-    # takes 45 ms in whichever thread drops the array: usually the event loop's.
-    out = np.empty(reader.shape, dtype=reader.dtype)
+    # Page faults on fresh memory can cost more than the rest of the read (`_result_memory`): a dropped
+    # result's memory is reused, and only new memory is faulted in ahead of the stream.
+    out, new_memory = result_array(reader.shape, reader.dtype)
     boxes = iter(list(_blocks(reader)))
     failures: list[Exception] = []
 
@@ -418,7 +428,9 @@ async def _read_whole(
             if failures:
                 return
             try:
-                await anyio.to_thread.run_sync(_read_block, reader, out[box], box, limiter=limiter)
+                await anyio.to_thread.run_sync(
+                    _read_block, reader, out[box], box, new_memory, limiter=limiter
+                )
             except Exception as exc:  # the first failure is raised as is, not in an ExceptionGroup
                 failures.append(exc)
                 return
@@ -443,7 +455,8 @@ async def compute(obj: Any, *, limiter: anyio.CapacityLimiter | None = None) -> 
     if not hasattr(obj, "compute"):
         return obj
     with full_collections_deferred():
-        reader = _whole_image_reader(obj)
+        # With a distributed Client as dask's default scheduler, the cluster reads the whole image too.
+        reader = None if distributed_scheduler_active() else _whole_image_reader(obj)
         if reader is not None:
             values = await _read_whole(reader, limiter)
             return obj.copy(deep=False, data=values) if hasattr(obj, "dims") else values

@@ -50,6 +50,36 @@ SHARED_S3_STORES = 32
 _shared_lock = threading.Lock()
 _shared_s3: OrderedDict[tuple[str | None, str | None, str, str | None], S3Store] = OrderedDict()
 
+#: Stores rebuilt from pickles kept per process (`_rebuilt_store`), by provider.
+REBUILT_STORES = 64
+
+_rebuilt_lock = threading.Lock()
+_rebuilt: OrderedDict[Any, GrantedStore] = OrderedDict()
+
+
+def _rebuilt_store(provider: GrantProvider, grant: StorageGrant | None) -> GrantedStore:
+    """The store a pickled `GrantedStore` becomes in this process (a dask.distributed worker).
+
+    dask ships every task of an image with its own copy of the store. Copies with equal providers (a
+    provider serves one store) become ONE store per process, so the tasks share one grant, refresh it
+    once when it runs out, and share its S3 client (`_shared_s3_store`) and connections. The grant a copy
+    carries replaces the one in hand when it lasts longer. An unhashable provider gets a store of its own.
+    """
+    try:
+        hash(provider)
+    except TypeError:
+        return GrantedStore(provider, grant=grant)
+    with _rebuilt_lock:
+        store = _rebuilt.get(provider)
+        if store is None:
+            store = _rebuilt[provider] = GrantedStore(provider, grant=grant)
+            while len(_rebuilt) > REBUILT_STORES:
+                _rebuilt.popitem(last=False)
+            return store
+        _rebuilt.move_to_end(provider)
+    store._offer(grant)
+    return store
+
 
 def _shared_s3_store(grant: StorageGrant) -> S3Store:
     """One bucket-rooted ``S3Store`` per endpoint, bucket and access key, shared by every store using it.
@@ -150,6 +180,31 @@ class GrantedStore:
         self._root = ""
         self._provider_error: BaseException | None = None
         self.stats = StoreStats()
+
+    # -- pickling (dask.distributed ships stores to worker processes) --------------------------------
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The provider must pickle (the session's does); locks, the obstore client and the counters are
+        # made anew in the receiving process, where copies of one store become one (`_rebuilt_store`).
+        with self._lock:
+            grant = self._grant
+        return (_rebuilt_store, (self._provider, grant))
+
+    def __copy__(self) -> GrantedStore:
+        # A handle on remote objects and a grant: copies would only mean more grant requests.
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> GrantedStore:
+        return self
+
+    def _offer(self, grant: StorageGrant | None) -> None:
+        """Use ``grant`` from now on if it outlives the grant in hand."""
+        if grant is None:
+            return
+        with self._lock:
+            if self._grant is None or grant.expires_at > self._grant.expires_at:
+                self._grant = grant
+                self._grant_lifetime = self._lifetime(grant)
 
     # -- grants -------------------------------------------------------------------------------------
 

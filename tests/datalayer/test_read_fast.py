@@ -71,7 +71,8 @@ def put_image(
     return layout
 
 
-def rewrite_shard(data: bytes, cps: tuple[int, ...], *, reorder: bool, drop: tuple[int, ...] | None) -> bytes:
+def rewrite_shard(data: Any, cps: tuple[int, ...], *, reorder: bool, drop: tuple[int, ...] | None) -> bytes:
+    data = bytes(data)  # the encoder may hand out any buffer
     n = ShardIndex.nbytes(cps)
     index = ShardIndex.decode(data[-n:], cps)
     chunks = {p: index.locate(p) for p in np.ndindex(*cps)}

@@ -1,0 +1,192 @@
+"""Memory for whole-image results, kept warm after the user drops a result, for the next one.
+
+A fresh result of hundreds of MiB must be page-faulted in, and the kernel zeroes every page first. Where
+the pages were freed a moment ago that costs about 0.1 CPU-s per GiB; on a VM whose balloon takes free
+pages back (free page reporting: Firecracker and many cloud VMs, this machine among them; it happens
+about 2 s after a page is freed) the same faults cost 1 to 2.5 CPU-s per GiB (measured), more than the
+whole rest of the read (about 0.75). A script that reads one image after another pays that every time.
+
+So a large result's memory is an anonymous mapping that mikro owns (what numpy would allocate: the same
+transparent-huge-page advice, the same page faults the first time). When the last array viewing it is
+dropped, the mapping is marked ``MADV_FREE`` (the kernel takes the pages back only under memory pressure,
+without swapping; until then they stay mapped) and kept for the next result of the same size: writing to
+pages still there costs no fault at all. At most ``MIKRO_KEEP_RESULT_MB`` MiB (default 1024; 0 turns
+this off) are kept, each for at most `KEEP_SECONDS` after its release; older ones are unmapped at the
+next take or release. While kept, the pages count in the process's RSS (as ``LazyFree``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import mmap
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["KEEP_SECONDS", "MIN_POOLED_BYTES", "release_kept_results", "result_array"]
+
+#: Smaller results come from numpy (malloc reuses freed memory of that size on its own).
+MIN_POOLED_BYTES = 4 * 2**20
+#: A released mapping not taken again within this long is unmapped (at the next take or release).
+KEEP_SECONDS = 60.0
+#: Sizes are rounded up to whole huge pages: the kernel then aligns the mapping for them.
+_HUGE_PAGE = 2 * 2**20
+_DEFAULT_KEEP_MB = 1024
+
+_MADV_FREE: int | None = getattr(mmap, "MADV_FREE", None)
+_MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
+_PRIVATE_ANONYMOUS: int | None = (
+    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+    if hasattr(mmap, "MAP_PRIVATE") and hasattr(mmap, "MAP_ANONYMOUS")
+    else None
+)
+
+
+def _keep_limit() -> int:
+    raw = os.environ.get("MIKRO_KEEP_RESULT_MB", "").strip()
+    try:
+        mib = float(raw) if raw else _DEFAULT_KEEP_MB
+    except ValueError:
+        mib = _DEFAULT_KEEP_MB
+    return max(int(mib * 2**20), 0)
+
+
+class _Mapping:
+    """One anonymous private mapping and the address of its first byte."""
+
+    __slots__ = ("address", "mapping", "released", "size")
+
+    def __init__(self, size: int) -> None:
+        assert _PRIVATE_ANONYMOUS is not None
+        self.size = size
+        self.mapping = mmap.mmap(-1, size, flags=_PRIVATE_ANONYMOUS)
+        if _MADV_HUGEPAGE is not None:
+            with contextlib.suppress(OSError):  # THP compiled out or disabled: small pages, still right
+                self.mapping.madvise(_MADV_HUGEPAGE)
+        anchor = ctypes.c_char.from_buffer(self.mapping)
+        self.address = ctypes.addressof(anchor)
+        del anchor  # its buffer export would keep the mapping from being closed
+        self.released = 0.0
+
+    def close(self) -> None:
+        with contextlib.suppress(BufferError, ValueError, OSError):
+            self.mapping.close()
+
+
+class _Lease:
+    """The owner numpy records as ``base`` of a result array; dropping the last view returns the memory.
+
+    numpy keeps the object that provided ``__array_interface__`` alive as long as any view of the array.
+    """
+
+    __slots__ = ("_interface", "_kept", "_memory")
+
+    def __init__(self, kept: _Kept, memory: _Mapping, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+        self._kept = kept
+        self._memory = memory
+        self._interface: dict[str, Any] = {
+            "data": (memory.address, False),
+            "shape": shape,
+            "typestr": dtype.str,
+            "version": 3,
+        }
+
+    @property
+    def __array_interface__(self) -> dict[str, Any]:
+        return self._interface
+
+    def __del__(self) -> None:
+        # No module globals (contextlib): this also runs while the interpreter exits.
+        try:  # noqa: SIM105
+            self._kept.give(self._memory)
+        except Exception:
+            pass
+
+
+class _Kept:
+    """Released mappings, oldest first, bounded in bytes and age. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[_Mapping] = []
+
+    def take(self, size: int) -> _Mapping | None:
+        with self._lock:
+            self._expire_locked(time.monotonic(), _keep_limit())
+            for i in range(len(self._entries) - 1, -1, -1):
+                if self._entries[i].size == size:
+                    return self._entries.pop(i)
+        return None
+
+    def give(self, memory: _Mapping) -> None:
+        limit = _keep_limit()
+        # Runs wherever the last view is dropped, maybe inside `take` (a garbage collection there) or in
+        # another thread: never wait for the lock; if it is busy, just unmap.
+        if memory.size > limit or _MADV_FREE is None or not self._lock.acquire(blocking=False):
+            memory.close()
+            return
+        try:
+            try:
+                memory.mapping.madvise(_MADV_FREE)
+            except OSError:
+                memory.close()
+                return
+            memory.released = time.monotonic()
+            self._entries.append(memory)
+            self._expire_locked(memory.released, limit)
+        finally:
+            self._lock.release()
+
+    def clear(self) -> None:
+        with self._lock:
+            entries, self._entries = self._entries, []
+        for memory in entries:
+            memory.close()
+
+    def _expire_locked(self, now: float, limit: int) -> None:
+        kept = sum(m.size for m in self._entries)
+        while self._entries and (kept > limit or now - self._entries[0].released > KEEP_SECONDS):
+            oldest = self._entries.pop(0)
+            kept -= oldest.size
+            oldest.close()
+
+
+_kept = _Kept()
+
+
+def release_kept_results() -> None:
+    """Unmap every kept result's memory now (a session does this when it closes)."""
+    _kept.clear()
+
+
+def result_array(shape: Sequence[int], dtype: npt.DTypeLike) -> tuple[np.ndarray[Any, Any], bool]:
+    """An uninitialised C-contiguous array, like ``np.empty``, and whether its memory is new.
+
+    Memory that is not new was a dropped result's: its pages are (most likely) still mapped, so writing
+    costs no page faults; new memory faults in on first write.
+    """
+    dt = np.dtype(dtype)
+    shape = tuple(int(n) for n in shape)
+    nbytes = math.prod(shape) * dt.itemsize
+    size = -(-nbytes // _HUGE_PAGE) * _HUGE_PAGE
+    if (
+        nbytes < MIN_POOLED_BYTES
+        or size > _keep_limit()
+        or _PRIVATE_ANONYMOUS is None
+        or _MADV_FREE is None
+        or dt.fields is not None
+        or dt.hasobject
+    ):
+        return np.empty(shape, dtype=dt), True
+    memory = _kept.take(size)
+    new = memory is None
+    if memory is None:
+        memory = _Mapping(size)
+    return np.asarray(_Lease(_kept, memory, shape, dt)), new

@@ -1,0 +1,117 @@
+"""Whole-image results reuse the memory of dropped results, never memory something still views."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mikro.datalayer import GrantedStore, _fetch, _result_memory, compute
+from mikro.datalayer._result_memory import MIN_POOLED_BYTES, result_array
+from tests.datalayer.conftest import CountingProvider
+from tests.datalayer.test_read_fast import open_view, put_image, values_for
+
+SHAPE = (3, 1024, 1024)  # 6 MiB of uint16: large enough for mikro to keep its memory after use
+CHUNKS = (1, 256, 512)
+SHARDS = (1, 1024, 1024)
+
+
+@pytest.fixture(autouse=True)
+def _empty_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MIKRO_KEEP_RESULT_MB", raising=False)
+    monkeypatch.setattr(_result_memory, "_kept", _result_memory._Kept())
+
+
+@pytest.mark.anyio
+async def test_a_dropped_result_memory_is_reused_and_a_viewed_one_is_not(
+    make_provider: Callable[..., CountingProvider],
+) -> None:
+    provider = make_provider()
+    values = values_for(SHAPE, seed=3)
+    layout = put_image(GrantedStore(provider), values, chunks=CHUNKS, shards=SHARDS)
+    view = open_view(GrantedStore(provider), layout)
+
+    got = await compute(view)
+    np.testing.assert_array_equal(got.values, values)
+    address = got.values.ctypes.data
+    del got
+    gc.collect()
+
+    # Memory given back to the system would go to this array; kept memory goes to the next result.
+    placeholder = np.ones(SHAPE, dtype="uint16")
+    again = await compute(view)
+    assert again.values.ctypes.data == address  # no new memory to fault in
+    assert not np.shares_memory(placeholder, again.values)
+    np.testing.assert_array_equal(again.values, values)
+
+    plane = again.values[1]  # only a view of the result is kept
+    del again
+    gc.collect()
+    third = await compute(view)
+    assert not np.shares_memory(third.values, plane)
+    third.values[...] = 0
+    np.testing.assert_array_equal(plane, values[1])
+    np.testing.assert_array_equal((await compute(view)).values, values)
+
+
+def test_live_results_never_share_memory() -> None:
+    shape = (4, 1024, 1024)
+    a, a_new = result_array(shape, "uint16")
+    b, b_new = result_array(shape, "uint16")
+    assert a_new and b_new
+    assert not np.shares_memory(a, b)
+    a[...] = 1
+    b[...] = 2
+    assert int(a.max()) == 1 and int(b.min()) == 2
+    assert a.flags.c_contiguous and a.flags.writeable and a.shape == shape and a.dtype == np.uint16
+
+    address = a.ctypes.data
+    del a
+    c, c_new = result_array(shape, np.dtype(">u2"))  # same size, another dtype: the memory fits
+    assert not c_new and c.ctypes.data == address
+    c[...] = 513
+    assert c.dtype == np.dtype(">u2") and int(c.sum()) == 513 * c.size
+    assert not np.shares_memory(b, c)
+
+
+def test_small_results_and_disabled_keeping_are_plain_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    small, _ = result_array((MIN_POOLED_BYTES // 2 - 1,), "uint8")
+    assert small.base is None  # a plain numpy array
+    monkeypatch.setenv("MIKRO_KEEP_RESULT_MB", "0")
+    large, new = result_array((8, 1024, 1024), "uint8")
+    assert new and large.base is None
+
+
+def test_results_larger_than_the_limit_or_long_unused_are_given_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIKRO_KEEP_RESULT_MB", "16")
+    big, _ = result_array((32, 1024, 1024), "uint8")
+    assert big.base is None  # more than may be kept: not mikro's memory at all
+
+    first, _ = result_array((8, 1024, 1024), "uint8")
+    second, _ = result_array((12, 1024, 1024), "uint8")
+    del first, second  # 20 MiB released, 16 may be kept: the older one is unmapped
+    kept: Any = _result_memory._kept
+    assert [m.size for m in kept._entries] == [12 * 2**20]
+
+    monkeypatch.setattr(_result_memory, "KEEP_SECONDS", 0.0)
+    again, new = result_array((12, 1024, 1024), "uint8")  # expiry runs before the lookup
+    assert new and kept._entries == []
+    del again
+
+
+def test_whole_objects_longer_than_expected_are_read_whole(
+    store: GrantedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shard fetched whole goes into memory sized for it; one that is longer (compressed chunks that
+    grew) still arrives complete."""
+    monkeypatch.setattr(_fetch, "PIECE_BYTES", 64 * 2**10)
+    data = np.random.default_rng(5).integers(0, 256, 6 * 2**20 + 12345, dtype=np.uint8).tobytes()
+    store.put("blob", data)
+    for capacity in (len(data), len(data) + 7, 5 * 2**20, 1000):
+        got = _fetch.fetch_object(store, "blob", capacity)
+        assert got is not None and got.nbytes == len(data) and bytes(got) == data
+    assert _fetch.fetch_object(store, "missing", 1000) is None
+    assert store.stats.snapshot()["gets"] == 5
