@@ -43,7 +43,7 @@ from mikro.datalayer import compute as compute_off_loop
 if TYPE_CHECKING:
     import xarray as xr
 
-    from mikro.api import Grant, Representation, Table, Thumbnail, ZarrStore
+    from mikro.api import Representation, Table, ZarrStore
 
 __all__ = ["DataPlaneMixin"]
 
@@ -72,10 +72,6 @@ class _Session(Protocol):
 
     def grant_provider(self, store_id: Any, write: bool = False) -> GrantProvider: ...
 
-    async def request_upload(self, kind: Any = ...) -> Grant: ...
-
-    async def finish_upload(self, store: Any) -> ZarrStore: ...
-
     async def get_representation(self, id: Any) -> Representation: ...
 
     async def delete_representation(self, representation: Any) -> str: ...
@@ -84,11 +80,7 @@ class _Session(Protocol):
 
     async def list_representations(self, **filters: Any) -> list[Representation]: ...
 
-    async def _create_representation_row(self, input: Mapping[str, Any]) -> Representation: ...
-
     async def _create_table_row(self, input: Mapping[str, Any]) -> Table: ...
-
-    async def _create_thumbnail_row(self, input: Mapping[str, Any]) -> Thumbnail: ...
 
 
 def _channel_inputs(channels: Sequence[Any] | None, names: Sequence[str] | None) -> list[Any]:

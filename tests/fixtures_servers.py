@@ -318,3 +318,10 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
 def user_token(mikro_server: MikroServer) -> str:
     """A fresh non-admin user on the session server."""
     return mikro_server.add_user("user")
+
+
+@pytest.fixture(params=["file", "s3"])
+def server(request: pytest.FixtureRequest) -> MikroServer:
+    """The session server with a folder store, then the one on moto's S3 (the test runs on both)."""
+    name = "mikro_server" if request.param == "file" else "mikro_server_s3"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]

@@ -38,12 +38,6 @@ def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-@pytest.fixture(params=["file", "s3"])
-def server(request: pytest.FixtureRequest) -> MikroServer:
-    name = "mikro_server" if request.param == "file" else "mikro_server_s3"
-    return request.getfixturevalue(name)  # type: ignore[no-any-return]
-
-
 @pytest.fixture
 async def m(server: MikroServer) -> AsyncIterator[mikro.Mikro]:
     token = server.add_user("data")

@@ -72,12 +72,6 @@ def short_grant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mik
         server.stop()
 
 
-@pytest.fixture(params=["file", "s3"])
-def server(request: pytest.FixtureRequest) -> MikroServer:
-    name = "mikro_server" if request.param == "file" else "mikro_server_s3"
-    return request.getfixturevalue(name)  # type: ignore[no-any-return]
-
-
 @pytest.fixture
 async def m(server: MikroServer) -> AsyncIterator[mikro.Mikro]:
     token = server.add_user("cluster")

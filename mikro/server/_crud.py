@@ -168,10 +168,16 @@ async def replace_tags(session: AsyncSession, obj: Any, tags: list[str]) -> None
         await session.execute(
             delete(m.ObjectTag).where(m.ObjectTag.kind == kind, m.ObjectTag.object_id == obj.id)
         )
-    if unique:
-        await session.execute(
-            insert(m.ObjectTag), [{"kind": kind, "object_id": obj.id, "tag": tag} for tag in unique]
-        )
+    await insert_tag_rows(session, [obj])
+
+
+async def insert_tag_rows(session: AsyncSession, objs: Sequence[Any]) -> None:
+    """Write the ``object_tags`` rows of flushed objects that have none yet, from their ``tags``."""
+    values = [
+        {"kind": KIND_NAMES[type(obj)], "object_id": obj.id, "tag": tag} for obj in objs for tag in obj.tags
+    ]
+    if values:
+        await session.execute(insert(m.ObjectTag), values)
 
 
 async def drop_tags(session: AsyncSession, model: type[Any], ids: Sequence[int]) -> None:

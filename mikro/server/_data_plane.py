@@ -22,7 +22,7 @@ from mikro.server._objects import GrantData
 from mikro.server._store_cleanup import delete_objects, delete_stores
 from mikro.server._zarr_meta import ArrayInfo, read_array_info
 
-__all__ = ["FINISHED_COLUMNS", "DataPlaneMutation", "array_values", "read_array", "record_array"]
+__all__ = ["DataPlaneMutation", "array_values", "read_array", "record_array"]
 
 T = TypeVar("T")
 
@@ -77,10 +77,6 @@ def _session_name(user: AuthUser) -> str:
 async def read_array(ctx: Context, key: str) -> ArrayInfo:
     """The array metadata a finished upload must have in place under ``key`` (one object read)."""
     return await ctx.services.run_io(read_array_info, ctx.services.storage.read, key)
-
-
-#: The columns a store gets when its upload is finished (the keys of :func:`array_values`).
-FINISHED_COLUMNS = ("shape", "chunks", "shards", "dtype", "dimension_names", "path", "populated")
 
 
 def array_values(ctx: Context, array: ArrayInfo) -> dict[str, Any]:

@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mikro.server import _models as m
 from mikro.server._auth import AuthUser
 from mikro.server._context import Context
-from mikro.server._crud import KIND_NAMES, get_owned, get_store
-from mikro.server._data_plane import FINISHED_COLUMNS, array_values, read_array
+from mikro.server._crud import get_owned, get_store, insert_tag_rows
+from mikro.server._data_plane import array_values, read_array
 from mikro.server._errors import ApiError, BadUserInput, Conflict
 from mikro.server._inputs import RepresentationInput, StoreThumbnailInput
 from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values
@@ -143,10 +143,14 @@ async def _insert(
     finishing = [item for item in items if item.array is not None]
     if finishing:
         # A concurrent finishUpload read the same objects: whichever lands first is the same.
-        await s.execute(
-            _FINISH_STORE,
-            [{"b_id": i.store.id, **_bound(array_values(ctx, i.array))} for i in finishing if i.array],
+        values = [{"b_id": i.store.id, **_bound(array_values(ctx, i.array))} for i in finishing if i.array]
+        columns: dict[str, Any] = {name[2:]: bindparam(name) for name in values[0] if name != "b_id"}
+        finish = (
+            update(_STORES)
+            .where(_STORES.c.id == bindparam("b_id"), _STORES.c.populated.is_(False))
+            .values(columns)
         )
+        await s.execute(finish, values)
     rows = [
         m.Representation(
             name=item.input.name,
@@ -172,8 +176,7 @@ async def _insert(
         # Taken by a concurrent createRepresentation since the check (one image per store).
         stores = ", ".join(str(item.input.store) for item in items)
         raise Conflict(f"a store of {stores} already holds a representation") from None
-    kind = KIND_NAMES[m.Representation]
-    tag_rows = [{"kind": kind, "object_id": row.id, "tag": tag} for row in rows for tag in row.tags]
+    await insert_tag_rows(s, rows)
     experiment_rows = [
         {"representation_id": row.id, "experiment_id": e}
         for row, i in zip(rows, items, strict=True)
@@ -182,24 +185,17 @@ async def _insert(
     origin_rows = [
         {"derived_id": row.id, "origin_id": o} for row, i in zip(rows, items, strict=True) for o in i.origins
     ]
-    for table, values in (
-        (_TAGS, tag_rows),
+    for table, link_rows in (
         (m.representation_experiments, experiment_rows),
         (m.representation_origins, origin_rows),
     ):
-        if values:
-            await s.execute(insert(table), values)
+        if link_rows:
+            await s.execute(insert(table), link_rows)
     await _add_store_thumbnails(ctx, s, list(zip(rows, items, strict=True)), user)
     return rows
 
 
 _STORES = cast(Table, m.Store.__table__)
-_TAGS = cast(Table, m.ObjectTag.__table__)
-_FINISH_STORE = (
-    update(_STORES)
-    .where(_STORES.c.id == bindparam("b_id"), _STORES.c.populated.is_(False))
-    .values({name: bindparam(f"b_{name}") for name in FINISHED_COLUMNS})
-)
 
 
 def _bound(values: dict[str, Any]) -> dict[str, Any]:
@@ -229,8 +225,11 @@ async def _add_store_thumbnails(
     for _, item, _ in thumbed:
         key = f"{item.array_key}/{STORE_THUMBNAIL_PREFIX}"
         path = ctx.services.storage.path_of(f"{key}/thumbnail.png")
-        media.append(m.Store(kind="MEDIA", bucket=item.store.bucket, key=key, path=path, creator_id=user.id))
-        media[-1].populated = True
+        media.append(
+            m.Store(
+                kind="MEDIA", bucket=item.store.bucket, key=key, path=path, creator_id=user.id, populated=True
+            )
+        )
     if not media:
         return
     session.add_all(media)
@@ -244,5 +243,4 @@ async def _add_store_thumbnails(
             creator_id=user.id,
         )
         for (row, _, thumb), store in zip(thumbed, media, strict=True)
-        if thumb is not None
     )

@@ -91,16 +91,15 @@ class Tx:
     async def record(
         self, stream: str, kind: str, object_id: int, scope_id: int | None, owner_id: int
     ) -> None:
-        # A Core insert (the session flushes pending objects first): the event's id is its cursor.
-        values = {"stream": stream, "kind": kind, "object_id": object_id, "scope_id": scope_id}
-        result = await self.session.execute(insert(_EVENTS).values(owner_id=owner_id, **values))
-        cursor = int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
-        self.events.append(EventMessage(cursor, stream, kind, object_id, scope_id, owner_id))
+        await self.record_many(stream, kind, [(object_id, scope_id, owner_id)])
 
     async def record_many(
         self, stream: str, kind: str, objects: Sequence[tuple[int, int | None, int]]
     ) -> None:
-        """:meth:`record` for several ``(object_id, scope_id, owner_id)``, in one statement."""
+        """Record events of several ``(object_id, scope_id, owner_id)`` in one statement.
+
+        A Core insert (the session flushes pending objects first): each event's id is its cursor.
+        """
         if not objects:
             return
         values = [
