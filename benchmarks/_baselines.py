@@ -158,8 +158,9 @@ def raw_put(store: S3Store | LocalStore, prefix: str, planes: np.ndarray) -> Non
 
 
 #: The small objects mikro writes beside each image's pixels: the OME-Zarr group's and the array's
-#: zarr.json, and the thumbnail PNG (typical sizes for a 2048x2048 uint16 plane).
-IMAGE_SIDE_OBJECTS = (1_400, 1_100, 47_000)
+#: zarr.json (typical sizes for a 2048x2048 uint16 plane). The thumbnail is no object: its PNG goes to
+#: the server with the image's registration.
+IMAGE_SIDE_OBJECTS = (1_400, 1_100)
 
 
 def raw_put_image_objects(store: S3Store | LocalStore, prefix: str, planes: np.ndarray) -> None:

@@ -153,6 +153,18 @@ def _zarr_json(shape: list[int], dims: list[str]) -> dict[str, Any]:
     }
 
 
+def _thumbnail_png(height: int, width: int) -> str:
+    """Base64 of the thumbnail mikro makes of a noisy ``height x width`` uint16 image."""
+    import base64
+
+    import numpy as np
+
+    from mikro.datalayer import make_thumbnail
+
+    pixels = np.random.default_rng(0).integers(0, 4000, (height, width), dtype=np.uint16)
+    return base64.b64encode(make_thumbnail(pixels).png).decode("ascii")
+
+
 async def _post(client: httpx.AsyncClient, url: str, name: str, variables: dict[str, Any]) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     document = _doc(name)
@@ -278,6 +290,8 @@ async def measure(
 
             # The client's ingest path: unfinished stores, arrayMetadata sent, BATCH images per request.
             metadata = json.dumps(_zarr_json([64, 64], ["y", "x"]))
+            # The thumbnail travels with the registration, as the client sends it: a real PNG of the image.
+            thumbnail = {"png": _thumbnail_png(64, 64)}
             fresh: list[str] = []
             while len(fresh) < (n + 21) * BATCH:
                 grants = await _post(client, url, "RequestUploads", {"count": 64, "kind": "ZARR"})
@@ -291,7 +305,7 @@ async def measure(
                         "name": f"batch-{i}-{j}",
                         "tags": ["bench"],
                         "arrayMetadata": metadata,
-                        "thumbnail": {"width": 64, "height": 64},
+                        "thumbnail": thumbnail,
                     }
                     for j in range(BATCH)
                 ]

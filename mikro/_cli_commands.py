@@ -32,6 +32,7 @@ def serve(
     """Run the mikro reference server (settings also from MIKRO_* environment variables)."""
     from mikro.server import Settings
     from mikro.server import serve as run_server
+    from mikro.server._schema_check import DatabaseSchemaError
 
     overrides = {
         "data_dir": data_dir,
@@ -43,7 +44,11 @@ def serve(
         "grant_ttl": grant_ttl,
     }
     given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-    run_server(Settings(**given))
+    try:
+        run_server(Settings(**given))
+    except DatabaseSchemaError as e:
+        typer.echo(f"mikro: {e}", err=True)
+        raise typer.Exit(1) from None
 
 
 user_app = typer.Typer(help="Manage the users of a mikro server.", no_args_is_help=True)
@@ -60,13 +65,14 @@ def user_add(
     """Create a user and print its bearer token (shown only once)."""
     from mikro.server import Settings, add_user
     from mikro.server._errors import ApiError
+    from mikro.server._schema_check import DatabaseSchemaError
 
     overrides = {"data_dir": data_dir, "database_url": database_url}
     given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     settings = Settings(**given)
     try:
         token = add_user(settings, name, admin=admin)
-    except ApiError as e:
+    except (ApiError, DatabaseSchemaError) as e:
         typer.echo(f"mikro: {e}", err=True)
         raise typer.Exit(1) from None
     typer.echo(token)
@@ -81,12 +87,13 @@ def user_rotate_token(
     """Give a user a new token and print it; the old token is refused from now on."""
     from mikro.server import Settings, rotate_token
     from mikro.server._errors import ApiError
+    from mikro.server._schema_check import DatabaseSchemaError
 
     overrides = {"data_dir": data_dir, "database_url": database_url}
     given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     try:
         token = rotate_token(Settings(**given), name)
-    except ApiError as e:
+    except (ApiError, DatabaseSchemaError) as e:
         typer.echo(f"mikro: {e}", err=True)
         raise typer.Exit(1) from None
     typer.echo(token)

@@ -3,12 +3,14 @@
 :class:`DataPlaneMixin` is mixed into :class:`mikro.Mikro`; it uses the session's grants
 (``requestUpload`` / ``requestAccess`` via :meth:`Mikro.grant_provider`), its worker-thread limiter and
 the typed operations, and leaves all pixel work to :mod:`mikro.datalayer` (worker threads, obstore's
-sync API). An image becomes visible only once its data and thumbnail are in place: one
-``createRepresentation`` request then finishes the upload and records the image and its thumbnail.
+sync API). An image becomes visible only once its data is in place: one ``createRepresentation``
+request then finishes the upload and records the image with its thumbnail (the PNG travels in that
+request and is kept by the server: no object of its own on the store).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 import threading
@@ -49,9 +51,6 @@ __all__ = ["DataPlaneMixin"]
 
 log = logging.getLogger(__name__)
 
-#: Where the thumbnail goes inside the image's own store: in the array's prefix, where zarr never lists
-#: it, under a prefix of its own so that deleting the thumbnail leaves the pixels alone.
-THUMBNAIL_KEY = f"{ARRAY_PATH}/thumbnail/thumbnail.png"
 #: Read stores (grant + obstore client) kept per session for the images opened most recently.
 READ_STORES_KEPT = 64
 #: How long cleanup after a failed upload may take (it runs shielded from cancellation).
@@ -166,15 +165,15 @@ class DataPlaneMixin:
                 limiter=session.thread_limiter,
                 compression=compression,
                 progress=progress,
-                # Into the image's own store: no second store, grant or round trip per image.
-                thumbnail_key=THUMBNAIL_KEY if thumbnail else None,
+                thumbnail=thumbnail,
             )
             written = list(result.keys)
             rep: Representation | None = None
             creating = False
             try:
                 made = result.thumbnail
-                thumb = None if made is None else {"width": made.width, "height": made.height}
+                # Sent with the registration: no object request per image for it.
+                thumb = None if made is None else {"png": base64.b64encode(made.png).decode("ascii")}
                 creating = True
                 # Shielded: a cancellation arriving mid-request must not leave us unsure whether the server
                 # committed the row (it takes effect at the checkpoint below, and the row is then removed).

@@ -25,6 +25,7 @@ __all__ = [
     "acreate_roi",
     "acreate_sample",
     "acreate_table",
+    "acreate_thumbnail",
     "adelete_dataset",
     "adelete_experiment",
     "adelete_metric",
@@ -70,6 +71,7 @@ __all__ = [
     "asearch_representations",
     "asearch_rois",
     "asearch_samples",
+    "athumbnail_png",
     "aupdate_dataset",
     "aupdate_experiment",
     "aupdate_metric",
@@ -77,6 +79,7 @@ __all__ = [
     "aupdate_roi",
     "aupdate_sample",
     "aupdate_table",
+    "aupdate_thumbnail",
     "awatch_representations",
     "awatch_rois",
 ]
@@ -113,6 +116,7 @@ acreate_representation = _bind(Mikro.create_representation)
 acreate_roi = _bind(Mikro.create_roi)
 acreate_sample = _bind(Mikro.create_sample)
 acreate_table = _bind(Mikro.create_table)
+acreate_thumbnail = _bind(Mikro.create_thumbnail)
 adelete_dataset = _bind(Mikro.delete_dataset)
 adelete_experiment = _bind(Mikro.delete_experiment)
 adelete_metric = _bind(Mikro.delete_metric)
@@ -158,6 +162,7 @@ asearch_metrics = _bind(Mikro.search_metrics)
 asearch_representations = _bind(Mikro.search_representations)
 asearch_rois = _bind(Mikro.search_rois)
 asearch_samples = _bind(Mikro.search_samples)
+athumbnail_png = _bind(Mikro.thumbnail_png)
 aupdate_dataset = _bind(Mikro.update_dataset)
 aupdate_experiment = _bind(Mikro.update_experiment)
 aupdate_metric = _bind(Mikro.update_metric)
@@ -165,5 +170,6 @@ aupdate_representation = _bind(Mikro.update_representation)
 aupdate_roi = _bind(Mikro.update_roi)
 aupdate_sample = _bind(Mikro.update_sample)
 aupdate_table = _bind(Mikro.update_table)
+aupdate_thumbnail = _bind(Mikro.update_thumbnail)
 awatch_representations = _bind(Mikro.watch_representations)
 awatch_rois = _bind(Mikro.watch_rois)

@@ -6,6 +6,7 @@ grants), on both anyio backends.
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import threading
 import time
@@ -21,8 +22,10 @@ import pandas as pd
 import pytest
 import xarray as xr
 import zarr
+from PIL import Image
 
 import mikro
+from mikro.datalayer import GrantedStore
 from mikro.datalayer._shard import ShardIndex
 from tests.fixtures_servers import MikroServer, ServerFactory
 
@@ -168,6 +171,17 @@ async def test_thumbnail_is_a_png_of_the_image(m: mikro.Mikro) -> None:
     rep = await m.create_representation(values, name=unique("half"))
     (thumb,) = rep.thumbnails or []
     assert (thumb.width, thumb.height) == (256, 192)
+
+    # The server keeps the PNG: one request reads it back, and it shows the image.
+    png = await m.thumbnail_png(thumb)
+    image = np.asarray(Image.open(io.BytesIO(png)))
+    assert image.shape == (192, 256)
+    assert image[:, :120].max() < image[:, 136:].min()
+    # No object of its own: the image's store holds the zarr data and nothing else.
+    store = GrantedStore(m.grant_provider(rep.store.id))
+    keys = await anyio.to_thread.run_sync(store.list_keys)
+    assert keys and not [k for k in keys if "thumbnail" in k or k.endswith(".png")]
+    assert {"zarr.json", "0/zarr.json"} <= set(keys)
 
 
 @pytest.mark.anyio

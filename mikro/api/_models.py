@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from pydantic import Base64Bytes, Field
+
 from mikro._exceptions import NotConnectedError
 from mikro.api._base import MikroModel
 from mikro.api._enums import RepresentationVariety, RoiKind
@@ -20,7 +22,6 @@ __all__ = [
     "Channel",
     "Dataset",
     "Experiment",
-    "MediaStore",
     "Metric",
     "ParquetStore",
     "PhysicalSize",
@@ -64,13 +65,6 @@ class ZarrStore(MikroModel):
 
 
 class ParquetStore(MikroModel):
-    id: str
-    bucket: str
-    key: str
-    path: str
-
-
-class MediaStore(MikroModel):
     id: str
     bucket: str
     key: str
@@ -205,11 +199,15 @@ class Table(MikroModel):
 
 
 class Thumbnail(MikroModel):
-    """A small PNG of an image."""
+    """A small PNG of an image, kept by the server with the image's metadata.
+
+    ``png`` is ``None`` unless asked for: representations list their thumbnails without it. Read a
+    thumbnail's PNG with ``await m.thumbnail_png(thumbnail)``.
+    """
 
     id: str
     representation: Representation | None = None
-    store: MediaStore
+    png: Base64Bytes | None = Field(default=None, repr=False)
     width: int
     height: int
     created_at: dt.datetime

@@ -9,6 +9,7 @@ arguments, ``offset``/``limit``), ``iter_*`` (an async iterator paging through e
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -158,6 +159,13 @@ def _filter(
     return filt or None
 
 
+def _base64(data: bytes) -> str:
+    """A ``Base64`` scalar's value."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ValidationError(f"expected PNG bytes, got {type(data).__name__}")
+    return base64.b64encode(data).decode("ascii")
+
+
 def _page(offset: int, limit: int) -> dict[str, int]:
     return {"offset": offset, "limit": limit}
 
@@ -247,9 +255,6 @@ class Operations:
 
     async def _create_table_row(self, input: Mapping[str, Any]) -> Table:
         return await self._one("CreateTable", Table, {"input": _camel_input(input)})
-
-    async def _create_thumbnail_row(self, input: Mapping[str, Any]) -> Thumbnail:
-        return await self._one("CreateThumbnail", Thumbnail, {"input": _camel_input(input)})
 
     # -- Representation (created with pixels by the data plane: create_representation) ------------
 
@@ -839,10 +844,26 @@ class Operations:
     async def delete_table(self, table: IdLike) -> str:
         return await self._delete("DeleteTable", table)
 
-    # -- Thumbnail (created at upload by the data plane) --------------------------------------------
+    # -- Thumbnail (made at upload by the data plane; the server keeps the PNG) --------------------
 
     async def get_thumbnail(self, id: IdLike) -> Thumbnail:
         return await self._one("GetThumbnail", Thumbnail, {"id": _id(id)})
+
+    async def thumbnail_png(self, thumbnail: IdLike) -> bytes:
+        """The PNG of a thumbnail (e.g. ``rep.thumbnails[0]``), as bytes: one request, no grant."""
+        data = await self._execute("GetThumbnailPng", {"id": _id(thumbnail)})
+        return base64.b64decode(data["thumbnail"]["png"], validate=True)
+
+    async def create_thumbnail(self, representation: IdLike, png: bytes) -> Thumbnail:
+        """Add a thumbnail to an image; the server reads its width and height from the PNG
+        (at most 1 MiB and 4096 pixels a side)."""
+        data = {"representation": _id(representation), "png": _base64(png)}
+        return await self._one("CreateThumbnail", Thumbnail, {"input": data})
+
+    async def update_thumbnail(self, thumbnail: IdLike, png: bytes) -> Thumbnail:
+        """Replace a thumbnail's PNG (width and height follow it)."""
+        data = {"png": _base64(png)}
+        return await self._one("UpdateThumbnail", Thumbnail, {"id": _id(thumbnail), "input": data})
 
     async def list_thumbnails(
         self,

@@ -1,13 +1,14 @@
 """Write a validated image to a granted store as OME-Zarr 0.5: shards in worker threads, with its
-metadata and thumbnail.
+metadata; and make its thumbnail.
 
 Shards are encoded here (see `_shard`) and put whole with obstore's sync API, several at once: each
 shard is encoded in one ``anyio.to_thread.run_sync`` call and put in another, under the caller's
 `CapacityLimiter`, and no more shards are scheduled than the limiter has tokens, so memory stays bounded
 (dask inputs are computed one shard region at a time, never as a whole). The metadata documents go up
 beside the first shard: nothing reads the store before the server records it, so an image is complete
-when it is registered, not when its ``zarr.json`` appears. The thumbnail goes up as soon as every shard
-has been read (the projection is then complete), beside the last shards' uploads. On failure or
+when it is registered, not when its ``zarr.json`` appears. The thumbnail (a PNG, not stored here: it is
+sent with the image's registration) is made as soon as every shard has been read (the projection is then
+complete), beside the last shards' uploads. On failure or
 cancellation the objects already written are deleted (best effort) and the error propagates; nothing is
 registered with the server here.
 """
@@ -67,7 +68,7 @@ class WriteResult:
     keys: tuple[str, ...]
     #: The array's ``zarr.json`` as written (the server records shape, dtype and chunks from it).
     array_metadata: bytes
-    #: The thumbnail put at ``thumbnail_key`` (None without one).
+    #: The thumbnail made with ``thumbnail=True`` (None without one); it is not in the store.
     thumbnail: Thumbnail | None = None
 
     @property
@@ -120,12 +121,13 @@ async def write_image(
     level: int = 1,
     target_shard_bytes: int = TARGET_SHARD_BYTES,
     progress: ProgressCallback | None = None,
-    thumbnail_key: str | None = None,
+    thumbnail: bool = False,
 ) -> WriteResult:
     """Write ``image`` as an OME-Zarr 0.5 image (group at the store root, array at ``"0"``).
 
-    With ``thumbnail_key``, a PNG thumbnail of the max projection is put there too, as soon as every
-    shard has been read: beside the last shards' uploads rather than after them.
+    With ``thumbnail``, a PNG thumbnail of the max projection is made too (in a worker thread, as
+    soon as every shard has been read: beside the last shards' uploads rather than after them) and
+    returned in the result; it is not written to the store.
     """
     started = time.perf_counter()
     layout = choose_layout(
@@ -155,9 +157,8 @@ async def write_image(
         projection.add(block, region)
         return encode_shard(block, layout, codec), block.nbytes
 
-    def put_thumbnail(key: str) -> None:
+    def make() -> None:
         made.append(make_thumbnail(projection.image))
-        store.put(key, made[0].png)
 
     async def run_shard(position: tuple[int, ...], tg: anyio.abc.TaskGroup) -> None:
         try:
@@ -165,10 +166,8 @@ async def write_image(
             written.append(key)
             payload, raw = await anyio.to_thread.run_sync(partial(encode, position), limiter=limiter)
             counters["projected"] += 1
-            if thumbnail_key is not None and counters["projected"] == shard_count:
-                written.append(thumbnail_key)
-                put = partial(anyio.to_thread.run_sync, put_thumbnail, thumbnail_key, limiter=limiter)
-                tg.start_soon(put)
+            if thumbnail and counters["projected"] == shard_count:
+                tg.start_soon(partial(anyio.to_thread.run_sync, make, limiter=limiter))
             await anyio.to_thread.run_sync(store.put, key, payload, limiter=limiter)
             counters["stored"] += len(payload)
             counters["done"] += raw

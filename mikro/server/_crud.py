@@ -78,7 +78,7 @@ async def get_owned(session: AsyncSession, model: type[M], raw_id: Any, user: Au
 @functools.cache
 def _row_by_id(model: Any) -> Select[Any]:
     table = model.__table__
-    return select(table).where(table.c.id == bindparam("id"))
+    return select(*m.listed_columns(model)).where(table.c.id == bindparam("id"))
 
 
 async def get_visible_row(session: AsyncSession, model: Any, raw_id: Any, user: AuthUser) -> Any:
@@ -94,7 +94,7 @@ async def get_visible_row(session: AsyncSession, model: Any, raw_id: Any, user: 
 
 def visible_to(model: type[Any], user: AuthUser) -> Select[Any]:
     """Rows (plain columns, as ``query_page`` returns them) of ``model`` the user may see."""
-    query = select(model.__table__)  # type: ignore[attr-defined]
+    query = select(*m.listed_columns(model))
     if not user.is_admin:
         query = query.where(model.creator_id == user.id)
     return query

@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from mikro.server._models import Base
+from mikro.server._schema_check import check_schema
 from mikro.server._sqlite import SQLITE_PRAGMAS, sqlite_connector, sqlite_path
 
 __all__ = ["Database", "SharedReader"]
@@ -54,6 +55,7 @@ class Database:
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(Base.metadata.create_all)
+                await conn.run_sync(check_schema, Base.metadata, engine.url.render_as_string())
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await engine.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import strawberry
+from strawberry.scalars import Base64
 
 from mikro.server._types import JSON, RepresentationVariety, RoiKind
 
@@ -152,12 +153,11 @@ class PhysicalSizeInput:
 
 
 @strawberry.input(
-    description="A thumbnail the client wrote as thumbnail/thumbnail.png inside the image's array "
-    "(0/thumbnail/thumbnail.png for an OME-Zarr group)."
+    description="The image's thumbnail, sent with its registration: a PNG of at most 1 MiB and 4096 "
+    "pixels a side (the server reads width and height from it)."
 )
 class StoreThumbnailInput:
-    width: int
-    height: int
+    png: Base64
 
 
 @strawberry.input(
@@ -245,13 +245,10 @@ class TableUpdateInput:
 
 @strawberry.input
 class ThumbnailInput:
-    store: strawberry.ID
     representation: strawberry.ID
-    width: int
-    height: int
+    png: Base64
 
 
 @strawberry.input
 class ThumbnailUpdateInput:
-    width: int | None = None
-    height: int | None = None
+    png: Base64

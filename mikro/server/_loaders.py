@@ -35,22 +35,28 @@ def _table(model: type[Any]) -> Table:
 
 
 @functools.cache
-def _by_id_query(model: Any) -> Select[Any]:
+def _by_id_query(model: Any, *columns: str) -> Select[Any]:
+    """Rows by id: the listed columns, or only ``id`` and ``columns`` (a blob) when given."""
     table = _table(model)
-    return select(table).where(table.c.id.in_(bindparam("keys", expanding=True)))
+    selected = [table.c.id, *(table.c[c] for c in columns)] if columns else m.listed_columns(model)
+    return select(*selected).where(table.c.id.in_(bindparam("keys", expanding=True)))
 
 
 @functools.cache
 def _by_column_query(model: Any, column: str) -> Select[Any]:
     table = _table(model)
-    return select(table).where(table.c[column].in_(bindparam("keys", expanding=True))).order_by(table.c.id)
+    return (
+        select(*m.listed_columns(model))
+        .where(table.c[column].in_(bindparam("keys", expanding=True)))
+        .order_by(table.c.id)
+    )
 
 
 @functools.cache
 def _through_query(model: Any, key_column: Column[Any], target_column: Column[Any]) -> Select[Any]:
     table = _table(model)
     return (
-        select(key_column.label(_KEY), table)
+        select(key_column.label(_KEY), *m.listed_columns(model))
         .join(table, table.c.id == target_column)
         .where(key_column.in_(bindparam("keys", expanding=True)))
         .order_by(table.c.id)
@@ -92,8 +98,13 @@ class Loaders:
 
     @functools.cached_property
     def store(self) -> DataLoader[int, Any]:
-        """Store rows as they are (the types pick ZarrStore, ParquetStore or MediaStore from them)."""
+        """Store rows as they are (the types pick ZarrStore or ParquetStore from them)."""
         return self._by_id(m.Store, lambda row: row)
+
+    @functools.cached_property
+    def thumbnail_png(self) -> DataLoader[int, bytes | None]:
+        """The PNG of thumbnails, read only when a response shows it (one query for a gallery)."""
+        return self._by_id(m.Thumbnail, lambda row: bytes(row.png), "png")
 
     @functools.cached_property
     def sample(self) -> DataLoader[int, t.Sample | None]:
@@ -180,8 +191,8 @@ class Loaders:
             rows: Sequence[Any] = (await session.execute(query, {"keys": keys})).all()
         return rows
 
-    def _by_id(self, model: Any, convert: Callable[[Any], R]) -> DataLoader[int, R | None]:
-        query = _by_id_query(model)
+    def _by_id(self, model: Any, convert: Callable[[Any], R], *columns: str) -> DataLoader[int, R | None]:
+        query = _by_id_query(model, *columns)
 
         async def load(keys: list[int]) -> list[R | None]:
             found = {row.id: convert(row) for row in await self._rows(query, keys)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 from sqlalchemy import (
@@ -14,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -39,6 +41,7 @@ __all__ = [
     "TableRow",
     "Thumbnail",
     "User",
+    "listed_columns",
     "representation_experiments",
     "representation_origins",
     "table_origins",
@@ -78,6 +81,20 @@ _NO_ID_REUSE: dict[str, Any] = {"sqlite_autoincrement": True}
 
 class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+#: ``Column.info`` key of columns too large to read with every row (listing, relations).
+_BLOB = "blob"
+
+
+def listed_columns(model: Any) -> tuple[Column[Any], ...]:
+    """The columns of ``model``'s table that plain row reads select: all but its blobs."""
+    return _listed_columns(model.__table__)
+
+
+@functools.cache
+def _listed_columns(table: Table) -> tuple[Column[Any], ...]:
+    return tuple(column for column in table.columns if not column.info.get(_BLOB))
 
 
 class User(Base):
@@ -216,11 +233,15 @@ table_origins = Table(
 
 
 class Thumbnail(Owned, Base):
+    """A small PNG of an image, kept in the database: a gallery reads many in one request, and an
+    upload sends it with the image's registration instead of putting one more object."""
+
     __tablename__ = "thumbnails"
     representation_id: Mapped[int] = mapped_column(
         ForeignKey("representations.id", ondelete="CASCADE"), index=True
     )
-    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), unique=True)
+    # Deferred, and left out of ``listed_columns``: only the ``png`` field reads it.
+    png: Mapped[bytes] = mapped_column(LargeBinary, deferred=True, info={_BLOB: True})
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
 

@@ -34,6 +34,7 @@ from mikro.server._inputs import (
     ThumbnailInput,
     ThumbnailUpdateInput,
 )
+from mikro.server._png import png_size
 from mikro.server._representation_create import MAX_BATCH, REP, create_representations
 from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values, set_links
 from mikro.server._services import Tx
@@ -264,9 +265,6 @@ class ObjectMutation:
             await _delete_rois(
                 tx, list((await s.scalars(select(m.Roi).where(m.Roi.representation_id == row.id))).all())
             )
-            thumbs = list(
-                (await s.scalars(select(m.Thumbnail).where(m.Thumbnail.representation_id == row.id))).all()
-            )
             await s.execute(delete(m.Thumbnail).where(m.Thumbnail.representation_id == row.id))
             for table, column in (
                 (m.representation_experiments, "representation_id"),
@@ -278,7 +276,7 @@ class ObjectMutation:
             await drop_tags(s, m.Representation, [row.id])
             await s.delete(row)
             await s.flush()
-            keys = await delete_stores(s, [row.store_id, *(th.store_id for th in thumbs)])
+            keys = await delete_stores(s, [row.store_id])
             await tx.record(REP, "DELETE", row.id, row.dataset_id, row.creator_id)
         await delete_objects(ctx.services, keys)
         return strawberry.ID(str(row.id))
@@ -427,29 +425,13 @@ class ObjectMutation:
     @strawberry.mutation
     async def create_thumbnail(self, info: Info[Any, Any], input: ThumbnailInput) -> t.Thumbnail:
         ctx, user = begin_mutation(info, input)
-        if input.width < 1 or input.height < 1:
-            raise BadUserInput("width and height must be positive")
-        async with ctx.read() as session:
-            store = await get_store(session, input.store, user, "MEDIA")
-        key = f"{store.key}/thumbnail.png"
-        if not await ctx.services.run_io(ctx.services.storage.exists, key):
-            raise BadUserInput(f"no thumbnail at {key}: upload thumbnail.png before createThumbnail")
+        width, height = png_size(input.png, "input.png")
         async with ctx.services.transaction() as tx:
-            s = tx.session
-            store = await get_store(s, input.store, user, "MEDIA")
-            if store.populated:
-                raise Conflict(f"store {input.store} already holds a thumbnail")
-            rep = await get_owned(s, m.Representation, input.representation, user)
-            store.populated = True
-            store.path = ctx.services.storage.path_of(key)
+            rep = await get_owned(tx.session, m.Representation, input.representation, user)
             row = m.Thumbnail(
-                representation_id=rep.id,
-                store_id=store.id,
-                width=input.width,
-                height=input.height,
-                creator_id=user.id,
+                representation_id=rep.id, png=input.png, width=width, height=height, creator_id=user.id
             )
-            s.add(row)
+            tx.session.add(row)
         return t.Thumbnail.from_row(row)
 
     @strawberry.mutation
@@ -457,15 +439,10 @@ class ObjectMutation:
         self, info: Info[Any, Any], id: strawberry.ID, input: ThumbnailUpdateInput
     ) -> t.Thumbnail:
         ctx, user = begin_mutation(info, input)
-        for value in (input.width, input.height):
-            if value is not None and value < 1:
-                raise BadUserInput("width and height must be positive")
+        width, height = png_size(input.png, "input.png")
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Thumbnail, id, user)
-            if input.width is not None:
-                row.width = input.width
-            if input.height is not None:
-                row.height = input.height
+            row.png, row.width, row.height = input.png, width, height
         return t.Thumbnail.from_row(row)
 
     @strawberry.mutation
@@ -474,9 +451,6 @@ class ObjectMutation:
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Thumbnail, id, user)
             await tx.session.delete(row)
-            await tx.session.flush()
-            keys = await delete_stores(tx.session, [row.store_id])
-        await delete_objects(ctx.services, keys)
         return strawberry.ID(str(row.id))
 
 

@@ -28,18 +28,17 @@ from mikro.server._context import Context
 from mikro.server._crud import get_owned, get_store, insert_tag_rows
 from mikro.server._data_plane import array_values, read_array
 from mikro.server._errors import ApiError, BadUserInput, Conflict
-from mikro.server._inputs import RepresentationInput, StoreThumbnailInput
+from mikro.server._inputs import RepresentationInput
+from mikro.server._png import png_size
 from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values
 from mikro.server._zarr_meta import ArrayInfo, array_info_from_document
 
-__all__ = ["MAX_BATCH", "REP", "STORE_THUMBNAIL_PREFIX", "create_representations"]
+__all__ = ["MAX_BATCH", "REP", "create_representations"]
 
 DIMS = ("c", "t", "z", "y", "x")
 REP = "representation"
 #: Images one ``createRepresentations`` request may create.
 MAX_BATCH = 64
-#: Where a thumbnail written into its image's own store lives, relative to the image's array.
-STORE_THUMBNAIL_PREFIX = "thumbnail"
 
 
 @dataclass
@@ -56,7 +55,7 @@ class _Checked:
     shape: list[int]
     dtype: str
     dims: list[str]
-    array_key: str
+    thumbnail_size: tuple[int, int] | None = None  # (width, height) of the input's PNG
 
 
 @contextmanager
@@ -80,26 +79,24 @@ async def create_representations(
         raise BadUserInput(f"at most {MAX_BATCH} representations per request, not {len(inputs)}")
     labels = [f"inputs[{i}]: " if len(inputs) > 1 else "" for i in range(len(inputs))]
     seen: dict[str, int] = {}
+    sizes: list[tuple[int, int] | None] = []
     for i, input in enumerate(inputs):
         first = seen.setdefault(str(input.store), i)
         if first != i:
             raise BadUserInput(f"inputs[{first}] and inputs[{i}] both use store {input.store}")
         with _about(labels[i]):
-            _check_thumbnail(input.thumbnail)
+            sizes.append(None if input.thumbnail is None else png_size(input.thumbnail.png, "thumbnail png"))
     checked: list[_Checked] = []
     async with ctx.read() as session:
-        for label, input in zip(labels, inputs, strict=True):
+        for label, input, size in zip(labels, inputs, sizes, strict=True):
             with _about(label):
-                checked.append(await _check(ctx, session, input, user))
+                item = await _check(ctx, session, input, user)
+            item.thumbnail_size = size
+            checked.append(item)
     async with ctx.services.transaction() as tx:
         rows = await _insert(ctx, tx.session, checked, user)
         await tx.record_many(REP, "CREATE", [(row.id, row.dataset_id, row.creator_id) for row in rows])
     return rows
-
-
-def _check_thumbnail(thumb: StoreThumbnailInput | None) -> None:
-    if thumb is not None and (thumb.width < 1 or thumb.height < 1):
-        raise BadUserInput("thumbnail width and height must be positive")
 
 
 async def _check(ctx: Context, session: AsyncSession, input: RepresentationInput, user: AuthUser) -> _Checked:
@@ -122,16 +119,15 @@ async def _check(ctx: Context, session: AsyncSession, input: RepresentationInput
     shape: list[int] | None
     dtype: str | None
     if array is not None:
-        shape, dtype, names, array_key = array.shape, array.dtype, array.dimension_names, array.key
+        shape, dtype, names = array.shape, array.dtype, array.dimension_names
     else:
         shape, dtype, names = store.shape, store.dtype, store.dimension_names
-        array_key = _array_key(ctx, store)
     dims = list(names or [])
     if not dims or any(d not in DIMS for d in dims) or len(set(dims)) != len(dims):
         raise BadUserInput(f"the array's dimension_names {names!r} must be distinct names from c,t,z,y,x")
     assert shape is not None and dtype is not None
     return _Checked(
-        input, store, sample_id, dataset_id, experiments, origins, array, list(shape), dtype, dims, array_key
+        input, store, sample_id, dataset_id, experiments, origins, array, list(shape), dtype, dims
     )
 
 
@@ -191,7 +187,19 @@ async def _insert(
     ):
         if link_rows:
             await s.execute(insert(table), link_rows)
-    await _add_store_thumbnails(ctx, s, list(zip(rows, items, strict=True)), user)
+    thumbnail_rows = [
+        {
+            "representation_id": row.id,
+            "png": i.input.thumbnail.png,
+            "width": i.thumbnail_size[0],
+            "height": i.thumbnail_size[1],
+            "creator_id": user.id,
+        }
+        for row, i in zip(rows, items, strict=True)
+        if i.input.thumbnail is not None and i.thumbnail_size is not None
+    ]
+    if thumbnail_rows:
+        await s.execute(insert(m.Thumbnail), thumbnail_rows)
     return rows
 
 
@@ -200,47 +208,3 @@ _STORES = cast(Table, m.Store.__table__)
 
 def _bound(values: dict[str, Any]) -> dict[str, Any]:
     return {f"b_{name}": value for name, value in values.items()}
-
-
-def _array_key(ctx: Context, store: m.Store) -> str:
-    # finishUpload recorded the array's path: the store's key itself, or <key>/0 for an OME-Zarr group.
-    for key in (f"{store.key}/0", store.key):
-        if store.path == ctx.services.storage.path_of(key):
-            return key
-    return store.key
-
-
-async def _add_store_thumbnails(
-    ctx: Context, session: AsyncSession, made: list[tuple[m.Representation, _Checked]], user: AuthUser
-) -> None:
-    """Record the PNGs the client put at ``<array>/thumbnail/thumbnail.png``, each as its own media store.
-
-    Inside the array's prefix zarr never lists it (a group's member listing warns about foreign keys),
-    and the nested prefix keeps ``deleteThumbnail`` (which deletes its store's prefix) off the pixels.
-    The object is not checked: it was written with the image's grant before this call, and a missing
-    PNG costs only this thumbnail (a check would cost the object store one request per image).
-    """
-    thumbed = [(row, item, item.input.thumbnail) for row, item in made if item.input.thumbnail is not None]
-    media = []
-    for _, item, _ in thumbed:
-        key = f"{item.array_key}/{STORE_THUMBNAIL_PREFIX}"
-        path = ctx.services.storage.path_of(f"{key}/thumbnail.png")
-        media.append(
-            m.Store(
-                kind="MEDIA", bucket=item.store.bucket, key=key, path=path, creator_id=user.id, populated=True
-            )
-        )
-    if not media:
-        return
-    session.add_all(media)
-    await session.flush()
-    session.add_all(
-        m.Thumbnail(
-            representation_id=row.id,
-            store_id=store.id,
-            width=thumb.width,
-            height=thumb.height,
-            creator_id=user.id,
-        )
-        for (row, _, thumb), store in zip(thumbed, media, strict=True)
-    )

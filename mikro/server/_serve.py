@@ -41,6 +41,11 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
 
     from mikro.server._app import create_app
 
+    # A database this mikro cannot use (DatabaseSchemaError) is reported here, as one error, rather
+    # than as a traceback from uvicorn's failed startup.
+    async with Database(settings.sqlalchemy_url()):
+        pass
+
     config = uvicorn.Config(
         create_app(settings),
         log_level=settings.log_level.lower(),

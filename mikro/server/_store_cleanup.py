@@ -47,7 +47,7 @@ async def collect_abandoned_uploads(services: Services, older_than: float) -> in
     """Delete stores reserved more than ``older_than`` seconds ago and never finished, with their objects.
 
     A client that died mid-upload (or never gave back its reservations) leaves such stores behind; a
-    finished store, or one a table or thumbnail uses, is marked populated and never collected.
+    finished store, or one a table uses, is marked populated and never collected.
     """
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than)
     async with services.transaction() as tx:

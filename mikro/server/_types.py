@@ -7,10 +7,12 @@ import enum
 from typing import Any, NewType
 
 import strawberry
+from strawberry.scalars import Base64
 from strawberry.types import Info
 
 from mikro.server import _models as m
 from mikro.server._context import context_of
+from mikro.server._errors import NotFound
 
 __all__ = [
     "JSON",
@@ -22,7 +24,6 @@ __all__ = [
     "EventKind",
     "Experiment",
     "Grant",
-    "MediaStore",
     "Metric",
     "ParquetStore",
     "PhysicalSize",
@@ -168,18 +169,6 @@ class ParquetStore:
 
     @classmethod
     def from_row(cls, row: m.Store) -> ParquetStore:
-        return cls(id=strawberry.ID(str(row.id)), bucket=row.bucket, key=row.key, path=row.path)
-
-
-@strawberry.type
-class MediaStore:
-    id: strawberry.ID
-    bucket: str
-    key: str
-    path: str
-
-    @classmethod
-    def from_row(cls, row: m.Store) -> MediaStore:
         return cls(id=strawberry.ID(str(row.id)), bucket=row.bucket, key=row.key, path=row.path)
 
 
@@ -512,18 +501,17 @@ class Thumbnail:
     height: int
     created_at: dt.datetime
     _creator_id: strawberry.Private[int]
-    _store_id: strawberry.Private[int]
     _representation_id: strawberry.Private[int]
 
     @classmethod
     def from_row(cls, row: m.Thumbnail) -> Thumbnail:
+        # Never reads `row.png`: rows are read without it (see `listed_columns`).
         return cls(
             id=strawberry.ID(str(row.id)),
             width=row.width,
             height=row.height,
             created_at=row.created_at,
             _creator_id=row.creator_id,
-            _store_id=row.store_id,
             _representation_id=row.representation_id,
         )
 
@@ -534,10 +522,12 @@ class Thumbnail:
         return rep
 
     @strawberry.field
-    async def store(self, info: Info[Any, Any]) -> MediaStore:
-        row = await context_of(info).loaders.store.load(self._store_id)
-        assert row is not None
-        return MediaStore.from_row(row)
+    async def png(self, info: Info[Any, Any]) -> Base64:
+        png = await context_of(info).loaders.thumbnail_png.load(int(self.id))
+        if png is None:
+            # Deleted between reading the thumbnail and reading its PNG.
+            raise NotFound(f"no thumbnail with id {self.id}")
+        return Base64(png)
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:

@@ -1,4 +1,5 @@
-"""Making image, table and thumbnail rows for client tests through the session's data-plane seam.
+"""Making image, table and thumbnail rows for client tests through the session's data-plane seam
+(thumbnails through the public ``create_thumbnail``: their PNG goes to the server, not to a store).
 
 The objects are written straight into the folder a FILE grant names (the reference server in the
 tests keeps its objects in a local folder), so these tests do not depend on the datalayer.
@@ -57,18 +58,13 @@ async def make_table(m: mikro.Mikro, name: str, **input: Any) -> Table:
     return await m._create_table_row({"store": grant.store_id, "name": name, **input})
 
 
-def _write_png(path: str) -> None:
+def png_bytes(width: int = 8, height: int = 6, value: int = 128) -> bytes:
     from PIL import Image
 
-    Path(path).mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    Image.new("L", (8, 6), 128).save(buffer, format="PNG")
-    Path(f"{path}/thumbnail.png").write_bytes(buffer.getvalue())
+    Image.new("L", (width, height), value).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 async def make_thumbnail(m: mikro.Mikro, representation: Representation) -> Thumbnail:
-    grant = await m.request_upload(UploadKind.MEDIA)
-    await anyio.to_thread.run_sync(_write_png, grant.path)
-    return await m._create_thumbnail_row(
-        {"store": grant.store_id, "representation": representation, "width": 8, "height": 6}
-    )
+    return await m.create_thumbnail(representation, png_bytes())

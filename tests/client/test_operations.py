@@ -9,7 +9,7 @@ import pytest
 
 import mikro
 from mikro.api import RepresentationVariety, RoiKind
-from tests.client._data import make_representation, make_table, make_thumbnail
+from tests.client._data import make_representation, make_table, make_thumbnail, png_bytes
 from tests.client.conftest import unique
 
 pytestmark = pytest.mark.anyio
@@ -208,13 +208,27 @@ async def test_table_and_thumbnail(m: mikro.Mikro) -> None:
     assert renamed.name.endswith("-v2") and renamed.tags == ["stats", "final"]
 
     thumb = await make_thumbnail(m, rep)
-    assert (thumb.width, thumb.height) == (8, 6)
+    assert (thumb.width, thumb.height) == (8, 6) and thumb.png is None  # the PNG only on request
     assert thumb.representation is not None and thumb.representation.id == rep.id
-    assert (await m.get_thumbnail(thumb.id)).store.id == thumb.store.id
+    assert (await m.get_thumbnail(thumb.id)).width == 8
+    assert await m.thumbnail_png(thumb) == png_bytes()
     assert [t.id for t in await m.list_thumbnails(representation=rep)] == [thumb.id]
     assert [t.id for t in (await m.get_representation(rep)).thumbnails or []] == [thumb.id]
 
+    brighter = png_bytes(12, 4, value=250)
+    updated = await m.update_thumbnail(thumb, brighter)
+    assert (updated.id, updated.width, updated.height) == (thumb.id, 12, 4)
+    assert await mikro.athumbnail_png(thumb.id) == brighter  # the module-level helper, same session
+    with pytest.raises(mikro.ValidationError, match="not a PNG"):
+        await m.update_thumbnail(thumb, b"GIF89a")
+    with pytest.raises(mikro.ValidationError, match="at most 4096"):
+        await m.create_thumbnail(rep, png_bytes(4097, 1))
+    assert await m.thumbnail_png(thumb) == brighter
+    assert [t.id for t in await m.list_thumbnails(representation=rep)] == [thumb.id]
+
     assert await m.delete_thumbnail(thumb) == thumb.id
+    with pytest.raises(mikro.NotFoundError):
+        await m.thumbnail_png(thumb)
     assert await m.delete_table(table) == table.id
     assert await m.list_tables(origin=rep) == []
 

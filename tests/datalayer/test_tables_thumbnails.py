@@ -56,3 +56,16 @@ async def test_thumbnail_shows_the_bright_region(store: GrantedStore) -> None:
     inside = img[int(120 * sy) : int(180 * sy), int(620 * sx) : int(780 * sx)]
     outside = img[: int(80 * sy), : int(500 * sx)]
     assert inside.min() > 200 and outside.max() < 20
+
+
+@pytest.mark.anyio
+async def test_write_image_makes_the_thumbnail_but_stores_only_the_image(store: GrantedStore) -> None:
+    values = np.zeros((3, 64, 96), dtype=np.uint16)
+    values[2, 10:20, 50:90] = 1000
+    result = await write_image(store, prepare_image(values, dims="zyx"), thumbnail=True)
+    assert result.thumbnail is not None and (result.thumbnail.width, result.thumbnail.height) == (96, 64)
+    assert result.thumbnail.png == make_thumbnail(result.projection).png
+    # The PNG goes to the server with the registration: the store holds the OME-Zarr image alone.
+    keys = await anyio.to_thread.run_sync(store.list_keys)
+    assert sorted(keys) == sorted(result.keys) and not [k for k in keys if k.endswith(".png")]
+    assert (await write_image(store, prepare_image(values, dims="zyx"))).thumbnail is None

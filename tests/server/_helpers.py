@@ -123,3 +123,23 @@ def db_rows(database: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     """Read the server's SQLite file directly (to check what was, or was not, written)."""
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as conn:
         return list(conn.execute(sql, params).fetchall())
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    """A real greyscale PNG of that size (a gradient, so it does not compress to nothing)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = (np.arange(width * height, dtype=np.uint32) % 251).astype(np.uint8).reshape(height, width)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> str:
+    """A ``Base64`` scalar's value."""
+    import base64
+
+    return base64.b64encode(data).decode("ascii")

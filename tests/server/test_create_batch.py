@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.server._helpers import UPLOAD, Api, array_node, db_rows, write_zarr_json
+from tests.server._helpers import UPLOAD, Api, array_node, b64, db_rows, png_bytes, write_zarr_json
 
 pytestmark = pytest.mark.anyio
 
@@ -73,6 +73,44 @@ async def test_one_bad_input_fails_the_batch_and_names_it(api: Api, mikro_server
     assert _representations(mikro_server, [good, empty]) == []
     again = await api.data(CREATE_MANY, {"inputs": [{"store": good, "name": "fine"}]})
     assert again["createRepresentations"][0]["shape"] == [1, 32, 48]
+
+
+CREATE_MANY_THUMBED = """
+mutation($inputs: [RepresentationInput!]!) {
+  createRepresentations(inputs: $inputs) { id name thumbnails { width height png } }
+}"""
+
+
+async def test_a_batch_records_each_images_thumbnail(api: Api, mikro_server: Any) -> None:
+    stores = [await _ome_upload(api, z) for z in (1, 2, 3)]
+    first, third = png_bytes(48, 32), png_bytes(30, 20)
+    inputs: list[dict[str, Any]] = [{"store": s, "name": f"thumbed-{i}"} for i, s in enumerate(stores)]
+    inputs[0]["thumbnail"] = {"png": b64(first)}
+    inputs[2]["thumbnail"] = {"png": b64(third)}
+    reps = (await api.data(CREATE_MANY_THUMBED, {"inputs": inputs}))["createRepresentations"]
+    assert [r["thumbnails"] for r in reps] == [
+        [{"width": 48, "height": 32, "png": b64(first)}],
+        [],
+        [{"width": 30, "height": 20, "png": b64(third)}],
+    ]
+
+
+async def test_one_bad_thumbnail_fails_the_batch_and_names_it(api: Api, mikro_server: Any) -> None:
+    stores = [await _ome_upload(api, z) for z in (1, 2)]
+    thumbs = [{"png": b64(png_bytes(8, 8))}, {"png": b64(b"\x89PNG\r\n\x1a\n but no header")}]
+    inputs = [
+        {"store": s, "name": f"bad-thumb-{i}", "thumbnail": t}
+        for i, (s, t) in enumerate(zip(stores, thumbs, strict=True))
+    ]
+    error = await api.error(CREATE_MANY, {"inputs": inputs})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["message"].startswith("inputs[1]: thumbnail png is not a PNG")
+    assert _representations(mikro_server, stores) == []
+    assert db_rows(
+        mikro_server.database_path,
+        "select count(*) from thumbnails t join representations r "
+        "on r.id = t.representation_id where r.name like 'bad-thumb-%'",
+    ) == [(0,)]
 
 
 async def test_a_store_used_twice_or_already_used_is_refused(api: Api, mikro_server: Any) -> None:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
-import io
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from tests.server._helpers import CREATE_REP, UPLOAD, Api, make_representation, upload_zarr
+from tests.server._helpers import (
+    CREATE_REP,
+    UPLOAD,
+    Api,
+    b64,
+    db_rows,
+    make_representation,
+    png_bytes,
+    upload_zarr,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -330,37 +339,45 @@ async def test_table_needs_its_parquet_file(api: Api) -> None:
     assert code == "BAD_USER_INPUT"
 
 
-async def test_thumbnails(api: Api) -> None:
-    from PIL import Image
-
+async def test_thumbnails(api: Api, mikro_server: Any) -> None:
     rep = await make_representation(api, "with thumb")
-    grant = (await api.data(UPLOAD, {"kind": "MEDIA"}))["requestUpload"]
-    create = "mutation($i: ThumbnailInput!) { createThumbnail(input: $i) { id width height store { path } } }"
-    inputs = {"i": {"store": grant["storeId"], "representation": rep["id"], "width": 4, "height": 3}}
-    assert await api.code(create, inputs) == "BAD_USER_INPUT"  # no thumbnail.png yet
-
-    buffer = io.BytesIO()
-    Image.new("L", (4, 3)).save(buffer, format="PNG")
-    (Path(grant["path"]) / "thumbnail.png").write_bytes(buffer.getvalue())
-    thumb = (await api.data(create, inputs))["createThumbnail"]
-    assert thumb["width"] == 4 and thumb["store"]["path"].endswith("thumbnail.png")
+    create = "mutation($i: ThumbnailInput!) { createThumbnail(input: $i) { id width height png } }"
+    png = png_bytes(4, 3)
+    thumb = (await api.data(create, {"i": {"representation": rep["id"], "png": b64(png)}}))["createThumbnail"]
+    assert (thumb["width"], thumb["height"]) == (4, 3) and base64.b64decode(thumb["png"]) == png
 
     listed = await api.data(
         """query($r: ID!) { thumbnails(filter: {representation: $r}) { id representation { name } }
-            byName: thumbnails(filter: {search: "WITH THUMB"}) { id }
+            byName: thumbnails(filter: {search: "WITH THUMB"}) { id png }
             representation(id: $r) { thumbnails { height } } }""",
         {"r": rep["id"]},
     )
     assert listed["thumbnails"] == [{"id": thumb["id"], "representation": {"name": "with thumb"}}]
-    assert listed["byName"] == [{"id": thumb["id"]}]
+    assert listed["byName"] == [{"id": thumb["id"], "png": b64(png)}]
     assert listed["representation"]["thumbnails"] == [{"height": 3}]
-    resized = await api.data(
-        "mutation($id: ID!) { updateThumbnail(id: $id, input: {width: 8}) { width height } }",
-        {"id": thumb["id"]},
+
+    # Replacing the PNG: width and height follow it.
+    bigger = png_bytes(8, 5)
+    update = (
+        "mutation($id: ID!, $p: Base64!) { updateThumbnail(id: $id, input: {png: $p}) { width height png } }"
     )
-    assert resized["updateThumbnail"] == {"width": 8, "height": 3}
+    resized = await api.data(update, {"id": thumb["id"], "p": b64(bigger)})
+    assert resized["updateThumbnail"] == {"width": 8, "height": 5, "png": b64(bigger)}
+
+    # A bad PNG names the input and changes nothing.
+    error = await api.error(update, {"id": thumb["id"], "p": b64(b"not a png")})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and error["message"].startswith("input.png ")
+    error = await api.error(create, {"i": {"representation": rep["id"], "png": b64(png_bytes(5000, 1))}})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "5000x1" in error["message"]
+    count = "select count(*) from thumbnails where representation_id = ?"
+    assert db_rows(mikro_server.database_path, count, rep["id"]) == [(1,)]
+    still = await api.data("query($id: ID!) { thumbnail(id: $id) { width png } }", {"id": thumb["id"]})
+    assert still["thumbnail"] == {"width": 8, "png": b64(bigger)}
+
     await api.data("mutation($id: ID!) { deleteThumbnail(id: $id) }", {"id": thumb["id"]})
-    assert not Path(grant["path"]).exists()
+    gone = await api.code("query($id: ID!) { thumbnail(id: $id) { id } }", {"id": thumb["id"]})
+    assert gone == "NOT_FOUND"
+    assert db_rows(mikro_server.database_path, count, rep["id"]) == [(0,)]
 
 
 async def test_deleting_a_representation_deletes_its_objects_and_dependents(api: Api) -> None:

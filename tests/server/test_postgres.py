@@ -8,7 +8,7 @@ import anyio
 import httpx
 from httpx_ws import aconnect_ws
 
-from tests.server._helpers import Api, make_representation
+from tests.server._helpers import Api, b64, make_representation, png_bytes
 from tests.server.test_subscriptions import REP_EVENTS
 
 
@@ -53,9 +53,25 @@ def test_server_on_postgresql(server_factory: Any, postgres_url: str) -> None:
             second = await api.post(once, headers={"Idempotency-Key": "pg-key"})
             assert first.json() == second.json()
             assert len((await api.data('{ samples(filter: {search: "once"}) { id } }'))["samples"]) == 1
+            # A thumbnail's PNG (bytea) round-trips, and goes with its image.
+            png = png_bytes(12, 7)
+            thumb = await api.data(
+                "mutation($i: ThumbnailInput!) { createThumbnail(input: $i) { id width height } }",
+                {"i": {"representation": rep["id"], "png": b64(png)}},
+            )
+            thumb_id = thumb["createThumbnail"]["id"]
+            assert thumb["createThumbnail"] == {"id": thumb_id, "width": 12, "height": 7}
+            listed = await api.data(
+                "query($r: ID!) { thumbnails(filter: {representation: $r}) { png } }", {"r": rep["id"]}
+            )
+            assert listed["thumbnails"] == [{"png": b64(png)}]
             await api.data("mutation($id: ID!) { deleteRepresentation(id: $id) }", {"id": rep["id"]})
             gone = await api.code("query($id: ID!) { representation(id: $id) { id } }", {"id": rep["id"]})
             assert gone == "NOT_FOUND"
+            assert (
+                await api.code("query($id: ID!) { thumbnail(id: $id) { id } }", {"id": thumb_id})
+                == "NOT_FOUND"
+            )
 
     anyio.run(scenario)
     assert server.stop() == 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import _thread
+import io
 import threading
 import uuid
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 import mikro
 import mikro.sync
@@ -41,6 +43,8 @@ def test_an_image_round_trips_and_computes_with_plain_compute(session: mikro.syn
     assert session.request_access(rep.store.id).write is False
     thumbnails = session.list_thumbnails(representation=rep)
     assert thumbnails and session.get_thumbnail(thumbnails[0].id).width > 0
+    png = Image.open(io.BytesIO(session.thumbnail_png(thumbnails[0])))
+    assert png.format == "PNG" and png.size == (thumbnails[0].width, thumbnails[0].height) == (56, 40)
 
     assert session.delete_representation(rep) == rep.id
     with pytest.raises(mikro.NotFoundError):
