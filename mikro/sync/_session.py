@@ -5,10 +5,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mikro._client import Mikro
 from mikro._client import connect as async_connect
+from mikro._config import ClientConfig
 from mikro._context import set_current_session
 from mikro.sync._current import enter_scope, exit_scope, register_open, unregister_open
 from mikro.sync._mirror import mirror_methods, mirror_properties
@@ -16,10 +17,16 @@ from mikro.sync._portal import Backend, PortalRunner
 
 __all__ = ["SyncMikro", "connect"]
 
+if TYPE_CHECKING:
+    # The twins are made at import time (below); type checkers read their generated signatures.
+    from mikro.sync._typed import SyncMethods
+else:
+    SyncMethods = object
+
 T = TypeVar("T")
 
 
-class SyncMikro:
+class SyncMikro(SyncMethods):
     """A blocking mikro session: the async :class:`mikro.Mikro` running on its own event loop thread.
 
     Every public method of :class:`mikro.Mikro` has a twin here with the same name, signature, docstring
@@ -74,17 +81,24 @@ class SyncMikro:
             exit_scope(self._scope_tokens.pop())
         self.close()
 
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for names the class does not define: plain data attributes of the async session.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            value = getattr(self._async_session, name)
-        except AttributeError:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}") from None
-        if not callable(value):
-            return value
-        raise AttributeError(f"{type(self).__name__} has no blocking twin of {name!r}")
+    @property
+    def config(self) -> ClientConfig:
+        """The async session's settings (url, timeout, retries, ...)."""
+        return self._async_session.config
+
+    if not TYPE_CHECKING:  # so that a type checker reports a misspelt method instead of calling it Any
+
+        def __getattr__(self, name: str) -> Any:
+            # Only reached for names the class does not define: plain data attributes of the async session.
+            if name.startswith("_"):
+                raise AttributeError(name)
+            try:
+                value = getattr(self._async_session, name)
+            except AttributeError:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}") from None
+            if not callable(value):
+                return value
+            raise AttributeError(f"{type(self).__name__} has no blocking twin of {name!r}")
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
