@@ -28,6 +28,7 @@ __all__ = [
     "loop_lag",
     "raw_get_many",
     "read_full",
+    "read_plain_max",
     "sync_overhead",
     "upload_image",
 ]
@@ -167,6 +168,18 @@ def read_full(ctx: Context, img: StoredImage) -> Sample:
     got = np.asarray(out)
     if got.nbytes != img.nbytes:
         raise RuntimeError(f"read {got.nbytes} bytes, expected {img.nbytes}")
+    return Sample(clock.seconds, clock.cpu, img.nbytes)
+
+
+def read_plain_max(ctx: Context, img: StoredImage) -> Sample:
+    """The sync facade's ``rep.data.max().compute()``: plain dask, no ``m.compute``."""
+    import mikro.sync
+
+    server = ctx.server(img.kind)
+    with mikro.sync.connect(server.url, token=server.token) as m:
+        rep = m.get_representation(img.rep_id)
+        with timed() as clock:
+            rep.data.max().compute()
     return Sample(clock.seconds, clock.cpu, img.nbytes)
 
 

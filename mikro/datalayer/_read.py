@@ -11,8 +11,9 @@ fetch it shard by shard, one GET each, straight into one preallocated array (in 
 dropped earlier when there is one: `mikro.datalayer._result_memory`). Through dask that would
 be one request per chunk and then a concatenation: a second copy of the whole image, which costs as
 much client CPU as the download itself. For any other expression that needs every chunk of an image
-(``rep.data.max()``), `compute` has the chunk tasks share whole shards, one GET each, instead of making
-a range request per chunk. (A bare dask ``.compute()`` gets neither: one range request per chunk.)
+(``rep.data.max()``), the chunk tasks share whole shards, one GET each, instead of making a range
+request per chunk; a bare dask ``.compute()`` gets that too (`mikro.datalayer._full_reads`), not the
+whole-image path.
 
 A bare ``.compute()`` / ``.values`` inside an ``async def`` blocks the event loop for the whole
 download: use ``await compute(obj)`` (or ``await m.compute(obj)``), which runs it in a worker thread.
@@ -25,6 +26,7 @@ import ctypes
 import json
 import math
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,12 @@ import numpy as np
 
 from mikro._exceptions import StorageError
 from mikro.datalayer._fetch import ScratchBuffers, ShardCache, ShardIndexes, ShardRead
+from mikro.datalayer._full_reads import (
+    READER_ATTRIBUTE,
+    install_array_optimize_hook,
+    layer_reader,
+    readers_read_in_full,
+)
 from mikro.datalayer._gc import full_collections_deferred
 from mikro.datalayer._grant import GrantProvider
 from mikro.datalayer._layout import ARRAY_PATH, SPACE_UNIT, TIME_UNIT
@@ -50,18 +58,17 @@ __all__ = ["ShardedArrayReader", "compute", "open_dataarray"]
 MAX_BLOCK_BYTES = 128 * 2**20
 #: Whole shards kept at most for a computation that reads every chunk (`ShardCache`).
 SHARD_CACHE_BYTES = 256 * 2**20
+#: A plain dask computation noted as reading every chunk stops sharing whole shards after this long
+#: without a chunk read (it failed, or was never run).
+FULL_READ_IDLE_SECONDS = 2.0
 #: Shards fetched at once by `compute` when it reads a whole image (each one GET in a worker thread).
 #: Measured on 2 cores against moto: 4 reads as fast as 8, and the event loop's worst heartbeat lag
 #: (time spent runnable, waiting for a CPU) drops from a median of 28 ms to 17.
 WHOLE_READ_CONCURRENCY = 4
 
-#: Attribute of the dask graph layer `open_dataarray` makes that holds its reader: graphs derived from
-#: the array keep that layer object, so `compute` finds the reader of the very data it computes on.
-_READER_ATTRIBUTE = "_mikro_reader"
-
 
 def _layer_reader(layer: Any) -> ShardedArrayReader | None:
-    reader = getattr(layer, _READER_ATTRIBUTE, None)
+    reader = layer_reader(layer)
     return reader if isinstance(reader, ShardedArrayReader) else None
 
 
@@ -103,6 +110,10 @@ class ShardedArrayReader:
         self._indexes = ShardIndexes(store, self._shard_key, self.chunks_per_shard)
         self._cache: ShardCache | None = None
         self._reading_everything = 0
+        # Chunk reads still expected from computations noted as reading every chunk
+        # (`expect_full_read`), and when the last one came.
+        self._full_reads_due = 0
+        self._full_reads_seen = 0.0
 
     # -- metadata -----------------------------------------------------------------------------------
 
@@ -157,6 +168,37 @@ class ShardedArrayReader:
         """How many inner chunks (dask tasks of `open_dataarray`) the array has."""
         return math.prod(math.ceil(n / c) for n, c in zip(self.shape, self.chunks, strict=True))
 
+    def expect_full_read(self) -> None:
+        """A computation about to run reads every chunk of this array (a plain dask ``.compute()``, noted
+        by `mikro.datalayer._full_reads`): its next `nblocks` chunk reads share whole shards.
+
+        Nothing tells the reader when that computation ends, so the expectation ends by itself: when
+        that many reads were made, or when none came for `FULL_READ_IDLE_SECONDS` (a computation that
+        failed, or was only optimised). A slice read while it lasts fetches whole shards: more bytes,
+        the same values.
+        """
+        with self._lock:
+            if self._reading_everything:
+                return  # `compute` holds whole-shard mode around this computation already
+            self._full_reads_due += self.nblocks
+            self._full_reads_seen = time.monotonic()
+
+    def _cache_for_read(self) -> ShardCache | None:
+        with self._lock:
+            if not self._reading_everything and self._full_reads_due:
+                now = time.monotonic()
+                if now - self._full_reads_seen > FULL_READ_IDLE_SECONDS:
+                    self._full_reads_due = 0
+                else:
+                    self._full_reads_due -= 1
+                    self._full_reads_seen = now
+                    if self._cache is None:
+                        self._cache = ShardCache(self._indexes, max_bytes=SHARD_CACHE_BYTES)
+                    return self._cache
+            if not self._reading_everything:
+                self._cache = None
+            return self._cache
+
     @contextlib.contextmanager
     def reading_everything(self) -> Iterator[None]:
         """While inside, chunk reads take whole shards (one GET each) and share them (`ShardCache`).
@@ -172,7 +214,7 @@ class ShardedArrayReader:
         finally:
             with self._lock:
                 self._reading_everything -= 1
-                if not self._reading_everything:
+                if not self._reading_everything and not self._full_reads_due:
                     self._cache = None
 
     # -- reads --------------------------------------------------------------------------------------
@@ -184,7 +226,7 @@ class ShardedArrayReader:
         if out.size == 0:
             return
         codec = self.codec()
-        scratch, cache = self._scratch, self._cache
+        scratch, cache = self._scratch, self._cache_for_read()
         assert scratch is not None
         first = [b.start // s for b, s in zip(box, self.shards, strict=True)]
         last = [math.ceil(b.stop / s) for b, s in zip(box, self.shards, strict=True)]
@@ -355,7 +397,8 @@ def open_dataarray(
         inline_array=True,
     )
     with contextlib.suppress(AttributeError, KeyError, TypeError):  # without it: no shortcuts, still right
-        setattr(array.dask.layers[graph_name], _READER_ATTRIBUTE, reader)
+        setattr(array.dask.layers[graph_name], READER_ATTRIBUTE, reader)
+    install_array_optimize_hook()
     coords: dict[str, Any] = {}
     for i, d in enumerate(dims):
         size = (pixel_size or {}).get(d)
@@ -477,16 +520,4 @@ def _read_in_full(obj: Any) -> list[ShardedArrayReader]:
         keys = obj.__dask_keys__()
     except (AttributeError, TypeError):
         return []
-    layers = getattr(graph, "layers", None)
-    if not isinstance(layers, Mapping):
-        return []
-    ours = {name: reader for name, layer in layers.items() if (reader := _layer_reader(layer)) is not None}
-    if not ours:
-        return []
-    # Culling keeps the tasks the result needs; a slice anywhere downstream drops some of ours.
-    needed: dict[str, int] = dict.fromkeys(ours, 0)
-    for layer in graph.cull(keys).layers.values():
-        for key in layer.get_output_keys():
-            if isinstance(key, tuple) and key and key[0] in needed:
-                needed[key[0]] += 1
-    return [reader for name, reader in ours.items() if needed[name] == reader.nblocks]
+    return [r for r in readers_read_in_full(graph, keys) if isinstance(r, ShardedArrayReader)]

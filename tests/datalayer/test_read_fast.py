@@ -169,6 +169,65 @@ async def test_full_read_is_one_get_per_shard(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("scheduler", ["threads", "sync"])
+async def test_bare_dask_compute_shares_whole_shards_too(
+    make_provider: Callable[..., CountingProvider], scheduler: str
+) -> None:
+    """``rep.data.max().compute()`` / ``.values`` without mikro's ``compute`` (a script, the sync
+    facade): one GET per shard while it runs, not one range per chunk; the next slice reads ranges again."""
+    provider = make_provider()
+    values = values_for(SHAPE)
+    layout = put_image(GrantedStore(provider), values, compression="zstd")
+    sizes = stored_sizes(GrantedStore(provider))
+    shards = len([k for k in sizes if "/c/" in k])
+
+    store = GrantedStore(provider)
+    view = open_view(store, layout)
+    expr = (view.astype("int64") + 1).sum()
+    total = await anyio.to_thread.run_sync(lambda: expr.compute(scheduler=scheduler))
+    assert int(total) == int(values.astype("int64").sum()) + values.size
+    assert store.stats.snapshot()["gets"] == 1 + shards  # zarr.json, then each shard once
+
+    got = await anyio.to_thread.run_sync(lambda: view.compute(scheduler=scheduler).values)
+    np.testing.assert_array_equal(got, values)
+    assert store.stats.snapshot()["gets"] == 1 + 2 * shards
+
+    # Once the full computations are done, a slice fetches its chunks' ranges only.
+    part = await anyio.to_thread.run_sync(lambda: view[1:3, 20:40].max().compute(scheduler=scheduler))
+    assert int(part) == int(values[1:3, 20:40].max())
+    assert store.stats.snapshot()["gets"] == 1 + 2 * shards + 2 * 2 * 3  # indexes known: chunks only
+
+
+@pytest.mark.anyio
+async def test_a_failed_bare_compute_stops_sharing_whole_shards(
+    make_provider: Callable[..., CountingProvider], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain computation that fails midway never makes its remaining chunk reads; once no read came
+    for a while, a slice fetches only its chunk again (and the failure is the user's own error)."""
+    monkeypatch.setattr(_read, "FULL_READ_IDLE_SECONDS", 0.1)
+    provider = make_provider()
+    values = values_for(SHAPE)
+    layout = put_image(GrantedStore(provider), values)
+    store = GrantedStore(provider)
+    view = open_view(store, layout)
+
+    def fail(block: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        raise RuntimeError("a user's function failed")
+
+    failing = view.data.map_blocks(fail, dtype="uint16").sum()
+    with pytest.raises(RuntimeError, match="a user's function failed"):
+        await anyio.to_thread.run_sync(lambda: failing.compute(scheduler="sync"))
+    await anyio.sleep(0.3)
+    before = store.stats.snapshot()
+    part = await anyio.to_thread.run_sync(lambda: view[2, :16, :32].values)
+    np.testing.assert_array_equal(part, values[2, :16, :32])
+    after = store.stats.snapshot()
+    chunk = 16 * 32 * 2  # one raw uint16 chunk
+    index = ShardIndex.nbytes(layout.chunks_per_shard)
+    assert after["bytes_read"] - before["bytes_read"] <= chunk + index  # not its whole shard
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("compression", COMPRESSIONS)
 async def test_plane_fetches_only_its_chunks(
     make_provider: Callable[..., CountingProvider], compression: Any
