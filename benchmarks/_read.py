@@ -91,9 +91,8 @@ def bar_read(ctx: Context) -> BarResult:
         "the sync facade's rep.data.max().compute(), no m.compute: dask's threaded scheduler, chunk tasks "
         "sharing one GET per shard (stop 3 and before: one range GET per chunk)"
     )
-    figs[3].note = (
-        f"one range GET per {chunk_nbytes / MIB:g} MiB chunk (what a plain dask .compute() did before stop 4)"
-    )
+    chunk_mib = f"{chunk_nbytes / MIB:g} MiB"
+    figs[3].note = f"one range GET per {chunk_mib} chunk (what a plain dask .compute() did before stop 4)"
     mikro, raw_fig = figs[0], figs[1]
     runs = got["mikro"]
     if not isinstance(runs, str) and runs:
