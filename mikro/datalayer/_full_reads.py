@@ -12,16 +12,27 @@ mikro array the graph needs in full to expect that many chunk reads (`expect_ful
 exactly the tasks the result needs, so a slice anywhere downstream means "not in full". Nothing global
 is kept per computation: concurrent computations in several threads each add their own reads.
 
+``rep.data`` itself computed whole (``.values``, ``np.asarray``) gets more: the same hook gives dask a
+graph that reads the image once, shard by shard into one array as ``await m.compute(rep.data)`` does,
+and hands out each chunk as a view of it (dask then copies them into its result, once).
+
 A dask.distributed cluster runs graphs elsewhere: there nothing is noted and tasks read their chunk.
 """
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["READER_ATTRIBUTE", "install_array_optimize_hook", "layer_reader", "readers_read_in_full"]
+__all__ = [
+    "READER_ATTRIBUTE",
+    "install_array_optimize_hook",
+    "layer_reader",
+    "readers_read_in_full",
+    "whole_image_graph",
+]
 
 #: Attribute of the dask graph layer `open_dataarray` makes that holds its reader: graphs derived from
 #: the array keep that layer object, so a computation finds the reader of the very data it computes on.
@@ -58,6 +69,27 @@ def _flat_keys(keys: Any) -> Iterator[Any]:
         yield keys
 
 
+def whole_image_graph(graph: Any, keys: Any) -> dict[Any, Any] | None:
+    """For ``rep.data`` itself computed whole (``.values``, ``.compute()``, ``np.asarray``): a graph that
+    reads the image once, the way ``await m.compute(rep.data)`` does, and hands dask each chunk as a view
+    of it. None for any other graph."""
+    layers = getattr(graph, "layers", None)
+    if not isinstance(layers, Mapping) or len(layers) != 1:
+        return None
+    ((name, layer),) = layers.items()
+    reader = layer_reader(layer)
+    if reader is None:
+        return None
+    wanted = set(_flat_keys(keys))
+    if wanted != set(layer.get_output_keys()):
+        return None
+    whole = f"{name}-whole-image"
+    tasks: dict[Any, Any] = {whole: (reader.read_all,)}
+    for key in wanted:
+        tasks[key] = (operator.getitem, whole, reader.chunk_box(key[1:]))
+    return tasks
+
+
 def _mikro_array_optimize(dsk: Any, keys: Any, **kwargs: Any) -> Any:
     from dask.array.optimization import optimize
 
@@ -65,9 +97,12 @@ def _mikro_array_optimize(dsk: Any, keys: Any, **kwargs: Any) -> Any:
 
     try:
         if not distributed_scheduler_active():
+            whole = whole_image_graph(dsk, keys)
+            if whole is not None:
+                return whole
             for reader in readers_read_in_full(dsk, keys):
                 reader.expect_full_read()
-    except Exception:  # noting is an optimisation: a graph it does not understand computes as before
+    except Exception:  # an optimisation: a graph it does not understand computes as before
         pass
     return optimize(dsk, keys, **kwargs)  # type: ignore[no-untyped-call]
 

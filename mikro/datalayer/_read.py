@@ -21,6 +21,7 @@ download: use ``await compute(obj)`` (or ``await m.compute(obj)``), which runs i
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import json
@@ -245,6 +246,32 @@ class ShardedArrayReader:
                 scratch=scratch,
                 cache=cache,
             ).run(out)
+
+    def read_all(self) -> np.ndarray[Any, Any]:
+        """The whole array, read as `compute` reads a whole image (shard by shard, a few at once, straight
+        into one array) but blocking: for a plain dask ``.compute()`` / ``.values`` of ``rep.data``
+        itself (`mikro.datalayer._full_reads`)."""
+        self.codec()
+        out, new_memory = result_array(self.shape, self.dtype)
+        boxes = list(_blocks(self))
+        with concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(WHOLE_READ_CONCURRENCY, len(boxes)), thread_name_prefix="mikro-read"
+        ) as pool:
+            futures = [pool.submit(_read_block, self, out[box], box, new_memory) for box in boxes]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        return out
+
+    def chunk_box(self, index: Sequence[int]) -> tuple[slice, ...]:
+        """The region of the array that dask chunk ``index`` (one inner chunk) covers."""
+        return tuple(
+            slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, self.chunks, self.shape, strict=True)
+        )
 
     def read_region(self, box: Sequence[slice]) -> np.ndarray[Any, Any]:
         """The array inside ``box`` (slices with step 1, within bounds), as a new array."""

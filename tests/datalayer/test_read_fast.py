@@ -23,6 +23,7 @@ from mikro.datalayer import (
     ImageLayout,
     ShardedArrayReader,
     _fetch,
+    _full_reads,
     _read,
     compute,
     open_dataarray,
@@ -196,6 +197,57 @@ async def test_bare_dask_compute_shares_whole_shards_too(
     part = await anyio.to_thread.run_sync(lambda: view[1:3, 20:40].max().compute(scheduler=scheduler))
     assert int(part) == int(values[1:3, 20:40].max())
     assert store.stats.snapshot()["gets"] == 1 + 2 * shards + 2 * 2 * 3  # indexes known: chunks only
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("scheduler", ["threads", "sync"])
+async def test_plain_compute_of_the_whole_image_reads_it_in_one_task(
+    make_provider: Callable[..., CountingProvider], scheduler: str
+) -> None:
+    """``rep.data.values`` / ``.compute()`` / ``np.asarray(rep.data)`` in a script: one task reads the
+    image shard by shard (one GET each) and dask gets every chunk as a view of it."""
+    provider = make_provider()
+    values = values_for(SHAPE)
+    layout = put_image(GrantedStore(provider), values, compression="zstd")
+    sizes = stored_sizes(GrantedStore(provider))
+    shard_keys = [k for k in sizes if "/c/" in k]
+    store = GrantedStore(provider)
+    view = open_view(store, layout)
+
+    def whole_graph(obj: Any) -> Any:
+        return _full_reads.whole_image_graph(obj.data.__dask_graph__(), obj.data.__dask_keys__())
+
+    graph = whole_graph(view)
+    assert graph is not None
+    readers = [task for task in graph.values() if callable(task[0]) and task[0].__name__ == "read_all"]
+    assert len(readers) == 1 and len(graph) == 1 + view.data.npartitions
+    for derived in (view + 1, view[1:], view.max()):  # anything else keeps dask's own graph
+        assert (
+            _full_reads.whole_image_graph(derived.data.__dask_graph__(), derived.data.__dask_keys__()) is None
+        )
+
+    got = await anyio.to_thread.run_sync(lambda: view.compute(scheduler=scheduler))
+    np.testing.assert_array_equal(got.values, values)  # edge chunks on every axis, each in its place
+    assert got.dims == view.dims and got.attrs == view.attrs
+    stats = store.stats.snapshot()
+    assert stats["gets"] == 1 + len(shard_keys)
+    assert stats["bytes_read"] == sizes["0/zarr.json"] + sum(sizes[k] for k in shard_keys)
+    np.testing.assert_array_equal(await anyio.to_thread.run_sync(np.asarray, view), values)
+
+
+@pytest.mark.anyio
+async def test_plain_compute_of_the_whole_image_raises_the_grant_error(
+    make_provider: Callable[..., CountingProvider],
+) -> None:
+    provider = make_provider(ttl=0.4)
+    store = GrantedStore(provider)
+    values = values_for(SHAPE)
+    view = open_view(store, put_image(store, values))
+    np.testing.assert_array_equal(await anyio.to_thread.run_sync(lambda: view[0].values), values[0])
+    provider.revoked = True
+    await anyio.sleep(0.4)  # let the grant in hand run out
+    with pytest.raises(mikro.GrantError, match="revoked"):
+        await anyio.to_thread.run_sync(lambda: view.values)
 
 
 @pytest.mark.anyio
