@@ -28,7 +28,7 @@ __all__ = [
     "loop_lag",
     "raw_get_many",
     "read_full",
-    "read_plain_max",
+    "read_plain",
     "sync_overhead",
     "upload_image",
 ]
@@ -171,16 +171,24 @@ def read_full(ctx: Context, img: StoredImage) -> Sample:
     return Sample(clock.seconds, clock.cpu, img.nbytes)
 
 
-def read_plain_max(ctx: Context, img: StoredImage) -> Sample:
-    """The sync facade's ``rep.data.max().compute()``: plain dask, no ``m.compute``."""
-    import mikro.sync
+def read_plain(ctx: Context, img: StoredImage, what: str) -> Sample:
+    """The sync facade's ``rep.data.max().compute()`` (``what="max"``) or ``rep.data.values``: plain dask,
+    no ``m.compute``, in a fresh process (`_plain_child.py`), as a user's script runs it."""
+    import subprocess
+    import sys
 
     server = ctx.server(img.kind)
-    with mikro.sync.connect(server.url, token=server.token) as m:
-        rep = m.get_representation(img.rep_id)
-        with timed() as clock:
-            rep.data.max().compute()
-    return Sample(clock.seconds, clock.cpu, img.nbytes)
+    child = Path(__file__).resolve().parent / "_plain_child.py"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(ctx.workdir / "pycache")
+    cmd = [sys.executable, str(child), server.url, server.token, img.rep_id, what]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"plain read exited with {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    if got["nbytes"] != img.nbytes:
+        raise RuntimeError(f"read {got['nbytes']} bytes, expected {img.nbytes}")
+    return Sample(got["seconds"], got["cpu"], img.nbytes)
 
 
 def loop_lag(ctx: Context, img: StoredImage, backend: str) -> Sample:

@@ -70,22 +70,29 @@ def _flat_keys(keys: Any) -> Iterator[Any]:
 
 
 def whole_image_graph(graph: Any, keys: Any) -> dict[Any, Any] | None:
-    """For ``rep.data`` itself computed whole (``.values``, ``.compute()``, ``np.asarray``): a graph that
-    reads the image once, the way ``await m.compute(rep.data)`` does, and hands dask each chunk as a view
-    of it. None for any other graph."""
+    """For ``rep.data`` itself computed whole (``.values``, ``.compute()``, ``np.asarray``): the graph with
+    its chunk tasks replaced by one task that reads the image the way ``await m.compute(rep.data)`` does
+    and by views of that one array. None for any other graph.
+
+    dask (2025 and later) hands optimizers the collection's graph plus a layer that finalizes the result
+    (``finalize-...``, the concatenation of the chunks) and that layer's key. Any other layer means an
+    expression on the image, which keeps dask's own graph.
+    """
     layers = getattr(graph, "layers", None)
-    if not isinstance(layers, Mapping) or len(layers) != 1:
+    if not isinstance(layers, Mapping):
         return None
-    ((name, layer),) = layers.items()
+    ours = [(name, layer) for name, layer in layers.items() if layer_reader(layer) is not None]
+    if len(ours) != 1 or any(n != ours[0][0] and not str(n).startswith("finalize-") for n in layers):
+        return None
+    name, layer = ours[0]
     reader = layer_reader(layer)
-    if reader is None:
-        return None
-    wanted = set(_flat_keys(keys))
-    if wanted != set(layer.get_output_keys()):
-        return None
+    tasks = dict(graph.cull(set(_flat_keys(keys))))
+    chunk_keys = set(layer.get_output_keys())
+    if not chunk_keys <= tasks.keys():
+        return None  # some chunks are not needed: not the whole image
     whole = f"{name}-whole-image"
-    tasks: dict[Any, Any] = {whole: (reader.read_all,)}
-    for key in wanted:
+    tasks[whole] = (reader.read_all,)
+    for key in chunk_keys:
         tasks[key] = (operator.getitem, whole, reader.chunk_box(key[1:]))
     return tasks
 
