@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,19 @@ import pytest
 _LISTENING = re.compile(r"mikro: listening on (http://\S+/graphql)")
 # `import mikro` pulls in the client's scientific stack; on a loaded 2-core machine that is slow.
 START_TIMEOUT = 90.0
+
+
+def unique(prefix: str) -> str:
+    """A name no other test run uses (tests share module-scoped servers)."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No MIKRO_* settings or config file from the machine running the tests reach `mikro.connect`."""
+    for name in ("MIKRO_URL", "MIKRO_TOKEN", "MIKRO_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 def free_port() -> int:

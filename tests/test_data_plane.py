@@ -10,7 +10,6 @@ import io
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,18 +26,9 @@ from PIL import Image
 import mikro
 from mikro.datalayer import GrantedStore
 from mikro.datalayer._shard import ShardIndex
-from tests.fixtures_servers import MikroServer, ServerFactory
+from tests.fixtures_servers import MikroServer, ServerFactory, unique
 
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("MIKRO_URL", "MIKRO_TOKEN", "MIKRO_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("no_ambient_config")
 
 
 @pytest.fixture

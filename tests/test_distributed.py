@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,20 +21,12 @@ import pytest
 from distributed import Client, LocalCluster
 
 import mikro
-from tests.fixtures_servers import MikroServer
+from tests.fixtures_servers import MikroServer, unique
 
 SHAPE = (6, 512, 512)  # six one-plane chunks in one shard: six read tasks
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("MIKRO_URL", "MIKRO_TOKEN", "MIKRO_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("no_ambient_config")
 
 
 @pytest.fixture(scope="module")

@@ -44,20 +44,32 @@ def layer_reader(layer: Any) -> Any:
     return getattr(layer, READER_ATTRIBUTE, None)
 
 
-def readers_read_in_full(graph: Any, keys: Any) -> list[Any]:
-    """The mikro readers whose every chunk computing ``keys`` of ``graph`` (a HighLevelGraph) needs."""
+def _ours(graph: Any) -> dict[str, Any]:
+    """The layers of ``graph`` (a HighLevelGraph) that `open_dataarray` made, by name."""
     layers = getattr(graph, "layers", None)
     if not isinstance(layers, Mapping):
-        return []
-    ours = {name: reader for name, layer in layers.items() if (reader := layer_reader(layer)) is not None}
-    if not ours:
-        return []
+        return {}
+    return {name: layer for name, layer in layers.items() if layer_reader(layer) is not None}
+
+
+def _culled(graph: Any, keys: Any) -> Any:
+    return graph.cull(set(_flat_keys(keys)))
+
+
+def readers_read_in_full(graph: Any, keys: Any) -> list[Any]:
+    """The mikro readers whose every chunk computing ``keys`` of ``graph`` (a HighLevelGraph) needs."""
+    ours = _ours(graph)
+    return _read_in_full(ours, _culled(graph, keys)) if ours else []
+
+
+def _read_in_full(ours: Mapping[str, Any], culled: Any) -> list[Any]:
     needed: dict[str, int] = dict.fromkeys(ours, 0)
-    for layer in graph.cull(set(_flat_keys(keys))).layers.values():
+    for layer in culled.layers.values():
         for key in layer.get_output_keys():
             if isinstance(key, tuple) and key and key[0] in needed:
                 needed[key[0]] += 1
-    return [reader for name, reader in ours.items() if needed[name] == reader.nblocks]
+    readers = [layer_reader(layer) for layer in ours.values()]
+    return [reader for name, reader in zip(ours, readers, strict=True) if needed[name] == reader.nblocks]
 
 
 def _flat_keys(keys: Any) -> Iterator[Any]:
@@ -78,15 +90,16 @@ def whole_image_graph(graph: Any, keys: Any) -> dict[Any, Any] | None:
     (``finalize-...``, the concatenation of the chunks) and that layer's key. Any other layer means an
     expression on the image, which keeps dask's own graph.
     """
-    layers = getattr(graph, "layers", None)
-    if not isinstance(layers, Mapping):
+    ours = _ours(graph)
+    return _whole_image_graph(graph, ours, _culled(graph, keys)) if ours else None
+
+
+def _whole_image_graph(graph: Any, ours: Mapping[str, Any], culled: Any) -> dict[Any, Any] | None:
+    if len(ours) != 1 or any(n not in ours and not str(n).startswith("finalize-") for n in graph.layers):
         return None
-    ours = [(name, layer) for name, layer in layers.items() if layer_reader(layer) is not None]
-    if len(ours) != 1 or any(n != ours[0][0] and not str(n).startswith("finalize-") for n in layers):
-        return None
-    name, layer = ours[0]
+    ((name, layer),) = ours.items()
     reader = layer_reader(layer)
-    tasks = dict(graph.cull(set(_flat_keys(keys))))
+    tasks = dict(culled)
     chunk_keys = set(layer.get_output_keys())
     if not chunk_keys <= tasks.keys():
         return None  # some chunks are not needed: not the whole image
@@ -103,11 +116,14 @@ def _mikro_array_optimize(dsk: Any, keys: Any, **kwargs: Any) -> Any:
     from mikro.datalayer._remote import distributed_scheduler_active
 
     try:
-        if not distributed_scheduler_active():
-            whole = whole_image_graph(dsk, keys)
+        # Graphs without a mikro image (every other dask array in the process) pay only this lookup.
+        ours = _ours(dsk)
+        if ours and not distributed_scheduler_active():
+            culled = _culled(dsk, keys)  # once, for both questions
+            whole = _whole_image_graph(dsk, ours, culled)
             if whole is not None:
                 return whole
-            for reader in readers_read_in_full(dsk, keys):
+            for reader in _read_in_full(ours, culled):
                 reader.expect_full_read()
     except Exception:  # an optimisation: a graph it does not understand computes as before
         pass

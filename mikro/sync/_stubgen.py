@@ -13,14 +13,14 @@ type alias from the module whose top level assigns it (found by following the de
 from __future__ import annotations
 
 import ast
+import builtins
+import functools
 import importlib
 import inspect
 import re
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from mikro.sync._mirror import public_methods, public_properties, sync_signature
 
@@ -42,6 +42,7 @@ from __future__ import annotations
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _LITERALS = frozenset({"None", "True", "False"})
+_BUILTINS = frozenset(dir(builtins))
 #: The sync spellings ``_mirror`` gives async return types: not bound in the async method's module.
 _RESPELLED = {
     "Iterator": "collections.abc",
@@ -68,12 +69,13 @@ class _Imports:
         return out
 
 
+@functools.cache
 def _top_level_bindings(module: str) -> dict[str, tuple[str, str | None]]:
     """``name -> (module, attribute)`` for imports, ``name -> (module, None)`` for module imports, and
     ``name -> (this module, name)`` for names this module defines, read from its source."""
-    source = inspect.getsource(importlib.import_module(module))
+    tree = ast.parse(inspect.getsource(importlib.import_module(module)))
     found: dict[str, tuple[str, str | None]] = {}
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             for alias in node.names:
                 found[alias.asname or alias.name] = (node.module, alias.name)
@@ -83,7 +85,7 @@ def _top_level_bindings(module: str) -> dict[str, tuple[str, str | None]]:
                     alias.name if alias.asname else alias.name.split(".")[0],
                     None,
                 )
-    for node in ast.parse(source).body:  # definitions: only the module's own top level
+    for node in tree.body:  # definitions: only the module's own top level
         targets: list[ast.expr] = []
         if isinstance(node, ast.Assign):
             targets = node.targets
@@ -118,7 +120,7 @@ def _defining_module(module: str, name: str, seen: frozenset[str] = frozenset())
 def _collect(annotation: str, home: str, imports: _Imports) -> None:
     for dotted in _NAME.findall(annotation):
         head = dotted.split(".")[0]
-        if head in _LITERALS or head in imports.modules or head in _builtin_names():
+        if head in _LITERALS or head in imports.modules or head in _BUILTINS:
             continue
         if any(head in bound for bound in imports.names.values()):
             continue
@@ -146,12 +148,6 @@ def _module_for_dotted(module: str, dotted: str) -> str:
             continue
         return candidate
     return module
-
-
-def _builtin_names() -> frozenset[str]:
-    import builtins
-
-    return frozenset(dir(builtins))
 
 
 def _parameters(signature: inspect.Signature) -> str:
@@ -182,10 +178,6 @@ def _annotations(signature: inspect.Signature) -> list[str]:
     return texts
 
 
-def _home(func: Callable[..., Any]) -> str:
-    return str(func.__module__)
-
-
 def render() -> str:
     """The text of ``_typed.pyi`` for the current ``mikro.Mikro``."""
     from mikro._client import Mikro
@@ -195,7 +187,7 @@ def render() -> str:
     for name, prop in sorted(public_properties(Mikro).items()):
         assert prop.fget is not None
         annotation = inspect.signature(prop.fget).return_annotation
-        _collect(annotation, _home(prop.fget), imports)
+        _collect(annotation, prop.fget.__module__, imports)
         body += ["    @property", f"    def {name}(self) -> {annotation}: ..."]
     for name, func in sorted(public_methods(Mikro).items()):
         signature = sync_signature(func)
@@ -206,7 +198,7 @@ def render() -> str:
                     {"SyncContextManager": "SyncContextManager", "SyncStream": "SyncStream"}
                 )
                 annotation = re.sub(r"\bSync(ContextManager|Stream)\b", "", annotation)
-            _collect(annotation, _home(func), imports)
+            _collect(annotation, func.__module__, imports)
         body.append(f"    def {name}({_parameters(signature)}) -> {signature.return_annotation}: ...")
     lines = [
         *imports.lines(),

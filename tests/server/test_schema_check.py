@@ -6,6 +6,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -14,6 +15,14 @@ from sqlalchemy import create_engine
 from mikro.server._database import Database
 from mikro.server._models import Base
 from mikro.server._schema_check import DatabaseSchemaError
+
+ASYNCIO_ONLY = "the server's database layer is SQLAlchemy's asyncio extension"
+
+
+def asyncio_only(test: Any) -> Any:
+    """For tests that open the server's `Database` themselves."""
+    test = pytest.mark.parametrize("anyio_backend", ["asyncio"])(test)
+    return pytest.mark.anyio(pytest.mark.single_backend(reason=ASYNCIO_ONLY)(test))
 
 
 def make_database(path: Path) -> None:
@@ -33,9 +42,7 @@ def users(path: Path) -> list[str]:
         return [name for (name,) in db.execute("select username from users")]
 
 
-@pytest.mark.anyio
-@pytest.mark.single_backend(reason="the server's database layer is SQLAlchemy's asyncio extension")
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@asyncio_only
 async def test_a_missing_column_is_named_and_nothing_is_changed(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     make_database(path)
@@ -52,9 +59,7 @@ async def test_a_missing_column_is_named_and_nothing_is_changed(tmp_path: Path) 
     assert "description" not in columns  # the check reports; it does not alter tables
 
 
-@pytest.mark.anyio
-@pytest.mark.single_backend(reason="the server's database layer is SQLAlchemy's asyncio extension")
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@asyncio_only
 async def test_an_old_column_that_refuses_null_is_named(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     make_database(path)
@@ -68,9 +73,7 @@ async def test_an_old_column_that_refuses_null_is_named(tmp_path: Path) -> None:
             pytest.fail("a database with an outdated table was opened")
 
 
-@pytest.mark.anyio
-@pytest.mark.single_backend(reason="the server's database layer is SQLAlchemy's asyncio extension")
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@asyncio_only
 async def test_an_up_to_date_database_opens_again(tmp_path: Path) -> None:
     path = tmp_path / "current.sqlite3"
     make_database(path)
