@@ -1,5 +1,6 @@
 """Typed models of the schema's types and the typed operations the session offers."""
 
+from mikro.api._acquisition import Acquisition, Instrument, Objective, SourceMatch, StagePosition
 from mikro.api._base import MikroModel
 from mikro.api._documents import Operation, all_operations, operation
 from mikro.api._enums import EventKind, RepresentationVariety, RoiKind, StoreKind, UploadKind
@@ -26,6 +27,11 @@ from mikro.api._operations import DEFAULT_PAGE_SIZE, IdLike, Operations
 __all__ = [
     "DEFAULT_PAGE_SIZE",
     "ROI",
+    "Acquisition",
+    "Instrument",
+    "Objective",
+    "SourceMatch",
+    "StagePosition",
     "Channel",
     "Credentials",
     "Dataset",
