@@ -7,12 +7,14 @@ methods at run time; ``tests/sync/test_typed_twins.py`` fails when the two disag
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio.abc
 import xarray as xr
 
+from mikro.api._acquisition import Acquisition, SourceMatch
 from mikro.api._enums import RepresentationVariety, RoiKind, UploadKind
 from mikro.api._events import RepresentationEvent, RoiEvent
 from mikro.api._grant import Grant
@@ -36,6 +38,7 @@ from mikro.datalayer._layout import Compression
 from mikro.datalayer._table import TableData
 from mikro.datalayer._write import ProgressCallback
 from mikro.graphql._subscriptions import SubscriptionClient
+from mikro.ingest._report import IngestProgress, IngestReport
 from mikro.sync._streams import SyncContextManager, SyncStream
 
 __all__ = ["SyncMethods"]
@@ -85,6 +88,12 @@ class SyncMethods:
         compression: Compression = ...,
         max_bytes: int = ...,
         thumbnail: bool = ...,
+        acquisition: Acquisition | Mapping[str, Any] | None = ...,
+        source_fingerprint: str | None = ...,
+        source_scene: int | None = ...,
+        source_scene_name: str | None = ...,
+        source_scene_count: int | None = ...,
+        limiter: anyio.CapacityLimiter | None = ...,
     ) -> Representation: ...
     def create_roi(
         self,
@@ -129,6 +138,18 @@ class SyncMethods:
     def get_thumbnail(self, id: IdLike) -> Thumbnail: ...
     def get_zarr_store(self, id: IdLike) -> ZarrStore: ...
     def grant_provider(self, store_id: IdLike, write: bool = ...) -> GrantProvider: ...
+    def ingest(
+        self,
+        paths: str | Path | Iterable[str | Path],
+        *,
+        dataset: Any = ...,
+        sample: Any = ...,
+        tags: Iterable[str] = ...,
+        concurrency: int = ...,
+        keep_original: bool = ...,
+        on_progress: Callable[[IngestProgress], None] | None = ...,
+        dry_run: bool = ...,
+    ) -> IngestReport: ...
     def iter_datasets(
         self,
         *,
@@ -177,6 +198,7 @@ class SyncMethods:
         derived_from: IdLike | None = ...,
         variety: RepresentationVariety | str | None = ...,
         page_size: int = ...,
+        source_fingerprint: str | None = ...,
     ) -> Iterator[Representation]: ...
     def iter_rois(
         self,
@@ -272,6 +294,7 @@ class SyncMethods:
         variety: RepresentationVariety | str | None = ...,
         offset: int = ...,
         limit: int = ...,
+        source_fingerprint: str | None = ...,
     ) -> list[Representation]: ...
     def list_rois(
         self,
@@ -334,6 +357,7 @@ class SyncMethods:
     ) -> list[Representation]: ...
     def search_rois(self, text: str, *, offset: int = ..., limit: int = ...) -> list[ROI]: ...
     def search_samples(self, text: str, *, offset: int = ..., limit: int = ...) -> list[Sample]: ...
+    def sources_ingested(self, fingerprints: Sequence[str]) -> list[SourceMatch]: ...
     def thumbnail_png(self, thumbnail: IdLike) -> bytes: ...
     def update_dataset(
         self,
