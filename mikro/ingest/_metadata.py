@@ -73,18 +73,24 @@ def from_ome(ome: Any, index: int) -> SceneMetadata:
     pixels = image.pixels
     meta = SceneMetadata()
     for dim in ("x", "y", "z"):
-        size = micrometres(getattr(pixels, f"physical_size_{dim}"), getattr(pixels, f"physical_size_{dim}_unit"))
+        size = micrometres(
+            getattr(pixels, f"physical_size_{dim}"), getattr(pixels, f"physical_size_{dim}_unit")
+        )
         if size is not None:
             meta.pixel_size[dim] = size
     increment = seconds(pixels.time_increment, pixels.time_increment_unit)
     if increment is not None:
         meta.pixel_size["t"] = increment
     meta.channel_names = real_channel_names([c.name for c in pixels.channels])
-    meta.excitation = [nanometres(c.excitation_wavelength, c.excitation_wavelength_unit) for c in pixels.channels]
+    meta.excitation = [
+        nanometres(c.excitation_wavelength, c.excitation_wavelength_unit) for c in pixels.channels
+    ]
     meta.emission = [nanometres(c.emission_wavelength, c.emission_wavelength_unit) for c in pixels.channels]
     meta.acquisition_date = image.acquisition_date
     instruments = list(ome.instruments)
-    instrument = next((i for i in instruments if image.instrument_ref and i.id == image.instrument_ref.id), None)
+    instrument = next(
+        (i for i in instruments if image.instrument_ref and i.id == image.instrument_ref.id), None
+    )
     microscope = instrument.microscope if instrument is not None else None
     objective = None
     if image.objective_settings is not None:

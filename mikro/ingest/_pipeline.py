@@ -9,7 +9,7 @@ array is read, encoded and put in one worker's turn); the event loop only schedu
 Memory: each file uploads with its own limiter of `SHARDS_PER_FILE` worker threads, so at most that many
 shard regions of one file are read and encoded at once; a region and its encoding are each at most one
 shard (`mikro.datalayer` aims at 32 MiB). Peak memory is therefore about
-``2 × SHARDS_PER_FILE × shard size × concurrency`` plus the interpreter and the readers (a constant).
+``2 * SHARDS_PER_FILE * shard size * concurrency`` plus the interpreter and the readers (a constant).
 
 A file is all or nothing: when one of its scenes fails, the images already made from it in this run are
 deleted and the file is reported failed. A cancelled run keeps the images that were complete (each image
@@ -18,6 +18,7 @@ is atomic) and a rerun skips them: fingerprints are content hashes, so a changed
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -70,7 +71,9 @@ class _Progress:
         if self.handler is not None:
             done = self.bytes_done + sum(self.partial.values())
             self.handler(
-                IngestProgress(self.files_done, self.files_total, done, self.bytes_total, self.created, current)
+                IngestProgress(
+                    self.files_done, self.files_total, done, self.bytes_total, self.created, current
+                )
             )
 
 
@@ -94,7 +97,9 @@ def _hash_all(paths: Sequence[Path]) -> list[Fingerprint | BaseException]:
     return out
 
 
-async def _fingerprints(paths: list[Path], limiter: anyio.CapacityLimiter) -> list[Fingerprint | BaseException]:
+async def _fingerprints(
+    paths: list[Path], limiter: anyio.CapacityLimiter
+) -> list[Fingerprint | BaseException]:
     results: list[list[Fingerprint | BaseException]] = [[] for _ in range(0, len(paths), HASH_BATCH)]
 
     async def run(i: int) -> None:
@@ -192,6 +197,8 @@ async def _ingest_file(
     try:
         source = await anyio.to_thread.run_sync(open_source, path, limiter=limiter)
         count = source.scene_count
+        if count == 0:
+            raise ReaderError("unreadable: no image found in the file")
         for index in range(count):
             if index in present:
                 report.skipped += 1
@@ -200,10 +207,11 @@ async def _ingest_file(
             if dry_run:
                 report.planned.append(_planned(scene))
                 continue
-            rep = await _upload(m, scene, path, fp, count, keep, partial(_scene_progress, progress, report, index, count))
+            rep = await _upload(
+                m, scene, path, fp, count, keep, partial(_scene_progress, progress, report, index, count)
+            )
             report.images.append(rep.id)
-        if await anyio.to_thread.run_sync(signature, path, limiter=limiter) != fp.signature:
-            raise ReaderError("the file changed while it was being ingested: not stored")
+        await _unchanged(path, fp, limiter)
         if dry_run:
             report.status = "planned"
         elif not report.images:
@@ -218,6 +226,11 @@ async def _ingest_file(
         if source is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(source.close, limiter=limiter)
+
+
+async def _unchanged(path: Path, fp: Fingerprint, limiter: anyio.CapacityLimiter) -> None:
+    if await anyio.to_thread.run_sync(signature, path, limiter=limiter) != fp.signature:
+        raise ReaderError("the file changed while it was being ingested: not stored")
 
 
 def _scene_progress(
@@ -273,7 +286,6 @@ def _planned(scene: Scene) -> PlannedImage:
 
 async def _delete_all(m: Mikro, ids: list[str]) -> None:
     for rep_id in ids:
-        try:
+        # Already gone: nothing of it is left either way.
+        with contextlib.suppress(MikroError):
             await m.delete_representation(rep_id)
-        except MikroError:
-            pass  # already gone: nothing of it is left either way

@@ -192,7 +192,9 @@ class ZarrSource:
             if step is None or name == "c":
                 continue
             unit = axis.get("unit")
-            value = seconds(step, unit) if axis.get("type") == "time" or name == "t" else micrometres(step, unit)
+            value = (
+                seconds(step, unit) if axis.get("type") == "time" or name == "t" else micrometres(step, unit)
+            )
             if value is not None:
                 meta.pixel_size[name] = value
         channels = self.omero.get("channels") or []
@@ -201,7 +203,7 @@ class ZarrSource:
             from mikro.api import Acquisition
 
             meta.acquisition = Acquisition(time_increment=meta.pixel_size["t"])
-        data = da.from_zarr(array)
+        data = da.from_array(array, chunks=array.chunks)  # type: ignore[no-untyped-call]
         order = "".join(n.upper() for n in names)
         if set(order) - set("TCZYX"):
             raise ReaderError(f"unsupported dims: {names}")

@@ -17,7 +17,9 @@ IMAGE_FOLDER_SUFFIXES = (".zarr",)
 
 
 def _is_image_folder(path: Path) -> bool:
-    return path.is_dir() and (path.name.lower().endswith(IMAGE_FOLDER_SUFFIXES) or (path / "zarr.json").is_file())
+    return path.is_dir() and (
+        path.name.lower().endswith(IMAGE_FOLDER_SUFFIXES) or (path / "zarr.json").is_file()
+    )
 
 
 def _walk(folder: Path) -> Iterator[Path]:

@@ -62,7 +62,9 @@ def _unit_name(unit: Any) -> str | None:
     return name.lower() if name.lower() in LENGTH or name.lower() in TIME else name
 
 
-def _convert(value: Any, unit: Any, table: dict[str, float], default: str, scale: float = 1.0) -> float | None:
+def _convert(
+    value: Any, unit: Any, table: dict[str, float], default: str, scale: float = 1.0
+) -> float | None:
     if value is None:
         return None
     name = _unit_name(unit) or default

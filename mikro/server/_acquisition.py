@@ -15,8 +15,8 @@ __all__ = [
     "InstrumentInput",
     "Objective",
     "ObjectiveInput",
-    "StagePosition",
     "SourceMatch",
+    "StagePosition",
     "StagePositionInput",
     "acquisition_from_value",
     "acquisition_value",
@@ -41,7 +41,9 @@ class Objective:
     correction: str | None = None
 
 
-@strawberry.type(description="Stage position of the image's first plane in micrometres (OME Plane PositionX/Y/Z).")
+@strawberry.type(
+    description="Stage position of the image's first plane in micrometres (OME Plane PositionX/Y/Z)."
+)
 class StagePosition:
     x: float | None = None
     y: float | None = None
@@ -101,7 +103,11 @@ class AcquisitionInput:
 
 
 #: The nested objects of an acquisition: field name -> its output type.
-_PARTS: dict[str, type[Any]] = {"instrument": Instrument, "objective": Objective, "stage_position": StagePosition}
+_PARTS: dict[str, type[Any]] = {
+    "instrument": Instrument,
+    "objective": Objective,
+    "stage_position": StagePosition,
+}
 
 
 def acquisition_value(value: AcquisitionInput | None) -> dict[str, Any] | None:

@@ -279,13 +279,15 @@ class Query:
             raise NotFound(f"store {id} is not a zarr store")
         return t.ZarrStore.from_row(store)
 
-    @strawberry.field(
+    @strawberry.field(  # type: ignore[untyped-decorator]
         description="The caller's own images ingested from any of these source fingerprints (at most "
         "2000 per request): what a rerun of an ingest may skip."
     )
     async def sources_ingested(self, info: Info[Any, Any], fingerprints: list[str]) -> list[SourceMatch]:
         if len(fingerprints) > MAX_FINGERPRINTS:
-            raise BadUserInput(f"at most {MAX_FINGERPRINTS} fingerprints per request, not {len(fingerprints)}")
+            raise BadUserInput(
+                f"at most {MAX_FINGERPRINTS} fingerprints per request, not {len(fingerprints)}"
+            )
         ctx = context_of(info)
         user = ctx.require_user()
         rep = m.Representation
@@ -296,6 +298,8 @@ class Query:
         async with ctx.read() as session:
             rows = (await session.execute(query)).all()
         return [
-            SourceMatch(fingerprint=fp, scene=scene, scene_count=count, representation=strawberry.ID(str(rid)))
+            SourceMatch(
+                fingerprint=str(fp), scene=scene, scene_count=count, representation=strawberry.ID(str(rid))
+            )
             for rid, fp, scene, count in rows
         ]

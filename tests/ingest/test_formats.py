@@ -45,9 +45,16 @@ async def test_ome_tiff_scenes_values_and_metadata(m_any: mikro.Mikro, tmp_path:
     assert first.acquisition_date == dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
     acq = first.acquisition
     assert acq is not None and acq.time_increment == 2.0
-    assert acq.instrument is not None and (acq.instrument.manufacturer, acq.instrument.model) == ("Zeiss", "LSM 980")
+    assert acq.instrument is not None and (acq.instrument.manufacturer, acq.instrument.model) == (
+        "Zeiss",
+        "LSM 980",
+    )
     assert acq.objective is not None
-    assert (acq.objective.lens_na, acq.objective.nominal_magnification, acq.objective.immersion) == (1.4, 63.0, "Oil")
+    assert (acq.objective.lens_na, acq.objective.nominal_magnification, acq.objective.immersion) == (
+        1.4,
+        63.0,
+        "Oil",
+    )
     assert acq.stage_position is not None
     assert (acq.stage_position.x, acq.stage_position.y, acq.stage_position.z) == (1500.0, 2500.0, 0.5)
     assert (first.source_scene, first.source_scene_name, first.source_scene_count) == (0, "Image:0", 2)
@@ -78,7 +85,12 @@ async def test_plain_and_imagej_tiff(m: mikro.Mikro, tmp_path: Path) -> None:
     assert ij.dims == ["t", "c", "z", "y", "x"] and ij.shape == [2, 4, 3, 32, 24]
     np.testing.assert_array_equal(await m.compute(ij.data), hyper.transpose(0, 2, 1, 3, 4))
     assert ij.physical_size is not None
-    assert (ij.physical_size.x, ij.physical_size.y, ij.physical_size.z, ij.physical_size.t) == (0.5, 0.5, 2.0, 3.0)
+    assert (ij.physical_size.x, ij.physical_size.y, ij.physical_size.z, ij.physical_size.t) == (
+        0.5,
+        0.5,
+        2.0,
+        3.0,
+    )
     assert ij.acquisition is not None and ij.acquisition.time_increment == 3.0
 
 
