@@ -202,8 +202,6 @@ async def _ingest_file(
     try:
         source = await anyio.to_thread.run_sync(open_source, path, limiter=limiter)
         count = source.scene_count
-        if count == 0:
-            raise ReaderError("unreadable: no image found in the file")
         for index in range(count):
             if index in present:
                 report.skipped += 1

@@ -116,6 +116,8 @@ class BioSource:
         except Exception as exc:
             raise ReaderError(f"unreadable: {_one_line(exc)}") from exc
         self.scene_count = len(self.scenes)
+        if not self.scene_count:
+            raise ReaderError("unreadable: no image found in the file")
         self._reader_module = type(self.image.reader).__module__
 
     def scene(self, index: int) -> Scene:
