@@ -252,10 +252,16 @@ async def _upload(
     keep: dict[str, Any],
     on_shard: Callable[[int, int], None],
 ) -> Any:
+    import xarray as xr
+
     meta = scene.metadata
     channels = meta.channels(scene.data.shape[scene.dims.index("c")] if "c" in scene.dims else 1)
+    names = [c["name"] for c in channels or []]
+    coords = {"c": names} if "c" in scene.dims and names and all(isinstance(n, str) for n in names) else {}
+    # Channel names as the c coordinate too: the store's OME-Zarr metadata takes them from the image.
+    data = xr.DataArray(scene.data, dims=scene.dims, coords=coords)
     return await m.create_representation(
-        scene.data,
+        data,
         name=_image_name(path, scene, count),
         dims=scene.dims,
         channels=channels,
