@@ -30,6 +30,9 @@ __all__ = ["EXTRA_FOR_SUFFIX", "ReaderError", "Scene", "Source", "open_source"]
 
 #: File types whose bioio plugin comes with the ``formats`` extra.
 EXTRA_FOR_SUFFIX = {".czi": "bioio-czi", ".nd2": "bioio-nd2", ".lif": "bioio-lif"}
+#: Files up to this size are read whole, not as a lazy array: one scene of one (compressed) file of this
+#: size is a few shards at most, and a dask graph per small image costs more CPU than its pixels.
+SMALL_FILE_BYTES = 4 * 2**20
 #: bioio dims mikro keeps (``S``: samples of an RGB pixel, stored as channels).
 _KEPT = ("T", "C", "Z", "Y", "X")
 
@@ -169,6 +172,7 @@ class BioSource:
         if not self.scene_count:
             raise ReaderError("unreadable: no image found in the file")
         self._reader_module = type(self.image.reader).__module__
+        self._small = path.stat().st_size <= SMALL_FILE_BYTES
 
     def scene(self, index: int) -> Scene:
         img = self.image
@@ -176,9 +180,14 @@ class BioSource:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 img.set_scene(index)
-                order = img.dims.order
-                sizes = {d: int(n) for d, n in zip(order, img.dims.shape, strict=True)}
-                data, dims, variety = _reduce(img.dask_data, order, sizes)
+                if self._small:
+                    # Read at once (tifffile's page reads): a lazy array's graph costs more than the pixels.
+                    whole = img.xarray_data
+                    order, pixels = "".join(str(d) for d in whole.dims), whole.data
+                else:
+                    order, pixels = img.dims.order, img.dask_data
+                sizes = {d: int(n) for d, n in zip(order, pixels.shape, strict=True)}
+                data, dims, variety = _reduce(pixels, order, sizes)
                 meta = self._metadata(index)
         except ReaderError:
             raise
