@@ -111,6 +111,10 @@ async def test_bytes_upload_needs_a_name_and_keeps_the_media_type_given(m: mikro
     assert other.media_type == "application/json"
     async with m.open_file(other) as stream:
         assert [chunk async for chunk in stream] == [b"{}"]
+    empty = await m.upload_file(b"", name="empty.txt")
+    assert (empty.size, empty.content_hash) == (0, sha256(b""))
+    async with m.open_file(empty) as stream:
+        assert [chunk async for chunk in stream] == []
 
 
 @pytest.mark.anyio
