@@ -256,7 +256,8 @@ class FileReader:
         session = self._session
         self.file = found = await session._as_file(self._file)
         store = session._fs()._reader_store(found.store.id)
-        self._pieces = verified_pieces(store, size=found.size, content_hash=found.content_hash)
+        pieces = verified_pieces(store, size=found.size, content_hash=found.content_hash)
+        self._pieces = (bytes(piece) for piece in pieces)
         return self
 
     async def __aexit__(

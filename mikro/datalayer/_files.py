@@ -41,7 +41,7 @@ FILE_KEY = "file"
 PART_BYTES = 8 * 1024 * 1024
 #: Parts uploaded at once: the upload holds at most (PARTS_IN_FLIGHT + 1) * PART_BYTES in memory.
 PARTS_IN_FLIGHT = 4
-#: Bytes read from disk, or handed to a reader, at a time.
+#: Bytes handed to a reader at a time (uploads read whole parts: obstore then copies nothing more).
 PIECE_BYTES = 4 * 1024 * 1024
 #: How content hashes are spelled: ``sha256:<hex digest>``.
 HASH_ALGORITHM = "sha256"
@@ -74,12 +74,12 @@ def source_size(source: FileSource) -> int:
 def _pieces(source: FileSource) -> Iterator[Buffer]:
     if isinstance(source, bytes | bytearray | memoryview):
         view = memoryview(source).cast("B")
-        for start in range(0, view.nbytes, PIECE_BYTES):
-            yield view[start : start + PIECE_BYTES]
+        for start in range(0, view.nbytes, PART_BYTES):
+            yield view[start : start + PART_BYTES]
         return
     with open(source, "rb") as f:
-        # A fresh bytes object per piece: obstore may keep a reference to it until its part is sent.
-        while piece := f.read(PIECE_BYTES):
+        # A fresh bytes object per part: obstore may keep a reference to it until the part is sent.
+        while piece := f.read(PART_BYTES):
             yield piece
 
 
@@ -112,17 +112,17 @@ def upload_file(
 
 def verified_pieces(
     store: GrantedStore, *, size: int, content_hash: str, checkpoint: Checkpoint | None = None
-) -> Iterator[bytes]:
-    """The file's bytes piece by piece; after the last one, StorageError if they are not the file's."""
+) -> Iterator[Buffer]:
+    """The file's bytes piece by piece (obstore's buffers, not copied); after the last one,
+    StorageError if they are not the file's."""
     hasher = hashlib.new(HASH_ALGORITHM)
     got = 0
     for piece in store.stream(FILE_KEY, piece_bytes=PIECE_BYTES):
         if checkpoint is not None:
             checkpoint()
-        data = bytes(piece)
-        hasher.update(data)
-        got += len(data)
-        yield data
+        hasher.update(piece)
+        got += memoryview(piece).nbytes
+        yield piece
     if got != size or _spelled(hasher) != content_hash:
         raise StorageError(
             f"the stored file does not match its record: {got} bytes with hash {_spelled(hasher)}, "
@@ -150,7 +150,7 @@ def download_file(
             done = 0
             for piece in verified_pieces(store, size=size, content_hash=content_hash, checkpoint=checkpoint):
                 out.write(piece)
-                done += len(piece)
+                done += memoryview(piece).nbytes
                 if progress is not None:
                     progress(done, size)
         os.replace(temporary, target)
