@@ -51,16 +51,8 @@ def stored_objects(server: MikroServer, request: pytest.FixtureRequest) -> set[s
     if "s3_bucket" not in server.settings:
         root = server.data_dir / "objects"
         return {str(p.relative_to(root)) for p in (root / "media").rglob("*") if p.is_file()}
-    import boto3
-
     moto = request.getfixturevalue("moto_s3")
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto.endpoint_url,
-        aws_access_key_id=moto.access_key,
-        aws_secret_access_key=moto.secret_key,
-        region_name=moto.region,
-    )
+    s3 = moto.client()
     listed = s3.list_objects_v2(Bucket=moto.bucket, Prefix="media/").get("Contents", [])
     uploads = s3.list_multipart_uploads(Bucket=moto.bucket, Prefix="media/").get("Uploads", [])
     return {o["Key"] for o in listed} | {f"upload:{u['Key']}" for u in uploads}
