@@ -27,6 +27,7 @@ from mikro.datalayer import (
     FileSource,
     GrantedStore,
     download_file,
+    source_size,
     upload_file,
     verified_pieces,
 )
@@ -137,6 +138,8 @@ class FilesMixin:
             "tags": list(tags),
         }
         session = self._fs()
+        # A path that is no file is refused before a store is reserved for it.
+        await anyio.to_thread.run_sync(source_size, path_or_bytes, limiter=session.thread_limiter)
         with session.reservations.uploading("MEDIA"):
             store, store_id = await session._new_store("MEDIA")
             created: File | None = None

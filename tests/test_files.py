@@ -97,9 +97,12 @@ async def test_upload_download_and_stream_are_byte_identical(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("server", ["file"], indirect=True)
 async def test_bytes_upload_needs_a_name_and_keeps_the_media_type_given(m: mikro.Mikro) -> None:
     with pytest.raises(mikro.ValidationError, match="name"):
         await m.upload_file(b"a,b\n1,2\n")
+    with pytest.raises(mikro.ValidationError, match="not a file"):
+        await m.upload_file(Path("no-such-file.csv"))
     file = await m.upload_file(b"a,b\n1,2\n", name="counts.csv")
     assert file.media_type == "text/csv" and file.size == 8
     other = await m.upload_file(b"{}", name="notes", media_type="application/json")

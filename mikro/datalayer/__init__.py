@@ -64,6 +64,7 @@ __all__ = [
     "open_dataarray",
     "prepare_image",
     "read_table",
+    "source_size",
     "to_arrow",
     "upload_file",
     "verified_pieces",
