@@ -9,6 +9,7 @@ from mikro.datalayer._files import (
     FileSource,
     FileWritten,
     download_file,
+    source_size,
     upload_file,
     verified_pieces,
 )
