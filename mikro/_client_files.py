@@ -128,8 +128,6 @@ class FilesMixin:
         any step leaves no ``File`` and no objects behind.
         """
         name = _default_name(path_or_bytes, name)
-        if media_type is None:
-            media_type = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
         links = {
             "representations": list(representations),
             "samples": list(samples),
@@ -138,8 +136,14 @@ class FilesMixin:
             "tags": list(tags),
         }
         session = self._fs()
-        # A path that is no file is refused before a store is reserved for it.
-        await anyio.to_thread.run_sync(source_size, path_or_bytes, limiter=session.thread_limiter)
+
+        def check(given: str | None) -> str:
+            # A path that is no file is refused before a store is reserved for it; mimetypes reads the
+            # system's type maps on first use: both off the loop.
+            source_size(path_or_bytes)
+            return given or mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+        media_type = await anyio.to_thread.run_sync(check, media_type, limiter=session.thread_limiter)
         with session.reservations.uploading("MEDIA"):
             store, store_id = await session._new_store("MEDIA")
             created: File | None = None
