@@ -151,6 +151,7 @@ class DataPlaneMixin:
         source_scene_name: str | None = None,
         source_scene_count: int | None = None,
         limiter: anyio.CapacityLimiter | None = None,
+        original_file: Any = None,
     ) -> Representation:
         """Upload an image and create its ``Representation``; returns it with its thumbnail.
 
@@ -167,6 +168,8 @@ class DataPlaneMixin:
         ``source_scene_count`` the file (and scene) it came from (``m.ingest`` sets them; queryable with
         ``list_representations``). ``limiter`` bounds the worker threads of this upload, and so the
         shards it holds in memory at once (default: the session's ``thread_limiter``).
+        ``original_file`` (a ``File`` or its id, see :meth:`upload_file`) records the file the image was
+        made from (``rep.original_file``).
 
         Nothing is visible on the server until the data is complete: a failure or cancellation at any
         step leaves no ``Representation`` behind (and the objects written so far are deleted).
@@ -224,6 +227,7 @@ class DataPlaneMixin:
                             "source_scene_name": source_scene_name,
                             "source_scene_count": source_scene_count,
                             "acquisition": acquired,
+                            "original_file": original_file,
                         }
                     )
                 await anyio.lowlevel.checkpoint()
