@@ -41,7 +41,9 @@ class IngestMixin:
         reported with its reason and leaves nothing behind; the other files go on. ``concurrency``
         files are read and uploaded at once; ``on_progress(IngestProgress)`` is called on the event
         loop as they advance. ``dry_run`` reads the files' metadata and writes nothing.
-        ``keep_original`` is accepted for the original-file store (not yet wired: see the README).
+        With ``keep_original`` (the default) each source file is also stored as it is, a ``File``
+        linked to its images (``rep.original_file``; an interrupted run's upload is reused, found by
+        content hash); OME-Zarr folders are not files and keep no original.
         """
         from mikro.ingest import ingest
 

@@ -176,7 +176,9 @@ async def ingest(
 
     async def run(report: FileReport, fp: Fingerprint, present: set[int]) -> None:
         async with slots:
-            await _ingest_file(m, report, fp, present, keep, progress, dry_run=dry_run)
+            await _ingest_file(
+                m, report, fp, present, keep, progress, dry_run=dry_run, keep_original=keep_original
+            )
             progress.file_done(report)
 
     async with anyio.create_task_group() as tg:
@@ -194,14 +196,20 @@ async def _ingest_file(
     progress: _Progress,
     *,
     dry_run: bool,
+    keep_original: bool,
 ) -> None:
     started = time.perf_counter()
     path = Path(report.path)
     limiter = m.thread_limiter
     source: Source | None = None
+    original: Any = None
+    uploaded = False
     try:
         source = await anyio.to_thread.run_sync(open_source, path, limiter=limiter)
         count = source.scene_count
+        if keep_original and not dry_run and source.is_file:
+            original, uploaded = await _original(m, path, fp, keep["tags"])
+            report.original_file = original.id
         for index in range(count):
             if index in present:
                 report.skipped += 1
@@ -210,9 +218,8 @@ async def _ingest_file(
             if dry_run:
                 report.planned.append(_planned(scene))
                 continue
-            rep = await _upload(
-                m, scene, path, fp, count, keep, partial(_scene_progress, progress, report, index, count)
-            )
+            on_shard = partial(_scene_progress, progress, report, index, count)
+            rep = await _upload(m, scene, path, fp, count, {**keep, "original_file": original}, on_shard)
             report.images.append(rep.id)
         await _unchanged(path, fp, limiter)
         if dry_run:
@@ -223,12 +230,24 @@ async def _ingest_file(
         report.status, report.error = "failed", _error_text(exc)
         with anyio.CancelScope(shield=True):
             await _delete_all(m, report.images)
-        report.images = []
+            if uploaded:
+                with contextlib.suppress(MikroError):
+                    await m.delete_file(original)
+        report.images, report.original_file = [], None
     finally:
         report.seconds = time.perf_counter() - started
         if source is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(source.close, limiter=limiter)
+
+
+async def _original(m: Mikro, path: Path, fp: Fingerprint, tags: list[str]) -> tuple[Any, bool]:
+    """The ``File`` keeping ``path`` as it is: the one stored by an earlier (interrupted) run of this
+    content, else a new upload; and whether it was uploaded now."""
+    found = await m.list_files(content_hash=f"sha256:{fp.digest}", limit=1)
+    if found:
+        return found[0], False
+    return await m.upload_file(path, tags=tags), True
 
 
 async def _unchanged(path: Path, fp: Fingerprint, limiter: anyio.CapacityLimiter) -> None:

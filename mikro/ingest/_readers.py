@@ -59,6 +59,8 @@ class Scene:
 
 class Source(Protocol):
     scene_count: int
+    #: Whether the source is one file (kept as a ``File`` with ``keep_original``); a folder is not.
+    is_file: bool
 
     def scene(self, index: int) -> Scene: ...
 
@@ -143,6 +145,8 @@ def _reader_for(path: Path, suffix: str) -> Any:
 class BioSource:
     """A file bioio reads (the plugin chosen by the file: its suffix, then what the reader accepts)."""
 
+    is_file = True
+
     def __init__(self, path: Path) -> None:
         import bioio
         from bioio_base.exceptions import UnsupportedFileFormatError
@@ -224,6 +228,7 @@ class ZarrSource:
     """An OME-Zarr image (v0.4 or v0.5) written by another tool: one scene per ``multiscales`` entry."""
 
     scene_count: int
+    is_file = False
 
     def __init__(self, path: Path) -> None:
         self.path = path

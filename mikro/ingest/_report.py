@@ -39,6 +39,8 @@ class FileReport:
     bytes: int = 0
     seconds: float = 0.0
     fingerprint: str | None = None
+    #: Id of the ``File`` keeping the source as it is (``keep_original``).
+    original_file: str | None = None
     planned: list[PlannedImage] = field(default_factory=list)
 
     @property

@@ -67,12 +67,21 @@ async def test_ome_tiff_scenes_values_and_metadata(m_any: mikro.Mikro, tmp_path:
     found = await m.list_representations(source_fingerprint=line.fingerprint)
     assert sorted(r.id for r in found) == sorted(line.images)
 
+    # The original is kept as it is, linked to both images.
+    assert first.original_file is not None and second.original_file is not None
+    assert first.original_file.id == second.original_file.id == line.original_file
+    assert first.original_file.name == "cells.ome.tif"
+    assert first.original_file.content_hash == f"sha256:{line.fingerprint}"
+    copy = await m.download_file(first.original_file, tmp_path / "copy.tif")
+    assert copy.read_bytes() == path.read_bytes()
+
 
 async def test_plain_and_imagej_tiff(m: mikro.Mikro, tmp_path: Path) -> None:
     plain = _files.plain_tiff(tmp_path / "plain.tif")
     hyper = _files.imagej_tiff(tmp_path / "hyper.tif")
-    report = await m.ingest(tmp_path)
+    report = await m.ingest(tmp_path, keep_original=False)
     assert report.ok and report.created == 2
+    assert await m.list_files() == []
     by_name = {r.name: r for r in await m.list_representations()}
 
     stack = by_name["plain.tif"]
@@ -101,6 +110,8 @@ async def test_ome_zarr_written_by_ngff_zarr_and_ome_zarr_py(m: mikro.Mikro, tmp
     assert report.ok and report.created == 2, report.to_dict()
     by_name = {r.name: r for r in await m.list_representations()}
 
+    # A folder is no file: nothing kept beside the images.
+    assert all(r.original_file is None for r in by_name.values()) and await m.list_files() == []
     a = by_name["a.ome.zarr"]
     assert a.dims == ["c", "y", "x"]
     np.testing.assert_array_equal(await m.compute(a.data), ngff)

@@ -48,6 +48,9 @@ async def test_cancelled_part_way_then_rerun_stores_each_file_once(m: mikro.Mikr
     reps = await _all(m)
     assert len(reps) == FILES
     assert len({r.source_fingerprint for r in reps}) == FILES
+    # One original per file, however the first run was cut: an upload it finished is reused.
+    files = [f async for f in m.iter_files(page_size=500)]
+    assert len(files) == FILES and all(r.original_file is not None for r in reps)
 
     again = await m.ingest(tmp_path / "plate")
     assert (again.created, again.skipped) == (0, FILES)
@@ -84,8 +87,9 @@ async def test_bad_files_are_reported_and_the_others_ingested(m: mikro.Mikro, tm
     assert "complex64" in str(status["complex.tif"][1])
     assert "no such file" in str(status["missing.tif"][1])
     assert not report.ok
-    # Nothing of the failed files was kept (the truncated one's first scene included).
+    # Nothing of the failed files was kept (the truncated one's first scene and original included).
     (rep,) = await _all(m)
+    assert [f.name for f in await m.list_files()] == ["good.tif"]
     assert rep.name == "good.tif"
     np.testing.assert_array_equal(await m.compute(rep.data), good)
 
