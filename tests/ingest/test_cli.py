@@ -64,6 +64,13 @@ def test_exit_status_and_report_name_the_bad_files(mikro_server: MikroServer, tm
     stdout, stderr = again.communicate(timeout=120)
     assert again.returncode == 0, stderr.decode()
     assert "0 images created, 1 skipped" in stdout.decode()
+    files = mikro_server.query("query { files { name } }", token=token)["data"]["files"]
+    assert files == [{"name": "good.tif"}]  # the original, kept once
+
+    (folder / "more.tif").write_bytes((folder / "good.tif").read_bytes()[:-1] + b"\x07")
+    third = _cli(mikro_server, token, str(folder), "--no-original")
+    assert third.wait(timeout=120) == 0
+    assert len(mikro_server.query("query { files { name } }", token=token)["data"]["files"]) == 1
 
 
 def test_ctrl_c_stops_and_a_rerun_continues(mikro_server: MikroServer, tmp_path: Path) -> None:
