@@ -47,6 +47,7 @@ __all__ = [
     "aget_table",
     "aget_thumbnail",
     "aget_zarr_store",
+    "aingest",
     "aiter_datasets",
     "aiter_experiments",
     "aiter_files",
@@ -77,6 +78,7 @@ __all__ = [
     "asearch_representations",
     "asearch_rois",
     "asearch_samples",
+    "asources_ingested",
     "athumbnail_png",
     "aupdate_dataset",
     "aupdate_experiment",
@@ -174,6 +176,8 @@ asearch_datasets = _bind(Mikro.search_datasets)
 asearch_experiments = _bind(Mikro.search_experiments)
 asearch_metrics = _bind(Mikro.search_metrics)
 asearch_representations = _bind(Mikro.search_representations)
+asources_ingested = _bind(Mikro.sources_ingested)
+aingest = _bind(Mikro.ingest)
 asearch_rois = _bind(Mikro.search_rois)
 asearch_samples = _bind(Mikro.search_samples)
 athumbnail_png = _bind(Mikro.thumbnail_png)
