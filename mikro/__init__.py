@@ -298,7 +298,6 @@ SYNC_FUNCTION_NAMES: tuple[str, ...] = (
     "get_table",
     "get_thumbnail",
     "get_zarr_store",
-    "ingest",
     "grant_provider",
     "iter_datasets",
     "iter_experiments",
