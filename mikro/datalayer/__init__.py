@@ -16,6 +16,7 @@ from mikro.datalayer._layout import (
     choose_layout,
     ome_attributes,
 )
+from mikro.datalayer._pyramid import PYRAMID_THRESHOLD, PyramidOption, downsample, method_for_variety
 from mikro.datalayer._read import ShardedArrayReader, compute, open_dataarray
 from mikro.datalayer._store import GrantedStore, StoreStats
 from mikro.datalayer._table import TABLE_KEY, TableData, TableWritten, read_table, to_arrow, write_table
@@ -29,6 +30,7 @@ __all__ = [
     "COMPRESSIONS",
     "DEFAULT_COMPRESSION",
     "DEFAULT_MAX_BYTES",
+    "PYRAMID_THRESHOLD",
     "TABLE_KEY",
     "Compression",
     "GrantProvider",
@@ -36,6 +38,7 @@ __all__ = [
     "ImageLayout",
     "PreparedImage",
     "ProgressCallback",
+    "PyramidOption",
     "ShardedArrayReader",
     "StorageGrant",
     "StoreStats",
@@ -45,9 +48,11 @@ __all__ = [
     "WriteResult",
     "choose_layout",
     "compute",
+    "downsample",
     "freeze_startup_heap",
     "full_collections_deferred",
     "make_thumbnail",
+    "method_for_variety",
     "ome_attributes",
     "open_dataarray",
     "prepare_image",

@@ -17,6 +17,7 @@ __all__ = [
     "DatasetUpdateInput",
     "ExperimentInput",
     "ExperimentUpdateInput",
+    "LevelInput",
     "MetricFilter",
     "MetricInput",
     "MetricUpdateInput",
@@ -181,6 +182,20 @@ class RepresentationInput:
         default=None,
         description="The zarr.json the client wrote for the array at 0/ (an OME-Zarr image): the server "
         "records shape, dtype and chunks from it instead of reading it from the store.",
+    )
+    levels: list[LevelInput] | None = strawberry.field(
+        default=None,
+        description="The pyramid's coarser levels (1, 2, ...) the client wrote beside level 0, with their "
+        "zarr.json; recorded with the store (requires arrayMetadata).",
+    )
+
+
+@strawberry.input(description="One coarser resolution level of an uploaded image.")
+class LevelInput:
+    path: str
+    array_metadata: str
+    scale: list[float] = strawberry.field(
+        description="The downsampling factor per dim relative to level 0 (>= 1)."
     )
 
 

@@ -162,8 +162,10 @@ class ObjectStorage:
         carries the batch's credentials: scoped to the batch's prefix, so they reach the stores this
         user reserved within the credentials' lifetime (at most ``UPLOAD_BATCH_STORES``) and nothing else.
         """
+        # Image stores end in .zarr: napari and bioio pick their OME-Zarr reader by that suffix.
+        suffix = ".zarr" if upload_kind == "ZARR" else ""
         if self.kind == "FILE":
-            key = self.new_key(upload_kind)
+            key = self.new_key(upload_kind) + suffix
             return key, self.grant(key, write=True, session_name=session_name)
         with self._batch_lock:
             batch = self._live_batch((user_id, upload_kind))
@@ -172,7 +174,7 @@ class ObjectStorage:
                 batch = _UploadBatch(prefix, self._s3_grant(prefix, write=True, session_name=session_name))
                 self._batches[(user_id, upload_kind)] = batch
             batch.stores += 1
-        key = f"{batch.prefix}/{uuid.uuid4().hex}"
+        key = f"{batch.prefix}/{uuid.uuid4().hex}{suffix}"
         return key, self._for_key(batch.grant, key)
 
     def grant(self, key: str, *, write: bool, session_name: str, user_id: int | None = None) -> GrantData:
