@@ -74,7 +74,7 @@ async def test_ome_zarr_py_and_bioio_read_every_level(m: mikro.Mikro) -> None:
     assert len(bio.resolution_levels) == 3
     for index, reference in enumerate(expected):
         bio.set_resolution_level(index)
-        assert (bio.dims.Y, bio.dims.X) == reference.shape[-2:]
+        assert reference.shape[-2:] == (bio.dims.Y, bio.dims.X)
         np.testing.assert_array_equal(bio.get_image_data("CYX"), reference)
     bio.set_resolution_level(0)
     assert (bio.physical_pixel_sizes.Y, bio.physical_pixel_sizes.X) == (0.5, 0.25)
