@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mikro._exceptions import ValidationError
-from mikro.datalayer._layout import ImageLayout, choose_layout
+from mikro.datalayer._layout import TARGET_SHARD_BYTES, ImageLayout, choose_layout
 
 __all__ = [
     "PYRAMID_THRESHOLD",
@@ -75,6 +75,7 @@ def plan_levels(
     pyramid: PyramidOption,
     *,
     threshold: int = PYRAMID_THRESHOLD,
+    target_shard_bytes: int = TARGET_SHARD_BYTES,
 ) -> tuple[list[ImageLayout], list[tuple[int, ...]]]:
     """Every level's layout (level 0 first) and its downsampling factors per dim relative to level 0."""
     if pyramid is None or pyramid == 0:
@@ -98,6 +99,7 @@ def plan_levels(
             base.dims,
             compression=base.compression,
             level=base.level,
+            target_shard_bytes=target_shard_bytes,
             path=str(len(layouts)),
         )
         layouts.append(layout)

@@ -194,7 +194,7 @@ async def write_image(
         level=level,
         target_shard_bytes=target_shard_bytes,
     )
-    layouts, factors = plan_levels(base, image.pixel_size, pyramid)
+    layouts, factors = plan_levels(base, image.pixel_size, pyramid, target_shard_bytes=target_shard_bytes)
     codecs = [ChunkCodec.for_layout(layout) for layout in layouts]
     builder = PyramidBuilder(layouts, factors, method) if len(layouts) > 1 else None
     coarsest = len(layouts) - 1
