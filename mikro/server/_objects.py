@@ -138,6 +138,11 @@ class ObjectStorage:
         except (ObjectNotFound, FileNotFoundError):
             return None
 
+    def replace(self, key: str, data: bytes) -> None:
+        """Write one object whole: readers see the old bytes or the new ones (a put on S3; a temporary
+        file renamed into place in a folder store)."""
+        obstore.put(self._store, key, data)
+
     def exists(self, key: str) -> bool:
         try:
             obstore.head(self._store, key)
