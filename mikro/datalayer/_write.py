@@ -176,6 +176,7 @@ async def write_image(
     method: Method = "mean",
     channel_names: Sequence[str] | None = None,
     rgb: bool = False,
+    levels_only: bool = False,
 ) -> WriteResult:
     """Write ``image`` as an OME-Zarr 0.5 image (group at the store root, level 0 at ``"0"``).
 
@@ -183,7 +184,8 @@ async def write_image(
     ``method``, built from the blocks of level 0 as they are read. ``channel_names`` and ``rgb`` go into
     the ``omero`` block. With ``thumbnail``, a PNG thumbnail of the coarsest level's max projection is
     made too (in a worker thread, as soon as every block has been read) and returned in the result; it
-    is not written to the store.
+    is not written to the store. With ``levels_only``, ``image`` is a stored level 0 and only the coarser
+    levels are written (their arrays at ``"1"``, ``"2"`` ... of ``store``; no group document).
     """
     started = time.perf_counter()
     base = choose_layout(
@@ -219,7 +221,7 @@ async def write_image(
         if builder is not None:
             blocks += builder.add(0, region, block)
         out: list[tuple[str, memoryview | bytes]] = []
-        for k, pos, reg, pixels in blocks:
+        for k, pos, reg, pixels in blocks[1:] if levels_only else blocks:
             if k == coarsest:
                 projection.add(pixels, reg)
             out.append((layouts[k].shard_key(pos), encode_shard(pixels, layouts[k], codecs[k])))
@@ -229,6 +231,7 @@ async def write_image(
         made.append(make_thumbnail(projection.image))
 
     array_docs = [_encode_json(layout.array_metadata()) for layout in layouts]
+    written_arrays = layouts[1:] if levels_only else layouts
 
     def write_group() -> None:
         ome = ome_attributes(
@@ -243,7 +246,8 @@ async def write_image(
 
     def write_arrays() -> None:
         for layout, doc in zip(layouts, array_docs, strict=True):
-            store.put(f"{layout.path}/zarr.json", doc)
+            if layout in written_arrays:
+                store.put(f"{layout.path}/zarr.json", doc)
 
     async def run_shard(position: tuple[int, ...], tg: anyio.abc.TaskGroup) -> None:
         try:
@@ -252,8 +256,9 @@ async def write_image(
             counters["read"] += 1
             if counters["read"] == shard_count:
                 # Every block has been read: the channel ranges are known, the projection complete.
-                written.append("zarr.json")
-                tg.start_soon(partial(anyio.to_thread.run_sync, write_group, limiter=limiter))
+                if not levels_only:
+                    written.append("zarr.json")
+                    tg.start_soon(partial(anyio.to_thread.run_sync, write_group, limiter=limiter))
                 if thumbnail:
                     tg.start_soon(partial(anyio.to_thread.run_sync, make, limiter=limiter))
             for key, payload in payloads:
@@ -272,7 +277,7 @@ async def write_image(
                 async with anyio.create_task_group() as tg:
                     # The arrays' metadata goes up beside the first shard rather than after the last:
                     # nothing reads the store before the server records it.
-                    written.extend(f"{layout.path}/zarr.json" for layout in layouts)
+                    written.extend(f"{layout.path}/zarr.json" for layout in written_arrays)
                     tg.start_soon(partial(anyio.to_thread.run_sync, write_arrays, limiter=limiter))
                     for position in base.shard_positions():
                         await slots.acquire()

@@ -13,6 +13,7 @@ from strawberry.tools import merge_types
 from mikro.server._data_plane import DataPlaneMutation
 from mikro.server._errors import ErrorCodes, log_unexpected
 from mikro.server._mutation import ObjectMutation
+from mikro.server._pyramid import PyramidMutation
 from mikro.server._query import Query
 from mikro.server._subscription import Subscription
 from mikro.server._types import JSON, JSON_SCALAR
@@ -20,7 +21,7 @@ from mikro.server._types import JSON, JSON_SCALAR
 __all__ = ["build_schema"]
 
 
-Mutation = merge_types("Mutation", (ObjectMutation, DataPlaneMutation))
+Mutation = merge_types("Mutation", (ObjectMutation, DataPlaneMutation, PyramidMutation))
 
 
 class _Schema(strawberry.Schema):

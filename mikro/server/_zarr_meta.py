@@ -7,6 +7,7 @@ An array the client could not read back is refused here, by the datalayer's own 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,9 @@ from mikro.datalayer._readable import check_readable
 from mikro.server._errors import BadUserInput
 
 __all__ = ["ArrayInfo", "array_info_from_document", "read_array_info", "with_levels"]
+
+#: A level's path in its group: ``1``, ``2`` ..., or under the prefix a later pyramid is written to.
+_LEVEL_PATH = re.compile(r"(levels-[0-9a-f]{8,32}/)?[1-9][0-9]{0,2}")
 
 
 @dataclass(frozen=True)
@@ -142,8 +146,8 @@ def with_levels(array: ArrayInfo, prefix: str, levels: Sequence[tuple[str, str, 
     """
     seen = {array.path}
     for path, document, scale in levels:
-        if not path.isdigit() or path in seen:
-            raise BadUserInput(f"level path {path!r} must be a new integer path of the image group")
+        if not _LEVEL_PATH.fullmatch(path) or path in seen:
+            raise BadUserInput(f"level path {path!r} must be a new level path of the image group (1, 2, ...)")
         seen.add(path)
         level = array_info_from_document(document, prefix, path)
         if level.dtype != array.dtype or level.dimension_names != array.dimension_names:
