@@ -121,26 +121,32 @@ def downsample(block: np.ndarray[Any, Any], axes: Sequence[int], method: Method)
     pad = [(0, block.shape[i] % 2 if i in axes else 0) for i in range(block.ndim)]
     if any(p[1] for p in pad):
         block = np.pad(block, pad, mode="edge")
-    shape: list[int] = []
-    summed: list[int] = []
-    for i, n in enumerate(block.shape):
-        if i in axes:
-            shape += [n // 2, 2]
-            summed.append(len(shape) - 1)
-        else:
-            shape.append(n)
-    windows = block.reshape(shape)
-    n = 2 ** len(axes)
     kind, size = block.dtype.kind, block.dtype.itemsize
-    if kind in "iu" and size <= 4:
-        wide = np.dtype(f"{kind}{4 if size <= 2 else 8}")
-        total = windows.sum(axis=tuple(summed), dtype=wide)
-        reduced: np.ndarray[Any, Any] = ((total + n // 2) // n).astype(block.dtype)
+    exact = kind in "iu" and size <= 4
+    wide = np.dtype(f"{kind}{4 if size <= 2 else 8}") if exact else np.dtype(np.float64)
+    # Pairs of strided slices added axis by axis: several times faster than a reshape and a sum over
+    # the window axes (numpy reduces short inner axes slowly).
+    total: np.ndarray[Any, Any] | None = None
+    for axis in axes:
+        source = block if total is None else total
+        even = source[(slice(None),) * axis + (slice(0, None, 2),)]
+        odd = source[(slice(None),) * axis + (slice(1, None, 2),)]
+        if total is None:
+            total = even.astype(wide)
+            total += odd
+        else:
+            total = even + odd
+    assert total is not None
+    shift = len(axes)
+    if exact:
+        total += 1 << (shift - 1)  # then a floor division by 2**shift: the mean rounded half up
+        total >>= shift
+        reduced: np.ndarray[Any, Any] = total.astype(block.dtype)
         return reduced
-    mean = windows.mean(axis=tuple(summed), dtype=np.float64)
+    total *= 1.0 / (1 << shift)
     if kind in "iu":
-        mean = np.floor(mean + 0.5)
-    reduced = mean.astype(block.dtype)
+        total = np.floor(total + 0.5)
+    reduced = total.astype(block.dtype)
     return reduced
 
 
