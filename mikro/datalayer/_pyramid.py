@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -50,23 +50,37 @@ def method_for_variety(variety: str) -> Method:
     return "nearest" if str(variety) in ("MASK", "LABEL") else "mean"
 
 
-def _reduced_axes(layout: ImageLayout, sizes: Mapping[str, float], factors: Sequence[int]) -> tuple[int, ...]:
-    """The axes the next level halves: y/x, and z while it is at least twice finer than x.
+def _z_finer(layout: ImageLayout, sizes: Mapping[str, float], factors: Sequence[int]) -> bool:
+    """Whether z is still at least twice finer than x at this level (known pixel sizes only)."""
+    if "z" not in layout.dims or "z" not in sizes or "x" not in sizes:
+        return False
+    zi, xi = layout.dims.index("z"), layout.dims.index("x")
+    return sizes["z"] * factors[zi] * 2 <= sizes["x"] * factors[xi]
 
-    Only axes whose shards start on even indices qualify (every shard does when the shard size is even
-    or one shard spans the axis): then no 2x window straddles two shards, and each shard reduces alone.
-    """
+
+def _aligned(layout: ImageLayout, i: int) -> bool:
+    # Shards starting on even indices (an even shard size, or one shard across the axis): no 2x window
+    # straddles two shards, so each shard reduces alone.
+    return layout.shards[i] % 2 == 0 or layout.shards[i] >= layout.shape[i]
+
+
+def _reduced_axes(layout: ImageLayout, sizes: Mapping[str, float], factors: Sequence[int]) -> tuple[int, ...]:
+    """The axes the next level halves: y/x, and z while it is at least twice finer than x."""
     axes = []
     for i, d in enumerate(layout.dims):
-        if layout.shape[i] < 2 or (layout.shards[i] % 2 and layout.shards[i] < layout.shape[i]):
+        if layout.shape[i] < 2 or not _aligned(layout, i):
             continue
-        if d in ("y", "x"):
+        if d in ("y", "x") or (d == "z" and _z_finer(layout, sizes, factors)):
             axes.append(i)
-        elif d == "z" and "z" in sizes and "x" in sizes:
-            zi, xi = layout.dims.index("z"), layout.dims.index("x")
-            if sizes["z"] * factors[zi] * 2 <= sizes["x"] * factors[xi]:
-                axes.append(i)
     return tuple(axes)
+
+
+def _even_z(layout: ImageLayout) -> ImageLayout:
+    """``layout`` with an odd z shard doubled (large planes get one plane per shard), so z can be halved."""
+    zi = layout.dims.index("z")
+    if _aligned(layout, zi):
+        return layout
+    return replace(layout, shards=tuple(s * 2 if i == zi else s for i, s in enumerate(layout.shards)))
 
 
 def plan_levels(
@@ -77,7 +91,10 @@ def plan_levels(
     threshold: int = PYRAMID_THRESHOLD,
     target_shard_bytes: int = TARGET_SHARD_BYTES,
 ) -> tuple[list[ImageLayout], list[tuple[int, ...]]]:
-    """Every level's layout (level 0 first) and its downsampling factors per dim relative to level 0."""
+    """Every level's layout (level 0 first) and its downsampling factors per dim relative to level 0.
+
+    Level 0's layout is ``base``, or ``base`` with two planes per shard where z is to be halved.
+    """
     if pyramid is None or pyramid == 0:
         return [base], [(1,) * base.ndim]
     if pyramid != "auto" and (isinstance(pyramid, bool) or not isinstance(pyramid, int) or pyramid < 0):
@@ -89,6 +106,8 @@ def plan_levels(
         last = layouts[-1]
         if pyramid == "auto" and max(last.shape[i] for i in yx) <= threshold:
             break
+        if _z_finer(last, pixel_size, factors[-1]):
+            last = layouts[-1] = _even_z(last)
         axes = _reduced_axes(last, pixel_size, factors[-1])
         if not any(i in axes for i in yx):
             break

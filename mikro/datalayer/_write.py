@@ -188,15 +188,20 @@ async def write_image(
     levels are written (their arrays at ``"1"``, ``"2"`` ... of ``store``; no group document).
     """
     started = time.perf_counter()
-    base = choose_layout(
-        image.shape,
-        image.dtype,
-        image.dims,
-        compression=compression,
-        level=level,
+    layouts, factors = plan_levels(
+        choose_layout(
+            image.shape,
+            image.dtype,
+            image.dims,
+            compression=compression,
+            level=level,
+            target_shard_bytes=target_shard_bytes,
+        ),
+        image.pixel_size,
+        pyramid,
         target_shard_bytes=target_shard_bytes,
     )
-    layouts, factors = plan_levels(base, image.pixel_size, pyramid, target_shard_bytes=target_shard_bytes)
+    base = layouts[0]
     codecs = [ChunkCodec.for_layout(layout) for layout in layouts]
     builder = PyramidBuilder(layouts, factors, method) if len(layouts) > 1 else None
     coarsest = len(layouts) - 1
