@@ -133,7 +133,8 @@ class _ChannelRanges:
             found = [(0, block)]
         else:
             first = region[self._axis].start
-            found = [(first + i, np.take(block, i, axis=self._axis)) for i in range(block.shape[self._axis])]
+            lead = (slice(None),) * self._axis  # a view of each channel, not a copy
+            found = [(first + i, block[(*lead, i)]) for i in range(block.shape[self._axis])]
         for channel, values in found:
             finite = values if values.dtype.kind != "f" else values[np.isfinite(values)]
             if finite.size == 0:
