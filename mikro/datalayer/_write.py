@@ -118,6 +118,10 @@ class _Projection:
             (np.fmax if self._fmax else np.maximum)(view, part, out=view)
 
 
+def _channel_index(axis: int, i: int) -> tuple[slice | int, ...]:
+    return (*((slice(None),) * axis), i)
+
+
 class _ChannelRanges:
     """Each channel's minimum and maximum over the blocks seen (thread-safe): the ``omero`` windows."""
 
@@ -133,8 +137,10 @@ class _ChannelRanges:
             found = [(0, block)]
         else:
             first = region[self._axis].start
-            lead = (slice(None),) * self._axis  # a view of each channel, not a copy
-            found = [(first + i, block[(*lead, i)]) for i in range(block.shape[self._axis])]
+            # A view of each channel, not a copy.
+            found = [
+                (first + i, block[_channel_index(self._axis, i)]) for i in range(block.shape[self._axis])
+            ]
         for channel, values in found:
             finite = values if values.dtype.kind != "f" else values[np.isfinite(values)]
             if finite.size == 0:
