@@ -33,6 +33,7 @@ __all__ = [
     "TableColumn",
     "Thumbnail",
     "User",
+    "ZarrLevel",
     "ZarrStore",
 ]
 
@@ -52,7 +53,21 @@ class User(MikroModel):
     is_admin: bool
 
 
+class ZarrLevel(MikroModel):
+    """One resolution level of a stored image: its array's path, shape, chunking, and its downsampling
+    factor per dim relative to level 0 (``scale``)."""
+
+    path: str
+    shape: list[int]
+    chunks: list[int]
+    shards: list[int] | None = None
+    scale: list[float]
+
+
 class ZarrStore(MikroModel):
+    """Where an image's pixels are: ``path`` is the OME-Zarr image group (what napari, bioio or
+    ome-zarr-py open), ``array_path`` its level-0 array inside it, ``levels`` every resolution level."""
+
     id: str
     bucket: str
     key: str
@@ -64,6 +79,8 @@ class ZarrStore(MikroModel):
     dimension_names: list[str] | None = None
     version: str
     populated: bool
+    array_path: str | None = None
+    levels: list[ZarrLevel] = []
 
 
 class ParquetStore(MikroModel):
@@ -119,6 +136,15 @@ class Representation(MikroModel):
     def data(self) -> Any:
         """The pixels as a lazy ``xarray.DataArray`` (dask-backed); opening it does no network I/O."""
         return _session_of(self, "its data").open_representation_data(self)
+
+    def data_at(self, level: int) -> Any:
+        """Pyramid level ``level`` (0 = `data`) as a lazy ``xarray.DataArray`` with physical coordinates."""
+        return _session_of(self, "its data").open_representation_data(self, level)
+
+    @property
+    def levels(self) -> list[Any]:
+        """Every resolution level, full resolution first, each a lazy ``xarray.DataArray`` (no I/O here)."""
+        return [self.data_at(k) for k in range(max(1, len(self.store.levels)))]
 
 
 class Sample(MikroModel):

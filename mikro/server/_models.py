@@ -136,6 +136,12 @@ class Store(Owned, Base):
     dtype: Mapped[str | None] = mapped_column(String(64), default=None)
     dimension_names: Mapped[list[Any] | None] = mapped_column(default=None)
     version: Mapped[str] = mapped_column(String(16), default="3")
+    #: The image array's path inside the store's group (``"0"``: level 0 of an OME-Zarr image; ``""``
+    #: when the store is the array itself); None until the upload is finished.
+    array_path: Mapped[str | None] = mapped_column(Text, default=None)
+    #: Every resolution level: ``[{path, shape, chunks, shards, scale}]`` (level 0 first; ``scale`` is the
+    #: downsampling factor per dim relative to level 0); None until the upload is finished.
+    levels: Mapped[list[Any] | None] = mapped_column(default=None)
 
 
 class Sample(Owned, Base):

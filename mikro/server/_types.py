@@ -156,6 +156,13 @@ class ZarrStore:
     version: str
     populated: bool
     _creator_id: strawberry.Private[int]
+    array_path: str | None = strawberry.field(
+        default=None,
+        description="The image array's path inside the group at `path` (level 0 of an OME-Zarr image).",
+    )
+    levels: list[ZarrLevel] = strawberry.field(
+        default_factory=list, description="Every resolution level, level 0 first (empty until finished)."
+    )
 
     @classmethod
     def from_row(cls, row: m.Store) -> ZarrStore:
@@ -172,6 +179,29 @@ class ZarrStore:
             version=row.version,
             populated=row.populated,
             _creator_id=row.creator_id,
+            array_path=row.array_path,
+            levels=[ZarrLevel.from_value(v) for v in row.levels or []],
+        )
+
+
+@strawberry.type(description="One resolution level of a stored image: an array of the image group.")
+class ZarrLevel:
+    path: str
+    shape: list[int]
+    chunks: list[int]
+    shards: list[int] | None
+    scale: list[float] = strawberry.field(
+        description="The downsampling factor per dim relative to level 0 (1 for level 0)."
+    )
+
+    @classmethod
+    def from_value(cls, value: dict[str, Any]) -> ZarrLevel:
+        return cls(
+            path=value["path"],
+            shape=value["shape"],
+            chunks=value["chunks"],
+            shards=value.get("shards"),
+            scale=[float(f) for f in value["scale"]],
         )
 
 
