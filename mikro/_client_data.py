@@ -47,7 +47,7 @@ from mikro.datalayer import compute as compute_off_loop
 if TYPE_CHECKING:
     import xarray as xr
 
-    from mikro.api import Representation, Table, ZarrStore
+    from mikro.api import Acquisition, Representation, Table, ZarrStore
 
 __all__ = ["DataPlaneMixin"]
 
@@ -88,6 +88,17 @@ def _channel_inputs(channels: Sequence[Any] | None, names: Sequence[str] | None)
     if channels is not None:
         return list(channels)
     return [{"name": n} for n in names] if names else []
+
+
+def _acquisition_input(value: Acquisition | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    from mikro.api import Acquisition
+
+    model = value if isinstance(value, Acquisition) else Acquisition.model_validate(value)
+    # Dumped by alias: the schema's names (lensNA) are not plain camelCase of the fields.
+    dumped: dict[str, Any] = model.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return dumped or None
 
 
 def _array_path(store: ZarrStore) -> str:
@@ -145,6 +156,12 @@ class DataPlaneMixin:
         compression: Compression = DEFAULT_COMPRESSION,
         max_bytes: int = DEFAULT_MAX_BYTES,
         thumbnail: bool = True,
+        acquisition: Acquisition | Mapping[str, Any] | None = None,
+        source_fingerprint: str | None = None,
+        source_scene: int | None = None,
+        source_scene_name: str | None = None,
+        source_scene_count: int | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
         original_file: Any = None,
         pyramid: PyramidOption = "auto",
     ) -> Representation:
@@ -162,6 +179,11 @@ class DataPlaneMixin:
         built from the blocks of level 0 as it uploads (mean for intensity images, nearest for the
         ``MASK`` / ``LABEL`` varieties) and read with ``rep.levels`` / ``rep.data_at(level)``.
 
+        ``acquisition`` (an :class:`mikro.api.Acquisition` or a mapping of its fields) records how the
+        image was acquired; ``source_fingerprint`` / ``source_scene`` / ``source_scene_name`` /
+        ``source_scene_count`` the file (and scene) it came from (``m.ingest`` sets them; queryable with
+        ``list_representations``). ``limiter`` bounds the worker threads of this upload, and so the
+        shards it holds in memory at once (default: the session's ``thread_limiter``).
         ``original_file`` (a ``File`` or its id, see :meth:`upload_file`) records the file the image was
         made from (``rep.original_file``).
 
@@ -175,6 +197,7 @@ class DataPlaneMixin:
         n_channels = image.shape[image.dims.index("c")] if "c" in image.dims else 1
         if channels is not None and len(channels) != n_channels:
             raise ValidationError(f"{len(channels)} channels given for an image with {n_channels}")
+        acquired = _acquisition_input(acquisition)
         session = self._s()
         with session.reservations.uploading("ZARR"):
             store, store_id = await self._new_store("ZARR")
@@ -182,7 +205,7 @@ class DataPlaneMixin:
                 store,
                 image,
                 name=name,
-                limiter=session.thread_limiter,
+                limiter=limiter if limiter is not None else session.thread_limiter,
                 compression=compression,
                 progress=progress,
                 thumbnail=thumbnail,
@@ -219,6 +242,11 @@ class DataPlaneMixin:
                             "acquisition_date": acquisition_date,
                             "thumbnail": thumb,
                             "array_metadata": result.array_metadata.decode(),
+                            "source_fingerprint": source_fingerprint,
+                            "source_scene": source_scene,
+                            "source_scene_name": source_scene_name,
+                            "source_scene_count": source_scene_count,
+                            "acquisition": acquired,
                             "original_file": original_file,
                             "levels": [
                                 {"path": lay.path, "array_metadata": doc.decode(), "scale": list(factors)}

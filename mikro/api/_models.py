@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Base64Bytes, Field
 
 from mikro._exceptions import NotConnectedError
+from mikro.api._acquisition import Acquisition
 from mikro.api._base import MikroModel
 from mikro.api._enums import RepresentationVariety, RoiKind
 
@@ -130,6 +131,11 @@ class Representation(MikroModel):
     acquisition_date: dt.datetime | None = None
     created_at: dt.datetime
     creator: User
+    source_fingerprint: str | None = None
+    source_scene: int | None = None
+    source_scene_name: str | None = None
+    source_scene_count: int | None = None
+    acquisition: Acquisition | None = None
     original_file: File | None = None
 
     @property

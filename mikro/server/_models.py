@@ -186,6 +186,12 @@ class Representation(Owned, Base):
     channels: Mapped[list[Any]] = mapped_column(default=list)
     physical_size: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     acquisition_date: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Where an ingested image came from: its file's content hash and the scene of that file.
+    source_fingerprint: Mapped[str | None] = mapped_column(String(128), index=True, default=None)
+    source_scene: Mapped[int | None] = mapped_column(default=None)
+    source_scene_name: Mapped[str | None] = mapped_column(Text, default=None)
+    source_scene_count: Mapped[int | None] = mapped_column(default=None)
+    acquisition: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     # The File this image was ingested from (kept as it was); the image outlives it.
     original_file_id: Mapped[int | None] = mapped_column(
         ForeignKey("files.id", ondelete="SET NULL"), index=True, default=None

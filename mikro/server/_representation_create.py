@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mikro.server import _models as m
+from mikro.server._acquisition import acquisition_value
 from mikro.server._auth import AuthUser
 from mikro.server._context import Context
 from mikro.server._crud import get_owned, get_store, insert_tag_rows
@@ -170,6 +171,11 @@ async def _insert(
             tags=list(dict.fromkeys(item.input.tags)),
             original_file_id=item.original_file_id,
             creator_id=user.id,
+            source_fingerprint=item.input.source_fingerprint,
+            source_scene=item.input.source_scene,
+            source_scene_name=item.input.source_scene_name,
+            source_scene_count=item.input.source_scene_count,
+            acquisition=acquisition_value(item.input.acquisition),
         )
         for item in items
     ]
