@@ -11,6 +11,7 @@ import anyio
 import anyio.abc
 import httpx
 
+from mikro._client_batch import BatchMixin
 from mikro._client_data import DataPlaneMixin
 from mikro._client_watch import WatchMixin
 from mikro._config import ClientConfig, load_config
@@ -37,7 +38,7 @@ def _user_agent() -> str:
         return "mikro"
 
 
-class Mikro(DataPlaneMixin, WatchMixin, Operations):
+class Mikro(BatchMixin, DataPlaneMixin, WatchMixin, Operations):
     """A session with a mikro server, usable under asyncio and trio.
 
     Everything it owns is made on entry and closed on exit, also when the body raises or is

@@ -10,7 +10,6 @@ request and is kept by the server: no object of its own on the store).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import logging
 import threading
@@ -21,12 +20,12 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import anyio
 import anyio.lowlevel
 
-from mikro._exceptions import StorageError, ValidationError
+from mikro._exceptions import StorageError
+from mikro._image_request import ImageRequest, Registrar, image_request
 from mikro._registrations import Registrations
 from mikro._reservations import UploadReservations
 from mikro.datalayer import (
     ARRAY_PATH,
-    COMPRESSIONS,
     DEFAULT_COMPRESSION,
     DEFAULT_MAX_BYTES,
     Compression,
@@ -36,7 +35,6 @@ from mikro.datalayer import (
     TableData,
     freeze_startup_heap,
     open_dataarray,
-    prepare_image,
     write_image,
     write_table,
 )
@@ -80,12 +78,6 @@ class _Session(Protocol):
     async def list_representations(self, **filters: Any) -> list[Representation]: ...
 
     async def _create_table_row(self, input: Mapping[str, Any]) -> Table: ...
-
-
-def _channel_inputs(channels: Sequence[Any] | None, names: Sequence[str] | None) -> list[Any]:
-    if channels is not None:
-        return list(channels)
-    return [{"name": n} for n in names] if names else []
 
 
 def _array_path(store: ZarrStore) -> str:
@@ -149,58 +141,57 @@ class DataPlaneMixin:
         step leaves no ``Representation`` behind (and the objects written so far are deleted).
         Bad input raises :class:`mikro.ValidationError` before anything is sent.
         """
-        if compression not in COMPRESSIONS:
-            raise ValidationError(f"compression must be one of {COMPRESSIONS}, not {compression!r}")
-        image = prepare_image(data, dims=dims, pixel_size=pixel_size, max_bytes=max_bytes)
-        n_channels = image.shape[image.dims.index("c")] if "c" in image.dims else 1
-        if channels is not None and len(channels) != n_channels:
-            raise ValidationError(f"{len(channels)} channels given for an image with {n_channels}")
+        request = image_request(
+            data,
+            name=name,
+            dims=dims,
+            sample=sample,
+            experiments=experiments,
+            dataset=dataset,
+            tags=tags,
+            origins=origins,
+            channels=channels,
+            pixel_size=pixel_size,
+            variety=variety,
+            acquisition_date=acquisition_date,
+            progress=progress,
+            compression=compression,
+            max_bytes=max_bytes,
+            thumbnail=thumbnail,
+        )
+        # Concurrent uploads share registration requests (see _registrations).
+        return await self._create_prepared(request, self._s().registrations)
+
+    async def _create_prepared(self, request: ImageRequest, registrar: Registrar) -> Representation:
+        """Upload a validated image, then register it with ``registrar``; on any failure or cancellation
+        remove what was made (objects, store, row)."""
         session = self._s()
         with session.reservations.uploading("ZARR"):
             store, store_id = await self._new_store("ZARR")
             result = await write_image(
                 store,
-                image,
-                name=name,
+                request.image,
+                name=request.name,
                 limiter=session.thread_limiter,
-                compression=compression,
-                progress=progress,
-                thumbnail=thumbnail,
+                compression=request.compression,
+                progress=request.progress,
+                thumbnail=request.thumbnail,
             )
             written = list(result.keys)
             rep: Representation | None = None
             creating = False
             try:
-                made = result.thumbnail
-                # Sent with the registration: no object request per image for it.
-                thumb = None if made is None else {"png": base64.b64encode(made.png).decode("ascii")}
                 creating = True
                 # Shielded: a cancellation arriving mid-request must not leave us unsure whether the server
                 # committed the row (it takes effect at the checkpoint below, and the row is then removed).
-                # The server finishes the upload in the same request, from the metadata sent with it;
-                # concurrent uploads share one request (see _registrations).
+                # The server finishes the upload in the same request, from the metadata sent with it.
                 with anyio.CancelScope(shield=True):
-                    rep = created = await session.registrations.register(
-                        {
-                            "store": store_id,
-                            "name": name,
-                            "variety": str(variety),
-                            "sample": sample,
-                            "experiments": list(experiments),
-                            "dataset": dataset,
-                            "tags": list(tags),
-                            "origins": list(origins),
-                            "channels": _channel_inputs(channels, image.channel_names),
-                            "physical_size": dict(image.pixel_size) or None,
-                            "acquisition_date": acquisition_date,
-                            "thumbnail": thumb,
-                            "array_metadata": result.array_metadata.decode(),
-                        }
-                    )
+                    rep = created = await registrar.register(request.registration(store_id, result))
                 await anyio.lowlevel.checkpoint()
             except BaseException:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
-                    await self._remove_row(rep, name, store_id, maybe_created=creating)
+                    maybe = creating and registrar.may_leave_rows
+                    await self._remove_row(rep, request.name, store_id, maybe_created=maybe)
                     await self._give_back(store, store_id, written)
                 raise
             return created

@@ -86,6 +86,7 @@ class SyncMethods:
         max_bytes: int = ...,
         thumbnail: bool = ...,
     ) -> Representation: ...
+    def create_representations(self, items: Iterable[Mapping[str, Any]]) -> list[Representation]: ...
     def create_roi(
         self,
         representation: IdLike,
