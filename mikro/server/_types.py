@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, NewType, TypeVar, cast
 
 import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
 from strawberry.dataloader import DataLoader
 from strawberry.scalars import Base64
 from strawberry.types import Info
-from strawberry.types.nodes import SelectedField
 
 from mikro.server import _models as m
 from mikro.server._context import context_of
@@ -318,22 +318,46 @@ _RELATIONS = {
 }
 
 
-def _selected(selections: list[Any], into: set[str]) -> set[str]:
-    for selection in selections:
-        if isinstance(selection, SelectedField):
-            into.add(selection.name)
-        else:  # a fragment spread or inline fragment: its fields are this level's
-            _selected(selection.selections, into)
-    return into
+#: {id(field node): (the node, names of the fields it selects)}; the parsed documents are cached
+#: (ParserCache), so their nodes recur request after request. Values hold the node, so ids stay unique.
+_SELECTED: dict[int, tuple[Any, frozenset[str]]] = {}
+
+
+def _selected_names(info: Info[Any, Any]) -> frozenset[str]:
+    """The names of the fields selected on this field's value, through fragments (directives ignored:
+    at worst a relation is loaded that is not shown). Strawberry's ``info.selected_fields`` converts
+    the whole nested selection instead, every time."""
+    raw = info._raw_info
+    names: set[str] = set()
+    for node in raw.field_nodes:
+        entry = _SELECTED.get(id(node))
+        if entry is None or entry[0] is not node:
+            found: set[str] = set()
+            stack = [node.selection_set]
+            while stack:
+                selection_set = stack.pop()
+                for selection in selection_set.selections if selection_set is not None else ():
+                    if isinstance(selection, FieldNode):
+                        found.add(selection.name.value)
+                    elif isinstance(selection, FragmentSpreadNode):
+                        fragment = raw.fragments.get(selection.name.value)
+                        stack.append(None if fragment is None else fragment.selection_set)
+                    elif isinstance(selection, InlineFragmentNode):
+                        stack.append(selection.selection_set)
+            if len(_SELECTED) >= 4096:
+                _SELECTED.clear()
+            entry = _SELECTED[id(node)] = (node, frozenset(found))
+        names |= entry[1]
+    return frozenset(names)
 
 
 async def prefetch_representations(info: Info[Any, Any], reps: Sequence[Representation]) -> None:
     """Load the relations the query selects of all of ``reps`` now, one statement per relation, so that
     their resolvers answer at once (see `_related`) instead of each awaiting its loader."""
     loaders = context_of(info).loaders
-    if not reps or not info.selected_fields:
+    if not reps:
         return
-    names = _selected(info.selected_fields[0].selections, set())
+    names = _selected_names(info)
     pending: list[Any] = []
     for name in names & _RELATIONS.keys():
         loader_name, key_attribute = _RELATIONS[name]
