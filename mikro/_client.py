@@ -80,7 +80,14 @@ class Mikro(BatchMixin, DataPlaneMixin, WatchMixin, Operations):
         self._thread_limiter = anyio.CapacityLimiter(config.max_threads)
         self._http = httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers)
         self._blocking_http = httpx.Client(timeout=timeout, limits=limits, headers=headers)
-        self.transport = AsyncTransport(self._http, url, token=token, retry=retry, timeout=config.timeout)
+        self.transport = AsyncTransport(
+            self._http,
+            url,
+            token=token,
+            retry=retry,
+            timeout=config.timeout,
+            max_in_flight=config.max_connections,
+        )
         self.blocking_transport = BlockingTransport(
             self._blocking_http, url, token=token, retry=retry, timeout=config.timeout
         )
