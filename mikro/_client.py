@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from collections.abc import Mapping
 from types import TracebackType
@@ -31,7 +32,9 @@ from mikro.graphql import AsyncTransport, BlockingTransport, RetryPolicy, new_id
 __all__ = ["Mikro", "connect"]
 
 
+@functools.cache
 def _user_agent() -> str:
+    # Cached: reading the installed metadata parses files, and every upload's grant provider asks.
     try:
         return f"mikro/{importlib.metadata.version('mikro')}"
     except importlib.metadata.PackageNotFoundError:
