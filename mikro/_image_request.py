@@ -56,6 +56,7 @@ class ImageRequest:
     progress: ProgressCallback | None
     compression: Compression
     thumbnail: bool
+    original_file: Any = None
 
     def registration(self, store_id: str, result: WriteResult) -> dict[str, Any]:
         """The RepresentationInput that records the upload (its thumbnail and metadata travel with it)."""
@@ -74,6 +75,7 @@ class ImageRequest:
             "acquisition_date": self.acquisition_date,
             "thumbnail": None if made is None else {"png": base64.b64encode(made.png).decode("ascii")},
             "array_metadata": result.array_metadata.decode(),
+            "original_file": self.original_file,
         }
 
 
@@ -95,6 +97,7 @@ def image_request(
     compression: Compression = DEFAULT_COMPRESSION,
     max_bytes: int = DEFAULT_MAX_BYTES,
     thumbnail: bool = True,
+    original_file: Any = None,
 ) -> ImageRequest:
     """``create_representation``'s arguments, checked (``ValidationError``) and the image prepared."""
     if compression not in COMPRESSIONS:
@@ -121,4 +124,5 @@ def image_request(
         progress=progress,
         compression=compression,
         thumbnail=thumbnail,
+        original_file=original_file,
     )

@@ -65,6 +65,7 @@ async def _relations(session: AsyncSession, rows: Sequence[Any]) -> list[dict[st
     stores = await by_id(m.Store, {row.store_id for row in rows})
     samples = await by_id(m.Sample, {row.sample_id for row in rows})
     datasets = await by_id(m.Dataset, {row.dataset_id for row in rows})
+    files = await by_id(m.FileRow, {row.original_file_id for row in rows})
     experiment_link = m.representation_experiments.c
     origin_link = m.representation_origins.c
     many = {
@@ -87,6 +88,7 @@ async def _relations(session: AsyncSession, rows: Sequence[Any]) -> list[dict[st
         plain["store"] = stores.get(row.store_id)
         plain["sample"] = samples.get(row.sample_id)
         plain["dataset"] = datasets.get(row.dataset_id)
+        plain["originalFile"] = files.get(row.original_file_id)
         for name, found in many.items():
             plain[name] = found.get(row.id, [])
         out.append(plain)
