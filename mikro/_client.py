@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from collections.abc import Mapping
 from types import TracebackType
@@ -11,6 +12,7 @@ import anyio
 import anyio.abc
 import httpx
 
+from mikro._client_batch import BatchMixin
 from mikro._client_data import DataPlaneMixin
 from mikro._client_files import FilesMixin
 from mikro._client_ingest import IngestMixin
@@ -34,14 +36,18 @@ from mikro.graphql import AsyncTransport, BlockingTransport, RetryPolicy, new_id
 __all__ = ["Mikro", "connect"]
 
 
+@functools.cache
 def _user_agent() -> str:
+    # Cached: reading the installed metadata parses files, and every upload's grant provider asks.
     try:
         return f"mikro/{importlib.metadata.version('mikro')}"
     except importlib.metadata.PackageNotFoundError:
         return "mikro"
 
 
-class Mikro(DataPlaneMixin, PyramidMixin, FilesMixin, WatchMixin, IngestMixin, FileOperations, Operations):
+class Mikro(
+    BatchMixin, DataPlaneMixin, PyramidMixin, FilesMixin, WatchMixin, IngestMixin, FileOperations, Operations
+):
     """A session with a mikro server, usable under asyncio and trio.
 
     Everything it owns is made on entry and closed on exit, also when the body raises or is
@@ -84,7 +90,14 @@ class Mikro(DataPlaneMixin, PyramidMixin, FilesMixin, WatchMixin, IngestMixin, F
         self._thread_limiter = anyio.CapacityLimiter(config.max_threads)
         self._http = httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers)
         self._blocking_http = httpx.Client(timeout=timeout, limits=limits, headers=headers)
-        self.transport = AsyncTransport(self._http, url, token=token, retry=retry, timeout=config.timeout)
+        self.transport = AsyncTransport(
+            self._http,
+            url,
+            token=token,
+            retry=retry,
+            timeout=config.timeout,
+            max_in_flight=config.max_connections,
+        )
         self.blocking_transport = BlockingTransport(
             self._blocking_http, url, token=token, retry=retry, timeout=config.timeout
         )

@@ -23,6 +23,7 @@ __all__ = [
     "acreate_experiment",
     "acreate_metric",
     "acreate_representation",
+    "acreate_representations",
     "acreate_roi",
     "acreate_sample",
     "acreate_table",
@@ -123,6 +124,7 @@ acreate_dataset = _bind(Mikro.create_dataset)
 acreate_experiment = _bind(Mikro.create_experiment)
 acreate_metric = _bind(Mikro.create_metric)
 acreate_representation = _bind(Mikro.create_representation)
+acreate_representations = _bind(Mikro.create_representations)
 acreate_roi = _bind(Mikro.create_roi)
 acreate_sample = _bind(Mikro.create_sample)
 acreate_table = _bind(Mikro.create_table)

@@ -12,6 +12,7 @@ from strawberry.tools import merge_types
 
 from mikro.server._data_plane import DataPlaneMutation
 from mikro.server._errors import ErrorCodes, log_unexpected
+from mikro.server._execution import CachingExecutionContext
 from mikro.server._files import FileMutation, FileQuery
 from mikro.server._mutation import ObjectMutation
 from mikro.server._pyramid import PyramidMutation
@@ -39,4 +40,5 @@ def build_schema() -> strawberry.Schema:
         # Clients send the same few documents again and again: parse and validate each once.
         extensions=[ErrorCodes, lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)],
         config=StrawberryConfig(scalar_map={JSON: JSON_SCALAR, BigInt: BIG_INT_SCALAR}),
+        execution_context_class=CachingExecutionContext,
     )

@@ -105,6 +105,7 @@ class SyncMethods:
         original_file: Any = ...,
         pyramid: PyramidOption = ...,
     ) -> Representation: ...
+    def create_representations(self, items: Iterable[Mapping[str, Any]]) -> list[Representation]: ...
     def create_roi(
         self,
         representation: IdLike,
