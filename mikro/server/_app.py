@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
+import anyio
+from graphql import OperationType
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -21,8 +23,19 @@ from mikro.server._auth import AuthUser, token_from_header
 from mikro.server._context import Context
 from mikro.server._database import SharedReader
 from mikro.server._idempotency import graphql_error_response, run_idempotent
+from mikro.server._limits import LIMIT_CODE, QueryCache, limit_message
 from mikro.server._loaders import Loaders
 from mikro.server._pubsub import PubSub
+from mikro.server._request_body import (
+    BadBody,
+    Disconnected,
+    decode_json,
+    read_body,
+    replay_then_watch,
+    reset_predecoded,
+    set_predecoded,
+    take_predecoded,
+)
 from mikro.server._schema import build_schema
 from mikro.server._services import Services
 from mikro.server._settings import Settings
@@ -34,14 +47,19 @@ _READER_KEY = "mikro.reader"
 
 
 class _GraphQLView(GraphQL[Context, None]):
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, cache: QueryCache) -> None:
         super().__init__(
-            build_schema(),
+            build_schema(services.settings, cache),
             graphql_ide=None,
             allow_queries_via_get=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         )
         self.services = services
+
+    def decode_json(self, data: str | bytes) -> object:
+        # The gate has decoded this body already (off the loop when large).
+        found, payload = take_predecoded(data)
+        return payload if found else super().decode_json(data)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         if isinstance(request, WebSocket):
@@ -81,11 +99,14 @@ class _GraphQLView(GraphQL[Context, None]):
 
 
 class _HttpGate:
-    """Authenticates every HTTP request before GraphQL sees it (401 with a GraphQL-shaped body)."""
+    """Authenticates every HTTP request before GraphQL sees it (401 with a GraphQL-shaped body), reads
+    its body within ``max_request_bytes``, and runs it within ``request_timeout`` for as long as the
+    client stays connected."""
 
-    def __init__(self, services: Services, view: _GraphQLView) -> None:
+    def __init__(self, services: Services, view: _GraphQLView, cache: QueryCache) -> None:
         self.services = services
         self.view = view
+        self.cache = cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
@@ -93,15 +114,68 @@ class _HttpGate:
         if user is None:
             await graphql_error_response(send, 401, "UNAUTHENTICATED", "missing or invalid bearer token")
             return
+        settings = self.services.settings
+        try:
+            body = await read_body(receive, settings.max_request_bytes)
+            payload = await decode_json(body) if _is_json(headers) else None
+        except Disconnected:
+            return
+        except BadBody as exc:
+            await graphql_error_response(send, exc.status, LIMIT_CODE, str(exc))
+            return
         scope[_USER_KEY] = user
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        token = set_predecoded(body, payload)
+        try:
+            async with anyio.create_task_group() as tg:
+                replay, watch = replay_then_watch(body, receive, tg.cancel_scope)
+                tg.start_soon(watch)
+                with anyio.move_on_after(settings.request_timeout) as deadline:
+                    await self._run(user, headers, body, payload, scope, replay, tracked_send)
+                tg.cancel_scope.cancel()
+        finally:
+            reset_predecoded(token)
+        if deadline.cancelled_caught and not started:
+            message = f"the request ran longer than {settings.request_timeout:g} s"
+            await graphql_error_response(send, 200, LIMIT_CODE, limit_message("request_timeout", message))
+
+    async def _run(
+        self,
+        user: AuthUser,
+        headers: Headers,
+        body: bytes,
+        payload: object,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         # One read session for the whole request (its resolvers and DataLoaders), not one per read.
         async with self.services.db.shared_reader() as reader:
             scope[_READER_KEY] = reader
             key = headers.get("idempotency-key")
             if key is not None:
-                await run_idempotent(self.services, user, key, self.view, scope, receive, send)
+                mutation = await self._is_mutation(payload)
+                view = self.view
+                await run_idempotent(self.services, user, key, mutation, body, view, scope, receive, send)
             else:
                 await self.view(scope, receive, send)
+
+    async def _is_mutation(self, payload: object) -> bool:
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            return False
+        name = payload.get("operationName")
+        kind = await self.cache.operation_type(payload["query"], name if isinstance(name, str) else None)
+        return kind == OperationType.MUTATION
+
+
+def _is_json(headers: Headers) -> bool:
+    return "json" in (headers.get("content-type") or "")
 
 
 class _App:
@@ -123,14 +197,15 @@ class _App:
 def create_app(settings: Settings | None = None, *, pubsub: PubSub | None = None) -> _App:
     """The server as an ASGI app; its lifespan opens the database, object store and pub/sub."""
     services = Services(settings or Settings(), pubsub)
-    view = _GraphQLView(services)
+    cache = QueryCache(services.settings.query_cache_bytes, services.settings.max_query_tokens)
+    view = _GraphQLView(services, cache)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with services:
             yield
 
-    gate = _HttpGate(services, view)
+    gate = _HttpGate(services, view, cache)
     app = Starlette(
         routes=[
             Route("/graphql", gate, methods=["POST"]),

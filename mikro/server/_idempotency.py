@@ -7,14 +7,11 @@ so sending it again runs it again (with the same outcome, since it changed nothi
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from typing import Any, cast
 
 import anyio
-from graphql import OperationType, parse
-from graphql.error import GraphQLError
 from sqlalchemy import Table, delete, select, update
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,45 +34,6 @@ async def graphql_error_response(send: Send, status: int, code: str, message: st
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise anyio.EndOfStream
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _is_mutation(body: bytes) -> bool:
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return False
-    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-        return False
-    name = payload.get("operationName")
-    return _operation_is_mutation(payload["query"], name if isinstance(name, str) else None)
-
-
-@functools.lru_cache(maxsize=512)
-def _operation_is_mutation(query: str, name: str | None) -> bool:
-    # Clients send the same few documents again and again: parse each once (as the schema's ParserCache
-    # does for execution).
-    try:
-        document = parse(query)
-    except GraphQLError:
-        return False
-    for definition in document.definitions:
-        operation = getattr(definition, "operation", None)
-        if operation is None:
-            continue
-        if name is None or getattr(getattr(definition, "name", None), "value", None) == name:
-            return bool(operation == OperationType.MUTATION)
-    return False
-
-
 def _succeeded(status: int, body: bytes) -> bool:
     """Worth remembering: an answer the same request would get again (not a crash we might not repeat)."""
     if status != 200:
@@ -88,28 +46,24 @@ def _succeeded(status: int, body: bytes) -> bool:
 
 
 async def run_idempotent(
-    services: Services, user: AuthUser, key: str, app: ASGIApp, scope: Scope, receive: Receive, send: Send
+    services: Services,
+    user: AuthUser,
+    key: str,
+    mutation: bool,
+    body: bytes,
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
 ) -> None:
+    """Serve a request carrying an ``Idempotency-Key`` (``body`` is what ``receive`` hands the app)."""
     if not key or len(key) > MAX_KEY_LENGTH:
         await graphql_error_response(
             send, 400, "BAD_USER_INPUT", f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} chars"
         )
         return
-    try:
-        body = await _read_body(receive)
-    except anyio.EndOfStream:
-        return
-    sent = False
-
-    async def replay_receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    if not _is_mutation(body):
-        await app(scope, replay_receive, send)
+    if not mutation:
+        await app(scope, receive, send)
         return
 
     # The key is claimed inside the mutation's own first write transaction (see `IdempotencyClaim`),
@@ -126,7 +80,7 @@ async def run_idempotent(
     record = (table.c.user_id == user.id, table.c.key == key)
     try:
         with idempotency_claim(claim):
-            await app(scope, replay_receive, capture)
+            await app(scope, receive, capture)
     except BaseException:
         if claim.written:
             with anyio.CancelScope(shield=True):

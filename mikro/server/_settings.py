@@ -47,6 +47,21 @@ class Settings(BaseSettings):
     auth_cache_size: int = Field(default=4096, ge=0)
     log_level: str = "info"
 
+    # What one request may cost the shared server (see mikro/server/_limits.py). A refused request gets
+    # a BAD_USER_INPUT error naming the setting.
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_query_tokens: int = Field(default=10_000, ge=100)
+    max_query_depth: int = Field(default=10, ge=2)
+    max_query_aliases: int = Field(default=100, ge=0)
+    # Estimated objects an operation may resolve: a list multiplies what is below it by its page size,
+    # or by ``list_cost_estimate`` for a nested list without pagination (a sample's images ...).
+    max_query_cost: int = Field(default=500_000, ge=1)
+    list_cost_estimate: int = Field(default=10, ge=1)
+    # Seconds a request may run; past it, it is cancelled and answered with an error.
+    request_timeout: float = Field(default=30.0, gt=0)
+    # Bytes (estimated) of parsed and validated documents kept to skip parsing repeated queries.
+    query_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+
     @property
     def objects_dir(self) -> Path:
         return (self.data_dir / "objects").resolve()
