@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
@@ -44,6 +45,10 @@ __all__ = ["create_app"]
 
 _USER_KEY = "mikro.user"
 _READER_KEY = "mikro.reader"
+_WS_TOKEN_KEY = "mikro.ws_token"
+# Seconds between two checks of a websocket's token: a rotated or deleted user's sockets close within
+# this (plus auth_cache_ttl where the token cache cannot see the change, see mikro/server/_auth.py).
+WS_TOKEN_RECHECK = 1.0
 
 
 class _GraphQLView(GraphQL[Context, None]):
@@ -95,6 +100,9 @@ class _GraphQLView(GraphQL[Context, None]):
             # graphql-transport-ws: the server closes with 4403 Forbidden.
             raise ConnectionRejectionError()
         context.user = user
+        context.token = token
+        if context.request is not None:
+            context.request.scope[_WS_TOKEN_KEY].token = token
         return cast(UnsetType, UNSET)
 
 
@@ -178,6 +186,43 @@ def _is_json(headers: Headers) -> bool:
     return "json" in (headers.get("content-type") or "")
 
 
+@dataclass
+class _WsToken:
+    token: str | None = None
+
+
+class _WsGate:
+    """Runs a websocket beside a watcher that re-checks its token and closes it with 4403 once the
+    token no longer authenticates (rotated, or its user deleted)."""
+
+    def __init__(self, services: Services, view: _GraphQLView) -> None:
+        self.services = services
+        self.view = view
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        holder = scope[_WS_TOKEN_KEY] = _WsToken()
+        closed = False
+
+        async def guarded_send(message: Message) -> None:
+            if not closed:
+                await send(message)
+
+        async def watch(cancel: anyio.CancelScope) -> None:
+            nonlocal closed
+            while True:
+                await anyio.sleep(WS_TOKEN_RECHECK)
+                if holder.token is not None and await self.services.auth.authenticate(holder.token) is None:
+                    closed = True
+                    await send({"type": "websocket.close", "code": 4403, "reason": "Forbidden"})
+                    cancel.cancel()
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch, tg.cancel_scope)
+            await self.view(scope, receive, guarded_send)
+            tg.cancel_scope.cancel()
+
+
 class _App:
     """``POST /graphql`` straight to the gate, everything else (websockets, lifespan, other paths)
     through Starlette: its router and middleware cost more per request than a trivial query itself."""
@@ -209,7 +254,7 @@ def create_app(settings: Settings | None = None, *, pubsub: PubSub | None = None
     app = Starlette(
         routes=[
             Route("/graphql", gate, methods=["POST"]),
-            WebSocketRoute("/graphql", view),
+            WebSocketRoute("/graphql", _WsGate(services, view)),
         ],
         lifespan=lifespan,
     )
