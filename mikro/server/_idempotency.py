@@ -16,6 +16,7 @@ from sqlalchemy import Table, delete, select, update
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mikro.server._auth import AuthUser
+from mikro.server._data_plane import SECRET_FIELDS, reissue_grant
 from mikro.server._models import IdempotencyRecord
 from mikro.server._services import IdempotencyClaim, Services, idempotency_claim
 
@@ -32,6 +33,55 @@ async def graphql_error_response(send: Send, status: int, code: str, message: st
         headers.append((b"www-authenticate", b"Bearer"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+# What the stored answer holds in place of a secret: {_PLACEHOLDER: [store id, write, field name]}.
+_PLACEHOLDER = "mikro.reissue"
+
+
+def _without_secrets(response: bytes, secrets: list[tuple[int, bool, dict[str, str]]]) -> str:
+    """The answer to store: every secret it carries (found by value, so aliases cannot hide one)
+    replaced by a placeholder saying which grant to re-issue on a replay."""
+    text = response.decode("utf-8", "replace")
+    if not secrets:
+        return text
+    found = {
+        value: [store, write, name] for store, write, values in secrets for value, name in values.items()
+    }
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str) and value in found:
+            return {_PLACEHOLDER: found[value]}
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        return value
+
+    return json.dumps(scrub(json.loads(text)))
+
+
+async def _with_new_secrets(services: Services, user: AuthUser, stored: str) -> str:
+    """A stored answer with fresh credentials where it had secrets (null where none can be issued)."""
+    if _PLACEHOLDER not in stored:
+        return stored
+    issued: dict[tuple[int, bool], Any] = {}
+
+    async def fill(value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {_PLACEHOLDER}:
+            store, write, name = value[_PLACEHOLDER]
+            if (store, write) not in issued:
+                issued[store, write] = await reissue_grant(services, user, store, write)
+            data = issued[store, write]
+            attribute = next(a for a, field in SECRET_FIELDS if field == name)
+            return None if data is None else getattr(data, attribute)
+        if isinstance(value, dict):
+            return {k: await fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [await fill(v) for v in value]
+        return value
+
+    return json.dumps(await fill(json.loads(stored)))
 
 
 def _succeeded(status: int, body: bytes) -> bool:
@@ -99,7 +149,7 @@ async def run_idempotent(
                     await session.execute(
                         update(table)
                         .where(*record)
-                        .values(status_code=status, response=response.decode("utf-8", "replace"))
+                        .values(status_code=status, response=_without_secrets(response, claim.secrets))
                     )
                 else:
                     # Let a retry run the mutation again.
@@ -132,7 +182,7 @@ async def _answer_repeat(services: Services, user: AuthUser, key: str, request_h
             send, 409, "CONFLICT", "request with this Idempotency-Key is in progress"
         )
         return
-    body = rec.response.encode()
+    body = (await _with_new_secrets(services, user, rec.response)).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

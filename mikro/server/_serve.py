@@ -11,6 +11,7 @@ import anyio.from_thread
 
 from mikro.server._auth import create_user
 from mikro.server._auth import rotate_token as _rotate_token
+from mikro.server._data_dir import prepare_data_dir
 from mikro.server._database import Database
 from mikro.server._settings import Settings
 
@@ -83,7 +84,7 @@ def _loop_options() -> dict[str, bool]:
 
 def serve(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM, then shut down cleanly and return."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings)
     sock = _bind(settings.host, settings.port)
     # uvicorn re-raises the signal that stopped it once it has shut down; with these no-op handlers
     # in place that re-raise is harmless and the process exits with status 0.
@@ -101,7 +102,7 @@ def add_user(settings: Settings, username: str, *, admin: bool = False) -> str:
     """Create a user in the server's database and return its token (callable from any thread)."""
 
     async def run() -> str:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings)
         async with Database(settings.sqlalchemy_url()) as db:
             return await create_user(db, username, admin=admin)
 
@@ -115,7 +116,7 @@ def rotate_token(settings: Settings, username: str) -> str:
     uses this data dir (later, up to ``auth_cache_ttl``, on servers that do not share it)."""
 
     async def run() -> str:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings)
         async with Database(settings.sqlalchemy_url()) as db:
             return await _rotate_token(db, username, epoch_file=settings.auth_epoch_file)
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mikro.server._auth import Authenticator, TokenCache, ensure_admin
+from mikro.server._data_dir import prepare_data_dir
 from mikro.server._database import Database
 from mikro.server._errors import Conflict
 from mikro.server._models import Event, IdempotencyRecord, Meta, utcnow
@@ -26,7 +27,15 @@ from mikro.server._pubsub import EventMessage, InMemoryPubSub, PubSub
 from mikro.server._settings import Settings
 from mikro.server._store_cleanup import collect_abandoned_uploads
 
-__all__ = ["PRUNED_THROUGH", "IdempotencyClaim", "KeyInUse", "Services", "Tx", "idempotency_claim"]
+__all__ = [
+    "PRUNED_THROUGH",
+    "IdempotencyClaim",
+    "KeyInUse",
+    "Services",
+    "Tx",
+    "idempotency_claim",
+    "note_secrets",
+]
 
 logger = logging.getLogger("mikro.server")
 T = TypeVar("T")
@@ -49,6 +58,9 @@ class IdempotencyClaim:
     request_hash: str
     written: bool = False  # the claim row has been committed
     conflict: bool = False  # another request holds this key
+    # Secrets handed out by this request, (store id, write, {secret value: field name}): the stored
+    # answer holds placeholders in their place, and a replay re-issues them.
+    secrets: list[tuple[int, bool, dict[str, str]]] = field(default_factory=list)
 
     async def insert(self, session: AsyncSession) -> None:
         # A Core insert: no ORM unit of work for a row nobody reads back.
@@ -69,6 +81,13 @@ _EVENTS = cast(Table, Event.__table__)
 _IDEMPOTENCY = cast(Table, IdempotencyRecord.__table__)
 
 _CLAIM: ContextVar[IdempotencyClaim | None] = ContextVar("mikro_idempotency_claim", default=None)
+
+
+def note_secrets(store_id: int, write: bool, secrets: dict[str, str]) -> None:
+    """Tell the pending idempotency claim (if any) which secrets this request's answer carries."""
+    claim = _CLAIM.get()
+    if claim is not None and secrets:
+        claim.secrets.append((store_id, write, secrets))
 
 
 @contextmanager
@@ -127,7 +146,7 @@ class Services:
         self._task_group: TaskGroup | None = None
 
     async def __aenter__(self) -> Services:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await anyio.to_thread.run_sync(prepare_data_dir, self.settings)
         self._limiter = anyio.CapacityLimiter(self.settings.io_threads)
         # boto3/obstore construction touches files and the network: keep it off the loop.
         self._storage = await anyio.to_thread.run_sync(ObjectStorage, self.settings)

@@ -79,10 +79,15 @@ class Settings(BaseSettings):
     def uses_s3(self) -> bool:
         return bool(self.s3_endpoint or self.s3_bucket)
 
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file in the data dir (None when a database URL is configured)."""
+        return None if self.database_url else (self.data_dir / "mikro.sqlite3").resolve()
+
     def sqlalchemy_url(self) -> str:
         """The async SQLAlchemy URL: SQLite in the data dir unless a database URL is configured."""
         if not self.database_url:
-            return f"sqlite+aiosqlite:///{(self.data_dir / 'mikro.sqlite3').resolve()}"
+            return f"sqlite+aiosqlite:///{self.sqlite_path}"
         url = self.database_url
         for plain in ("postgresql://", "postgres://"):
             if url.startswith(plain):
