@@ -30,6 +30,7 @@ from mikro.server._pubsub import PubSub
 from mikro.server._request_body import (
     BadBody,
     Disconnected,
+    InputBounds,
     decode_json,
     read_body,
     replay_then_watch,
@@ -115,6 +116,7 @@ class _HttpGate:
         self.services = services
         self.view = view
         self.cache = cache
+        self.bounds = InputBounds(services.settings.max_input_values, services.settings.max_input_depth)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
@@ -125,7 +127,7 @@ class _HttpGate:
         settings = self.services.settings
         try:
             body = await read_body(receive, settings.max_request_bytes)
-            payload = await decode_json(body) if _is_json(headers) else None
+            payload = await decode_json(body, self.bounds) if _is_json(headers) else None
         except Disconnected:
             return
         except BadBody as exc:

@@ -16,6 +16,7 @@ from strawberry.types import Info
 
 from mikro.server import _models as m
 from mikro.server._auth import AuthUser
+from mikro.server._bounds import check_tags
 from mikro.server._context import Context, context_of
 from mikro.server._errors import BadUserInput, Forbidden, NotFound
 from mikro.server._inputs import BaseFilter, OffsetPaginationInput
@@ -188,7 +189,8 @@ async def drop_tags(session: AsyncSession, model: type[Any], ids: Sequence[int])
 
 
 def check_strings(value: Any, limit: int, where: str = "input") -> None:
-    """Refuse any string longer than ``limit`` anywhere in an input (fields, lists, JSON values)."""
+    """Refuse any string longer than ``limit`` anywhere in an input (fields, lists, JSON values), and
+    more tags than ``MAX_TAGS`` on any object."""
     if isinstance(value, str):
         if len(value) > limit:
             raise BadUserInput(f"{where} is longer than {limit} characters")
@@ -196,7 +198,10 @@ def check_strings(value: Any, limit: int, where: str = "input") -> None:
         return
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
-            check_strings(getattr(value, f.name), limit, f"{where}.{f.name}")
+            field = getattr(value, f.name)
+            if f.name == "tags":
+                check_tags(field, f"{where}.tags")
+            check_strings(field, limit, f"{where}.{f.name}")
     elif isinstance(value, dict):
         for k, v in value.items():
             check_strings(k, limit, f"{where} key")

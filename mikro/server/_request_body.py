@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar, Token
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -18,6 +19,7 @@ from mikro.server._limits import limit_message
 __all__ = [
     "BadBody",
     "Disconnected",
+    "InputBounds",
     "decode_json",
     "read_body",
     "replay_then_watch",
@@ -61,22 +63,57 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-def _decode(body: bytes) -> object:
+@dataclass(frozen=True)
+class InputBounds:
+    """How many values, and how deeply nested, a request's variables may be."""
+
+    max_values: int
+    max_depth: int
+
+
+def _decode(body: bytes, bounds: InputBounds) -> object:
     try:
-        return json.loads(body)
+        payload = json.loads(body)
     except UnicodeDecodeError:
         raise BadBody(400, "the request body is not UTF-8") from None
     except RecursionError:
-        raise BadBody(400, "the request body's JSON is nested too deeply") from None
+        raise BadBody(
+            400, limit_message("max_input_depth", "the request body is nested too deeply")
+        ) from None
     except ValueError:
         raise BadBody(400, "the request body is not valid JSON") from None
+    if isinstance(payload, dict):
+        _check_variables(payload.get("variables"), bounds)
+    return payload
 
 
-async def decode_json(body: bytes) -> object:
-    """The body's JSON (refused with ``BadBody`` when it is not JSON or not UTF-8)."""
+def _check_variables(variables: object, bounds: InputBounds) -> None:
+    """Count and measure the variables before GraphQL coerces them (which costs per value, on the loop,
+    and recurses: a value nested thousands deep would end in a RecursionError)."""
+    values, stack = 0, [(variables, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > bounds.max_depth:
+            raise BadBody(
+                400, limit_message("max_input_depth", f"variables nest deeper than {bounds.max_depth}")
+            )
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+        else:
+            values += 1
+            if values > bounds.max_values:
+                message = f"variables hold more than {bounds.max_values} values"
+                raise BadBody(400, limit_message("max_input_values", message))
+
+
+async def decode_json(body: bytes, bounds: InputBounds) -> object:
+    """The body's JSON, its variables within ``bounds`` (else ``BadBody``; also when the body is not
+    JSON or not UTF-8)."""
     if len(body) < _INLINE_BYTES:
-        return _decode(body)
-    return await anyio.to_thread.run_sync(_decode, body)
+        return _decode(body, bounds)
+    return await anyio.to_thread.run_sync(_decode, body, bounds)
 
 
 def set_predecoded(body: bytes, payload: object) -> Token[tuple[bytes, object] | None]:

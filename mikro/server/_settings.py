@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     max_query_tokens: int = Field(default=10_000, ge=100)
     max_query_depth: int = Field(default=10, ge=2)
     max_query_aliases: int = Field(default=100, ge=0)
+    # Values (numbers, strings ...) in a request's variables, and how deeply they may nest: an ROI of
+    # 50,000 points is 250,000 values.
+    max_input_values: int = Field(default=500_000, ge=1)
+    max_input_depth: int = Field(default=64, ge=4)
     # Estimated objects an operation may resolve: a list multiplies what is below it by its page size,
     # or by ``list_cost_estimate`` for a nested list without pagination (a sample's images ...).
     max_query_cost: int = Field(default=500_000, ge=1)
