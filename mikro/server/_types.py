@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Any, NewType
+from typing import Any, NewType, TypeVar
 
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.scalars import Base64
 from strawberry.types import Info
 
 from mikro.server import _models as m
 from mikro.server._context import context_of
 from mikro.server._errors import NotFound
+
+T = TypeVar("T")
 
 __all__ = [
     "JSON",
@@ -103,11 +106,20 @@ class EventKind(enum.Enum):
     GAP = "GAP"
 
 
-def _visible(info: Info[Any, Any], items: list[Any]) -> list[Any]:
+async def _related(info: Info[Any, Any], loader: DataLoader[int, list[Any]], key: int) -> list[Any]:
     """Related objects the caller may see (relations only ever link one user's objects, but admins
-    can link across users)."""
+    can link across users), and that still exist (see ``present``)."""
     user = context_of(info).require_user()
-    return [item for item in items if user.can_see(item._creator_id)]
+    items = await loader.load(key)
+    return await present(info, [item for item in items if user.can_see(item._creator_id)])
+
+
+async def _required(loader: DataLoader[int, Any], key: int, what: str) -> Any:
+    """A related row an object cannot be shown without; gone only if deleted while this request ran."""
+    row = await loader.load(key)
+    if row is None:
+        raise NotFound(f"its {what} {key} was deleted while this request ran")
+    return row
 
 
 async def _creator(info: Info[Any, Any], creator_id: int) -> User:
@@ -230,8 +242,7 @@ class Representation:
 
     @strawberry.field
     async def store(self, info: Info[Any, Any]) -> ZarrStore:
-        row = await context_of(info).loaders.store.load(self._store_id)
-        assert row is not None
+        row = await _required(context_of(info).loaders.store, self._store_id, "store")
         return ZarrStore.from_row(row)
 
     @strawberry.field
@@ -248,28 +259,28 @@ class Representation:
 
     @strawberry.field
     async def experiments(self, info: Info[Any, Any]) -> list[Experiment]:
-        return _visible(info, await context_of(info).loaders.experiments_of_representation.load(int(self.id)))
+        return await _related(info, context_of(info).loaders.experiments_of_representation, int(self.id))
 
     @strawberry.field
     async def origins(self, info: Info[Any, Any]) -> list[Representation]:
-        return _visible(info, await context_of(info).loaders.origins_of_representation.load(int(self.id)))
+        return await _related(info, context_of(info).loaders.origins_of_representation, int(self.id))
 
     @strawberry.field
     async def derived(self, info: Info[Any, Any]) -> list[Representation]:
-        return _visible(info, await context_of(info).loaders.derived_of_representation.load(int(self.id)))
+        return await _related(info, context_of(info).loaders.derived_of_representation, int(self.id))
 
     @strawberry.field
     async def rois(self, info: Info[Any, Any]) -> list[ROI]:
-        return _visible(info, await context_of(info).loaders.rois_of_representation.load(int(self.id)))
+        return await _related(info, context_of(info).loaders.rois_of_representation, int(self.id))
 
     @strawberry.field
     async def metrics(self, info: Info[Any, Any]) -> list[Metric]:
-        return _visible(info, await context_of(info).loaders.metrics_of_representation.load(int(self.id)))
+        return await _related(info, context_of(info).loaders.metrics_of_representation, int(self.id))
 
     @strawberry.field
     async def thumbnails(self, info: Info[Any, Any]) -> list[Thumbnail]:
         loader = context_of(info).loaders.thumbnails_of_representation
-        return _visible(info, await loader.load(int(self.id)))
+        return await _related(info, loader, int(self.id))
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
@@ -298,7 +309,7 @@ class Sample:
 
     @strawberry.field
     async def representations(self, info: Info[Any, Any]) -> list[Representation]:
-        return _visible(info, await context_of(info).loaders.representations_of_sample.load(int(self.id)))
+        return await _related(info, context_of(info).loaders.representations_of_sample, int(self.id))
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
@@ -328,7 +339,7 @@ class Experiment:
     @strawberry.field
     async def representations(self, info: Info[Any, Any]) -> list[Representation]:
         loader = context_of(info).loaders.representations_of_experiment
-        return _visible(info, await loader.load(int(self.id)))
+        return await _related(info, loader, int(self.id))
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
@@ -365,12 +376,12 @@ class Dataset:
 
     @strawberry.field
     async def children(self, info: Info[Any, Any]) -> list[Dataset]:
-        return _visible(info, await context_of(info).loaders.children_of_dataset.load(int(self.id)))
+        return await _related(info, context_of(info).loaders.children_of_dataset, int(self.id))
 
     @strawberry.field
     async def representations(self, info: Info[Any, Any]) -> list[Representation]:
         loader = context_of(info).loaders.representations_of_dataset
-        return _visible(info, await loader.load(int(self.id)))
+        return await _related(info, loader, int(self.id))
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
@@ -403,8 +414,9 @@ class ROI:
 
     @strawberry.field
     async def representation(self, info: Info[Any, Any]) -> Representation:
-        rep = await context_of(info).loaders.representation.load(self._representation_id)
-        assert rep is not None
+        rep: Representation = await _required(
+            context_of(info).loaders.representation, self._representation_id, "image"
+        )
         return rep
 
     @strawberry.field
@@ -436,8 +448,9 @@ class Metric:
 
     @strawberry.field
     async def representation(self, info: Info[Any, Any]) -> Representation:
-        rep = await context_of(info).loaders.representation.load(self._representation_id)
-        assert rep is not None
+        rep: Representation = await _required(
+            context_of(info).loaders.representation, self._representation_id, "image"
+        )
         return rep
 
     @strawberry.field
@@ -481,13 +494,12 @@ class Table:
 
     @strawberry.field
     async def store(self, info: Info[Any, Any]) -> ParquetStore:
-        row = await context_of(info).loaders.store.load(self._store_id)
-        assert row is not None
+        row = await _required(context_of(info).loaders.store, self._store_id, "store")
         return ParquetStore.from_row(row)
 
     @strawberry.field
     async def origins(self, info: Info[Any, Any]) -> list[Representation]:
-        return _visible(info, await context_of(info).loaders.origins_of_table.load(int(self.id)))
+        return await _related(info, context_of(info).loaders.origins_of_table, int(self.id))
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
@@ -517,8 +529,9 @@ class Thumbnail:
 
     @strawberry.field
     async def representation(self, info: Info[Any, Any]) -> Representation:
-        rep = await context_of(info).loaders.representation.load(self._representation_id)
-        assert rep is not None
+        rep: Representation = await _required(
+            context_of(info).loaders.representation, self._representation_id, "image"
+        )
         return rep
 
     @strawberry.field
@@ -574,3 +587,29 @@ class RoiEvent:
     kind: EventKind
     id: strawberry.ID | None
     roi: ROI | None
+
+
+# The related row each kind of object cannot be shown without: (its id attribute, the loader).
+_REQUIRED: dict[type, tuple[str, str]] = {
+    Representation: ("_store_id", "store"),
+    Table: ("_store_id", "store"),
+    ROI: ("_representation_id", "representation"),
+    Metric: ("_representation_id", "representation"),
+    Thumbnail: ("_representation_id", "representation"),
+}
+
+
+async def present(info: Info[Any, Any], items: list[T]) -> list[T]:
+    """``items`` whose required related row (an image's store, an ROI's image ...) still exists.
+
+    A list read while another request deletes one of its objects would otherwise fail whole: the
+    deleted object's non-null field errors, and the error nulls the entire list. Over HTTP the loaders
+    cache what is loaded here, so the fields resolved later see these same rows.
+    """
+    required = _REQUIRED.get(type(items[0])) if items else None
+    if required is None:
+        return items
+    attribute, name = required
+    loader: DataLoader[int, Any] = getattr(context_of(info).loaders, name)
+    rows = await loader.load_many([getattr(item, attribute) for item in items])
+    return [item for item, row in zip(items, rows, strict=True) if row is not None]
