@@ -134,12 +134,7 @@ class _HttpGate:
             await graphql_error_response(send, exc.status, LIMIT_CODE, str(exc))
             return
         scope[_USER_KEY] = user
-        started = False
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
+        response = _GraphQLShaped(send)
 
         token = set_predecoded(body, payload)
         try:
@@ -147,11 +142,11 @@ class _HttpGate:
                 replay, watch = replay_then_watch(body, receive, tg.cancel_scope)
                 tg.start_soon(watch)
                 with anyio.move_on_after(settings.request_timeout) as deadline:
-                    await self._run(user, headers, body, payload, scope, replay, tracked_send)
+                    await self._run(user, headers, body, payload, scope, replay, response.send)
                 tg.cancel_scope.cancel()
         finally:
             reset_predecoded(token)
-        if deadline.cancelled_caught and not started:
+        if deadline.cancelled_caught and not response.started:
             message = f"the request ran longer than {settings.request_timeout:g} s"
             await graphql_error_response(send, 200, LIMIT_CODE, limit_message("request_timeout", message))
 
@@ -182,6 +177,33 @@ class _HttpGate:
         name = payload.get("operationName")
         kind = await self.cache.operation_type(payload["query"], name if isinstance(name, str) else None)
         return kind == OperationType.MUTATION
+
+
+class _GraphQLShaped:
+    """Passes a response on, except that a plain-text error (strawberry's own HTTP 400s: a body that
+    is not a GraphQL request, an unknown operation name ...) is sent as a GraphQL error with a code,
+    so that clients parse one format."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self._plain_status: int | None = None
+        self._plain: list[bytes] = []
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            content_type = dict(message.get("headers") or []).get(b"content-type", b"")
+            if message["status"] >= 400 and b"json" not in content_type:
+                self._plain_status = int(message["status"])
+                return
+        elif self._plain_status is not None and message["type"] == "http.response.body":
+            self._plain.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                text = b"".join(self._plain).decode("utf-8", "replace")
+                await graphql_error_response(self._send, self._plain_status, "BAD_USER_INPUT", text)
+            return
+        await self._send(message)
 
 
 def _is_json(headers: Headers) -> bool:

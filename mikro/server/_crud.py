@@ -18,7 +18,7 @@ from mikro.server import _models as m
 from mikro.server._auth import AuthUser
 from mikro.server._bounds import check_tags
 from mikro.server._context import Context, context_of
-from mikro.server._errors import BadUserInput, Forbidden, NotFound
+from mikro.server._errors import BadUserInput, NotFound
 from mikro.server._inputs import BaseFilter, OffsetPaginationInput
 
 __all__ = [
@@ -51,12 +51,16 @@ KIND_NAMES: dict[type[Any], str] = {
 }
 
 
+# Ids are 64-bit signed integers in the database: a larger number would overflow the query itself.
+_MAX_ID = 2**63 - 1
+
+
 def parse_id(value: Any, what: str = "id") -> int:
     try:
         number = int(str(value))
     except ValueError:
         raise BadUserInput(f"{what} {value!r} is not a valid id") from None
-    if number < 1:
+    if not 1 <= number <= _MAX_ID:
         raise NotFound(f"no {what} with id {value}")
     return number
 
@@ -66,13 +70,12 @@ def parse_ids(values: Sequence[Any], what: str = "id") -> list[int]:
 
 
 async def get_owned(session: AsyncSession, model: type[M], raw_id: Any, user: AuthUser) -> M:
-    """The object, if it exists (NOT_FOUND) and belongs to the caller or the caller is admin (FORBIDDEN)."""
+    """The object, if it exists and belongs to the caller (or the caller is admin); else NOT_FOUND, the
+    same error for another user's object as for none, so that ids reveal nothing of other users."""
     name = KIND_NAMES[model]
     obj = await session.get(model, parse_id(raw_id, name))
-    if obj is None:
+    if obj is None or not user.can_see(obj.creator_id):  # type: ignore[attr-defined]
         raise NotFound(f"no {name} with id {raw_id}")
-    if not user.can_see(obj.creator_id):  # type: ignore[attr-defined]
-        raise Forbidden(f"{name} {raw_id} belongs to another user")
     return obj
 
 
@@ -86,10 +89,8 @@ async def get_visible_row(session: AsyncSession, model: Any, raw_id: Any, user: 
     """``get_owned`` for reading: the object's row (plain columns, no ORM object), same errors."""
     name = KIND_NAMES[model]
     row = (await session.execute(_row_by_id(model), {"id": parse_id(raw_id, name)})).first()
-    if row is None:
+    if row is None or not user.can_see(row.creator_id):
         raise NotFound(f"no {name} with id {raw_id}")
-    if not user.can_see(row.creator_id):
-        raise Forbidden(f"{name} {raw_id} belongs to another user")
     return row
 
 

@@ -99,13 +99,25 @@ def _check_variables(variables: object, bounds: InputBounds) -> None:
             )
         if isinstance(value, dict):
             stack.extend((v, depth + 1) for v in value.values())
+            stack.extend((k, depth + 1) for k in value)
         elif isinstance(value, list):
             stack.extend((v, depth + 1) for v in value)
         else:
+            if isinstance(value, str) and not value.isascii() and not _is_unicode(value):
+                raise BadBody(400, "the variables hold a string that is not valid Unicode (a lone surrogate)")
             values += 1
             if values > bounds.max_values:
                 message = f"variables hold more than {bounds.max_values} values"
                 raise BadBody(400, limit_message("max_input_values", message))
+
+
+def _is_unicode(text: str) -> bool:
+    # JSON's \ud800 escapes decode to lone surrogates, which no database (nor UTF-8) can hold.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def decode_json(body: bytes, bounds: InputBounds) -> object:

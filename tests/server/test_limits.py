@@ -144,3 +144,35 @@ async def test_the_document_cache_is_bounded_in_bytes() -> None:
     last = await cache.prepare(queries[-1])
     assert last is await cache.prepare(queries[-1])
     assert last.document is not None
+
+
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        (json.dumps({"query": f'{{ sample(id: "{2**63}") {{ id }} }}'}), "NOT_FOUND"),
+        (json.dumps({"query": f'{{ samples(filter: {{ids: ["{2**64}"]}}) {{ id }} }}'}), "NOT_FOUND"),
+        # A lone surrogate (JSON's \ud800 escape) in a variable.
+        (
+            '{"query": "mutation($n: String!) { createSample(input: {name: $n}) { id } }",'
+            ' "variables": {"n": "\\udc00x"}}',
+            "BAD_USER_INPUT",
+        ),
+        (json.dumps({"query": "{ me { id } }", "variables": [1]}), "BAD_USER_INPUT"),
+        (json.dumps({"query": 1}), "BAD_USER_INPUT"),
+        (json.dumps([{"query": "{ me { id } }"}]), "BAD_USER_INPUT"),
+        (json.dumps({"query": "{ me { id } }", "operationName": "Nope"}), "BAD_USER_INPUT"),
+    ],
+    ids=[
+        "id 2**63",
+        "filter id 2**64",
+        "lone surrogate",
+        "variables list",
+        "query int",
+        "batch",
+        "operation",
+    ],
+)
+async def test_bad_ids_strings_and_bodies_get_a_code(api: Api, body: str, code: str) -> None:
+    response = await _post(api, body.encode())
+    assert response.status_code < 500
+    assert response.json()["errors"][0]["extensions"]["code"] == code
