@@ -126,7 +126,7 @@ class _HttpGate:
             return
         settings = self.services.settings
         try:
-            body = await read_body(receive, settings.max_request_bytes)
+            body = await read_body(receive, settings.max_request_bytes, headers.get("content-length"))
             payload = await decode_json(body, self.bounds) if _is_json(headers) else None
         except Disconnected:
             return

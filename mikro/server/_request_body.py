@@ -47,7 +47,11 @@ class Disconnected(Exception):
     """The client went away before its request was read."""
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
+async def read_body(receive: Receive, limit: int, content_length: str | None = None) -> bytes:
+    """The whole body, refused (``BadBody`` 413) as soon as it is known to exceed ``limit`` bytes: at
+    once from its ``Content-Length``, else once that much has arrived."""
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise BadBody(413, _too_large(limit))
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -57,7 +61,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise BadBody(413, limit_message("max_request_bytes", f"the request body exceeds {limit} bytes"))
+            raise BadBody(413, _too_large(limit))
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -69,6 +73,10 @@ class InputBounds:
 
     max_values: int
     max_depth: int
+
+
+def _too_large(limit: int) -> str:
+    return limit_message("max_request_bytes", f"the request body exceeds {limit} bytes")
 
 
 def _decode(body: bytes, bounds: InputBounds) -> object:

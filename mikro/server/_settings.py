@@ -49,7 +49,7 @@ class Settings(BaseSettings):
 
     # What one request may cost the shared server (see mikro/server/_limits.py). A refused request gets
     # a BAD_USER_INPUT error naming the setting.
-    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_query_tokens: int = Field(default=10_000, ge=100)
     max_query_depth: int = Field(default=10, ge=2)
     max_query_aliases: int = Field(default=100, ge=0)

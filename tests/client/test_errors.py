@@ -30,9 +30,7 @@ async def test_bad_token_is_an_authentication_error(mikro_server: Any) -> None:
         assert info.value.code == "UNAUTHENTICATED"
 
 
-async def test_another_users_objects_are_not_found(
-    m: mikro.Mikro, mikro_server: Any, bob_token: str
-) -> None:
+async def test_another_users_objects_are_not_found(m: mikro.Mikro, mikro_server: Any, bob_token: str) -> None:
     sample = await m.create_sample(unique("private"))
     rep = await make_representation(m, unique("private-img"))
     async with mikro.connect(mikro_server.url, token=bob_token) as bob:

@@ -60,7 +60,7 @@ METRIC = (
 @pytest.mark.parametrize(
     "value, limit",
     [
-        (json.dumps(list(range(600_000))), "max_input_values"),
+        (json.dumps([0] * 600_000), "max_input_values"),
         ("[" * 4000 + "]" * 4000, "max_input_depth"),  # metadata nested 4,000 deep
         ('[[1, 2], {"a": [3]}]', None),
     ],

@@ -40,8 +40,10 @@ def _aliases(count: int) -> str:
 
 # (what, body, HTTP status, the Settings field the error must name)
 ABUSE: list[tuple[str, bytes, int, str]] = [
-    # 655,360 aliases, 10 MiB: parsing stops at the token limit.
-    ("alias flood", json.dumps({"query": _aliases(655_360)}).encode(), 200, "max_query_tokens"),
+    # 655,360 aliases, 10 MiB: refused before it is decoded.
+    ("alias flood", json.dumps({"query": _aliases(655_360)}).encode(), 413, "max_request_bytes"),
+    # 60,000 aliases, 1 MiB: parsing stops at the token limit.
+    ("token flood", json.dumps({"query": _aliases(60_000)}).encode(), 200, "max_query_tokens"),
     ("many aliases", json.dumps({"query": _aliases(150)}).encode(), 200, "max_query_aliases"),
     ("deep fan-out", json.dumps({"query": _fan_out(12)}).encode(), 200, "max_query_depth"),
     ("wide fan-out", json.dumps({"query": _fan_out(6, page=1000)}).encode(), 200, "max_query_cost"),
