@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import sys
@@ -82,8 +83,19 @@ def _loop_options() -> dict[str, bool]:
     return {"use_uvloop": True}
 
 
+def _configure_logging(level: str) -> None:
+    """``log_level`` for mikro's own logger too (uvicorn's config reaches only uvicorn's loggers)."""
+    logger = logging.getLogger("mikro")
+    logger.setLevel(logging.DEBUG if level.upper() == "TRACE" else level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
 def serve(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM, then shut down cleanly and return."""
+    _configure_logging(settings.log_level)
     prepare_data_dir(settings)
     sock = _bind(settings.host, settings.port)
     # uvicorn re-raises the signal that stopped it once it has shut down; with these no-op handlers

@@ -156,6 +156,16 @@ class Services:
             self.auth.cache.clear()
             if created is not None:
                 print(f"mikro: admin token written to {created.resolve()}", file=sys.stderr, flush=True)
+            limits = self.settings
+            logger.info(
+                "request limits: body %d bytes, %d tokens, depth %d, %d aliases, cost %d, %g s",
+                limits.max_request_bytes,
+                limits.max_query_tokens,
+                limits.max_query_depth,
+                limits.max_query_aliases,
+                limits.max_query_cost,
+                limits.request_timeout,
+            )
             await self._maintenance(startup=True)
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["MIN_ADMIN_TOKEN_LENGTH", "Settings"]
+
+MIN_ADMIN_TOKEN_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -65,6 +67,24 @@ class Settings(BaseSettings):
     request_timeout: float = Field(default=30.0, gt=0)
     # Bytes (estimated) of parsed and validated documents kept to skip parsing repeated queries.
     query_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_admin_token(cls, token: SecretStr | None) -> SecretStr | None:
+        # The admin token reaches everyone's data: refuse one that could be guessed.
+        if token is not None and len(token.get_secret_value()) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"MIKRO_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LENGTH} characters "
+                "(unset it to have one generated)"
+            )
+        return token
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, level: str) -> str:
+        if level.upper() not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "TRACE"):
+            raise ValueError(f"unknown log level {level!r} (debug, info, warning, error, critical)")
+        return level
 
     @property
     def objects_dir(self) -> Path:
