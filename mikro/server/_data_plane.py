@@ -19,6 +19,7 @@ from mikro.server._context import Context
 from mikro.server._crud import begin_mutation, get_owned, get_store
 from mikro.server._errors import ApiError, BadUserInput, Conflict
 from mikro.server._objects import GrantData
+from mikro.server._quota import check_quota
 from mikro.server._services import Services, note_secrets
 from mikro.server._store_cleanup import delete_objects, delete_stores
 from mikro.server._zarr_meta import ArrayInfo, read_array_info
@@ -233,6 +234,8 @@ class DataPlaneMutation:
         array = await read_array(ctx, row.key)
         async with ctx.services.transaction() as tx:
             row = await get_store(tx.session, store, user, "ZARR")
+            if not row.populated:
+                await check_quota(tx.session, ctx.services.settings, user.id, [array])
             record_array(ctx, row, array)
         return t.ZarrStore.from_row(row)
 

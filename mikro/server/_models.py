@@ -308,3 +308,14 @@ class IdempotencyRecord(Base):
     response: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+
+class DeletedPrefix(Base):
+    """A deleted store's key prefix. Its objects were deleted with it, but a write credential issued
+    before the deletion may still be valid and refill the prefix: it is swept again once every such
+    credential has expired (``Settings.credential_lifetime`` after the deletion)."""
+
+    __tablename__ = "deleted_prefixes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255))
+    deleted_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)

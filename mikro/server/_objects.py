@@ -302,8 +302,9 @@ class ObjectStorage:
             RoleArn=self.settings.s3_role_arn,
             RoleSessionName=session_name[:64],
             Policy=json.dumps(policy),
-            # AWS refuses less than 15 minutes; expiresAt still honours a shorter grant_ttl.
-            DurationSeconds=min(max(self.settings.grant_ttl, 900), 43200),
+            # AWS refuses less than 15 minutes; expiresAt still honours a shorter grant_ttl, and deleted
+            # prefixes are swept again after this real lifetime.
+            DurationSeconds=self.settings.credential_lifetime,
         )
         return dict(response["Credentials"])
 

@@ -25,7 +25,7 @@ from mikro.server._models import Event, IdempotencyRecord, Meta, utcnow
 from mikro.server._objects import ObjectStorage
 from mikro.server._pubsub import EventMessage, InMemoryPubSub, PubSub
 from mikro.server._settings import Settings
-from mikro.server._store_cleanup import collect_abandoned_uploads
+from mikro.server._store_cleanup import collect_abandoned_uploads, sweep_deleted_prefixes
 
 __all__ = [
     "PRUNED_THROUGH",
@@ -41,7 +41,6 @@ logger = logging.getLogger("mikro.server")
 T = TypeVar("T")
 
 PRUNED_THROUGH = "events_pruned_through"
-_MAINTENANCE_INTERVAL = 3600.0
 
 
 @dataclass
@@ -209,16 +208,18 @@ class Services:
 
     async def _maintenance_loop(self) -> None:
         while True:
-            await anyio.sleep(_MAINTENANCE_INTERVAL)
+            await anyio.sleep(self.settings.maintenance_interval)
             try:
                 await self._maintenance(startup=False)
             except Exception:
                 logger.exception("maintenance failed")
 
     async def _maintenance(self, *, startup: bool) -> None:
-        """Prune the event log and expired idempotency keys; delete abandoned uploads."""
+        """Prune the event log and expired idempotency keys; delete abandoned uploads; sweep deleted
+        stores' prefixes whose write credentials have expired."""
         await self._prune(startup=startup)
         await collect_abandoned_uploads(self, self.settings.abandoned_upload_age)
+        await sweep_deleted_prefixes(self)
 
     async def _prune(self, *, startup: bool) -> None:
         now = utcnow()

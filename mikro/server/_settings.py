@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # Reserved stores never finished after this long are deleted with their objects (a client died
     # mid-upload, or never gave its reservations back). Longer than any upload may take.
     abandoned_upload_age: float = Field(default=2 * 24 * 3600.0, ge=0)
+    # Seconds between maintenance runs (event and idempotency pruning, abandoned uploads, sweeping).
+    maintenance_interval: float = Field(default=3600.0, gt=0)
+    # Bytes of finished arrays (uncompressed: elements x item size) one user may keep; None: no quota.
+    storage_quota_bytes: int | None = Field(default=None, ge=0)
     io_threads: int = Field(default=8, ge=1)
     # Events a subscriber may fall behind by before it is cut off and catches up from the event table.
     pubsub_buffer: int = Field(default=1024, ge=1)
@@ -85,6 +89,12 @@ class Settings(BaseSettings):
         if level.upper() not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "TRACE"):
             raise ValueError(f"unknown log level {level!r} (debug, info, warning, error, critical)")
         return level
+
+    @property
+    def credential_lifetime(self) -> int:
+        """Seconds a storage credential may stay valid after it was issued: ``grant_ttl``, but STS
+        hands out at least 15 minutes (see ``ObjectStorage._assume_role``)."""
+        return min(max(self.grant_ttl, 900), 43200) if self.uses_s3 else self.grant_ttl
 
     @property
     def objects_dir(self) -> Path:
