@@ -122,6 +122,17 @@ async def _required(loader: DataLoader[int, Any], key: int, what: str) -> Any:
     return row
 
 
+async def _optional(info: Info[Any, Any], loader: DataLoader[int, T | None], key: int | None) -> T | None:
+    """A single related object, or None: unset, deleted, or another user's (an admin may link across
+    users; the other user's object is not shown to this one, as in the lists)."""
+    if key is None:
+        return None
+    item = await loader.load(key)
+    if item is None or not context_of(info).require_user().can_see(getattr(item, "_creator_id", -1)):
+        return None
+    return item
+
+
 async def _creator(info: Info[Any, Any], creator_id: int) -> User:
     user = await context_of(info).loaders.user.load(creator_id)
     assert user is not None
@@ -247,15 +258,11 @@ class Representation:
 
     @strawberry.field
     async def sample(self, info: Info[Any, Any]) -> Sample | None:
-        if self._sample_id is None:
-            return None
-        return await context_of(info).loaders.sample.load(self._sample_id)
+        return await _optional(info, context_of(info).loaders.sample, self._sample_id)
 
     @strawberry.field
     async def dataset(self, info: Info[Any, Any]) -> Dataset | None:
-        if self._dataset_id is None:
-            return None
-        return await context_of(info).loaders.dataset.load(self._dataset_id)
+        return await _optional(info, context_of(info).loaders.dataset, self._dataset_id)
 
     @strawberry.field
     async def experiments(self, info: Info[Any, Any]) -> list[Experiment]:
@@ -370,9 +377,7 @@ class Dataset:
 
     @strawberry.field
     async def parent(self, info: Info[Any, Any]) -> Dataset | None:
-        if self._parent_id is None:
-            return None
-        return await context_of(info).loaders.dataset.load(self._parent_id)
+        return await _optional(info, context_of(info).loaders.dataset, self._parent_id)
 
     @strawberry.field
     async def children(self, info: Info[Any, Any]) -> list[Dataset]:
@@ -455,9 +460,7 @@ class Metric:
 
     @strawberry.field
     async def roi(self, info: Info[Any, Any]) -> ROI | None:
-        if self._roi_id is None:
-            return None
-        return await context_of(info).loaders.roi.load(self._roi_id)
+        return await _optional(info, context_of(info).loaders.roi, self._roi_id)
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:

@@ -117,3 +117,17 @@ async def test_admin_sees_and_changes_everyones_objects(new_api: Any) -> None:
     assert (await alice.data("query($id: ID!) { sample(id: $id) { name } }", {"id": sample}))["sample"] == {
         "name": "fixed"
     }
+
+
+async def test_a_relation_an_admin_linked_across_users_is_not_shown(new_api: Any) -> None:
+    alice, bob, admin = new_api("alice"), new_api("bob"), new_api("boss", admin=True)
+    rep = await make_representation(alice)
+    bobs = (await bob.data('mutation { createSample(input: {name: "bob private"}) { id } }'))["createSample"]
+    query = "mutation($r: ID!, $s: ID!) { updateRepresentation(id: $r, input: {sample: $s}) { id } }"
+    await admin.data(query, {"r": rep["id"], "s": bobs["id"]})
+    seen = await alice.data("query($r: ID!) { representation(id: $r) { sample { name } } }", {"r": rep["id"]})
+    assert seen == {"representation": {"sample": None}}
+    shown = await admin.data(
+        "query($r: ID!) { representation(id: $r) { sample { name } } }", {"r": rep["id"]}
+    )
+    assert shown == {"representation": {"sample": {"name": "bob private"}}}
