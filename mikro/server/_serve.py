@@ -54,6 +54,8 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
         access_log=False,
         lifespan="on",
         ws="websockets-sansio",
+        # A websocket message is bounded like an HTTP body.
+        ws_max_size=settings.max_request_bytes,
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
