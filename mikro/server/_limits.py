@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -78,6 +78,8 @@ class _Prepared:
     parse_error: GraphQLError | None
     size: int = 0  # estimated bytes held while cached
     validation_errors: list[GraphQLError] | None = None
+    # Costs by operation name, of documents whose cost does not depend on variables (no pagination).
+    costs: dict[str | None, int] = field(default_factory=dict)
 
 
 class QueryCache:
@@ -175,15 +177,20 @@ class QueryLimits(SchemaExtension):
                 prepared.validation_errors = [_naming_the_limit(e) for e in errors]
             errors = list(prepared.validation_errors)
             if not errors:
-                errors = self._cost_errors(prepared.document)
+                errors = self._cost_errors(prepared, ec.query or "")
             ec.pre_execution_errors = errors
         yield
 
-    def _cost_errors(self, document: DocumentNode | None) -> list[GraphQLError]:
+    def _cost_errors(self, prepared: _Prepared, query: str) -> list[GraphQLError]:
         ec = self.execution_context
-        assert document is not None
-        estimate = self.settings.list_cost_estimate
-        cost = query_cost(ec.schema._schema, document, ec.operation_name, ec.variables or {}, estimate)
+        assert prepared.document is not None
+        cost = prepared.costs.get(ec.operation_name)
+        if cost is None:
+            estimate = self.settings.list_cost_estimate
+            variables = ec.variables or {}
+            cost = query_cost(ec.schema._schema, prepared.document, ec.operation_name, variables, estimate)
+            if "pagination" not in query:  # only page sizes read variables
+                prepared.costs[ec.operation_name] = cost
         limit = self.settings.max_query_cost
         if cost <= limit:
             return []
