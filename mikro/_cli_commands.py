@@ -30,6 +30,8 @@ def serve(
     grant_ttl: int | None = typer.Option(None, "--grant-ttl", help="Seconds a storage grant is valid."),
 ) -> None:
     """Run the mikro reference server (settings also from MIKRO_* environment variables)."""
+    from pydantic import ValidationError
+
     from mikro.server import Settings
     from mikro.server import serve as run_server
     from mikro.server._schema_check import DatabaseSchemaError
@@ -45,7 +47,14 @@ def serve(
     }
     given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     try:
-        run_server(Settings(**given))
+        settings = Settings(**given)
+    except ValidationError as e:
+        # One line per bad setting, not pydantic's traceback.
+        for error in e.errors():
+            typer.echo(f"mikro: {error['loc'][0] if error['loc'] else 'settings'}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        run_server(settings)
     except DatabaseSchemaError as e:
         typer.echo(f"mikro: {e}", err=True)
         raise typer.Exit(1) from None

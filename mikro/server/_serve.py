@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import sys
@@ -11,6 +12,7 @@ import anyio.from_thread
 
 from mikro.server._auth import create_user
 from mikro.server._auth import rotate_token as _rotate_token
+from mikro.server._data_dir import prepare_data_dir
 from mikro.server._database import Database
 from mikro.server._settings import Settings
 
@@ -52,6 +54,8 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
         access_log=False,
         lifespan="on",
         ws="websockets-sansio",
+        # A websocket message is bounded like an HTTP body.
+        ws_max_size=settings.max_request_bytes,
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
@@ -81,9 +85,20 @@ def _loop_options() -> dict[str, bool]:
     return {"use_uvloop": True}
 
 
+def _configure_logging(level: str) -> None:
+    """``log_level`` for mikro's own logger too (uvicorn's config reaches only uvicorn's loggers)."""
+    logger = logging.getLogger("mikro")
+    logger.setLevel(logging.DEBUG if level.upper() == "TRACE" else level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
 def serve(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM, then shut down cleanly and return."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _configure_logging(settings.log_level)
+    prepare_data_dir(settings)
     sock = _bind(settings.host, settings.port)
     # uvicorn re-raises the signal that stopped it once it has shut down; with these no-op handlers
     # in place that re-raise is harmless and the process exits with status 0.
@@ -101,7 +116,7 @@ def add_user(settings: Settings, username: str, *, admin: bool = False) -> str:
     """Create a user in the server's database and return its token (callable from any thread)."""
 
     async def run() -> str:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings)
         async with Database(settings.sqlalchemy_url()) as db:
             return await create_user(db, username, admin=admin)
 
@@ -115,7 +130,7 @@ def rotate_token(settings: Settings, username: str) -> str:
     uses this data dir (later, up to ``auth_cache_ttl``, on servers that do not share it)."""
 
     async def run() -> str:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings)
         async with Database(settings.sqlalchemy_url()) as db:
             return await _rotate_token(db, username, epoch_file=settings.auth_epoch_file)
 

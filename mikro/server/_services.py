@@ -18,21 +18,29 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mikro.server._auth import Authenticator, TokenCache, ensure_admin
+from mikro.server._data_dir import prepare_data_dir
 from mikro.server._database import Database
 from mikro.server._errors import Conflict
 from mikro.server._models import Event, IdempotencyRecord, Meta, utcnow
 from mikro.server._objects import ObjectStorage
 from mikro.server._pubsub import EventMessage, InMemoryPubSub, PubSub
 from mikro.server._settings import Settings
-from mikro.server._store_cleanup import collect_abandoned_uploads
+from mikro.server._store_cleanup import collect_abandoned_uploads, sweep_deleted_prefixes
 
-__all__ = ["PRUNED_THROUGH", "IdempotencyClaim", "KeyInUse", "Services", "Tx", "idempotency_claim"]
+__all__ = [
+    "PRUNED_THROUGH",
+    "IdempotencyClaim",
+    "KeyInUse",
+    "Services",
+    "Tx",
+    "idempotency_claim",
+    "note_secrets",
+]
 
 logger = logging.getLogger("mikro.server")
 T = TypeVar("T")
 
 PRUNED_THROUGH = "events_pruned_through"
-_MAINTENANCE_INTERVAL = 3600.0
 
 
 @dataclass
@@ -49,6 +57,9 @@ class IdempotencyClaim:
     request_hash: str
     written: bool = False  # the claim row has been committed
     conflict: bool = False  # another request holds this key
+    # Secrets handed out by this request, (store id, write, {secret value: field name}): the stored
+    # answer holds placeholders in their place, and a replay re-issues them.
+    secrets: list[tuple[int, bool, dict[str, str]]] = field(default_factory=list)
 
     async def insert(self, session: AsyncSession) -> None:
         # A Core insert: no ORM unit of work for a row nobody reads back.
@@ -69,6 +80,13 @@ _EVENTS = cast(Table, Event.__table__)
 _IDEMPOTENCY = cast(Table, IdempotencyRecord.__table__)
 
 _CLAIM: ContextVar[IdempotencyClaim | None] = ContextVar("mikro_idempotency_claim", default=None)
+
+
+def note_secrets(store_id: int, write: bool, secrets: dict[str, str]) -> None:
+    """Tell the pending idempotency claim (if any) which secrets this request's answer carries."""
+    claim = _CLAIM.get()
+    if claim is not None and secrets:
+        claim.secrets.append((store_id, write, secrets))
 
 
 @contextmanager
@@ -127,7 +145,7 @@ class Services:
         self._task_group: TaskGroup | None = None
 
     async def __aenter__(self) -> Services:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await anyio.to_thread.run_sync(prepare_data_dir, self.settings)
         self._limiter = anyio.CapacityLimiter(self.settings.io_threads)
         # boto3/obstore construction touches files and the network: keep it off the loop.
         self._storage = await anyio.to_thread.run_sync(ObjectStorage, self.settings)
@@ -137,6 +155,16 @@ class Services:
             self.auth.cache.clear()
             if created is not None:
                 print(f"mikro: admin token written to {created.resolve()}", file=sys.stderr, flush=True)
+            limits = self.settings
+            logger.info(
+                "request limits: body %d bytes, %d tokens, depth %d, %d aliases, cost %d, %g s",
+                limits.max_request_bytes,
+                limits.max_query_tokens,
+                limits.max_query_depth,
+                limits.max_query_aliases,
+                limits.max_query_cost,
+                limits.request_timeout,
+            )
             await self._maintenance(startup=True)
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
@@ -180,16 +208,18 @@ class Services:
 
     async def _maintenance_loop(self) -> None:
         while True:
-            await anyio.sleep(_MAINTENANCE_INTERVAL)
+            await anyio.sleep(self.settings.maintenance_interval)
             try:
                 await self._maintenance(startup=False)
             except Exception:
                 logger.exception("maintenance failed")
 
     async def _maintenance(self, *, startup: bool) -> None:
-        """Prune the event log and expired idempotency keys; delete abandoned uploads."""
+        """Prune the event log and expired idempotency keys; delete abandoned uploads; sweep deleted
+        stores' prefixes whose write credentials have expired."""
         await self._prune(startup=startup)
         await collect_abandoned_uploads(self, self.settings.abandoned_upload_age)
+        await sweep_deleted_prefixes(self)
 
     async def _prune(self, *, startup: bool) -> None:
         now = utcnow()

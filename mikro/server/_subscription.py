@@ -109,7 +109,7 @@ class Subscription:
         self, info: Info[Any, Any], dataset: strawberry.ID | None = None, after: int | None = None
     ) -> AsyncGenerator[t.RepresentationEvent, None]:
         ctx = context_of(info)
-        user = ctx.require_user()
+        user = await ctx.current_user()
         if after is not None and after < 0:
             raise BadUserInput("after must not be negative")
         scope_id = None
@@ -134,7 +134,7 @@ class Subscription:
         self, info: Info[Any, Any], representation: strawberry.ID, after: int | None = None
     ) -> AsyncGenerator[t.RoiEvent, None]:
         ctx = context_of(info)
-        user = ctx.require_user()
+        user = await ctx.current_user()
         if after is not None and after < 0:
             raise BadUserInput("after must not be negative")
         async with ctx.services.db.read() as session:
