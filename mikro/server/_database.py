@@ -11,8 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from mikro.server._models import Base
-from mikro.server._schema_check import check_schema
+from mikro.server._migrate import upgrade
 from mikro.server._sqlite import SQLITE_PRAGMAS, sqlite_connector, sqlite_path
 
 __all__ = ["Database", "SharedReader"]
@@ -27,7 +26,8 @@ _MAX_OVERFLOW = {True: 128, False: 32}  # by `is_sqlite`
 
 
 class Database:
-    """Owns the engine. Use as ``async with Database(url) as db``; tables are created on entry."""
+    """Owns the engine. Use as ``async with Database(url) as db``; on entry the tables are created or
+    upgraded to this mikro's newest migration (``upgraded`` says from which revision to which)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -35,6 +35,7 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._write_lock: anyio.Lock | None = None
+        self.upgraded: tuple[str | None, str] | None = None
 
     async def __aenter__(self) -> Database:
         kwargs: dict[str, Any] = {"pool_size": _POOL_SIZE, "max_overflow": _MAX_OVERFLOW[self.is_sqlite]}
@@ -53,9 +54,7 @@ class Database:
         # transaction upgrades to a write lock while another connection holds it.
         self._write_lock = anyio.Lock()
         try:
-            async with engine.begin() as conn:
-                await conn.run_sync(Base.metadata.create_all)
-                await conn.run_sync(check_schema, Base.metadata, engine.url.render_as_string())
+            self.upgraded = await upgrade(engine)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await engine.dispose()

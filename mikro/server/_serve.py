@@ -12,9 +12,10 @@ import anyio.from_thread
 from mikro.server._auth import create_user
 from mikro.server._auth import rotate_token as _rotate_token
 from mikro.server._database import Database
+from mikro.server._migrate import describe_upgrade
 from mikro.server._settings import Settings
 
-__all__ = ["add_user", "rotate_token", "serve"]
+__all__ = ["add_user", "database_revision", "rotate_token", "serve", "upgrade_database"]
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -41,10 +42,12 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
 
     from mikro.server._app import create_app
 
-    # A database this mikro cannot use (DatabaseSchemaError) is reported here, as one error, rather
-    # than as a traceback from uvicorn's failed startup.
-    async with Database(settings.sqlalchemy_url()):
-        pass
+    # Upgrading here, before uvicorn starts: a database this mikro cannot use (DatabaseSchemaError) is
+    # reported as one error rather than as a traceback from a failed startup, and with several workers
+    # the upgrade runs once, not in each of them.
+    async with Database(settings.sqlalchemy_url()) as db:
+        assert db.upgraded is not None
+        print(f"mikro: {describe_upgrade(*db.upgraded)}", flush=True)
 
     config = uvicorn.Config(
         create_app(settings),
@@ -69,6 +72,36 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
         tg.start_soon(announce)
         await server.serve(sockets=[sock])
         tg.cancel_scope.cancel()
+
+
+def upgrade_database(settings: Settings) -> tuple[str | None, str]:
+    """``mikro db upgrade``: create or upgrade the tables; returns (revision before, revision now)."""
+
+    async def run() -> tuple[str | None, str]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        async with Database(settings.sqlalchemy_url()) as db:
+            assert db.upgraded is not None
+            return db.upgraded
+
+    return anyio.run(run)
+
+
+def database_revision(settings: Settings) -> str | None:
+    """``mikro db current``: the database's revision, changing nothing (None: no tables yet)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from mikro.server._migrate import current_revision
+
+    async def run() -> str | None:
+        engine = create_async_engine(settings.sqlalchemy_url())
+        try:
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    if settings.database_url is None and not (settings.data_dir / "mikro.sqlite3").exists():
+        return None  # SQLite would create an empty file just to say so
+    return anyio.run(run)
 
 
 def _loop_options() -> dict[str, bool]:
