@@ -28,6 +28,9 @@ def serve(
     s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="Keep pixels on this S3 endpoint."),
     s3_bucket: str | None = typer.Option(None, "--s3-bucket", help="S3 bucket for pixels."),
     grant_ttl: int | None = typer.Option(None, "--grant-ttl", help="Seconds a storage grant is valid."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Server processes sharing the port, database and store (default 1)."
+    ),
 ) -> None:
     """Run the mikro reference server (settings also from MIKRO_* environment variables)."""
     from mikro.server import Settings
@@ -42,6 +45,7 @@ def serve(
         "s3_endpoint": s3_endpoint,
         "s3_bucket": s3_bucket,
         "grant_ttl": grant_ttl,
+        "workers": workers,
     }
     given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     try:

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.to_thread
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -32,8 +29,8 @@ from sqlalchemy import MetaData, create_engine, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mikro.server._locks import sqlite_file_lock
 from mikro.server._models import Base
-from mikro.server._sqlite import sqlite_path
 
 __all__ = [
     "BASELINE",
@@ -168,21 +165,8 @@ def _baseline_metadata() -> MetaData:
 
 @contextlib.asynccontextmanager
 async def _sqlite_lock(engine: AsyncEngine) -> AsyncIterator[None]:
-    path = sqlite_path(engine.url.render_as_string()) if engine.dialect.name == "sqlite" else None
-    if path is None:
+    async with sqlite_file_lock(engine, "migrate", wait=True):
         yield
-        return
-    try:
-        import fcntl
-    except ImportError:  # Windows: one local process is all it runs there.
-        yield
-        return
-    fd = os.open(f"{path}.migrate-lock", os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        await anyio.to_thread.run_sync(fcntl.flock, fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def check_schema(conn: Connection, metadata: MetaData, where: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import sys
+from typing import Any
 
 import anyio
 import anyio.from_thread
@@ -37,36 +38,52 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/graphql"
 
 
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "lifespan": "on",
+        "ws": "websockets-sansio",
+        "timeout_graceful_shutdown": 5,
+    }
+
+
+def _announce(settings: Settings, sock: socket.socket) -> None:
+    # Scripts and test fixtures wait for exactly this line.
+    print(f"mikro: listening on {_url(settings.host, sock.getsockname()[1])}", flush=True)
+
+
+async def _upgrade(settings: Settings) -> None:
+    """Upgrading here, before uvicorn starts: a database this mikro cannot use (DatabaseSchemaError) is
+    reported as one error rather than as a traceback from a failed startup."""
+    async with Database(settings.sqlalchemy_url()) as db:
+        assert db.upgraded is not None
+        print(f"mikro: {describe_upgrade(*db.upgraded)}", flush=True)
+
+
+async def _start_once(settings: Settings) -> None:
+    """Before the workers of ``--workers N`` start: everything a starting server does once."""
+    from mikro.server._services import Services
+
+    await _upgrade(settings)
+    async with Services(settings):
+        pass
+
+
 async def _serve(settings: Settings, sock: socket.socket) -> None:
     import uvicorn
 
     from mikro.server._app import create_app
 
-    # Upgrading here, before uvicorn starts: a database this mikro cannot use (DatabaseSchemaError) is
-    # reported as one error rather than as a traceback from a failed startup, and with several workers
-    # the upgrade runs once, not in each of them.
-    async with Database(settings.sqlalchemy_url()) as db:
-        assert db.upgraded is not None
-        print(f"mikro: {describe_upgrade(*db.upgraded)}", flush=True)
-
-    config = uvicorn.Config(
-        create_app(settings),
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        lifespan="on",
-        ws="websockets-sansio",
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    port = sock.getsockname()[1]
+    await _upgrade(settings)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), **_uvicorn_options(settings)))
 
     async def announce() -> None:
         while not server.started:
             if server.should_exit:
                 return
             await anyio.sleep(0.02)
-        # Scripts and test fixtures wait for exactly this line.
-        print(f"mikro: listening on {_url(settings.host, port)}", flush=True)
+        _announce(settings, sock)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(announce)
@@ -122,7 +139,14 @@ def serve(settings: Settings) -> None:
     # in place that re-raise is harmless and the process exits with status 0.
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        anyio.run(_serve, settings, sock, backend="asyncio", backend_options=_loop_options())
+        if settings.workers == 1:
+            anyio.run(_serve, settings, sock, backend="asyncio", backend_options=_loop_options())
+        else:
+            from mikro.server._workers import run_workers
+
+            anyio.run(_start_once, settings, backend="asyncio")
+            options = {**_uvicorn_options(settings), "loop": "uvloop" if _loop_options() else "asyncio"}
+            run_workers(settings, sock, options, lambda: _announce(settings, sock))
     finally:
         sock.close()
         for sig, handler in previous.items():

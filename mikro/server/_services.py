@@ -20,9 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mikro.server._auth import Authenticator, TokenCache, ensure_admin
 from mikro.server._database import Database
 from mikro.server._errors import Conflict
+from mikro.server._event_feed import EventFeed, lock_event_order
+from mikro.server._locks import exclusive
 from mikro.server._models import Event, IdempotencyRecord, Meta, utcnow
 from mikro.server._objects import ObjectStorage
-from mikro.server._pubsub import EventMessage, InMemoryPubSub, PubSub
+from mikro.server._pubsub import EventMessage, PubSub
 from mikro.server._settings import Settings
 from mikro.server._store_cleanup import collect_abandoned_uploads
 
@@ -106,6 +108,8 @@ class Tx:
             {"stream": stream, "kind": kind, "object_id": o, "scope_id": scope, "owner_id": owner}
             for o, scope, owner in objects
         ]
+        if not self.events:
+            await lock_event_order(self.session)
         statement = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
         cursors = [int(row[0]) for row in await self.session.execute(statement, values)]
         for cursor, (o, scope, owner) in zip(cursors, objects, strict=True):
@@ -118,7 +122,10 @@ class Services:
     def __init__(self, settings: Settings, pubsub: PubSub | None = None) -> None:
         self.settings = settings
         self.db = Database(settings.sqlalchemy_url())
-        self.pubsub: PubSub = pubsub or InMemoryPubSub(settings.pubsub_buffer)
+        self._feed = EventFeed(
+            self.db, buffer=settings.pubsub_buffer, poll_interval=settings.event_poll_interval
+        )
+        self.pubsub: PubSub = pubsub or self._feed
         self.auth = Authenticator(
             self.db, TokenCache(settings.auth_cache_ttl, settings.auth_cache_size, settings.auth_epoch_file)
         )
@@ -141,6 +148,8 @@ class Services:
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
             self._task_group.start_soon(self._maintenance_loop)
+            if self.pubsub is self._feed:
+                self._task_group.start_soon(self._feed.run)
         except BaseException:
             await self.db.__aexit__(None, None, None)
             raise
@@ -187,9 +196,12 @@ class Services:
                 logger.exception("maintenance failed")
 
     async def _maintenance(self, *, startup: bool) -> None:
-        """Prune the event log and expired idempotency keys; delete abandoned uploads."""
-        await self._prune(startup=startup)
-        await collect_abandoned_uploads(self, self.settings.abandoned_upload_age)
+        """Prune the event log and expired idempotency keys; delete abandoned uploads. With several
+        server processes on one database, one of them does it each time (the others skip the round)."""
+        async with exclusive(self.db.engine, "maintenance") as held:
+            if held:
+                await self._prune(startup=startup and self.settings.recover_interrupted)
+                await collect_abandoned_uploads(self, self.settings.abandoned_upload_age)
 
     async def _prune(self, *, startup: bool) -> None:
         now = utcnow()
