@@ -233,3 +233,24 @@ async def test_mikro_db_upgrade_and_current(tmp_path: Path) -> None:
     assert (code, out) == (0, f"database: {head_revision()}\nthis mikro: {head_revision()}\n")
     code, out, _ = await _mikro("db", "upgrade", "--data-dir", str(data_dir))
     assert code == 0 and "up to date" in out
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+@pytest.mark.single_backend(reason="it only runs `mikro db upgrade` processes; its own loop just waits")
+async def test_processes_starting_at_once_upgrade_once(database_url: str) -> None:
+    url = database_url.replace("+aiosqlite", "").replace("+asyncpg", "")
+    outputs: list[str] = []
+
+    async def upgrade() -> None:
+        code, out, stderr = await _mikro("db", "upgrade", "--database-url", url)
+        assert code == 0, stderr
+        outputs.append(out)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(2):
+            tg.start_soon(upgrade)
+    assert sorted(outputs) == [
+        f"mikro: the database is up to date (revision {head_revision()})\n",
+        f"mikro: upgraded the database from revision none to {head_revision()}\n",
+    ]
