@@ -112,8 +112,18 @@ async def test_a_watch_resumed_on_the_other_process_misses_nothing(
             assert [e.id for e in await _collect(events, 3)] == made_meanwhile
 
 
-async def test_workers_share_the_port_events_and_idempotency_keys(server_factory: Any) -> None:
-    server = server_factory.start(workers=3)
+@pytest.fixture(scope="module")
+def three_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MikroServer]:
+    """`mikro serve --workers 3` on SQLite."""
+    server = MikroServer(tmp_path_factory.mktemp("workers"), {"workers": 3}).start()
+    try:
+        yield server
+    finally:
+        assert server.stop() == 0  # SIGTERM stops the workers and the parent cleanly
+
+
+async def test_workers_share_the_port_events_and_idempotency_keys(three_workers: MikroServer) -> None:
+    server = three_workers
     token = server.add_user("worker-user")
     create = {"query": 'mutation { createSample(input: {name: "once"}) { id } }'}
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": unique("key")}
@@ -141,4 +151,3 @@ async def test_workers_share_the_port_events_and_idempotency_keys(server_factory
                     made.append((await fresh.create_roi(image, "POINT", [[0, 0, 0, 0, i]])).id)
             assert [e.id for e in await _collect(events, 6)] == made
             assert (await http.post(server.url, json=create, headers=headers)).json() == done[0]
-    assert server.stop() == 0
