@@ -53,7 +53,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @asyncio_only
 async def test_every_model_change_has_a_revision(database_url: str) -> None:
     """Fails when a model in mikro/server/_models.py changed without a new Alembic revision: run
-    ``alembic revision --autogenerate`` (see mikro/server/_migrate.py), review it, and commit it."""
+    ``python -m mikro.server.migrations "what changed"``, review the revision, and commit it."""
     async with Database(database_url) as db:
         assert db.upgraded == (None, head_revision())
         async with db.engine.connect() as conn:
