@@ -12,6 +12,8 @@ import anyio.abc
 import httpx
 
 from mikro._client_data import DataPlaneMixin
+from mikro._client_files import FilesMixin
+from mikro._client_pyramid import PyramidMixin
 from mikro._client_watch import WatchMixin
 from mikro._config import ClientConfig, load_config
 from mikro._context import reset_current_session, set_current_session
@@ -20,6 +22,7 @@ from mikro._grant_refresh import RequestAccessProvider
 from mikro._registrations import Registrations
 from mikro._reservations import UploadReservations
 from mikro.api import Operations, operation
+from mikro.api._file_operations import FileOperations
 from mikro.api._operations import IdLike, _id
 from mikro.datalayer import GrantProvider
 from mikro.datalayer._result_memory import release_kept_results
@@ -37,7 +40,7 @@ def _user_agent() -> str:
         return "mikro"
 
 
-class Mikro(DataPlaneMixin, WatchMixin, Operations):
+class Mikro(DataPlaneMixin, PyramidMixin, FilesMixin, WatchMixin, FileOperations, Operations):
     """A session with a mikro server, usable under asyncio and trio.
 
     Everything it owns is made on entry and closed on exit, also when the body raises or is
@@ -48,7 +51,8 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
     functions such as ``mikro.aget_representation`` use.
 
     Its methods: the typed GraphQL operations (:class:`mikro.api.Operations`), pixels, tables and
-    compute (``DataPlaneMixin``) and live events (``WatchMixin``: ``watch_representations``, ``watch_rois``).
+    compute (``DataPlaneMixin``), files kept as they are (``FilesMixin``, ``FileOperations``) and live
+    events (``WatchMixin``: ``watch_representations``, ``watch_rois``).
     """
 
     def __init__(self, config: ClientConfig) -> None:

@@ -33,8 +33,10 @@ from mikro.datalayer import (
     GrantedStore,
     GrantProvider,
     ProgressCallback,
+    PyramidOption,
     TableData,
     freeze_startup_heap,
+    method_for_variety,
     open_dataarray,
     prepare_image,
     write_image,
@@ -89,12 +91,21 @@ def _channel_inputs(channels: Sequence[Any] | None, names: Sequence[str] | None)
 
 
 def _array_path(store: ZarrStore) -> str:
-    # finishUpload records the array's own path (``<key>/0`` for an OME-Zarr group); reads are granted
-    # on the store key, so the array lives at the difference.
+    if store.array_path is not None:
+        return store.array_path
+    # Stores finished before arrayPath existed recorded the array's own path in ``path`` (``<key>/0``
+    # for an OME-Zarr group); reads are granted on the store key, so the array lives at the difference.
     if store.key and store.key in store.path:
         rest = store.path.rsplit(store.key, 1)[1].strip("/")
         return rest
     return ARRAY_PATH
+
+
+def _channel_names(channels: Sequence[Any] | None) -> list[str] | None:
+    if channels is None:
+        return None
+    names = [c.get("name") if isinstance(c, Mapping) else getattr(c, "name", None) for c in channels]
+    return [str(n) if n else "" for n in names]
 
 
 class DataPlaneMixin:
@@ -134,6 +145,8 @@ class DataPlaneMixin:
         compression: Compression = DEFAULT_COMPRESSION,
         max_bytes: int = DEFAULT_MAX_BYTES,
         thumbnail: bool = True,
+        original_file: Any = None,
+        pyramid: PyramidOption = "auto",
     ) -> Representation:
         """Upload an image and create its ``Representation``; returns it with its thumbnail.
 
@@ -144,6 +157,13 @@ class DataPlaneMixin:
         order (``t, c, z, y, x``), so ``rep.dims`` may list the dims in a different order than given.
         ``progress(done, total)`` gets uncompressed bytes after each shard. ``compression`` is
         ``"blosc-lz4"`` (default: cheapest per GiB), ``"blosc-zstd"`` (smaller), ``"zstd"`` or None.
+        ``pyramid``: ``"auto"`` (default) adds levels reduced 2x in y/x until the coarsest fits in 1024
+        pixels (images that already fit get none), an int adds that many levels, None none; they are
+        built from the blocks of level 0 as it uploads (mean for intensity images, nearest for the
+        ``MASK`` / ``LABEL`` varieties) and read with ``rep.levels`` / ``rep.data_at(level)``.
+
+        ``original_file`` (a ``File`` or its id, see :meth:`upload_file`) records the file the image was
+        made from (``rep.original_file``).
 
         Nothing is visible on the server until the data is complete: a failure or cancellation at any
         step leaves no ``Representation`` behind (and the objects written so far are deleted).
@@ -166,6 +186,10 @@ class DataPlaneMixin:
                 compression=compression,
                 progress=progress,
                 thumbnail=thumbnail,
+                pyramid=pyramid,
+                method=method_for_variety(variety),
+                channel_names=_channel_names(channels),
+                rgb=str(variety) == "RGB",
             )
             written = list(result.keys)
             rep: Representation | None = None
@@ -195,6 +219,17 @@ class DataPlaneMixin:
                             "acquisition_date": acquisition_date,
                             "thumbnail": thumb,
                             "array_metadata": result.array_metadata.decode(),
+                            "original_file": original_file,
+                            "levels": [
+                                {"path": lay.path, "array_metadata": doc.decode(), "scale": list(factors)}
+                                for lay, doc, factors in zip(
+                                    result.levels[1:],
+                                    result.level_metadata[1:],
+                                    result.factors[1:],
+                                    strict=True,
+                                )
+                            ]
+                            or None,
                         }
                     )
                 await anyio.lowlevel.checkpoint()
@@ -229,8 +264,9 @@ class DataPlaneMixin:
         except Exception as exc:
             log.warning("could not remove the representation of failed upload %s: %s", store_id, exc)
 
-    def open_representation_data(self, rep: Representation) -> xr.DataArray:
-        """``rep.data``: a lazy ``xarray.DataArray`` (dask) over the image; no I/O until computed.
+    def open_representation_data(self, rep: Representation, level: int = 0) -> xr.DataArray:
+        """``rep.data`` (``rep.data_at(level)``): a lazy ``xarray.DataArray`` (dask) over the image (one
+        of its pyramid's levels, coordinates in physical units); no I/O until computed.
 
         Each dask task fetches only the chunks it touches, in dask's worker threads, with a read grant
         refreshed as needed. Compute with ``await m.compute(expr)``: a bare ``.compute()`` / ``.values``
@@ -239,20 +275,32 @@ class DataPlaneMixin:
         store = rep.store
         if store.shape is None or store.chunks is None or store.dtype is None:
             raise StorageError(f"store {store.id} of representation {rep.id} has no finished zarr data")
+        levels = store.levels
+        if level != 0 and not 0 <= level < len(levels):
+            raise ValidationError(f"representation {rep.id} has {len(levels) or 1} levels; no level {level}")
+        dims = store.dimension_names or rep.dims
         pixel_size = rep.physical_size.model_dump() if rep.physical_size is not None else {}
+        shape, chunks, shards, path = store.shape, store.chunks, store.shards, _array_path(store)
+        token = f"store-{store.id}"
+        if level:
+            chosen = levels[level]
+            shape, chunks, shards, path = chosen.shape, chosen.chunks, chosen.shards, chosen.path
+            factors = dict(zip(dims, chosen.scale, strict=True))
+            pixel_size = {d: v * factors[d] for d, v in pixel_size.items() if v is not None and d in factors}
+            token = f"{token}-level-{level}"
         return open_dataarray(
             self._reader_store(store.id),
-            shape=store.shape,
-            chunks=store.chunks,
-            shards=store.shards or store.chunks,
+            shape=shape,
+            chunks=chunks,
+            shards=shards or chunks,
             dtype=store.dtype,
-            dims=store.dimension_names or rep.dims,
+            dims=dims,
             pixel_size=pixel_size,
             channel_names=[c.name or "" for c in rep.channels] or None,
             name=rep.name,
-            token=f"store-{store.id}",
-            array_path=_array_path(store),
-            attrs={"representation": rep.id},
+            token=token,
+            array_path=path,
+            attrs={"representation": rep.id, "level": level},
         )
 
     def _open_data_plane(self) -> None:

@@ -22,6 +22,8 @@ __all__ = [
     "Channel",
     "Dataset",
     "Experiment",
+    "File",
+    "MediaStore",
     "Metric",
     "ParquetStore",
     "PhysicalSize",
@@ -31,6 +33,7 @@ __all__ = [
     "TableColumn",
     "Thumbnail",
     "User",
+    "ZarrLevel",
     "ZarrStore",
 ]
 
@@ -50,7 +53,21 @@ class User(MikroModel):
     is_admin: bool
 
 
+class ZarrLevel(MikroModel):
+    """One resolution level of a stored image: its array's path, shape, chunking, and its downsampling
+    factor per dim relative to level 0 (``scale``)."""
+
+    path: str
+    shape: list[int]
+    chunks: list[int]
+    shards: list[int] | None = None
+    scale: list[float]
+
+
 class ZarrStore(MikroModel):
+    """Where an image's pixels are: ``path`` is the OME-Zarr image group (what napari, bioio or
+    ome-zarr-py open), ``array_path`` its level-0 array inside it, ``levels`` every resolution level."""
+
     id: str
     bucket: str
     key: str
@@ -62,6 +79,8 @@ class ZarrStore(MikroModel):
     dimension_names: list[str] | None = None
     version: str
     populated: bool
+    array_path: str | None = None
+    levels: list[ZarrLevel] = []
 
 
 class ParquetStore(MikroModel):
@@ -111,11 +130,21 @@ class Representation(MikroModel):
     acquisition_date: dt.datetime | None = None
     created_at: dt.datetime
     creator: User
+    original_file: File | None = None
 
     @property
     def data(self) -> Any:
         """The pixels as a lazy ``xarray.DataArray`` (dask-backed); opening it does no network I/O."""
         return _session_of(self, "its data").open_representation_data(self)
+
+    def data_at(self, level: int) -> Any:
+        """Pyramid level ``level`` (0 = `data`) as a lazy ``xarray.DataArray`` with physical coordinates."""
+        return _session_of(self, "its data").open_representation_data(self, level)
+
+    @property
+    def levels(self) -> list[Any]:
+        """Every resolution level, full resolution first, each a lazy ``xarray.DataArray`` (no I/O here)."""
+        return [self.data_at(k) for k in range(max(1, len(self.store.levels)))]
 
 
 class Sample(MikroModel):
@@ -214,5 +243,36 @@ class Thumbnail(MikroModel):
     creator: User
 
 
-for _model in (Representation, Sample, Experiment, Dataset, ROI, Metric, Table, Thumbnail):
+class MediaStore(MikroModel):
+    """Where a file's bytes are: one object, ``<key>/file``."""
+
+    id: str
+    bucket: str
+    key: str
+    path: str
+
+
+class File(MikroModel):
+    """A file kept as it is: an image's original, or an attachment (PDF, CSV, protocol).
+
+    Read it with ``await m.download_file(file, path)`` or ``async with m.open_file(file) as chunks:``.
+    ``content_hash`` is ``"sha256:<hex>"`` of its bytes; downloads check it.
+    """
+
+    id: str
+    name: str
+    size: int
+    content_hash: str
+    media_type: str
+    store: MediaStore
+    tags: list[str] = []
+    representations: list[Representation] | None = None
+    samples: list[Sample] | None = None
+    experiments: list[Experiment] | None = None
+    datasets: list[Dataset] | None = None
+    created_at: dt.datetime
+    creator: User
+
+
+for _model in (Representation, Sample, Experiment, Dataset, ROI, Metric, Table, Thumbnail, File):
     _model.model_rebuild()

@@ -110,17 +110,26 @@ async def upgrade(engine: AsyncEngine) -> tuple[str | None, str]:
     """Bring the database to this mikro's newest revision; returns (revision before, revision now)."""
     async with _sqlite_lock(engine), engine.connect() as conn:
         postgres = conn.dialect.name == "postgresql"
+        sqlite = conn.dialect.name == "sqlite"
         if postgres:
             await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _ADVISORY_LOCK})
+            await conn.commit()
+        if sqlite:
+            # SQLite alters a table by copying it and dropping the original: with foreign keys on,
+            # that drop would delete (ON DELETE CASCADE) every row referring to it. Only settable
+            # outside a transaction, so before the migration's and after it.
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
             await conn.commit()
         try:
             before = await conn.run_sync(_upgrade)
             await conn.commit()
         finally:
+            await conn.rollback()
             if postgres:
-                await conn.rollback()
                 await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_LOCK})
-                await conn.commit()
+            if sqlite:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            await conn.commit()
     return before, head_revision()
 
 
@@ -138,6 +147,10 @@ def _upgrade(conn: Connection) -> str | None:
         )
     if before != head_revision():
         command.upgrade(alembic_config(conn), "head")
+        if conn.dialect.name == "sqlite":
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if broken:
+                raise DatabaseSchemaError(f"the upgrade would break {len(broken)} references: {broken[:5]}")
     return before
 
 

@@ -150,6 +150,9 @@ async def test_a_release_database_is_upgraded_and_keeps_everything(release_serve
         assert first.acquisition_date is not None and first.acquisition_date.year == 2026
         assert [o.id for o in second.origins or []] == [first.id]
         for index, rep in enumerate(reps):  # every image's pixels, read from the store
+            # Recorded as a new upload records it: the group, its level-0 array at "0", one level.
+            assert rep.store.array_path == "0" and [level.path for level in rep.store.levels] == ["0"]
+            assert rep.store.path.endswith(rep.store.key)
             values = await m.compute(rep.data)
             np.testing.assert_array_equal(values.values, pixels(index))
         (roi,) = await m.list_rois(representation=first)
