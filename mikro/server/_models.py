@@ -1,4 +1,7 @@
-"""SQLAlchemy tables of the reference server (created at start with ``metadata.create_all``)."""
+"""SQLAlchemy tables of the reference server.
+
+The database's tables come from the Alembic revisions in ``migrations/versions`` (``mikro.server._migrate``):
+a change here needs a new revision (tests/server/test_migrations.py fails until it has one)."""
 
 from __future__ import annotations
 
