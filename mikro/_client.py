@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.metadata
+import threading
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -93,6 +95,7 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
             await self._close_clients()
             raise
         self._task_group = task_group
+        self._loop_thread = threading.get_ident()
         self._open = True
         self._context_token = set_current_session(self)
         self._previous_session = self._context_token.old_value
@@ -137,6 +140,10 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
                 f"this mikro session is {state}: use it inside `async with mikro.connect() as m:`"
             )
 
+    def _on_loop_thread(self) -> bool:
+        """Whether the caller runs on this session's event loop thread (else: awaiting is not possible)."""
+        return threading.get_ident() == self._loop_thread
+
     @property
     def is_open(self) -> bool:
         return self._open
@@ -172,6 +179,13 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
         return await self.transport.execute(
             document, variables, operation_name=operation_name, idempotency_key=idempotency_key
         )
+
+    def _blocking_thumbnail_png(self, thumbnail_id: str) -> bytes:
+        # For display hooks outside the event loop (a Representation's Jupyter view in mikro.sync).
+        self._require_open()
+        op = operation("GetThumbnailPng")
+        data = self.blocking_transport.execute(op.document, {"id": thumbnail_id}, operation_name=op.name)
+        return base64.b64decode(data["thumbnail"]["png"], validate=True)
 
     async def _release_unused(self, stores: list[str]) -> None:
         # Runs while the session closes (no longer open for callers), hence the transport directly.

@@ -24,11 +24,14 @@ import anyio.lowlevel
 from mikro._exceptions import StorageError, ValidationError
 from mikro._registrations import Registrations
 from mikro._reservations import UploadReservations
+from mikro.api._arguments import choice
+from mikro.api._enums import RepresentationVariety
 from mikro.datalayer import (
     ARRAY_PATH,
     COMPRESSIONS,
     DEFAULT_COMPRESSION,
     DEFAULT_MAX_BYTES,
+    BlockingTableData,
     Compression,
     GrantedStore,
     GrantProvider,
@@ -70,6 +73,8 @@ class _Session(Protocol):
     def registrations(self) -> Registrations: ...
 
     def grant_provider(self, store_id: Any, write: bool = False) -> GrantProvider: ...
+
+    def _on_loop_thread(self) -> bool: ...
 
     async def get_representation(self, id: Any) -> Representation: ...
 
@@ -184,7 +189,7 @@ class DataPlaneMixin:
                         {
                             "store": store_id,
                             "name": name,
-                            "variety": str(variety),
+                            "variety": str(choice(RepresentationVariety, variety, "variety")),
                             "sample": sample,
                             "experiments": list(experiments),
                             "dataset": dataset,
@@ -309,9 +314,14 @@ class DataPlaneMixin:
                     await self._give_back(store, store_id, [written.key])
                 raise
 
-    def open_table_data(self, table: Table) -> TableData:
-        """``table.data``: a handle on the parquet object; ``await table.data.arrow()`` / ``.pandas()``."""
-        return TableData(self._reader_store(table.store.id), limiter=self._s().thread_limiter)
+    def open_table_data(self, table: Table) -> TableData | BlockingTableData:
+        """``table.data``: a handle on the parquet object; ``await table.data.arrow()`` / ``.pandas()``.
+
+        Outside the session's event loop thread (the sync facade, a worker thread) the handle's
+        ``arrow()`` / ``pandas()`` block and return the table instead of a coroutine.
+        """
+        data = TableData(self._reader_store(table.store.id), limiter=self._s().thread_limiter)
+        return data if self._s()._on_loop_thread() else data.blocking()
 
 
 async def _discard(store: GrantedStore, keys: list[str]) -> None:

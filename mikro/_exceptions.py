@@ -6,6 +6,7 @@ Hierarchy::
     ├── ConfigurationError        no server URL / token found, or a bad config file
     ├── NotConnectedError         a module-level function used outside any session
     ├── DeadlockError             a blocking (sync) call made from the event loop it would wait on
+    ├── NotFetchedError           a model's relation that the call which made the model did not fetch
     ├── TransportError            the request did not get a GraphQL answer
     │   ├── ConnectError          the server could not be reached
     │   ├── TimeoutError          no answer within the configured timeout
@@ -39,6 +40,7 @@ __all__ = [
     "HTTPStatusError",
     "MikroError",
     "NotConnectedError",
+    "NotFetchedError",
     "NotFoundError",
     "PermissionDeniedError",
     "ProtocolError",
@@ -66,6 +68,13 @@ class DeadlockError(MikroError):
 
     The call would wait for the loop it is blocking, forever. Inside async code, ``await`` the async
     session's method instead (``m.async_session`` or ``mikro.aget_*``).
+    """
+
+
+class NotFetchedError(MikroError):
+    """A relation of a model that the call which made the model did not fetch (it is not absent).
+
+    The message names the call that fetches it (``m.get_dataset(id)`` ...).
     """
 
 

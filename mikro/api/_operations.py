@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic.alias_generators import to_camel
 
 from mikro._exceptions import ValidationError
+from mikro.api._arguments import choice, metric_value
 from mikro.api._base import MikroModel
 from mikro.api._enums import RepresentationVariety, RoiKind, UploadKind
 from mikro.api._grant import Grant
@@ -53,6 +54,15 @@ _RELATION_KEYS = frozenset(
     {"store", "sample", "dataset", "experiment", "representation", "roi", "parent", "origin", "derivedFrom"}
 )
 _RELATION_LIST_KEYS = frozenset({"experiments", "origins", "ids"})
+
+
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+#: Default of arguments for which None is a value the caller may pass (and be told it is refused).
+NOT_GIVEN: Any = _NotGiven()
 
 
 def _id(value: IdLike) -> str:
@@ -222,11 +232,13 @@ class Operations:
 
     async def request_upload(self, kind: UploadKind | str = UploadKind.ZARR) -> Grant:
         """Reserve a fresh store (key prefix) and get a write grant for it."""
-        return await self._one("RequestUpload", Grant, {"kind": str(UploadKind(kind))})
+        return await self._one("RequestUpload", Grant, {"kind": str(choice(UploadKind, kind, "kind"))})
 
     async def request_uploads(self, count: int, kind: UploadKind | str = UploadKind.ZARR) -> list[Grant]:
         """Reserve ``count`` fresh stores in one request, each with its write grant."""
-        data = await self._execute("RequestUploads", {"count": count, "kind": str(UploadKind(kind))})
+        data = await self._execute(
+            "RequestUploads", {"count": count, "kind": str(choice(UploadKind, kind, "kind"))}
+        )
         return [self._model(Grant, item) for item in data["requestUploads"]]
 
     async def release_uploads(self, stores: Iterable[IdLike]) -> list[str]:
@@ -287,7 +299,7 @@ class Operations:
             experiment=_opt_id(experiment),
             dataset=_opt_id(dataset),
             derived_from=_opt_id(derived_from),
-            variety=str(RepresentationVariety(variety)) if variety is not None else None,
+            variety=str(choice(RepresentationVariety, variety, "variety")) if variety is not None else None,
         )
         return await self._many("ListRepresentations", Representation, filt, offset, limit)
 
@@ -348,7 +360,7 @@ class Operations:
     ) -> Representation:
         data = _input(
             name=name,
-            variety=str(RepresentationVariety(variety)) if variety is not None else None,
+            variety=str(choice(RepresentationVariety, variety, "variety")) if variety is not None else None,
             sample=_opt_id(sample),
             experiments=_ids(experiments),
             dataset=_opt_id(dataset),
@@ -624,7 +636,7 @@ class Operations:
             created_after=created_after,
             created_before=created_before,
             representation=_opt_id(representation),
-            kind=str(RoiKind(kind)) if kind is not None else None,
+            kind=str(choice(RoiKind, kind, "kind")) if kind is not None else None,
         )
         return await self._many("ListRois", ROI, filt, offset, limit)
 
@@ -670,7 +682,7 @@ class Operations:
         """An ROI on ``representation``; ``vectors`` are 5-D points in (c, t, z, y, x) order."""
         data = _input(
             representation=_id(representation),
-            kind=str(RoiKind(kind)),
+            kind=str(choice(RoiKind, kind, "kind")),
             vectors=_vectors(vectors),
             label=label,
             tags=list(tags),
@@ -687,7 +699,7 @@ class Operations:
         tags: Sequence[str] | None = None,
     ) -> ROI:
         data = _input(
-            kind=str(RoiKind(kind)) if kind is not None else None,
+            kind=str(choice(RoiKind, kind, "kind")) if kind is not None else None,
             vectors=_vectors(vectors) if vectors is not None else None,
             label=label,
             tags=list(tags) if tags is not None else None,
@@ -766,13 +778,25 @@ class Operations:
     async def create_metric(
         self, representation: IdLike, key: str, value: Any, *, roi: IdLike | None = None
     ) -> Metric:
-        """A measurement ``key`` = ``value`` (any JSON value) on an image, optionally on one ROI."""
+        """A measurement ``key`` = ``value`` on an image, optionally on one ROI.
+
+        ``value`` is a number, string, bool, or a list / dict of those; numpy scalars and arrays are
+        accepted (as numbers and lists) and a float stays a float. NaN, infinities and None raise
+        :class:`mikro.ValidationError`.
+        """
         data = _input(representation=_id(representation), key=key, roi=_opt_id(roi))
-        data["value"] = _jsonable(value)
+        data["value"] = metric_value(value)
         return await self._one("CreateMetric", Metric, {"input": data})
 
-    async def update_metric(self, metric: IdLike, *, key: str | None = None, value: Any = None) -> Metric:
-        data = _input(key=key, value=value)
+    async def update_metric(
+        self, metric: IdLike, *, key: str | None = None, value: Any = NOT_GIVEN
+    ) -> Metric:
+        """Change a metric's key and/or value (values as in :meth:`create_metric`; None is refused)."""
+        data = _input(key=key)
+        if value is not NOT_GIVEN:
+            data["value"] = metric_value(value)
+        if not data:
+            raise ValidationError("update_metric needs a new key or value")
         return await self._one("UpdateMetric", Metric, {"id": _id(metric), "input": data})
 
     async def delete_metric(self, metric: IdLike) -> str:
