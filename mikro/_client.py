@@ -26,7 +26,12 @@ from mikro.api._operations import IdLike, _id
 from mikro.datalayer import GrantProvider
 from mikro.datalayer._result_memory import release_kept_results
 from mikro.datalayer._shard import SHARD_BUFFERS
-from mikro.datalayer._warmup import import_pixel_stack
+from mikro.datalayer._warmup import (
+    holds_images,
+    import_pixel_stack,
+    pixel_stack_imported,
+    warm_up_in_background,
+)
 from mikro.graphql import AsyncTransport, BlockingTransport, RetryPolicy, new_idempotency_key
 
 __all__ = ["Mikro", "connect"]
@@ -77,7 +82,8 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
         retry = RetryPolicy(retries=config.retries, deadline=config.timeout)
         url = str(config.url)
 
-        await import_pixel_stack()
+        # Not waited for here: see _execute (a script that only handles metadata never waits).
+        warm_up_in_background()
         self._thread_limiter = anyio.CapacityLimiter(config.max_threads)
         self._http = httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers)
         self._blocking_http = httpx.Client(timeout=timeout, limits=limits, headers=headers)
@@ -176,9 +182,13 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
         ``idempotency_key`` (the server then executes it once however often it arrives).
         """
         self._require_open()
-        return await self.transport.execute(
+        data = await self.transport.execute(
             document, variables, operation_name=operation_name, idempotency_key=idempotency_key
         )
+        if not pixel_stack_imported() and holds_images(data):
+            # The images handed out have a .data that would import dask and xarray on this loop.
+            await import_pixel_stack()
+        return data
 
     def _blocking_thumbnail_png(self, thumbnail_id: str) -> bytes:
         # For display hooks outside the event loop (a Representation's Jupyter view in mikro.sync).

@@ -44,6 +44,7 @@ from mikro.datalayer import (
     write_table,
 )
 from mikro.datalayer import compute as compute_off_loop
+from mikro.datalayer._warmup import import_pixel_stack
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -156,6 +157,7 @@ class DataPlaneMixin:
         """
         if compression not in COMPRESSIONS:
             raise ValidationError(f"compression must be one of {COMPRESSIONS}, not {compression!r}")
+        await import_pixel_stack()  # the session's warm-up: checking the image needs dask and xarray
         image = prepare_image(data, dims=dims, pixel_size=pixel_size, max_bytes=max_bytes)
         n_channels = image.shape[image.dims.index("c")] if "c" in image.dims else 1
         if channels is not None and len(channels) != n_channels:
@@ -285,6 +287,7 @@ class DataPlaneMixin:
         ``await m.compute(rep.data.max())`` works the same under asyncio and trio. Cancelling waits for
         the computation under way (dask cannot be interrupted), then raises.
         """
+        await import_pixel_stack()  # dask's first compute imports distributed: not on this loop
         return await compute_off_loop(expr, limiter=self._s().thread_limiter)
 
     # -- tables --------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ Keys (the same in every source; environment variables carry the ``MIKRO_`` prefi
 =================  ====================  ==========================================================
 key                environment           meaning
 =================  ====================  ==========================================================
-``url``            ``MIKRO_URL``         GraphQL endpoint, e.g. ``http://127.0.0.1:8080/graphql``
+``url``            ``MIKRO_URL``         ``http://host:8080/graphql`` (a bare base URL gets ``/graphql``)
 ``token``          ``MIKRO_TOKEN``       bearer token (``mikro user add NAME`` prints one)
 ``timeout``        ``MIKRO_TIMEOUT``     seconds per request, and the retry budget (default 30)
 ``retries``        ``MIKRO_RETRIES``     extra attempts for retry-safe requests (default 3; 0 = off)
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,14 @@ _MISSING_HELP = (
 )
 
 
+def _graphql_endpoint(url: str) -> str:
+    """The server's base URL (``http://host:8080`` or ``.../``) means its GraphQL endpoint there."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.path in ("", "/"):
+        return urllib.parse.urlunsplit(parts._replace(path="/graphql"))
+    return url
+
+
 def load_config(**overrides: Any) -> ClientConfig:
     """Resolve the settings; arguments given as ``None`` fall through to the environment and files."""
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -146,6 +155,7 @@ def load_config(**overrides: Any) -> ClientConfig:
         raise ConfigurationError(
             f"the mikro server URL must start with http:// or https://, got {config.url!r}"
         )
+    config.url = _graphql_endpoint(config.url)
     if config.token is None or not config.token.get_secret_value():
         raise ConfigurationError("no mikro token: " + _MISSING_HELP.format(arg="token", env="MIKRO_TOKEN"))
     return config

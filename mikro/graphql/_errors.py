@@ -122,6 +122,12 @@ def result_from_response(response: httpx.Response) -> dict[str, Any]:
             raise AuthenticationError(
                 f"HTTP 401 from {response.request.url}: the token was refused", code="UNAUTHENTICATED"
             )
+        if status == 404:
+            raise HTTPStatusError(
+                f"HTTP 404 from {response.request.url}: no GraphQL endpoint there (a mikro server answers "
+                "at its base URL + /graphql, e.g. http://127.0.0.1:8080/graphql)",
+                status_code=status,
+            )
         if status >= 400 or status < 200:
             raise HTTPStatusError(f"HTTP {status} from {response.request.url}", status_code=status)
         raise TransportError(f"HTTP {status} from {response.request.url} without a GraphQL body")
