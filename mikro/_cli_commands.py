@@ -33,6 +33,7 @@ def serve(
     from mikro.server import Settings
     from mikro.server import serve as run_server
     from mikro.server._schema_check import DatabaseSchemaError
+    from mikro.server._serve import PortInUseError
 
     overrides = {
         "data_dir": data_dir,
@@ -46,7 +47,7 @@ def serve(
     given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     try:
         run_server(Settings(**given))
-    except DatabaseSchemaError as e:
+    except (DatabaseSchemaError, PortInUseError) as e:
         typer.echo(f"mikro: {e}", err=True)
         raise typer.Exit(1) from None
 
