@@ -16,6 +16,7 @@ Hierarchy::
     │   ├── AuthenticationError   missing, unknown or expired token
     │   ├── PermissionDeniedError the object belongs to someone else
     │   ├── NotFoundError         no object with that id
+    │   ├── ConflictError         the object's state refuses it (a non-empty dataset without recursive=True)
     │   └── ValidationError       bad input, found by the server or by the client before sending
     └── StorageError              pixel or table I/O on the object store failed
         └── GrantError            a storage grant could not be obtained, expired or was revoked
@@ -33,6 +34,7 @@ from typing import Any
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
+    "ConflictError",
     "ConnectError",
     "DeadlockError",
     "GrantError",
@@ -139,6 +141,10 @@ class PermissionDeniedError(GraphQLError):
 
 class NotFoundError(GraphQLError):
     """No object with that id exists."""
+
+
+class ConflictError(GraphQLError):
+    """The object's state refuses the change (``CONFLICT``): e.g. deleting a dataset that is not empty."""
 
 
 class ValidationError(GraphQLError):

@@ -71,6 +71,7 @@ __all__ = [
     "asearch_representations",
     "asearch_rois",
     "asearch_samples",
+    "asearch_tables",
     "athumbnail_png",
     "aupdate_dataset",
     "aupdate_experiment",
@@ -162,6 +163,7 @@ asearch_metrics = _bind(Mikro.search_metrics)
 asearch_representations = _bind(Mikro.search_representations)
 asearch_rois = _bind(Mikro.search_rois)
 asearch_samples = _bind(Mikro.search_samples)
+asearch_tables = _bind(Mikro.search_tables)
 athumbnail_png = _bind(Mikro.thumbnail_png)
 aupdate_dataset = _bind(Mikro.update_dataset)
 aupdate_experiment = _bind(Mikro.update_experiment)

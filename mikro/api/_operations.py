@@ -374,6 +374,10 @@ class Operations:
         )
 
     async def delete_representation(self, representation: IdLike) -> str:
+        """Delete an image with its pixels (the store's objects), its ROIs, metrics and thumbnails.
+
+        Images derived from it are kept (it leaves their ``origins``), and tables lose it as an origin.
+        Returns the deleted id."""
         return await self._delete("DeleteRepresentation", representation)
 
     # -- Sample --------------------------------------------------------------------------------------
@@ -447,6 +451,7 @@ class Operations:
         return await self._one("UpdateSample", Sample, {"id": _id(sample), "input": data})
 
     async def delete_sample(self, sample: IdLike) -> str:
+        """Delete a sample; its images are kept, with ``sample`` None. Returns the deleted id."""
         return await self._delete("DeleteSample", sample)
 
     # -- Experiment ----------------------------------------------------------------------------------
@@ -520,6 +525,7 @@ class Operations:
         return await self._one("UpdateExperiment", Experiment, {"id": _id(experiment), "input": data})
 
     async def delete_experiment(self, experiment: IdLike) -> str:
+        """Delete an experiment; its images are kept (it leaves their ``experiments``). Returns the id."""
         return await self._delete("DeleteExperiment", experiment)
 
     # -- Dataset -------------------------------------------------------------------------------------
@@ -607,8 +613,15 @@ class Operations:
         )
         return await self._one("UpdateDataset", Dataset, {"id": _id(dataset), "input": data})
 
-    async def delete_dataset(self, dataset: IdLike) -> str:
-        return await self._delete("DeleteDataset", dataset)
+    async def delete_dataset(self, dataset: IdLike, *, recursive: bool = False) -> str:
+        """Delete a dataset; one that holds datasets or images raises :class:`mikro.ConflictError`.
+
+        With ``recursive=True`` its sub-datasets (the whole subtree) are deleted with it; the images in
+        any of them are kept, outside any dataset (``dataset`` None): images are deleted only by
+        :meth:`delete_representation`. Returns the deleted id.
+        """
+        data = await self._execute("DeleteDataset", {"id": _id(dataset), "recursive": recursive})
+        return str(data["deleteDataset"])
 
     # -- ROI -----------------------------------------------------------------------------------------
 
@@ -707,6 +720,7 @@ class Operations:
         return await self._one("UpdateRoi", ROI, {"id": _id(roi), "input": data})
 
     async def delete_roi(self, roi: IdLike) -> str:
+        """Delete an ROI together with the metrics measured on it. Returns the deleted id."""
         return await self._delete("DeleteRoi", roi)
 
     # -- Metric --------------------------------------------------------------------------------------
@@ -800,6 +814,7 @@ class Operations:
         return await self._one("UpdateMetric", Metric, {"id": _id(metric), "input": data})
 
     async def delete_metric(self, metric: IdLike) -> str:
+        """Delete one metric. Returns the deleted id."""
         return await self._delete("DeleteMetric", metric)
 
     # -- Table (created with its parquet file by the data plane: create_table) ----------------------
@@ -854,6 +869,11 @@ class Operations:
 
         return self._pages(fetch, page_size)
 
+    async def search_tables(
+        self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> list[Table]:
+        return await self.list_tables(name_contains=text, offset=offset, limit=limit)
+
     async def update_table(
         self,
         table: IdLike,
@@ -866,6 +886,7 @@ class Operations:
         return await self._one("UpdateTable", Table, {"id": _id(table), "input": data})
 
     async def delete_table(self, table: IdLike) -> str:
+        """Delete a table and its parquet object; the images it came from are kept. Returns the id."""
         return await self._delete("DeleteTable", table)
 
     # -- Thumbnail (made at upload by the data plane; the server keeps the PNG) --------------------
@@ -931,4 +952,5 @@ class Operations:
         return self._pages(fetch, page_size)
 
     async def delete_thumbnail(self, thumbnail: IdLike) -> str:
+        """Delete one thumbnail; its image is kept. Returns the deleted id."""
         return await self._delete("DeleteThumbnail", thumbnail)

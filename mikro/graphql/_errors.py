@@ -16,6 +16,7 @@ import httpx
 
 from mikro._exceptions import (
     AuthenticationError,
+    ConflictError,
     ConnectError,
     GraphQLError,
     HTTPStatusError,
@@ -43,6 +44,7 @@ _CODE_TO_ERROR: dict[str, type[GraphQLError]] = {
     "UNAUTHENTICATED": AuthenticationError,
     "FORBIDDEN": PermissionDeniedError,
     "NOT_FOUND": NotFoundError,
+    "CONFLICT": ConflictError,
     "BAD_USER_INPUT": ValidationError,
     "GRAPHQL_VALIDATION_FAILED": ValidationError,
     "GRAPHQL_PARSE_FAILED": ValidationError,

@@ -99,3 +99,21 @@ async def test_bad_choices_list_the_accepted_values(m: mikro.Mikro) -> None:
     assert (
         await m.create_roi(rep, kind="rectangle", vectors=[[0, 0, 0, 0, 0], [0, 0, 0, 2, 2]])
     ).kind == "RECTANGLE"
+
+
+async def test_deleting_a_dataset_refuses_a_non_empty_one_unless_recursive(m: mikro.Mikro) -> None:
+    root = await m.create_dataset(unique("root"))
+    child = await m.create_dataset(unique("child"), parent=root)
+    image = await make_representation(m, dataset=child)
+    empty = await m.create_dataset(unique("empty"))
+    with pytest.raises(mikro.ConflictError, match="recursive=true"):
+        await m.delete_dataset(root)
+    with pytest.raises(mikro.ConflictError):
+        await m.delete_dataset(child)  # it holds an image
+    assert await m.delete_dataset(empty) == empty.id
+    assert await m.delete_dataset(root, recursive=True) == root.id
+    for gone in (root, child):
+        with pytest.raises(mikro.NotFoundError):
+            await m.get_dataset(gone)
+    # The images of the subtree are kept, outside any dataset.
+    assert (await m.get_representation(image.id)).dataset is None

@@ -14,6 +14,7 @@ import mikro.sync
 def test_table_data_reads_block_in_a_script(session: mikro.sync.SyncMikro) -> None:
     frame = pd.DataFrame({"area": [1.5, 2.5], "label": ["a", "b"]})
     table = session.create_table(frame, name="measurements")
+    assert table.id in [t.id for t in session.search_tables("measure")]
     pd.testing.assert_frame_equal(table.data.pandas(), frame)
     assert session.get_table(table.id).data.arrow().num_rows == 2
     # The handle from the facade's own method blocks too.
