@@ -11,6 +11,7 @@ key                environment           meaning
 ``retries``        ``MIKRO_RETRIES``     extra attempts for retry-safe requests (default 3; 0 = off)
 ``max_connections`` ``MIKRO_MAX_CONNECTIONS`` HTTP connection pool size (default 20)
 ``max_threads``    ``MIKRO_MAX_THREADS``  worker threads for pixel I/O and compute (default 8)
+``token_file``     ``MIKRO_TOKEN_FILE``  a file holding the token (read when no ``token`` is given)
 =================  ====================  ==========================================================
 
 Config files are looked for in the working directory, first match wins: ``mikro.yaml``,
@@ -105,6 +106,7 @@ class ClientConfig(BaseSettings):
     retries: int = pydantic.Field(default=3, ge=0)
     max_connections: int = pydantic.Field(default=20, ge=1)
     max_threads: int = pydantic.Field(default=8, ge=1)
+    token_file: Path | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -134,6 +136,14 @@ _MISSING_HELP = (
 )
 
 
+def _read_token_file(path: Path) -> SecretStr:
+    path = path.expanduser()
+    try:
+        return SecretStr(path.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the token file {path}: {exc.strerror or exc}") from exc
+
+
 def _graphql_endpoint(url: str) -> str:
     """The server's base URL (``http://host:8080`` or ``.../``) means its GraphQL endpoint there."""
     parts = urllib.parse.urlsplit(url)
@@ -156,6 +166,8 @@ def load_config(**overrides: Any) -> ClientConfig:
             f"the mikro server URL must start with http:// or https://, got {config.url!r}"
         )
     config.url = _graphql_endpoint(config.url)
+    if config.token is None and config.token_file is not None:
+        config.token = _read_token_file(config.token_file)
     if config.token is None or not config.token.get_secret_value():
         raise ConfigurationError("no mikro token: " + _MISSING_HELP.format(arg="token", env="MIKRO_TOKEN"))
     return config
