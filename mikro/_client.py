@@ -14,6 +14,7 @@ import anyio.abc
 import httpx
 
 from mikro._client_data import DataPlaneMixin
+from mikro._client_files import FilesMixin
 from mikro._client_watch import WatchMixin
 from mikro._config import ClientConfig, load_config
 from mikro._context import reset_current_session, set_current_session
@@ -22,6 +23,7 @@ from mikro._grant_refresh import RequestAccessProvider
 from mikro._registrations import Registrations
 from mikro._reservations import UploadReservations
 from mikro.api import Operations, operation
+from mikro.api._file_operations import FileOperations
 from mikro.api._operations import IdLike, _id
 from mikro.datalayer import GrantProvider
 from mikro.datalayer._result_memory import release_kept_results
@@ -44,7 +46,7 @@ def _user_agent() -> str:
         return "mikro"
 
 
-class Mikro(DataPlaneMixin, WatchMixin, Operations):
+class Mikro(DataPlaneMixin, FilesMixin, WatchMixin, FileOperations, Operations):
     """A session with a mikro server, usable under asyncio and trio.
 
     Everything it owns is made on entry and closed on exit, also when the body raises or is
@@ -55,7 +57,8 @@ class Mikro(DataPlaneMixin, WatchMixin, Operations):
     functions such as ``mikro.aget_representation`` use.
 
     Its methods: the typed GraphQL operations (:class:`mikro.api.Operations`), pixels, tables and
-    compute (``DataPlaneMixin``) and live events (``WatchMixin``: ``watch_representations``, ``watch_rois``).
+    compute (``DataPlaneMixin``), files kept as they are (``FilesMixin``, ``FileOperations``) and live
+    events (``WatchMixin``: ``watch_representations``, ``watch_rois``).
     """
 
     def __init__(self, config: ClientConfig) -> None:

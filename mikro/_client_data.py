@@ -140,6 +140,7 @@ class DataPlaneMixin:
         compression: Compression = DEFAULT_COMPRESSION,
         max_bytes: int = DEFAULT_MAX_BYTES,
         thumbnail: bool = True,
+        original_file: Any = None,
     ) -> Representation:
         """Upload an image and create its ``Representation``; returns it with its thumbnail.
 
@@ -150,6 +151,9 @@ class DataPlaneMixin:
         order (``t, c, z, y, x``), so ``rep.dims`` may list the dims in a different order than given.
         ``progress(done, total)`` gets uncompressed bytes after each shard. ``compression`` is
         ``"blosc-lz4"`` (default: cheapest per GiB), ``"blosc-zstd"`` (smaller), ``"zstd"`` or None.
+
+        ``original_file`` (a ``File`` or its id, see :meth:`upload_file`) records the file the image was
+        made from (``rep.original_file``).
 
         Nothing is visible on the server until the data is complete: a failure or cancellation at any
         step leaves no ``Representation`` behind (and the objects written so far are deleted).
@@ -202,6 +206,7 @@ class DataPlaneMixin:
                             "acquisition_date": acquisition_date,
                             "thumbnail": thumb,
                             "array_metadata": result.array_metadata.decode(),
+                            "original_file": original_file,
                         }
                     )
                 await anyio.lowlevel.checkpoint()

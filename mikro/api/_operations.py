@@ -51,9 +51,20 @@ class _HasId(Protocol):
 
 IdLike = str | int | _HasId
 _RELATION_KEYS = frozenset(
-    {"store", "sample", "dataset", "experiment", "representation", "roi", "parent", "origin", "derivedFrom"}
+    {
+        "store",
+        "sample",
+        "dataset",
+        "experiment",
+        "representation",
+        "roi",
+        "parent",
+        "origin",
+        "derivedFrom",
+        "originalFile",
+    }
 )
-_RELATION_LIST_KEYS = frozenset({"experiments", "origins", "ids"})
+_RELATION_LIST_KEYS = frozenset({"experiments", "origins", "ids", "representations", "samples", "datasets"})
 
 
 class _NotGiven:

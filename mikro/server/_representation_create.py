@@ -28,6 +28,7 @@ from mikro.server._context import Context
 from mikro.server._crud import get_owned, get_store, insert_tag_rows
 from mikro.server._data_plane import array_values, read_array
 from mikro.server._errors import ApiError, BadUserInput, Conflict
+from mikro.server._files import owned_file
 from mikro.server._inputs import RepresentationInput
 from mikro.server._png import png_size
 from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values
@@ -56,6 +57,7 @@ class _Checked:
     dtype: str
     dims: list[str]
     thumbnail_size: tuple[int, int] | None = None  # (width, height) of the input's PNG
+    original_file_id: int | None = None
 
 
 @contextmanager
@@ -126,9 +128,12 @@ async def _check(ctx: Context, session: AsyncSession, input: RepresentationInput
     if not dims or any(d not in DIMS for d in dims) or len(set(dims)) != len(dims):
         raise BadUserInput(f"the array's dimension_names {names!r} must be distinct names from c,t,z,y,x")
     assert shape is not None and dtype is not None
-    return _Checked(
+    checked = _Checked(
         input, store, sample_id, dataset_id, experiments, origins, array, list(shape), dtype, dims
     )
+    if input.original_file is not None:
+        checked.original_file_id = (await owned_file(session, input.original_file, user)).id
+    return checked
 
 
 async def _insert(
@@ -161,6 +166,7 @@ async def _insert(
             physical_size=physical_values(item.input.physical_size),
             acquisition_date=item.input.acquisition_date,
             tags=list(dict.fromkeys(item.input.tags)),
+            original_file_id=item.original_file_id,
             creator_id=user.id,
         )
         for item in items

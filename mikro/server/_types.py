@@ -15,15 +15,19 @@ from mikro.server._context import context_of
 from mikro.server._errors import NotFound
 
 __all__ = [
+    "BIG_INT_SCALAR",
     "JSON",
     "JSON_SCALAR",
     "ROI",
+    "BigInt",
     "Channel",
     "Credentials",
     "Dataset",
     "EventKind",
     "Experiment",
+    "File",
     "Grant",
+    "MediaStore",
     "Metric",
     "ParquetStore",
     "PhysicalSize",
@@ -58,6 +62,17 @@ JSON_SCALAR = strawberry.scalar(
     "[ECMA-404](https://ecma-international.org/wp-content/uploads/ECMA-404_2nd_edition_june_2017.pdf).",
     serialize=_identity,
     parse_value=_identity,
+)
+
+
+# Byte counts of files pass 2**31, GraphQL's Int; like JSON, defined once in the schema's scalar_map.
+BigInt = NewType("BigInt", int)
+
+BIG_INT_SCALAR = strawberry.scalar(
+    name="BigInt",
+    description="An integer that may not fit in 32 bits (a byte count), serialized as a JSON number.",
+    serialize=int,
+    parse_value=int,
 )
 
 
@@ -207,6 +222,7 @@ class Representation:
     _store_id: strawberry.Private[int]
     _sample_id: strawberry.Private[int | None]
     _dataset_id: strawberry.Private[int | None]
+    _original_file_id: strawberry.Private[int | None]
 
     @classmethod
     def from_row(cls, row: m.Representation) -> Representation:
@@ -226,6 +242,7 @@ class Representation:
             _store_id=row.store_id,
             _sample_id=row.sample_id,
             _dataset_id=row.dataset_id,
+            _original_file_id=row.original_file_id,
         )
 
     @strawberry.field
@@ -274,6 +291,14 @@ class Representation:
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
         return await _creator(info, self._creator_id)
+
+    @strawberry.field(description="The file this image was ingested from, kept as it was.")  # type: ignore[untyped-decorator]
+    async def original_file(self, info: Info[Any, Any]) -> File | None:
+        if self._original_file_id is None:
+            return None
+        found = await context_of(info).loaders.file.load(self._original_file_id)
+        # Another user's file (an admin linked it) stays invisible, as every relation does.
+        return found if found is not None and _visible(info, [found]) else None
 
 
 @strawberry.type
@@ -574,3 +599,71 @@ class RoiEvent:
     kind: EventKind
     id: strawberry.ID | None
     roi: ROI | None
+
+
+@strawberry.type(description="Where a file's bytes are: one object, `<key>/file`.")
+class MediaStore:
+    id: strawberry.ID
+    bucket: str
+    key: str
+    path: str
+
+    @classmethod
+    def from_row(cls, row: m.Store) -> MediaStore:
+        return cls(id=strawberry.ID(str(row.id)), bucket=row.bucket, key=row.key, path=row.path)
+
+
+@strawberry.type(
+    description="A file kept as it is: the original an image was ingested from, or an attachment (a PDF, "
+    "a CSV, a protocol) linked to images, samples, experiments or datasets."
+)
+class File:
+    id: strawberry.ID
+    name: str
+    size: BigInt
+    content_hash: str = strawberry.field(description="`<algorithm>:<hex digest>` of the bytes, e.g. sha256.")
+    media_type: str
+    tags: list[str]
+    created_at: dt.datetime
+    _creator_id: strawberry.Private[int]
+    _store_id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: m.FileRow) -> File:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            size=BigInt(row.size),
+            content_hash=row.content_hash,
+            media_type=row.media_type,
+            tags=list(row.tags),
+            created_at=row.created_at,
+            _creator_id=row.creator_id,
+            _store_id=row.store_id,
+        )
+
+    @strawberry.field
+    async def store(self, info: Info[Any, Any]) -> MediaStore:
+        row = await context_of(info).loaders.store.load(self._store_id)
+        assert row is not None
+        return MediaStore.from_row(row)
+
+    @strawberry.field
+    async def creator(self, info: Info[Any, Any]) -> User:
+        return await _creator(info, self._creator_id)
+
+    @strawberry.field(description="Images made from this file and images it is attached to.")  # type: ignore[untyped-decorator]
+    async def representations(self, info: Info[Any, Any]) -> list[Representation]:
+        return _visible(info, await context_of(info).loaders.representations_of_file.load(int(self.id)))
+
+    @strawberry.field
+    async def samples(self, info: Info[Any, Any]) -> list[Sample]:
+        return _visible(info, await context_of(info).loaders.samples_of_file.load(int(self.id)))
+
+    @strawberry.field
+    async def experiments(self, info: Info[Any, Any]) -> list[Experiment]:
+        return _visible(info, await context_of(info).loaders.experiments_of_file.load(int(self.id)))
+
+    @strawberry.field
+    async def datasets(self, info: Info[Any, Any]) -> list[Dataset]:
+        return _visible(info, await context_of(info).loaders.datasets_of_file.load(int(self.id)))
