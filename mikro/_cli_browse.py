@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,14 +55,6 @@ def _session() -> Iterator[SyncMikro]:
     except MikroError as exc:
         typer.echo(f"mikro: {exc}", err=True)
         raise typer.Exit(1) from None
-
-
-def _method(m: SyncMikro, name: str, kind: str) -> Callable[..., Any]:
-    method = getattr(type(m), name, None)
-    if method is None:
-        typer.echo(f"mikro: {kind} are not available in this version of mikro", err=True)
-        raise typer.Exit(2)
-    return getattr(m, name)  # type: ignore[no-any-return]
 
 
 def _size(nbytes: float) -> str:
@@ -118,11 +110,13 @@ def ls(
     if tag:
         filters["tags"] = tag
     if dataset is not None:
-        if kind not in ("images", "datasets"):
-            raise typer.BadParameter("only images and datasets are listed by dataset", param_hint="--dataset")
-        filters["dataset" if kind == "images" else "parent"] = dataset
+        if kind not in ("images", "datasets", "files"):
+            raise typer.BadParameter(
+                "only images, datasets and files are listed by dataset", param_hint="--dataset"
+            )
+        filters["parent" if kind == "datasets" else "dataset"] = dataset
     with _session() as m:
-        rows = _method(m, name, kind)(**filters)
+        rows = getattr(m, name)(**filters)
     if as_json:
         typer.echo(_json(rows))
         return
@@ -249,13 +243,13 @@ def rm(
     if kind not in DELETES:
         raise typer.BadParameter(f"must be one of {', '.join(DELETES)}", param_hint="--kind")
     with _session() as m:
-        found = [_method(m, GETS[kind], kind)(i) for i in ids]
+        found = [getattr(m, GETS[kind])(i) for i in ids]
         for obj in found:
             typer.echo(f"{kind[:-1]} {obj.id}: {getattr(obj, 'name', '')}")
         if not yes and not typer.confirm(f"delete {len(found)} {kind if len(found) != 1 else kind[:-1]}?"):
             typer.echo("nothing deleted", err=True)
             raise typer.Exit(1)
-        delete = _method(m, DELETES[kind], kind)
+        delete = getattr(m, DELETES[kind])
         for obj in found:
             delete(obj, recursive=True) if kind == "datasets" and recursive else delete(obj)
             typer.echo(f"deleted {kind[:-1]} {obj.id}")

@@ -73,6 +73,7 @@ __all__ = [
     "arequest_uploads",
     "asearch_datasets",
     "asearch_experiments",
+    "asearch_files",
     "asearch_metrics",
     "asearch_representations",
     "asearch_rois",
@@ -173,6 +174,7 @@ arequest_upload = _bind(Mikro.request_upload)
 arequest_uploads = _bind(Mikro.request_uploads)
 asearch_datasets = _bind(Mikro.search_datasets)
 asearch_experiments = _bind(Mikro.search_experiments)
+asearch_files = _bind(Mikro.search_files)
 asearch_metrics = _bind(Mikro.search_metrics)
 asearch_representations = _bind(Mikro.search_representations)
 asearch_rois = _bind(Mikro.search_rois)

@@ -214,12 +214,10 @@ def test_rm_asks_unless_yes(setup: Setup, tmp_path: Path, mikro_server: Any) -> 
             m.get_representation(doomed.id)
 
 
-def test_ls_files_says_whether_files_exist_in_this_version(setup: Setup, tmp_path: Path) -> None:
-    listed = run(setup, tmp_path, "ls", "files")
-    if hasattr(mikro.Mikro, "list_files"):
-        assert listed.returncode == 0, listed.stderr
-    else:
-        assert (
-            listed.returncode == 2
-            and listed.stderr.strip() == "mikro: files are not available in this version of mikro"
-        )
+def test_ls_files_lists_originals_and_attachments(setup: Setup, tmp_path: Path) -> None:
+    with mikro.sync.connect(setup.url, token=setup.token) as m:
+        attached = m.upload_file(b"a,b\n1,2\n", name="counts.csv", datasets=[setup.dataset])
+    listed = run(setup, tmp_path, "ls", "files", "--dataset", setup.dataset.id)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line for line in listed.stdout.splitlines() if "counts.csv" in line]
+    assert attached.id in row and "8 B" in row

@@ -275,7 +275,7 @@ class MediaStore(MikroModel):
     path: str
 
 
-class File(MikroModel):
+class File(_Object):
     """A file kept as it is: an image's original, or an attachment (PDF, CSV, protocol).
 
     Read it with ``await m.download_file(file, path)`` or ``async with m.open_file(file) as chunks:``.
