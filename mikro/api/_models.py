@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import html
 from typing import Any, ClassVar
 
@@ -62,13 +63,18 @@ class _Object(MikroModel):
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)
-        if value is None and not name.startswith("_"):
+        if value is None:
             cls = type(self)
-            if name in cls.model_fields and name not in object.__getattribute__(
+            if name in _optional_fields(cls) and name not in object.__getattribute__(
                 self, "__pydantic_fields_set__"
             ):
                 raise NotFetchedError(_not_fetched(cls, name, object.__getattribute__(self, "__dict__")))
         return value
+
+
+@functools.cache
+def _optional_fields(cls: type[_Object]) -> frozenset[str]:
+    return frozenset(name for name, field in cls.model_fields.items() if field.default is None)
 
 
 def _not_fetched(cls: type[_Object], name: str, fields: dict[str, Any]) -> str:
