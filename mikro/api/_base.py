@@ -48,7 +48,8 @@ class MikroModel(BaseModel):
     """A typed view of a GraphQL object.
 
     Field names are snake_case, the schema's camelCase names are aliases (both accepted on input).
-    Relations the operation did not select are ``None`` ("not loaded"), not empty.
+    On server objects, a relation the operation did not select raises :class:`mikro.NotFetchedError`
+    when read (see ``mikro.api._models``); ``None`` means the server said there is none.
     Secrets are :class:`pydantic.SecretStr` and print masked.
     """
 
