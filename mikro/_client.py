@@ -15,6 +15,8 @@ import httpx
 
 from mikro._client_data import DataPlaneMixin
 from mikro._client_files import FilesMixin
+from mikro._client_ingest import IngestMixin
+from mikro._client_pyramid import PyramidMixin
 from mikro._client_watch import WatchMixin
 from mikro._config import ClientConfig, load_config
 from mikro._context import reset_current_session, set_current_session
@@ -46,7 +48,7 @@ def _user_agent() -> str:
         return "mikro"
 
 
-class Mikro(DataPlaneMixin, FilesMixin, WatchMixin, FileOperations, Operations):
+class Mikro(DataPlaneMixin, PyramidMixin, FilesMixin, WatchMixin, IngestMixin, FileOperations, Operations):
     """A session with a mikro server, usable under asyncio and trio.
 
     Everything it owns is made on entry and closed on exit, also when the body raises or is

@@ -36,8 +36,10 @@ from mikro.datalayer import (
     GrantedStore,
     GrantProvider,
     ProgressCallback,
+    PyramidOption,
     TableData,
     freeze_startup_heap,
+    method_for_variety,
     open_dataarray,
     prepare_image,
     write_image,
@@ -49,7 +51,7 @@ from mikro.datalayer._warmup import import_pixel_stack
 if TYPE_CHECKING:
     import xarray as xr
 
-    from mikro.api import Representation, Table, ZarrStore
+    from mikro.api import Acquisition, Representation, Table, ZarrStore
 
 __all__ = ["DataPlaneMixin"]
 
@@ -94,13 +96,33 @@ def _channel_inputs(channels: Sequence[Any] | None, names: Sequence[str] | None)
     return [{"name": n} for n in names] if names else []
 
 
+def _acquisition_input(value: Acquisition | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    from mikro.api import Acquisition
+
+    model = value if isinstance(value, Acquisition) else Acquisition.model_validate(value)
+    # Dumped by alias: the schema's names (lensNA) are not plain camelCase of the fields.
+    dumped: dict[str, Any] = model.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return dumped or None
+
+
 def _array_path(store: ZarrStore) -> str:
-    # finishUpload records the array's own path (``<key>/0`` for an OME-Zarr group); reads are granted
-    # on the store key, so the array lives at the difference.
+    if store.array_path is not None:
+        return store.array_path
+    # Stores finished before arrayPath existed recorded the array's own path in ``path`` (``<key>/0``
+    # for an OME-Zarr group); reads are granted on the store key, so the array lives at the difference.
     if store.key and store.key in store.path:
         rest = store.path.rsplit(store.key, 1)[1].strip("/")
         return rest
     return ARRAY_PATH
+
+
+def _channel_names(channels: Sequence[Any] | None) -> list[str] | None:
+    if channels is None:
+        return None
+    names = [c.get("name") if isinstance(c, Mapping) else getattr(c, "name", None) for c in channels]
+    return [str(n) if n else "" for n in names]
 
 
 class DataPlaneMixin:
@@ -140,7 +162,14 @@ class DataPlaneMixin:
         compression: Compression = DEFAULT_COMPRESSION,
         max_bytes: int = DEFAULT_MAX_BYTES,
         thumbnail: bool = True,
+        acquisition: Acquisition | Mapping[str, Any] | None = None,
+        source_fingerprint: str | None = None,
+        source_scene: int | None = None,
+        source_scene_name: str | None = None,
+        source_scene_count: int | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
         original_file: Any = None,
+        pyramid: PyramidOption = "auto",
     ) -> Representation:
         """Upload an image and create its ``Representation``; returns it with its thumbnail.
 
@@ -151,7 +180,16 @@ class DataPlaneMixin:
         order (``t, c, z, y, x``), so ``rep.dims`` may list the dims in a different order than given.
         ``progress(done, total)`` gets uncompressed bytes after each shard. ``compression`` is
         ``"blosc-lz4"`` (default: cheapest per GiB), ``"blosc-zstd"`` (smaller), ``"zstd"`` or None.
+        ``pyramid``: ``"auto"`` (default) adds levels reduced 2x in y/x until the coarsest fits in 1024
+        pixels (images that already fit get none), an int adds that many levels, None none; they are
+        built from the blocks of level 0 as it uploads (mean for intensity images, nearest for the
+        ``MASK`` / ``LABEL`` varieties) and read with ``rep.levels`` / ``rep.data_at(level)``.
 
+        ``acquisition`` (an :class:`mikro.api.Acquisition` or a mapping of its fields) records how the
+        image was acquired; ``source_fingerprint`` / ``source_scene`` / ``source_scene_name`` /
+        ``source_scene_count`` the file (and scene) it came from (``m.ingest`` sets them; queryable with
+        ``list_representations``). ``limiter`` bounds the worker threads of this upload, and so the
+        shards it holds in memory at once (default: the session's ``thread_limiter``).
         ``original_file`` (a ``File`` or its id, see :meth:`upload_file`) records the file the image was
         made from (``rep.original_file``).
 
@@ -166,6 +204,7 @@ class DataPlaneMixin:
         n_channels = image.shape[image.dims.index("c")] if "c" in image.dims else 1
         if channels is not None and len(channels) != n_channels:
             raise ValidationError(f"{len(channels)} channels given for an image with {n_channels}")
+        acquired = _acquisition_input(acquisition)
         session = self._s()
         with session.reservations.uploading("ZARR"):
             store, store_id = await self._new_store("ZARR")
@@ -173,10 +212,14 @@ class DataPlaneMixin:
                 store,
                 image,
                 name=name,
-                limiter=session.thread_limiter,
+                limiter=limiter if limiter is not None else session.thread_limiter,
                 compression=compression,
                 progress=progress,
                 thumbnail=thumbnail,
+                pyramid=pyramid,
+                method=method_for_variety(variety),
+                channel_names=_channel_names(channels),
+                rgb=str(variety) == "RGB",
             )
             written = list(result.keys)
             rep: Representation | None = None
@@ -206,7 +249,22 @@ class DataPlaneMixin:
                             "acquisition_date": acquisition_date,
                             "thumbnail": thumb,
                             "array_metadata": result.array_metadata.decode(),
+                            "source_fingerprint": source_fingerprint,
+                            "source_scene": source_scene,
+                            "source_scene_name": source_scene_name,
+                            "source_scene_count": source_scene_count,
+                            "acquisition": acquired,
                             "original_file": original_file,
+                            "levels": [
+                                {"path": lay.path, "array_metadata": doc.decode(), "scale": list(factors)}
+                                for lay, doc, factors in zip(
+                                    result.levels[1:],
+                                    result.level_metadata[1:],
+                                    result.factors[1:],
+                                    strict=True,
+                                )
+                            ]
+                            or None,
                         }
                     )
                 await anyio.lowlevel.checkpoint()
@@ -241,8 +299,9 @@ class DataPlaneMixin:
         except Exception as exc:
             log.warning("could not remove the representation of failed upload %s: %s", store_id, exc)
 
-    def open_representation_data(self, rep: Representation) -> xr.DataArray:
-        """``rep.data``: a lazy ``xarray.DataArray`` (dask) over the image; no I/O until computed.
+    def open_representation_data(self, rep: Representation, level: int = 0) -> xr.DataArray:
+        """``rep.data`` (``rep.data_at(level)``): a lazy ``xarray.DataArray`` (dask) over the image (one
+        of its pyramid's levels, coordinates in physical units); no I/O until computed.
 
         Each dask task fetches only the chunks it touches, in dask's worker threads, with a read grant
         refreshed as needed. Compute with ``await m.compute(expr)``: a bare ``.compute()`` / ``.values``
@@ -251,20 +310,32 @@ class DataPlaneMixin:
         store = rep.store
         if store.shape is None or store.chunks is None or store.dtype is None:
             raise StorageError(f"store {store.id} of representation {rep.id} has no finished zarr data")
+        levels = store.levels
+        if level != 0 and not 0 <= level < len(levels):
+            raise ValidationError(f"representation {rep.id} has {len(levels) or 1} levels; no level {level}")
+        dims = store.dimension_names or rep.dims
         pixel_size = rep.physical_size.model_dump() if rep.physical_size is not None else {}
+        shape, chunks, shards, path = store.shape, store.chunks, store.shards, _array_path(store)
+        token = f"store-{store.id}"
+        if level:
+            chosen = levels[level]
+            shape, chunks, shards, path = chosen.shape, chosen.chunks, chosen.shards, chosen.path
+            factors = dict(zip(dims, chosen.scale, strict=True))
+            pixel_size = {d: v * factors[d] for d, v in pixel_size.items() if v is not None and d in factors}
+            token = f"{token}-level-{level}"
         return open_dataarray(
             self._reader_store(store.id),
-            shape=store.shape,
-            chunks=store.chunks,
-            shards=store.shards or store.chunks,
+            shape=shape,
+            chunks=chunks,
+            shards=shards or chunks,
             dtype=store.dtype,
-            dims=store.dimension_names or rep.dims,
+            dims=dims,
             pixel_size=pixel_size,
             channel_names=[c.name or "" for c in rep.channels] or None,
             name=rep.name,
-            token=f"store-{store.id}",
-            array_path=_array_path(store),
-            attrs={"representation": rep.id},
+            token=token,
+            array_path=path,
+            attrs={"representation": rep.id, "level": level},
         )
 
     def _open_data_plane(self) -> None:

@@ -17,6 +17,7 @@ from mikro._client import Mikro
 from mikro._context import current_session
 
 __all__ = [
+    "abuild_pyramid",
     "acompute",
     "acreate_dataset",
     "acreate_experiment",
@@ -118,6 +119,7 @@ def _bind(method: Callable[Concatenate[Mikro, P], R]) -> Callable[P, R]:
     return call
 
 
+abuild_pyramid = _bind(Mikro.build_pyramid)
 acompute = _bind(Mikro.compute)
 acreate_dataset = _bind(Mikro.create_dataset)
 acreate_experiment = _bind(Mikro.create_experiment)

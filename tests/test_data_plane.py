@@ -135,12 +135,15 @@ async def test_store_is_ome_zarr_readable_without_mikro(mikro_server: MikroServe
         rep = await m.create_representation(
             values, name=unique("ome"), dims="czyx", pixel_size={"x": 0.2, "y": 0.2, "z": 1.0}
         )
-    array_dir = Path(rep.store.path)
-    group = zarr.open_group(str(array_dir.parent), mode="r")
+    # The store's path is the image group (what viewers open), its key ends in .zarr, the array is a field.
+    group_dir = Path(rep.store.path)
+    assert group_dir.name.endswith(".zarr") and rep.store.key.endswith(".zarr")
+    assert rep.store.array_path == "0"
+    group = zarr.open_group(str(group_dir), mode="r")
     ome = OmeImage.from_zarr(group)
     assert [a.name for a in ome.attributes.ome.multiscales[0].axes] == ["c", "z", "y", "x"]
-    np.testing.assert_array_equal(zarr.open_array(str(array_dir), mode="r")[...], values)
-    ds = xr.open_zarr(str(array_dir.parent), consolidated=False)
+    np.testing.assert_array_equal(zarr.open_array(str(group_dir / "0"), mode="r")[...], values)
+    ds = xr.open_zarr(str(group_dir), consolidated=False)
     np.testing.assert_array_equal(ds["0"].values, values)
 
 

@@ -19,6 +19,7 @@ from pydantic import Base64Bytes, Field
 from pydantic.alias_generators import to_snake
 
 from mikro._exceptions import NotConnectedError, NotFetchedError
+from mikro.api._acquisition import Acquisition
 from mikro.api._base import MikroModel
 from mikro.api._enums import RepresentationVariety, RoiKind
 
@@ -38,6 +39,7 @@ __all__ = [
     "TableColumn",
     "Thumbnail",
     "User",
+    "ZarrLevel",
     "ZarrStore",
 ]
 
@@ -92,7 +94,21 @@ class User(MikroModel):
     is_admin: bool
 
 
+class ZarrLevel(MikroModel):
+    """One resolution level of a stored image: its array's path, shape, chunking, and its downsampling
+    factor per dim relative to level 0 (``scale``)."""
+
+    path: str
+    shape: list[int]
+    chunks: list[int]
+    shards: list[int] | None = None
+    scale: list[float]
+
+
 class ZarrStore(MikroModel):
+    """Where an image's pixels are: ``path`` is the OME-Zarr image group (what napari, bioio or
+    ome-zarr-py open), ``array_path`` its level-0 array inside it, ``levels`` every resolution level."""
+
     id: str
     bucket: str
     key: str
@@ -104,6 +120,8 @@ class ZarrStore(MikroModel):
     dimension_names: list[str] | None = None
     version: str
     populated: bool
+    array_path: str | None = None
+    levels: list[ZarrLevel] = []
 
 
 class ParquetStore(MikroModel):
@@ -153,12 +171,26 @@ class Representation(_Object):
     acquisition_date: dt.datetime | None = None
     created_at: dt.datetime
     creator: User
+    source_fingerprint: str | None = None
+    source_scene: int | None = None
+    source_scene_name: str | None = None
+    source_scene_count: int | None = None
+    acquisition: Acquisition | None = None
     original_file: File | None = None
 
     @property
     def data(self) -> Any:
         """The pixels as a lazy ``xarray.DataArray`` (dask-backed); opening it does no network I/O."""
         return _session_of(self, "its data").open_representation_data(self)
+
+    def data_at(self, level: int) -> Any:
+        """Pyramid level ``level`` (0 = `data`) as a lazy ``xarray.DataArray`` with physical coordinates."""
+        return _session_of(self, "its data").open_representation_data(self, level)
+
+    @property
+    def levels(self) -> list[Any]:
+        """Every resolution level, full resolution first, each a lazy ``xarray.DataArray`` (no I/O here)."""
+        return [self.data_at(k) for k in range(max(1, len(self.store.levels)))]
 
     def _extra_html_rows(self) -> list[str]:
         # Jupyter shows the image itself: its first thumbnail, fetched with a blocking request where

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic.alias_generators import to_camel
 
 from mikro._exceptions import ValidationError
+from mikro.api._acquisition import SourceMatch
 from mikro.api._arguments import choice, metric_value
 from mikro.api._base import MikroModel
 from mikro.api._enums import RepresentationVariety, RoiKind, UploadKind
@@ -299,6 +300,7 @@ class Operations:
         variety: RepresentationVariety | str | None = None,
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
+        source_fingerprint: str | None = None,
     ) -> list[Representation]:
         filt = _filter(
             ids=ids,
@@ -311,6 +313,7 @@ class Operations:
             dataset=_opt_id(dataset),
             derived_from=_opt_id(derived_from),
             variety=str(choice(RepresentationVariety, variety, "variety")) if variety is not None else None,
+            source_fingerprint=source_fingerprint,
         )
         return await self._many("ListRepresentations", Representation, filt, offset, limit)
 
@@ -328,6 +331,7 @@ class Operations:
         derived_from: IdLike | None = None,
         variety: RepresentationVariety | str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        source_fingerprint: str | None = None,
     ) -> AsyncIterator[Representation]:
         """Every matching image, fetched ``page_size`` at a time."""
 
@@ -345,6 +349,7 @@ class Operations:
                 variety=variety,
                 offset=offset,
                 limit=limit,
+                source_fingerprint=source_fingerprint,
             )
 
         return self._pages(fetch, page_size)
@@ -390,6 +395,11 @@ class Operations:
         Images derived from it are kept (it leaves their ``origins``), and tables lose it as an origin.
         Returns the deleted id."""
         return await self._delete("DeleteRepresentation", representation)
+
+    async def sources_ingested(self, fingerprints: Sequence[str]) -> list[SourceMatch]:
+        """Your images ingested from files with these content fingerprints (one request, at most 2000)."""
+        data = await self._execute("SourcesIngested", {"fingerprints": list(fingerprints)})
+        return [self._model(SourceMatch, item) for item in data["sourcesIngested"]]
 
     # -- Sample --------------------------------------------------------------------------------------
 

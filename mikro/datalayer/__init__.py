@@ -25,6 +25,7 @@ from mikro.datalayer._layout import (
     choose_layout,
     ome_attributes,
 )
+from mikro.datalayer._pyramid import PYRAMID_THRESHOLD, PyramidOption, downsample, method_for_variety
 from mikro.datalayer._read import ShardedArrayReader, compute, open_dataarray
 from mikro.datalayer._store import GrantedStore, StoreStats
 from mikro.datalayer._table import (
@@ -47,6 +48,7 @@ __all__ = [
     "DEFAULT_COMPRESSION",
     "DEFAULT_MAX_BYTES",
     "FILE_KEY",
+    "PYRAMID_THRESHOLD",
     "TABLE_KEY",
     "BlockingTableData",
     "Compression",
@@ -57,6 +59,7 @@ __all__ = [
     "ImageLayout",
     "PreparedImage",
     "ProgressCallback",
+    "PyramidOption",
     "ShardedArrayReader",
     "StorageGrant",
     "StoreStats",
@@ -67,9 +70,11 @@ __all__ = [
     "choose_layout",
     "compute",
     "download_file",
+    "downsample",
     "freeze_startup_heap",
     "full_collections_deferred",
     "make_thumbnail",
+    "method_for_variety",
     "ome_attributes",
     "open_dataarray",
     "prepare_image",

@@ -164,6 +164,12 @@ class Store(Owned, Base):
     dtype: Mapped[str | None] = mapped_column(String(64), default=None)
     dimension_names: Mapped[list[Any] | None] = mapped_column(default=None)
     version: Mapped[str] = mapped_column(String(16), default="3")
+    #: The image array's path inside the store's group (``"0"``: level 0 of an OME-Zarr image; ``""``
+    #: when the store is the array itself); None until the upload is finished.
+    array_path: Mapped[str | None] = mapped_column(Text, default=None)
+    #: Every resolution level: ``[{path, shape, chunks, shards, scale}]`` (level 0 first; ``scale`` is the
+    #: downsampling factor per dim relative to level 0); None until the upload is finished.
+    levels: Mapped[list[Any] | None] = mapped_column(default=None)
 
 
 class Sample(Owned, Base):
@@ -208,6 +214,12 @@ class Representation(Owned, Base):
     channels: Mapped[list[Any]] = mapped_column(default=list)
     physical_size: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     acquisition_date: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Where an ingested image came from: its file's content hash and the scene of that file.
+    source_fingerprint: Mapped[str | None] = mapped_column(String(128), index=True, default=None)
+    source_scene: Mapped[int | None] = mapped_column(default=None)
+    source_scene_name: Mapped[str | None] = mapped_column(Text, default=None)
+    source_scene_count: Mapped[int | None] = mapped_column(default=None)
+    acquisition: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     # The File this image was ingested from (kept as it was); the image outlives it.
     original_file_id: Mapped[int | None] = mapped_column(
         ForeignKey("files.id", ondelete="SET NULL"), index=True, default=None

@@ -34,6 +34,7 @@ from mikro.server._inputs import (
     ThumbnailInput,
     ThumbnailUpdateInput,
 )
+from mikro.server._ome_group import write_back
 from mikro.server._png import png_size
 from mikro.server._representation_create import MAX_BATCH, REP, create_representations
 from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values, set_links
@@ -268,6 +269,9 @@ class ObjectMutation:
             if input.acquisition_date is not None:
                 row.acquisition_date = input.acquisition_date
             await s.flush()
+            if input.name is not None or input.channels is not None or input.physical_size is not None:
+                # In the transaction: if the store cannot be written, the edit is rolled back.
+                await write_back(ctx, s, row)
             await tx.record(REP, "UPDATE", row.id, row.dataset_id, row.creator_id)
         return t.Representation.from_row(row)
 

@@ -138,6 +138,11 @@ class ObjectStorage:
         except (ObjectNotFound, FileNotFoundError):
             return None
 
+    def replace(self, key: str, data: bytes) -> None:
+        """Write one object whole: readers see the old bytes or the new ones (a put on S3; a temporary
+        file renamed into place in a folder store)."""
+        obstore.put(self._store, key, data)
+
     def exists(self, key: str) -> bool:
         return self.size_of(key) is not None
 
@@ -165,8 +170,10 @@ class ObjectStorage:
         carries the batch's credentials: scoped to the batch's prefix, so they reach the stores this
         user reserved within the credentials' lifetime (at most ``UPLOAD_BATCH_STORES``) and nothing else.
         """
+        # Image stores end in .zarr: napari and bioio pick their OME-Zarr reader by that suffix.
+        suffix = ".zarr" if upload_kind == "ZARR" else ""
         if self.kind == "FILE":
-            key = self.new_key(upload_kind)
+            key = self.new_key(upload_kind) + suffix
             return key, self.grant(key, write=True, session_name=session_name)
         with self._batch_lock:
             batch = self._live_batch((user_id, upload_kind))
@@ -175,7 +182,7 @@ class ObjectStorage:
                 batch = _UploadBatch(prefix, self._s3_grant(prefix, write=True, session_name=session_name))
                 self._batches[(user_id, upload_kind)] = batch
             batch.stores += 1
-        key = f"{batch.prefix}/{uuid.uuid4().hex}"
+        key = f"{batch.prefix}/{uuid.uuid4().hex}{suffix}"
         return key, self._for_key(batch.grant, key)
 
     def grant(self, key: str, *, write: bool, session_name: str, user_id: int | None = None) -> GrantData:

@@ -14,6 +14,7 @@ from mikro.server._data_plane import DataPlaneMutation
 from mikro.server._errors import ErrorCodes, log_unexpected
 from mikro.server._files import FileMutation, FileQuery
 from mikro.server._mutation import ObjectMutation
+from mikro.server._pyramid import PyramidMutation
 from mikro.server._query import Query
 from mikro.server._subscription import Subscription
 from mikro.server._types import BIG_INT_SCALAR, JSON, JSON_SCALAR, BigInt
@@ -21,7 +22,7 @@ from mikro.server._types import BIG_INT_SCALAR, JSON, JSON_SCALAR, BigInt
 __all__ = ["build_schema"]
 
 
-Mutation = merge_types("Mutation", (ObjectMutation, DataPlaneMutation, FileMutation))
+Mutation = merge_types("Mutation", (ObjectMutation, DataPlaneMutation, FileMutation, PyramidMutation))
 RootQuery = merge_types("Query", (Query, FileQuery))
 
 

@@ -11,6 +11,7 @@ from strawberry.scalars import Base64
 from strawberry.types import Info
 
 from mikro.server import _models as m
+from mikro.server._acquisition import Acquisition, acquisition_from_value
 from mikro.server._context import context_of
 from mikro.server._errors import NotFound
 
@@ -156,6 +157,13 @@ class ZarrStore:
     version: str
     populated: bool
     _creator_id: strawberry.Private[int]
+    array_path: str | None = strawberry.field(
+        default=None,
+        description="The image array's path inside the group at `path` (level 0 of an OME-Zarr image).",
+    )
+    levels: list[ZarrLevel] = strawberry.field(
+        default_factory=list, description="Every resolution level, level 0 first (empty until finished)."
+    )
 
     @classmethod
     def from_row(cls, row: m.Store) -> ZarrStore:
@@ -172,6 +180,29 @@ class ZarrStore:
             version=row.version,
             populated=row.populated,
             _creator_id=row.creator_id,
+            array_path=row.array_path,
+            levels=[ZarrLevel.from_value(v) for v in row.levels or []],
+        )
+
+
+@strawberry.type(description="One resolution level of a stored image: an array of the image group.")
+class ZarrLevel:
+    path: str
+    shape: list[int]
+    chunks: list[int]
+    shards: list[int] | None
+    scale: list[float] = strawberry.field(
+        description="The downsampling factor per dim relative to level 0 (1 for level 0)."
+    )
+
+    @classmethod
+    def from_value(cls, value: dict[str, Any]) -> ZarrLevel:
+        return cls(
+            path=value["path"],
+            shape=value["shape"],
+            chunks=value["chunks"],
+            shards=value.get("shards"),
+            scale=[float(f) for f in value["scale"]],
         )
 
 
@@ -218,6 +249,13 @@ class Representation:
     physical_size: PhysicalSize | None
     acquisition_date: dt.datetime | None
     created_at: dt.datetime
+    source_fingerprint: str | None = strawberry.field(
+        description="Content hash of the file the image was ingested from (sha256 hex)."
+    )
+    source_scene: int | None = strawberry.field(description="Index of the image's scene in its source file.")
+    source_scene_name: str | None
+    source_scene_count: int | None = strawberry.field(description="How many scenes its source file has.")
+    acquisition: Acquisition | None
     _creator_id: strawberry.Private[int]
     _store_id: strawberry.Private[int]
     _sample_id: strawberry.Private[int | None]
@@ -238,6 +276,11 @@ class Representation:
             physical_size=PhysicalSize(**row.physical_size) if row.physical_size is not None else None,
             acquisition_date=row.acquisition_date,
             created_at=row.created_at,
+            source_fingerprint=row.source_fingerprint,
+            source_scene=row.source_scene,
+            source_scene_name=row.source_scene_name,
+            source_scene_count=row.source_scene_count,
+            acquisition=acquisition_from_value(row.acquisition),
             _creator_id=row.creator_id,
             _store_id=row.store_id,
             _sample_id=row.sample_id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import anyio.abc
 import xarray as xr
 
 from mikro._client_files import FileReader, Progress
+from mikro.api._acquisition import Acquisition, SourceMatch
 from mikro.api._enums import RepresentationVariety, RoiKind, UploadKind
 from mikro.api._events import RepresentationEvent, RoiEvent
 from mikro.api._grant import Grant
@@ -38,9 +39,11 @@ from mikro.api._operations import IdLike
 from mikro.datalayer._files import FileSource
 from mikro.datalayer._grant import GrantProvider
 from mikro.datalayer._layout import Compression
+from mikro.datalayer._pyramid import PyramidOption
 from mikro.datalayer._table import BlockingTableData, TableData
 from mikro.datalayer._write import ProgressCallback
 from mikro.graphql._subscriptions import SubscriptionClient
+from mikro.ingest._report import IngestProgress, IngestReport
 from mikro.sync._streams import SyncContextManager, SyncStream
 
 __all__ = ["SyncMethods"]
@@ -56,6 +59,9 @@ class SyncMethods:
     def task_group(self) -> anyio.abc.TaskGroup: ...
     @property
     def thread_limiter(self) -> anyio.CapacityLimiter: ...
+    def build_pyramid(
+        self, representation: IdLike, *, pyramid: PyramidOption = ..., progress: ProgressCallback | None = ...
+    ) -> Representation: ...
     def compute(self, expr: Any) -> Any: ...
     def create_dataset(
         self,
@@ -90,7 +96,14 @@ class SyncMethods:
         compression: Compression = ...,
         max_bytes: int = ...,
         thumbnail: bool = ...,
+        acquisition: Acquisition | Mapping[str, Any] | None = ...,
+        source_fingerprint: str | None = ...,
+        source_scene: int | None = ...,
+        source_scene_name: str | None = ...,
+        source_scene_count: int | None = ...,
+        limiter: anyio.CapacityLimiter | None = ...,
         original_file: Any = ...,
+        pyramid: PyramidOption = ...,
     ) -> Representation: ...
     def create_roi(
         self,
@@ -140,6 +153,18 @@ class SyncMethods:
     def get_thumbnail(self, id: IdLike) -> Thumbnail: ...
     def get_zarr_store(self, id: IdLike) -> ZarrStore: ...
     def grant_provider(self, store_id: IdLike, write: bool = ...) -> GrantProvider: ...
+    def ingest(
+        self,
+        paths: str | Path | Iterable[str | Path],
+        *,
+        dataset: Any = ...,
+        sample: Any = ...,
+        tags: Iterable[str] = ...,
+        concurrency: int = ...,
+        keep_original: bool = ...,
+        on_progress: Callable[[IngestProgress], None] | None = ...,
+        dry_run: bool = ...,
+    ) -> IngestReport: ...
     def iter_datasets(
         self,
         *,
@@ -203,6 +228,7 @@ class SyncMethods:
         derived_from: IdLike | None = ...,
         variety: RepresentationVariety | str | None = ...,
         page_size: int = ...,
+        source_fingerprint: str | None = ...,
     ) -> Iterator[Representation]: ...
     def iter_rois(
         self,
@@ -314,6 +340,7 @@ class SyncMethods:
         variety: RepresentationVariety | str | None = ...,
         offset: int = ...,
         limit: int = ...,
+        source_fingerprint: str | None = ...,
     ) -> list[Representation]: ...
     def list_rois(
         self,
@@ -363,7 +390,7 @@ class SyncMethods:
     ) -> list[Thumbnail]: ...
     def me(self) -> User: ...
     def open_file(self, file: File | IdLike) -> FileReader: ...
-    def open_representation_data(self, rep: Representation) -> xr.DataArray: ...
+    def open_representation_data(self, rep: Representation, level: int = ...) -> xr.DataArray: ...
     def open_table_data(self, table: Table) -> TableData | BlockingTableData: ...
     def release_uploads(self, stores: Iterable[IdLike]) -> list[str]: ...
     def request_access(self, store: IdLike, write: bool = ...) -> Grant: ...
@@ -379,6 +406,7 @@ class SyncMethods:
     def search_rois(self, text: str, *, offset: int = ..., limit: int = ...) -> list[ROI]: ...
     def search_samples(self, text: str, *, offset: int = ..., limit: int = ...) -> list[Sample]: ...
     def search_tables(self, text: str, *, offset: int = ..., limit: int = ...) -> list[Table]: ...
+    def sources_ingested(self, fingerprints: Sequence[str]) -> list[SourceMatch]: ...
     def thumbnail_png(self, thumbnail: IdLike) -> bytes: ...
     def update_dataset(
         self,
