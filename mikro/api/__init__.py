@@ -22,6 +22,7 @@ from mikro.api._models import (
     TableColumn,
     Thumbnail,
     User,
+    ZarrLevel,
     ZarrStore,
 )
 from mikro.api._operations import DEFAULT_PAGE_SIZE, IdLike, Operations
@@ -61,6 +62,7 @@ __all__ = [
     "Thumbnail",
     "UploadKind",
     "User",
+    "ZarrLevel",
     "ZarrStore",
     "all_operations",
     "operation",

@@ -21,6 +21,7 @@ __all__ = [
     "FileFilter",
     "FileInput",
     "FileUpdateInput",
+    "LevelInput",
     "MetricFilter",
     "MetricInput",
     "MetricUpdateInput",
@@ -194,6 +195,20 @@ class RepresentationInput:
     acquisition: AcquisitionInput | None = None
     original_file: strawberry.ID | None = strawberry.field(
         default=None, description="The File (yours) this image was made from."
+    )
+    levels: list[LevelInput] | None = strawberry.field(
+        default=None,
+        description="The pyramid's coarser levels (1, 2, ...) the client wrote beside level 0, with their "
+        "zarr.json; recorded with the store (requires arrayMetadata).",
+    )
+
+
+@strawberry.input(description="One coarser resolution level of an uploaded image.")
+class LevelInput:
+    path: str
+    array_metadata: str
+    scale: list[float] = strawberry.field(
+        description="The downsampling factor per dim relative to level 0 (>= 1)."
     )
 
 

@@ -58,7 +58,7 @@ async def _list(
         query = narrow(query)
     async with ctx.read() as session:
         rows = await query_page(session, query, model, pagination, ctx.services.settings.max_page_size)
-    return [convert(row) for row in rows]
+    return await t.present(info, [convert(row) for row in rows])
 
 
 def _representation_filter(flt: RepresentationFilter | None) -> Callable[[Select[Any]], Select[Any]]:
@@ -105,7 +105,9 @@ class Query:
 
     @strawberry.field
     async def representation(self, info: Info[Any, Any], id: strawberry.ID) -> t.Representation:
-        return await _get(info, m.Representation, id, t.Representation.from_row)
+        rep = await _get(info, m.Representation, id, t.Representation.from_row)
+        await t.prefetch_representations(info, [rep])
+        return rep
 
     @strawberry.field
     async def representations(
@@ -114,7 +116,7 @@ class Query:
         filter: RepresentationFilter | None = None,
         pagination: OffsetPaginationInput | None = None,
     ) -> list[t.Representation]:
-        return await _list(
+        reps = await _list(
             info,
             m.Representation,
             t.Representation.from_row,
@@ -122,6 +124,8 @@ class Query:
             pagination,
             _representation_filter(filter),
         )
+        await t.prefetch_representations(info, reps)
+        return reps
 
     @strawberry.field
     async def sample(self, info: Info[Any, Any], id: strawberry.ID) -> t.Sample:

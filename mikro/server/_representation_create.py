@@ -13,7 +13,7 @@ the check bought was only a friendlier error for a client that forgot to write i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -32,8 +32,9 @@ from mikro.server._errors import ApiError, BadUserInput, Conflict
 from mikro.server._files import owned_file
 from mikro.server._inputs import RepresentationInput
 from mikro.server._png import png_size
+from mikro.server._quota import check_quota
 from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values
-from mikro.server._zarr_meta import ArrayInfo, array_info_from_document
+from mikro.server._zarr_meta import ArrayInfo, array_info_from_document, with_levels
 
 __all__ = ["MAX_BATCH", "REP", "create_representations"]
 
@@ -91,9 +92,10 @@ async def create_representations(
             sizes.append(None if input.thumbnail is None else png_size(input.thumbnail.png, "thumbnail png"))
     checked: list[_Checked] = []
     async with ctx.read() as session:
+        used = await _load_for_checks(session, inputs)
         for label, input, size in zip(labels, inputs, sizes, strict=True):
             with _about(label):
-                item = await _check(ctx, session, input, user)
+                item = await _check(ctx, session, input, user, used)
             item.thumbnail_size = size
             checked.append(item)
     async with ctx.services.transaction() as tx:
@@ -102,10 +104,41 @@ async def create_representations(
     return rows
 
 
-async def _check(ctx: Context, session: AsyncSession, input: RepresentationInput, user: AuthUser) -> _Checked:
+def _ids(raw: Iterable[Any]) -> set[int]:
+    """The ids among ``raw`` that parse (the checks name those that do not)."""
+    out = set()
+    for value in raw:
+        if value is not None and str(value).isdigit():
+            out.add(int(str(value)))
+    return out
+
+
+async def _load_for_checks(session: AsyncSession, inputs: list[RepresentationInput]) -> dict[int, int]:
+    """Load what the checks of all inputs read, one statement per table: the objects go into the
+    session, where the checks' ``session.get`` finds them without a statement of its own. Returns
+    {store id: representation id} of the stores that already hold one."""
+    stores = _ids(i.store for i in inputs)
+    wanted: list[tuple[Any, set[int]]] = [
+        (m.Store, stores),
+        (m.Sample, _ids(i.sample for i in inputs)),
+        (m.Dataset, _ids(i.dataset for i in inputs)),
+        (m.Experiment, _ids(e for i in inputs for e in i.experiments)),
+        (m.Representation, _ids(o for i in inputs for o in i.origins)),
+    ]
+    for model, ids in wanted:
+        if ids and len(inputs) > 1:
+            (await session.execute(select(model).where(model.id.in_(ids)))).scalars().all()
+    rep = m.Representation
+    found = await session.execute(select(rep.store_id, rep.id).where(rep.store_id.in_(stores)))
+    return {store_id: rep_id for store_id, rep_id in found.all()}
+
+
+async def _check(
+    ctx: Context, session: AsyncSession, input: RepresentationInput, user: AuthUser, holding: dict[int, int]
+) -> _Checked:
     checked_name(input.name)
     store = await get_store(session, input.store, user, "ZARR")
-    used = await session.scalar(select(m.Representation.id).where(m.Representation.store_id == store.id))
+    used = holding.get(store.id)
     if used is not None:
         raise Conflict(f"store {input.store} already holds representation {used}")
     sample_id = (await get_owned(session, m.Sample, input.sample, user)).id if input.sample else None
@@ -116,7 +149,9 @@ async def _check(ctx: Context, session: AsyncSession, input: RepresentationInput
     if not store.populated:
         # Finishing here saves the client a finishUpload round trip per image.
         if input.array_metadata is not None:
-            array = array_info_from_document(input.array_metadata, f"{store.key}/0")
+            array = array_info_from_document(input.array_metadata, store.key)
+            levels = [(v.path, v.array_metadata, v.scale) for v in input.levels or []]
+            with_levels(array, store.key, levels)
         else:
             array = await read_array(ctx, store.key)
     shape: list[int] | None
@@ -143,6 +178,7 @@ async def _insert(
     """Every row of a batch with one statement per table, not one per image: the write lock is held
     for a handful of statements whatever the batch's size."""
     finishing = [item for item in items if item.array is not None]
+    await check_quota(s, ctx.services.settings, user.id, [item.array for item in finishing if item.array])
     if finishing:
         # A concurrent finishUpload read the same objects: whichever lands first is the same.
         values = [{"b_id": i.store.id, **_bound(array_values(ctx, i.array))} for i in finishing if i.array]
