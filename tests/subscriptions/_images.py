@@ -15,7 +15,12 @@ def _write_tiny_zarr(path: str) -> None:
     import zarr
 
     array = zarr.create_array(
-        store=path, shape=(2, 4, 4), chunks=(1, 4, 4), dtype="uint16", dimension_names=("z", "y", "x")
+        store=path,
+        shape=(2, 4, 4),
+        chunks=(1, 4, 4),
+        shards=(2, 4, 4),  # the server records only arrays mikro reads: sharded ones
+        dtype="uint16",
+        dimension_names=("z", "y", "x"),
     )
     array[:] = np.arange(32, dtype="uint16").reshape(2, 4, 4)
 
