@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from collections.abc import Mapping
 from types import TracebackType
@@ -11,7 +12,10 @@ import anyio
 import anyio.abc
 import httpx
 
+from mikro._client_batch import BatchMixin
 from mikro._client_data import DataPlaneMixin
+from mikro._client_files import FilesMixin
+from mikro._client_ingest import IngestMixin
 from mikro._client_pyramid import PyramidMixin
 from mikro._client_watch import WatchMixin
 from mikro._config import ClientConfig, load_config
@@ -21,6 +25,7 @@ from mikro._grant_refresh import RequestAccessProvider
 from mikro._registrations import Registrations
 from mikro._reservations import UploadReservations
 from mikro.api import Operations, operation
+from mikro.api._file_operations import FileOperations
 from mikro.api._operations import IdLike, _id
 from mikro.datalayer import GrantProvider
 from mikro.datalayer._result_memory import release_kept_results
@@ -31,14 +36,18 @@ from mikro.graphql import AsyncTransport, BlockingTransport, RetryPolicy, new_id
 __all__ = ["Mikro", "connect"]
 
 
+@functools.cache
 def _user_agent() -> str:
+    # Cached: reading the installed metadata parses files, and every upload's grant provider asks.
     try:
         return f"mikro/{importlib.metadata.version('mikro')}"
     except importlib.metadata.PackageNotFoundError:
         return "mikro"
 
 
-class Mikro(DataPlaneMixin, PyramidMixin, WatchMixin, Operations):
+class Mikro(
+    BatchMixin, DataPlaneMixin, PyramidMixin, FilesMixin, WatchMixin, IngestMixin, FileOperations, Operations
+):
     """A session with a mikro server, usable under asyncio and trio.
 
     Everything it owns is made on entry and closed on exit, also when the body raises or is
@@ -49,7 +58,8 @@ class Mikro(DataPlaneMixin, PyramidMixin, WatchMixin, Operations):
     functions such as ``mikro.aget_representation`` use.
 
     Its methods: the typed GraphQL operations (:class:`mikro.api.Operations`), pixels, tables and
-    compute (``DataPlaneMixin``) and live events (``WatchMixin``: ``watch_representations``, ``watch_rois``).
+    compute (``DataPlaneMixin``), files kept as they are (``FilesMixin``, ``FileOperations``) and live
+    events (``WatchMixin``: ``watch_representations``, ``watch_rois``).
     """
 
     def __init__(self, config: ClientConfig) -> None:
@@ -80,7 +90,14 @@ class Mikro(DataPlaneMixin, PyramidMixin, WatchMixin, Operations):
         self._thread_limiter = anyio.CapacityLimiter(config.max_threads)
         self._http = httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers)
         self._blocking_http = httpx.Client(timeout=timeout, limits=limits, headers=headers)
-        self.transport = AsyncTransport(self._http, url, token=token, retry=retry, timeout=config.timeout)
+        self.transport = AsyncTransport(
+            self._http,
+            url,
+            token=token,
+            retry=retry,
+            timeout=config.timeout,
+            max_in_flight=config.max_connections,
+        )
         self.blocking_transport = BlockingTransport(
             self._blocking_http, url, token=token, retry=retry, timeout=config.timeout
         )

@@ -10,7 +10,6 @@ request and is kept by the server: no object of its own on the store).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import logging
 import threading
@@ -22,11 +21,11 @@ import anyio
 import anyio.lowlevel
 
 from mikro._exceptions import StorageError, ValidationError
+from mikro._image_request import ImageRequest, Registrar, image_request
 from mikro._registrations import Registrations
 from mikro._reservations import UploadReservations
 from mikro.datalayer import (
     ARRAY_PATH,
-    COMPRESSIONS,
     DEFAULT_COMPRESSION,
     DEFAULT_MAX_BYTES,
     Compression,
@@ -38,7 +37,6 @@ from mikro.datalayer import (
     freeze_startup_heap,
     method_for_variety,
     open_dataarray,
-    prepare_image,
     write_image,
     write_table,
 )
@@ -47,7 +45,7 @@ from mikro.datalayer import compute as compute_off_loop
 if TYPE_CHECKING:
     import xarray as xr
 
-    from mikro.api import Representation, Table, ZarrStore
+    from mikro.api import Acquisition, Representation, Table, ZarrStore
 
 __all__ = ["DataPlaneMixin"]
 
@@ -84,12 +82,6 @@ class _Session(Protocol):
     async def _create_table_row(self, input: Mapping[str, Any]) -> Table: ...
 
 
-def _channel_inputs(channels: Sequence[Any] | None, names: Sequence[str] | None) -> list[Any]:
-    if channels is not None:
-        return list(channels)
-    return [{"name": n} for n in names] if names else []
-
-
 def _array_path(store: ZarrStore) -> str:
     if store.array_path is not None:
         return store.array_path
@@ -99,13 +91,6 @@ def _array_path(store: ZarrStore) -> str:
         rest = store.path.rsplit(store.key, 1)[1].strip("/")
         return rest
     return ARRAY_PATH
-
-
-def _channel_names(channels: Sequence[Any] | None) -> list[str] | None:
-    if channels is None:
-        return None
-    names = [c.get("name") if isinstance(c, Mapping) else getattr(c, "name", None) for c in channels]
-    return [str(n) if n else "" for n in names]
 
 
 class DataPlaneMixin:
@@ -145,6 +130,13 @@ class DataPlaneMixin:
         compression: Compression = DEFAULT_COMPRESSION,
         max_bytes: int = DEFAULT_MAX_BYTES,
         thumbnail: bool = True,
+        acquisition: Acquisition | Mapping[str, Any] | None = None,
+        source_fingerprint: str | None = None,
+        source_scene: int | None = None,
+        source_scene_name: str | None = None,
+        source_scene_count: int | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
+        original_file: Any = None,
         pyramid: PyramidOption = "auto",
     ) -> Representation:
         """Upload an image and create its ``Representation``; returns it with its thumbnail.
@@ -161,76 +153,81 @@ class DataPlaneMixin:
         built from the blocks of level 0 as it uploads (mean for intensity images, nearest for the
         ``MASK`` / ``LABEL`` varieties) and read with ``rep.levels`` / ``rep.data_at(level)``.
 
+        ``acquisition`` (an :class:`mikro.api.Acquisition` or a mapping of its fields) records how the
+        image was acquired; ``source_fingerprint`` / ``source_scene`` / ``source_scene_name`` /
+        ``source_scene_count`` the file (and scene) it came from (``m.ingest`` sets them; queryable with
+        ``list_representations``). ``limiter`` bounds the worker threads of this upload, and so the
+        shards it holds in memory at once (default: the session's ``thread_limiter``).
+        ``original_file`` (a ``File`` or its id, see :meth:`upload_file`) records the file the image was
+        made from (``rep.original_file``).
+
         Nothing is visible on the server until the data is complete: a failure or cancellation at any
         step leaves no ``Representation`` behind (and the objects written so far are deleted).
         Bad input raises :class:`mikro.ValidationError` before anything is sent.
         """
-        if compression not in COMPRESSIONS:
-            raise ValidationError(f"compression must be one of {COMPRESSIONS}, not {compression!r}")
-        image = prepare_image(data, dims=dims, pixel_size=pixel_size, max_bytes=max_bytes)
-        n_channels = image.shape[image.dims.index("c")] if "c" in image.dims else 1
-        if channels is not None and len(channels) != n_channels:
-            raise ValidationError(f"{len(channels)} channels given for an image with {n_channels}")
+        request = image_request(
+            data,
+            name=name,
+            dims=dims,
+            sample=sample,
+            experiments=experiments,
+            dataset=dataset,
+            tags=tags,
+            origins=origins,
+            channels=channels,
+            pixel_size=pixel_size,
+            variety=variety,
+            acquisition_date=acquisition_date,
+            progress=progress,
+            compression=compression,
+            max_bytes=max_bytes,
+            thumbnail=thumbnail,
+            original_file=original_file,
+            acquisition=acquisition,
+            source_fingerprint=source_fingerprint,
+            source_scene=source_scene,
+            source_scene_name=source_scene_name,
+            source_scene_count=source_scene_count,
+            limiter=limiter,
+            pyramid=pyramid,
+        )
+        # Concurrent uploads share registration requests (see _registrations).
+        return await self._create_prepared(request, self._s().registrations)
+
+    async def _create_prepared(self, request: ImageRequest, registrar: Registrar) -> Representation:
+        """Upload a validated image, then register it with ``registrar``; on any failure or cancellation
+        remove what was made (objects, store, row)."""
         session = self._s()
         with session.reservations.uploading("ZARR"):
             store, store_id = await self._new_store("ZARR")
             result = await write_image(
                 store,
-                image,
-                name=name,
-                limiter=session.thread_limiter,
-                compression=compression,
-                progress=progress,
-                thumbnail=thumbnail,
-                pyramid=pyramid,
-                method=method_for_variety(variety),
-                channel_names=_channel_names(channels),
-                rgb=str(variety) == "RGB",
+                request.image,
+                name=request.name,
+                limiter=request.limiter if request.limiter is not None else session.thread_limiter,
+                compression=request.compression,
+                progress=request.progress,
+                thumbnail=request.thumbnail,
+                pyramid=request.pyramid,
+                method=method_for_variety(request.variety),
+                channel_names=request.write_channel_names,
+                rgb=request.variety == "RGB",
             )
             written = list(result.keys)
             rep: Representation | None = None
             creating = False
             try:
-                made = result.thumbnail
-                # Sent with the registration: no object request per image for it.
-                thumb = None if made is None else {"png": base64.b64encode(made.png).decode("ascii")}
                 creating = True
                 # Shielded: a cancellation arriving mid-request must not leave us unsure whether the server
                 # committed the row (it takes effect at the checkpoint below, and the row is then removed).
-                # The server finishes the upload in the same request, from the metadata sent with it;
-                # concurrent uploads share one request (see _registrations).
+                # The server finishes the upload in the same request, from the metadata sent with it.
                 with anyio.CancelScope(shield=True):
-                    rep = created = await session.registrations.register(
-                        {
-                            "store": store_id,
-                            "name": name,
-                            "variety": str(variety),
-                            "sample": sample,
-                            "experiments": list(experiments),
-                            "dataset": dataset,
-                            "tags": list(tags),
-                            "origins": list(origins),
-                            "channels": _channel_inputs(channels, image.channel_names),
-                            "physical_size": dict(image.pixel_size) or None,
-                            "acquisition_date": acquisition_date,
-                            "thumbnail": thumb,
-                            "array_metadata": result.array_metadata.decode(),
-                            "levels": [
-                                {"path": lay.path, "array_metadata": doc.decode(), "scale": list(factors)}
-                                for lay, doc, factors in zip(
-                                    result.levels[1:],
-                                    result.level_metadata[1:],
-                                    result.factors[1:],
-                                    strict=True,
-                                )
-                            ]
-                            or None,
-                        }
-                    )
+                    rep = created = await registrar.register(request.registration(store_id, result))
                 await anyio.lowlevel.checkpoint()
             except BaseException:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
-                    await self._remove_row(rep, name, store_id, maybe_created=creating)
+                    maybe = creating and registrar.may_leave_rows
+                    await self._remove_row(rep, request.name, store_id, maybe_created=maybe)
                     await self._give_back(store, store_id, written)
                 raise
             return created

@@ -73,11 +73,22 @@ class MotoS3:
             "s3_role_arn": self.role_arn,
         }
 
+    def client(self, service: str = "s3") -> Any:
+        """A boto3 client of this server with its root credentials."""
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+
 
 @pytest.fixture(scope="session")
 def moto_s3() -> Iterator[MotoS3]:
     """moto's S3 + STS server on a free loopback port with one bucket."""
-    import boto3
     from moto.server import ThreadedMotoServer
 
     port = free_port()
@@ -92,13 +103,7 @@ def moto_s3() -> Iterator[MotoS3]:
             bucket="mikro-test",
             role_arn="arn:aws:iam::123456789012:role/mikro-upload",
         )
-        boto3.client(
-            "s3",
-            endpoint_url=info.endpoint_url,
-            aws_access_key_id=info.access_key,
-            aws_secret_access_key=info.secret_key,
-            region_name=info.region,
-        ).create_bucket(Bucket=info.bucket)
+        info.client().create_bucket(Bucket=info.bucket)
         yield info
     finally:
         server.stop()

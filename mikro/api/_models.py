@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Base64Bytes, Field
 
 from mikro._exceptions import NotConnectedError
+from mikro.api._acquisition import Acquisition
 from mikro.api._base import MikroModel
 from mikro.api._enums import RepresentationVariety, RoiKind
 
@@ -22,6 +23,8 @@ __all__ = [
     "Channel",
     "Dataset",
     "Experiment",
+    "File",
+    "MediaStore",
     "Metric",
     "ParquetStore",
     "PhysicalSize",
@@ -128,6 +131,12 @@ class Representation(MikroModel):
     acquisition_date: dt.datetime | None = None
     created_at: dt.datetime
     creator: User
+    source_fingerprint: str | None = None
+    source_scene: int | None = None
+    source_scene_name: str | None = None
+    source_scene_count: int | None = None
+    acquisition: Acquisition | None = None
+    original_file: File | None = None
 
     @property
     def data(self) -> Any:
@@ -240,5 +249,36 @@ class Thumbnail(MikroModel):
     creator: User
 
 
-for _model in (Representation, Sample, Experiment, Dataset, ROI, Metric, Table, Thumbnail):
+class MediaStore(MikroModel):
+    """Where a file's bytes are: one object, ``<key>/file``."""
+
+    id: str
+    bucket: str
+    key: str
+    path: str
+
+
+class File(MikroModel):
+    """A file kept as it is: an image's original, or an attachment (PDF, CSV, protocol).
+
+    Read it with ``await m.download_file(file, path)`` or ``async with m.open_file(file) as chunks:``.
+    ``content_hash`` is ``"sha256:<hex>"`` of its bytes; downloads check it.
+    """
+
+    id: str
+    name: str
+    size: int
+    content_hash: str
+    media_type: str
+    store: MediaStore
+    tags: list[str] = []
+    representations: list[Representation] | None = None
+    samples: list[Sample] | None = None
+    experiments: list[Experiment] | None = None
+    datasets: list[Dataset] | None = None
+    created_at: dt.datetime
+    creator: User
+
+
+for _model in (Representation, Sample, Experiment, Dataset, ROI, Metric, Table, Thumbnail, File):
     _model.model_rebuild()

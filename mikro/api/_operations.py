@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic.alias_generators import to_camel
 
 from mikro._exceptions import ValidationError
+from mikro.api._acquisition import SourceMatch
 from mikro.api._base import MikroModel
 from mikro.api._enums import RepresentationVariety, RoiKind, UploadKind
 from mikro.api._grant import Grant
@@ -50,9 +51,20 @@ class _HasId(Protocol):
 
 IdLike = str | int | _HasId
 _RELATION_KEYS = frozenset(
-    {"store", "sample", "dataset", "experiment", "representation", "roi", "parent", "origin", "derivedFrom"}
+    {
+        "store",
+        "sample",
+        "dataset",
+        "experiment",
+        "representation",
+        "roi",
+        "parent",
+        "origin",
+        "derivedFrom",
+        "originalFile",
+    }
 )
-_RELATION_LIST_KEYS = frozenset({"experiments", "origins", "ids"})
+_RELATION_LIST_KEYS = frozenset({"experiments", "origins", "ids", "representations", "samples", "datasets"})
 
 
 def _id(value: IdLike) -> str:
@@ -276,6 +288,7 @@ class Operations:
         variety: RepresentationVariety | str | None = None,
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
+        source_fingerprint: str | None = None,
     ) -> list[Representation]:
         filt = _filter(
             ids=ids,
@@ -288,6 +301,7 @@ class Operations:
             dataset=_opt_id(dataset),
             derived_from=_opt_id(derived_from),
             variety=str(RepresentationVariety(variety)) if variety is not None else None,
+            source_fingerprint=source_fingerprint,
         )
         return await self._many("ListRepresentations", Representation, filt, offset, limit)
 
@@ -305,6 +319,7 @@ class Operations:
         derived_from: IdLike | None = None,
         variety: RepresentationVariety | str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        source_fingerprint: str | None = None,
     ) -> AsyncIterator[Representation]:
         """Every matching image, fetched ``page_size`` at a time."""
 
@@ -322,6 +337,7 @@ class Operations:
                 variety=variety,
                 offset=offset,
                 limit=limit,
+                source_fingerprint=source_fingerprint,
             )
 
         return self._pages(fetch, page_size)
@@ -363,6 +379,11 @@ class Operations:
 
     async def delete_representation(self, representation: IdLike) -> str:
         return await self._delete("DeleteRepresentation", representation)
+
+    async def sources_ingested(self, fingerprints: Sequence[str]) -> list[SourceMatch]:
+        """Your images ingested from files with these content fingerprints (one request, at most 2000)."""
+        data = await self._execute("SourcesIngested", {"fingerprints": list(fingerprints)})
+        return [self._model(SourceMatch, item) for item in data["sourcesIngested"]]
 
     # -- Sample --------------------------------------------------------------------------------------
 

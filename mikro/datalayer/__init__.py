@@ -4,6 +4,15 @@ Everything that touches the object store runs on obstore's sync API in worker th
 threads); the coroutines here never block the event loop, under asyncio and trio alike.
 """
 
+from mikro.datalayer._files import (
+    FILE_KEY,
+    FileSource,
+    FileWritten,
+    download_file,
+    source_size,
+    upload_file,
+    verified_pieces,
+)
 from mikro.datalayer._gc import freeze_startup_heap, full_collections_deferred
 from mikro.datalayer._grant import GrantProvider, StorageGrant
 from mikro.datalayer._layout import (
@@ -30,9 +39,12 @@ __all__ = [
     "COMPRESSIONS",
     "DEFAULT_COMPRESSION",
     "DEFAULT_MAX_BYTES",
+    "FILE_KEY",
     "PYRAMID_THRESHOLD",
     "TABLE_KEY",
     "Compression",
+    "FileSource",
+    "FileWritten",
     "GrantProvider",
     "GrantedStore",
     "ImageLayout",
@@ -48,6 +60,7 @@ __all__ = [
     "WriteResult",
     "choose_layout",
     "compute",
+    "download_file",
     "downsample",
     "freeze_startup_heap",
     "full_collections_deferred",
@@ -57,7 +70,10 @@ __all__ = [
     "open_dataarray",
     "prepare_image",
     "read_table",
+    "source_size",
     "to_arrow",
+    "upload_file",
+    "verified_pieces",
     "write_image",
     "write_table",
 ]

@@ -9,7 +9,7 @@ from typing import Any, cast
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -131,11 +131,13 @@ def create_app(settings: Settings | None = None, *, pubsub: PubSub | None = None
             yield
 
     gate = _HttpGate(services, view)
+    routes: list[BaseRoute] = [Route("/graphql", gate, methods=["POST"]), WebSocketRoute("/graphql", view)]
+    if services.settings.bench_floor:
+        from mikro.server._bench_floor import floor_routes
+
+        routes += floor_routes(services)
     app = Starlette(
-        routes=[
-            Route("/graphql", gate, methods=["POST"]),
-            WebSocketRoute("/graphql", view),
-        ],
+        routes=routes,
         lifespan=lifespan,
     )
     app.state.services = services

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -29,6 +30,7 @@ __all__ = [
     "Dataset",
     "Event",
     "Experiment",
+    "FileRow",
     "GrantRecord",
     "IdempotencyRecord",
     "Meta",
@@ -41,6 +43,10 @@ __all__ = [
     "TableRow",
     "Thumbnail",
     "User",
+    "file_datasets",
+    "file_experiments",
+    "file_representations",
+    "file_samples",
     "listed_columns",
     "representation_experiments",
     "representation_origins",
@@ -180,6 +186,16 @@ class Representation(Owned, Base):
     channels: Mapped[list[Any]] = mapped_column(default=list)
     physical_size: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     acquisition_date: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Where an ingested image came from: its file's content hash and the scene of that file.
+    source_fingerprint: Mapped[str | None] = mapped_column(String(128), index=True, default=None)
+    source_scene: Mapped[int | None] = mapped_column(default=None)
+    source_scene_name: Mapped[str | None] = mapped_column(Text, default=None)
+    source_scene_count: Mapped[int | None] = mapped_column(default=None)
+    acquisition: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # The File this image was ingested from (kept as it was); the image outlives it.
+    original_file_id: Mapped[int | None] = mapped_column(
+        ForeignKey("files.id", ondelete="SET NULL"), index=True, default=None
+    )
 
 
 representation_experiments = Table(
@@ -314,3 +330,36 @@ class IdempotencyRecord(Base):
     response: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+
+class FileRow(Owned, Base):
+    """A file kept as it is (an original an image was ingested from, or an attachment): one object,
+    ``<store key>/file``, on a MEDIA store."""
+
+    __tablename__ = "files"
+    name: Mapped[str] = mapped_column(Text)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    # "<algorithm>:<hex digest>" of the bytes, computed by the uploading client.
+    content_hash: Mapped[str] = mapped_column(String(160), index=True)
+    media_type: Mapped[str] = mapped_column(String(255))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+
+
+def _file_links(name: str, other: str, column: str) -> Table:
+    """A link table between files and ``other`` rows; links go with either side (ON DELETE CASCADE)."""
+    return Table(
+        name,
+        Base.metadata,
+        Column("file_id", ForeignKey("files.id", ondelete="CASCADE"), primary_key=True),
+        Column(column, ForeignKey(f"{other}.id", ondelete="CASCADE"), primary_key=True),
+        Index(f"ix_{name}_{column}", column),
+    )
+
+
+# Files attached to images, samples, experiments and datasets (an image's original is
+# ``Representation.original_file_id``, not a link).
+file_representations = _file_links("file_representations", "representations", "representation_id")
+file_samples = _file_links("file_samples", "samples", "sample_id")
+file_experiments = _file_links("file_experiments", "experiments", "experiment_id")
+file_datasets = _file_links("file_datasets", "datasets", "dataset_id")

@@ -222,7 +222,9 @@ class ObjectMutation:
         self, info: Info[Any, Any], inputs: list[RepresentationInput]
     ) -> list[t.Representation]:
         ctx, user = begin_mutation(info, inputs)
-        return [t.Representation.from_row(row) for row in await create_representations(ctx, user, inputs)]
+        reps = [t.Representation.from_row(row) for row in await create_representations(ctx, user, inputs)]
+        await t.prefetch_representations(info, reps)
+        return reps
 
     @strawberry.mutation
     async def update_representation(

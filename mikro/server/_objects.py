@@ -144,11 +144,14 @@ class ObjectStorage:
         obstore.put(self._store, key, data)
 
     def exists(self, key: str) -> bool:
+        return self.size_of(key) is not None
+
+    def size_of(self, key: str) -> int | None:
+        """The object's size in bytes, or None if there is no such object (one HEAD request)."""
         try:
-            obstore.head(self._store, key)
+            return int(obstore.head(self._store, key)["size"])
         except (ObjectNotFound, FileNotFoundError):
-            return False
-        return True
+            return None
 
     def delete_prefix(self, prefix: str) -> None:
         """Remove every object under ``prefix/``."""

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     auth_cache_ttl: float = Field(default=30.0, ge=0)
     auth_cache_size: int = Field(default=4096, ge=0)
     log_level: str = "info"
+    # Mounts /bench-floor/* (unauthenticated: for benchmarks/per_request.py only, never on a real server).
+    bench_floor: bool = False
 
     @property
     def objects_dir(self) -> Path:
