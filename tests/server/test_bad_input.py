@@ -248,3 +248,26 @@ async def test_access_grants_follow_the_upload_state(api: Api) -> None:
     assert await api.code(access, {"s": grant["storeId"], "w": True}) == "CONFLICT"  # finished: read-only
     read = (await api.data(access, {"s": grant["storeId"], "w": False}))["requestAccess"]
     assert read["write"] is False and read["prefix"] == grant["prefix"]
+
+
+@pytest.mark.parametrize(
+    ("level", "reason"),
+    [
+        ({"path": "1", "shape": [64, 64], "scale": [2.0, 2.0]}, "larger than level 0"),
+        ({"path": "0", "shape": [16, 16], "scale": [2.0, 2.0]}, "new level path"),
+        ({"path": "../x", "shape": [16, 16], "scale": [2.0, 2.0]}, "new level path"),
+        ({"path": "1", "shape": [16, 16], "scale": [0.5, 2.0]}, "factor >= 1"),
+        ({"path": "1", "shape": [16, 16], "scale": [2.0, 2.0], "dtype": "uint8"}, "level 0's dtype"),
+    ],
+)
+async def test_server_refuses_bad_pyramid_levels(api: Api, level: dict[str, Any], reason: str) -> None:
+    grant = (await api.data(UPLOAD, {"kind": "ZARR"}))["requestUpload"]
+    base = array_node([32, 32], [32, 32], "uint16", ["y", "x"], [32, 32])
+    node = array_node(
+        level["shape"], level["shape"], level.get("dtype", "uint16"), ["y", "x"], level["shape"]
+    )
+    levels = [{"path": level["path"], "arrayMetadata": json.dumps(node), "scale": level["scale"]}]
+    input = {"store": grant["storeId"], "name": "x", "arrayMetadata": json.dumps(base), "levels": levels}
+    error = await api.error(CREATE_REP, {"input": input})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert reason in error["message"]
