@@ -271,3 +271,24 @@ async def test_server_refuses_bad_pyramid_levels(api: Api, level: dict[str, Any]
     error = await api.error(CREATE_REP, {"input": input})
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert reason in error["message"]
+
+
+async def test_finish_upload_records_the_levels_a_group_lists(api: Api) -> None:
+    grant = (await api.data(UPLOAD, {"kind": "ZARR"}))["requestUpload"]
+    root = Path(grant["path"])
+    scales = [[1.0, 0.5, 0.5], [1.0, 1.0, 1.0]]
+    datasets = [
+        {"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+        for i, scale in enumerate(scales)
+    ]
+    axes = [{"name": "c", "type": "channel"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    ome = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": datasets}]}
+    write_zarr_json(root, {"zarr_format": 3, "node_type": "group", "attributes": {"ome": ome}})
+    write_zarr_json(root / "0", array_node([2, 64, 64], [1, 32, 32], "uint16", ["c", "y", "x"], [2, 64, 64]))
+    write_zarr_json(root / "1", array_node([2, 32, 32], [1, 32, 32], "uint16", ["c", "y", "x"], [2, 32, 32]))
+    query = "mutation($s: ID!) { finishUpload(store: $s) { levels { path shape scale } } }"
+    store = (await api.data(query, {"s": grant["storeId"]}))["finishUpload"]
+    assert store["levels"] == [
+        {"path": "0", "shape": [2, 64, 64], "scale": [1.0, 1.0, 1.0]},
+        {"path": "1", "shape": [2, 32, 32], "scale": [1.0, 2.0, 2.0]},
+    ]
