@@ -1,9 +1,13 @@
-"""SQLAlchemy tables of the reference server (created at start with ``metadata.create_all``)."""
+"""SQLAlchemy tables of the reference server.
+
+The database's tables come from the Alembic revisions in ``migrations/versions`` (``mikro.server._migrate``):
+a change here needs a new revision (tests/server/test_migrations.py fails until it has one)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 from typing import Any
 
 from sqlalchemy import (
@@ -78,6 +82,33 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+
+class JSONValue(TypeDecorator[Any]):
+    """Any JSON value, read back as it was written (``800.0`` stays a float).
+
+    On SQLite a column declared ``JSON`` has NUMERIC affinity, which turns the text ``800.0`` into the
+    integer 800; there the value is kept as TEXT holding the JSON document instead.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(JSON())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite" and value is not None:
+            return json.dumps(value, allow_nan=False)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        # A database made before this type kept numbers as numbers: those are read as they are.
+        if dialect.name == "sqlite" and isinstance(value, str):
+            return json.loads(value)
+        return value
 
 
 # SQLite would otherwise hand a deleted row's id to the next row: ids (and event cursors) must never
@@ -234,7 +265,7 @@ class Metric(Owned, Base):
     )
     roi_id: Mapped[int | None] = mapped_column(ForeignKey("rois.id", ondelete="CASCADE"), index=True)
     key: Mapped[str] = mapped_column(Text)
-    value: Mapped[Any] = mapped_column(JSON)
+    value: Mapped[Any] = mapped_column(JSONValue)
 
 
 class TableRow(Owned, Base):
@@ -363,3 +394,14 @@ file_representations = _file_links("file_representations", "representations", "r
 file_samples = _file_links("file_samples", "samples", "sample_id")
 file_experiments = _file_links("file_experiments", "experiments", "experiment_id")
 file_datasets = _file_links("file_datasets", "datasets", "dataset_id")
+
+
+class DeletedPrefix(Base):
+    """A deleted store's key prefix. Its objects were deleted with it, but a write credential issued
+    before the deletion may still be valid and refill the prefix: it is swept again once every such
+    credential has expired (``Settings.credential_lifetime`` after the deletion)."""
+
+    __tablename__ = "deleted_prefixes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255))
+    deleted_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
