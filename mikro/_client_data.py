@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import anyio
 import anyio.lowlevel
 
-from mikro._exceptions import StorageError
+from mikro._exceptions import StorageError, ValidationError
 from mikro._image_request import ImageRequest, Registrar, image_request
 from mikro._registrations import Registrations
 from mikro._reservations import UploadReservations
@@ -28,22 +28,26 @@ from mikro.datalayer import (
     ARRAY_PATH,
     DEFAULT_COMPRESSION,
     DEFAULT_MAX_BYTES,
+    BlockingTableData,
     Compression,
     GrantedStore,
     GrantProvider,
     ProgressCallback,
+    PyramidOption,
     TableData,
     freeze_startup_heap,
+    method_for_variety,
     open_dataarray,
     write_image,
     write_table,
 )
 from mikro.datalayer import compute as compute_off_loop
+from mikro.datalayer._warmup import import_pixel_stack
 
 if TYPE_CHECKING:
     import xarray as xr
 
-    from mikro.api import Representation, Table, ZarrStore
+    from mikro.api import Acquisition, Representation, Table, ZarrStore
 
 __all__ = ["DataPlaneMixin"]
 
@@ -69,6 +73,8 @@ class _Session(Protocol):
 
     def grant_provider(self, store_id: Any, write: bool = False) -> GrantProvider: ...
 
+    def _on_loop_thread(self) -> bool: ...
+
     async def get_representation(self, id: Any) -> Representation: ...
 
     async def delete_representation(self, representation: Any) -> str: ...
@@ -81,8 +87,10 @@ class _Session(Protocol):
 
 
 def _array_path(store: ZarrStore) -> str:
-    # finishUpload records the array's own path (``<key>/0`` for an OME-Zarr group); reads are granted
-    # on the store key, so the array lives at the difference.
+    if store.array_path is not None:
+        return store.array_path
+    # Stores finished before arrayPath existed recorded the array's own path in ``path`` (``<key>/0``
+    # for an OME-Zarr group); reads are granted on the store key, so the array lives at the difference.
     if store.key and store.key in store.path:
         rest = store.path.rsplit(store.key, 1)[1].strip("/")
         return rest
@@ -126,7 +134,14 @@ class DataPlaneMixin:
         compression: Compression = DEFAULT_COMPRESSION,
         max_bytes: int = DEFAULT_MAX_BYTES,
         thumbnail: bool = True,
+        acquisition: Acquisition | Mapping[str, Any] | None = None,
+        source_fingerprint: str | None = None,
+        source_scene: int | None = None,
+        source_scene_name: str | None = None,
+        source_scene_count: int | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
         original_file: Any = None,
+        pyramid: PyramidOption = "auto",
     ) -> Representation:
         """Upload an image and create its ``Representation``; returns it with its thumbnail.
 
@@ -137,7 +152,16 @@ class DataPlaneMixin:
         order (``t, c, z, y, x``), so ``rep.dims`` may list the dims in a different order than given.
         ``progress(done, total)`` gets uncompressed bytes after each shard. ``compression`` is
         ``"blosc-lz4"`` (default: cheapest per GiB), ``"blosc-zstd"`` (smaller), ``"zstd"`` or None.
+        ``pyramid``: ``"auto"`` (default) adds levels reduced 2x in y/x until the coarsest fits in 1024
+        pixels (images that already fit get none), an int adds that many levels, None none; they are
+        built from the blocks of level 0 as it uploads (mean for intensity images, nearest for the
+        ``MASK`` / ``LABEL`` varieties) and read with ``rep.levels`` / ``rep.data_at(level)``.
 
+        ``acquisition`` (an :class:`mikro.api.Acquisition` or a mapping of its fields) records how the
+        image was acquired; ``source_fingerprint`` / ``source_scene`` / ``source_scene_name`` /
+        ``source_scene_count`` the file (and scene) it came from (``m.ingest`` sets them; queryable with
+        ``list_representations``). ``limiter`` bounds the worker threads of this upload, and so the
+        shards it holds in memory at once (default: the session's ``thread_limiter``).
         ``original_file`` (a ``File`` or its id, see :meth:`upload_file`) records the file the image was
         made from (``rep.original_file``).
 
@@ -145,6 +169,7 @@ class DataPlaneMixin:
         step leaves no ``Representation`` behind (and the objects written so far are deleted).
         Bad input raises :class:`mikro.ValidationError` before anything is sent.
         """
+        await import_pixel_stack()  # the session's warm-up: checking the image needs dask and xarray
         request = image_request(
             data,
             name=name,
@@ -163,6 +188,13 @@ class DataPlaneMixin:
             max_bytes=max_bytes,
             thumbnail=thumbnail,
             original_file=original_file,
+            acquisition=acquisition,
+            source_fingerprint=source_fingerprint,
+            source_scene=source_scene,
+            source_scene_name=source_scene_name,
+            source_scene_count=source_scene_count,
+            limiter=limiter,
+            pyramid=pyramid,
         )
         # Concurrent uploads share registration requests (see _registrations).
         return await self._create_prepared(request, self._s().registrations)
@@ -177,10 +209,14 @@ class DataPlaneMixin:
                 store,
                 request.image,
                 name=request.name,
-                limiter=session.thread_limiter,
+                limiter=request.limiter if request.limiter is not None else session.thread_limiter,
                 compression=request.compression,
                 progress=request.progress,
                 thumbnail=request.thumbnail,
+                pyramid=request.pyramid,
+                method=method_for_variety(request.variety),
+                channel_names=request.write_channel_names,
+                rgb=request.variety == "RGB",
             )
             written = list(result.keys)
             rep: Representation | None = None
@@ -225,8 +261,9 @@ class DataPlaneMixin:
         except Exception as exc:
             log.warning("could not remove the representation of failed upload %s: %s", store_id, exc)
 
-    def open_representation_data(self, rep: Representation) -> xr.DataArray:
-        """``rep.data``: a lazy ``xarray.DataArray`` (dask) over the image; no I/O until computed.
+    def open_representation_data(self, rep: Representation, level: int = 0) -> xr.DataArray:
+        """``rep.data`` (``rep.data_at(level)``): a lazy ``xarray.DataArray`` (dask) over the image (one
+        of its pyramid's levels, coordinates in physical units); no I/O until computed.
 
         Each dask task fetches only the chunks it touches, in dask's worker threads, with a read grant
         refreshed as needed. Compute with ``await m.compute(expr)``: a bare ``.compute()`` / ``.values``
@@ -235,20 +272,32 @@ class DataPlaneMixin:
         store = rep.store
         if store.shape is None or store.chunks is None or store.dtype is None:
             raise StorageError(f"store {store.id} of representation {rep.id} has no finished zarr data")
+        levels = store.levels
+        if level != 0 and not 0 <= level < len(levels):
+            raise ValidationError(f"representation {rep.id} has {len(levels) or 1} levels; no level {level}")
+        dims = store.dimension_names or rep.dims
         pixel_size = rep.physical_size.model_dump() if rep.physical_size is not None else {}
+        shape, chunks, shards, path = store.shape, store.chunks, store.shards, _array_path(store)
+        token = f"store-{store.id}"
+        if level:
+            chosen = levels[level]
+            shape, chunks, shards, path = chosen.shape, chosen.chunks, chosen.shards, chosen.path
+            factors = dict(zip(dims, chosen.scale, strict=True))
+            pixel_size = {d: v * factors[d] for d, v in pixel_size.items() if v is not None and d in factors}
+            token = f"{token}-level-{level}"
         return open_dataarray(
             self._reader_store(store.id),
-            shape=store.shape,
-            chunks=store.chunks,
-            shards=store.shards or store.chunks,
+            shape=shape,
+            chunks=chunks,
+            shards=shards or chunks,
             dtype=store.dtype,
-            dims=store.dimension_names or rep.dims,
+            dims=dims,
             pixel_size=pixel_size,
             channel_names=[c.name or "" for c in rep.channels] or None,
             name=rep.name,
-            token=f"store-{store.id}",
-            array_path=_array_path(store),
-            attrs={"representation": rep.id},
+            token=token,
+            array_path=path,
+            attrs={"representation": rep.id, "level": level},
         )
 
     def _open_data_plane(self) -> None:
@@ -276,6 +325,7 @@ class DataPlaneMixin:
         ``await m.compute(rep.data.max())`` works the same under asyncio and trio. Cancelling waits for
         the computation under way (dask cannot be interrupted), then raises.
         """
+        await import_pixel_stack()  # dask's first compute imports distributed: not on this loop
         return await compute_off_loop(expr, limiter=self._s().thread_limiter)
 
     # -- tables --------------------------------------------------------------------------------------
@@ -305,9 +355,14 @@ class DataPlaneMixin:
                     await self._give_back(store, store_id, [written.key])
                 raise
 
-    def open_table_data(self, table: Table) -> TableData:
-        """``table.data``: a handle on the parquet object; ``await table.data.arrow()`` / ``.pandas()``."""
-        return TableData(self._reader_store(table.store.id), limiter=self._s().thread_limiter)
+    def open_table_data(self, table: Table) -> TableData | BlockingTableData:
+        """``table.data``: a handle on the parquet object; ``await table.data.arrow()`` / ``.pandas()``.
+
+        Outside the session's event loop thread (the sync facade, a worker thread) the handle's
+        ``arrow()`` / ``pandas()`` block and return the table instead of a coroutine.
+        """
+        data = TableData(self._reader_store(table.store.id), limiter=self._s().thread_limiter)
+        return data if self._s()._on_loop_thread() else data.blocking()
 
 
 async def _discard(store: GrantedStore, keys: list[str]) -> None:

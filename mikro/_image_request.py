@@ -13,7 +13,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import anyio
+
 from mikro._exceptions import ValidationError
+from mikro.api._arguments import choice
+from mikro.api._enums import RepresentationVariety
 from mikro.datalayer import (
     COMPRESSIONS,
     DEFAULT_COMPRESSION,
@@ -21,12 +25,13 @@ from mikro.datalayer import (
     Compression,
     PreparedImage,
     ProgressCallback,
+    PyramidOption,
     WriteResult,
     prepare_image,
 )
 
 if TYPE_CHECKING:
-    from mikro.api import Representation
+    from mikro.api import Acquisition, Representation
 
 __all__ = ["ImageRequest", "Registrar", "image_request"]
 
@@ -57,6 +62,15 @@ class ImageRequest:
     compression: Compression
     thumbnail: bool
     original_file: Any = None
+    #: The channel names written into the store's ``omero`` block (None: taken from the image).
+    write_channel_names: list[str] | None = None
+    acquisition: dict[str, Any] | None = None
+    source_fingerprint: str | None = None
+    source_scene: int | None = None
+    source_scene_name: str | None = None
+    source_scene_count: int | None = None
+    limiter: anyio.CapacityLimiter | None = None
+    pyramid: PyramidOption = "auto"
 
     def registration(self, store_id: str, result: WriteResult) -> dict[str, Any]:
         """The RepresentationInput that records the upload (its thumbnail and metadata travel with it)."""
@@ -76,6 +90,18 @@ class ImageRequest:
             "thumbnail": None if made is None else {"png": base64.b64encode(made.png).decode("ascii")},
             "array_metadata": result.array_metadata.decode(),
             "original_file": self.original_file,
+            "source_fingerprint": self.source_fingerprint,
+            "source_scene": self.source_scene,
+            "source_scene_name": self.source_scene_name,
+            "source_scene_count": self.source_scene_count,
+            "acquisition": self.acquisition,
+            "levels": [
+                {"path": lay.path, "array_metadata": doc.decode(), "scale": list(factors)}
+                for lay, doc, factors in zip(
+                    result.levels[1:], result.level_metadata[1:], result.factors[1:], strict=True
+                )
+            ]
+            or None,
         }
 
 
@@ -98,6 +124,13 @@ def image_request(
     max_bytes: int = DEFAULT_MAX_BYTES,
     thumbnail: bool = True,
     original_file: Any = None,
+    acquisition: Acquisition | Mapping[str, Any] | None = None,
+    source_fingerprint: str | None = None,
+    source_scene: int | None = None,
+    source_scene_name: str | None = None,
+    source_scene_count: int | None = None,
+    limiter: anyio.CapacityLimiter | None = None,
+    pyramid: PyramidOption = "auto",
 ) -> ImageRequest:
     """``create_representation``'s arguments, checked (``ValidationError``) and the image prepared."""
     if compression not in COMPRESSIONS:
@@ -119,10 +152,36 @@ def image_request(
         tags=list(tags),
         origins=list(origins),
         channels=channel_inputs,
-        variety=str(variety),
+        variety=str(choice(RepresentationVariety, variety, "variety")),
         acquisition_date=acquisition_date,
         progress=progress,
         compression=compression,
         thumbnail=thumbnail,
         original_file=original_file,
+        write_channel_names=_channel_names(channels),
+        acquisition=_acquisition_input(acquisition),
+        source_fingerprint=source_fingerprint,
+        source_scene=source_scene,
+        source_scene_name=source_scene_name,
+        source_scene_count=source_scene_count,
+        limiter=limiter,
+        pyramid=pyramid,
     )
+
+
+def _acquisition_input(value: Acquisition | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    from mikro.api import Acquisition
+
+    model = value if isinstance(value, Acquisition) else Acquisition.model_validate(value)
+    # Dumped by alias: the schema's names (lensNA) are not plain camelCase of the fields.
+    dumped: dict[str, Any] = model.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return dumped or None
+
+
+def _channel_names(channels: Sequence[Any] | None) -> list[str] | None:
+    if channels is None:
+        return None
+    names = [c.get("name") if isinstance(c, Mapping) else getattr(c, "name", None) for c in channels]
+    return [str(n) if n else "" for n in names]

@@ -25,9 +25,18 @@ from mikro.datalayer._layout import (
     choose_layout,
     ome_attributes,
 )
+from mikro.datalayer._pyramid import PYRAMID_THRESHOLD, PyramidOption, downsample, method_for_variety
 from mikro.datalayer._read import ShardedArrayReader, compute, open_dataarray
 from mikro.datalayer._store import GrantedStore, StoreStats
-from mikro.datalayer._table import TABLE_KEY, TableData, TableWritten, read_table, to_arrow, write_table
+from mikro.datalayer._table import (
+    TABLE_KEY,
+    BlockingTableData,
+    TableData,
+    TableWritten,
+    read_table,
+    to_arrow,
+    write_table,
+)
 from mikro.datalayer._thumbnail import Thumbnail, make_thumbnail
 from mikro.datalayer._validate import DEFAULT_MAX_BYTES, PreparedImage, prepare_image
 from mikro.datalayer._write import ProgressCallback, WriteResult, write_image
@@ -39,7 +48,9 @@ __all__ = [
     "DEFAULT_COMPRESSION",
     "DEFAULT_MAX_BYTES",
     "FILE_KEY",
+    "PYRAMID_THRESHOLD",
     "TABLE_KEY",
+    "BlockingTableData",
     "Compression",
     "FileSource",
     "FileWritten",
@@ -48,6 +59,7 @@ __all__ = [
     "ImageLayout",
     "PreparedImage",
     "ProgressCallback",
+    "PyramidOption",
     "ShardedArrayReader",
     "StorageGrant",
     "StoreStats",
@@ -58,9 +70,11 @@ __all__ = [
     "choose_layout",
     "compute",
     "download_file",
+    "downsample",
     "freeze_startup_heap",
     "full_collections_deferred",
     "make_thumbnail",
+    "method_for_variety",
     "ome_attributes",
     "open_dataarray",
     "prepare_image",

@@ -7,6 +7,7 @@ import datetime as dt
 import strawberry
 from strawberry.scalars import Base64
 
+from mikro.server._acquisition import AcquisitionInput
 from mikro.server._types import JSON, BigInt, RepresentationVariety, RoiKind
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "FileFilter",
     "FileInput",
     "FileUpdateInput",
+    "LevelInput",
     "MetricFilter",
     "MetricInput",
     "MetricUpdateInput",
@@ -65,6 +67,7 @@ class RepresentationFilter(BaseFilter):
     dataset: strawberry.ID | None = None
     derived_from: strawberry.ID | None = None
     variety: RepresentationVariety | None = None
+    source_fingerprint: str | None = None
 
 
 @strawberry.input
@@ -185,8 +188,27 @@ class RepresentationInput:
         description="The zarr.json the client wrote for the array at 0/ (an OME-Zarr image): the server "
         "records shape, dtype and chunks from it instead of reading it from the store.",
     )
+    source_fingerprint: str | None = None
+    source_scene: int | None = None
+    source_scene_name: str | None = None
+    source_scene_count: int | None = None
+    acquisition: AcquisitionInput | None = None
     original_file: strawberry.ID | None = strawberry.field(
         default=None, description="The File (yours) this image was made from."
+    )
+    levels: list[LevelInput] | None = strawberry.field(
+        default=None,
+        description="The pyramid's coarser levels (1, 2, ...) the client wrote beside level 0, with their "
+        "zarr.json; recorded with the store (requires arrayMetadata).",
+    )
+
+
+@strawberry.input(description="One coarser resolution level of an uploaded image.")
+class LevelInput:
+    path: str
+    array_metadata: str
+    scale: list[float] = strawberry.field(
+        description="The downsampling factor per dim relative to level 0 (>= 1)."
     )
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mikro.server import _models as m
+from mikro.server._acquisition import acquisition_value
 from mikro.server._auth import AuthUser
 from mikro.server._context import Context
 from mikro.server._crud import get_owned, get_store, insert_tag_rows
@@ -31,8 +32,9 @@ from mikro.server._errors import ApiError, BadUserInput, Conflict
 from mikro.server._files import owned_file
 from mikro.server._inputs import RepresentationInput
 from mikro.server._png import png_size
+from mikro.server._quota import check_quota
 from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values
-from mikro.server._zarr_meta import ArrayInfo, array_info_from_document
+from mikro.server._zarr_meta import ArrayInfo, array_info_from_document, with_levels
 
 __all__ = ["MAX_BATCH", "REP", "create_representations"]
 
@@ -153,7 +155,9 @@ async def _check(
     if not store.populated:
         # Finishing here saves the client a finishUpload round trip per image.
         if input.array_metadata is not None:
-            array = array_info_from_document(input.array_metadata, f"{store.key}/0")
+            array = array_info_from_document(input.array_metadata, store.key)
+            levels = [(v.path, v.array_metadata, v.scale) for v in input.levels or []]
+            with_levels(array, store.key, levels)
         else:
             array = await read_array(ctx, store.key)
     shape: list[int] | None
@@ -180,6 +184,7 @@ async def _insert(
     """Every row of a batch with one statement per table, not one per image: the write lock is held
     for a handful of statements whatever the batch's size."""
     finishing = [item for item in items if item.array is not None]
+    await check_quota(s, ctx.services.settings, user.id, [item.array for item in finishing if item.array])
     if finishing:
         # A concurrent finishUpload read the same objects: whichever lands first is the same.
         values = [{"b_id": i.store.id, **_bound(array_values(ctx, i.array))} for i in finishing if i.array]
@@ -208,6 +213,11 @@ async def _insert(
             "original_file_id": item.original_file_id,
             "creator_id": user.id,
             "created_at": now,
+            "source_fingerprint": item.input.source_fingerprint,
+            "source_scene": item.input.source_scene,
+            "source_scene_name": item.input.source_scene_name,
+            "source_scene_count": item.input.source_scene_count,
+            "acquisition": acquisition_value(item.input.acquisition),
         }
         for item in items
     ]

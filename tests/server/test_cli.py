@@ -55,9 +55,9 @@ def test_restart_keeps_data_and_reports_pruned_events(server_factory: Any) -> No
     """Restart on the same data dir: objects survive, the admin token comes from MIKRO_ADMIN_TOKEN, and
     events older than the retention are pruned at start, so a subscriber resuming from before them gets
     one GAP event, then live events. (Sync: this checks the server, not the client's event loop.)"""
-    server = server_factory.start(event_retention=0, admin_token="env-admin-token")
+    server = server_factory.start(event_retention=0, admin_token="env-admin-token-0123456789")
     assert not (server.data_dir / "admin-token").exists()
-    assert _me(server.url, "env-admin-token") == {"username": "admin", "isAdmin": True}
+    assert _me(server.url, "env-admin-token-0123456789") == {"username": "admin", "isAdmin": True}
     token = server.add_user("dora")
     old = _post(server.url, token, CREATE_SAMPLE, {"n": "old"})["createSample"]
     rep = anyio.run(_make_representation, server.url, token)
@@ -98,3 +98,16 @@ def _post(url: str, token: str, query: str, variables: dict[str, Any] | None = N
 async def _make_representation(url: str, token: str) -> str:
     async with httpx.AsyncClient(timeout=30) as http:
         return str((await make_representation(Api(http, url, token), "old image"))["id"])
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(mikro_server: MikroServer, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+    command = [sys.executable, "-m", "mikro", "serve", "--data-dir", str(tmp_path / "d")]
+    done = subprocess.run(
+        [*command, "--port", str(mikro_server.port)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"mikro: port {mikro_server.port} on 127.0.0.1 is in use (another mikro serve?): pick another "
+        "with --port, or --port 0 for any free one"
+    ]
