@@ -137,7 +137,7 @@ def start_mikro_server(
     """
     data_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=workdir))
     token = "bench-admin-token-0123456789"
-    env = {**os.environ, "MIKRO_ADMIN_TOKEN": token, "MIKRO_LOG_LEVEL": "warning"}
+    env = {**os.environ, "MIKRO_ADMIN_TOKEN": token, "MIKRO_LOG_LEVEL": "warning", "MIKRO_BENCH_FLOOR": "1"}
     for key in [k for k in env if k.startswith("MIKRO_S3_") or k == "MIKRO_STS_ENDPOINT"]:
         del env[key]
     if s3 is not None:

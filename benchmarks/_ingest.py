@@ -108,15 +108,17 @@ def bar_ingest_s3(ctx: Context) -> BarResult:
         for name in contenders
     ]
     _server_note(figs[0])
-    mikro, raw = figs[0], figs[1]
+    # The floor for this data model (issue 17): each image is its own OME-Zarr store, so its small
+    # metadata objects are part of the least any client must write.
+    mikro, floor = figs[0], figs[2]
     return BarResult(
         "ingest_s3",
         "ingest to S3, no compression",
         _setup_text(ctx, "S3 (moto, separate process)", "no compression"),
-        "≥ 0.85x raw; CPU ≤ 2.0 s/GiB",
+        "≥ 0.85x floor (raw put + each image's small objects); CPU ≤ 2.0 s/GiB",
         figs,
         [
-            _ratio_check("≥ 0.85x raw", mikro, raw, 0.85),
+            _ratio_check("≥ 0.85x floor", mikro, floor, 0.85),
             _cpu_check("CPU ≤ 2.0 s/GiB", mikro, 2.0),
         ],
     )
@@ -161,9 +163,9 @@ def bar_ingest_codec(ctx: Context) -> BarResult:
         "ingest to S3, mikro's default codec",
         _setup_text(ctx, "S3 (moto)", "layout " + layout.describe())
         + ("" if layout_box else " (stand-in layout: mikro wrote nothing)"),
-        "faster than zarr3+obstore",
+        "≥ 1.2x zarr3+obstore",
         figs,
-        [_ratio_check("faster than zarr3+obstore", mikro, base, 1.0)],
+        [_ratio_check("≥ 1.2x zarr3+obstore", mikro, base, 1.2)],
     )
 
 
@@ -204,7 +206,7 @@ def bar_ingest_local(ctx: Context) -> BarResult:
         "ingest_local",
         "ingest to a local folder, no compression",
         _setup_text(ctx, f"a local folder ({ctx.workdir})", "no compression"),
-        "≥ 0.85x raw",
+        "≥ 0.5x floor (raw put + each image's small objects)",
         figs,
-        [_ratio_check("≥ 0.85x raw", figs[0], figs[1], 0.85)],
+        [_ratio_check("≥ 0.5x floor", figs[0], figs[2], 0.5)],
     )

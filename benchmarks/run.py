@@ -31,6 +31,7 @@ from _harness import MIB, BarResult, Check, Figure, describe_error
 from _ingest import bar_ingest_codec, bar_ingest_local, bar_ingest_s3
 from _read import bar_loop_lag, bar_read, bar_zplane
 from _report import print_table, write_json
+from per_request import BARS as PER_REQUEST_BARS
 from rich.console import Console
 
 BARS: dict[str, Callable[[Context], BarResult]] = {
@@ -43,6 +44,7 @@ BARS: dict[str, Callable[[Context], BarResult]] = {
     "api": bar_api,
     "sync": bar_sync,
     "threads": bar_threads,
+    **PER_REQUEST_BARS,
 }
 
 _PACKAGES = [

@@ -10,7 +10,6 @@ request and is kept by the server: no object of its own on the store).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import logging
 import threading
@@ -22,30 +21,33 @@ import anyio
 import anyio.lowlevel
 
 from mikro._exceptions import StorageError, ValidationError
+from mikro._image_request import ImageRequest, Registrar, image_request
 from mikro._registrations import Registrations
 from mikro._reservations import UploadReservations
 from mikro.datalayer import (
     ARRAY_PATH,
-    COMPRESSIONS,
     DEFAULT_COMPRESSION,
     DEFAULT_MAX_BYTES,
+    BlockingTableData,
     Compression,
     GrantedStore,
     GrantProvider,
     ProgressCallback,
+    PyramidOption,
     TableData,
     freeze_startup_heap,
+    method_for_variety,
     open_dataarray,
-    prepare_image,
     write_image,
     write_table,
 )
 from mikro.datalayer import compute as compute_off_loop
+from mikro.datalayer._warmup import import_pixel_stack
 
 if TYPE_CHECKING:
     import xarray as xr
 
-    from mikro.api import Representation, Table, ZarrStore
+    from mikro.api import Acquisition, Representation, Table, ZarrStore
 
 __all__ = ["DataPlaneMixin"]
 
@@ -71,6 +73,8 @@ class _Session(Protocol):
 
     def grant_provider(self, store_id: Any, write: bool = False) -> GrantProvider: ...
 
+    def _on_loop_thread(self) -> bool: ...
+
     async def get_representation(self, id: Any) -> Representation: ...
 
     async def delete_representation(self, representation: Any) -> str: ...
@@ -82,15 +86,11 @@ class _Session(Protocol):
     async def _create_table_row(self, input: Mapping[str, Any]) -> Table: ...
 
 
-def _channel_inputs(channels: Sequence[Any] | None, names: Sequence[str] | None) -> list[Any]:
-    if channels is not None:
-        return list(channels)
-    return [{"name": n} for n in names] if names else []
-
-
 def _array_path(store: ZarrStore) -> str:
-    # finishUpload records the array's own path (``<key>/0`` for an OME-Zarr group); reads are granted
-    # on the store key, so the array lives at the difference.
+    if store.array_path is not None:
+        return store.array_path
+    # Stores finished before arrayPath existed recorded the array's own path in ``path`` (``<key>/0``
+    # for an OME-Zarr group); reads are granted on the store key, so the array lives at the difference.
     if store.key and store.key in store.path:
         rest = store.path.rsplit(store.key, 1)[1].strip("/")
         return rest
@@ -134,6 +134,14 @@ class DataPlaneMixin:
         compression: Compression = DEFAULT_COMPRESSION,
         max_bytes: int = DEFAULT_MAX_BYTES,
         thumbnail: bool = True,
+        acquisition: Acquisition | Mapping[str, Any] | None = None,
+        source_fingerprint: str | None = None,
+        source_scene: int | None = None,
+        source_scene_name: str | None = None,
+        source_scene_count: int | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
+        original_file: Any = None,
+        pyramid: PyramidOption = "auto",
     ) -> Representation:
         """Upload an image and create its ``Representation``; returns it with its thumbnail.
 
@@ -144,63 +152,87 @@ class DataPlaneMixin:
         order (``t, c, z, y, x``), so ``rep.dims`` may list the dims in a different order than given.
         ``progress(done, total)`` gets uncompressed bytes after each shard. ``compression`` is
         ``"blosc-lz4"`` (default: cheapest per GiB), ``"blosc-zstd"`` (smaller), ``"zstd"`` or None.
+        ``pyramid``: ``"auto"`` (default) adds levels reduced 2x in y/x until the coarsest fits in 1024
+        pixels (images that already fit get none), an int adds that many levels, None none; they are
+        built from the blocks of level 0 as it uploads (mean for intensity images, nearest for the
+        ``MASK`` / ``LABEL`` varieties) and read with ``rep.levels`` / ``rep.data_at(level)``.
+
+        ``acquisition`` (an :class:`mikro.api.Acquisition` or a mapping of its fields) records how the
+        image was acquired; ``source_fingerprint`` / ``source_scene`` / ``source_scene_name`` /
+        ``source_scene_count`` the file (and scene) it came from (``m.ingest`` sets them; queryable with
+        ``list_representations``). ``limiter`` bounds the worker threads of this upload, and so the
+        shards it holds in memory at once (default: the session's ``thread_limiter``).
+        ``original_file`` (a ``File`` or its id, see :meth:`upload_file`) records the file the image was
+        made from (``rep.original_file``).
 
         Nothing is visible on the server until the data is complete: a failure or cancellation at any
         step leaves no ``Representation`` behind (and the objects written so far are deleted).
         Bad input raises :class:`mikro.ValidationError` before anything is sent.
         """
-        if compression not in COMPRESSIONS:
-            raise ValidationError(f"compression must be one of {COMPRESSIONS}, not {compression!r}")
-        image = prepare_image(data, dims=dims, pixel_size=pixel_size, max_bytes=max_bytes)
-        n_channels = image.shape[image.dims.index("c")] if "c" in image.dims else 1
-        if channels is not None and len(channels) != n_channels:
-            raise ValidationError(f"{len(channels)} channels given for an image with {n_channels}")
+        await import_pixel_stack()  # the session's warm-up: checking the image needs dask and xarray
+        request = image_request(
+            data,
+            name=name,
+            dims=dims,
+            sample=sample,
+            experiments=experiments,
+            dataset=dataset,
+            tags=tags,
+            origins=origins,
+            channels=channels,
+            pixel_size=pixel_size,
+            variety=variety,
+            acquisition_date=acquisition_date,
+            progress=progress,
+            compression=compression,
+            max_bytes=max_bytes,
+            thumbnail=thumbnail,
+            original_file=original_file,
+            acquisition=acquisition,
+            source_fingerprint=source_fingerprint,
+            source_scene=source_scene,
+            source_scene_name=source_scene_name,
+            source_scene_count=source_scene_count,
+            limiter=limiter,
+            pyramid=pyramid,
+        )
+        # Concurrent uploads share registration requests (see _registrations).
+        return await self._create_prepared(request, self._s().registrations)
+
+    async def _create_prepared(self, request: ImageRequest, registrar: Registrar) -> Representation:
+        """Upload a validated image, then register it with ``registrar``; on any failure or cancellation
+        remove what was made (objects, store, row)."""
         session = self._s()
         with session.reservations.uploading("ZARR"):
             store, store_id = await self._new_store("ZARR")
             result = await write_image(
                 store,
-                image,
-                name=name,
-                limiter=session.thread_limiter,
-                compression=compression,
-                progress=progress,
-                thumbnail=thumbnail,
+                request.image,
+                name=request.name,
+                limiter=request.limiter if request.limiter is not None else session.thread_limiter,
+                compression=request.compression,
+                progress=request.progress,
+                thumbnail=request.thumbnail,
+                pyramid=request.pyramid,
+                method=method_for_variety(request.variety),
+                channel_names=request.write_channel_names,
+                rgb=request.variety == "RGB",
             )
             written = list(result.keys)
             rep: Representation | None = None
             creating = False
             try:
-                made = result.thumbnail
-                # Sent with the registration: no object request per image for it.
-                thumb = None if made is None else {"png": base64.b64encode(made.png).decode("ascii")}
                 creating = True
                 # Shielded: a cancellation arriving mid-request must not leave us unsure whether the server
                 # committed the row (it takes effect at the checkpoint below, and the row is then removed).
-                # The server finishes the upload in the same request, from the metadata sent with it;
-                # concurrent uploads share one request (see _registrations).
+                # The server finishes the upload in the same request, from the metadata sent with it.
                 with anyio.CancelScope(shield=True):
-                    rep = created = await session.registrations.register(
-                        {
-                            "store": store_id,
-                            "name": name,
-                            "variety": str(variety),
-                            "sample": sample,
-                            "experiments": list(experiments),
-                            "dataset": dataset,
-                            "tags": list(tags),
-                            "origins": list(origins),
-                            "channels": _channel_inputs(channels, image.channel_names),
-                            "physical_size": dict(image.pixel_size) or None,
-                            "acquisition_date": acquisition_date,
-                            "thumbnail": thumb,
-                            "array_metadata": result.array_metadata.decode(),
-                        }
-                    )
+                    rep = created = await registrar.register(request.registration(store_id, result))
                 await anyio.lowlevel.checkpoint()
             except BaseException:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
-                    await self._remove_row(rep, name, store_id, maybe_created=creating)
+                    maybe = creating and registrar.may_leave_rows
+                    await self._remove_row(rep, request.name, store_id, maybe_created=maybe)
                     await self._give_back(store, store_id, written)
                 raise
             return created
@@ -229,8 +261,9 @@ class DataPlaneMixin:
         except Exception as exc:
             log.warning("could not remove the representation of failed upload %s: %s", store_id, exc)
 
-    def open_representation_data(self, rep: Representation) -> xr.DataArray:
-        """``rep.data``: a lazy ``xarray.DataArray`` (dask) over the image; no I/O until computed.
+    def open_representation_data(self, rep: Representation, level: int = 0) -> xr.DataArray:
+        """``rep.data`` (``rep.data_at(level)``): a lazy ``xarray.DataArray`` (dask) over the image (one
+        of its pyramid's levels, coordinates in physical units); no I/O until computed.
 
         Each dask task fetches only the chunks it touches, in dask's worker threads, with a read grant
         refreshed as needed. Compute with ``await m.compute(expr)``: a bare ``.compute()`` / ``.values``
@@ -239,20 +272,32 @@ class DataPlaneMixin:
         store = rep.store
         if store.shape is None or store.chunks is None or store.dtype is None:
             raise StorageError(f"store {store.id} of representation {rep.id} has no finished zarr data")
+        levels = store.levels
+        if level != 0 and not 0 <= level < len(levels):
+            raise ValidationError(f"representation {rep.id} has {len(levels) or 1} levels; no level {level}")
+        dims = store.dimension_names or rep.dims
         pixel_size = rep.physical_size.model_dump() if rep.physical_size is not None else {}
+        shape, chunks, shards, path = store.shape, store.chunks, store.shards, _array_path(store)
+        token = f"store-{store.id}"
+        if level:
+            chosen = levels[level]
+            shape, chunks, shards, path = chosen.shape, chosen.chunks, chosen.shards, chosen.path
+            factors = dict(zip(dims, chosen.scale, strict=True))
+            pixel_size = {d: v * factors[d] for d, v in pixel_size.items() if v is not None and d in factors}
+            token = f"{token}-level-{level}"
         return open_dataarray(
             self._reader_store(store.id),
-            shape=store.shape,
-            chunks=store.chunks,
-            shards=store.shards or store.chunks,
+            shape=shape,
+            chunks=chunks,
+            shards=shards or chunks,
             dtype=store.dtype,
-            dims=store.dimension_names or rep.dims,
+            dims=dims,
             pixel_size=pixel_size,
             channel_names=[c.name or "" for c in rep.channels] or None,
             name=rep.name,
-            token=f"store-{store.id}",
-            array_path=_array_path(store),
-            attrs={"representation": rep.id},
+            token=token,
+            array_path=path,
+            attrs={"representation": rep.id, "level": level},
         )
 
     def _open_data_plane(self) -> None:
@@ -280,6 +325,7 @@ class DataPlaneMixin:
         ``await m.compute(rep.data.max())`` works the same under asyncio and trio. Cancelling waits for
         the computation under way (dask cannot be interrupted), then raises.
         """
+        await import_pixel_stack()  # dask's first compute imports distributed: not on this loop
         return await compute_off_loop(expr, limiter=self._s().thread_limiter)
 
     # -- tables --------------------------------------------------------------------------------------
@@ -309,9 +355,14 @@ class DataPlaneMixin:
                     await self._give_back(store, store_id, [written.key])
                 raise
 
-    def open_table_data(self, table: Table) -> TableData:
-        """``table.data``: a handle on the parquet object; ``await table.data.arrow()`` / ``.pandas()``."""
-        return TableData(self._reader_store(table.store.id), limiter=self._s().thread_limiter)
+    def open_table_data(self, table: Table) -> TableData | BlockingTableData:
+        """``table.data``: a handle on the parquet object; ``await table.data.arrow()`` / ``.pandas()``.
+
+        Outside the session's event loop thread (the sync facade, a worker thread) the handle's
+        ``arrow()`` / ``pandas()`` block and return the table instead of a coroutine.
+        """
+        data = TableData(self._reader_store(table.store.id), limiter=self._s().thread_limiter)
+        return data if self._s()._on_loop_thread() else data.blocking()
 
 
 async def _discard(store: GrantedStore, keys: list[str]) -> None:

@@ -51,6 +51,9 @@ class Registrations:
     """A session's queue of images waiting to be recorded. Used from the session's event loop only;
     create it in the session's ``__aenter__``."""
 
+    #: A request cut off mid-way (cancelled, timed out) may have committed its rows.
+    may_leave_rows = True
+
     def __init__(self, send_many: SendMany, send_one: SendOne) -> None:
         self._send_many = send_many
         self._send_one = send_one

@@ -138,6 +138,7 @@ _SCALARS: dict[str, tuple[Any, ...]] = {
     "DateTime": (dt.datetime,),
     "JSON": (Any,),
     "Base64": (Base64Bytes,),
+    "BigInt": (int,),
 }
 
 #: Scalars too large to come with their object: only one operation selects each, and the model's field

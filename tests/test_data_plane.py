@@ -7,6 +7,7 @@ grants), on both anyio backends.
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 import threading
 import time
@@ -134,12 +135,15 @@ async def test_store_is_ome_zarr_readable_without_mikro(mikro_server: MikroServe
         rep = await m.create_representation(
             values, name=unique("ome"), dims="czyx", pixel_size={"x": 0.2, "y": 0.2, "z": 1.0}
         )
-    array_dir = Path(rep.store.path)
-    group = zarr.open_group(str(array_dir.parent), mode="r")
+    # The store's path is the image group (what viewers open), its key ends in .zarr, the array is a field.
+    group_dir = Path(rep.store.path)
+    assert group_dir.name.endswith(".zarr") and rep.store.key.endswith(".zarr")
+    assert rep.store.array_path == "0"
+    group = zarr.open_group(str(group_dir), mode="r")
     ome = OmeImage.from_zarr(group)
     assert [a.name for a in ome.attributes.ome.multiscales[0].axes] == ["c", "z", "y", "x"]
-    np.testing.assert_array_equal(zarr.open_array(str(array_dir), mode="r")[...], values)
-    ds = xr.open_zarr(str(array_dir.parent), consolidated=False)
+    np.testing.assert_array_equal(zarr.open_array(str(group_dir / "0"), mode="r")[...], values)
+    ds = xr.open_zarr(str(group_dir), consolidated=False)
     np.testing.assert_array_equal(ds["0"].values, values)
 
 
@@ -360,6 +364,11 @@ def test_mikro_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert "max projection" in out and "plane statistics" in out
     assert "middle GFP plane: min" in out
+    # One figure, one unit: the progress bar's last rate is the summary's upload throughput.
+    bar_rate = re.search(r"^upload .* 12\.0/12\.0 MiB (\d+ MiB/s)", out, re.MULTILINE)
+    summary_rate = re.search(r"│ upload +│ +[\d.]+ │ +(\d+ MiB/s) │", out)
+    assert bar_rate and summary_rate, out
+    assert bar_rate.group(1) == summary_rate.group(1)
     # The data dir holds the server's database and the uploaded OME-Zarr image.
     assert (tmp_path / "demo" / "mikro.sqlite3").exists()
     assert list((tmp_path / "demo").rglob("0/zarr.json"))

@@ -1,5 +1,6 @@
 """Typed models of the schema's types and the typed operations the session offers."""
 
+from mikro.api._acquisition import Acquisition, Instrument, Objective, SourceMatch, StagePosition
 from mikro.api._base import MikroModel
 from mikro.api._documents import Operation, all_operations, operation
 from mikro.api._enums import EventKind, RepresentationVariety, RoiKind, StoreKind, UploadKind
@@ -10,6 +11,8 @@ from mikro.api._models import (
     Channel,
     Dataset,
     Experiment,
+    File,
+    MediaStore,
     Metric,
     ParquetStore,
     PhysicalSize,
@@ -19,6 +22,7 @@ from mikro.api._models import (
     TableColumn,
     Thumbnail,
     User,
+    ZarrLevel,
     ZarrStore,
 )
 from mikro.api._operations import DEFAULT_PAGE_SIZE, IdLike, Operations
@@ -26,15 +30,20 @@ from mikro.api._operations import DEFAULT_PAGE_SIZE, IdLike, Operations
 __all__ = [
     "DEFAULT_PAGE_SIZE",
     "ROI",
+    "Acquisition",
     "Channel",
     "Credentials",
     "Dataset",
     "EventKind",
     "Experiment",
+    "File",
     "Grant",
     "IdLike",
+    "Instrument",
+    "MediaStore",
     "Metric",
     "MikroModel",
+    "Objective",
     "Operation",
     "Operations",
     "ParquetStore",
@@ -45,12 +54,15 @@ __all__ = [
     "RoiEvent",
     "RoiKind",
     "Sample",
+    "SourceMatch",
+    "StagePosition",
     "StoreKind",
     "Table",
     "TableColumn",
     "Thumbnail",
     "UploadKind",
     "User",
+    "ZarrLevel",
     "ZarrStore",
     "all_operations",
     "operation",

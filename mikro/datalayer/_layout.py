@@ -1,10 +1,11 @@
 """How an image is laid out as zarr v3: chunk and shard shapes, the array's and group's ``zarr.json``.
 
-The store written for one image is an OME-Zarr 0.5 image::
+The store written for one image is an OME-Zarr 0.5 image (the server's keys end in ``.zarr``)::
 
-    <prefix>/zarr.json      group, attributes.ome = {version, multiscales}
-    <prefix>/0/zarr.json    the image array (sharded, compressed, dimension_names set)
-    <prefix>/0/c/i/j/...    one object per shard
+    <prefix>.zarr/zarr.json      group, attributes.ome = {version, multiscales, omero}
+    <prefix>.zarr/0/zarr.json    level 0: the image array (sharded, compressed, dimension_names set)
+    <prefix>.zarr/0/c/i/j/...    one object per shard
+    <prefix>.zarr/1/...          level 1 (2x smaller in y/x), 2, ...: the pyramid, when there is one
 
 Axes are stored in OME order (``t, c, z, y, x``, the ones present): OME-Zarr 0.5 requires time first,
 then channel, then space.
@@ -66,6 +67,8 @@ class ImageLayout:
     shards: tuple[int, ...]
     compression: Compression = DEFAULT_COMPRESSION
     level: int = 1
+    #: The array's path inside the image group (its pyramid level: ``"0"`` is full resolution).
+    path: str = ARRAY_PATH
 
     @property
     def ndim(self) -> int:
@@ -99,9 +102,8 @@ class ImageLayout:
             for p, s, n in zip(position, self.shards, self.shape, strict=True)
         )
 
-    @staticmethod
-    def shard_key(position: Sequence[int]) -> str:
-        return f"{ARRAY_PATH}/c/" + "/".join(str(p) for p in position)
+    def shard_key(self, position: Sequence[int]) -> str:
+        return f"{self.path}/c/" + "/".join(str(p) for p in position)
 
     def codecs(self) -> list[dict[str, Any]]:
         """The ``codecs`` of the array metadata: one sharding codec holding bytes (+ zstd)."""
@@ -172,6 +174,7 @@ def choose_layout(
     compression: Compression = DEFAULT_COMPRESSION,
     level: int = 1,
     target_shard_bytes: int = TARGET_SHARD_BYTES,
+    path: str = ARRAY_PATH,
 ) -> ImageLayout:
     """Chunks: one plane (of t/c/z) and up to 1024-2048 pixels in y/x; shards: several planes, ~32 MiB.
 
@@ -216,7 +219,41 @@ def choose_layout(
         shards=tuple(shards),
         compression=compression,
         level=level,
+        path=path,
     )
+
+
+#: Colours given to channels without one (OME-Zarr ``omero`` block; napari shows each channel so).
+CHANNEL_COLOURS = ("FF00FF", "00FF00", "00FFFF", "FF0000", "0000FF", "FFFF00", "FFFFFF")
+#: One channel alone is shown grey.
+SINGLE_CHANNEL_COLOUR = "FFFFFF"
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """What the ``omero`` block says of one channel: its label, colour (``RRGGBB``) and data range."""
+
+    label: str
+    colour: str
+    low: float
+    high: float
+
+
+def omero_block(channels: Sequence[ChannelInfo], *, rgb: bool = False) -> dict[str, Any]:
+    """The ``omero`` attribute: channel labels, colours and intensity windows (the data's range)."""
+    return {
+        "rdefs": {"model": "color" if len(channels) > 1 or rgb else "greyscale"},
+        "rgb": rgb,
+        "channels": [
+            {
+                "label": c.label,
+                "color": c.colour,
+                "active": True,
+                "window": {"min": c.low, "max": c.high, "start": c.low, "end": c.high},
+            }
+            for c in channels
+        ],
+    }
 
 
 def ome_attributes(
@@ -224,26 +261,43 @@ def ome_attributes(
     pixel_size: Mapping[str, float],
     *,
     name: str | None = None,
+    levels: Sequence[Sequence[float]] = ((),),
+    method: str | None = None,
+    omero: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The group's ``ome`` attribute (OME-Zarr 0.5) for a single-resolution image at `ARRAY_PATH`."""
+    """The group's ``ome`` attribute (OME-Zarr 0.5): every level (path ``"0"``, ``"1"``, ...) with its scale.
+
+    ``levels`` holds each level's downsampling factors per dim (empty: 1 everywhere, level 0). An axis
+    whose pixel size is unknown gets scale 1.0 and no unit: readers must not show an invented micrometre.
+    ``method`` is the downsampling method (the multiscale's ``type``), given when there is a pyramid.
+    """
     axes: list[dict[str, Any]] = []
     for d in dims:
-        if d == "t":
-            axes.append({"name": "t", "type": "time", "unit": TIME_UNIT})
-        elif d == "c":
+        if d == "c":
             axes.append({"name": "c", "type": "channel"})
-        else:
-            axes.append({"name": d, "type": "space", "unit": SPACE_UNIT})
-    scale = [float(pixel_size.get(d, 1.0)) if d != "c" else 1.0 for d in dims]
-    multiscale: dict[str, Any] = {
-        "axes": axes,
-        "datasets": [
-            {"path": ARRAY_PATH, "coordinateTransformations": [{"type": "scale", "scale": scale}]},
-        ],
-    }
+            continue
+        axis: dict[str, Any] = {"name": d, "type": "time" if d == "t" else "space"}
+        if d in pixel_size:
+            axis["unit"] = TIME_UNIT if d == "t" else SPACE_UNIT
+        axes.append(axis)
+    base = [float(pixel_size.get(d, 1.0)) if d != "c" else 1.0 for d in dims]
+    datasets = []
+    for i, factors in enumerate(levels):
+        scale = [b * (float(factors[j]) if factors else 1.0) for j, b in enumerate(base)]
+        datasets.append({"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": scale}]})
+    multiscale: dict[str, Any] = {"axes": axes, "datasets": datasets}
     if name:
         multiscale["name"] = name
-    return {"version": "0.5", "multiscales": [multiscale]}
+    if method is not None:
+        multiscale["type"] = method
+        multiscale["metadata"] = {
+            "description": f"each level is the previous one reduced 2x by {method} (mikro)",
+            "method": f"mikro.datalayer.downsample ({method})",
+        }
+    ome: dict[str, Any] = {"version": "0.5", "multiscales": [multiscale]}
+    if omero is not None:
+        ome["omero"] = dict(omero)
+    return ome
 
 
 def group_metadata(ome: Mapping[str, Any]) -> dict[str, Any]:

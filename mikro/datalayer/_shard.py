@@ -26,6 +26,7 @@ from numcodecs import Blosc, Zstd  # type: ignore[import-untyped]
 
 from mikro._exceptions import StorageError
 from mikro.datalayer._layout import ImageLayout, blosc_configuration
+from mikro.datalayer._readable import check_readable
 
 __all__ = ["SHARD_BUFFERS", "ChunkCodec", "ShardBuffers", "ShardIndex", "encode_shard"]
 
@@ -60,12 +61,8 @@ class ChunkCodec:
     @classmethod
     def from_array_metadata(cls, meta: Mapping[str, Any]) -> ChunkCodec:
         """Understand an array ``zarr.json``; anything mikro cannot decode is a `StorageError`."""
-        codecs = meta.get("codecs") or []
-        if len(codecs) != 1 or codecs[0].get("name") != "sharding_indexed":
-            raise StorageError("mikro reads sharded zarr arrays only (one sharding_indexed codec)")
-        config = codecs[0]["configuration"]
-        if config.get("index_location", "end") != "end":
-            raise StorageError("mikro reads shard indexes at the end of a shard only")
+        check_readable(meta)
+        config = meta["codecs"][0]["configuration"]
         dtype = np.dtype(meta["data_type"])
         compressor: Any = None
         order = "<"
@@ -79,8 +76,6 @@ class ChunkCodec:
                 compressor = Zstd(level=int(options.get("level", 0)))
             elif name == "blosc":
                 compressor = Blosc()  # decoding reads every parameter from the blosc header
-            else:
-                raise StorageError(f"mikro cannot decode zarr codec {name!r}")
         return cls(
             dtype=dtype.newbyteorder(order) if dtype.itemsize > 1 else dtype,
             chunk_shape=tuple(config["chunk_shape"]),

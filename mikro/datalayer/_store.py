@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import obstore
@@ -390,3 +390,38 @@ class GrantedStore:
         found = self._call(f"reading {key!r}", run)
         self.stats._add(gets=1)
         return found
+
+    # -- whole files, streamed (mikro.datalayer._files) ----------------------------------------------
+
+    def write_pieces(
+        self, key: str, pieces: Iterable[Buffer], *, part_bytes: int, parts_in_flight: int
+    ) -> int:
+        """Write one object from ``pieces`` as they come; returns its size.
+
+        Up to ``part_bytes`` are buffered; a larger object goes up as a multipart upload with at most
+        ``parts_in_flight`` parts in flight, so memory stays bounded whatever its size. An exception
+        from ``pieces`` (a cancellation) aborts the upload: nothing, not even a hidden part, is left.
+        """
+
+        def run(store: LocalStore | S3Store) -> int:
+            size = 0
+            with obstore.open_writer(
+                store, self._path(key), buffer_size=part_bytes, max_concurrency=parts_in_flight
+            ) as writer:
+                for piece in pieces:
+                    size += writer.write(piece)
+            return size
+
+        size = self._call(f"writing {key!r}", run)
+        self.stats._add(written=size, puts=1)
+        return size
+
+    def stream(self, key: str, *, piece_bytes: int) -> Iterator[Buffer]:
+        """The object's bytes in pieces of about ``piece_bytes``, each fetched as the caller asks for it."""
+        what = f"reading {key!r}"
+        result = self._call(what, lambda store: obstore.get(store, self._path(key)))
+        pieces = iter(result.stream(min_chunk_size=piece_bytes))
+        self.stats._add(gets=1)
+        while (piece := self._call(what, lambda _store: next(pieces, None))) is not None:
+            self.stats._add(read=len(piece))
+            yield piece

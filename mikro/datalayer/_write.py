@@ -1,16 +1,18 @@
 """Write a validated image to a granted store as OME-Zarr 0.5: shards in worker threads, with its
-metadata; and make its thumbnail.
+metadata and (for large images) its pyramid; and make its thumbnail.
 
 Shards are encoded here (see `_shard`) and put whole with obstore's sync API, several at once: each
 shard is encoded in one ``anyio.to_thread.run_sync`` call and put in another, under the caller's
 `CapacityLimiter`, and no more shards are scheduled than the limiter has tokens, so memory stays bounded
 (dask inputs are computed one shard region at a time, never as a whole). The metadata documents go up
 beside the first shard: nothing reads the store before the server records it, so an image is complete
-when it is registered, not when its ``zarr.json`` appears. The thumbnail (a PNG, not stored here: it is
-sent with the image's registration) is made as soon as every shard has been read (the projection is then
-complete), beside the last shards' uploads. On failure or
-cancellation the objects already written are deleted (best effort) and the error propagates; nothing is
-registered with the server here.
+when it is registered, not when its ``zarr.json`` appears. The group's ``zarr.json`` goes up once every
+block has been read: its ``omero`` block carries each channel's data range. Coarser levels are built
+from the same blocks as they are read (see `_pyramid`) and written beside level 0. The thumbnail (a
+PNG of the coarsest level, not stored here: it is sent with the image's registration) is made as soon as
+every block has been read, beside the last shards' uploads. On failure or cancellation the objects
+already written are deleted (best effort) and the error propagates; nothing is registered with the
+server here.
 """
 
 from __future__ import annotations
@@ -31,15 +33,19 @@ import numpy as np
 
 from mikro.datalayer._gc import full_collections_deferred
 from mikro.datalayer._layout import (
-    ARRAY_PATH,
+    CHANNEL_COLOURS,
     DEFAULT_COMPRESSION,
+    SINGLE_CHANNEL_COLOUR,
     TARGET_SHARD_BYTES,
+    ChannelInfo,
     Compression,
     ImageLayout,
     choose_layout,
     group_metadata,
     ome_attributes,
+    omero_block,
 )
+from mikro.datalayer._pyramid import Method, PyramidBuilder, PyramidOption, plan_levels
 from mikro.datalayer._shard import ChunkCodec, encode_shard
 from mikro.datalayer._store import GrantedStore
 from mikro.datalayer._thumbnail import Thumbnail, make_thumbnail
@@ -70,6 +76,11 @@ class WriteResult:
     array_metadata: bytes
     #: The thumbnail made with ``thumbnail=True`` (None without one); it is not in the store.
     thumbnail: Thumbnail | None = None
+    #: Every level's layout (level 0 first) and its downsampling factors per dim relative to level 0.
+    levels: tuple[ImageLayout, ...] = ()
+    factors: tuple[tuple[int, ...], ...] = ()
+    #: Each level's ``zarr.json`` as written (level 0's is `array_metadata`).
+    level_metadata: tuple[bytes, ...] = ()
 
     @property
     def nbytes(self) -> int:
@@ -107,6 +118,52 @@ class _Projection:
             (np.fmax if self._fmax else np.maximum)(view, part, out=view)
 
 
+def _channel_index(axis: int, i: int) -> tuple[slice | int, ...]:
+    return (*((slice(None),) * axis), i)
+
+
+class _ChannelRanges:
+    """Each channel's minimum and maximum over the blocks seen (thread-safe): the ``omero`` windows."""
+
+    def __init__(self, layout: ImageLayout) -> None:
+        self._axis = layout.dims.index("c") if "c" in layout.dims else None
+        count = layout.shape[self._axis] if self._axis is not None else 1
+        self.low = [math.inf] * count
+        self.high = [-math.inf] * count
+        self._lock = threading.Lock()
+
+    def add(self, block: np.ndarray[Any, Any], region: Sequence[slice]) -> None:
+        if self._axis is None:
+            found = [(0, block)]
+        else:
+            first = region[self._axis].start
+            # A view of each channel, not a copy.
+            found = [
+                (first + i, block[_channel_index(self._axis, i)]) for i in range(block.shape[self._axis])
+            ]
+        for channel, values in found:
+            finite = values if values.dtype.kind != "f" else values[np.isfinite(values)]
+            if finite.size == 0:
+                continue
+            low, high = float(finite.min()), float(finite.max())
+            with self._lock:
+                self.low[channel] = min(self.low[channel], low)
+                self.high[channel] = max(self.high[channel], high)
+
+    def channels(self, names: Sequence[str] | None) -> list[ChannelInfo]:
+        count = len(self.low)
+        colours = (SINGLE_CHANNEL_COLOUR,) if count == 1 else CHANNEL_COLOURS
+        return [
+            ChannelInfo(
+                label=names[i] if names and i < len(names) and names[i] else f"Channel {i}",
+                colour=colours[i % len(colours)],
+                low=self.low[i] if math.isfinite(self.low[i]) else 0.0,
+                high=self.high[i] if math.isfinite(self.high[i]) else 0.0,
+            )
+            for i in range(count)
+        ]
+
+
 def _encode_json(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, indent=2).encode()
 
@@ -122,77 +179,119 @@ async def write_image(
     target_shard_bytes: int = TARGET_SHARD_BYTES,
     progress: ProgressCallback | None = None,
     thumbnail: bool = False,
+    pyramid: PyramidOption = None,
+    method: Method = "mean",
+    channel_names: Sequence[str] | None = None,
+    rgb: bool = False,
+    levels_only: bool = False,
 ) -> WriteResult:
-    """Write ``image`` as an OME-Zarr 0.5 image (group at the store root, array at ``"0"``).
+    """Write ``image`` as an OME-Zarr 0.5 image (group at the store root, level 0 at ``"0"``).
 
-    With ``thumbnail``, a PNG thumbnail of the max projection is made too (in a worker thread, as
-    soon as every shard has been read: beside the last shards' uploads rather than after them) and
-    returned in the result; it is not written to the store.
+    ``pyramid`` adds coarser levels (``"1"``, ``"2"`` ...; see `_pyramid.plan_levels`), reduced by
+    ``method``, built from the blocks of level 0 as they are read. ``channel_names`` and ``rgb`` go into
+    the ``omero`` block. With ``thumbnail``, a PNG thumbnail of the coarsest level's max projection is
+    made too (in a worker thread, as soon as every block has been read) and returned in the result; it
+    is not written to the store. With ``levels_only``, ``image`` is a stored level 0 and only the coarser
+    levels are written (their arrays at ``"1"``, ``"2"`` ... of ``store``; no group document).
     """
     started = time.perf_counter()
-    layout = choose_layout(
-        image.shape,
-        image.dtype,
-        image.dims,
-        compression=compression,
-        level=level,
+    layouts, factors = plan_levels(
+        choose_layout(
+            image.shape,
+            image.dtype,
+            image.dims,
+            compression=compression,
+            level=level,
+            target_shard_bytes=target_shard_bytes,
+        ),
+        image.pixel_size,
+        pyramid,
         target_shard_bytes=target_shard_bytes,
     )
-    codec = ChunkCodec.for_layout(layout)
-    projection = _Projection(layout)
+    base = layouts[0]
+    codecs = [ChunkCodec.for_layout(layout) for layout in layouts]
+    builder = PyramidBuilder(layouts, factors, method) if len(layouts) > 1 else None
+    coarsest = len(layouts) - 1
+    projection = _Projection(layouts[coarsest])
+    ranges = _ChannelRanges(base)
     limiter = limiter if limiter is not None else anyio.CapacityLimiter(4)
     # One shard per token in flight: more would only queue whole shards in memory.
     slots = anyio.Semaphore(max(1, int(limiter.total_tokens)))
     written: list[str] = []
-    counters = {"stored": 0, "done": 0, "projected": 0}
-    shard_count = math.prod(layout.shard_grid)
+    counters = {"stored": 0, "done": 0, "read": 0}
+    shard_count = math.prod(base.shard_grid)
     made: list[Thumbnail] = []
 
-    def encode(position: tuple[int, ...]) -> tuple[memoryview | bytes, int]:
-        region = layout.shard_region(position)
+    def encode(position: tuple[int, ...]) -> list[tuple[str, memoryview | bytes]]:
+        region = base.shard_region(position)
         block: Any = image.array[region]
         if image.is_lazy:
             block = block.compute()
         block = np.asarray(block)
-        projection.add(block, region)
-        return encode_shard(block, layout, codec), block.nbytes
+        ranges.add(block, region)
+        blocks = [(0, position, region, block)]
+        if builder is not None:
+            blocks += builder.add(0, region, block)
+        out: list[tuple[str, memoryview | bytes]] = []
+        for k, pos, reg, pixels in blocks[1:] if levels_only else blocks:
+            if k == coarsest:
+                projection.add(pixels, reg)
+            out.append((layouts[k].shard_key(pos), encode_shard(pixels, layouts[k], codecs[k])))
+        return out
 
     def make() -> None:
         made.append(make_thumbnail(projection.image))
 
+    array_docs = [_encode_json(layout.array_metadata()) for layout in layouts]
+    written_arrays = layouts[1:] if levels_only else layouts
+
+    def write_group() -> None:
+        ome = ome_attributes(
+            base.dims,
+            image.pixel_size,
+            name=name,
+            levels=factors,
+            method=method if builder is not None else None,
+            omero=omero_block(ranges.channels(channel_names or image.channel_names), rgb=rgb),
+        )
+        store.put("zarr.json", _encode_json(group_metadata(ome)))
+
+    def write_arrays() -> None:
+        for layout, doc in zip(layouts, array_docs, strict=True):
+            if layout in written_arrays:
+                store.put(f"{layout.path}/zarr.json", doc)
+
     async def run_shard(position: tuple[int, ...], tg: anyio.abc.TaskGroup) -> None:
         try:
-            key = layout.shard_key(position)
-            written.append(key)
-            payload, raw = await anyio.to_thread.run_sync(partial(encode, position), limiter=limiter)
-            counters["projected"] += 1
-            if thumbnail and counters["projected"] == shard_count:
-                tg.start_soon(partial(anyio.to_thread.run_sync, make, limiter=limiter))
-            await anyio.to_thread.run_sync(store.put, key, payload, limiter=limiter)
-            counters["stored"] += len(payload)
-            counters["done"] += raw
+            payloads = await anyio.to_thread.run_sync(partial(encode, position), limiter=limiter)
+            written.extend(key for key, _ in payloads)
+            counters["read"] += 1
+            if counters["read"] == shard_count:
+                # Every block has been read: the channel ranges are known, the projection complete.
+                if not levels_only:
+                    written.append("zarr.json")
+                    tg.start_soon(partial(anyio.to_thread.run_sync, write_group, limiter=limiter))
+                if thumbnail:
+                    tg.start_soon(partial(anyio.to_thread.run_sync, make, limiter=limiter))
+            for key, payload in payloads:
+                await anyio.to_thread.run_sync(store.put, key, payload, limiter=limiter)
+                counters["stored"] += len(payload)
+            region = base.shard_region(position)
+            counters["done"] += math.prod(r.stop - r.start for r in region) * base.dtype.itemsize
             if progress is not None:
-                progress(counters["done"], layout.nbytes)
+                progress(counters["done"], base.nbytes)
         finally:
             slots.release()
-
-    array_doc = _encode_json(layout.array_metadata())
-    group_doc = _encode_json(group_metadata(ome_attributes(layout.dims, image.pixel_size, name=name)))
-
-    def write_metadata() -> None:
-        store.put(f"{ARRAY_PATH}/zarr.json", array_doc)
-        store.put("zarr.json", group_doc)
 
     try:
         try:
             with full_collections_deferred():
                 async with anyio.create_task_group() as tg:
-                    # The metadata goes up beside the first shard rather than after the last: nothing
-                    # reads the store before the server records it, and an image of one shard then
-                    # costs one request's latency instead of three.
-                    written.extend([f"{ARRAY_PATH}/zarr.json", "zarr.json"])
-                    tg.start_soon(partial(anyio.to_thread.run_sync, write_metadata, limiter=limiter))
-                    for position in layout.shard_positions():
+                    # The arrays' metadata goes up beside the first shard rather than after the last:
+                    # nothing reads the store before the server records it.
+                    written.extend(f"{layout.path}/zarr.json" for layout in written_arrays)
+                    tg.start_soon(partial(anyio.to_thread.run_sync, write_arrays, limiter=limiter))
+                    for position in base.shard_positions():
                         await slots.acquire()
                         tg.start_soon(run_shard, position, tg)
         except BaseExceptionGroup as group:
@@ -202,13 +301,16 @@ async def write_image(
         await _cleanup(store, written)
         raise
     return WriteResult(
-        layout=layout,
+        layout=base,
         bytes_stored=counters["stored"],
         seconds=time.perf_counter() - started,
         projection=projection.image,
         keys=tuple(written),
-        array_metadata=array_doc,
+        array_metadata=array_docs[0],
         thumbnail=made[0] if made else None,
+        levels=tuple(layouts),
+        factors=tuple(factors),
+        level_metadata=tuple(array_docs),
     )
 
 

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import anyio
 import httpx
 
 from mikro.graphql._errors import error_from_httpx, result_from_response
@@ -59,6 +60,11 @@ class AsyncTransport:
 
     Queries are retried on connection errors and 429/502/503/504; mutations only when they carry an
     ``Idempotency-Key`` (the server then executes them once per key and replays the stored answer).
+
+    At most ``max_in_flight`` requests (the client's pool size) are handed to httpx at once; the rest
+    wait here. httpcore 1.0's pool re-scans every connection and every queued request, probing each
+    idle socket, whenever a request starts or ends: with a queue behind a full pool that was most of
+    the client's CPU per request (issue 17).
     """
 
     def __init__(
@@ -69,8 +75,10 @@ class AsyncTransport:
         token: str | None,
         retry: RetryPolicy,
         timeout: float | None,
+        max_in_flight: int | None = None,
     ) -> None:
         self._client = client
+        self._slots = None if max_in_flight is None else anyio.Semaphore(max_in_flight)
         self.url = url
         self._token = token
         self.retry = retry
@@ -90,7 +98,11 @@ class AsyncTransport:
 
         async def attempt() -> dict[str, Any]:
             try:
-                response = await self._client.post(self.url, json=payload, headers=headers)
+                if self._slots is None:
+                    response = await self._client.post(self.url, json=payload, headers=headers)
+                else:
+                    async with self._slots:
+                        response = await self._client.post(self.url, json=payload, headers=headers)
             except httpx.HTTPError as exc:
                 raise error_from_httpx(exc, url=self.url, timeout=self._timeout) from exc
             return result_from_response(response)

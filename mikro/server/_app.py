@@ -12,7 +12,7 @@ from graphql import OperationType
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -277,11 +277,16 @@ def create_app(settings: Settings | None = None, *, pubsub: PubSub | None = None
             yield
 
     gate = _HttpGate(services, view, cache)
+    routes: list[BaseRoute] = [
+        Route("/graphql", gate, methods=["POST"]),
+        WebSocketRoute("/graphql", _WsGate(services, view)),
+    ]
+    if services.settings.bench_floor:
+        from mikro.server._bench_floor import floor_routes
+
+        routes += floor_routes(services)
     app = Starlette(
-        routes=[
-            Route("/graphql", gate, methods=["POST"]),
-            WebSocketRoute("/graphql", _WsGate(services, view)),
-        ],
+        routes=routes,
         lifespan=lifespan,
     )
     app.state.services = services

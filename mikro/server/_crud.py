@@ -48,6 +48,7 @@ KIND_NAMES: dict[type[Any], str] = {
     m.TableRow: "table",
     m.Thumbnail: "thumbnail",
     m.Store: "store",
+    m.FileRow: "file",
 }
 
 

@@ -114,7 +114,8 @@ def array_values(ctx: Context, array: ArrayInfo) -> dict[str, Any]:
         "shards": array.shards,
         "dtype": array.dtype,
         "dimension_names": array.dimension_names,
-        "path": ctx.services.storage.path_of(array.key),
+        "array_path": array.path,
+        "levels": array.levels,
         "populated": True,
     }
 

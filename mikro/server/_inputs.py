@@ -7,7 +7,8 @@ import datetime as dt
 import strawberry
 from strawberry.scalars import Base64
 
-from mikro.server._types import JSON, RepresentationVariety, RoiKind
+from mikro.server._acquisition import AcquisitionInput
+from mikro.server._types import JSON, BigInt, RepresentationVariety, RoiKind
 
 __all__ = [
     "BaseFilter",
@@ -17,6 +18,10 @@ __all__ = [
     "DatasetUpdateInput",
     "ExperimentInput",
     "ExperimentUpdateInput",
+    "FileFilter",
+    "FileInput",
+    "FileUpdateInput",
+    "LevelInput",
     "MetricFilter",
     "MetricInput",
     "MetricUpdateInput",
@@ -62,6 +67,7 @@ class RepresentationFilter(BaseFilter):
     dataset: strawberry.ID | None = None
     derived_from: strawberry.ID | None = None
     variety: RepresentationVariety | None = None
+    source_fingerprint: str | None = None
 
 
 @strawberry.input
@@ -182,6 +188,28 @@ class RepresentationInput:
         description="The zarr.json the client wrote for the array at 0/ (an OME-Zarr image): the server "
         "records shape, dtype and chunks from it instead of reading it from the store.",
     )
+    source_fingerprint: str | None = None
+    source_scene: int | None = None
+    source_scene_name: str | None = None
+    source_scene_count: int | None = None
+    acquisition: AcquisitionInput | None = None
+    original_file: strawberry.ID | None = strawberry.field(
+        default=None, description="The File (yours) this image was made from."
+    )
+    levels: list[LevelInput] | None = strawberry.field(
+        default=None,
+        description="The pyramid's coarser levels (1, 2, ...) the client wrote beside level 0, with their "
+        "zarr.json; recorded with the store (requires arrayMetadata).",
+    )
+
+
+@strawberry.input(description="One coarser resolution level of an uploaded image.")
+class LevelInput:
+    path: str
+    array_metadata: str
+    scale: list[float] = strawberry.field(
+        description="The downsampling factor per dim relative to level 0 (>= 1)."
+    )
 
 
 @strawberry.input
@@ -252,3 +280,42 @@ class ThumbnailInput:
 @strawberry.input
 class ThumbnailUpdateInput:
     png: Base64
+
+
+@strawberry.input
+class FileFilter(BaseFilter):
+    representation: strawberry.ID | None = strawberry.field(
+        default=None, description="Files attached to this image, or its original."
+    )
+    sample: strawberry.ID | None = None
+    experiment: strawberry.ID | None = None
+    dataset: strawberry.ID | None = None
+    content_hash: str | None = None
+
+
+@strawberry.input(
+    description="Record a file whose bytes are in place at `<key>/file` of a MEDIA store from "
+    "requestUpload; the server checks the object's size, the client vouches for the hash."
+)
+class FileInput:
+    store: strawberry.ID
+    name: str
+    size: BigInt
+    content_hash: str
+    media_type: str = "application/octet-stream"
+    representations: list[strawberry.ID] = strawberry.field(default_factory=list)
+    samples: list[strawberry.ID] = strawberry.field(default_factory=list)
+    experiments: list[strawberry.ID] = strawberry.field(default_factory=list)
+    datasets: list[strawberry.ID] = strawberry.field(default_factory=list)
+    tags: list[str] = strawberry.field(default_factory=list)
+
+
+@strawberry.input(description="Null fields are left as they are; a list given replaces the links.")
+class FileUpdateInput:
+    name: str | None = None
+    media_type: str | None = None
+    representations: list[strawberry.ID] | None = None
+    samples: list[strawberry.ID] | None = None
+    experiments: list[strawberry.ID] | None = None
+    datasets: list[strawberry.ID] | None = None
+    tags: list[str] | None = None

@@ -126,6 +126,10 @@ class Loaders:
     def roi(self) -> DataLoader[int, t.ROI | None]:
         return self._by_id(m.Roi, t.ROI.from_row)
 
+    @functools.cached_property
+    def file(self) -> DataLoader[int, t.File | None]:
+        return self._by_id(m.FileRow, t.File.from_row)
+
     # --- by a foreign key ----------------------------------------------------------------------------
 
     @functools.cached_property
@@ -180,6 +184,41 @@ class Loaders:
     def origins_of_table(self) -> DataLoader[int, list[t.Representation]]:
         link = m.table_origins.c
         return self._through(m.Representation, link.table_id, link.origin_id, t.Representation.from_row)
+
+    @functools.cached_property
+    def samples_of_file(self) -> DataLoader[int, list[t.Sample]]:
+        link = m.file_samples.c
+        return self._through(m.Sample, link.file_id, link.sample_id, t.Sample.from_row)
+
+    @functools.cached_property
+    def experiments_of_file(self) -> DataLoader[int, list[t.Experiment]]:
+        link = m.file_experiments.c
+        return self._through(m.Experiment, link.file_id, link.experiment_id, t.Experiment.from_row)
+
+    @functools.cached_property
+    def datasets_of_file(self) -> DataLoader[int, list[t.Dataset]]:
+        link = m.file_datasets.c
+        return self._through(m.Dataset, link.file_id, link.dataset_id, t.Dataset.from_row)
+
+    @functools.cached_property
+    def representations_of_file(self) -> DataLoader[int, list[t.Representation]]:
+        """Images made from each file (their original) and images it is attached to, by id."""
+        link = m.file_representations.c
+        made_from = self._by_column(m.Representation, "original_file_id", t.Representation.from_row)
+        attached = self._through(
+            m.Representation, link.file_id, link.representation_id, t.Representation.from_row
+        )
+
+        async def load(keys: list[int]) -> list[list[t.Representation]]:
+            originals = await made_from.load_many(keys)
+            links = await attached.load_many(keys)
+            merged = []
+            for first, second in zip(originals, links, strict=True):
+                by_id = {int(rep.id): rep for rep in (*first, *second)}
+                merged.append([by_id[i] for i in sorted(by_id)])
+            return merged
+
+        return self._loader(load)
 
     # --- the three shapes ----------------------------------------------------------------------------
 

@@ -1,13 +1,18 @@
-"""SQLAlchemy tables of the reference server (created at start with ``metadata.create_all``)."""
+"""SQLAlchemy tables of the reference server.
+
+The database's tables come from the Alembic revisions in ``migrations/versions`` (``mikro.server._migrate``):
+a change here needs a new revision (tests/server/test_migrations.py fails until it has one)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -29,6 +34,7 @@ __all__ = [
     "Dataset",
     "Event",
     "Experiment",
+    "FileRow",
     "GrantRecord",
     "IdempotencyRecord",
     "Meta",
@@ -41,6 +47,10 @@ __all__ = [
     "TableRow",
     "Thumbnail",
     "User",
+    "file_datasets",
+    "file_experiments",
+    "file_representations",
+    "file_samples",
     "listed_columns",
     "representation_experiments",
     "representation_origins",
@@ -72,6 +82,33 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+
+class JSONValue(TypeDecorator[Any]):
+    """Any JSON value, read back as it was written (``800.0`` stays a float).
+
+    On SQLite a column declared ``JSON`` has NUMERIC affinity, which turns the text ``800.0`` into the
+    integer 800; there the value is kept as TEXT holding the JSON document instead.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(JSON())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite" and value is not None:
+            return json.dumps(value, allow_nan=False)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        # A database made before this type kept numbers as numbers: those are read as they are.
+        if dialect.name == "sqlite" and isinstance(value, str):
+            return json.loads(value)
+        return value
 
 
 # SQLite would otherwise hand a deleted row's id to the next row: ids (and event cursors) must never
@@ -130,6 +167,12 @@ class Store(Owned, Base):
     dtype: Mapped[str | None] = mapped_column(String(64), default=None)
     dimension_names: Mapped[list[Any] | None] = mapped_column(default=None)
     version: Mapped[str] = mapped_column(String(16), default="3")
+    #: The image array's path inside the store's group (``"0"``: level 0 of an OME-Zarr image; ``""``
+    #: when the store is the array itself); None until the upload is finished.
+    array_path: Mapped[str | None] = mapped_column(Text, default=None)
+    #: Every resolution level: ``[{path, shape, chunks, shards, scale}]`` (level 0 first; ``scale`` is the
+    #: downsampling factor per dim relative to level 0); None until the upload is finished.
+    levels: Mapped[list[Any] | None] = mapped_column(default=None)
 
 
 class Sample(Owned, Base):
@@ -174,6 +217,16 @@ class Representation(Owned, Base):
     channels: Mapped[list[Any]] = mapped_column(default=list)
     physical_size: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     acquisition_date: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Where an ingested image came from: its file's content hash and the scene of that file.
+    source_fingerprint: Mapped[str | None] = mapped_column(String(128), index=True, default=None)
+    source_scene: Mapped[int | None] = mapped_column(default=None)
+    source_scene_name: Mapped[str | None] = mapped_column(Text, default=None)
+    source_scene_count: Mapped[int | None] = mapped_column(default=None)
+    acquisition: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # The File this image was ingested from (kept as it was); the image outlives it.
+    original_file_id: Mapped[int | None] = mapped_column(
+        ForeignKey("files.id", ondelete="SET NULL"), index=True, default=None
+    )
 
 
 representation_experiments = Table(
@@ -212,7 +265,7 @@ class Metric(Owned, Base):
     )
     roi_id: Mapped[int | None] = mapped_column(ForeignKey("rois.id", ondelete="CASCADE"), index=True)
     key: Mapped[str] = mapped_column(Text)
-    value: Mapped[Any] = mapped_column(JSON)
+    value: Mapped[Any] = mapped_column(JSONValue)
 
 
 class TableRow(Owned, Base):
@@ -308,6 +361,39 @@ class IdempotencyRecord(Base):
     response: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+
+class FileRow(Owned, Base):
+    """A file kept as it is (an original an image was ingested from, or an attachment): one object,
+    ``<store key>/file``, on a MEDIA store."""
+
+    __tablename__ = "files"
+    name: Mapped[str] = mapped_column(Text)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    # "<algorithm>:<hex digest>" of the bytes, computed by the uploading client.
+    content_hash: Mapped[str] = mapped_column(String(160), index=True)
+    media_type: Mapped[str] = mapped_column(String(255))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+
+
+def _file_links(name: str, other: str, column: str) -> Table:
+    """A link table between files and ``other`` rows; links go with either side (ON DELETE CASCADE)."""
+    return Table(
+        name,
+        Base.metadata,
+        Column("file_id", ForeignKey("files.id", ondelete="CASCADE"), primary_key=True),
+        Column(column, ForeignKey(f"{other}.id", ondelete="CASCADE"), primary_key=True),
+        Index(f"ix_{name}_{column}", column),
+    )
+
+
+# Files attached to images, samples, experiments and datasets (an image's original is
+# ``Representation.original_file_id``, not a link).
+file_representations = _file_links("file_representations", "representations", "representation_id")
+file_samples = _file_links("file_samples", "samples", "sample_id")
+file_experiments = _file_links("file_experiments", "experiments", "experiment_id")
+file_datasets = _file_links("file_datasets", "datasets", "dataset_id")
 
 
 class DeletedPrefix(Base):

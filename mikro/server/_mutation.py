@@ -34,6 +34,7 @@ from mikro.server._inputs import (
     ThumbnailInput,
     ThumbnailUpdateInput,
 )
+from mikro.server._ome_group import write_back
 from mikro.server._png import png_size
 from mikro.server._representation_create import MAX_BATCH, REP, create_representations
 from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values, set_links
@@ -188,19 +189,35 @@ class ObjectMutation:
         return t.Dataset.from_row(row)
 
     @strawberry.mutation
-    async def delete_dataset(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
+    async def delete_dataset(
+        self, info: Info[Any, Any], id: strawberry.ID, recursive: bool = False
+    ) -> strawberry.ID:
+        """Delete a dataset. One that holds datasets or images is refused (CONFLICT) unless
+        ``recursive``: then its sub-datasets are deleted with it and the images in any of them are
+        kept, outside any dataset (images are deleted only by deleteRepresentation)."""
         ctx, user = begin_mutation(info)
         async with ctx.services.transaction() as tx:
-            row = await get_owned(tx.session, m.Dataset, id, user)
-            # Children and images outlive their dataset: they are detached, not deleted.
-            await tx.session.execute(
-                update(m.Dataset).where(m.Dataset.parent_id == row.id).values(parent_id=None)
+            s = tx.session
+            row = await get_owned(s, m.Dataset, id, user)
+            tree, level = [row.id], [row.id]
+            while level:
+                level = list(
+                    (await s.scalars(select(m.Dataset.id).where(m.Dataset.parent_id.in_(level)))).all()
+                )
+                tree += level
+            images = select(m.Representation.id).where(m.Representation.dataset_id.in_(tree))
+            if not recursive and (len(tree) > 1 or (await s.scalar(images.limit(1))) is not None):
+                raise Conflict(
+                    f"dataset {row.id} is not empty (it holds datasets or images): delete it with "
+                    "recursive=true to delete its sub-datasets too (their images are kept, outside any "
+                    "dataset)"
+                )
+            await s.execute(
+                update(m.Representation).where(m.Representation.dataset_id.in_(tree)).values(dataset_id=None)
             )
-            await tx.session.execute(
-                update(m.Representation).where(m.Representation.dataset_id == row.id).values(dataset_id=None)
-            )
-            await drop_tags(tx.session, m.Dataset, [row.id])
-            await tx.session.delete(row)
+            await s.execute(update(m.Dataset).where(m.Dataset.id.in_(tree)).values(parent_id=None))
+            await drop_tags(s, m.Dataset, tree)
+            await s.execute(delete(m.Dataset).where(m.Dataset.id.in_(tree)))
         return strawberry.ID(str(row.id))
 
     # --- representations ----------------------------------------------------------------------------
@@ -221,7 +238,9 @@ class ObjectMutation:
         self, info: Info[Any, Any], inputs: list[RepresentationInput]
     ) -> list[t.Representation]:
         ctx, user = begin_mutation(info, inputs)
-        return [t.Representation.from_row(row) for row in await create_representations(ctx, user, inputs)]
+        reps = [t.Representation.from_row(row) for row in await create_representations(ctx, user, inputs)]
+        await t.prefetch_representations(info, reps)
+        return reps
 
     @strawberry.mutation
     async def update_representation(
@@ -252,6 +271,9 @@ class ObjectMutation:
             if input.acquisition_date is not None:
                 row.acquisition_date = input.acquisition_date
             await s.flush()
+            if input.name is not None or input.channels is not None or input.physical_size is not None:
+                # In the transaction: if the store cannot be written, the edit is rolled back.
+                await write_back(ctx, s, row)
             await tx.record(REP, "UPDATE", row.id, row.dataset_id, row.creator_id)
         return t.Representation.from_row(row)
 

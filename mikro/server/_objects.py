@@ -15,9 +15,10 @@ import shutil
 import stat
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import obstore
 from obstore.exceptions import NotFoundError as ObjectNotFound
@@ -96,12 +97,27 @@ def _check_key(key: str) -> None:
         raise BadUserInput(f"invalid object key {key!r}")
 
 
+T = TypeVar("T")
+
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 # O_NONBLOCK: opening a FIFO a client planted must not hang a worker thread.
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
-def _read_below(root: str, key: str, *, content: bool = True) -> bytes | None:
+def _read_below(root: str, key: str) -> bytes | None:
+    return _below(root, key, _read_all)
+
+
+def _read_all(fd: int) -> bytes:
+    with os.fdopen(os.dup(fd), "rb") as f:
+        return f.read()
+
+
+def _size_below(root: str, key: str) -> int | None:
+    return _below(root, key, lambda fd: os.fstat(fd).st_size)
+
+
+def _below(root: str, key: str, use: Callable[[int], T]) -> T | None:
     """Read ``root/key`` without following a symbolic link anywhere below ``root`` (a folder store's
     clients write its directories themselves, and could otherwise point the server at any file it can
     read: another user's store, or the server's own secrets). None if there is no such regular file."""
@@ -119,10 +135,7 @@ def _read_below(root: str, key: str, *, content: bool = True) -> bytes | None:
         fds.append(os.open(name, _FILE, dir_fd=fds[-1]))
         if not stat.S_ISREG(os.fstat(fds[-1]).st_mode):
             return None
-        if not content:
-            return b""
-        with os.fdopen(os.dup(fds[-1]), "rb") as f:
-            return f.read()
+        return use(fds[-1])
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as e:
@@ -191,15 +204,23 @@ class ObjectStorage:
         except (ObjectNotFound, FileNotFoundError):
             return None
 
+    def replace(self, key: str, data: bytes) -> None:
+        """Write one object whole: readers see the old bytes or the new ones (a put on S3; a temporary
+        file renamed into place in a folder store)."""
+        obstore.put(self._store, key, data)
+
     def exists(self, key: str) -> bool:
+        return self.size_of(key) is not None
+
+    def size_of(self, key: str) -> int | None:
+        """The object's size in bytes, or None if there is no such object (one HEAD request)."""
         _check_key(key)
         if self.kind == "FILE":
-            return _read_below(self.bucket, key, content=False) is not None
+            return _size_below(self.bucket, key)
         try:
-            obstore.head(self._store, key)
+            return int(obstore.head(self._store, key)["size"])
         except (ObjectNotFound, FileNotFoundError):
-            return False
-        return True
+            return None
 
     def delete_prefix(self, prefix: str) -> None:
         """Remove every object under ``prefix/``."""
@@ -220,8 +241,10 @@ class ObjectStorage:
         carries the batch's credentials: scoped to the batch's prefix, so they reach the stores this
         user reserved within the credentials' lifetime (at most ``UPLOAD_BATCH_STORES``) and nothing else.
         """
+        # Image stores end in .zarr: napari and bioio pick their OME-Zarr reader by that suffix.
+        suffix = ".zarr" if upload_kind == "ZARR" else ""
         if self.kind == "FILE":
-            key = self.new_key(upload_kind)
+            key = self.new_key(upload_kind) + suffix
             return key, self.grant(key, write=True, session_name=session_name)
         with self._batch_lock:
             batch = self._live_batch((user_id, upload_kind))
@@ -230,7 +253,7 @@ class ObjectStorage:
                 batch = _UploadBatch(prefix, self._s3_grant(prefix, write=True, session_name=session_name))
                 self._batches[(user_id, upload_kind)] = batch
             batch.stores += 1
-        key = f"{batch.prefix}/{uuid.uuid4().hex}"
+        key = f"{batch.prefix}/{uuid.uuid4().hex}{suffix}"
         return key, self._for_key(batch.grant, key)
 
     def grant(self, key: str, *, write: bool, session_name: str, user_id: int | None = None) -> GrantData:

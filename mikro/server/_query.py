@@ -11,9 +11,10 @@ from strawberry.types import Info
 
 from mikro.server import _models as m
 from mikro.server import _types as t
+from mikro.server._acquisition import SourceMatch
 from mikro.server._context import context_of
 from mikro.server._crud import apply_base_filter, get_visible_row, parse_id, query_page, visible_to
-from mikro.server._errors import NotFound
+from mikro.server._errors import BadUserInput, NotFound
 from mikro.server._inputs import (
     BaseFilter,
     DatasetFilter,
@@ -28,6 +29,9 @@ from mikro.server._inputs import (
 __all__ = ["Query"]
 
 R = TypeVar("R")
+
+#: Fingerprints one sourcesIngested request may ask about.
+MAX_FINGERPRINTS = 2000
 
 
 async def _get(info: Info[Any, Any], model: type[Any], raw_id: Any, convert: Callable[[Any], R]) -> R:
@@ -76,6 +80,8 @@ def _representation_filter(flt: RepresentationFilter | None) -> Callable[[Select
                     link.experiment_id == parse_id(flt.experiment, "experiment"),
                 )
             )
+        if flt.source_fingerprint is not None:
+            query = query.where(rep.source_fingerprint == flt.source_fingerprint)
         if flt.derived_from is not None:
             origins = m.representation_origins.c
             query = query.where(
@@ -99,7 +105,9 @@ class Query:
 
     @strawberry.field
     async def representation(self, info: Info[Any, Any], id: strawberry.ID) -> t.Representation:
-        return await _get(info, m.Representation, id, t.Representation.from_row)
+        rep = await _get(info, m.Representation, id, t.Representation.from_row)
+        await t.prefetch_representations(info, [rep])
+        return rep
 
     @strawberry.field
     async def representations(
@@ -108,7 +116,7 @@ class Query:
         filter: RepresentationFilter | None = None,
         pagination: OffsetPaginationInput | None = None,
     ) -> list[t.Representation]:
-        return await _list(
+        reps = await _list(
             info,
             m.Representation,
             t.Representation.from_row,
@@ -116,6 +124,8 @@ class Query:
             pagination,
             _representation_filter(filter),
         )
+        await t.prefetch_representations(info, reps)
+        return reps
 
     @strawberry.field
     async def sample(self, info: Info[Any, Any], id: strawberry.ID) -> t.Sample:
@@ -272,3 +282,28 @@ class Query:
         if store.kind != "ZARR":
             raise NotFound(f"store {id} is not a zarr store")
         return t.ZarrStore.from_row(store)
+
+    @strawberry.field(  # type: ignore[untyped-decorator]
+        description="The caller's own images ingested from any of these source fingerprints (at most "
+        "2000 per request): what a rerun of an ingest may skip."
+    )
+    async def sources_ingested(self, info: Info[Any, Any], fingerprints: list[str]) -> list[SourceMatch]:
+        if len(fingerprints) > MAX_FINGERPRINTS:
+            raise BadUserInput(
+                f"at most {MAX_FINGERPRINTS} fingerprints per request, not {len(fingerprints)}"
+            )
+        ctx = context_of(info)
+        user = ctx.require_user()
+        rep = m.Representation
+        # The caller's own images only, also for an admin: another user's ingest is not this one's.
+        query = select(rep.id, rep.source_fingerprint, rep.source_scene, rep.source_scene_count).where(
+            rep.creator_id == user.id, rep.source_fingerprint.in_(set(fingerprints))
+        )
+        async with ctx.read() as session:
+            rows = (await session.execute(query)).all()
+        return [
+            SourceMatch(
+                fingerprint=str(fp), scene=scene, scene_count=count, representation=strawberry.ID(str(rid))
+            )
+            for rid, fp, scene, count in rows
+        ]

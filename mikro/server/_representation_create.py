@@ -13,7 +13,7 @@ the check bought was only a friendlier error for a client that forgot to write i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -23,16 +23,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mikro.server import _models as m
+from mikro.server._acquisition import acquisition_value
 from mikro.server._auth import AuthUser
 from mikro.server._context import Context
 from mikro.server._crud import get_owned, get_store, insert_tag_rows
 from mikro.server._data_plane import array_values, read_array
 from mikro.server._errors import ApiError, BadUserInput, Conflict
+from mikro.server._files import owned_file
 from mikro.server._inputs import RepresentationInput
 from mikro.server._png import png_size
 from mikro.server._quota import check_quota
 from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values
-from mikro.server._zarr_meta import ArrayInfo, array_info_from_document
+from mikro.server._zarr_meta import ArrayInfo, array_info_from_document, with_levels
 
 __all__ = ["MAX_BATCH", "REP", "create_representations"]
 
@@ -57,6 +59,7 @@ class _Checked:
     dtype: str
     dims: list[str]
     thumbnail_size: tuple[int, int] | None = None  # (width, height) of the input's PNG
+    original_file_id: int | None = None
 
 
 @contextmanager
@@ -89,9 +92,10 @@ async def create_representations(
             sizes.append(None if input.thumbnail is None else png_size(input.thumbnail.png, "thumbnail png"))
     checked: list[_Checked] = []
     async with ctx.read() as session:
+        used = await _load_for_checks(session, inputs)
         for label, input, size in zip(labels, inputs, sizes, strict=True):
             with _about(label):
-                item = await _check(ctx, session, input, user)
+                item = await _check(ctx, session, input, user, used)
             item.thumbnail_size = size
             checked.append(item)
     async with ctx.services.transaction() as tx:
@@ -100,10 +104,41 @@ async def create_representations(
     return rows
 
 
-async def _check(ctx: Context, session: AsyncSession, input: RepresentationInput, user: AuthUser) -> _Checked:
+def _ids(raw: Iterable[Any]) -> set[int]:
+    """The ids among ``raw`` that parse (the checks name those that do not)."""
+    out = set()
+    for value in raw:
+        if value is not None and str(value).isdigit():
+            out.add(int(str(value)))
+    return out
+
+
+async def _load_for_checks(session: AsyncSession, inputs: list[RepresentationInput]) -> dict[int, int]:
+    """Load what the checks of all inputs read, one statement per table: the objects go into the
+    session, where the checks' ``session.get`` finds them without a statement of its own. Returns
+    {store id: representation id} of the stores that already hold one."""
+    stores = _ids(i.store for i in inputs)
+    wanted: list[tuple[Any, set[int]]] = [
+        (m.Store, stores),
+        (m.Sample, _ids(i.sample for i in inputs)),
+        (m.Dataset, _ids(i.dataset for i in inputs)),
+        (m.Experiment, _ids(e for i in inputs for e in i.experiments)),
+        (m.Representation, _ids(o for i in inputs for o in i.origins)),
+    ]
+    for model, ids in wanted:
+        if ids and len(inputs) > 1:
+            (await session.execute(select(model).where(model.id.in_(ids)))).scalars().all()
+    rep = m.Representation
+    found = await session.execute(select(rep.store_id, rep.id).where(rep.store_id.in_(stores)))
+    return {store_id: rep_id for store_id, rep_id in found.all()}
+
+
+async def _check(
+    ctx: Context, session: AsyncSession, input: RepresentationInput, user: AuthUser, holding: dict[int, int]
+) -> _Checked:
     checked_name(input.name)
     store = await get_store(session, input.store, user, "ZARR")
-    used = await session.scalar(select(m.Representation.id).where(m.Representation.store_id == store.id))
+    used = holding.get(store.id)
     if used is not None:
         raise Conflict(f"store {input.store} already holds representation {used}")
     sample_id = (await get_owned(session, m.Sample, input.sample, user)).id if input.sample else None
@@ -114,7 +149,9 @@ async def _check(ctx: Context, session: AsyncSession, input: RepresentationInput
     if not store.populated:
         # Finishing here saves the client a finishUpload round trip per image.
         if input.array_metadata is not None:
-            array = array_info_from_document(input.array_metadata, f"{store.key}/0")
+            array = array_info_from_document(input.array_metadata, store.key)
+            levels = [(v.path, v.array_metadata, v.scale) for v in input.levels or []]
+            with_levels(array, store.key, levels)
         else:
             array = await read_array(ctx, store.key)
     shape: list[int] | None
@@ -127,9 +164,12 @@ async def _check(ctx: Context, session: AsyncSession, input: RepresentationInput
     if not dims or any(d not in DIMS for d in dims) or len(set(dims)) != len(dims):
         raise BadUserInput(f"the array's dimension_names {names!r} must be distinct names from c,t,z,y,x")
     assert shape is not None and dtype is not None
-    return _Checked(
+    checked = _Checked(
         input, store, sample_id, dataset_id, experiments, origins, array, list(shape), dtype, dims
     )
+    if input.original_file is not None:
+        checked.original_file_id = (await owned_file(session, input.original_file, user)).id
+    return checked
 
 
 async def _insert(
@@ -163,7 +203,13 @@ async def _insert(
             physical_size=physical_values(item.input.physical_size),
             acquisition_date=item.input.acquisition_date,
             tags=list(dict.fromkeys(item.input.tags)),
+            original_file_id=item.original_file_id,
             creator_id=user.id,
+            source_fingerprint=item.input.source_fingerprint,
+            source_scene=item.input.source_scene,
+            source_scene_name=item.input.source_scene_name,
+            source_scene_count=item.input.source_scene_count,
+            acquisition=acquisition_value(item.input.acquisition),
         )
         for item in items
     ]

@@ -14,17 +14,21 @@ from strawberry.tools import merge_types
 
 from mikro.server._data_plane import DataPlaneMutation
 from mikro.server._errors import ErrorCodes, log_unexpected
+from mikro.server._execution import CachingExecutionContext
+from mikro.server._files import FileMutation, FileQuery
 from mikro.server._limits import QueryCache, QueryLimits
 from mikro.server._mutation import ObjectMutation
+from mikro.server._pyramid import PyramidMutation
 from mikro.server._query import Query
 from mikro.server._settings import Settings
 from mikro.server._subscription import Subscription
-from mikro.server._types import JSON, JSON_SCALAR
+from mikro.server._types import BIG_INT_SCALAR, JSON, JSON_SCALAR, BigInt
 
 __all__ = ["build_schema"]
 
 
-Mutation = merge_types("Mutation", (ObjectMutation, DataPlaneMutation))
+Mutation = merge_types("Mutation", (ObjectMutation, DataPlaneMutation, FileMutation, PyramidMutation))
+RootQuery = merge_types("Query", (Query, FileQuery))
 
 
 class _Schema(strawberry.Schema):
@@ -49,7 +53,7 @@ def build_schema(settings: Settings | None = None, cache: QueryCache | None = No
         MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
     ]
     return _Schema(
-        query=Query,
+        query=RootQuery,
         mutation=Mutation,
         subscription=Subscription,
         # Order matters: the limiters set the parse options and validation rules QueryLimits applies.
@@ -58,5 +62,6 @@ def build_schema(settings: Settings | None = None, cache: QueryCache | None = No
             *(_per_request(limiter) for limiter in limiters),
             lambda: QueryLimits(settings, cache),
         ],
-        config=StrawberryConfig(scalar_map={JSON: JSON_SCALAR}),
+        config=StrawberryConfig(scalar_map={JSON: JSON_SCALAR, BigInt: BIG_INT_SCALAR}),
+        execution_context_class=CachingExecutionContext,
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import socket
 import sys
+from typing import Any
 
 import anyio
 import anyio.from_thread
@@ -14,9 +16,14 @@ from mikro.server._auth import create_user
 from mikro.server._auth import rotate_token as _rotate_token
 from mikro.server._data_dir import prepare_data_dir
 from mikro.server._database import Database
+from mikro.server._migrate import describe_upgrade
 from mikro.server._settings import Settings
 
-__all__ = ["add_user", "rotate_token", "serve"]
+__all__ = ["PortInUseError", "add_user", "database_revision", "rotate_token", "serve", "upgrade_database"]
+
+
+class PortInUseError(RuntimeError):
+    """The port ``mikro serve`` was asked to listen on is taken."""
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -27,8 +34,13 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"port {port} on {host} is in use (another mikro serve?): pick another with --port, "
+                "or --port 0 for any free one"
+            ) from None
         raise
     return sock
 
@@ -38,41 +50,89 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/graphql"
 
 
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "lifespan": "on",
+        "ws": "websockets-sansio",
+        "timeout_graceful_shutdown": 5,
+        # A websocket message is bounded like an HTTP body.
+        "ws_max_size": settings.max_request_bytes,
+    }
+
+
+def _announce(settings: Settings, sock: socket.socket) -> None:
+    # Scripts and test fixtures wait for exactly this line.
+    print(f"mikro: listening on {_url(settings.host, sock.getsockname()[1])}", flush=True)
+
+
+async def _upgrade(settings: Settings) -> None:
+    """Upgrading here, before uvicorn starts: a database this mikro cannot use (DatabaseSchemaError) is
+    reported as one error rather than as a traceback from a failed startup."""
+    async with Database(settings.sqlalchemy_url()) as db:
+        assert db.upgraded is not None
+        print(f"mikro: {describe_upgrade(*db.upgraded)}", flush=True)
+
+
+async def _start_once(settings: Settings) -> None:
+    """Before the workers of ``--workers N`` start: everything a starting server does once."""
+    from mikro.server._services import Services
+
+    await _upgrade(settings)
+    async with Services(settings):
+        pass
+
+
 async def _serve(settings: Settings, sock: socket.socket) -> None:
     import uvicorn
 
     from mikro.server._app import create_app
 
-    # A database this mikro cannot use (DatabaseSchemaError) is reported here, as one error, rather
-    # than as a traceback from uvicorn's failed startup.
-    async with Database(settings.sqlalchemy_url()):
-        pass
-
-    config = uvicorn.Config(
-        create_app(settings),
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        lifespan="on",
-        ws="websockets-sansio",
-        # A websocket message is bounded like an HTTP body.
-        ws_max_size=settings.max_request_bytes,
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    port = sock.getsockname()[1]
+    await _upgrade(settings)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), **_uvicorn_options(settings)))
 
     async def announce() -> None:
         while not server.started:
             if server.should_exit:
                 return
             await anyio.sleep(0.02)
-        # Scripts and test fixtures wait for exactly this line.
-        print(f"mikro: listening on {_url(settings.host, port)}", flush=True)
+        _announce(settings, sock)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(announce)
         await server.serve(sockets=[sock])
         tg.cancel_scope.cancel()
+
+
+def upgrade_database(settings: Settings) -> tuple[str | None, str]:
+    """``mikro db upgrade``: create or upgrade the tables; returns (revision before, revision now)."""
+
+    async def run() -> tuple[str | None, str]:
+        prepare_data_dir(settings)
+        async with Database(settings.sqlalchemy_url()) as db:
+            assert db.upgraded is not None
+            return db.upgraded
+
+    return anyio.run(run)
+
+
+def database_revision(settings: Settings) -> str | None:
+    """``mikro db current``: the database's revision, changing nothing (None: no tables yet)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from mikro.server._migrate import current_revision
+
+    async def run() -> str | None:
+        engine = create_async_engine(settings.sqlalchemy_url())
+        try:
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    if settings.database_url is None and not (settings.data_dir / "mikro.sqlite3").exists():
+        return None  # SQLite would create an empty file just to say so
+    return anyio.run(run)
 
 
 def _loop_options() -> dict[str, bool]:
@@ -104,7 +164,14 @@ def serve(settings: Settings) -> None:
     # in place that re-raise is harmless and the process exits with status 0.
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        anyio.run(_serve, settings, sock, backend="asyncio", backend_options=_loop_options())
+        if settings.workers == 1:
+            anyio.run(_serve, settings, sock, backend="asyncio", backend_options=_loop_options())
+        else:
+            from mikro.server._workers import run_workers
+
+            anyio.run(_start_once, settings, backend="asyncio")
+            options = {**_uvicorn_options(settings), "loop": "uvloop" if _loop_options() else "asyncio"}
+            run_workers(settings, sock, options, lambda: _announce(settings, sock))
     finally:
         sock.close()
         for sig, handler in previous.items():

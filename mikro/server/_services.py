@@ -21,9 +21,11 @@ from mikro.server._auth import Authenticator, TokenCache, ensure_admin
 from mikro.server._data_dir import prepare_data_dir
 from mikro.server._database import Database
 from mikro.server._errors import Conflict
+from mikro.server._event_feed import EventFeed, lock_event_order
+from mikro.server._locks import exclusive
 from mikro.server._models import Event, IdempotencyRecord, Meta, utcnow
 from mikro.server._objects import ObjectStorage
-from mikro.server._pubsub import EventMessage, InMemoryPubSub, PubSub
+from mikro.server._pubsub import EventMessage, PubSub
 from mikro.server._settings import Settings
 from mikro.server._store_cleanup import collect_abandoned_uploads, sweep_deleted_prefixes
 
@@ -124,6 +126,8 @@ class Tx:
             {"stream": stream, "kind": kind, "object_id": o, "scope_id": scope, "owner_id": owner}
             for o, scope, owner in objects
         ]
+        if not self.events:
+            await lock_event_order(self.session)
         statement = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
         cursors = [int(row[0]) for row in await self.session.execute(statement, values)]
         for cursor, (o, scope, owner) in zip(cursors, objects, strict=True):
@@ -136,7 +140,10 @@ class Services:
     def __init__(self, settings: Settings, pubsub: PubSub | None = None) -> None:
         self.settings = settings
         self.db = Database(settings.sqlalchemy_url())
-        self.pubsub: PubSub = pubsub or InMemoryPubSub(settings.pubsub_buffer)
+        self._feed = EventFeed(
+            self.db, buffer=settings.pubsub_buffer, poll_interval=settings.event_poll_interval
+        )
+        self.pubsub: PubSub = pubsub or self._feed
         self.auth = Authenticator(
             self.db, TokenCache(settings.auth_cache_ttl, settings.auth_cache_size, settings.auth_epoch_file)
         )
@@ -169,6 +176,8 @@ class Services:
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
             self._task_group.start_soon(self._maintenance_loop)
+            if self.pubsub is self._feed:
+                self._task_group.start_soon(self._feed.run)
         except BaseException:
             await self.db.__aexit__(None, None, None)
             raise
@@ -216,10 +225,13 @@ class Services:
 
     async def _maintenance(self, *, startup: bool) -> None:
         """Prune the event log and expired idempotency keys; delete abandoned uploads; sweep deleted
-        stores' prefixes whose write credentials have expired."""
-        await self._prune(startup=startup)
-        await collect_abandoned_uploads(self, self.settings.abandoned_upload_age)
-        await sweep_deleted_prefixes(self)
+        stores' prefixes whose write credentials have expired. With several server processes on one
+        database, one of them does it each time (the others skip the round)."""
+        async with exclusive(self.db.engine, "maintenance") as held:
+            if held:
+                await self._prune(startup=startup and self.settings.recover_interrupted)
+                await collect_abandoned_uploads(self, self.settings.abandoned_upload_age)
+                await sweep_deleted_prefixes(self)
 
     async def _prune(self, *, startup: bool) -> None:
         now = utcnow()

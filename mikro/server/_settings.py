@@ -47,11 +47,16 @@ class Settings(BaseSettings):
     io_threads: int = Field(default=8, ge=1)
     # Events a subscriber may fall behind by before it is cut off and catches up from the event table.
     pubsub_buffer: int = Field(default=1024, ge=1)
+    # Seconds between reads of the event table for events committed by other processes on SQLite
+    # (their latency to a watch on this process); PostgreSQL wakes watches by NOTIFY instead.
+    event_poll_interval: float = Field(default=0.1, gt=0)
     # Seconds a process trusts a looked-up token without asking the database again (0: always ask).
     # Revocations on the same data dir reach it at once anyway; see mikro/server/_auth.py.
     auth_cache_ttl: float = Field(default=30.0, ge=0)
     auth_cache_size: int = Field(default=4096, ge=0)
     log_level: str = "info"
+    # Mounts /bench-floor/* (unauthenticated: for benchmarks/per_request.py only, never on a real server).
+    bench_floor: bool = False
 
     # What one request may cost the shared server (see mikro/server/_limits.py). A refused request gets
     # a BAD_USER_INPUT error naming the setting.
@@ -71,6 +76,13 @@ class Settings(BaseSettings):
     request_timeout: float = Field(default=30.0, gt=0)
     # Bytes (estimated) of parsed and validated documents kept to skip parsing repeated queries.
     query_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+
+    # Server processes (`mikro serve --workers N`) sharing the port, the database and the store.
+    workers: int = Field(default=1, ge=1)
+    # At start, drop idempotency keys left pending by requests a dead server never finished. Off in
+    # the workers of `--workers N`: the parent does it once, before any worker serves requests (a
+    # worker restarted later would otherwise drop the keys of its siblings' requests in flight).
+    recover_interrupted: bool = True
 
     @field_validator("admin_token")
     @classmethod

@@ -2,31 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
-from typing import Any, NewType, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, NewType, TypeVar, cast
 
 import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
 from strawberry.dataloader import DataLoader
 from strawberry.scalars import Base64
 from strawberry.types import Info
 
 from mikro.server import _models as m
+from mikro.server._acquisition import Acquisition, acquisition_from_value
 from mikro.server._context import context_of
 from mikro.server._errors import NotFound
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 __all__ = [
+    "BIG_INT_SCALAR",
     "JSON",
     "JSON_SCALAR",
     "ROI",
+    "BigInt",
     "Channel",
     "Credentials",
     "Dataset",
     "EventKind",
     "Experiment",
+    "File",
     "Grant",
+    "MediaStore",
     "Metric",
     "ParquetStore",
     "PhysicalSize",
@@ -43,6 +52,7 @@ __all__ = [
     "UploadKind",
     "User",
     "ZarrStore",
+    "prefetch_representations",
 ]
 
 
@@ -61,6 +71,17 @@ JSON_SCALAR = strawberry.scalar(
     "[ECMA-404](https://ecma-international.org/wp-content/uploads/ECMA-404_2nd_edition_june_2017.pdf).",
     serialize=_identity,
     parse_value=_identity,
+)
+
+
+# Byte counts of files pass 2**31, GraphQL's Int; like JSON, defined once in the schema's scalar_map.
+BigInt = NewType("BigInt", int)
+
+BIG_INT_SCALAR = strawberry.scalar(
+    name="BigInt",
+    description="An integer that may not fit in 32 bits (a byte count), serialized as a JSON number.",
+    serialize=int,
+    parse_value=int,
 )
 
 
@@ -106,12 +127,29 @@ class EventKind(enum.Enum):
     GAP = "GAP"
 
 
-async def _related(info: Info[Any, Any], loader: DataLoader[int, list[Any]], key: int) -> list[Any]:
+def _visible(info: Info[Any, Any], items: list[Any]) -> list[Any]:
     """Related objects the caller may see (relations only ever link one user's objects, but admins
-    can link across users), and that still exist (see ``present``)."""
+    can link across users)."""
     user = context_of(info).require_user()
-    items = await loader.load(key)
-    return await present(info, [item for item in items if user.can_see(item._creator_id)])
+    return [item for item in items if user.can_see(item._creator_id)]
+
+
+def _seen(info: Info[Any, Any], item: T | None) -> T | None:
+    """A single related object, or None when unset, deleted or another user's (see `_visible`)."""
+    if item is None or not context_of(info).require_user().can_see(getattr(item, "_creator_id", -1)):
+        return None
+    return item
+
+
+def _store_of(row: Any, store_id: int) -> ZarrStore:
+    if row is None:
+        raise NotFound(f"its store {store_id} was deleted while this request ran")
+    return ZarrStore.from_row(row)
+
+
+async def _related_items(info: Info[Any, Any], loader: DataLoader[int, list[Any]], key: int) -> list[Any]:
+    """Related objects the caller may see that still exist (see ``present``)."""
+    return await present(info, _visible(info, await loader.load(key)))
 
 
 async def _required(loader: DataLoader[int, Any], key: int, what: str) -> Any:
@@ -123,20 +161,69 @@ async def _required(loader: DataLoader[int, Any], key: int, what: str) -> Any:
 
 
 async def _optional(info: Info[Any, Any], loader: DataLoader[int, T | None], key: int | None) -> T | None:
-    """A single related object, or None: unset, deleted, or another user's (an admin may link across
-    users; the other user's object is not shown to this one, as in the lists)."""
-    if key is None:
-        return None
-    item = await loader.load(key)
-    if item is None or not context_of(info).require_user().can_see(getattr(item, "_creator_id", -1)):
-        return None
-    return item
+    """A single related object, or None: unset, deleted, or another user's (see `_seen`)."""
+    return None if key is None else _seen(info, await loader.load(key))
 
 
 async def _creator(info: Info[Any, Any], creator_id: int) -> User:
     user = await context_of(info).loaders.user.load(creator_id)
     assert user is not None
     return user
+
+
+def _related(loader: DataLoader[int, T], key: int, then: Callable[[T], R] | None = None) -> R:
+    """``then`` of the loader's value for ``key``: the value itself when this request has already loaded
+    it, else an awaitable of it. Typed as the value: graphql-core awaits what a resolver returns when it
+    is awaitable, and strawberry reads the GraphQL type from the resolver's annotation."""
+    convert = cast(Callable[[T], R], _identity if then is None else then)
+    future = _loaded(loader, key)
+    if future is not None:
+        return convert(future.result())
+
+    async def later() -> R:
+        return convert(await loader.load(key))
+
+    return cast(R, later())
+
+
+def _related_list(info: Info[Any, Any], loader: DataLoader[int, list[R]], key: int) -> list[R]:
+    """The visible, still existing related objects: at once when this request has loaded them and the
+    rows they need (see `present`), else an awaitable of them."""
+    future = _loaded(loader, key)
+    if future is not None:
+        now = _present_now(info, _visible(info, future.result()))
+        if now is not None:
+            return now
+
+    async def later() -> list[R]:
+        return await present(info, _visible(info, await loader.load(key)))
+
+    return cast(list[R], later())
+
+
+def _loaded(loader: DataLoader[Any, Any], key: Any) -> Any:
+    """The loader's finished future for ``key``, or None when it has not loaded it (or failed)."""
+    future = loader.cache_map.get(key) if loader.cache else None
+    if future is not None and future.done() and not future.cancelled() and future.exception() is None:
+        return future
+    return None
+
+
+def _present_now(info: Info[Any, Any], items: list[T]) -> list[T] | None:
+    """`present` answered from what this request has loaded, or None when that is not enough."""
+    required = _REQUIRED.get(type(items[0])) if items else None
+    if required is None:
+        return items
+    attribute, name = required
+    loader: DataLoader[int, Any] = getattr(context_of(info).loaders, name)
+    kept: list[T] = []
+    for item in items:
+        future = _loaded(loader, getattr(item, attribute))
+        if future is None:
+            return None
+        if future.result() is not None:
+            kept.append(item)
+    return kept
 
 
 @strawberry.type
@@ -164,6 +251,13 @@ class ZarrStore:
     version: str
     populated: bool
     _creator_id: strawberry.Private[int]
+    array_path: str | None = strawberry.field(
+        default=None,
+        description="The image array's path inside the group at `path` (level 0 of an OME-Zarr image).",
+    )
+    levels: list[ZarrLevel] = strawberry.field(
+        default_factory=list, description="Every resolution level, level 0 first (empty until finished)."
+    )
 
     @classmethod
     def from_row(cls, row: m.Store) -> ZarrStore:
@@ -180,6 +274,29 @@ class ZarrStore:
             version=row.version,
             populated=row.populated,
             _creator_id=row.creator_id,
+            array_path=row.array_path,
+            levels=[ZarrLevel.from_value(v) for v in row.levels or []],
+        )
+
+
+@strawberry.type(description="One resolution level of a stored image: an array of the image group.")
+class ZarrLevel:
+    path: str
+    shape: list[int]
+    chunks: list[int]
+    shards: list[int] | None
+    scale: list[float] = strawberry.field(
+        description="The downsampling factor per dim relative to level 0 (1 for level 0)."
+    )
+
+    @classmethod
+    def from_value(cls, value: dict[str, Any]) -> ZarrLevel:
+        return cls(
+            path=value["path"],
+            shape=value["shape"],
+            chunks=value["chunks"],
+            shards=value.get("shards"),
+            scale=[float(f) for f in value["scale"]],
         )
 
 
@@ -226,10 +343,18 @@ class Representation:
     physical_size: PhysicalSize | None
     acquisition_date: dt.datetime | None
     created_at: dt.datetime
+    source_fingerprint: str | None = strawberry.field(
+        description="Content hash of the file the image was ingested from (sha256 hex)."
+    )
+    source_scene: int | None = strawberry.field(description="Index of the image's scene in its source file.")
+    source_scene_name: str | None
+    source_scene_count: int | None = strawberry.field(description="How many scenes its source file has.")
+    acquisition: Acquisition | None
     _creator_id: strawberry.Private[int]
     _store_id: strawberry.Private[int]
     _sample_id: strawberry.Private[int | None]
     _dataset_id: strawberry.Private[int | None]
+    _original_file_id: strawberry.Private[int | None]
 
     @classmethod
     def from_row(cls, row: m.Representation) -> Representation:
@@ -245,53 +370,151 @@ class Representation:
             physical_size=PhysicalSize(**row.physical_size) if row.physical_size is not None else None,
             acquisition_date=row.acquisition_date,
             created_at=row.created_at,
+            source_fingerprint=row.source_fingerprint,
+            source_scene=row.source_scene,
+            source_scene_name=row.source_scene_name,
+            source_scene_count=row.source_scene_count,
+            acquisition=acquisition_from_value(row.acquisition),
             _creator_id=row.creator_id,
             _store_id=row.store_id,
             _sample_id=row.sample_id,
             _dataset_id=row.dataset_id,
+            _original_file_id=row.original_file_id,
         )
 
-    @strawberry.field
-    async def store(self, info: Info[Any, Any]) -> ZarrStore:
-        row = await _required(context_of(info).loaders.store, self._store_id, "store")
-        return ZarrStore.from_row(row)
+    # Sync resolvers that answer at once from what this request has already loaded (a list's relations
+    # are prefetched, see `prefetch_representations`), and return an awaitable otherwise: per object and
+    # field, no coroutine, future and gather for the executor to run.
 
     @strawberry.field
-    async def sample(self, info: Info[Any, Any]) -> Sample | None:
-        return await _optional(info, context_of(info).loaders.sample, self._sample_id)
+    def store(self, info: Info[Any, Any]) -> ZarrStore:
+        store_id = self._store_id
+        return _related(context_of(info).loaders.store, store_id, lambda row: _store_of(row, store_id))
 
     @strawberry.field
-    async def dataset(self, info: Info[Any, Any]) -> Dataset | None:
-        return await _optional(info, context_of(info).loaders.dataset, self._dataset_id)
+    def sample(self, info: Info[Any, Any]) -> Sample | None:
+        if self._sample_id is None:
+            return None
+        return _related(context_of(info).loaders.sample, self._sample_id, lambda item: _seen(info, item))
 
     @strawberry.field
-    async def experiments(self, info: Info[Any, Any]) -> list[Experiment]:
-        return await _related(info, context_of(info).loaders.experiments_of_representation, int(self.id))
+    def dataset(self, info: Info[Any, Any]) -> Dataset | None:
+        if self._dataset_id is None:
+            return None
+        return _related(context_of(info).loaders.dataset, self._dataset_id, lambda item: _seen(info, item))
 
     @strawberry.field
-    async def origins(self, info: Info[Any, Any]) -> list[Representation]:
-        return await _related(info, context_of(info).loaders.origins_of_representation, int(self.id))
+    def experiments(self, info: Info[Any, Any]) -> list[Experiment]:
+        return _related_list(info, context_of(info).loaders.experiments_of_representation, int(self.id))
 
     @strawberry.field
-    async def derived(self, info: Info[Any, Any]) -> list[Representation]:
-        return await _related(info, context_of(info).loaders.derived_of_representation, int(self.id))
+    def origins(self, info: Info[Any, Any]) -> list[Representation]:
+        return _related_list(info, context_of(info).loaders.origins_of_representation, int(self.id))
 
     @strawberry.field
-    async def rois(self, info: Info[Any, Any]) -> list[ROI]:
-        return await _related(info, context_of(info).loaders.rois_of_representation, int(self.id))
+    def derived(self, info: Info[Any, Any]) -> list[Representation]:
+        return _related_list(info, context_of(info).loaders.derived_of_representation, int(self.id))
 
     @strawberry.field
-    async def metrics(self, info: Info[Any, Any]) -> list[Metric]:
-        return await _related(info, context_of(info).loaders.metrics_of_representation, int(self.id))
+    def rois(self, info: Info[Any, Any]) -> list[ROI]:
+        return _related_list(info, context_of(info).loaders.rois_of_representation, int(self.id))
 
     @strawberry.field
-    async def thumbnails(self, info: Info[Any, Any]) -> list[Thumbnail]:
-        loader = context_of(info).loaders.thumbnails_of_representation
-        return await _related(info, loader, int(self.id))
+    def metrics(self, info: Info[Any, Any]) -> list[Metric]:
+        return _related_list(info, context_of(info).loaders.metrics_of_representation, int(self.id))
 
     @strawberry.field
-    async def creator(self, info: Info[Any, Any]) -> User:
-        return await _creator(info, self._creator_id)
+    def thumbnails(self, info: Info[Any, Any]) -> list[Thumbnail]:
+        return _related_list(info, context_of(info).loaders.thumbnails_of_representation, int(self.id))
+
+    @strawberry.field
+    def creator(self, info: Info[Any, Any]) -> User:
+        return _related(context_of(info).loaders.user, self._creator_id)
+
+    @strawberry.field(description="The file this image was ingested from, kept as it was.")  # type: ignore[untyped-decorator]
+    def original_file(self, info: Info[Any, Any]) -> File | None:
+        if self._original_file_id is None:
+            return None
+        # Another user's file (an admin linked it) stays invisible, as every relation does.
+        return _related(
+            context_of(info).loaders.file,
+            self._original_file_id,
+            lambda found: found if found is not None and _visible(info, [found]) else None,
+        )
+
+
+# Representation fields answered by a request's loaders: field -> (loader, attribute holding its key).
+_RELATIONS = {
+    "store": ("store", "_store_id"),
+    "sample": ("sample", "_sample_id"),
+    "dataset": ("dataset", "_dataset_id"),
+    "experiments": ("experiments_of_representation", "id"),
+    "origins": ("origins_of_representation", "id"),
+    "derived": ("derived_of_representation", "id"),
+    "rois": ("rois_of_representation", "id"),
+    "metrics": ("metrics_of_representation", "id"),
+    "thumbnails": ("thumbnails_of_representation", "id"),
+    "originalFile": ("file", "_original_file_id"),
+}
+
+
+#: {id(field node): (the node, names of the fields it selects)}; the parsed documents are cached
+#: (ParserCache), so their nodes recur request after request. Values hold the node, so ids stay unique.
+_SELECTED: dict[int, tuple[Any, frozenset[str]]] = {}
+
+
+def _selected_names(info: Info[Any, Any]) -> frozenset[str]:
+    """The names of the fields selected on this field's value, through fragments (directives ignored:
+    at worst a relation is loaded that is not shown). Strawberry's ``info.selected_fields`` converts
+    the whole nested selection instead, every time."""
+    raw = info._raw_info
+    names: set[str] = set()
+    for node in raw.field_nodes:
+        entry = _SELECTED.get(id(node))
+        if entry is None or entry[0] is not node:
+            found: set[str] = set()
+            stack = [node.selection_set]
+            while stack:
+                selection_set = stack.pop()
+                for selection in selection_set.selections if selection_set is not None else ():
+                    if isinstance(selection, FieldNode):
+                        found.add(selection.name.value)
+                    elif isinstance(selection, FragmentSpreadNode):
+                        fragment = raw.fragments.get(selection.name.value)
+                        stack.append(None if fragment is None else fragment.selection_set)
+                    elif isinstance(selection, InlineFragmentNode):
+                        stack.append(selection.selection_set)
+            if len(_SELECTED) >= 4096:
+                _SELECTED.clear()
+            entry = _SELECTED[id(node)] = (node, frozenset(found))
+        names |= entry[1]
+    return frozenset(names)
+
+
+async def prefetch_representations(info: Info[Any, Any], reps: Sequence[Representation]) -> None:
+    """Load the relations the query selects of all of ``reps`` now, one statement per relation, so that
+    their resolvers answer at once (see `_related`) instead of each awaiting its loader."""
+    loaders = context_of(info).loaders
+    if not reps:
+        return
+    names = _selected_names(info)
+    pending: list[Any] = []
+    for name in names & _RELATIONS.keys():
+        loader_name, key_attribute = _RELATIONS[name]
+        loader: DataLoader[Any, Any] = getattr(loaders, loader_name)
+        if loader.cache:
+            keys = {getattr(rep, key_attribute) for rep in reps} - {None}
+            pending += [loader.load(int(k)) for k in keys]
+    if not pending:
+        return
+    # Waited on, never awaited directly: a cancelled request (a sibling field failed) must not cancel
+    # the loaders' futures, and its reads finish before it ends and gives its session back. A failed
+    # batch fails its fields as before: their resolvers find the error in the loader.
+    try:
+        await asyncio.wait(pending)
+    except asyncio.CancelledError:
+        await asyncio.wait(pending)
+        raise
 
 
 @strawberry.type
@@ -316,7 +539,7 @@ class Sample:
 
     @strawberry.field
     async def representations(self, info: Info[Any, Any]) -> list[Representation]:
-        return await _related(info, context_of(info).loaders.representations_of_sample, int(self.id))
+        return await _related_items(info, context_of(info).loaders.representations_of_sample, int(self.id))
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
@@ -346,7 +569,7 @@ class Experiment:
     @strawberry.field
     async def representations(self, info: Info[Any, Any]) -> list[Representation]:
         loader = context_of(info).loaders.representations_of_experiment
-        return await _related(info, loader, int(self.id))
+        return await _related_items(info, loader, int(self.id))
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
@@ -381,12 +604,12 @@ class Dataset:
 
     @strawberry.field
     async def children(self, info: Info[Any, Any]) -> list[Dataset]:
-        return await _related(info, context_of(info).loaders.children_of_dataset, int(self.id))
+        return await _related_items(info, context_of(info).loaders.children_of_dataset, int(self.id))
 
     @strawberry.field
     async def representations(self, info: Info[Any, Any]) -> list[Representation]:
         loader = context_of(info).loaders.representations_of_dataset
-        return await _related(info, loader, int(self.id))
+        return await _related_items(info, loader, int(self.id))
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
@@ -502,7 +725,7 @@ class Table:
 
     @strawberry.field
     async def origins(self, info: Info[Any, Any]) -> list[Representation]:
-        return await _related(info, context_of(info).loaders.origins_of_table, int(self.id))
+        return await _related_items(info, context_of(info).loaders.origins_of_table, int(self.id))
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
@@ -590,6 +813,74 @@ class RoiEvent:
     kind: EventKind
     id: strawberry.ID | None
     roi: ROI | None
+
+
+@strawberry.type(description="Where a file's bytes are: one object, `<key>/file`.")
+class MediaStore:
+    id: strawberry.ID
+    bucket: str
+    key: str
+    path: str
+
+    @classmethod
+    def from_row(cls, row: m.Store) -> MediaStore:
+        return cls(id=strawberry.ID(str(row.id)), bucket=row.bucket, key=row.key, path=row.path)
+
+
+@strawberry.type(
+    description="A file kept as it is: the original an image was ingested from, or an attachment (a PDF, "
+    "a CSV, a protocol) linked to images, samples, experiments or datasets."
+)
+class File:
+    id: strawberry.ID
+    name: str
+    size: BigInt
+    content_hash: str = strawberry.field(description="`<algorithm>:<hex digest>` of the bytes, e.g. sha256.")
+    media_type: str
+    tags: list[str]
+    created_at: dt.datetime
+    _creator_id: strawberry.Private[int]
+    _store_id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: m.FileRow) -> File:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            size=BigInt(row.size),
+            content_hash=row.content_hash,
+            media_type=row.media_type,
+            tags=list(row.tags),
+            created_at=row.created_at,
+            _creator_id=row.creator_id,
+            _store_id=row.store_id,
+        )
+
+    @strawberry.field
+    async def store(self, info: Info[Any, Any]) -> MediaStore:
+        row = await context_of(info).loaders.store.load(self._store_id)
+        assert row is not None
+        return MediaStore.from_row(row)
+
+    @strawberry.field
+    async def creator(self, info: Info[Any, Any]) -> User:
+        return await _creator(info, self._creator_id)
+
+    @strawberry.field(description="Images made from this file and images it is attached to.")  # type: ignore[untyped-decorator]
+    async def representations(self, info: Info[Any, Any]) -> list[Representation]:
+        return _visible(info, await context_of(info).loaders.representations_of_file.load(int(self.id)))
+
+    @strawberry.field
+    async def samples(self, info: Info[Any, Any]) -> list[Sample]:
+        return _visible(info, await context_of(info).loaders.samples_of_file.load(int(self.id)))
+
+    @strawberry.field
+    async def experiments(self, info: Info[Any, Any]) -> list[Experiment]:
+        return _visible(info, await context_of(info).loaders.experiments_of_file.load(int(self.id)))
+
+    @strawberry.field
+    async def datasets(self, info: Info[Any, Any]) -> list[Dataset]:
+        return _visible(info, await context_of(info).loaders.datasets_of_file.load(int(self.id)))
 
 
 # The related row each kind of object cannot be shown without: (its id attribute, the loader).

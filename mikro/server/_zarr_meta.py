@@ -1,18 +1,28 @@
-"""Reading what ``finishUpload`` records from zarr v3 metadata (``zarr.json``)."""
+"""Reading what ``finishUpload`` records from zarr v3 metadata (``zarr.json``).
+
+An array the client could not read back is refused here, by the datalayer's own check
+(`mikro.datalayer._readable`: the server may import the datalayer, never the client).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from mikro._exceptions import StorageError
+from mikro.datalayer._readable import check_readable
 from mikro.server._bounds import check_array_bounds
 from mikro.server._errors import BadUserInput
 
-__all__ = ["ArrayInfo", "array_info_from_document", "read_array_info"]
+__all__ = ["ArrayInfo", "array_info_from_document", "read_array_info", "with_levels"]
+
+#: A level's path in its group: ``1``, ``2`` ..., or under the prefix a later pyramid is written to.
+_LEVEL_PATH = re.compile(r"(levels-[0-9a-f]{8,32}/)?[1-9][0-9]{0,2}")
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,20 @@ class ArrayInfo:
     shards: list[int] | None
     dtype: str
     dimension_names: list[str] | None
+    #: The array's path inside the store (``"0"`` in an OME-Zarr group, ``""`` for a bare array).
+    path: str = "0"
+    #: Every resolution level, level 0 first: ``{path, shape, chunks, shards, scale}``.
+    levels: list[dict[str, Any]] = field(default_factory=list)
+
+    def level(self) -> dict[str, Any]:
+        """This array as a level of its image (downsampling factor 1)."""
+        return {
+            "path": self.path,
+            "shape": self.shape,
+            "chunks": self.chunks,
+            "shards": self.shards,
+            "scale": [1.0] * len(self.shape),
+        }
 
 
 def read_array_info(read: Callable[[str], bytes | None], prefix: str) -> ArrayInfo:
@@ -36,16 +60,16 @@ def read_array_info(read: Callable[[str], bytes | None], prefix: str) -> ArrayIn
     if raw is not None:
         node = _parse(raw, f"{prefix}/0")
         if node.get("node_type") == "array":
-            return _parse_array(node, f"{prefix}/0")
+            return _parse_array(node, f"{prefix}/0", "0")
     node = _load(read, prefix)
     if node.get("node_type") == "group":
         key = f"{prefix}/0"
         node = _load(read, key)
         if node.get("node_type") != "array":
             raise BadUserInput(f"{key}/zarr.json is not a zarr array (the OME-Zarr image must be at 0/)")
-        return _parse_array(node, key)
+        return _parse_array(node, key, "0")
     if node.get("node_type") == "array":
-        return _parse_array(node, prefix)
+        return _parse_array(node, prefix, "")
     raise BadUserInput(f"{prefix}/zarr.json has node_type {node.get('node_type')!r}, not array or group")
 
 
@@ -74,7 +98,11 @@ def _ints(value: Any, what: str) -> list[int]:
     return list(value)
 
 
-def _parse_array(node: dict[str, Any], key: str) -> ArrayInfo:
+def _parse_array(node: dict[str, Any], key: str, path: str) -> ArrayInfo:
+    try:
+        check_readable(node)
+    except StorageError as e:
+        raise BadUserInput(f"{key}/zarr.json: {e}") from None
     shape = _ints(node.get("shape"), "shape")
     grid = node.get("chunk_grid") or {}
     outer = _ints((grid.get("configuration") or {}).get("chunk_shape"), "chunk_grid.chunk_shape")
@@ -99,13 +127,40 @@ def _parse_array(node: dict[str, Any], key: str) -> ArrayInfo:
         not isinstance(names, list) or len(names) != len(shape) or not all(isinstance(n, str) for n in names)
     ):
         raise BadUserInput("invalid zarr metadata: dimension_names must name every dimension")
-    return ArrayInfo(key=key, shape=shape, chunks=chunks, shards=shards, dtype=dtype, dimension_names=names)
+    info = ArrayInfo(
+        key=key, shape=shape, chunks=chunks, shards=shards, dtype=dtype, dimension_names=names, path=path
+    )
+    info.levels.append(info.level())
+    return info
 
 
-def array_info_from_document(document: str, key: str) -> ArrayInfo:
+def array_info_from_document(document: str, prefix: str, path: str = "0") -> ArrayInfo:
     """What an array's ``zarr.json`` (sent by the client rather than read from storage) records."""
+    key = f"{prefix}/{path}"
     node = _parse(document.encode(), key)
     if node.get("node_type") != "array":
         kind = node.get("node_type")
         raise BadUserInput(f"the arrayMetadata for {key}/zarr.json has node_type {kind!r}, not array")
-    return _parse_array(node, key)
+    return _parse_array(node, key, path)
+
+
+def with_levels(array: ArrayInfo, prefix: str, levels: Sequence[tuple[str, str, Sequence[float]]]) -> None:
+    """Record the coarser levels ``(path, zarr.json, scale)`` a client wrote beside ``array`` (level 0).
+
+    Each must be readable like level 0, of its dtype and dims, no larger, and at a path of its own.
+    """
+    seen = {array.path}
+    for path, document, scale in levels:
+        if not _LEVEL_PATH.fullmatch(path) or path in seen:
+            raise BadUserInput(f"level path {path!r} must be a new level path of the image group (1, 2, ...)")
+        seen.add(path)
+        level = array_info_from_document(document, prefix, path)
+        if level.dtype != array.dtype or level.dimension_names != array.dimension_names:
+            raise BadUserInput(f"level {path} must have level 0's dtype and dimension names")
+        if len(scale) != len(array.shape) or any(not f >= 1 for f in scale):
+            raise BadUserInput(
+                f"level {path}'s scale must give a factor >= 1 for each of the {len(array.shape)} dims"
+            )
+        if any(n > n0 for n, n0 in zip(level.shape, array.shape, strict=True)):
+            raise BadUserInput(f"level {path} (shape {level.shape}) is larger than level 0 ({array.shape})")
+        array.levels.append({**level.level(), "scale": [float(f) for f in scale]})

@@ -7,12 +7,16 @@ methods at run time; ``tests/sync/test_typed_twins.py`` fails when the two disag
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio.abc
 import xarray as xr
 
+from mikro._client_files import FileReader, Progress
+from mikro.api._acquisition import Acquisition, SourceMatch
 from mikro.api._enums import RepresentationVariety, RoiKind, UploadKind
 from mikro.api._events import RepresentationEvent, RoiEvent
 from mikro.api._grant import Grant
@@ -21,6 +25,7 @@ from mikro.api._models import (
     Channel,
     Dataset,
     Experiment,
+    File,
     Metric,
     PhysicalSize,
     Representation,
@@ -31,11 +36,14 @@ from mikro.api._models import (
     ZarrStore,
 )
 from mikro.api._operations import IdLike
+from mikro.datalayer._files import FileSource
 from mikro.datalayer._grant import GrantProvider
 from mikro.datalayer._layout import Compression
-from mikro.datalayer._table import TableData
+from mikro.datalayer._pyramid import PyramidOption
+from mikro.datalayer._table import BlockingTableData, TableData
 from mikro.datalayer._write import ProgressCallback
 from mikro.graphql._subscriptions import SubscriptionClient
+from mikro.ingest._report import IngestProgress, IngestReport
 from mikro.sync._streams import SyncContextManager, SyncStream
 
 __all__ = ["SyncMethods"]
@@ -51,6 +59,9 @@ class SyncMethods:
     def task_group(self) -> anyio.abc.TaskGroup: ...
     @property
     def thread_limiter(self) -> anyio.CapacityLimiter: ...
+    def build_pyramid(
+        self, representation: IdLike, *, pyramid: PyramidOption = ..., progress: ProgressCallback | None = ...
+    ) -> Representation: ...
     def compute(self, expr: Any) -> Any: ...
     def create_dataset(
         self,
@@ -85,7 +96,16 @@ class SyncMethods:
         compression: Compression = ...,
         max_bytes: int = ...,
         thumbnail: bool = ...,
+        acquisition: Acquisition | Mapping[str, Any] | None = ...,
+        source_fingerprint: str | None = ...,
+        source_scene: int | None = ...,
+        source_scene_name: str | None = ...,
+        source_scene_count: int | None = ...,
+        limiter: anyio.CapacityLimiter | None = ...,
+        original_file: Any = ...,
+        pyramid: PyramidOption = ...,
     ) -> Representation: ...
+    def create_representations(self, items: Iterable[Mapping[str, Any]]) -> list[Representation]: ...
     def create_roi(
         self,
         representation: IdLike,
@@ -102,14 +122,18 @@ class SyncMethods:
         self, table: Any, *, name: str, origins: Iterable[Any] = ..., tags: Iterable[str] = ...
     ) -> Table: ...
     def create_thumbnail(self, representation: IdLike, png: bytes) -> Thumbnail: ...
-    def delete_dataset(self, dataset: IdLike) -> str: ...
+    def delete_dataset(self, dataset: IdLike, *, recursive: bool = ...) -> str: ...
     def delete_experiment(self, experiment: IdLike) -> str: ...
+    def delete_file(self, file: IdLike) -> str: ...
     def delete_metric(self, metric: IdLike) -> str: ...
     def delete_representation(self, representation: IdLike) -> str: ...
     def delete_roi(self, roi: IdLike) -> str: ...
     def delete_sample(self, sample: IdLike) -> str: ...
     def delete_table(self, table: IdLike) -> str: ...
     def delete_thumbnail(self, thumbnail: IdLike) -> str: ...
+    def download_file(
+        self, file: File | IdLike, path: str | os.PathLike[str], *, progress: Progress | None = ...
+    ) -> Path: ...
     def execute(
         self,
         document: str,
@@ -121,6 +145,7 @@ class SyncMethods:
     def finish_upload(self, store: IdLike) -> ZarrStore: ...
     def get_dataset(self, id: IdLike) -> Dataset: ...
     def get_experiment(self, id: IdLike) -> Experiment: ...
+    def get_file(self, id: IdLike) -> File: ...
     def get_metric(self, id: IdLike) -> Metric: ...
     def get_representation(self, id: IdLike) -> Representation: ...
     def get_roi(self, id: IdLike) -> ROI: ...
@@ -129,6 +154,18 @@ class SyncMethods:
     def get_thumbnail(self, id: IdLike) -> Thumbnail: ...
     def get_zarr_store(self, id: IdLike) -> ZarrStore: ...
     def grant_provider(self, store_id: IdLike, write: bool = ...) -> GrantProvider: ...
+    def ingest(
+        self,
+        paths: str | Path | Iterable[str | Path],
+        *,
+        dataset: Any = ...,
+        sample: Any = ...,
+        tags: Iterable[str] = ...,
+        concurrency: int = ...,
+        keep_original: bool = ...,
+        on_progress: Callable[[IngestProgress], None] | None = ...,
+        dry_run: bool = ...,
+    ) -> IngestReport: ...
     def iter_datasets(
         self,
         *,
@@ -150,6 +187,21 @@ class SyncMethods:
         created_before: dt.datetime | None = ...,
         page_size: int = ...,
     ) -> Iterator[Experiment]: ...
+    def iter_files(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = ...,
+        name_contains: str | None = ...,
+        tags: Sequence[str] | None = ...,
+        created_after: dt.datetime | None = ...,
+        created_before: dt.datetime | None = ...,
+        representation: IdLike | None = ...,
+        sample: IdLike | None = ...,
+        experiment: IdLike | None = ...,
+        dataset: IdLike | None = ...,
+        content_hash: str | None = ...,
+        page_size: int = ...,
+    ) -> Iterator[File]: ...
     def iter_metrics(
         self,
         *,
@@ -177,6 +229,7 @@ class SyncMethods:
         derived_from: IdLike | None = ...,
         variety: RepresentationVariety | str | None = ...,
         page_size: int = ...,
+        source_fingerprint: str | None = ...,
     ) -> Iterator[Representation]: ...
     def iter_rois(
         self,
@@ -243,6 +296,22 @@ class SyncMethods:
         offset: int = ...,
         limit: int = ...,
     ) -> list[Experiment]: ...
+    def list_files(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = ...,
+        name_contains: str | None = ...,
+        tags: Sequence[str] | None = ...,
+        created_after: dt.datetime | None = ...,
+        created_before: dt.datetime | None = ...,
+        representation: IdLike | None = ...,
+        sample: IdLike | None = ...,
+        experiment: IdLike | None = ...,
+        dataset: IdLike | None = ...,
+        content_hash: str | None = ...,
+        offset: int = ...,
+        limit: int = ...,
+    ) -> list[File]: ...
     def list_metrics(
         self,
         *,
@@ -272,6 +341,7 @@ class SyncMethods:
         variety: RepresentationVariety | str | None = ...,
         offset: int = ...,
         limit: int = ...,
+        source_fingerprint: str | None = ...,
     ) -> list[Representation]: ...
     def list_rois(
         self,
@@ -320,20 +390,24 @@ class SyncMethods:
         limit: int = ...,
     ) -> list[Thumbnail]: ...
     def me(self) -> User: ...
-    def open_representation_data(self, rep: Representation) -> xr.DataArray: ...
-    def open_table_data(self, table: Table) -> TableData: ...
+    def open_file(self, file: File | IdLike) -> FileReader: ...
+    def open_representation_data(self, rep: Representation, level: int = ...) -> xr.DataArray: ...
+    def open_table_data(self, table: Table) -> TableData | BlockingTableData: ...
     def release_uploads(self, stores: Iterable[IdLike]) -> list[str]: ...
     def request_access(self, store: IdLike, write: bool = ...) -> Grant: ...
     def request_upload(self, kind: UploadKind | str = ...) -> Grant: ...
     def request_uploads(self, count: int, kind: UploadKind | str = ...) -> list[Grant]: ...
     def search_datasets(self, text: str, *, offset: int = ..., limit: int = ...) -> list[Dataset]: ...
     def search_experiments(self, text: str, *, offset: int = ..., limit: int = ...) -> list[Experiment]: ...
+    def search_files(self, text: str, *, offset: int = ..., limit: int = ...) -> list[File]: ...
     def search_metrics(self, text: str, *, offset: int = ..., limit: int = ...) -> list[Metric]: ...
     def search_representations(
         self, text: str, *, offset: int = ..., limit: int = ...
     ) -> list[Representation]: ...
     def search_rois(self, text: str, *, offset: int = ..., limit: int = ...) -> list[ROI]: ...
     def search_samples(self, text: str, *, offset: int = ..., limit: int = ...) -> list[Sample]: ...
+    def search_tables(self, text: str, *, offset: int = ..., limit: int = ...) -> list[Table]: ...
+    def sources_ingested(self, fingerprints: Sequence[str]) -> list[SourceMatch]: ...
     def thumbnail_png(self, thumbnail: IdLike) -> bytes: ...
     def update_dataset(
         self,
@@ -352,6 +426,18 @@ class SyncMethods:
         description: str | None = ...,
         tags: Sequence[str] | None = ...,
     ) -> Experiment: ...
+    def update_file(
+        self,
+        file: IdLike,
+        *,
+        name: str | None = ...,
+        media_type: str | None = ...,
+        representations: Iterable[IdLike] | None = ...,
+        samples: Iterable[IdLike] | None = ...,
+        experiments: Iterable[IdLike] | None = ...,
+        datasets: Iterable[IdLike] | None = ...,
+        tags: Sequence[str] | None = ...,
+    ) -> File: ...
     def update_metric(self, metric: IdLike, *, key: str | None = ..., value: Any = ...) -> Metric: ...
     def update_representation(
         self,
@@ -393,6 +479,19 @@ class SyncMethods:
         tags: Sequence[str] | None = ...,
     ) -> Table: ...
     def update_thumbnail(self, thumbnail: IdLike, png: bytes) -> Thumbnail: ...
+    def upload_file(
+        self,
+        path_or_bytes: FileSource,
+        *,
+        name: str | None = ...,
+        media_type: str | None = ...,
+        representations: Iterable[IdLike] = ...,
+        samples: Iterable[IdLike] = ...,
+        experiments: Iterable[IdLike] = ...,
+        datasets: Iterable[IdLike] = ...,
+        tags: Iterable[str] = ...,
+        progress: Progress | None = ...,
+    ) -> File: ...
     def watch_representations(
         self, dataset: IdLike | None = ..., *, after: int | None = ..., buffer: int | None = ...
     ) -> SyncContextManager[SyncStream[RepresentationEvent]]: ...

@@ -170,12 +170,14 @@ def test_every_operation_has_a_module_level_function() -> None:
     import inspect
 
     from mikro._client_data import DataPlaneMixin
+    from mikro._client_files import FilesMixin
     from mikro._client_watch import WatchMixin
     from mikro.api import Operations
+    from mikro.api._file_operations import FileOperations
 
     public = {
         n
-        for cls in (Operations, DataPlaneMixin, WatchMixin)
+        for cls in (Operations, DataPlaneMixin, WatchMixin, FilesMixin, FileOperations)
         for n, _ in inspect.getmembers(cls, inspect.isfunction)
         if not n.startswith("_")
     } - {"open_representation_data", "open_table_data"}  # sync, no I/O: used through rep.data

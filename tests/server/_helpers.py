@@ -60,8 +60,10 @@ def array_node(
     dims: list[str] | None = None,
     shards: list[int] | None = None,
 ) -> dict[str, Any]:
-    """zarr v3 array metadata as zarr writes it (with a sharding codec when ``shards`` is given)."""
+    """zarr v3 array metadata as zarr writes it, sharded (one chunk per shard unless ``shards`` is given):
+    the server records only arrays mikro reads."""
     codecs: list[dict[str, Any]] = [{"name": "bytes", "configuration": {"endian": "little"}}]
+    shards = shards or chunks
     if shards is not None:
         codecs = [
             {
@@ -69,7 +71,10 @@ def array_node(
                 "configuration": {
                     "chunk_shape": chunks,
                     "codecs": codecs,
-                    "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+                    "index_codecs": [
+                        {"name": "bytes", "configuration": {"endian": "little"}},
+                        {"name": "crc32c"},
+                    ],
                     "index_location": "end",
                 },
             }
@@ -92,7 +97,7 @@ UPLOAD = (
     "mutation($kind: UploadKind!) { requestUpload(kind: $kind) { storeId kind path prefix bucket write } }"
 )
 FINISH = """mutation($s: ID!) {
-  finishUpload(store: $s) { id shape chunks shards dtype dimensionNames path populated }
+  finishUpload(store: $s) { id shape chunks shards dtype dimensionNames path populated arrayPath }
 }"""
 CREATE_REP = """
 mutation($input: RepresentationInput!) {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +146,7 @@ async def test_finish_upload_of_an_ome_zarr_group(api: Api) -> None:
     assert store["shape"] == [3, 64, 64]
     assert store["chunks"] == [1, 32, 32] and store["shards"] == [3, 64, 64]
     assert store["dtype"] == "float32" and store["dimensionNames"] == ["c", "y", "x"]
-    assert store["path"] == str(root / "0")
+    assert store["path"] == str(root) and store["arrayPath"] == "0"  # the group, then the array in it
 
 
 async def test_finish_upload_of_a_real_zarr_array(api: Api) -> None:
@@ -175,9 +177,55 @@ async def test_finish_upload_of_a_real_zarr_array(api: Api) -> None:
         "dimensionNames": ["t", "z", "y", "x"],
         "path": grant["path"],
         "populated": True,
+        "arrayPath": "",  # the store is the array itself
     }
     rep = await api.data(CREATE_REP, {"input": {"store": grant["storeId"], "name": "movie"}})
     assert rep["createRepresentation"]["dims"] == ["t", "z", "y", "x"]
+
+
+def _unsharded(node: dict[str, Any]) -> None:
+    node["codecs"] = node["codecs"][0]["configuration"]["codecs"]
+
+
+def _gzip(node: dict[str, Any]) -> None:
+    node["codecs"][0]["configuration"]["codecs"].append({"name": "gzip", "configuration": {"level": 1}})
+
+
+def _complex(node: dict[str, Any]) -> None:
+    node["data_type"] = "complex64"
+
+
+def _huge(node: dict[str, Any]) -> None:
+    node["shape"] = [2**27, 2**27]
+
+
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        (_unsharded, "sharded zarr arrays only"),
+        (_gzip, "cannot decode inner chunk codecs"),
+        (_complex, "data_type 'complex64'"),
+        (_huge, "fewer than 2**53 elements"),
+    ],
+)
+@pytest.mark.parametrize("sent", [False, True], ids=["read-from-store", "sent-as-arrayMetadata"])
+async def test_server_refuses_arrays_mikro_cannot_read(
+    api: Api, spoil: Callable[[dict[str, Any]], None], reason: str, sent: bool
+) -> None:
+    grant = (await api.data(UPLOAD, {"kind": "ZARR"}))["requestUpload"]
+    node = array_node([64, 64], [32, 32], "uint16", ["y", "x"], [64, 64])
+    spoil(node)
+    write_zarr_json(Path(grant["path"]) / "0", node)
+    query, variables = FINISH, {"s": grant["storeId"]}
+    if sent:
+        document = json.dumps(node)
+        query, variables = (
+            CREATE_REP,
+            {"input": {"store": grant["storeId"], "name": "x", "arrayMetadata": document}},
+        )
+    error = await api.error(query, variables)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert reason in error["message"]
 
 
 async def test_representation_needs_known_dimension_names(api: Api) -> None:

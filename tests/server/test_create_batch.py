@@ -20,7 +20,9 @@ mutation($inputs: [RepresentationInput!]!) {
 }"""
 CREATE = """
 mutation($input: RepresentationInput!) {
-  createRepresentation(input: $input) { id shape dims dtype store { id populated shape chunks path } }
+  createRepresentation(input: $input) {
+    id shape dims dtype store { id populated shape chunks path arrayPath }
+  }
 }"""
 
 
@@ -143,7 +145,7 @@ async def test_array_metadata_sent_with_the_request_finishes_the_upload(api: Api
     assert not (root / "0" / "zarr.json").exists()
     assert rep["shape"] == [5, 32, 48] and rep["dims"] == ["z", "y", "x"] and rep["dtype"] == "uint16"
     assert rep["store"]["populated"] and rep["store"]["chunks"] == [1, 32, 48]
-    assert rep["store"]["path"] == str(root / "0")
+    assert rep["store"]["path"] == str(root) and rep["store"]["arrayPath"] == "0"
 
 
 @pytest.mark.parametrize(

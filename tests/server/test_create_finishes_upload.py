@@ -19,7 +19,7 @@ pytestmark = pytest.mark.anyio
 CREATE = """
 mutation($input: RepresentationInput!) {
   createRepresentation(input: $input) {
-    id shape dims dtype store { id populated shape path }
+    id shape dims dtype store { id populated shape path arrayPath }
     thumbnails { id width height }
   }
 }"""
@@ -44,7 +44,13 @@ async def test_create_finishes_the_upload_in_the_same_request(api: Api, mikro_se
     store, root = await _ome_upload(api)
     rep = (await api.data(CREATE, {"input": {"store": store, "name": "direct"}}))["createRepresentation"]
     assert rep["shape"] == [2, 32, 48] and rep["dims"] == ["z", "y", "x"] and rep["dtype"] == "uint16"
-    assert rep["store"] == {"id": store, "populated": True, "shape": [2, 32, 48], "path": str(root / "0")}
+    assert rep["store"] == {
+        "id": store,
+        "populated": True,
+        "shape": [2, 32, 48],
+        "path": str(root),
+        "arrayPath": "0",
+    }
     assert rep["thumbnails"] == []
     # Finished means read-only: no more write grants for it.
     code = await api.code(

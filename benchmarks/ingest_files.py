@@ -1,0 +1,340 @@
+"""Ingest of microscope files (issue 16): three bars, each beside its floor measured in the same run.
+
+    python benchmarks/ingest_files.py [--quick] [--runs 3] [--json out.json]
+
+- big:   N OME-TIFF files of 2048x2048x4ch uint16 (200 full, 4 of 512x512 quick) through `m.ingest`, to
+         a folder store and to S3 (moto); floor: tifffile read + raw obstore put of the same bytes.
+         Target ≥ 0.8x the floor (MiB/s); client CPU s/GiB printed.
+- small: 2,000 TIFFs of 256x256 (200 quick); floor: tifffile read + raw put of each image's objects
+         (pixels and the two small zarr.json). Target ≥ 0.5x the floor (images/s).
+- rerun: the small folder again, everything already stored: hashing and one request per 2,000 files.
+         Target ≥ 2,000 files/s.
+
+Every run of mikro ingests into a fresh user's account, so fingerprints from an earlier run never turn
+an ingest into a rerun; the images are deleted after each timed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _baselines as bl
+import anyio
+import numpy as np
+import obstore
+import tifffile
+from _context import Context, Sizes, synthetic_planes
+from _harness import MIB, BarResult, Check, Figure, Sample, figure_from, interleave, timed
+from _infra import MikroServer
+from _report import print_table, write_json
+from rich.console import Console
+
+CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class FileSizes:
+    big_files: int
+    big_side: int
+    channels: int
+    small_files: int
+    small_side: int
+
+    @classmethod
+    def full(cls) -> FileSizes:
+        return cls(200, 2048, 4, 2000, 256)
+
+    @classmethod
+    def quick(cls) -> FileSizes:
+        return cls(4, 512, 4, 200, 256)
+
+
+def write_files(folder: Path, count: int, side: int, channels: int, *, ome: bool) -> int:
+    """`count` TIFFs (OME-TIFF with channel names and pixel sizes when `ome`); returns their pixel bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    planes = synthetic_planes(channels, side)
+    for i in range(count):
+        data = np.roll(planes, i, axis=-1)
+        if ome:
+            meta = {
+                "axes": "CYX",
+                "Channel": {"Name": [f"ch{c}" for c in range(channels)]},
+                "PhysicalSizeX": 0.1,
+            }
+            tifffile.imwrite(folder / f"f{i:05d}.ome.tif", data, ome=True, metadata=meta)
+        else:
+            tifffile.imwrite(folder / f"f{i:05d}.tif", data[0], photometric="minisblack")
+    return count * planes[: channels if ome else 1].nbytes
+
+
+def _user(server: MikroServer) -> str:
+    """A fresh user (its token) on a benchmark server, made with the server's own CLI."""
+    import subprocess
+
+    name = f"bench{time.monotonic_ns()}"
+    env = {**os.environ, "MIKRO_ADMIN_TOKEN": server.token}
+    done = subprocess.run(
+        [sys.executable, "-m", "mikro", "user", "add", name, "--data-dir", str(server.data_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def mikro_ingest(server: MikroServer, folder: Path, nbytes: int, *, rerun: bool = False) -> Sample:
+    """`m.ingest(folder)` timed; with `rerun`, a first untimed ingest stores everything beforehand."""
+    import mikro
+
+    token = _user(server)
+
+    async def main() -> tuple[Any, Any]:
+        async with mikro.connect(server.url, token=token, timeout=120) as m:
+            if rerun:
+                await m.ingest(folder, concurrency=CONCURRENCY)
+            server0 = server.cpu_seconds()
+            with timed() as clock:
+                report = await m.ingest(folder, concurrency=CONCURRENCY)
+            server_cpu = server.cpu_seconds() - server0
+            assert report.ok, [f.error for f in report.failed][:3]
+            ids = [i for f in report.files for i in f.images]
+            async with anyio.create_task_group() as tg:
+                for rep_id in ids:
+                    tg.start_soon(m.delete_representation, rep_id)
+            return clock, (report, server_cpu)
+
+    clock, (report, server_cpu) = anyio.run(main)
+    files = len(report.files)
+    return Sample(
+        clock.seconds,
+        clock.cpu,
+        nbytes,
+        value=files / clock.seconds,
+        extra={"server_cpu_s": server_cpu, "images": report.created, "skipped": report.skipped},
+    )
+
+
+def mikro_arrays(server: MikroServer, folder: Path, nbytes: int) -> Sample:
+    """The same pixels through `create_representation` from numpy (files read beforehand, untimed): what
+    the ingest costs beyond mikro's per-image upload."""
+    import mikro
+
+    arrays = [tifffile.imread(p) for p in sorted(folder.iterdir())]
+    token = _user(server)
+
+    async def main() -> Any:
+        async with mikro.connect(server.url, token=token, timeout=120) as m:
+            slots = anyio.Semaphore(CONCURRENCY)
+            reps: list[Any] = []
+
+            async def one(i: int) -> None:
+                async with slots:
+                    reps.append(await m.create_representation(arrays[i], name=f"a{i}", dims="yx"))
+
+            with timed() as clock:
+                async with anyio.create_task_group() as tg:
+                    for i in range(len(arrays)):
+                        tg.start_soon(one, i)
+            async with anyio.create_task_group() as tg:
+                for rep in reps:
+                    tg.start_soon(m.delete_representation, rep.id)
+            return clock
+
+    clock = anyio.run(main)
+    return Sample(clock.seconds, clock.cpu, nbytes, value=len(arrays) / clock.seconds)
+
+
+def floor(store: Any, folder: Path, nbytes: int, *, small_objects: bool) -> Sample:
+    """tifffile read + raw obstore put of every file's pixels (and the two zarr.json, for small files)."""
+    paths = sorted(folder.iterdir())
+    prefix = f"floor{time.monotonic_ns()}"
+    small = [bytes(n) for n in bl.IMAGE_SIDE_OBJECTS] if small_objects else []
+
+    def one(i: int) -> None:
+        data = tifffile.imread(paths[i])
+        obstore.put(store, f"{prefix}/{i}/0/c/0/0", memoryview(np.ascontiguousarray(data)).cast("B"))
+        for j, body in enumerate(small):
+            obstore.put(store, f"{prefix}/{i}/small-{j}", body)
+
+    with timed() as clock, ThreadPoolExecutor(bl.RAW_THREADS) as pool:
+        list(pool.map(one, range(len(paths))))
+    with contextlib.suppress(Exception):
+        bl.wipe(store, prefix)
+    return Sample(clock.seconds, clock.cpu, nbytes, value=len(paths) / clock.seconds)
+
+
+def _ratio(text: str, mikro: Figure | None, base: Figure | None, bound: float) -> Check:
+    if mikro is None or base is None or mikro.value is None or not base.value:
+        return Check(text, None, "missing figure")
+    r = mikro.value / base.value
+    return Check(text, r >= bound, f"{r:.2f}x {base.contender} (≥ {bound})")
+
+
+def bar_big(ctx: Context, fs: FileSizes, where: str) -> BarResult:
+    folder = ctx.workdir / "big"
+    if not folder.exists():
+        ctx.cache["big_bytes"] = write_files(folder, fs.big_files, fs.big_side, fs.channels, ome=True)
+    nbytes = int(ctx.cache["big_bytes"])  # type: ignore[call-overload]
+    if where == "local":
+        server = ctx.server("local")
+        store: Any = bl.LocalStore(Path(tempfile.mkdtemp(dir=ctx.workdir)), mkdir=True)
+    else:
+        server = ctx.server("s3")
+        store = bl.s3_store(ctx.moto, ctx.bucket("bench-files"), unsigned_payload=True)
+    got = interleave(
+        {
+            "mikro ingest": lambda: mikro_ingest(server, folder, nbytes),
+            "tifffile read + raw put": lambda: floor(store, folder, nbytes, small_objects=False),
+        },
+        ctx.runs,
+        log=ctx.log,
+    )
+    mikro = figure_from("mikro ingest", "mikro", got["mikro ingest"])
+    base = figure_from(
+        "tifffile read + raw put", "baseline", got["tifffile read + raw put"], note="the floor"
+    )
+    if mikro.extra.get("server_cpu_s") is not None:
+        mikro.note = f"server CPU {mikro.extra['server_cpu_s'] / (nbytes / 2**30):.2f} s/GiB"
+    title = "folder store" if where == "local" else "S3 (moto)"
+    return BarResult(
+        f"ingest_files_{where}",
+        f"ingest OME-TIFF files to {title}",
+        f"{fs.big_files} OME-TIFF of {fs.big_side}x{fs.big_side}x{fs.channels}ch uint16 "
+        f"({nbytes / MIB:.0f} MiB), {CONCURRENCY} files in flight",
+        "≥ 0.8x the floor",
+        [mikro, base],
+        [_ratio("≥ 0.8x floor", mikro, base, 0.8)],
+    )
+
+
+def _small_folder(ctx: Context, fs: FileSizes) -> tuple[Path, int]:
+    folder = ctx.workdir / "small"
+    if not folder.exists():
+        ctx.cache["small_bytes"] = write_files(folder, fs.small_files, fs.small_side, 1, ome=False)
+    return folder, int(ctx.cache["small_bytes"])  # type: ignore[call-overload]
+
+
+def bar_small(ctx: Context, fs: FileSizes) -> BarResult:
+    folder, nbytes = _small_folder(ctx, fs)
+    server = ctx.server("local")
+    store = bl.LocalStore(Path(tempfile.mkdtemp(dir=ctx.workdir)), mkdir=True)
+    got = interleave(
+        {
+            "mikro ingest": lambda: mikro_ingest(server, folder, nbytes),
+            "create_representation of the same arrays": lambda: mikro_arrays(server, folder, nbytes),
+            "tifffile read + raw put of each image's objects": lambda: floor(
+                store, folder, nbytes, small_objects=True
+            ),
+        },
+        ctx.runs,
+        log=ctx.log,
+    )
+    figs = [
+        figure_from(
+            name,
+            "mikro" if name == "mikro ingest" else "baseline",
+            got[name],
+            unit="images/s",
+            value=lambda s: float(s.value or 0.0),
+        )
+        for name in got
+    ]
+    for fig in figs:
+        runs = got[fig.contender]
+        if not isinstance(runs, str) and runs:
+            cpu_ms = 1000 * sum(s.cpu for s in runs) / sum(len(list(folder.iterdir())) for _ in runs)
+            fig.note = f"client CPU {cpu_ms:.2f} ms/image"
+    return BarResult(
+        "ingest_files_small",
+        "ingest small TIFFs (folder store)",
+        f"{fs.small_files} TIFFs of {fs.small_side}x{fs.small_side} uint16, {CONCURRENCY} files in flight",
+        "≥ 0.5x the floor (images/s)",
+        figs,
+        [_ratio("≥ 0.5x floor", figs[0], figs[2], 0.5)],
+    )
+
+
+def bar_rerun(ctx: Context, fs: FileSizes) -> BarResult:
+    folder, nbytes = _small_folder(ctx, fs)
+    server = ctx.server("local")
+    got = interleave(
+        {"mikro rerun": lambda: mikro_ingest(server, folder, nbytes, rerun=True)}, ctx.runs, log=ctx.log
+    )
+    fig = figure_from(
+        "mikro rerun", "mikro", got["mikro rerun"], unit="files/s", value=lambda s: float(s.value or 0.0)
+    )
+    ok = None if fig.value is None else fig.value >= 2000
+    return BarResult(
+        "ingest_files_rerun",
+        "rerun of an ingested folder",
+        f"{fs.small_files} files already stored: hash each, one sourcesIngested request per 2,000",
+        "≥ 2,000 files/s",
+        [fig],
+        [Check("≥ 2,000 files/s", ok, "" if fig.value is None else f"{fig.value:,.0f} files/s")],
+        ratio=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    parser.add_argument("--runs", type=int, default=3, help="interleaved runs per bar")
+    parser.add_argument("--json", type=Path, default=None, help="where to write the JSON")
+    parser.add_argument("--no-s3", action="store_true", help="skip the S3 (moto) bar")
+    args = parser.parse_args(argv)
+    fs = FileSizes.quick() if args.quick else FileSizes.full()
+    console = Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+    workdir = Path(tempfile.mkdtemp(prefix="mikro-bench-files-"))
+    bars: list[BarResult] = []
+
+    def log(msg: str) -> None:
+        console.print(f"{time.strftime('%H:%M:%S')} {msg}", markup=False, highlight=False)
+
+    setup = {
+        "mode": "quick" if args.quick else "full",
+        "runs": f"{args.runs} interleaved, medians reported",
+        "files": f"big: {fs.big_files} x {fs.big_side}x{fs.big_side}x{fs.channels}ch uint16 OME-TIFF; "
+        f"small: {fs.small_files} x {fs.small_side}x{fs.small_side} uint16 TIFF",
+        "cores": f"{os.cpu_count()}, load average at start " + " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+    try:
+        with contextlib.ExitStack() as stack:
+            ctx = Context(sizes=Sizes.quick(), runs=args.runs, workdir=workdir, stack=stack, log=log)
+            for name, run in (
+                ("ingest_files_local", lambda: bar_big(ctx, fs, "local")),
+                ("ingest_files_s3", lambda: None if args.no_s3 else bar_big(ctx, fs, "s3")),
+                ("ingest_files_small", lambda: bar_small(ctx, fs)),
+                ("ingest_files_rerun", lambda: bar_rerun(ctx, fs)),
+            ):
+                log(f"bar {name}")
+                result = run()
+                if result is not None:
+                    bars.append(result)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_table(console, setup, bars)
+    json_path = args.json or Path(tempfile.gettempdir()) / "mikro-bench-files.json"
+    write_json(json_path, setup, bars)
+    console.print(f"JSON written to {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)

@@ -1,0 +1,345 @@
+"""Per-image and per-request bars (issue 17), each beside its floor measured in the same run.
+
+    python benchmarks/per_request.py [--quick] [--runs 3] [--only small_ingest,small_ingest_s3,api_floor]
+
+- ``small_ingest`` / ``small_ingest_s3``: 2,000 images of 256x256 uint16 (200 with --quick) to a folder
+  store / to S3 (moto) through
+  ``create_representation``, 64 in flight, against a raw obstore put of each image's objects (its shard
+  plus the small metadata objects mikro writes): images/s, client and server CPU per image.
+- ``api_floor``: ``get_representation`` x api_calls with api_concurrency in flight, and
+  ``list_representations(limit=100)``, against a bare Starlette endpoint in the same server process
+  running the same SQL and returning the rows as JSON (``MIKRO_BENCH_FLOOR``, see
+  mikro/server/_bench_floor.py): requests/s, server CPU per call (/proc/<pid>/stat), client CPU per call.
+
+Also registered in ``benchmarks/run.py``. The load average is printed with the setup: on a shared
+machine compare figures of the same run only.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import _baselines as bl
+import _mikro
+import anyio
+import numpy as np
+from _context import Context, Sizes
+from _harness import BarResult, Check, Figure, Sample, figure_from, interleave, timed
+from _infra import MikroServer
+
+__all__ = ["BARS", "bar_api_floor", "bar_small_ingest", "bar_small_ingest_s3"]
+
+SMALL_SIDE = 256
+SMALL_IN_FLIGHT = 64
+LIST_LIMIT = 100
+#: Representations the API bar reads (each with a sample, dataset, experiment and tags).
+API_IMAGES = 120
+
+
+def _small_count(ctx: Context) -> int:
+    return 200 if ctx.sizes == Sizes.quick() else 2000
+
+
+def _per_unit(fig: Figure, unit: str) -> None:
+    client, server = fig.extra.get("client_cpu_ms"), fig.extra.get("server_cpu_ms")
+    parts = [f"client CPU {client:.2f} ms/{unit}" if client is not None else ""]
+    if server is not None:
+        parts.append(f"server CPU {server:.2f} ms/{unit}")
+    fig.note = "; ".join(p for p in parts if p)
+
+
+def _ratio(text: str, mikro: Figure, floor: Figure, bound: float) -> Check:
+    if mikro.value is None or not floor.value:
+        return Check(text, None, "missing figure")
+    r = mikro.value / floor.value
+    return Check(text, r >= bound, f"{r:.2f}x {floor.contender} (≥ {bound})")
+
+
+def _at_most(text: str, fig: Figure, key: str, bound: float) -> Check:
+    got = fig.extra.get(key)
+    if got is None:
+        return Check(text, None, "missing figure")
+    return Check(text, got <= bound, f"{got:.2f} ms (≤ {bound})")
+
+
+# --- small images ------------------------------------------------------------------------------------
+
+
+def _mikro_small(ctx: Context, kind: str, planes: np.ndarray) -> Sample:
+    server = ctx.server(kind)
+    tag = f"{time.monotonic_ns()}"
+
+    async def main() -> tuple[Any, list[Any], float]:
+        async with _mikro._connect(server) as m:
+            limiter = anyio.CapacityLimiter(SMALL_IN_FLIGHT)
+            reps: list[Any] = []
+
+            async def one(i: int) -> None:
+                async with limiter:
+                    reps.append(
+                        await m.create_representation(
+                            planes[i], name=f"small-{tag}-{i}", dims=("y", "x"), compression=None
+                        )
+                    )
+
+            server0 = server.cpu_seconds()
+            with timed() as clock:
+                async with anyio.create_task_group() as tg:
+                    for i in range(len(planes)):
+                        tg.start_soon(one, i)
+            return clock, reps, server.cpu_seconds() - server0
+
+    clock, reps, server_cpu = anyio.run(main)
+    for rep in reps:
+        _mikro._delete_objects(ctx, _mikro._stored(rep, kind))
+    n = len(planes)
+    return Sample(
+        clock.seconds,
+        clock.cpu,
+        value=n / clock.seconds,
+        extra={"client_cpu_ms": clock.cpu / n * 1e3, "server_cpu_ms": server_cpu / n * 1e3},
+    )
+
+
+def _raw_small(ctx: Context, kind: str, planes: np.ndarray) -> Sample:
+    if kind == "local":
+        root = Path(tempfile.mkdtemp(prefix="small-raw-", dir=ctx.workdir))
+        with timed() as clock:
+            bl.raw_put_image_objects(bl.LocalStore(root, mkdir=True), "raw", planes)
+        bl.rmtree(root)
+    else:
+        # Unsigned bodies, as mikro's client sends them.
+        store = bl.s3_store(ctx.moto, ctx.bucket("bench-small"), unsigned_payload=True)
+        prefix = f"small-{time.monotonic_ns()}"
+        with timed() as clock:
+            bl.raw_put_image_objects(store, prefix, planes)
+        bl.wipe(store, prefix)
+    n = len(planes)
+    return Sample(
+        clock.seconds, clock.cpu, value=n / clock.seconds, extra={"client_cpu_ms": clock.cpu / n * 1e3}
+    )
+
+
+def _small_ingest(ctx: Context, kind: str) -> BarResult:
+    n = _small_count(ctx)
+    planes = ctx.planes("small", n, SMALL_SIDE)
+    got = interleave(
+        {
+            "mikro": lambda: _mikro_small(ctx, kind, planes),
+            "raw put, + each image's small objects": lambda: _raw_small(ctx, kind, planes),
+        },
+        ctx.runs,
+        log=ctx.log,
+    )
+    figs = [
+        figure_from(name, "mikro" if name == "mikro" else "baseline", samples, unit="images/s", value=_value)
+        for name, samples in got.items()
+    ]
+    for fig in figs:
+        _per_unit(fig, "image")
+    mikro, floor = figs
+    if kind == "local":
+        name, where, target = (
+            "small_ingest",
+            "a folder store",
+            "≥ 0.33x floor; client and server CPU ≤ 0.5 ms/image",
+        )
+        checks = [
+            _ratio("≥ 0.33x floor", mikro, floor, 0.33),
+            _at_most("client CPU ≤ 0.5 ms/image", mikro, "client_cpu_ms", 0.5),
+            _at_most("server CPU ≤ 0.5 ms/image", mikro, "server_cpu_ms", 0.5),
+        ]
+    else:
+        name, where, target = "small_ingest_s3", "S3 (moto)", "≥ 0.85x floor"
+        checks = [_ratio("≥ 0.85x floor", mikro, floor, 0.85)]
+    return BarResult(
+        name,
+        f"{n} images of {SMALL_SIDE}x{SMALL_SIDE} uint16 to {where}",
+        f"create_representation per image, {SMALL_IN_FLIGHT} in flight, no compression, thumbnails on; "
+        f"floor: obstore put of each image's shard and small objects, {bl.RAW_THREADS} threads",
+        target,
+        figs,
+        checks,
+    )
+
+
+def bar_small_ingest(ctx: Context) -> BarResult:
+    return _small_ingest(ctx, "local")
+
+
+def bar_small_ingest_s3(ctx: Context) -> BarResult:
+    return _small_ingest(ctx, "s3")
+
+
+# --- requests against the web stack's floor ----------------------------------------------------------
+
+
+def _value(sample: Sample) -> float:
+    return sample.value or 0.0
+
+
+async def _concurrently(n: int, in_flight: int, call: Callable[[], Awaitable[Any]]) -> None:
+    limiter = anyio.CapacityLimiter(in_flight)
+
+    async def one() -> None:
+        async with limiter:
+            await call()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(one)
+
+
+def _api_images(ctx: Context) -> list[str]:
+    """Representation ids on the folder server, made once per run (with their relations)."""
+    if "api_floor_ids" not in ctx.cache:
+        server = ctx.server("local")
+
+        async def main() -> list[str]:
+            async with _mikro._connect(server) as m:
+                sample = await m.create_sample(name="floor-sample")
+                dataset = await m.create_dataset(name="floor-dataset")
+                experiment = await m.create_experiment(name="floor-experiment")
+                pixels = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)
+                ids: list[str] = []
+
+                async def one(i: int) -> None:
+                    rep = await m.create_representation(
+                        pixels,
+                        name=f"floor-{i}",
+                        sample=sample.id,
+                        dataset=dataset.id,
+                        experiments=[experiment.id],
+                        tags=["floor"],
+                    )
+                    ids.append(rep.id)
+
+                async with anyio.create_task_group() as tg:
+                    for i in range(API_IMAGES):
+                        tg.start_soon(one, i)
+                return sorted(ids, key=int)
+
+        ctx.cache["api_floor_ids"] = anyio.run(main)
+    ids = ctx.cache["api_floor_ids"]
+    assert isinstance(ids, list)
+    return ids
+
+
+def _timed_calls(
+    server: MikroServer, n: int, in_flight: int, make: Callable[[Any], Callable[[int], Awaitable[Any]]]
+) -> Sample:
+    """``n`` calls of ``make(session)(i)``, ``in_flight`` at once; req/s and CPU per call."""
+    import httpx
+
+    async def main() -> tuple[Any, float]:
+        async with _mikro._connect(server) as m, httpx.AsyncClient(timeout=60.0) as client:
+            call = make((m, client))
+            await call(0)  # warm: connections, caches
+            counter = iter(range(1, n + 1))
+            server0 = server.cpu_seconds()
+            with timed() as clock:
+                await _concurrently(n, in_flight, lambda: call(next(counter)))
+            return clock, server.cpu_seconds() - server0
+
+    clock, server_cpu = anyio.run(main)
+    return Sample(
+        clock.seconds,
+        clock.cpu,
+        value=n / clock.seconds,
+        extra={"client_cpu_ms": clock.cpu / n * 1e3, "server_cpu_ms": server_cpu / n * 1e3},
+    )
+
+
+def _floor_url(server: MikroServer, path: str) -> str:
+    return server.url.removesuffix("/graphql") + "/bench-floor/" + path
+
+
+def bar_api_floor(ctx: Context) -> BarResult:
+    ids = _api_images(ctx)
+    server = ctx.server("local")
+    s = ctx.sizes
+    n_get, n_list, conc = s.api_calls, max(20, s.api_calls // 10), s.api_concurrency
+
+    def get_mikro(pair: Any) -> Callable[[int], Awaitable[Any]]:
+        m, _ = pair
+        return lambda i: m.get_representation(ids[i % len(ids)])
+
+    def get_floor(pair: Any) -> Callable[[int], Awaitable[Any]]:
+        _, client = pair
+
+        async def call(i: int) -> None:
+            r = await client.get(_floor_url(server, f"representation/{ids[i % len(ids)]}"))
+            r.raise_for_status()
+            r.json()
+
+        return call
+
+    def list_mikro(pair: Any) -> Callable[[int], Awaitable[Any]]:
+        m, _ = pair
+        return lambda i: m.list_representations(limit=LIST_LIMIT)
+
+    def list_floor(pair: Any) -> Callable[[int], Awaitable[Any]]:
+        _, client = pair
+
+        async def call(i: int) -> None:
+            r = await client.get(_floor_url(server, f"representations?limit={LIST_LIMIT}"))
+            r.raise_for_status()
+            r.json()
+
+        return call
+
+    contenders = {
+        "mikro get_representation": lambda: _timed_calls(server, n_get, conc, get_mikro),
+        "floor: same SQL, bare Starlette (get)": lambda: _timed_calls(server, n_get, conc, get_floor),
+        f"mikro list_representations({LIST_LIMIT})": lambda: _timed_calls(server, n_list, conc, list_mikro),
+        "floor: same SQL, bare Starlette (list)": lambda: _timed_calls(server, n_list, conc, list_floor),
+    }
+    got = interleave(contenders, ctx.runs, log=ctx.log)
+    figs = [
+        figure_from(
+            name, "mikro" if name.startswith("mikro") else "baseline", samples, unit="req/s", value=_value
+        )
+        for name, samples in got.items()
+    ]
+    for fig in figs:
+        _per_unit(fig, "call")
+    get_m, get_f, list_m, list_f = figs
+    return BarResult(
+        "api_floor",
+        f"get_representation x{n_get} and list_representations({LIST_LIMIT}) x{n_list}, {conc} in flight",
+        f"folder-store server, SQLite, {len(ids)} representations with sample, dataset, experiment, tags "
+        "and thumbnail; floor: GET endpoints in the same server process running the same statements "
+        "(the resolvers' query builders) and returning JSON",
+        "get and list ≥ 0.5x floor; get: server CPU ≤ 1.5 ms/call, client CPU ≤ 1 ms/call",
+        figs,
+        [
+            _ratio("get ≥ 0.5x floor", get_m, get_f, 0.5),
+            _at_most("get server CPU ≤ 1.5 ms", get_m, "server_cpu_ms", 1.5),
+            _at_most("get client CPU ≤ 1 ms", get_m, "client_cpu_ms", 1.0),
+            _ratio("list ≥ 0.5x floor", list_m, list_f, 0.5),
+        ],
+    )
+
+
+BARS: dict[str, Callable[[Context], BarResult]] = {
+    "small_ingest": bar_small_ingest,
+    "small_ingest_s3": bar_small_ingest_s3,
+    "api_floor": bar_api_floor,
+}
+
+
+if __name__ == "__main__":
+    import os
+
+    import run
+
+    run.BARS.clear()
+    run.BARS.update(BARS)
+    code = run.main()
+    sys.stdout.flush()
+    os._exit(code)

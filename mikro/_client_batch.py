@@ -1,0 +1,176 @@
+"""``create_representations``: many images uploaded at once and recorded all or nothing.
+
+Every item is validated before anything is sent (an error names ``items[i]``). The uploads then run
+concurrently; once all of them are on the store, their rows are created with ``createRepresentations``
+requests (one transaction each). If an upload fails, a request fails, or the call is cancelled, every
+item is undone: rows already created are deleted, and each upload deletes its objects and gives its
+store back, so the batch leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+import anyio
+import anyio.abc
+
+from mikro._exceptions import GraphQLError, MikroError, ValidationError
+from mikro._image_request import ImageRequest, Registrar, image_request
+from mikro._registrations import BATCH_AT_MOST
+from mikro.datalayer._warmup import import_pixel_stack
+
+if TYPE_CHECKING:
+    from mikro.api import Representation
+
+__all__ = ["BatchMixin"]
+
+log = logging.getLogger(__name__)
+
+_INPUT_INDEX = re.compile(r"^inputs\[(\d+)\]: ")
+
+
+class _Withdrawn(MikroError):
+    """Another item of the batch failed, so this one is not recorded."""
+
+
+class _Batch:
+    """Waits for every item's finished upload, then records them all (or none)."""
+
+    def __init__(self, session: Any, names: list[str]) -> None:
+        self._session = session
+        self._names = names
+        self._inputs: dict[int, Mapping[str, Any]] = {}
+        self._results: list[Representation] = []
+        self._error: BaseException | None = None
+        self._done = anyio.Event()
+        self.may_leave_rows = False
+
+    def item(self, index: int) -> Registrar:
+        return _Item(self, index)
+
+    def withdraw(self, error: BaseException) -> None:
+        """An item failed before it was uploaded: nothing of the batch is recorded."""
+        if not self._done.is_set():
+            self._error = _Withdrawn(f"not created: another item of the batch failed ({error!r})")
+            self._done.set()
+
+    async def register(self, index: int, input: Mapping[str, Any]) -> Representation:
+        self._inputs[index] = input
+        if len(self._inputs) == len(self._names) and not self._done.is_set():
+            try:
+                await self._send()
+            finally:
+                self._done.set()
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._results[index]
+
+    async def _send(self) -> None:
+        order = sorted(self._inputs)
+        for start in range(0, len(order), BATCH_AT_MOST):
+            chunk = order[start : start + BATCH_AT_MOST]
+            try:
+                self._results += await self._session._create_representation_rows(
+                    [self._inputs[i] for i in chunk]
+                )
+            except GraphQLError as exc:
+                self._error = self._named(exc, chunk)
+            except Exception as exc:
+                # No answer: this request's rows may have been committed.
+                self.may_leave_rows = True
+                self._error = exc
+            if self._error is not None:
+                await self._delete(self._results)
+                self._results = []
+                return
+
+    def _named(self, exc: GraphQLError, chunk: list[int]) -> GraphQLError:
+        """The server's error about ``inputs[j]`` of a request, as ``items[i] (name)`` of the batch."""
+        message = exc.message
+        match = _INPUT_INDEX.match(message) if len(chunk) > 1 else None
+        index = chunk[int(match.group(1))] if match else (chunk[0] if len(chunk) == 1 else None)
+        if index is not None:
+            rest = message[match.end() :] if match else message
+            message = f"items[{index}] ({self._names[index]!r}): {rest}"
+        return type(exc)(message, code=exc.code, path=exc.path, errors=exc.errors)
+
+    async def _delete(self, reps: list[Representation]) -> None:
+        for rep in reps:
+            try:
+                await self._session.delete_representation(rep.id)
+            except Exception as exc:
+                log.warning("could not delete representation %s of a failed batch: %s", rep.id, exc)
+
+
+class _Item:
+    def __init__(self, batch: _Batch, index: int) -> None:
+        self._batch = batch
+        self._index = index
+
+    @property
+    def may_leave_rows(self) -> bool:
+        return self._batch.may_leave_rows
+
+    async def register(self, input: Mapping[str, Any]) -> Representation:
+        return await self._batch.register(self._index, input)
+
+
+class BatchMixin:
+    """:meth:`create_representations` of :class:`mikro.Mikro`."""
+
+    async def create_representations(self, items: Iterable[Mapping[str, Any]]) -> list[Representation]:
+        """Upload several images and create their ``Representation``\\ s, all or nothing; returned in
+        the items' order.
+
+        Each item is a mapping of :meth:`create_representation`'s arguments (``data`` and ``name``
+        required)::
+
+            reps = await m.create_representations(
+                [{"data": plane, "name": f"field-{i}", "dataset": ds.id} for i, plane in enumerate(planes)]
+            )
+
+        Bad input raises :class:`mikro.ValidationError` naming ``items[i]`` before anything is sent.
+        The images upload concurrently and become visible together once all are stored (recorded in
+        requests of up to 32 images each). If any upload or request fails, or the call is cancelled, no
+        image of the batch is left: rows created so far are deleted and the objects written removed.
+        """
+        await import_pixel_stack()  # the session's warm-up: checking the images needs dask and xarray
+        requests: list[ImageRequest] = []
+        for i, item in enumerate(items):
+            try:
+                requests.append(image_request(**item))
+            except (ValidationError, TypeError) as exc:
+                name = item.get("name") if isinstance(item, Mapping) else None
+                raise ValidationError(f"items[{i}] ({name!r}): {exc}") from exc
+        if not requests:
+            return []
+        batch = _Batch(self, [r.name for r in requests])
+        results: list[Representation | None] = [None] * len(requests)
+        failures: list[Exception] = []
+        create = cast(Any, self)._create_prepared
+
+        async def one(i: int, tg: anyio.abc.TaskGroup) -> None:
+            try:
+                results[i] = await create(requests[i], batch.item(i))
+            except Exception as exc:
+                failures.append(exc)
+                batch.withdraw(exc)
+                tg.cancel_scope.cancel()  # the others' uploads stop and undo themselves
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for i in range(len(requests)):
+                    tg.start_soon(one, i, tg)
+        finally:
+            done = [rep for rep in results if rep is not None]
+            if (failures and done) or len(done) < len(requests):
+                # Items that had finished when another failed (or the call was cancelled) are undone too.
+                with anyio.CancelScope(shield=True):
+                    await batch._delete(done)
+        if failures:
+            raise next((e for e in failures if not isinstance(e, _Withdrawn)), failures[0])
+        return cast("list[Representation]", results)

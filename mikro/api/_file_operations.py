@@ -1,0 +1,134 @@
+"""The typed operations on files (``mikro/api/documents/file.graphql``), mixed into the session.
+
+Their bytes move through the session's data plane (``upload_file``, ``download_file``, ``open_file``);
+these read and change the records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from typing import Any
+
+from mikro.api._models import File
+from mikro.api._operations import (
+    DEFAULT_PAGE_SIZE,
+    IdLike,
+    Operations,
+    _camel_input,
+    _filter,
+    _id,
+    _ids,
+    _input,
+    _opt_id,
+)
+
+__all__ = ["FileOperations"]
+
+
+class FileOperations(Operations):
+    """``get_file``, ``list_files``, ``iter_files``, ``update_file``, ``delete_file``."""
+
+    async def _create_file_row(self, input: Mapping[str, Any]) -> File:
+        """createFile with ``input`` as a FileInput (snake_case or camelCase keys; ids or models)."""
+        return await self._one("CreateFile", File, {"input": _camel_input(input)})
+
+    async def get_file(self, id: IdLike) -> File:
+        return await self._one("GetFile", File, {"id": _id(id)})
+
+    async def list_files(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        representation: IdLike | None = None,
+        sample: IdLike | None = None,
+        experiment: IdLike | None = None,
+        dataset: IdLike | None = None,
+        content_hash: str | None = None,
+        offset: int = 0,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> list[File]:
+        """Your files; ``representation=`` finds the files attached to an image and its original."""
+        filt = _filter(
+            ids=ids,
+            name_contains=name_contains,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+            representation=_opt_id(representation),
+            sample=_opt_id(sample),
+            experiment=_opt_id(experiment),
+            dataset=_opt_id(dataset),
+            content_hash=content_hash,
+        )
+        return await self._many("ListFiles", File, filt, offset, limit)
+
+    def iter_files(
+        self,
+        *,
+        ids: Iterable[IdLike] | None = None,
+        name_contains: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        representation: IdLike | None = None,
+        sample: IdLike | None = None,
+        experiment: IdLike | None = None,
+        dataset: IdLike | None = None,
+        content_hash: str | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[File]:
+        """Every matching file, fetched ``page_size`` at a time."""
+
+        def fetch(offset: int, limit: int) -> Awaitable[list[File]]:
+            return self.list_files(
+                ids=ids,
+                name_contains=name_contains,
+                tags=tags,
+                created_after=created_after,
+                created_before=created_before,
+                representation=representation,
+                sample=sample,
+                experiment=experiment,
+                dataset=dataset,
+                content_hash=content_hash,
+                offset=offset,
+                limit=limit,
+            )
+
+        return self._pages(fetch, page_size)
+
+    async def search_files(self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE) -> list[File]:
+        return await self.list_files(name_contains=text, offset=offset, limit=limit)
+
+    async def update_file(
+        self,
+        file: IdLike,
+        *,
+        name: str | None = None,
+        media_type: str | None = None,
+        representations: Iterable[IdLike] | None = None,
+        samples: Iterable[IdLike] | None = None,
+        experiments: Iterable[IdLike] | None = None,
+        datasets: Iterable[IdLike] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> File:
+        """Change what is given: a list of links replaces the file's links of that kind."""
+        data = _input(
+            name=name,
+            media_type=media_type,
+            representations=_ids(representations),
+            samples=_ids(samples),
+            experiments=_ids(experiments),
+            datasets=_ids(datasets),
+            tags=list(tags) if tags is not None else None,
+        )
+        return await self._one("UpdateFile", File, {"id": _id(file), "input": data})
+
+    async def delete_file(self, file: IdLike) -> str:
+        """Delete the file and its bytes; images made from it stay (their ``original_file`` goes)."""
+        return await self._delete("DeleteFile", file)

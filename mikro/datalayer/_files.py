@@ -1,0 +1,161 @@
+"""Files kept as they are: streamed up (multipart) and down, hashed on the way, never whole in memory.
+
+A file is one object, :data:`FILE_KEY`, under its MEDIA grant's prefix. Every function here blocks: the
+session runs them in a worker thread (obstore's sync API, see DESIGN.md), passing ``checkpoint`` (which
+raises once the caller is cancelled: anyio's ``from_thread.check_cancelled``) and ``progress``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from mikro._exceptions import StorageError, ValidationError
+from mikro.datalayer._store import GrantedStore
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+__all__ = [
+    "FILE_KEY",
+    "PARTS_IN_FLIGHT",
+    "PART_BYTES",
+    "PIECE_BYTES",
+    "FileSource",
+    "FileWritten",
+    "download_file",
+    "source_size",
+    "upload_file",
+    "verified_pieces",
+]
+
+#: The object's key under a MEDIA grant's prefix.
+FILE_KEY = "file"
+#: Bytes per multipart part (S3 wants at least 5 MiB but the last); smaller files go up in one PUT.
+PART_BYTES = 8 * 1024 * 1024
+#: Parts uploaded at once: the upload holds at most (PARTS_IN_FLIGHT + 1) * PART_BYTES in memory.
+PARTS_IN_FLIGHT = 4
+#: Bytes handed to a reader at a time (uploads read whole parts: obstore then copies nothing more).
+PIECE_BYTES = 4 * 1024 * 1024
+#: How content hashes are spelled: ``sha256:<hex digest>``.
+HASH_ALGORITHM = "sha256"
+
+FileSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
+Checkpoint = Callable[[], None]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class FileWritten:
+    size: int
+    content_hash: str
+
+
+def _spelled(hasher: hashlib._Hash) -> str:
+    return f"{HASH_ALGORITHM}:{hasher.hexdigest()}"
+
+
+def source_size(source: FileSource) -> int:
+    """Bytes in ``source`` (a path or bytes); a path that is not a readable file is a ValidationError."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return memoryview(source).nbytes
+    path = Path(source)
+    if not path.is_file():
+        raise ValidationError(f"{path} is not a file")
+    return path.stat().st_size
+
+
+def _pieces(source: FileSource) -> Iterator[Buffer]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        view = memoryview(source).cast("B")
+        for start in range(0, view.nbytes, PART_BYTES):
+            yield view[start : start + PART_BYTES]
+        return
+    with open(source, "rb") as f:
+        # A fresh bytes object per part: obstore may keep a reference to it until the part is sent.
+        while piece := f.read(PART_BYTES):
+            yield piece
+
+
+def upload_file(
+    store: GrantedStore,
+    source: FileSource,
+    *,
+    checkpoint: Checkpoint | None = None,
+    progress: Progress | None = None,
+) -> FileWritten:
+    """Put ``source`` at :data:`FILE_KEY`, hashing it on the way (blocking)."""
+    hasher = hashlib.new(HASH_ALGORITHM)
+    total = source_size(source)
+    done = 0
+
+    def pieces() -> Iterator[Buffer]:
+        nonlocal done
+        for piece in _pieces(source):
+            if checkpoint is not None:
+                checkpoint()
+            hasher.update(piece)
+            yield piece
+            done += memoryview(piece).nbytes
+            if progress is not None:
+                progress(done, total)
+
+    size = store.write_pieces(FILE_KEY, pieces(), part_bytes=PART_BYTES, parts_in_flight=PARTS_IN_FLIGHT)
+    return FileWritten(size=size, content_hash=_spelled(hasher))
+
+
+def verified_pieces(
+    store: GrantedStore, *, size: int, content_hash: str, checkpoint: Checkpoint | None = None
+) -> Iterator[Buffer]:
+    """The file's bytes piece by piece (obstore's buffers, not copied); after the last one,
+    StorageError if they are not the file's."""
+    hasher = hashlib.new(HASH_ALGORITHM)
+    got = 0
+    for piece in store.stream(FILE_KEY, piece_bytes=PIECE_BYTES):
+        if checkpoint is not None:
+            checkpoint()
+        hasher.update(piece)
+        got += memoryview(piece).nbytes
+        yield piece
+    if got != size or _spelled(hasher) != content_hash:
+        raise StorageError(
+            f"the stored file does not match its record: {got} bytes with hash {_spelled(hasher)}, "
+            f"expected {size} bytes with hash {content_hash}"
+        )
+
+
+def download_file(
+    store: GrantedStore,
+    path: str | os.PathLike[str],
+    *,
+    size: int,
+    content_hash: str,
+    checkpoint: Checkpoint | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Write the file to ``path``: streamed to a temporary file beside it, renamed into place once its
+    hash is verified, so ``path`` never holds a partial or wrong file (blocking)."""
+    target = Path(path)
+    # Beside the target (same file system: the rename is atomic), made like any new file (the umask's
+    # permissions, unlike mkstemp's 0600), exclusively (never someone else's file).
+    temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.part"
+    try:
+        with open(temporary, "xb") as out:
+            done = 0
+            for piece in verified_pieces(store, size=size, content_hash=content_hash, checkpoint=checkpoint):
+                out.write(piece)
+                done += memoryview(piece).nbytes
+                if progress is not None:
+                    progress(done, size)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    return target

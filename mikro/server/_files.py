@@ -1,0 +1,214 @@
+"""Files kept as they are: ``file`` / ``files`` and ``createFile`` / ``updateFile`` / ``deleteFile``.
+
+A file's bytes are one object, ``<key>/file``, on a MEDIA store the client reserved with
+``requestUpload(kind: MEDIA)`` and wrote (multipart) with its grant. ``createFile`` then records it: the
+server checks the object is there with the size the client names (one HEAD request), and takes the
+client's content hash as it comes (reading a large file back to hash it would cost the server the whole
+upload again; readers verify it when they download). Until then nothing is visible, and an upload
+never recorded is collected as an abandoned upload. Another user's file is NOT_FOUND, to read and to
+link alike: its id says nothing about whether it exists.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import strawberry
+from sqlalchemy import ColumnElement, Select, exists, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.types import Info
+
+from mikro.server import _models as m
+from mikro.server import _types as t
+from mikro.server._auth import AuthUser
+from mikro.server._context import context_of
+from mikro.server._crud import (
+    begin_mutation,
+    drop_tags,
+    get_owned,
+    get_store,
+    get_visible_row,
+    parse_id,
+    replace_tags,
+)
+from mikro.server._errors import BadUserInput, Conflict, Forbidden, NotFound
+from mikro.server._inputs import FileFilter, FileInput, FileUpdateInput, OffsetPaginationInput
+from mikro.server._query import _list
+from mikro.server._row_values import checked_name, owned_ids, set_links
+from mikro.server._store_cleanup import delete_objects, delete_stores
+
+__all__ = ["FILE_KEY", "FileMutation", "FileQuery", "owned_file"]
+
+#: The object's key under its MEDIA store's prefix (names change; the key does not).
+FILE_KEY = "file"
+
+_CONTENT_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+# type "/" subtype, optional parameters (RFC 6838 names); enough to refuse what is not a media type.
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*(\s*;.*)?")
+
+#: What a file links to: (input field, model, link table, the link table's column of that model).
+_LINKS: tuple[tuple[str, type[Any], Any, str], ...] = (
+    ("representations", m.Representation, m.file_representations, "representation_id"),
+    ("samples", m.Sample, m.file_samples, "sample_id"),
+    ("experiments", m.Experiment, m.file_experiments, "experiment_id"),
+    ("datasets", m.Dataset, m.file_datasets, "dataset_id"),
+)
+
+
+def _not_found(raw_id: Any) -> NotFound:
+    return NotFound(f"no file with id {raw_id}")
+
+
+async def owned_file(session: AsyncSession, raw_id: Any, user: AuthUser) -> m.FileRow:
+    """The caller's file (or any, for an admin); NOT_FOUND otherwise."""
+    try:
+        return await get_owned(session, m.FileRow, raw_id, user)
+    except Forbidden:
+        raise _not_found(raw_id) from None
+
+
+def _content_hash(value: str) -> str:
+    if not _CONTENT_HASH.fullmatch(value):
+        raise BadUserInput(f"contentHash must be 'sha256:' and 64 lowercase hex digits, not {value!r}")
+    return value
+
+
+def _media_type(value: str) -> str:
+    if len(value) > 255 or not _MEDIA_TYPE.fullmatch(value):
+        raise BadUserInput(f"mediaType {value!r} is not a media type (type/subtype)")
+    return value
+
+
+async def _set_links(
+    session: AsyncSession, file_id: int, input: FileInput | FileUpdateInput, user: AuthUser, *, new: bool
+) -> None:
+    for field, model, table, column in _LINKS:
+        raw: list[Any] | None = getattr(input, field)
+        if raw is None:
+            continue
+        ids = await owned_ids(session, model, raw, user)
+        await set_links(session, table, "file_id", file_id, column, ids, new=new)
+
+
+def _narrow(flt: FileFilter | None) -> Callable[[Select[Any]], Select[Any]]:
+    def narrow(query: Select[Any]) -> Select[Any]:
+        if flt is None:
+            return query
+        f = m.FileRow
+        for field, _, table, column in _LINKS:
+            # The filter names each relation in the singular.
+            raw = getattr(flt, field[:-1])
+            if raw is None:
+                continue
+            wanted = parse_id(raw, field[:-1])
+            linked: ColumnElement[bool] = exists().where(table.c.file_id == f.id, table.c[column] == wanted)
+            if field == "representations":
+                original = exists().where(
+                    m.Representation.id == wanted, m.Representation.original_file_id == f.id
+                )
+                linked = or_(linked, original)
+            query = query.where(linked)
+        if flt.content_hash is not None:
+            query = query.where(f.content_hash == flt.content_hash)
+        return query
+
+    return narrow
+
+
+@strawberry.type
+class FileQuery:
+    @strawberry.field
+    async def file(self, info: Info[Any, Any], id: strawberry.ID) -> t.File:
+        ctx = context_of(info)
+        user = ctx.require_user()
+        async with ctx.read() as session:
+            try:
+                row = await get_visible_row(session, m.FileRow, id, user)
+            except Forbidden:
+                raise _not_found(id) from None
+        return t.File.from_row(row)
+
+    @strawberry.field(description="Your files; `search` matches the name.")  # type: ignore[untyped-decorator]
+    async def files(
+        self,
+        info: Info[Any, Any],
+        filter: FileFilter | None = None,
+        pagination: OffsetPaginationInput | None = None,
+    ) -> list[t.File]:
+        return await _list(info, m.FileRow, t.File.from_row, filter, pagination, _narrow(filter))
+
+
+@strawberry.type
+class FileMutation:
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
+        description="Record a file whose bytes are in place (see FileInput); links and tags as given."
+    )
+    async def create_file(self, info: Info[Any, Any], input: FileInput) -> t.File:
+        ctx, user = begin_mutation(info, input)
+        name = checked_name(input.name)
+        content_hash = _content_hash(input.content_hash)
+        media_type = _media_type(input.media_type)
+        if input.size < 0:
+            raise BadUserInput(f"size must not be negative, not {input.size}")
+        async with ctx.read() as session:
+            store = await get_store(session, input.store, user, "MEDIA")
+        if store.populated:
+            raise Conflict(f"store {input.store} already holds a file")
+        storage = ctx.services.storage
+        key = f"{store.key}/{FILE_KEY}"
+        size = await ctx.services.run_io(storage.size_of, key)
+        if size is None:
+            raise BadUserInput(f"no object at {key}: upload the file's bytes before createFile")
+        if size != input.size:
+            raise BadUserInput(f"the object at {key} has {size} bytes, not {input.size}")
+        async with ctx.services.transaction() as tx:
+            s = tx.session
+            store = await get_store(s, input.store, user, "MEDIA")
+            if store.populated:
+                raise Conflict(f"store {input.store} already holds a file")
+            store.populated = True
+            store.path = storage.path_of(key)
+            row = m.FileRow(
+                name=name,
+                store_id=store.id,
+                size=input.size,
+                content_hash=content_hash,
+                media_type=media_type,
+                creator_id=user.id,
+            )
+            s.add(row)
+            await replace_tags(s, row, input.tags)
+            await _set_links(s, row.id, input, user, new=True)
+        return t.File.from_row(row)
+
+    @strawberry.mutation
+    async def update_file(self, info: Info[Any, Any], id: strawberry.ID, input: FileUpdateInput) -> t.File:
+        ctx, user = begin_mutation(info, input)
+        async with ctx.services.transaction() as tx:
+            row = await owned_file(tx.session, id, user)
+            if input.name is not None:
+                row.name = checked_name(input.name)
+            if input.media_type is not None:
+                row.media_type = _media_type(input.media_type)
+            if input.tags is not None:
+                await replace_tags(tx.session, row, input.tags)
+            await _set_links(tx.session, row.id, input, user, new=False)
+        return t.File.from_row(row)
+
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
+        description="Delete a file and its object; images made from it are kept (their originalFile "
+        "becomes null) and its links go."
+    )
+    async def delete_file(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
+        ctx, user = begin_mutation(info)
+        async with ctx.services.transaction() as tx:
+            row = await owned_file(tx.session, id, user)
+            await drop_tags(tx.session, m.FileRow, [row.id])
+            # Link rows go by ON DELETE CASCADE, images' originalFile by ON DELETE SET NULL.
+            await tx.session.delete(row)
+            await tx.session.flush()
+            keys = await delete_stores(tx.session, [row.store_id])
+        await delete_objects(ctx.services, keys)
+        return strawberry.ID(str(row.id))

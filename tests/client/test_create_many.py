@@ -1,0 +1,158 @@
+"""``create_representations``: a batch of images uploaded and recorded all or nothing, on a folder store
+and on S3 (moto)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+
+import mikro
+from tests.client._counting import count_operations, unfinished_zarr_stores
+
+pytestmark = pytest.mark.anyio
+
+
+def _folder_objects(server: Any) -> Callable[[], set[str]]:
+    root = server.data_dir / "objects"
+    return lambda: {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def _s3_objects(moto_s3: Any) -> Callable[[], set[str]]:
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_s3.endpoint_url,
+        aws_access_key_id=moto_s3.access_key,
+        aws_secret_access_key=moto_s3.secret_key,
+        region_name=moto_s3.region,
+    )
+
+    def keys() -> set[str]:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=moto_s3.bucket)
+        return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+    return keys
+
+
+class Where:
+    """A connected session on one store kind, and what that store holds."""
+
+    def __init__(
+        self, m: mikro.Mikro, server: Any, user: str, token: str, objects: Callable[[], set[str]]
+    ) -> None:
+        self.m, self.server, self.user, self.token, self.objects = m, server, user, token, objects
+
+    def connect(self) -> Any:
+        """Another session of the same user (its unused store reservations are given back on exit)."""
+        return mikro.connect(self.server.url, token=self.token, timeout=30)
+
+
+@pytest.fixture(params=["folder", "s3"])
+async def where(request: pytest.FixtureRequest) -> AsyncIterator[Where]:
+    if request.param == "folder":
+        server = request.getfixturevalue("mikro_server")
+        objects = _folder_objects(server)
+    else:
+        server = request.getfixturevalue("mikro_server_s3")
+        objects = _s3_objects(request.getfixturevalue("moto_s3"))
+    user = f"batch-{uuid.uuid4().hex[:8]}"
+    token = server.add_user(user)
+    async with mikro.connect(server.url, token=token, timeout=30) as m:
+        yield Where(m, server, user, token, objects)
+
+
+def _images(n: int) -> list[np.ndarray]:
+    return [(np.arange(64, dtype=np.uint16).reshape(8, 8) + 100 * i) for i in range(n)]
+
+
+async def _nothing_left(where: Where, tag: str, before: set[str]) -> None:
+    """No row, no object and no unfinished store of the batch (checked once its session has ended)."""
+    assert await where.m.list_representations(tags=[tag]) == []
+    assert where.objects() == before
+    assert unfinished_zarr_stores(where.server, where.user) == []
+
+
+async def test_a_batch_of_200_small_images_round_trips_values_and_metadata(where: Where) -> None:
+    m, tag = where.m, uuid.uuid4().hex
+    dataset = await m.create_dataset(name="plate-1")
+    images = _images(200)
+    items = [
+        {
+            "data": image,
+            "name": f"field-{i}",
+            "dims": ("y", "x"),
+            "dataset": dataset.id,
+            "tags": [tag, f"field-{i}"],
+            "pixel_size": {"x": 0.5, "y": 0.25},
+            "channels": [{"name": f"dapi-{i}"}],
+        }
+        for i, image in enumerate(images)
+    ]
+    reps = await m.create_representations(items)
+    assert [r.name for r in reps] == [f"field-{i}" for i in range(200)]
+    for i, rep in enumerate(reps):
+        assert rep.shape == [8, 8] and rep.dtype == "uint16" and rep.tags == [tag, f"field-{i}"]
+        assert rep.dataset is not None and rep.dataset.id == dataset.id
+        assert rep.physical_size is not None and (rep.physical_size.x, rep.physical_size.y) == (0.5, 0.25)
+        assert [c.name for c in rep.channels] == [f"dapi-{i}"]
+        assert rep.thumbnails and rep.thumbnails[0].width == 8
+    listed = {r.name: r for r in await m.list_representations(tags=[tag], limit=1000)}
+    assert len(listed) == 200
+
+    async def check(i: int) -> None:
+        got = await m.compute(listed[f"field-{i}"].data)
+        np.testing.assert_array_equal(np.asarray(got), images[i])
+
+    async with anyio.create_task_group() as tg:
+        for i in range(200):
+            tg.start_soon(check, i)
+
+
+async def test_a_bad_item_is_named_before_anything_is_sent(where: Where) -> None:
+    m = where.m
+    items: list[dict[str, Any]] = [{"data": image, "name": f"ok-{i}"} for i, image in enumerate(_images(5))]
+    items[3] = {"data": np.zeros(7, np.uint16), "name": "a-line"}  # 1-D: not an image
+    seen = count_operations(m)
+    with pytest.raises(mikro.ValidationError, match=r"items\[3\] \('a-line'\)"):
+        await m.create_representations(items)
+    assert sum(seen.values()) == 0
+
+
+async def test_a_batch_with_one_refused_image_names_it_and_creates_none(where: Where) -> None:
+    tag = uuid.uuid4().hex
+    before = where.objects()
+    # 40 images: two registration requests, the first committed before the second is refused.
+    items: list[dict[str, Any]] = [
+        {"data": image, "name": f"r-{i}", "tags": [tag]} for i, image in enumerate(_images(40))
+    ]
+    items[35]["sample"] = "999999"  # no such sample: the server refuses this one
+    async with where.connect() as other:
+        with pytest.raises(mikro.NotFoundError, match=r"items\[35\] \('r-35'\)"):
+            await other.create_representations(items)
+    await _nothing_left(where, tag, before)
+
+
+async def test_a_cancelled_batch_leaves_no_rows_and_no_objects(where: Where) -> None:
+    tag = uuid.uuid4().hex
+    before = where.objects()
+    items = [{"data": image, "name": f"c-{i}", "tags": [tag]} for i, image in enumerate(_images(40))]
+    async with where.connect() as m:
+        execute = m.transport.execute
+        with anyio.CancelScope() as scope:
+
+            async def cancel_after_first_rows(document: str, variables: Any = None, **kwargs: Any) -> Any:
+                answer = await execute(document, variables, **kwargs)
+                if kwargs.get("operation_name") == "CreateRepresentations":
+                    scope.cancel()  # rows of the first request are committed by now
+                return answer
+
+            m.transport.execute = cancel_after_first_rows  # type: ignore[method-assign]
+            await m.create_representations(items)
+        assert scope.cancelled_caught
+    await _nothing_left(where, tag, before)

@@ -1,0 +1,113 @@
+"""``mikro ingest`` as a user runs it: a real process, its exit status, its report, Ctrl-C, memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tifffile
+
+from mikro.datalayer._layout import TARGET_SHARD_BYTES
+from mikro.ingest import SHARD_COPIES, SHARDS_PER_FILE
+from tests.fixtures_servers import MikroServer
+from tests.ingest import _files
+from tests.ingest.test_resume import FILES, small_tiffs
+
+pytestmark = pytest.mark.usefixtures("no_ambient_config")
+
+COUNT = "query { representations(pagination: {limit: 1000}) { id sourceFingerprint } }"
+
+
+def _cli(server: MikroServer, token: str, *args: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+    env.update(MIKRO_URL=server.url, MIKRO_TOKEN=token, COLUMNS="200")
+    return subprocess.Popen(
+        [sys.executable, "-m", "mikro", "ingest", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _images(server: MikroServer, token: str) -> list[dict[str, Any]]:
+    return list(server.query(COUNT, token=token)["data"]["representations"])
+
+
+def test_exit_status_and_report_name_the_bad_files(mikro_server: MikroServer, tmp_path: Path) -> None:
+    token = mikro_server.add_user("cli")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    _files.plain_tiff(folder / "good.tif")
+    (folder / "broken.tif").write_bytes(b"II*\x00" + b"\x01" * 64)
+    (folder / "table.xyz").write_text("a,b\n")
+    out = _cli(mikro_server, token, str(folder), "--json", str(tmp_path / "report.json"), "--tag", "run1")
+    stdout, stderr = out.communicate(timeout=120)
+    assert out.returncode == 1, stderr.decode()
+    report = json.loads((tmp_path / "report.json").read_text())
+    failed = {Path(f["path"]).name: f["error"] for f in report["files"] if f["status"] == "failed"}
+    assert set(failed) == {"broken.tif", "table.xyz"}
+    assert "broken.tif" in stderr.decode() and "table.xyz" in stderr.decode()
+    assert "broken.tif" in stdout.decode() and "1 images created" in stdout.decode()
+    assert len(_images(mikro_server, token)) == 1
+
+    # Once the bad files are gone, the rerun skips the good one and succeeds.
+    (folder / "broken.tif").unlink()
+    (folder / "table.xyz").unlink()
+    again = _cli(mikro_server, token, str(folder), "--dataset", "plate 1")
+    stdout, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr.decode()
+    assert "0 images created, 1 skipped" in stdout.decode()
+
+
+def test_ctrl_c_stops_and_a_rerun_continues(mikro_server: MikroServer, tmp_path: Path) -> None:
+    token = mikro_server.add_user("cli")
+    small_tiffs(tmp_path / "plate")
+    run = _cli(mikro_server, token, str(tmp_path / "plate"), "--concurrency", "2")
+    deadline = time.monotonic() + 90
+    while len(_images(mikro_server, token)) < 5 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr.decode()
+    assert "interrupted" in stderr.decode()
+    stored = len(_images(mikro_server, token))
+    assert 5 <= stored < FILES
+
+    rerun = _cli(mikro_server, token, str(tmp_path / "plate"), "--json", str(tmp_path / "r.json"))
+    _, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr.decode()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert (report["created"], report["skipped"]) == (FILES - stored, stored)
+    images = _images(mikro_server, token)
+    assert len(images) == FILES and len({i["sourceFingerprint"] for i in images}) == FILES
+
+
+@pytest.mark.slow
+def test_a_big_file_ingests_within_the_memory_bound(mikro_server: MikroServer, tmp_path: Path) -> None:
+    """2 GiB of pixels (a sparse file: fast to make, read as zeros) through a process whose peak RSS must
+    stay under the documented bound: SHARD_COPIES x SHARDS_PER_FILE shards per file in flight, plus the
+    process's own footprint."""
+    token = mikro_server.add_user("cli")
+    path = tmp_path / "big.tif"
+    planes, height, width = 512, 2048, 1024  # uint16: 4 MiB a plane, 2 GiB in all
+    big = tifffile.memmap(path, shape=(planes, height, width), dtype="uint16", photometric="minisblack")
+    big[0, :16, :16] = 7  # one known value
+    big.flush()
+    del big
+    run = _cli(mikro_server, token, str(path), "--concurrency", "1")
+    _, status, usage = os.wait4(run.pid, 0)
+    run.returncode = os.waitstatus_to_exitcode(status)
+    stderr = run.stderr.read().decode() if run.stderr else ""
+    assert run.returncode == 0, stderr
+    assert len(_images(mikro_server, token)) == 1
+    peak = usage.ru_maxrss * 1024
+    constant = 350 * 2**20  # interpreter, numpy/dask/zarr/bioio imports, HTTP clients (~290 measured)
+    bound = SHARD_COPIES * SHARDS_PER_FILE * TARGET_SHARD_BYTES * 1 + constant
+    assert peak < bound, f"peak RSS {peak / 2**20:.0f} MiB over the bound {bound / 2**20:.0f} MiB"

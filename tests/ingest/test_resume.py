@@ -1,0 +1,122 @@
+"""Rerun, resume after a cancellation, bad files next to good ones, a file changing while it is read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+import tifffile
+
+import mikro
+from mikro.ingest import IngestProgress
+from tests.ingest import _files
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_ambient_config")]
+
+FILES = 50
+
+
+def small_tiffs(folder: Path, count: int = FILES) -> None:
+    folder.mkdir(exist_ok=True)
+    for i in range(count):
+        tifffile.imwrite(
+            folder / f"img{i:03d}.tif", _files.values((16, 16), seed=i), photometric="minisblack"
+        )
+
+
+async def _all(m: mikro.Mikro) -> list[mikro.Representation]:
+    return [r async for r in m.iter_representations(page_size=500)]
+
+
+async def test_cancelled_part_way_then_rerun_stores_each_file_once(m: mikro.Mikro, tmp_path: Path) -> None:
+    small_tiffs(tmp_path / "plate")
+    with anyio.CancelScope() as scope:
+
+        def stop_part_way(p: IngestProgress) -> None:
+            if p.images_created >= 10:
+                scope.cancel()
+
+        await m.ingest(tmp_path / "plate", on_progress=stop_part_way)
+    assert scope.cancelled_caught
+    stored = len(await _all(m))
+    assert 10 <= stored < FILES
+
+    report = await m.ingest(tmp_path / "plate")
+    assert report.ok and (report.created, report.skipped) == (FILES - stored, stored)
+    reps = await _all(m)
+    assert len(reps) == FILES
+    assert len({r.source_fingerprint for r in reps}) == FILES
+    # One original per file, however the first run was cut: an upload it finished is reused.
+    files = [f async for f in m.iter_files(page_size=500)]
+    assert len(files) == FILES and all(r.original_file is not None for r in reps)
+
+    again = await m.ingest(tmp_path / "plate")
+    assert (again.created, again.skipped) == (0, FILES)
+    assert {f.status for f in again.files} == {"skipped"}
+
+
+async def test_a_changed_file_is_a_new_source(m: mikro.Mikro, tmp_path: Path) -> None:
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, _files.values((16, 16), seed=1), photometric="minisblack")
+    first = await m.ingest(path)
+    tifffile.imwrite(path, _files.values((16, 16), seed=2), photometric="minisblack")
+    second = await m.ingest(path)
+    assert (first.created, second.created, second.skipped) == (1, 1, 0)
+    assert first.files[0].fingerprint != second.files[0].fingerprint
+
+
+async def test_bad_files_are_reported_and_the_others_ingested(m: mikro.Mikro, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = _files.plain_tiff(folder / "good.tif")
+    (folder / "corrupt.tif").write_bytes(b"II*\x00" + b"\x17" * 200)
+    (folder / "notes.xyz").write_text("not an image")
+    tifffile.imwrite(folder / "complex.tif", np.ones((8, 8), np.complex64))
+    _files.ome_tiff(folder / "cut.ome.tif")
+    whole = (folder / "cut.ome.tif").read_bytes()
+    (folder / "cut.ome.tif").write_bytes(whole[: len(whole) // 2])
+
+    report = await m.ingest([folder, tmp_path / "missing.tif"])
+    status = {Path(f.path).name: (f.status, f.error) for f in report.files}
+    assert status["good.tif"] == ("created", None)
+    for name in ("corrupt.tif", "notes.xyz", "complex.tif", "cut.ome.tif", "missing.tif"):
+        assert status[name][0] == "failed" and status[name][1], (name, status[name])
+    assert "no reader" in str(status["notes.xyz"][1])
+    assert "complex64" in str(status["complex.tif"][1])
+    assert "no such file" in str(status["missing.tif"][1])
+    assert not report.ok
+    # Nothing of the failed files was kept (the truncated one's first scene and original included).
+    (rep,) = await _all(m)
+    assert [f.name for f in await m.list_files()] == ["good.tif"]
+    assert rep.name == "good.tif"
+    np.testing.assert_array_equal(await m.compute(rep.data), good)
+
+
+async def test_a_file_changing_while_read_is_reported_not_stored(m: mikro.Mikro, tmp_path: Path) -> None:
+    path = tmp_path / "growing.tif"
+    _files.plain_tiff(path)
+
+    def append_once(p: IngestProgress) -> None:
+        if p.current == str(path) and path.stat().st_size < 10**6:
+            with path.open("ab") as f:
+                f.write(b"\0" * 10**6)
+
+    report = await m.ingest(path, on_progress=append_once)
+    (line,) = report.files
+    assert line.status == "failed" and "changed while" in str(line.error)
+    assert await _all(m) == []
+
+
+async def test_dry_run_lists_and_writes_nothing(m: mikro.Mikro, tmp_path: Path) -> None:
+    _files.imagej_tiff(tmp_path / "hyper.tif")
+    report = await m.ingest(tmp_path, dry_run=True)
+    ((planned,),) = [f.planned for f in report.files]
+    assert (planned.dims, planned.shape, planned.dtype) == (
+        ["t", "c", "z", "y", "x"],
+        [2, 4, 3, 32, 24],
+        "uint16",
+    )
+    assert planned.pixel_size == {"x": 0.5, "y": 0.5, "z": 2.0, "t": 3.0}
+    assert report.files[0].status == "planned" and await _all(m) == []
