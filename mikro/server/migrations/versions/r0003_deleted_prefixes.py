@@ -1,8 +1,7 @@
-"""The ``deleted_prefixes`` table: deleted stores' key prefixes, swept again once every write credential
-issued before the deletion has expired (issue 13).
-
-Only this table: the other model changes merged at the same time (representations' source and
-acquisition columns, metrics.value's type) belong in a revision of their own.
+"""What the models gained after revision 0002: ``deleted_prefixes`` (deleted stores' key prefixes, swept
+again once every write credential issued before the deletion has expired: issue 13); the columns ingest
+records on ``representations`` (source fingerprint and scene, acquisition metadata); and ``metrics.value``
+as ``JSONValue`` (TEXT on SQLite, so that ``800.0`` reads back as a float).
 
 Revision ID: 0003
 Revises: 0002
@@ -13,6 +12,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+from mikro.server._models import JSONValue
 
 revision = "0003"
 down_revision = "0002"
@@ -31,8 +32,30 @@ def upgrade() -> None:
     with op.batch_alter_table("deleted_prefixes", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_deleted_prefixes_deleted_at"), ["deleted_at"], unique=False)
 
+    with op.batch_alter_table("metrics", schema=None) as batch_op:
+        batch_op.alter_column("value", existing_type=sa.JSON(), type_=JSONValue(), existing_nullable=False)
+
+    with op.batch_alter_table("representations", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("source_fingerprint", sa.String(length=128), nullable=True))
+        batch_op.add_column(sa.Column("source_scene", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("source_scene_name", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("source_scene_count", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("acquisition", sa.JSON(), nullable=True))
+        batch_op.create_index(
+            batch_op.f("ix_representations_source_fingerprint"), ["source_fingerprint"], unique=False
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("representations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_representations_source_fingerprint"))
+        for column in ("acquisition", "source_scene_count", "source_scene_name", "source_scene"):
+            batch_op.drop_column(column)
+        batch_op.drop_column("source_fingerprint")
+
+    with op.batch_alter_table("metrics", schema=None) as batch_op:
+        batch_op.alter_column("value", existing_type=JSONValue(), type_=sa.JSON(), existing_nullable=False)
+
     with op.batch_alter_table("deleted_prefixes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_deleted_prefixes_deleted_at"))
     op.drop_table("deleted_prefixes")
