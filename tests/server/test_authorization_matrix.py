@@ -171,7 +171,12 @@ FILE = b"a file of B's, or of A's"
 FILE_HASH = "sha256:" + hashlib.sha256(FILE).hexdigest()
 # Inputs checked before the objects they name: createFile's size and hash of its file, recordLevels'
 # level paths. Given right, so that the ownership check is what answers.
-FIELD_VALUES: dict[str, Any] = {"size": len(FILE), "contentHash": FILE_HASH, "path": "levels-0/1"}
+FIELD_VALUES: dict[str, Any] = {
+    "size": len(FILE),
+    "contentHash": FILE_HASH,
+    "mediaType": "application/octet-stream",
+    "path": "levels-0/1",
+}
 
 
 # --- the objects ---------------------------------------------------------------------------------------
