@@ -136,7 +136,8 @@ class _HttpGate:
         scope[_USER_KEY] = user
         response = _GraphQLShaped(send)
 
-        token = set_predecoded(body, payload)
+        # Only a body the gate decoded as JSON is handed on decoded (strawberry decodes only JSON bodies).
+        token = set_predecoded(body, payload) if _is_json(headers) else None
         try:
             async with anyio.create_task_group() as tg:
                 replay, watch = replay_then_watch(body, receive, tg.cancel_scope)
@@ -145,7 +146,8 @@ class _HttpGate:
                     await self._run(user, headers, body, payload, scope, replay, response.send)
                 tg.cancel_scope.cancel()
         finally:
-            reset_predecoded(token)
+            if token is not None:
+                reset_predecoded(token)
         if deadline.cancelled_caught and not response.started:
             message = f"the request ran longer than {settings.request_timeout:g} s"
             await graphql_error_response(send, 200, LIMIT_CODE, limit_message("request_timeout", message))

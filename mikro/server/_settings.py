@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     max_input_depth: int = Field(default=64, ge=4)
     # Estimated objects an operation may resolve: a list multiplies what is below it by its page size,
     # or by ``list_cost_estimate`` for a nested list without pagination (a sample's images ...).
-    max_query_cost: int = Field(default=500_000, ge=1)
+    max_query_cost: int = Field(default=1_500_000, ge=1)
     list_cost_estimate: int = Field(default=10, ge=1)
     # Seconds a request may run; past it, it is cancelled and answered with an error.
     request_timeout: float = Field(default=30.0, gt=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 from sqlalchemy import func, select
@@ -24,6 +24,7 @@ __all__ = ["Subscription", "event_stream"]
 logger = logging.getLogger("mikro.server")
 
 _REPLAY_BATCH = 500
+T = TypeVar("T")
 
 
 def _matches(message: EventMessage, user: AuthUser, scope_id: int | None) -> bool:
@@ -99,6 +100,15 @@ async def event_stream(
             logger.warning("a %s subscriber fell behind; catching up from the event table", stream)
 
 
+async def _still_there(info: Info[Any, Any], item: T | None) -> T | None:
+    """The event's object, or None if it (or a row it cannot be shown without, such as an image's
+    store) was deleted since the event: the event then says only its kind and id."""
+    if item is None:
+        return None
+    kept = await t.present(info, [item])
+    return kept[0] if kept else None
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(  # type: ignore[untyped-decorator]
@@ -119,7 +129,7 @@ class Subscription:
         async for message in event_stream(ctx.services, "representation", user, scope_id, after):
             rep = None
             if message.kind in ("CREATE", "UPDATE"):
-                rep = await ctx.loaders.representation.load(message.object_id)
+                rep = await _still_there(info, await ctx.loaders.representation.load(message.object_id))
             yield t.RepresentationEvent(
                 cursor=message.cursor,
                 kind=t.EventKind(message.kind),
@@ -142,7 +152,7 @@ class Subscription:
         async for message in event_stream(ctx.services, "roi", user, scope_id, after):
             roi = None
             if message.kind in ("CREATE", "UPDATE"):
-                roi = await ctx.loaders.roi.load(message.object_id)
+                roi = await _still_there(info, await ctx.loaders.roi.load(message.object_id))
             yield t.RoiEvent(
                 cursor=message.cursor,
                 kind=t.EventKind(message.kind),

@@ -6,6 +6,7 @@ list, never A's data, and A's objects are unchanged. A new operation or ID field
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,10 @@ KIND_BY_NAME = {
     "origin": "representation",
     "derivedFrom": "representation",
     "roi": "roi",
+    "originalFile": "file",
+    "representations": "representation",
+    "samples": "sample",
+    "datasets": "dataset",
 }
 STORE_KIND_BY_OPERATION = {
     "zarrStore": "finished_store",
@@ -60,6 +65,9 @@ STORE_KIND_BY_OPERATION = {
     "createRepresentation": "unused_store",
     "createRepresentations": "unused_store",
     "createTable": "parquet_store",
+    "createFile": "media_store",
+    "requestLevelsUpload": "finished_store",
+    "recordLevels": "finished_store",
 }
 LIST_FIELDS = {"ids"}  # a filter's ids name objects of the listed kind
 ID_KINDS = {
@@ -72,6 +80,7 @@ ID_KINDS = {
     "table": "table",
     "thumbnail": "thumbnail",
     "zarrStore": "finished_store",
+    "file": "file",
 }
 
 
@@ -142,10 +151,32 @@ CASES = _cases()
 
 
 def test_every_id_of_the_schema_has_a_kind() -> None:
-    kinds = {"sample", "experiment", "dataset", "representation", "roi", "metric", "table", "thumbnail"}
-    kinds |= {"finished_store", "open_store", "unused_store", "parquet_store"}
+    kinds = {
+        "sample",
+        "experiment",
+        "dataset",
+        "representation",
+        "roi",
+        "metric",
+        "table",
+        "thumbnail",
+        "file",
+    }
+    kinds |= {"finished_store", "open_store", "unused_store", "parquet_store", "media_store"}
     for case in CASES:
         assert case.kind in kinds, case.id
+
+
+FILE = b"a file of B's, or of A's"
+FILE_HASH = "sha256:" + hashlib.sha256(FILE).hexdigest()
+# Inputs checked before the objects they name: createFile's size and hash of its file, recordLevels'
+# level paths. Given right, so that the ownership check is what answers.
+FIELD_VALUES: dict[str, Any] = {
+    "size": len(FILE),
+    "contentHash": FILE_HASH,
+    "mediaType": "application/octet-stream",
+    "path": "levels-0/1",
+}
 
 
 # --- the objects ---------------------------------------------------------------------------------------
@@ -181,6 +212,9 @@ class _Owner:
         def zarr(path: Path) -> None:
             write_zarr_json(path, array_node([2, 8, 8], [2, 8, 8], "uint16", ["z", "y", "x"]))
 
+        def media(path: Path) -> None:
+            (path / "file").write_bytes(FILE)
+
         def parquet(path: Path) -> None:
             pq.write_table(pa.table({"x": [1, 2]}), str(path / "table.parquet"))
 
@@ -205,6 +239,14 @@ class _Owner:
         made["parquet_store"] = self.upload("PARQUET", parquet)
         thumbnail = {"representation": made["representation"], "png": b64(png_bytes(4, 4))}
         made["thumbnail"] = self.create("createThumbnail", "ThumbnailInput", thumbnail)
+        file = {
+            "store": self.upload("MEDIA", media),
+            "name": "f.bin",
+            "size": len(FILE),
+            "contentHash": FILE_HASH,
+        }
+        made["file"] = self.create("createFile", "FileInput", file)
+        made["media_store"] = self.upload("MEDIA", media)
         return made
 
 
@@ -235,6 +277,8 @@ def _value(type_: Any, name: str, case: Case, own: dict[str, str]) -> Any:
     if isinstance(nullable, GraphQLEnumType):
         return next(iter(nullable.values))
     leaf = nullable.name
+    if name in FIELD_VALUES:
+        return FIELD_VALUES[name]
     return {"String": "x", "Int": 1, "Float": 0.0, "Boolean": False, "JSON": 1}.get(
         leaf, b64(png_bytes(4, 4)) if leaf == "Base64" else "2024-01-01T00:00:00+00:00"
     )

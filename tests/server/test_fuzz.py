@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from graphql import GraphQLScalarType, build_schema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import nodes
@@ -26,7 +27,19 @@ CUSTOM_SCALARS: dict[str, Any] = {
     "JSON": st.one_of(st.integers(), st.text(max_size=20)).map(
         lambda v: nodes.Int(v) if isinstance(v, int) else nodes.String(v)
     ),
+    "BigInt": st.integers(min_value=-(2**70), max_value=2**70).map(nodes.Int),
 }
+# Any scalar added later is fuzzed with strings until it gets a strategy of its own.
+CUSTOM_SCALARS.update(
+    {
+        name: st.text(max_size=20).map(nodes.String)
+        for name, type_ in build_schema(SCHEMA).type_map.items()
+        if isinstance(type_, GraphQLScalarType)
+        and not name.startswith("__")
+        and name not in CUSTOM_SCALARS
+        and name not in ("String", "Int", "Float", "Boolean", "ID")
+    }
+)
 DOCUMENTS = st.one_of(
     gql.queries(SCHEMA, custom_scalars=CUSTOM_SCALARS),
     gql.mutations(SCHEMA, custom_scalars=CUSTOM_SCALARS),
