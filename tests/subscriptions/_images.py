@@ -14,7 +14,7 @@ from mikro.api import Dataset, Representation
 def _write_tiny_zarr(path: str) -> None:
     import zarr
 
-    # Sharded: the server refuses arrays mikro could not read (one sharding_indexed codec).
+    # Sharded like the data plane writes: the server reads (and accepts) sharded arrays only.
     array = zarr.create_array(
         store=path,
         shape=(2, 4, 4),
