@@ -20,7 +20,9 @@ mutation($inputs: [RepresentationInput!]!) {
 }"""
 CREATE = """
 mutation($input: RepresentationInput!) {
-  createRepresentation(input: $input) { id shape dims dtype store { id populated shape chunks path arrayPath } }
+  createRepresentation(input: $input) {
+    id shape dims dtype store { id populated shape chunks path arrayPath }
+  }
 }"""
 
 
