@@ -136,7 +136,7 @@ def start_mikro_server(
     stays on moto directly.
     """
     data_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=workdir))
-    token = "bench-admin-token"
+    token = "bench-admin-token-0123456789"
     env = {**os.environ, "MIKRO_ADMIN_TOKEN": token, "MIKRO_LOG_LEVEL": "warning", "MIKRO_BENCH_FLOOR": "1"}
     for key in [k for k in env if k.startswith("MIKRO_S3_") or k == "MIKRO_STS_ENDPOINT"]:
         del env[key]

@@ -28,11 +28,16 @@ def serve(
     s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="Keep pixels on this S3 endpoint."),
     s3_bucket: str | None = typer.Option(None, "--s3-bucket", help="S3 bucket for pixels."),
     grant_ttl: int | None = typer.Option(None, "--grant-ttl", help="Seconds a storage grant is valid."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Server processes sharing the port, database and store (default 1)."
+    ),
 ) -> None:
     """Run the mikro reference server (settings also from MIKRO_* environment variables)."""
+    from pydantic import ValidationError
+
     from mikro.server import Settings
     from mikro.server import serve as run_server
-    from mikro.server._schema_check import DatabaseSchemaError
+    from mikro.server._migrate import DatabaseSchemaError
 
     overrides = {
         "data_dir": data_dir,
@@ -42,10 +47,18 @@ def serve(
         "s3_endpoint": s3_endpoint,
         "s3_bucket": s3_bucket,
         "grant_ttl": grant_ttl,
+        "workers": workers,
     }
     given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     try:
-        run_server(Settings(**given))
+        settings = Settings(**given)
+    except ValidationError as e:
+        # One line per bad setting, not pydantic's traceback.
+        for error in e.errors():
+            typer.echo(f"mikro: {error['loc'][0] if error['loc'] else 'settings'}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        run_server(settings)
     except DatabaseSchemaError as e:
         typer.echo(f"mikro: {e}", err=True)
         raise typer.Exit(1) from None
@@ -65,7 +78,7 @@ def user_add(
     """Create a user and print its bearer token (shown only once)."""
     from mikro.server import Settings, add_user
     from mikro.server._errors import ApiError
-    from mikro.server._schema_check import DatabaseSchemaError
+    from mikro.server._migrate import DatabaseSchemaError
 
     overrides = {"data_dir": data_dir, "database_url": database_url}
     given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
@@ -87,7 +100,7 @@ def user_rotate_token(
     """Give a user a new token and print it; the old token is refused from now on."""
     from mikro.server import Settings, rotate_token
     from mikro.server._errors import ApiError
-    from mikro.server._schema_check import DatabaseSchemaError
+    from mikro.server._migrate import DatabaseSchemaError
 
     overrides = {"data_dir": data_dir, "database_url": database_url}
     given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
@@ -97,6 +110,49 @@ def user_rotate_token(
         typer.echo(f"mikro: {e}", err=True)
         raise typer.Exit(1) from None
     typer.echo(token)
+
+
+db_app = typer.Typer(help="The server's database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="The server's data dir."),
+    database_url: str | None = typer.Option(None, "--database-url", help="The server's database URL."),
+) -> None:
+    """Bring the database's tables up to this mikro (``mikro serve`` also does this on start)."""
+    from mikro.server import Settings
+    from mikro.server._migrate import DatabaseSchemaError, describe_upgrade
+    from mikro.server._serve import upgrade_database
+
+    overrides = {"data_dir": data_dir, "database_url": database_url}
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        before, after = upgrade_database(Settings(**given))
+    except DatabaseSchemaError as e:
+        typer.echo(f"mikro: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"mikro: {describe_upgrade(before, after)}")
+
+
+@db_app.command("current")
+def db_current(
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="The server's data dir."),
+    database_url: str | None = typer.Option(None, "--database-url", help="The server's database URL."),
+) -> None:
+    """Print the database's revision and this mikro's newest one; exit 1 when they differ."""
+    from mikro.server import Settings
+    from mikro.server._migrate import head_revision
+    from mikro.server._serve import database_revision
+
+    overrides = {"data_dir": data_dir, "database_url": database_url}
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    current = database_revision(Settings(**given))
+    head = head_revision()
+    typer.echo(f"database: {current or 'none'}\nthis mikro: {head}")
+    if current != head:
+        raise typer.Exit(1)
 
 
 # --- the demo (needs the `server` extra: it starts the reference server) ---------------------------

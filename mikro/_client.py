@@ -244,7 +244,8 @@ def connect(
     in the working directory (``mikro.yaml``, ``mikro.yml``, ``mikro.toml`` or ``fakts.yaml``); see
     :mod:`mikro._config`. Raises :class:`mikro.ConfigurationError` when no URL or token is found.
     ``timeout`` (seconds, default 30) bounds each request and the time spent retrying it;
-    ``retries`` (default 3) is how many times a retry-safe request is sent again.
+    ``retries`` (default 8: backing off for about half a minute, within ``timeout``, longer than a
+    server restart) is how many times a retry-safe request is sent again.
     """
     config = load_config(
         url=url,

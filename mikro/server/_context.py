@@ -31,11 +31,21 @@ class Context:
     connection_params: dict[str, Any] | None = field(default=None)
     # The HTTP request's shared read session (None over websockets).
     reader: SharedReader | None = None
+    # The websocket's token, checked again when a subscription starts.
+    token: str | None = None
 
     def require_user(self) -> AuthUser:
         if self.user is None:
             raise Unauthenticated("missing or invalid token")
         return self.user
+
+    async def current_user(self) -> AuthUser:
+        """The caller, its token checked again now if this is a long-lived websocket: a subscription
+        started after a rotation or deletion must not replay what its user may no longer see."""
+        user = self.require_user()
+        if self.token is not None and await self.services.auth.authenticate(self.token) is None:
+            raise Unauthenticated("the token of this connection is no longer valid")
+        return user
 
     def read(self) -> AbstractAsyncContextManager[AsyncSession]:
         """A session for reading: the request's shared one over HTTP, a fresh one otherwise.

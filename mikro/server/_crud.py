@@ -16,8 +16,9 @@ from strawberry.types import Info
 
 from mikro.server import _models as m
 from mikro.server._auth import AuthUser
+from mikro.server._bounds import check_tags
 from mikro.server._context import Context, context_of
-from mikro.server._errors import BadUserInput, Forbidden, NotFound
+from mikro.server._errors import BadUserInput, NotFound
 from mikro.server._inputs import BaseFilter, OffsetPaginationInput
 
 __all__ = [
@@ -51,12 +52,16 @@ KIND_NAMES: dict[type[Any], str] = {
 }
 
 
+# Ids are 64-bit signed integers in the database: a larger number would overflow the query itself.
+_MAX_ID = 2**63 - 1
+
+
 def parse_id(value: Any, what: str = "id") -> int:
     try:
         number = int(str(value))
     except ValueError:
         raise BadUserInput(f"{what} {value!r} is not a valid id") from None
-    if number < 1:
+    if not 1 <= number <= _MAX_ID:
         raise NotFound(f"no {what} with id {value}")
     return number
 
@@ -66,13 +71,12 @@ def parse_ids(values: Sequence[Any], what: str = "id") -> list[int]:
 
 
 async def get_owned(session: AsyncSession, model: type[M], raw_id: Any, user: AuthUser) -> M:
-    """The object, if it exists (NOT_FOUND) and belongs to the caller or the caller is admin (FORBIDDEN)."""
+    """The object, if it exists and belongs to the caller (or the caller is admin); else NOT_FOUND, the
+    same error for another user's object as for none, so that ids reveal nothing of other users."""
     name = KIND_NAMES[model]
     obj = await session.get(model, parse_id(raw_id, name))
-    if obj is None:
+    if obj is None or not user.can_see(obj.creator_id):  # type: ignore[attr-defined]
         raise NotFound(f"no {name} with id {raw_id}")
-    if not user.can_see(obj.creator_id):  # type: ignore[attr-defined]
-        raise Forbidden(f"{name} {raw_id} belongs to another user")
     return obj
 
 
@@ -86,10 +90,8 @@ async def get_visible_row(session: AsyncSession, model: Any, raw_id: Any, user: 
     """``get_owned`` for reading: the object's row (plain columns, no ORM object), same errors."""
     name = KIND_NAMES[model]
     row = (await session.execute(_row_by_id(model), {"id": parse_id(raw_id, name)})).first()
-    if row is None:
+    if row is None or not user.can_see(row.creator_id):
         raise NotFound(f"no {name} with id {raw_id}")
-    if not user.can_see(row.creator_id):
-        raise Forbidden(f"{name} {raw_id} belongs to another user")
     return row
 
 
@@ -189,7 +191,8 @@ async def drop_tags(session: AsyncSession, model: type[Any], ids: Sequence[int])
 
 
 def check_strings(value: Any, limit: int, where: str = "input") -> None:
-    """Refuse any string longer than ``limit`` anywhere in an input (fields, lists, JSON values)."""
+    """Refuse any string longer than ``limit`` anywhere in an input (fields, lists, JSON values), and
+    more tags than ``MAX_TAGS`` on any object."""
     if isinstance(value, str):
         if len(value) > limit:
             raise BadUserInput(f"{where} is longer than {limit} characters")
@@ -197,7 +200,10 @@ def check_strings(value: Any, limit: int, where: str = "input") -> None:
         return
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
-            check_strings(getattr(value, f.name), limit, f"{where}.{f.name}")
+            field = getattr(value, f.name)
+            if f.name == "tags":
+                check_tags(field, f"{where}.tags")
+            check_strings(field, limit, f"{where}.{f.name}")
     elif isinstance(value, dict):
         for k, v in value.items():
             check_strings(k, limit, f"{where} key")

@@ -19,19 +19,39 @@ from mikro.server._context import Context
 from mikro.server._crud import begin_mutation, get_owned, get_store
 from mikro.server._errors import ApiError, BadUserInput, Conflict
 from mikro.server._objects import GrantData
+from mikro.server._quota import check_quota
+from mikro.server._services import Services, note_secrets
 from mikro.server._store_cleanup import delete_objects, delete_stores
 from mikro.server._zarr_meta import ArrayInfo, read_array_info
 
-__all__ = ["DataPlaneMutation", "array_values", "read_array", "record_array"]
+__all__ = [
+    "SECRET_FIELDS",
+    "DataPlaneMutation",
+    "array_values",
+    "issue_grant",
+    "read_array",
+    "record_array",
+    "reissue_grant",
+]
 
 T = TypeVar("T")
 
 logger = logging.getLogger("mikro.server")
 
 
+#: The secret fields of a grant's credentials: (GrantData attribute, GraphQL field).
+SECRET_FIELDS = (
+    ("access_key_id", "accessKeyId"),
+    ("secret_access_key", "secretAccessKey"),
+    ("session_token", "sessionToken"),
+)
+
+
 def _grant(store: m.Store, data: GrantData) -> t.Grant:
     credentials = None
     if data.access_key_id is not None and data.secret_access_key is not None:
+        secrets = {getattr(data, a): name for a, name in SECRET_FIELDS if getattr(data, a)}
+        note_secrets(store.id, data.write, secrets)
         credentials = t.Credentials(
             access_key_id=data.access_key_id,
             secret_access_key=data.secret_access_key,
@@ -54,15 +74,22 @@ def _grant(store: m.Store, data: GrantData) -> t.Grant:
 
 
 async def _issue_grant(ctx: Context, user: AuthUser, key: str, *, write: bool) -> GrantData:
-    storage = ctx.services.storage
+    return await issue_grant(ctx.services, user, key, write=write)
+
+
+async def issue_grant(services: Services, user: AuthUser, key: str, *, write: bool) -> GrantData:
+    """Fresh credentials for ``key`` (also used to answer a repeated request without stored secrets)."""
+    storage = services.storage
     return await _storage_call(
-        ctx, key, lambda: storage.grant(key, write=write, session_name=_session_name(user), user_id=user.id)
+        services,
+        key,
+        lambda: storage.grant(key, write=write, session_name=_session_name(user), user_id=user.id),
     )
 
 
-async def _storage_call(ctx: Context, key: str, fn: Callable[[], T]) -> T:
+async def _storage_call(services: Services, key: str, fn: Callable[[], T]) -> T:
     try:
-        return await ctx.services.run_io(fn)
+        return await services.run_io(fn)
     except ApiError:
         raise
     except Exception as e:
@@ -114,6 +141,19 @@ def _record_grant(session: AsyncSession, store_id: int, user: AuthUser, data: Gr
         logger.debug("grant for store %s (write=%s) with policy %s", store_id, data.write, data.policy)
 
 
+async def reissue_grant(services: Services, user: AuthUser, store_id: int, write: bool) -> GrantData | None:
+    """New credentials in place of ones an earlier answer carried (a repeated ``Idempotency-Key``
+    request): None when the store is gone, or finished and the grant was to write."""
+    async with services.db.read() as session:
+        row = await session.get(m.Store, store_id)
+    if row is None or not user.can_see(row.creator_id) or (write and row.populated):
+        return None
+    data = await issue_grant(services, user, row.key, write=write)
+    async with services.transaction() as tx:
+        _record_grant(tx.session, row.id, user, data)
+    return data
+
+
 #: Most stores one requestUploads may reserve.
 MAX_RESERVED = 64
 
@@ -129,7 +169,7 @@ async def _reserve(ctx: Context, user: AuthUser, kind: t.UploadKind, count: int)
             made.append((key, data))
         return made
 
-    reserved = await _storage_call(ctx, kind.value, reserve)
+    reserved = await _storage_call(ctx.services, kind.value, reserve)
     async with ctx.services.transaction() as tx:
         stores = [
             m.Store(
@@ -195,6 +235,8 @@ class DataPlaneMutation:
         array = await read_array(ctx, row.key)
         async with ctx.services.transaction() as tx:
             row = await get_store(tx.session, store, user, "ZARR")
+            if not row.populated:
+                await check_quota(tx.session, ctx.services.settings, user.id, [array])
             record_array(ctx, row, array)
         return t.ZarrStore.from_row(row)
 

@@ -11,8 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from mikro.server._models import Base
-from mikro.server._schema_check import check_schema
+from mikro.server._migrate import upgrade
 from mikro.server._sqlite import SQLITE_PRAGMAS, sqlite_connector, sqlite_path
 
 __all__ = ["Database", "SharedReader"]
@@ -27,14 +26,17 @@ _MAX_OVERFLOW = {True: 128, False: 32}  # by `is_sqlite`
 
 
 class Database:
-    """Owns the engine. Use as ``async with Database(url) as db``; tables are created on entry."""
+    """Owns the engine. Use as ``async with Database(url) as db``; on entry the tables are created or
+    upgraded to this mikro's newest migration (``upgraded`` says from which revision to which)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._read_sessions: async_sessionmaker[AsyncSession] | None = None
         self._write_lock: anyio.Lock | None = None
+        self.upgraded: tuple[str | None, str] | None = None
 
     async def __aenter__(self) -> Database:
         kwargs: dict[str, Any] = {"pool_size": _POOL_SIZE, "max_overflow": _MAX_OVERFLOW[self.is_sqlite]}
@@ -49,13 +51,16 @@ class Database:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # A request's reads see one snapshot, as they do on SQLite (one read transaction): at
+        # PostgreSQL's default READ COMMITTED, an image listed by one statement could lose its store
+        # to another process's commit before the next statement reads it.
+        readers = engine if self.is_sqlite else engine.execution_options(isolation_level="REPEATABLE READ")
+        self._read_sessions = async_sessionmaker(readers, expire_on_commit=False)
         # SQLite has one writer; serialising our own writers avoids SQLITE_BUSY when a deferred
         # transaction upgrades to a write lock while another connection holds it.
         self._write_lock = anyio.Lock()
         try:
-            async with engine.begin() as conn:
-                await conn.run_sync(Base.metadata.create_all)
-                await conn.run_sync(check_schema, Base.metadata, engine.url.render_as_string())
+            self.upgraded = await upgrade(engine)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await engine.dispose()
@@ -83,9 +88,9 @@ class Database:
         """One read session for all the reads of one HTTP request (``async with db.shared_reader()``)."""
         return SharedReader(self)
 
-    def new_session(self) -> AsyncSession:
-        assert self._sessions is not None, "Database used outside `async with`"
-        return self._sessions()
+    def new_read_session(self) -> AsyncSession:
+        assert self._read_sessions is not None, "Database used outside `async with`"
+        return self._read_sessions()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -132,7 +137,7 @@ class SharedReader:
         assert self._lock is not None, "SharedReader used outside `async with`"
         async with self._lock:
             if self._session is None:
-                self._session = self._db.new_session()
+                self._session = self._db.new_read_session()
             session = self._session
             try:
                 yield session
@@ -142,17 +147,18 @@ class SharedReader:
                     await self._discard()
                 raise
             except BaseException:
-                # Cancelled mid-query: the same.
-                await self._discard()
+                # Cancelled mid-query: the same, but without a rollback on a connection that may still
+                # be busy with the cancelled query (asyncpg refuses that): the pool drops it instead.
+                await self._discard(invalidate=not self._db.is_sqlite)
                 raise
             finally:
                 session.expunge_all()
 
-    async def _discard(self) -> None:
+    async def _discard(self, *, invalidate: bool = False) -> None:
         session, self._session = self._session, None
         if session is not None:
             with anyio.CancelScope(shield=True):
-                await session.close()
+                await (session.invalidate() if invalidate else session.close())
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -7,18 +7,16 @@ so sending it again runs it again (with the same outcome, since it changed nothi
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from typing import Any, cast
 
 import anyio
-from graphql import OperationType, parse
-from graphql.error import GraphQLError
 from sqlalchemy import Table, delete, select, update
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mikro.server._auth import AuthUser
+from mikro.server._data_plane import SECRET_FIELDS, reissue_grant
 from mikro.server._models import IdempotencyRecord
 from mikro.server._services import IdempotencyClaim, Services, idempotency_claim
 
@@ -37,43 +35,53 @@ async def graphql_error_response(send: Send, status: int, code: str, message: st
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise anyio.EndOfStream
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+# What the stored answer holds in place of a secret: {_PLACEHOLDER: [store id, write, field name]}.
+_PLACEHOLDER = "mikro.reissue"
 
 
-def _is_mutation(body: bytes) -> bool:
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return False
-    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-        return False
-    name = payload.get("operationName")
-    return _operation_is_mutation(payload["query"], name if isinstance(name, str) else None)
+def _without_secrets(response: bytes, secrets: list[tuple[int, bool, dict[str, str]]]) -> str:
+    """The answer to store: every secret it carries (found by value, so aliases cannot hide one)
+    replaced by a placeholder saying which grant to re-issue on a replay."""
+    text = response.decode("utf-8", "replace")
+    if not secrets:
+        return text
+    found = {
+        value: [store, write, name] for store, write, values in secrets for value, name in values.items()
+    }
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str) and value in found:
+            return {_PLACEHOLDER: found[value]}
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        return value
+
+    return json.dumps(scrub(json.loads(text)))
 
 
-@functools.lru_cache(maxsize=512)
-def _operation_is_mutation(query: str, name: str | None) -> bool:
-    # Clients send the same few documents again and again: parse each once (as the schema's ParserCache
-    # does for execution).
-    try:
-        document = parse(query)
-    except GraphQLError:
-        return False
-    for definition in document.definitions:
-        operation = getattr(definition, "operation", None)
-        if operation is None:
-            continue
-        if name is None or getattr(getattr(definition, "name", None), "value", None) == name:
-            return bool(operation == OperationType.MUTATION)
-    return False
+async def _with_new_secrets(services: Services, user: AuthUser, stored: str) -> str:
+    """A stored answer with fresh credentials where it had secrets (null where none can be issued)."""
+    if _PLACEHOLDER not in stored:
+        return stored
+    issued: dict[tuple[int, bool], Any] = {}
+
+    async def fill(value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {_PLACEHOLDER}:
+            store, write, name = value[_PLACEHOLDER]
+            if (store, write) not in issued:
+                issued[store, write] = await reissue_grant(services, user, store, write)
+            data = issued[store, write]
+            attribute = next(a for a, field in SECRET_FIELDS if field == name)
+            return None if data is None else getattr(data, attribute)
+        if isinstance(value, dict):
+            return {k: await fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [await fill(v) for v in value]
+        return value
+
+    return json.dumps(await fill(json.loads(stored)))
 
 
 def _succeeded(status: int, body: bytes) -> bool:
@@ -88,28 +96,24 @@ def _succeeded(status: int, body: bytes) -> bool:
 
 
 async def run_idempotent(
-    services: Services, user: AuthUser, key: str, app: ASGIApp, scope: Scope, receive: Receive, send: Send
+    services: Services,
+    user: AuthUser,
+    key: str,
+    mutation: bool,
+    body: bytes,
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
 ) -> None:
+    """Serve a request carrying an ``Idempotency-Key`` (``body`` is what ``receive`` hands the app)."""
     if not key or len(key) > MAX_KEY_LENGTH:
         await graphql_error_response(
             send, 400, "BAD_USER_INPUT", f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} chars"
         )
         return
-    try:
-        body = await _read_body(receive)
-    except anyio.EndOfStream:
-        return
-    sent = False
-
-    async def replay_receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    if not _is_mutation(body):
-        await app(scope, replay_receive, send)
+    if not mutation:
+        await app(scope, receive, send)
         return
 
     # The key is claimed inside the mutation's own first write transaction (see `IdempotencyClaim`),
@@ -126,7 +130,7 @@ async def run_idempotent(
     record = (table.c.user_id == user.id, table.c.key == key)
     try:
         with idempotency_claim(claim):
-            await app(scope, replay_receive, capture)
+            await app(scope, receive, capture)
     except BaseException:
         if claim.written:
             with anyio.CancelScope(shield=True):
@@ -145,7 +149,7 @@ async def run_idempotent(
                     await session.execute(
                         update(table)
                         .where(*record)
-                        .values(status_code=status, response=response.decode("utf-8", "replace"))
+                        .values(status_code=status, response=_without_secrets(response, claim.secrets))
                     )
                 else:
                     # Let a retry run the mutation again.
@@ -178,7 +182,7 @@ async def _answer_repeat(services: Services, user: AuthUser, key: str, request_h
             send, 409, "CONFLICT", "request with this Idempotency-Key is in progress"
         )
         return
-    body = rec.response.encode()
+    body = (await _with_new_secrets(services, user, rec.response)).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

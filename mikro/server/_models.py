@@ -1,4 +1,7 @@
-"""SQLAlchemy tables of the reference server (created at start with ``metadata.create_all``)."""
+"""SQLAlchemy tables of the reference server.
+
+The database's tables come from the Alembic revisions in ``migrations/versions`` (``mikro.server._migrate``):
+a change here needs a new revision (tests/server/test_migrations.py fails until it has one)."""
 
 from __future__ import annotations
 
@@ -363,3 +366,14 @@ file_representations = _file_links("file_representations", "representations", "r
 file_samples = _file_links("file_samples", "samples", "sample_id")
 file_experiments = _file_links("file_experiments", "experiments", "experiment_id")
 file_datasets = _file_links("file_datasets", "datasets", "dataset_id")
+
+
+class DeletedPrefix(Base):
+    """A deleted store's key prefix. Its objects were deleted with it, but a write credential issued
+    before the deletion may still be valid and refill the prefix: it is swept again once every such
+    credential has expired (``Settings.credential_lifetime`` after the deletion)."""
+
+    __tablename__ = "deleted_prefixes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255))
+    deleted_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)

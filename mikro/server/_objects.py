@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import json
+import os
 import shutil
+import stat
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import obstore
 from obstore.exceptions import NotFoundError as ObjectNotFound
 from obstore.store import LocalStore, S3Store
 
+from mikro.server._errors import BadUserInput
 from mikro.server._settings import Settings
 
 __all__ = ["GrantData", "ObjectStorage", "prefix_policy"]
@@ -86,6 +91,64 @@ def prefix_policy(bucket: str, prefix: str, *, write: bool) -> dict[str, Any]:
     }
 
 
+def _check_key(key: str) -> None:
+    parts = key.split("/")
+    if "\0" in key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise BadUserInput(f"invalid object key {key!r}")
+
+
+T = TypeVar("T")
+
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+# O_NONBLOCK: opening a FIFO a client planted must not hang a worker thread.
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+def _read_below(root: str, key: str) -> bytes | None:
+    return _below(root, key, _read_all)
+
+
+def _read_all(fd: int) -> bytes:
+    with os.fdopen(os.dup(fd), "rb") as f:
+        return f.read()
+
+
+def _size_below(root: str, key: str) -> int | None:
+    return _below(root, key, lambda fd: os.fstat(fd).st_size)
+
+
+def _below(root: str, key: str, use: Callable[[int], T]) -> T | None:
+    """Read ``root/key`` without following a symbolic link anywhere below ``root`` (a folder store's
+    clients write its directories themselves, and could otherwise point the server at any file it can
+    read: another user's store, or the server's own secrets). None if there is no such regular file."""
+    *directories, name = key.split("/")
+    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY)]
+    try:
+        for directory in directories:
+            try:
+                fds.append(os.open(directory, _DIRECTORY, dir_fd=fds[-1]))
+            except NotADirectoryError:
+                # Linux says ENOTDIR, not ELOOP, for a link opened as a directory without following it.
+                if stat.S_ISLNK(os.stat(directory, dir_fd=fds[-1], follow_symlinks=False).st_mode):
+                    raise OSError(errno.ELOOP, "symbolic link") from None
+                raise
+        fds.append(os.open(name, _FILE, dir_fd=fds[-1]))
+        if not stat.S_ISREG(os.fstat(fds[-1]).st_mode):
+            return None
+        return use(fds[-1])
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise BadUserInput(
+                f"{key} passes through a symbolic link: a folder store never follows links"
+            ) from None
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 class ObjectStorage:
     """Where stores live. ``kind`` is FILE (``<data-dir>/objects``) or S3 (a bucket, STS grants)."""
 
@@ -133,6 +196,9 @@ class ObjectStorage:
 
     def read(self, key: str) -> bytes | None:
         """The object's bytes, or None if there is no such object."""
+        _check_key(key)
+        if self.kind == "FILE":
+            return _read_below(self.bucket, key)
         try:
             return bytes(obstore.get(self._store, key).bytes())
         except (ObjectNotFound, FileNotFoundError):
@@ -148,6 +214,9 @@ class ObjectStorage:
 
     def size_of(self, key: str) -> int | None:
         """The object's size in bytes, or None if there is no such object (one HEAD request)."""
+        _check_key(key)
+        if self.kind == "FILE":
+            return _size_below(self.bucket, key)
         try:
             return int(obstore.head(self._store, key)["size"])
         except (ObjectNotFound, FileNotFoundError):
@@ -155,7 +224,9 @@ class ObjectStorage:
 
     def delete_prefix(self, prefix: str) -> None:
         """Remove every object under ``prefix/``."""
+        _check_key(prefix)
         if self.kind == "FILE":
+            # rmtree removes links it meets rather than following them.
             shutil.rmtree(self.path_of(prefix), ignore_errors=True)
             return
         for batch in obstore.list(self._store, prefix=prefix + "/", chunk_size=1000):
@@ -254,8 +325,9 @@ class ObjectStorage:
             RoleArn=self.settings.s3_role_arn,
             RoleSessionName=session_name[:64],
             Policy=json.dumps(policy),
-            # AWS refuses less than 15 minutes; expiresAt still honours a shorter grant_ttl.
-            DurationSeconds=min(max(self.settings.grant_ttl, 900), 43200),
+            # AWS refuses less than 15 minutes; expiresAt still honours a shorter grant_ttl, and deleted
+            # prefixes are swept again after this real lifetime.
+            DurationSeconds=self.settings.credential_lifetime,
         )
         return dict(response["Credentials"])
 

@@ -1,8 +1,9 @@
 """Publish/subscribe of change events between mutations and subscriptions.
 
-``PubSub`` is the interface; ``InMemoryPubSub`` serves one process. A Redis or PostgreSQL LISTEN/NOTIFY
-implementation would let several server processes share events: subscriptions only rely on the interface,
-and lose nothing when a subscriber falls behind, because they re-read the event table.
+``PubSub`` is the interface; ``InMemoryPubSub`` fans out inside one process. The server uses
+``EventFeed`` (``_event_feed.py``), which feeds an ``InMemoryPubSub`` from the event table, so that
+every process on one database sees every event. Subscriptions lose nothing when a subscriber falls
+behind, because they re-read the event table.
 """
 
 from __future__ import annotations

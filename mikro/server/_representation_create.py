@@ -32,6 +32,7 @@ from mikro.server._errors import ApiError, BadUserInput, Conflict
 from mikro.server._files import owned_file
 from mikro.server._inputs import RepresentationInput
 from mikro.server._png import png_size
+from mikro.server._quota import check_quota
 from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values
 from mikro.server._zarr_meta import ArrayInfo, array_info_from_document, with_levels
 
@@ -177,6 +178,7 @@ async def _insert(
     """Every row of a batch with one statement per table, not one per image: the write lock is held
     for a handful of statements whatever the batch's size."""
     finishing = [item for item in items if item.array is not None]
+    await check_quota(s, ctx.services.settings, user.id, [item.array for item in finishing if item.array])
     if finishing:
         # A concurrent finishUpload read the same objects: whichever lands first is the same.
         values = [{"b_id": i.store.id, **_bound(array_values(ctx, i.array))} for i in finishing if i.array]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
@@ -14,9 +16,11 @@ from mikro.server._data_plane import DataPlaneMutation
 from mikro.server._errors import ErrorCodes, log_unexpected
 from mikro.server._execution import CachingExecutionContext
 from mikro.server._files import FileMutation, FileQuery
+from mikro.server._limits import QueryCache, QueryLimits
 from mikro.server._mutation import ObjectMutation
 from mikro.server._pyramid import PyramidMutation
 from mikro.server._query import Query
+from mikro.server._settings import Settings
 from mikro.server._subscription import Subscription
 from mikro.server._types import BIG_INT_SCALAR, JSON, JSON_SCALAR, BigInt
 
@@ -32,13 +36,32 @@ class _Schema(strawberry.Schema):
         log_unexpected(errors)
 
 
-def build_schema() -> strawberry.Schema:
+def _per_request(limiter: SchemaExtension) -> Callable[[], SchemaExtension]:
+    """A factory of shallow copies: strawberry gives each request's extensions its own execution
+    context, and building a limiter's validation rules once is cheaper than once per request."""
+    return lambda: copy.copy(limiter)
+
+
+def build_schema(settings: Settings | None = None, cache: QueryCache | None = None) -> strawberry.Schema:
+    """The schema, its requests limited by ``settings``; ``cache`` holds parsed documents (the HTTP
+    gate parses through it too, to tell mutations apart)."""
+    settings = settings or Settings()
+    # Clients send the same few documents again and again: parse and validate each once (QueryLimits).
+    cache = cache or QueryCache(settings.query_cache_bytes, settings.max_query_tokens)
+    limiters: list[SchemaExtension] = [
+        QueryDepthLimiter(max_depth=settings.max_query_depth),
+        MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
+    ]
     return _Schema(
         query=RootQuery,
         mutation=Mutation,
         subscription=Subscription,
-        # Clients send the same few documents again and again: parse and validate each once.
-        extensions=[ErrorCodes, lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)],
+        # Order matters: the limiters set the parse options and validation rules QueryLimits applies.
+        extensions=[
+            ErrorCodes,
+            *(_per_request(limiter) for limiter in limiters),
+            lambda: QueryLimits(settings, cache),
+        ],
         config=StrawberryConfig(scalar_map={JSON: JSON_SCALAR, BigInt: BIG_INT_SCALAR}),
         execution_context_class=CachingExecutionContext,
     )

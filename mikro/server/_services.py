@@ -18,21 +18,31 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mikro.server._auth import Authenticator, TokenCache, ensure_admin
+from mikro.server._data_dir import prepare_data_dir
 from mikro.server._database import Database
 from mikro.server._errors import Conflict
+from mikro.server._event_feed import EventFeed, lock_event_order
+from mikro.server._locks import exclusive
 from mikro.server._models import Event, IdempotencyRecord, Meta, utcnow
 from mikro.server._objects import ObjectStorage
-from mikro.server._pubsub import EventMessage, InMemoryPubSub, PubSub
+from mikro.server._pubsub import EventMessage, PubSub
 from mikro.server._settings import Settings
-from mikro.server._store_cleanup import collect_abandoned_uploads
+from mikro.server._store_cleanup import collect_abandoned_uploads, sweep_deleted_prefixes
 
-__all__ = ["PRUNED_THROUGH", "IdempotencyClaim", "KeyInUse", "Services", "Tx", "idempotency_claim"]
+__all__ = [
+    "PRUNED_THROUGH",
+    "IdempotencyClaim",
+    "KeyInUse",
+    "Services",
+    "Tx",
+    "idempotency_claim",
+    "note_secrets",
+]
 
 logger = logging.getLogger("mikro.server")
 T = TypeVar("T")
 
 PRUNED_THROUGH = "events_pruned_through"
-_MAINTENANCE_INTERVAL = 3600.0
 
 
 @dataclass
@@ -49,6 +59,9 @@ class IdempotencyClaim:
     request_hash: str
     written: bool = False  # the claim row has been committed
     conflict: bool = False  # another request holds this key
+    # Secrets handed out by this request, (store id, write, {secret value: field name}): the stored
+    # answer holds placeholders in their place, and a replay re-issues them.
+    secrets: list[tuple[int, bool, dict[str, str]]] = field(default_factory=list)
 
     async def insert(self, session: AsyncSession) -> None:
         # A Core insert: no ORM unit of work for a row nobody reads back.
@@ -69,6 +82,13 @@ _EVENTS = cast(Table, Event.__table__)
 _IDEMPOTENCY = cast(Table, IdempotencyRecord.__table__)
 
 _CLAIM: ContextVar[IdempotencyClaim | None] = ContextVar("mikro_idempotency_claim", default=None)
+
+
+def note_secrets(store_id: int, write: bool, secrets: dict[str, str]) -> None:
+    """Tell the pending idempotency claim (if any) which secrets this request's answer carries."""
+    claim = _CLAIM.get()
+    if claim is not None and secrets:
+        claim.secrets.append((store_id, write, secrets))
 
 
 @contextmanager
@@ -106,6 +126,8 @@ class Tx:
             {"stream": stream, "kind": kind, "object_id": o, "scope_id": scope, "owner_id": owner}
             for o, scope, owner in objects
         ]
+        if not self.events:
+            await lock_event_order(self.session)
         statement = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
         cursors = [int(row[0]) for row in await self.session.execute(statement, values)]
         for cursor, (o, scope, owner) in zip(cursors, objects, strict=True):
@@ -118,7 +140,10 @@ class Services:
     def __init__(self, settings: Settings, pubsub: PubSub | None = None) -> None:
         self.settings = settings
         self.db = Database(settings.sqlalchemy_url())
-        self.pubsub: PubSub = pubsub or InMemoryPubSub(settings.pubsub_buffer)
+        self._feed = EventFeed(
+            self.db, buffer=settings.pubsub_buffer, poll_interval=settings.event_poll_interval
+        )
+        self.pubsub: PubSub = pubsub or self._feed
         self.auth = Authenticator(
             self.db, TokenCache(settings.auth_cache_ttl, settings.auth_cache_size, settings.auth_epoch_file)
         )
@@ -127,7 +152,7 @@ class Services:
         self._task_group: TaskGroup | None = None
 
     async def __aenter__(self) -> Services:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await anyio.to_thread.run_sync(prepare_data_dir, self.settings)
         self._limiter = anyio.CapacityLimiter(self.settings.io_threads)
         # boto3/obstore construction touches files and the network: keep it off the loop.
         self._storage = await anyio.to_thread.run_sync(ObjectStorage, self.settings)
@@ -137,10 +162,22 @@ class Services:
             self.auth.cache.clear()
             if created is not None:
                 print(f"mikro: admin token written to {created.resolve()}", file=sys.stderr, flush=True)
+            limits = self.settings
+            logger.info(
+                "request limits: body %d bytes, %d tokens, depth %d, %d aliases, cost %d, %g s",
+                limits.max_request_bytes,
+                limits.max_query_tokens,
+                limits.max_query_depth,
+                limits.max_query_aliases,
+                limits.max_query_cost,
+                limits.request_timeout,
+            )
             await self._maintenance(startup=True)
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
             self._task_group.start_soon(self._maintenance_loop)
+            if self.pubsub is self._feed:
+                self._task_group.start_soon(self._feed.run)
         except BaseException:
             await self.db.__aexit__(None, None, None)
             raise
@@ -180,16 +217,21 @@ class Services:
 
     async def _maintenance_loop(self) -> None:
         while True:
-            await anyio.sleep(_MAINTENANCE_INTERVAL)
+            await anyio.sleep(self.settings.maintenance_interval)
             try:
                 await self._maintenance(startup=False)
             except Exception:
                 logger.exception("maintenance failed")
 
     async def _maintenance(self, *, startup: bool) -> None:
-        """Prune the event log and expired idempotency keys; delete abandoned uploads."""
-        await self._prune(startup=startup)
-        await collect_abandoned_uploads(self, self.settings.abandoned_upload_age)
+        """Prune the event log and expired idempotency keys; delete abandoned uploads; sweep deleted
+        stores' prefixes whose write credentials have expired. With several server processes on one
+        database, one of them does it each time (the others skip the round)."""
+        async with exclusive(self.db.engine, "maintenance") as held:
+            if held:
+                await self._prune(startup=startup and self.settings.recover_interrupted)
+                await collect_abandoned_uploads(self, self.settings.abandoned_upload_age)
+                await sweep_deleted_prefixes(self)
 
     async def _prune(self, *, startup: bool) -> None:
         now = utcnow()

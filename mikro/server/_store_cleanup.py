@@ -1,7 +1,8 @@
 """Deleting stores: their rows (with their grant records), then their objects after the commit.
 
 Used when an object that owns stores is deleted, when a client gives back reservations it did not
-use, and for abandoned uploads: reserved stores a dead client left behind, never finished.
+use, and for abandoned uploads: reserved stores a dead client left behind, never finished. A deleted
+store's prefix is swept once more after its write credentials have expired (``DeletedPrefix``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mikro.server import _models as m
@@ -18,7 +19,7 @@ from mikro.server import _models as m
 if TYPE_CHECKING:
     from mikro.server._services import Services
 
-__all__ = ["collect_abandoned_uploads", "delete_objects", "delete_stores"]
+__all__ = ["collect_abandoned_uploads", "delete_objects", "delete_stores", "sweep_deleted_prefixes"]
 
 logger = logging.getLogger("mikro.server")
 
@@ -30,6 +31,8 @@ async def delete_stores(session: AsyncSession, store_ids: list[int]) -> list[str
     keys = list((await session.scalars(select(m.Store.key).where(m.Store.id.in_(store_ids)))).all())
     await session.execute(delete(m.GrantRecord).where(m.GrantRecord.store_id.in_(store_ids)))
     await session.execute(delete(m.Store).where(m.Store.id.in_(store_ids)))
+    if keys:
+        await session.execute(insert(m.DeletedPrefix), [{"key": key} for key in keys])
     return keys
 
 
@@ -41,6 +44,25 @@ async def delete_objects(services: Services, keys: list[str]) -> None:
         except Exception:
             # The metadata is gone already; leftover objects are garbage, not an error for the caller.
             logger.exception("could not delete objects under %s", key)
+
+
+async def sweep_deleted_prefixes(services: Services) -> int:
+    """Delete again what lies under deleted stores' prefixes once no credential can write there any
+    more; returns how many prefixes were swept."""
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=services.settings.credential_lifetime)
+    async with services.db.read() as session:
+        due = (
+            await session.execute(
+                select(m.DeletedPrefix.id, m.DeletedPrefix.key).where(m.DeletedPrefix.deleted_at < cutoff)
+            )
+        ).all()
+    if not due:
+        return 0
+    await delete_objects(services, [key for _, key in due])
+    async with services.db.write() as session:
+        await session.execute(delete(m.DeletedPrefix).where(m.DeletedPrefix.id.in_([id_ for id_, _ in due])))
+    logger.info("swept %d deleted prefixes", len(due))
+    return len(due)
 
 
 async def collect_abandoned_uploads(services: Services, older_than: float) -> int:

@@ -70,7 +70,7 @@ async def event_stream(
     """Replayed then live events, each once, in cursor order for the replay.
 
     Subscribing to pub/sub *before* reading the table closes the window in which an event could be
-    neither in the table read nor in the live stream; the cursor set drops what arrives twice.
+    neither in the table read nor in the live stream; live events up to the last cursor sent are dropped.
     """
     last = after
     while True:
@@ -82,14 +82,14 @@ async def event_stream(
                 replay_now = False
             else:
                 replay_now = True
-            replayed: set[int] = set()
             if replay_now:
                 async for message in _replay(services, stream, user, scope_id, last):
-                    replayed.add(message.cursor)
                     last = max(last, message.cursor)
                     yield message
             async for message in live:
-                if message.cursor in replayed or not _matches(message, user, scope_id):
+                # Live events arrive in cursor order (the event feed reads them from the table):
+                # those up to `last` were replayed, or came before a live-only subscriber joined.
+                if message.cursor <= last or not _matches(message, user, scope_id):
                     continue
                 last = max(last, message.cursor)
                 yield message
@@ -109,7 +109,7 @@ class Subscription:
         self, info: Info[Any, Any], dataset: strawberry.ID | None = None, after: int | None = None
     ) -> AsyncGenerator[t.RepresentationEvent, None]:
         ctx = context_of(info)
-        user = ctx.require_user()
+        user = await ctx.current_user()
         if after is not None and after < 0:
             raise BadUserInput("after must not be negative")
         scope_id = None
@@ -134,7 +134,7 @@ class Subscription:
         self, info: Info[Any, Any], representation: strawberry.ID, after: int | None = None
     ) -> AsyncGenerator[t.RoiEvent, None]:
         ctx = context_of(info)
-        user = ctx.require_user()
+        user = await ctx.current_user()
         if after is not None and after < 0:
             raise BadUserInput("after must not be negative")
         async with ctx.services.db.read() as session:

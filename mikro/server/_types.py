@@ -134,6 +134,37 @@ def _visible(info: Info[Any, Any], items: list[Any]) -> list[Any]:
     return [item for item in items if user.can_see(item._creator_id)]
 
 
+def _seen(info: Info[Any, Any], item: T | None) -> T | None:
+    """A single related object, or None when unset, deleted or another user's (see `_visible`)."""
+    if item is None or not context_of(info).require_user().can_see(getattr(item, "_creator_id", -1)):
+        return None
+    return item
+
+
+def _store_of(row: Any, store_id: int) -> ZarrStore:
+    if row is None:
+        raise NotFound(f"its store {store_id} was deleted while this request ran")
+    return ZarrStore.from_row(row)
+
+
+async def _related_items(info: Info[Any, Any], loader: DataLoader[int, list[Any]], key: int) -> list[Any]:
+    """Related objects the caller may see that still exist (see ``present``)."""
+    return await present(info, _visible(info, await loader.load(key)))
+
+
+async def _required(loader: DataLoader[int, Any], key: int, what: str) -> Any:
+    """A related row an object cannot be shown without; gone only if deleted while this request ran."""
+    row = await loader.load(key)
+    if row is None:
+        raise NotFound(f"its {what} {key} was deleted while this request ran")
+    return row
+
+
+async def _optional(info: Info[Any, Any], loader: DataLoader[int, T | None], key: int | None) -> T | None:
+    """A single related object, or None: unset, deleted, or another user's (see `_seen`)."""
+    return None if key is None else _seen(info, await loader.load(key))
+
+
 async def _creator(info: Info[Any, Any], creator_id: int) -> User:
     user = await context_of(info).loaders.user.load(creator_id)
     assert user is not None
@@ -145,8 +176,8 @@ def _related(loader: DataLoader[int, T], key: int, then: Callable[[T], R] | None
     it, else an awaitable of it. Typed as the value: graphql-core awaits what a resolver returns when it
     is awaitable, and strawberry reads the GraphQL type from the resolver's annotation."""
     convert = cast(Callable[[T], R], _identity if then is None else then)
-    future = loader.cache_map.get(key) if loader.cache else None
-    if future is not None and future.done() and not future.cancelled() and future.exception() is None:
+    future = _loaded(loader, key)
+    if future is not None:
         return convert(future.result())
 
     async def later() -> R:
@@ -156,7 +187,43 @@ def _related(loader: DataLoader[int, T], key: int, then: Callable[[T], R] | None
 
 
 def _related_list(info: Info[Any, Any], loader: DataLoader[int, list[R]], key: int) -> list[R]:
-    return _related(loader, key, lambda items: _visible(info, items))
+    """The visible, still existing related objects: at once when this request has loaded them and the
+    rows they need (see `present`), else an awaitable of them."""
+    future = _loaded(loader, key)
+    if future is not None:
+        now = _present_now(info, _visible(info, future.result()))
+        if now is not None:
+            return now
+
+    async def later() -> list[R]:
+        return await present(info, _visible(info, await loader.load(key)))
+
+    return cast(list[R], later())
+
+
+def _loaded(loader: DataLoader[Any, Any], key: Any) -> Any:
+    """The loader's finished future for ``key``, or None when it has not loaded it (or failed)."""
+    future = loader.cache_map.get(key) if loader.cache else None
+    if future is not None and future.done() and not future.cancelled() and future.exception() is None:
+        return future
+    return None
+
+
+def _present_now(info: Info[Any, Any], items: list[T]) -> list[T] | None:
+    """`present` answered from what this request has loaded, or None when that is not enough."""
+    required = _REQUIRED.get(type(items[0])) if items else None
+    if required is None:
+        return items
+    attribute, name = required
+    loader: DataLoader[int, Any] = getattr(context_of(info).loaders, name)
+    kept: list[T] = []
+    for item in items:
+        future = _loaded(loader, getattr(item, attribute))
+        if future is None:
+            return None
+        if future.result() is not None:
+            kept.append(item)
+    return kept
 
 
 @strawberry.type
@@ -321,19 +388,20 @@ class Representation:
 
     @strawberry.field
     def store(self, info: Info[Any, Any]) -> ZarrStore:
-        return _related(context_of(info).loaders.store, self._store_id, ZarrStore.from_row)
+        store_id = self._store_id
+        return _related(context_of(info).loaders.store, store_id, lambda row: _store_of(row, store_id))
 
     @strawberry.field
     def sample(self, info: Info[Any, Any]) -> Sample | None:
         if self._sample_id is None:
             return None
-        return _related(context_of(info).loaders.sample, self._sample_id)
+        return _related(context_of(info).loaders.sample, self._sample_id, lambda item: _seen(info, item))
 
     @strawberry.field
     def dataset(self, info: Info[Any, Any]) -> Dataset | None:
         if self._dataset_id is None:
             return None
-        return _related(context_of(info).loaders.dataset, self._dataset_id)
+        return _related(context_of(info).loaders.dataset, self._dataset_id, lambda item: _seen(info, item))
 
     @strawberry.field
     def experiments(self, info: Info[Any, Any]) -> list[Experiment]:
@@ -471,7 +539,7 @@ class Sample:
 
     @strawberry.field
     async def representations(self, info: Info[Any, Any]) -> list[Representation]:
-        return _visible(info, await context_of(info).loaders.representations_of_sample.load(int(self.id)))
+        return await _related_items(info, context_of(info).loaders.representations_of_sample, int(self.id))
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
@@ -501,7 +569,7 @@ class Experiment:
     @strawberry.field
     async def representations(self, info: Info[Any, Any]) -> list[Representation]:
         loader = context_of(info).loaders.representations_of_experiment
-        return _visible(info, await loader.load(int(self.id)))
+        return await _related_items(info, loader, int(self.id))
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
@@ -532,18 +600,16 @@ class Dataset:
 
     @strawberry.field
     async def parent(self, info: Info[Any, Any]) -> Dataset | None:
-        if self._parent_id is None:
-            return None
-        return await context_of(info).loaders.dataset.load(self._parent_id)
+        return await _optional(info, context_of(info).loaders.dataset, self._parent_id)
 
     @strawberry.field
     async def children(self, info: Info[Any, Any]) -> list[Dataset]:
-        return _visible(info, await context_of(info).loaders.children_of_dataset.load(int(self.id)))
+        return await _related_items(info, context_of(info).loaders.children_of_dataset, int(self.id))
 
     @strawberry.field
     async def representations(self, info: Info[Any, Any]) -> list[Representation]:
         loader = context_of(info).loaders.representations_of_dataset
-        return _visible(info, await loader.load(int(self.id)))
+        return await _related_items(info, loader, int(self.id))
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
@@ -576,8 +642,9 @@ class ROI:
 
     @strawberry.field
     async def representation(self, info: Info[Any, Any]) -> Representation:
-        rep = await context_of(info).loaders.representation.load(self._representation_id)
-        assert rep is not None
+        rep: Representation = await _required(
+            context_of(info).loaders.representation, self._representation_id, "image"
+        )
         return rep
 
     @strawberry.field
@@ -609,15 +676,14 @@ class Metric:
 
     @strawberry.field
     async def representation(self, info: Info[Any, Any]) -> Representation:
-        rep = await context_of(info).loaders.representation.load(self._representation_id)
-        assert rep is not None
+        rep: Representation = await _required(
+            context_of(info).loaders.representation, self._representation_id, "image"
+        )
         return rep
 
     @strawberry.field
     async def roi(self, info: Info[Any, Any]) -> ROI | None:
-        if self._roi_id is None:
-            return None
-        return await context_of(info).loaders.roi.load(self._roi_id)
+        return await _optional(info, context_of(info).loaders.roi, self._roi_id)
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
@@ -654,13 +720,12 @@ class Table:
 
     @strawberry.field
     async def store(self, info: Info[Any, Any]) -> ParquetStore:
-        row = await context_of(info).loaders.store.load(self._store_id)
-        assert row is not None
+        row = await _required(context_of(info).loaders.store, self._store_id, "store")
         return ParquetStore.from_row(row)
 
     @strawberry.field
     async def origins(self, info: Info[Any, Any]) -> list[Representation]:
-        return _visible(info, await context_of(info).loaders.origins_of_table.load(int(self.id)))
+        return await _related_items(info, context_of(info).loaders.origins_of_table, int(self.id))
 
     @strawberry.field
     async def creator(self, info: Info[Any, Any]) -> User:
@@ -690,8 +755,9 @@ class Thumbnail:
 
     @strawberry.field
     async def representation(self, info: Info[Any, Any]) -> Representation:
-        rep = await context_of(info).loaders.representation.load(self._representation_id)
-        assert rep is not None
+        rep: Representation = await _required(
+            context_of(info).loaders.representation, self._representation_id, "image"
+        )
         return rep
 
     @strawberry.field
@@ -815,3 +881,29 @@ class File:
     @strawberry.field
     async def datasets(self, info: Info[Any, Any]) -> list[Dataset]:
         return _visible(info, await context_of(info).loaders.datasets_of_file.load(int(self.id)))
+
+
+# The related row each kind of object cannot be shown without: (its id attribute, the loader).
+_REQUIRED: dict[type, tuple[str, str]] = {
+    Representation: ("_store_id", "store"),
+    Table: ("_store_id", "store"),
+    ROI: ("_representation_id", "representation"),
+    Metric: ("_representation_id", "representation"),
+    Thumbnail: ("_representation_id", "representation"),
+}
+
+
+async def present(info: Info[Any, Any], items: list[T]) -> list[T]:
+    """``items`` whose required related row (an image's store, an ROI's image ...) still exists.
+
+    A list read while another request deletes one of its objects would otherwise fail whole: the
+    deleted object's non-null field errors, and the error nulls the entire list. Over HTTP the loaders
+    cache what is loaded here, so the fields resolved later see these same rows.
+    """
+    required = _REQUIRED.get(type(items[0])) if items else None
+    if required is None:
+        return items
+    attribute, name = required
+    loader: DataLoader[int, Any] = getattr(context_of(info).loaders, name)
+    rows = await loader.load_many([getattr(item, attribute) for item in items])
+    return [item for item, row in zip(items, rows, strict=True) if row is not None]

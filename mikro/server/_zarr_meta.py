@@ -16,6 +16,7 @@ import numpy as np
 
 from mikro._exceptions import StorageError
 from mikro.datalayer._readable import check_readable
+from mikro.server._bounds import check_array_bounds
 from mikro.server._errors import BadUserInput
 
 __all__ = ["ArrayInfo", "array_info_from_document", "read_array_info", "with_levels"]
@@ -84,6 +85,8 @@ def _parse(raw: bytes, prefix: str) -> dict[str, Any]:
         node = json.loads(raw)
     except ValueError as e:
         raise BadUserInput(f"{prefix}/zarr.json is not valid JSON: {e}") from None
+    except RecursionError:
+        raise BadUserInput(f"{prefix}/zarr.json is nested too deeply") from None
     if not isinstance(node, dict) or node.get("zarr_format") != 3:
         raise BadUserInput(f"{prefix}/zarr.json is not zarr v3 metadata (zarr_format must be 3)")
     return node
@@ -114,9 +117,11 @@ def _parse_array(node: dict[str, Any], key: str, path: str) -> ArrayInfo:
     if not isinstance(data_type, str):
         raise BadUserInput(f"unsupported zarr data_type {data_type!r}")
     try:
-        dtype = np.dtype(data_type).name
+        numpy_dtype = np.dtype(data_type)
     except TypeError:
         raise BadUserInput(f"unsupported zarr data_type {data_type!r}") from None
+    check_array_bounds(shape, chunks, shards, numpy_dtype.kind)
+    dtype = numpy_dtype.name
     names = node.get("dimension_names")
     if names is not None and (
         not isinstance(names, list) or len(names) != len(shape) or not all(isinstance(n, str) for n in names)

@@ -39,7 +39,7 @@ async def test_me(api: Api) -> None:
     assert me["username"].startswith("alice") and me["isAdmin"] is False
 
 
-async def test_other_users_objects_are_forbidden(new_api: Any) -> None:
+async def test_other_users_objects_are_not_found(new_api: Any) -> None:
     alice, bob = new_api("alice"), new_api("bob")
     sample = (await alice.data('mutation { createSample(input: {name: "mine"}) { id } }'))["createSample"][
         "id"
@@ -82,7 +82,7 @@ async def test_other_users_objects_are_forbidden(new_api: Any) -> None:
         ('mutation($d: ID!) { createDataset(input: {name: "x", parent: $d}) { id } }', {"d": dataset}),
     ]
     for query, variables in denied:
-        assert await bob.code(query, variables) == "FORBIDDEN", query
+        assert await bob.code(query, variables) == "NOT_FOUND", query
 
     # Bob's own image cannot be linked to Alice's sample or derived from her image.
     bob_store = await upload_zarr(bob)
@@ -90,7 +90,7 @@ async def test_other_users_objects_are_forbidden(new_api: Any) -> None:
         "mutation($i: RepresentationInput!) { createRepresentation(input: $i) { id } }",
         {"i": {"store": bob_store, "name": "b", "sample": sample, "origins": [rep["id"]]}},
     )
-    assert linked["extensions"]["code"] == "FORBIDDEN"
+    assert linked["extensions"]["code"] == "NOT_FOUND"
 
     # Nothing of Alice's changed, and Bob's lists do not show her objects.
     still = await alice.data(
@@ -117,3 +117,17 @@ async def test_admin_sees_and_changes_everyones_objects(new_api: Any) -> None:
     assert (await alice.data("query($id: ID!) { sample(id: $id) { name } }", {"id": sample}))["sample"] == {
         "name": "fixed"
     }
+
+
+async def test_a_relation_an_admin_linked_across_users_is_not_shown(new_api: Any) -> None:
+    alice, bob, admin = new_api("alice"), new_api("bob"), new_api("boss", admin=True)
+    rep = await make_representation(alice)
+    bobs = (await bob.data('mutation { createSample(input: {name: "bob private"}) { id } }'))["createSample"]
+    query = "mutation($r: ID!, $s: ID!) { updateRepresentation(id: $r, input: {sample: $s}) { id } }"
+    await admin.data(query, {"r": rep["id"], "s": bobs["id"]})
+    seen = await alice.data("query($r: ID!) { representation(id: $r) { sample { name } } }", {"r": rep["id"]})
+    assert seen == {"representation": {"sample": None}}
+    shown = await admin.data(
+        "query($r: ID!) { representation(id: $r) { sample { name } } }", {"r": rep["id"]}
+    )
+    assert shown == {"representation": {"sample": {"name": "bob private"}}}

@@ -55,9 +55,9 @@ def test_restart_keeps_data_and_reports_pruned_events(server_factory: Any) -> No
     """Restart on the same data dir: objects survive, the admin token comes from MIKRO_ADMIN_TOKEN, and
     events older than the retention are pruned at start, so a subscriber resuming from before them gets
     one GAP event, then live events. (Sync: this checks the server, not the client's event loop.)"""
-    server = server_factory.start(event_retention=0, admin_token="env-admin-token")
+    server = server_factory.start(event_retention=0, admin_token="env-admin-token-0123456789")
     assert not (server.data_dir / "admin-token").exists()
-    assert _me(server.url, "env-admin-token") == {"username": "admin", "isAdmin": True}
+    assert _me(server.url, "env-admin-token-0123456789") == {"username": "admin", "isAdmin": True}
     token = server.add_user("dora")
     old = _post(server.url, token, CREATE_SAMPLE, {"n": "old"})["createSample"]
     rep = anyio.run(_make_representation, server.url, token)

@@ -6,6 +6,7 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 from httpx_ws import aconnect_ws
 
 from tests.server._helpers import Api, b64, make_representation, png_bytes
@@ -75,3 +76,14 @@ def test_server_on_postgresql(server_factory: Any, postgres_url: str) -> None:
 
     anyio.run(scenario)
     assert server.stop() == 0
+
+
+def test_a_missing_postgresql_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fixtures_servers import skip_unless_ci
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="a skip is a failure in CI"):
+        skip_unless_ci("no PostgreSQL")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        skip_unless_ci("no PostgreSQL")

@@ -158,7 +158,7 @@ async def test_subscribing_to_another_users_image_is_forbidden(mikro_server: Any
             message = await sub.ws.receive_json()
     # graphql-transport-ws reports a failing subscription either as `error` or as one `next` with errors.
     errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
-    assert errors[0]["extensions"]["code"] == "FORBIDDEN", message
+    assert errors[0]["extensions"]["code"] == "NOT_FOUND", message
 
 
 @pytest.mark.single_backend(reason="gql's websockets transport runs on asyncio only")

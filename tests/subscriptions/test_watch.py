@@ -213,7 +213,7 @@ async def test_a_watch_on_another_users_dataset_is_refused(mikro_server: MikroSe
     async with session(mikro_server, owner) as m:
         dataset = await m.create_dataset(_dataset_name())
     async with session(mikro_server, intruder) as m:
-        with pytest.raises(mikro.PermissionDeniedError):
+        with pytest.raises(mikro.NotFoundError):
             async with m.watch_representations(dataset=dataset, after=0) as events:
                 await take(events, 1)
 

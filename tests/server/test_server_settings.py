@@ -1,0 +1,33 @@
+"""Settings a shared server must get right: a guessable admin token is refused, and MIKRO_LOG_LEVEL
+reaches mikro's own logger (not only uvicorn's)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.fixtures_servers import MikroServer, ServerFactory
+
+
+def test_a_short_admin_token_is_refused(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+    env.update(MIKRO_ADMIN_TOKEN="a", MIKRO_DATA_DIR=str(tmp_path / "data"))
+    command = [sys.executable, "-m", "mikro", "serve", "--port", "0"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "MIKRO_ADMIN_TOKEN must be at least 16 characters" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_log_level_reaches_mikros_logger(server_factory: ServerFactory) -> None:
+    server: MikroServer = server_factory.start(log_level="info")
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    assert httpx.post(server.url, json={"query": "{ me { id } }"}, headers=headers).json()["data"]["me"]
+    server.stop()
+    # An INFO line of mikro's own logger, which Python alone would drop (its last-resort handler
+    # shows warnings and worse).
+    assert "INFO:     mikro.server: request limits" in server.stderr()
