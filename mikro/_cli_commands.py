@@ -38,6 +38,7 @@ def serve(
     from mikro.server import Settings
     from mikro.server import serve as run_server
     from mikro.server._migrate import DatabaseSchemaError
+    from mikro.server._serve import PortInUseError
 
     overrides = {
         "data_dir": data_dir,
@@ -59,7 +60,7 @@ def serve(
         raise typer.Exit(2) from None
     try:
         run_server(settings)
-    except DatabaseSchemaError as e:
+    except (DatabaseSchemaError, PortInUseError) as e:
         typer.echo(f"mikro: {e}", err=True)
         raise typer.Exit(1) from None
 

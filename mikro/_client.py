@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import importlib.metadata
+import threading
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -30,7 +32,12 @@ from mikro.api._operations import IdLike, _id
 from mikro.datalayer import GrantProvider
 from mikro.datalayer._result_memory import release_kept_results
 from mikro.datalayer._shard import SHARD_BUFFERS
-from mikro.datalayer._warmup import import_pixel_stack
+from mikro.datalayer._warmup import (
+    holds_images,
+    import_pixel_stack,
+    pixel_stack_imported,
+    warm_up_in_background,
+)
 from mikro.graphql import AsyncTransport, BlockingTransport, RetryPolicy, new_idempotency_key
 
 __all__ = ["Mikro", "connect"]
@@ -86,7 +93,8 @@ class Mikro(
         retry = RetryPolicy(retries=config.retries, deadline=config.timeout)
         url = str(config.url)
 
-        await import_pixel_stack()
+        # Not waited for here: see _execute (a script that only handles metadata never waits).
+        warm_up_in_background()
         self._thread_limiter = anyio.CapacityLimiter(config.max_threads)
         self._http = httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers)
         self._blocking_http = httpx.Client(timeout=timeout, limits=limits, headers=headers)
@@ -111,6 +119,7 @@ class Mikro(
             await self._close_clients()
             raise
         self._task_group = task_group
+        self._loop_thread = threading.get_ident()
         self._open = True
         self._context_token = set_current_session(self)
         self._previous_session = self._context_token.old_value
@@ -155,6 +164,10 @@ class Mikro(
                 f"this mikro session is {state}: use it inside `async with mikro.connect() as m:`"
             )
 
+    def _on_loop_thread(self) -> bool:
+        """Whether the caller runs on this session's event loop thread (else: awaiting is not possible)."""
+        return threading.get_ident() == self._loop_thread
+
     @property
     def is_open(self) -> bool:
         return self._open
@@ -187,9 +200,20 @@ class Mikro(
         ``idempotency_key`` (the server then executes it once however often it arrives).
         """
         self._require_open()
-        return await self.transport.execute(
+        data = await self.transport.execute(
             document, variables, operation_name=operation_name, idempotency_key=idempotency_key
         )
+        if not pixel_stack_imported() and holds_images(data):
+            # The images handed out have a .data that would import dask and xarray on this loop.
+            await import_pixel_stack()
+        return data
+
+    def _blocking_thumbnail_png(self, thumbnail_id: str) -> bytes:
+        # For display hooks outside the event loop (a Representation's Jupyter view in mikro.sync).
+        self._require_open()
+        op = operation("GetThumbnailPng")
+        data = self.blocking_transport.execute(op.document, {"id": thumbnail_id}, operation_name=op.name)
+        return base64.b64decode(data["thumbnail"]["png"], validate=True)
 
     async def _release_unused(self, stores: list[str]) -> None:
         # Runs while the session closes (no longer open for callers), hence the transport directly.

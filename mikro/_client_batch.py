@@ -20,6 +20,7 @@ import anyio.abc
 from mikro._exceptions import GraphQLError, MikroError, ValidationError
 from mikro._image_request import ImageRequest, Registrar, image_request
 from mikro._registrations import BATCH_AT_MOST
+from mikro.datalayer._warmup import import_pixel_stack
 
 if TYPE_CHECKING:
     from mikro.api import Representation
@@ -137,6 +138,7 @@ class BatchMixin:
         requests of up to 32 images each). If any upload or request fails, or the call is cancelled, no
         image of the batch is left: rows created so far are deleted and the objects written removed.
         """
+        await import_pixel_stack()  # the session's warm-up: checking the images needs dask and xarray
         requests: list[ImageRequest] = []
         for i, item in enumerate(items):
             try:

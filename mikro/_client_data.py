@@ -28,6 +28,7 @@ from mikro.datalayer import (
     ARRAY_PATH,
     DEFAULT_COMPRESSION,
     DEFAULT_MAX_BYTES,
+    BlockingTableData,
     Compression,
     GrantedStore,
     GrantProvider,
@@ -41,6 +42,7 @@ from mikro.datalayer import (
     write_table,
 )
 from mikro.datalayer import compute as compute_off_loop
+from mikro.datalayer._warmup import import_pixel_stack
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -70,6 +72,8 @@ class _Session(Protocol):
     def registrations(self) -> Registrations: ...
 
     def grant_provider(self, store_id: Any, write: bool = False) -> GrantProvider: ...
+
+    def _on_loop_thread(self) -> bool: ...
 
     async def get_representation(self, id: Any) -> Representation: ...
 
@@ -165,6 +169,7 @@ class DataPlaneMixin:
         step leaves no ``Representation`` behind (and the objects written so far are deleted).
         Bad input raises :class:`mikro.ValidationError` before anything is sent.
         """
+        await import_pixel_stack()  # the session's warm-up: checking the image needs dask and xarray
         request = image_request(
             data,
             name=name,
@@ -320,6 +325,7 @@ class DataPlaneMixin:
         ``await m.compute(rep.data.max())`` works the same under asyncio and trio. Cancelling waits for
         the computation under way (dask cannot be interrupted), then raises.
         """
+        await import_pixel_stack()  # dask's first compute imports distributed: not on this loop
         return await compute_off_loop(expr, limiter=self._s().thread_limiter)
 
     # -- tables --------------------------------------------------------------------------------------
@@ -349,9 +355,14 @@ class DataPlaneMixin:
                     await self._give_back(store, store_id, [written.key])
                 raise
 
-    def open_table_data(self, table: Table) -> TableData:
-        """``table.data``: a handle on the parquet object; ``await table.data.arrow()`` / ``.pandas()``."""
-        return TableData(self._reader_store(table.store.id), limiter=self._s().thread_limiter)
+    def open_table_data(self, table: Table) -> TableData | BlockingTableData:
+        """``table.data``: a handle on the parquet object; ``await table.data.arrow()`` / ``.pandas()``.
+
+        Outside the session's event loop thread (the sync facade, a worker thread) the handle's
+        ``arrow()`` / ``pandas()`` block and return the table instead of a coroutine.
+        """
+        data = TableData(self._reader_store(table.store.id), limiter=self._s().thread_limiter)
+        return data if self._s()._on_loop_thread() else data.blocking()
 
 
 async def _discard(store: GrantedStore, keys: list[str]) -> None:

@@ -17,6 +17,7 @@ from anyio.abc import TaskStatus
 from mikro.api import MikroModel, RepresentationEvent, RoiEvent
 from mikro.api._documents import _definitions, _fragments_of
 from mikro.api._operations import IdLike, _id
+from mikro.datalayer._warmup import import_pixel_stack, pixel_stack_imported
 from mikro.graphql._subscriptions import EventStream, SubscriptionClient, SubscriptionSettings
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ class Watch(Generic[E]):
         if self._stream is not None:
             raise RuntimeError("this watch was already entered; call watch_* again for another")
         client = await self._session._subscription_client()
+        if "Representation" in self._name and not pixel_stack_imported():
+            await import_pixel_stack()  # its events hand out images, whose .data must not stall the loop
         self._stream = client.subscribe(
             subscription_document(self._name),
             self._variables,

@@ -5,12 +5,13 @@ Keys (the same in every source; environment variables carry the ``MIKRO_`` prefi
 =================  ====================  ==========================================================
 key                environment           meaning
 =================  ====================  ==========================================================
-``url``            ``MIKRO_URL``         GraphQL endpoint, e.g. ``http://127.0.0.1:8080/graphql``
+``url``            ``MIKRO_URL``         ``http://host:8080/graphql`` (a bare base URL gets ``/graphql``)
 ``token``          ``MIKRO_TOKEN``       bearer token (``mikro user add NAME`` prints one)
 ``timeout``        ``MIKRO_TIMEOUT``     seconds per request, and the retry budget (default 30)
 ``retries``        ``MIKRO_RETRIES``     extra attempts for retry-safe requests (default 8; 0 = off)
 ``max_connections`` ``MIKRO_MAX_CONNECTIONS`` HTTP connection pool size (default 20)
 ``max_threads``    ``MIKRO_MAX_THREADS``  worker threads for pixel I/O and compute (default 8)
+``token_file``     ``MIKRO_TOKEN_FILE``  a file holding the token (read when no ``token`` is given)
 =================  ====================  ==========================================================
 
 Config files are looked for in the working directory, first match wins: ``mikro.yaml``,
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,7 @@ class ClientConfig(BaseSettings):
     retries: int = pydantic.Field(default=8, ge=0)
     max_connections: int = pydantic.Field(default=20, ge=1)
     max_threads: int = pydantic.Field(default=8, ge=1)
+    token_file: Path | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -135,6 +138,22 @@ _MISSING_HELP = (
 )
 
 
+def _read_token_file(path: Path) -> SecretStr:
+    path = path.expanduser()
+    try:
+        return SecretStr(path.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the token file {path}: {exc.strerror or exc}") from exc
+
+
+def _graphql_endpoint(url: str) -> str:
+    """The server's base URL (``http://host:8080`` or ``.../``) means its GraphQL endpoint there."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.path in ("", "/"):
+        return urllib.parse.urlunsplit(parts._replace(path="/graphql"))
+    return url
+
+
 def load_config(**overrides: Any) -> ClientConfig:
     """Resolve the settings; arguments given as ``None`` fall through to the environment and files."""
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -148,6 +167,9 @@ def load_config(**overrides: Any) -> ClientConfig:
         raise ConfigurationError(
             f"the mikro server URL must start with http:// or https://, got {config.url!r}"
         )
+    config.url = _graphql_endpoint(config.url)
+    if config.token is None and config.token_file is not None:
+        config.token = _read_token_file(config.token_file)
     if config.token is None or not config.token.get_secret_value():
         raise ConfigurationError("no mikro token: " + _MISSING_HELP.format(arg="token", env="MIKRO_TOKEN"))
     return config

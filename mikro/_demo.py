@@ -138,7 +138,7 @@ def reference_server(data_dir: Path) -> Iterator[tuple[str, str]]:
 
 async def _demo(url: str, token: str, size_mib: float, console: Any) -> DemoResult:
     import xarray as xr
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     import mikro
 
@@ -150,17 +150,19 @@ async def _demo(url: str, token: str, size_mib: float, console: Any) -> DemoResu
         result.shape = tuple(int(n) for n in stack.shape)
         result.raw_bytes = int(stack.nbytes)
 
+        # The bar shows the same figure as the summary: bytes so far over time since the start, in MiB/s
+        # (rich's own speed column is a recent-window rate in decimal MB/s: another figure, another unit).
         columns = (
             BarColumn(),
             DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
+            TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn(),
         )
         with Progress(*Progress.get_default_columns()[:1], *columns, console=console) as bar:
-            task = bar.add_task("upload", total=result.raw_bytes)
+            task = bar.add_task("upload", total=result.raw_bytes, rate="")
 
             def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done)
+                bar.update(task, completed=done, rate=mib_per_s(done, time.perf_counter() - started))
 
             started = time.perf_counter()
             rep = await m.create_representation(
@@ -172,6 +174,7 @@ async def _demo(url: str, token: str, size_mib: float, console: Any) -> DemoResu
                 progress=progress,
             )
             result.timings["upload"] = time.perf_counter() - started
+            bar.update(task, rate=mib_per_s(result.raw_bytes, result.timings["upload"]))
         result.representation_id = rep.id
 
         listed = await m.list_representations(sample=sample)
@@ -214,6 +217,11 @@ async def _demo(url: str, token: str, size_mib: float, console: Any) -> DemoResu
     return result
 
 
+def mib_per_s(nbytes: int, seconds: float) -> str:
+    """The one way the demo shows a rate (its progress bar and its summary alike)."""
+    return f"{nbytes / 2**20 / seconds:.0f} MiB/s" if seconds > 0 else ""
+
+
 def _summary(result: DemoResult, console: Any, total: float) -> None:
     from rich.table import Table
 
@@ -226,7 +234,7 @@ def _summary(result: DemoResult, console: Any, total: float) -> None:
     table.add_column("seconds", justify="right")
     table.add_column("throughput", justify="right")
     for step, seconds in result.timings.items():
-        rate = f"{mib / seconds:.0f} MiB/s" if step != "plane statistics" and seconds > 0 else ""
+        rate = mib_per_s(result.raw_bytes, seconds) if step != "plane statistics" else ""
         table.add_row(step, f"{seconds:.2f}", rate)
     table.add_row("total (with server start)", f"{total:.2f}", "")
     console.print(table)

@@ -6,6 +6,7 @@ Hierarchy::
     ├── ConfigurationError        no server URL / token found, or a bad config file
     ├── NotConnectedError         a module-level function used outside any session
     ├── DeadlockError             a blocking (sync) call made from the event loop it would wait on
+    ├── NotFetchedError           a model's relation that the call which made the model did not fetch
     ├── TransportError            the request did not get a GraphQL answer
     │   ├── ConnectError          the server could not be reached
     │   ├── TimeoutError          no answer within the configured timeout
@@ -15,6 +16,7 @@ Hierarchy::
     │   ├── AuthenticationError   missing, unknown or expired token
     │   ├── PermissionDeniedError the object belongs to someone else
     │   ├── NotFoundError         no object with that id
+    │   ├── ConflictError         the object's state refuses it (a non-empty dataset without recursive=True)
     │   └── ValidationError       bad input, found by the server or by the client before sending
     └── StorageError              pixel or table I/O on the object store failed
         └── GrantError            a storage grant could not be obtained, expired or was revoked
@@ -32,6 +34,7 @@ from typing import Any
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
+    "ConflictError",
     "ConnectError",
     "DeadlockError",
     "GrantError",
@@ -39,6 +42,7 @@ __all__ = [
     "HTTPStatusError",
     "MikroError",
     "NotConnectedError",
+    "NotFetchedError",
     "NotFoundError",
     "PermissionDeniedError",
     "ProtocolError",
@@ -66,6 +70,13 @@ class DeadlockError(MikroError):
 
     The call would wait for the loop it is blocking, forever. Inside async code, ``await`` the async
     session's method instead (``m.async_session`` or ``mikro.aget_*``).
+    """
+
+
+class NotFetchedError(MikroError):
+    """A relation of a model that the call which made the model did not fetch (it is not absent).
+
+    The message names the call that fetches it (``m.get_dataset(id)`` ...).
     """
 
 
@@ -130,6 +141,10 @@ class PermissionDeniedError(GraphQLError):
 
 class NotFoundError(GraphQLError):
     """No object with that id exists."""
+
+
+class ConflictError(GraphQLError):
+    """The object's state refuses the change (``CONFLICT``): e.g. deleting a dataset that is not empty."""
 
 
 class ValidationError(GraphQLError):

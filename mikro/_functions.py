@@ -75,10 +75,12 @@ __all__ = [
     "arequest_uploads",
     "asearch_datasets",
     "asearch_experiments",
+    "asearch_files",
     "asearch_metrics",
     "asearch_representations",
     "asearch_rois",
     "asearch_samples",
+    "asearch_tables",
     "athumbnail_png",
     "aupdate_dataset",
     "aupdate_experiment",
@@ -176,10 +178,12 @@ arequest_upload = _bind(Mikro.request_upload)
 arequest_uploads = _bind(Mikro.request_uploads)
 asearch_datasets = _bind(Mikro.search_datasets)
 asearch_experiments = _bind(Mikro.search_experiments)
+asearch_files = _bind(Mikro.search_files)
 asearch_metrics = _bind(Mikro.search_metrics)
 asearch_representations = _bind(Mikro.search_representations)
 asearch_rois = _bind(Mikro.search_rois)
 asearch_samples = _bind(Mikro.search_samples)
+asearch_tables = _bind(Mikro.search_tables)
 athumbnail_png = _bind(Mikro.thumbnail_png)
 aupdate_dataset = _bind(Mikro.update_dataset)
 aupdate_experiment = _bind(Mikro.update_experiment)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from mikro._exceptions import ValidationError
+from mikro.api._arguments import choice
+from mikro.api._enums import RepresentationVariety
 from mikro.datalayer import (
     COMPRESSIONS,
     DEFAULT_COMPRESSION,
@@ -150,7 +152,7 @@ def image_request(
         tags=list(tags),
         origins=list(origins),
         channels=channel_inputs,
-        variety=str(variety),
+        variety=str(choice(RepresentationVariety, variety, "variety")),
         acquisition_date=acquisition_date,
         progress=progress,
         compression=compression,

@@ -7,6 +7,7 @@ grants), on both anyio backends.
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 import threading
 import time
@@ -363,6 +364,11 @@ def test_mikro_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert "max projection" in out and "plane statistics" in out
     assert "middle GFP plane: min" in out
+    # One figure, one unit: the progress bar's last rate is the summary's upload throughput.
+    bar_rate = re.search(r"^upload .* 12\.0/12\.0 MiB (\d+ MiB/s)", out, re.MULTILINE)
+    summary_rate = re.search(r"│ upload +│ +[\d.]+ │ +(\d+ MiB/s) │", out)
+    assert bar_rate and summary_rate, out
+    assert bar_rate.group(1) == summary_rate.group(1)
     # The data dir holds the server's database and the uploaded OME-Zarr image.
     assert (tmp_path / "demo" / "mikro.sqlite3").exists()
     assert list((tmp_path / "demo").rglob("0/zarr.json"))

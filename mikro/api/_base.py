@@ -14,11 +14,16 @@ __all__ = ["MikroModel"]
 _MAX_REPR_ITEMS = 3
 
 
+def _is_object(value: Any) -> bool:
+    # Objects with an id are shortened to a reference; value objects (pixel sizes, channels) print whole.
+    return isinstance(value, MikroModel) and "id" in type(value).model_fields
+
+
 def _short(value: Any) -> Any:
     """A related object or list of them, shortened so a model's repr stays one readable line."""
-    if isinstance(value, MikroModel):
+    if _is_object(value):
         return value._ref()
-    if isinstance(value, list) and value and isinstance(value[0], MikroModel):
+    if isinstance(value, list) and value and _is_object(value[0]):
         refs = [item._ref() for item in value[:_MAX_REPR_ITEMS]]
         if len(value) > _MAX_REPR_ITEMS:
             refs.append(_More(len(value) - _MAX_REPR_ITEMS))
@@ -43,7 +48,8 @@ class MikroModel(BaseModel):
     """A typed view of a GraphQL object.
 
     Field names are snake_case, the schema's camelCase names are aliases (both accepted on input).
-    Relations the operation did not select are ``None`` ("not loaded"), not empty.
+    On server objects, a relation the operation did not select raises :class:`mikro.NotFetchedError`
+    when read (see ``mikro.api._models``); ``None`` means the server said there is none.
     Secrets are :class:`pydantic.SecretStr` and print masked.
     """
 
@@ -76,10 +82,19 @@ class MikroModel(BaseModel):
         """A two-column table for Jupyter; secrets masked, relations shortened."""
         rows = []
         for name in type(self).model_fields:
-            value = getattr(self, name)
-            shown = "**********" if isinstance(value, SecretStr) else repr(_short(value))
+            if name not in self.__dict__:
+                continue
+            value = self.__dict__[name]
+            if name not in self.model_fields_set and value is None:
+                shown = "(not fetched)"
+            else:
+                shown = "**********" if isinstance(value, SecretStr) else repr(_short(value))
             rows.append(
                 f"<tr><th style='text-align:left'>{html.escape(name)}</th><td>{html.escape(shown)}</td></tr>"
             )
+        rows.extend(self._extra_html_rows())
         title = html.escape(type(self).__name__)
         return f"<table><caption style='text-align:left'><b>{title}</b></caption>{''.join(rows)}</table>"
+
+    def _extra_html_rows(self) -> list[str]:
+        return []

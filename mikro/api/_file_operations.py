@@ -102,6 +102,9 @@ class FileOperations(Operations):
 
         return self._pages(fetch, page_size)
 
+    async def search_files(self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE) -> list[File]:
+        return await self.list_files(name_contains=text, offset=offset, limit=limit)
+
     async def update_file(
         self,
         file: IdLike,

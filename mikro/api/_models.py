@@ -1,19 +1,24 @@
 """Models of the schema's object types (mikro/schema.graphql), checked against it by a contract test.
 
-Relations are ``None`` when the operation that produced the model did not select them: the typed
-operations select every relation of the requested object one level deep (with the related objects'
-own fields), so ``rep.sample.name`` and ``rep.origins[0].id`` need no further request, while
-``rep.sample.representations`` is ``None`` (fetch the sample for those).
+The typed operations select every relation of the requested object one level deep (with the related
+objects' own fields), so ``rep.sample.name`` and ``rep.origins[0].id`` need no further request. A
+relation that the call did not fetch is not ``None``: reading it raises :class:`mikro.NotFetchedError`
+naming the call that fetches it (``rep.sample.representations`` -> ``m.get_sample(id)``). ``None``
+means the server said there is none.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
-from typing import Any
+import functools
+import html
+from typing import Any, ClassVar
 
 from pydantic import Base64Bytes, Field
+from pydantic.alias_generators import to_snake
 
-from mikro._exceptions import NotConnectedError
+from mikro._exceptions import NotConnectedError, NotFetchedError
 from mikro.api._acquisition import Acquisition
 from mikro.api._base import MikroModel
 from mikro.api._enums import RepresentationVariety, RoiKind
@@ -46,6 +51,41 @@ def _session_of(model: MikroModel, what: str) -> Any:
             "opened; fetch it with `await m.get_...` inside `async with mikro.connect() as m:`"
         )
     return model._session
+
+
+class _Object(MikroModel):
+    """A server object: a field the server did not send (not selected by the call) is not "absent".
+
+    Reading such a field (its default is None) raises :class:`mikro.NotFetchedError` instead of
+    answering None; only the None path pays for the check.
+    """
+
+    #: Fields fetched by something other than ``get_<type>`` (name -> the call).
+    _FETCHED_BY: ClassVar[dict[str, str]] = {}
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if value is None:
+            cls = type(self)
+            if name in _optional_fields(cls) and name not in object.__getattribute__(
+                self, "__pydantic_fields_set__"
+            ):
+                raise NotFetchedError(_not_fetched(cls, name, object.__getattribute__(self, "__dict__")))
+        return value
+
+
+@functools.cache
+def _optional_fields(cls: type[_Object]) -> frozenset[str]:
+    return frozenset(name for name, field in cls.model_fields.items() if field.default is None)
+
+
+def _not_fetched(cls: type[_Object], name: str, fields: dict[str, Any]) -> str:
+    ident = fields.get("id")
+    call = cls._FETCHED_BY.get(name) or f"m.get_{to_snake(cls.__name__).replace('_', '').lower()}({ident!r})"
+    return (
+        f"{cls.__name__}.{name} was not fetched by the call that made this {cls.__name__} "
+        f"(it is not known to be empty): `await {call}` fetches it (blocking in mikro.sync)"
+    )
 
 
 class User(MikroModel):
@@ -107,7 +147,7 @@ class PhysicalSize(MikroModel):
     t: float | None = None
 
 
-class Representation(MikroModel):
+class Representation(_Object):
     """One image: metadata here, pixels behind :attr:`data`."""
 
     id: str
@@ -152,8 +192,21 @@ class Representation(MikroModel):
         """Every resolution level, full resolution first, each a lazy ``xarray.DataArray`` (no I/O here)."""
         return [self.data_at(k) for k in range(max(1, len(self.store.levels)))]
 
+    def _extra_html_rows(self) -> list[str]:
+        # Jupyter shows the image itself: its first thumbnail, fetched with a blocking request where
+        # blocking is allowed (the sync facade; never on the session's own event loop).
+        thumbnails = self.__dict__.get("thumbnails")
+        if not thumbnails or self._session is None:
+            return []
+        if self._session._on_loop_thread():
+            cell = html.escape("await m.thumbnail_png(rep.thumbnails[0])")
+        else:
+            png = self._session._blocking_thumbnail_png(thumbnails[0].id)
+            cell = f"<img src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'/>"
+        return [f"<tr><th style='text-align:left'>thumbnail</th><td>{cell}</td></tr>"]
 
-class Sample(MikroModel):
+
+class Sample(_Object):
     id: str
     name: str
     description: str | None = None
@@ -163,7 +216,7 @@ class Sample(MikroModel):
     creator: User
 
 
-class Experiment(MikroModel):
+class Experiment(_Object):
     id: str
     name: str
     description: str | None = None
@@ -173,7 +226,7 @@ class Experiment(MikroModel):
     creator: User
 
 
-class Dataset(MikroModel):
+class Dataset(_Object):
     id: str
     name: str
     description: str | None = None
@@ -185,7 +238,7 @@ class Dataset(MikroModel):
     creator: User
 
 
-class ROI(MikroModel):
+class ROI(_Object):
     """A region of interest; each vector is one 5-D point in (c, t, z, y, x) order."""
 
     id: str
@@ -198,7 +251,7 @@ class ROI(MikroModel):
     creator: User
 
 
-class Metric(MikroModel):
+class Metric(_Object):
     """A key/value measurement attached to an image, optionally to one of its ROIs."""
 
     id: str
@@ -215,7 +268,7 @@ class TableColumn(MikroModel):
     type: str
 
 
-class Table(MikroModel):
+class Table(_Object):
     """A parquet file on the object store; :attr:`data` reads it."""
 
     id: str
@@ -233,12 +286,14 @@ class Table(MikroModel):
         return _session_of(self, "its data").open_table_data(self)
 
 
-class Thumbnail(MikroModel):
+class Thumbnail(_Object):
     """A small PNG of an image, kept by the server with the image's metadata.
 
     ``png`` is ``None`` unless asked for: representations list their thumbnails without it. Read a
     thumbnail's PNG with ``await m.thumbnail_png(thumbnail)``.
     """
+
+    _FETCHED_BY: ClassVar[dict[str, str]] = {"png": "m.thumbnail_png(thumbnail)"}
 
     id: str
     representation: Representation | None = None
@@ -258,7 +313,7 @@ class MediaStore(MikroModel):
     path: str
 
 
-class File(MikroModel):
+class File(_Object):
     """A file kept as it is: an image's original, or an attachment (PDF, CSV, protocol).
 
     Read it with ``await m.download_file(file, path)`` or ``async with m.open_file(file) as chunks:``.

@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from mikro._exceptions import ValidationError
 from mikro.api._acquisition import SourceMatch
+from mikro.api._arguments import choice, metric_value
 from mikro.api._base import MikroModel
 from mikro.api._enums import RepresentationVariety, RoiKind, UploadKind
 from mikro.api._grant import Grant
@@ -65,6 +66,15 @@ _RELATION_KEYS = frozenset(
     }
 )
 _RELATION_LIST_KEYS = frozenset({"experiments", "origins", "ids", "representations", "samples", "datasets"})
+
+
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+#: Default of arguments for which None is a value the caller may pass (and be told it is refused).
+NOT_GIVEN: Any = _NotGiven()
 
 
 def _id(value: IdLike) -> str:
@@ -234,11 +244,13 @@ class Operations:
 
     async def request_upload(self, kind: UploadKind | str = UploadKind.ZARR) -> Grant:
         """Reserve a fresh store (key prefix) and get a write grant for it."""
-        return await self._one("RequestUpload", Grant, {"kind": str(UploadKind(kind))})
+        return await self._one("RequestUpload", Grant, {"kind": str(choice(UploadKind, kind, "kind"))})
 
     async def request_uploads(self, count: int, kind: UploadKind | str = UploadKind.ZARR) -> list[Grant]:
         """Reserve ``count`` fresh stores in one request, each with its write grant."""
-        data = await self._execute("RequestUploads", {"count": count, "kind": str(UploadKind(kind))})
+        data = await self._execute(
+            "RequestUploads", {"count": count, "kind": str(choice(UploadKind, kind, "kind"))}
+        )
         return [self._model(Grant, item) for item in data["requestUploads"]]
 
     async def release_uploads(self, stores: Iterable[IdLike]) -> list[str]:
@@ -300,7 +312,7 @@ class Operations:
             experiment=_opt_id(experiment),
             dataset=_opt_id(dataset),
             derived_from=_opt_id(derived_from),
-            variety=str(RepresentationVariety(variety)) if variety is not None else None,
+            variety=str(choice(RepresentationVariety, variety, "variety")) if variety is not None else None,
             source_fingerprint=source_fingerprint,
         )
         return await self._many("ListRepresentations", Representation, filt, offset, limit)
@@ -364,7 +376,7 @@ class Operations:
     ) -> Representation:
         data = _input(
             name=name,
-            variety=str(RepresentationVariety(variety)) if variety is not None else None,
+            variety=str(choice(RepresentationVariety, variety, "variety")) if variety is not None else None,
             sample=_opt_id(sample),
             experiments=_ids(experiments),
             dataset=_opt_id(dataset),
@@ -378,6 +390,10 @@ class Operations:
         )
 
     async def delete_representation(self, representation: IdLike) -> str:
+        """Delete an image with its pixels (the store's objects), its ROIs, metrics and thumbnails.
+
+        Images derived from it are kept (it leaves their ``origins``), and tables lose it as an origin.
+        Returns the deleted id."""
         return await self._delete("DeleteRepresentation", representation)
 
     async def sources_ingested(self, fingerprints: Sequence[str]) -> list[SourceMatch]:
@@ -456,6 +472,7 @@ class Operations:
         return await self._one("UpdateSample", Sample, {"id": _id(sample), "input": data})
 
     async def delete_sample(self, sample: IdLike) -> str:
+        """Delete a sample; its images are kept, with ``sample`` None. Returns the deleted id."""
         return await self._delete("DeleteSample", sample)
 
     # -- Experiment ----------------------------------------------------------------------------------
@@ -529,6 +546,7 @@ class Operations:
         return await self._one("UpdateExperiment", Experiment, {"id": _id(experiment), "input": data})
 
     async def delete_experiment(self, experiment: IdLike) -> str:
+        """Delete an experiment; its images are kept (it leaves their ``experiments``). Returns the id."""
         return await self._delete("DeleteExperiment", experiment)
 
     # -- Dataset -------------------------------------------------------------------------------------
@@ -616,8 +634,15 @@ class Operations:
         )
         return await self._one("UpdateDataset", Dataset, {"id": _id(dataset), "input": data})
 
-    async def delete_dataset(self, dataset: IdLike) -> str:
-        return await self._delete("DeleteDataset", dataset)
+    async def delete_dataset(self, dataset: IdLike, *, recursive: bool = False) -> str:
+        """Delete a dataset; one that holds datasets or images raises :class:`mikro.ConflictError`.
+
+        With ``recursive=True`` its sub-datasets (the whole subtree) are deleted with it; the images in
+        any of them are kept, outside any dataset (``dataset`` None): images are deleted only by
+        :meth:`delete_representation`. Returns the deleted id.
+        """
+        data = await self._execute("DeleteDataset", {"id": _id(dataset), "recursive": recursive})
+        return str(data["deleteDataset"])
 
     # -- ROI -----------------------------------------------------------------------------------------
 
@@ -645,7 +670,7 @@ class Operations:
             created_after=created_after,
             created_before=created_before,
             representation=_opt_id(representation),
-            kind=str(RoiKind(kind)) if kind is not None else None,
+            kind=str(choice(RoiKind, kind, "kind")) if kind is not None else None,
         )
         return await self._many("ListRois", ROI, filt, offset, limit)
 
@@ -691,7 +716,7 @@ class Operations:
         """An ROI on ``representation``; ``vectors`` are 5-D points in (c, t, z, y, x) order."""
         data = _input(
             representation=_id(representation),
-            kind=str(RoiKind(kind)),
+            kind=str(choice(RoiKind, kind, "kind")),
             vectors=_vectors(vectors),
             label=label,
             tags=list(tags),
@@ -708,7 +733,7 @@ class Operations:
         tags: Sequence[str] | None = None,
     ) -> ROI:
         data = _input(
-            kind=str(RoiKind(kind)) if kind is not None else None,
+            kind=str(choice(RoiKind, kind, "kind")) if kind is not None else None,
             vectors=_vectors(vectors) if vectors is not None else None,
             label=label,
             tags=list(tags) if tags is not None else None,
@@ -716,6 +741,7 @@ class Operations:
         return await self._one("UpdateRoi", ROI, {"id": _id(roi), "input": data})
 
     async def delete_roi(self, roi: IdLike) -> str:
+        """Delete an ROI together with the metrics measured on it. Returns the deleted id."""
         return await self._delete("DeleteRoi", roi)
 
     # -- Metric --------------------------------------------------------------------------------------
@@ -787,16 +813,29 @@ class Operations:
     async def create_metric(
         self, representation: IdLike, key: str, value: Any, *, roi: IdLike | None = None
     ) -> Metric:
-        """A measurement ``key`` = ``value`` (any JSON value) on an image, optionally on one ROI."""
+        """A measurement ``key`` = ``value`` on an image, optionally on one ROI.
+
+        ``value`` is a number, string, bool, or a list / dict of those; numpy scalars and arrays are
+        accepted (as numbers and lists) and a float stays a float. NaN, infinities and None raise
+        :class:`mikro.ValidationError`.
+        """
         data = _input(representation=_id(representation), key=key, roi=_opt_id(roi))
-        data["value"] = _jsonable(value)
+        data["value"] = metric_value(value)
         return await self._one("CreateMetric", Metric, {"input": data})
 
-    async def update_metric(self, metric: IdLike, *, key: str | None = None, value: Any = None) -> Metric:
-        data = _input(key=key, value=value)
+    async def update_metric(
+        self, metric: IdLike, *, key: str | None = None, value: Any = NOT_GIVEN
+    ) -> Metric:
+        """Change a metric's key and/or value (values as in :meth:`create_metric`; None is refused)."""
+        data = _input(key=key)
+        if value is not NOT_GIVEN:
+            data["value"] = metric_value(value)
+        if not data:
+            raise ValidationError("update_metric needs a new key or value")
         return await self._one("UpdateMetric", Metric, {"id": _id(metric), "input": data})
 
     async def delete_metric(self, metric: IdLike) -> str:
+        """Delete one metric. Returns the deleted id."""
         return await self._delete("DeleteMetric", metric)
 
     # -- Table (created with its parquet file by the data plane: create_table) ----------------------
@@ -851,6 +890,11 @@ class Operations:
 
         return self._pages(fetch, page_size)
 
+    async def search_tables(
+        self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> list[Table]:
+        return await self.list_tables(name_contains=text, offset=offset, limit=limit)
+
     async def update_table(
         self,
         table: IdLike,
@@ -863,6 +907,7 @@ class Operations:
         return await self._one("UpdateTable", Table, {"id": _id(table), "input": data})
 
     async def delete_table(self, table: IdLike) -> str:
+        """Delete a table and its parquet object; the images it came from are kept. Returns the id."""
         return await self._delete("DeleteTable", table)
 
     # -- Thumbnail (made at upload by the data plane; the server keeps the PNG) --------------------
@@ -928,4 +973,5 @@ class Operations:
         return self._pages(fetch, page_size)
 
     async def delete_thumbnail(self, thumbnail: IdLike) -> str:
+        """Delete one thumbnail; its image is kept. Returns the deleted id."""
         return await self._delete("DeleteThumbnail", thumbnail)

@@ -28,7 +28,15 @@ from mikro.datalayer._layout import (
 from mikro.datalayer._pyramid import PYRAMID_THRESHOLD, PyramidOption, downsample, method_for_variety
 from mikro.datalayer._read import ShardedArrayReader, compute, open_dataarray
 from mikro.datalayer._store import GrantedStore, StoreStats
-from mikro.datalayer._table import TABLE_KEY, TableData, TableWritten, read_table, to_arrow, write_table
+from mikro.datalayer._table import (
+    TABLE_KEY,
+    BlockingTableData,
+    TableData,
+    TableWritten,
+    read_table,
+    to_arrow,
+    write_table,
+)
 from mikro.datalayer._thumbnail import Thumbnail, make_thumbnail
 from mikro.datalayer._validate import DEFAULT_MAX_BYTES, PreparedImage, prepare_image
 from mikro.datalayer._write import ProgressCallback, WriteResult, write_image
@@ -42,6 +50,7 @@ __all__ = [
     "FILE_KEY",
     "PYRAMID_THRESHOLD",
     "TABLE_KEY",
+    "BlockingTableData",
     "Compression",
     "FileSource",
     "FileWritten",

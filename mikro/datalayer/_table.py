@@ -13,7 +13,15 @@ import pyarrow.parquet as pq
 from mikro._exceptions import StorageError, ValidationError
 from mikro.datalayer._store import GrantedStore
 
-__all__ = ["TABLE_KEY", "TableData", "TableWritten", "read_table", "to_arrow", "write_table"]
+__all__ = [
+    "TABLE_KEY",
+    "BlockingTableData",
+    "TableData",
+    "TableWritten",
+    "read_table",
+    "to_arrow",
+    "write_table",
+]
 
 #: The parquet object's key under a PARQUET grant's prefix.
 TABLE_KEY = "table.parquet"
@@ -107,5 +115,29 @@ class TableData:
     async def pandas(self) -> Any:
         return await anyio.to_thread.run_sync(self.to_pandas, limiter=self._limiter)
 
+    def blocking(self) -> BlockingTableData:
+        """The same table with blocking ``arrow()`` / ``pandas()``, for code outside the event loop."""
+        return BlockingTableData(self.store, key=self.key)
+
     def __repr__(self) -> str:
         return f"TableData(key={self.key!r})"
+
+
+class BlockingTableData:
+    """A stored table as the sync facade hands it out: ``data.arrow()`` / ``data.pandas()`` block."""
+
+    def __init__(self, store: GrantedStore, *, key: str = TABLE_KEY) -> None:
+        self.store = store
+        self.key = key
+
+    def arrow(self) -> pa.Table:
+        return read_table(self.store, key=self.key)
+
+    def pandas(self) -> Any:
+        return self.arrow().to_pandas()
+
+    read = arrow
+    to_pandas = pandas
+
+    def __repr__(self) -> str:
+        return f"BlockingTableData(key={self.key!r})"

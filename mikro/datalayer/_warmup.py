@@ -3,9 +3,10 @@
 dask.array and xarray take 0.5 to 2 s to import. The datalayer imports them on first use so that the server
 and plain metadata scripts never pay for them, but the first use is usually ``rep.data`` inside
 ``async def``, where the import would freeze the event loop (measured: 510 to 610 ms of heartbeat lag in a
-fresh process, benchmarks/ ``loop_lag``). A session therefore imports them on a short-lived daemon thread
-when it opens and waits for that without blocking its loop: connecting is slower by the import time, once
-per process, and the loop never stalls on it.
+fresh process, benchmarks/ ``loop_lag``). A session therefore starts importing them on a short-lived
+daemon thread when it opens, and does not wait: a script that only handles metadata never pays for them.
+The session waits (without blocking its loop) the first time an answer holds an image, whose ``.data``
+would import them (:func:`holds_images`), and before it moves pixels: the loop never stalls on the import.
 
 ``distributed`` is imported too when it is installed: dask's first ``compute()`` in a process imports it
 (to look for a running cluster), 150 modules that stalled the event loop about 50 ms in the middle of the
@@ -20,10 +21,11 @@ import importlib.util
 import logging
 import sys
 import threading
+from typing import Any
 
 import anyio
 
-__all__ = ["import_pixel_stack", "warm_up_in_background"]
+__all__ = ["holds_images", "import_pixel_stack", "pixel_stack_imported", "warm_up_in_background"]
 
 log = logging.getLogger("mikro.datalayer")
 
@@ -50,6 +52,11 @@ def _modules() -> tuple[str, ...]:
 
 def _imported() -> bool:
     return all(name in sys.modules for name in _modules())
+
+
+def pixel_stack_imported() -> bool:
+    """Whether the warm-up is over (its imports done or failed): nothing left to wait for."""
+    return _done.is_set() or _imported()
 
 
 def _import_all() -> None:
@@ -86,3 +93,14 @@ async def import_pixel_stack() -> None:
     warm_up_in_background()
     while not _done.is_set():  # noqa: ASYNC110 - set by a plain thread, which cannot set an anyio.Event
         await anyio.sleep(0.005)
+
+
+def holds_images(answer: Any) -> bool:
+    """Whether a GraphQL answer holds a Representation (an object with ``dims`` and a ``store``)."""
+    if isinstance(answer, dict):
+        if "dims" in answer and "store" in answer:
+            return True
+        return any(holds_images(value) for value in answer.values() if isinstance(value, dict | list))
+    if isinstance(answer, list):
+        return any(holds_images(value) for value in answer if isinstance(value, dict | list))
+    return False

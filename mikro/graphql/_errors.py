@@ -16,6 +16,7 @@ import httpx
 
 from mikro._exceptions import (
     AuthenticationError,
+    ConflictError,
     ConnectError,
     GraphQLError,
     HTTPStatusError,
@@ -43,6 +44,7 @@ _CODE_TO_ERROR: dict[str, type[GraphQLError]] = {
     "UNAUTHENTICATED": AuthenticationError,
     "FORBIDDEN": PermissionDeniedError,
     "NOT_FOUND": NotFoundError,
+    "CONFLICT": ConflictError,
     "BAD_USER_INPUT": ValidationError,
     "GRAPHQL_VALIDATION_FAILED": ValidationError,
     "GRAPHQL_PARSE_FAILED": ValidationError,
@@ -121,6 +123,12 @@ def result_from_response(response: httpx.Response) -> dict[str, Any]:
         if status == 401:
             raise AuthenticationError(
                 f"HTTP 401 from {response.request.url}: the token was refused", code="UNAUTHENTICATED"
+            )
+        if status == 404:
+            raise HTTPStatusError(
+                f"HTTP 404 from {response.request.url}: no GraphQL endpoint there (a mikro server answers "
+                "at its base URL + /graphql, e.g. http://127.0.0.1:8080/graphql)",
+                status_code=status,
             )
         if status >= 400 or status < 200:
             raise HTTPStatusError(f"HTTP {status} from {response.request.url}", status_code=status)

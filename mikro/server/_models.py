@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 from typing import Any
 
 from sqlalchemy import (
@@ -81,6 +82,33 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+
+class JSONValue(TypeDecorator[Any]):
+    """Any JSON value, read back as it was written (``800.0`` stays a float).
+
+    On SQLite a column declared ``JSON`` has NUMERIC affinity, which turns the text ``800.0`` into the
+    integer 800; there the value is kept as TEXT holding the JSON document instead.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(JSON())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite" and value is not None:
+            return json.dumps(value, allow_nan=False)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        # A database made before this type kept numbers as numbers: those are read as they are.
+        if dialect.name == "sqlite" and isinstance(value, str):
+            return json.loads(value)
+        return value
 
 
 # SQLite would otherwise hand a deleted row's id to the next row: ids (and event cursors) must never
@@ -237,7 +265,7 @@ class Metric(Owned, Base):
     )
     roi_id: Mapped[int | None] = mapped_column(ForeignKey("rois.id", ondelete="CASCADE"), index=True)
     key: Mapped[str] = mapped_column(Text)
-    value: Mapped[Any] = mapped_column(JSON)
+    value: Mapped[Any] = mapped_column(JSONValue)
 
 
 class TableRow(Owned, Base):

@@ -189,19 +189,35 @@ class ObjectMutation:
         return t.Dataset.from_row(row)
 
     @strawberry.mutation
-    async def delete_dataset(self, info: Info[Any, Any], id: strawberry.ID) -> strawberry.ID:
+    async def delete_dataset(
+        self, info: Info[Any, Any], id: strawberry.ID, recursive: bool = False
+    ) -> strawberry.ID:
+        """Delete a dataset. One that holds datasets or images is refused (CONFLICT) unless
+        ``recursive``: then its sub-datasets are deleted with it and the images in any of them are
+        kept, outside any dataset (images are deleted only by deleteRepresentation)."""
         ctx, user = begin_mutation(info)
         async with ctx.services.transaction() as tx:
-            row = await get_owned(tx.session, m.Dataset, id, user)
-            # Children and images outlive their dataset: they are detached, not deleted.
-            await tx.session.execute(
-                update(m.Dataset).where(m.Dataset.parent_id == row.id).values(parent_id=None)
+            s = tx.session
+            row = await get_owned(s, m.Dataset, id, user)
+            tree, level = [row.id], [row.id]
+            while level:
+                level = list(
+                    (await s.scalars(select(m.Dataset.id).where(m.Dataset.parent_id.in_(level)))).all()
+                )
+                tree += level
+            images = select(m.Representation.id).where(m.Representation.dataset_id.in_(tree))
+            if not recursive and (len(tree) > 1 or (await s.scalar(images.limit(1))) is not None):
+                raise Conflict(
+                    f"dataset {row.id} is not empty (it holds datasets or images): delete it with "
+                    "recursive=true to delete its sub-datasets too (their images are kept, outside any "
+                    "dataset)"
+                )
+            await s.execute(
+                update(m.Representation).where(m.Representation.dataset_id.in_(tree)).values(dataset_id=None)
             )
-            await tx.session.execute(
-                update(m.Representation).where(m.Representation.dataset_id == row.id).values(dataset_id=None)
-            )
-            await drop_tags(tx.session, m.Dataset, [row.id])
-            await tx.session.delete(row)
+            await s.execute(update(m.Dataset).where(m.Dataset.id.in_(tree)).values(parent_id=None))
+            await drop_tags(s, m.Dataset, tree)
+            await s.execute(delete(m.Dataset).where(m.Dataset.id.in_(tree)))
         return strawberry.ID(str(row.id))
 
     # --- representations ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import socket
@@ -18,7 +19,11 @@ from mikro.server._database import Database
 from mikro.server._migrate import describe_upgrade
 from mikro.server._settings import Settings
 
-__all__ = ["add_user", "database_revision", "rotate_token", "serve", "upgrade_database"]
+__all__ = ["PortInUseError", "add_user", "database_revision", "rotate_token", "serve", "upgrade_database"]
+
+
+class PortInUseError(RuntimeError):
+    """The port ``mikro serve`` was asked to listen on is taken."""
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -29,8 +34,13 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"port {port} on {host} is in use (another mikro serve?): pick another with --port, "
+                "or --port 0 for any free one"
+            ) from None
         raise
     return sock
 

@@ -130,6 +130,9 @@ def sync_signature(func: Callable[..., Any]) -> inspect.Signature:
 
 
 def _adapt(session: SessionLike, value: Any) -> Any:
+    blocking = getattr(value, "blocking", None)
+    if callable(blocking):  # a handle with async methods and a blocking spelling (TableData)
+        return blocking()
     if hasattr(value, "__aenter__") and hasattr(value, "__aexit__"):
         return SyncContextManager(session._runner, lambda: value)
     if hasattr(value, "__aiter__"):

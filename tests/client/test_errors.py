@@ -72,5 +72,5 @@ async def test_invalid_document_is_a_validation_error(m: mikro.Mikro) -> None:
 
 
 async def test_wrong_enum_value_is_rejected_before_sending(m: mikro.Mikro) -> None:
-    with pytest.raises(ValueError, match="SQUIGGLE"):
+    with pytest.raises(mikro.ValidationError, match=r"kind must be one of POINT, .*SQUIGGLE"):
         await m.list_rois(kind="SQUIGGLE")

@@ -119,8 +119,9 @@ async def test_representation_relations_without_extra_requests(m: mikro.Mikro) -
     assert got_raw.sample is not None and got_raw.sample.name == sample.name
     assert got_raw.experiments is not None and [e.name for e in got_raw.experiments] == [experiment.name]
     assert got_raw.derived is not None and [d.id for d in got_raw.derived] == [mask.id]
-    # one level only: the nested sample's own relations are "not loaded", not "empty"
-    assert got_raw.sample.representations is None
+    # one level only: the nested sample's own relations are "not fetched", not "empty"
+    with pytest.raises(mikro.NotFetchedError, match=r"m\.get_sample"):
+        _ = got_raw.sample.representations
     # nested models carry the session too: their pixels open lazily from where they are
     origin_pixels = got.origins[0].data
     assert origin_pixels.dims == ("z", "y", "x") and origin_pixels.shape == (2, 4, 5)
@@ -208,7 +209,9 @@ async def test_table_and_thumbnail(m: mikro.Mikro) -> None:
     assert renamed.name.endswith("-v2") and renamed.tags == ["stats", "final"]
 
     thumb = await make_thumbnail(m, rep)
-    assert (thumb.width, thumb.height) == (8, 6) and thumb.png is None  # the PNG only on request
+    assert (thumb.width, thumb.height) == (8, 6)
+    with pytest.raises(mikro.NotFetchedError):  # the PNG only on request
+        _ = thumb.png
     assert thumb.representation is not None and thumb.representation.id == rep.id
     assert (await m.get_thumbnail(thumb.id)).width == 8
     assert await m.thumbnail_png(thumb) == png_bytes()

@@ -98,3 +98,16 @@ def _post(url: str, token: str, query: str, variables: dict[str, Any] | None = N
 async def _make_representation(url: str, token: str) -> str:
     async with httpx.AsyncClient(timeout=30) as http:
         return str((await make_representation(Api(http, url, token), "old image"))["id"])
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(mikro_server: MikroServer, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+    command = [sys.executable, "-m", "mikro", "serve", "--data-dir", str(tmp_path / "d")]
+    done = subprocess.run(
+        [*command, "--port", str(mikro_server.port)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"mikro: port {mikro_server.port} on 127.0.0.1 is in use (another mikro serve?): pick another "
+        "with --port, or --port 0 for any free one"
+    ]

@@ -122,11 +122,17 @@ async def test_dataset_tree(api: Api) -> None:
     update = "mutation($id: ID!, $p: ID!) { updateDataset(id: $id, input: {parent: $p}) { id } }"
     assert await api.code(update, {"id": root["id"], "p": grandchild["id"]}) == "BAD_USER_INPUT"
 
-    await api.data("mutation($id: ID!) { deleteDataset(id: $id) }", {"id": child["id"]})
-    orphan = await api.data(
-        "query($id: ID!) { dataset(id: $id) { parent { id } } }", {"id": grandchild["id"]}
-    )
-    assert orphan["dataset"]["parent"] is None
+    # A dataset that holds one is not deleted by accident; recursive deletes the subtree.
+    delete = "mutation($id: ID!, $r: Boolean!) { deleteDataset(id: $id, recursive: $r) }"
+    assert await api.code(delete, {"id": child["id"], "r": False}) == "CONFLICT"
+    await api.data(delete, {"id": child["id"], "r": True})
+    for gone in (child, grandchild):
+        assert (
+            await api.code("query($id: ID!) { dataset(id: $id) { id } }", {"id": gone["id"]}) == "NOT_FOUND"
+        )
+    assert (await api.data("query($id: ID!) { dataset(id: $id) { children { id } } }", {"id": root["id"]}))[
+        "dataset"
+    ]["children"] == []
 
 
 async def test_representation_with_relations(api: Api) -> None:
