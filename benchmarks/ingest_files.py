@@ -95,7 +95,9 @@ def _user(server: MikroServer) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def mikro_ingest(server: MikroServer, folder: Path, nbytes: int, *, rerun: bool = False) -> Sample:
+def mikro_ingest(
+    server: MikroServer, folder: Path, nbytes: int, *, rerun: bool = False, keep_original: bool = True
+) -> Sample:
     """`m.ingest(folder)` timed; with `rerun`, a first untimed ingest stores everything beforehand."""
     import mikro
 
@@ -107,13 +109,16 @@ def mikro_ingest(server: MikroServer, folder: Path, nbytes: int, *, rerun: bool 
                 await m.ingest(folder, concurrency=CONCURRENCY)
             server0 = server.cpu_seconds()
             with timed() as clock:
-                report = await m.ingest(folder, concurrency=CONCURRENCY)
+                report = await m.ingest(folder, concurrency=CONCURRENCY, keep_original=keep_original)
             server_cpu = server.cpu_seconds() - server0
             assert report.ok, [f.error for f in report.failed][:3]
             ids = [i for f in report.files for i in f.images]
+            originals = [f.original_file for f in report.files if f.original_file]
             async with anyio.create_task_group() as tg:
                 for rep_id in ids:
                     tg.start_soon(m.delete_representation, rep_id)
+                for file_id in originals:
+                    tg.start_soon(m.delete_file, file_id)
             return clock, (report, server_cpu)
 
     clock, (report, server_cpu) = anyio.run(main)
@@ -188,6 +193,7 @@ def bar_big(ctx: Context, fs: FileSizes, where: str) -> BarResult:
     if not folder.exists():
         ctx.cache["big_bytes"] = write_files(folder, fs.big_files, fs.big_side, fs.channels, ome=True)
     nbytes = int(ctx.cache["big_bytes"])  # type: ignore[call-overload]
+    _warm_up(folder)
     if where == "local":
         server = ctx.server("local")
         store: Any = bl.LocalStore(Path(tempfile.mkdtemp(dir=ctx.workdir)), mkdir=True)
@@ -197,17 +203,20 @@ def bar_big(ctx: Context, fs: FileSizes, where: str) -> BarResult:
     got = interleave(
         {
             "mikro ingest": lambda: mikro_ingest(server, folder, nbytes),
+            "mikro ingest, no originals": lambda: mikro_ingest(server, folder, nbytes, keep_original=False),
             "tifffile read + raw put": lambda: floor(store, folder, nbytes, small_objects=False),
         },
         ctx.runs,
         log=ctx.log,
     )
     mikro = figure_from("mikro ingest", "mikro", got["mikro ingest"])
+    bare = figure_from("mikro ingest, no originals", "baseline", got["mikro ingest, no originals"])
     base = figure_from(
         "tifffile read + raw put", "baseline", got["tifffile read + raw put"], note="the floor"
     )
     if mikro.extra.get("server_cpu_s") is not None:
-        mikro.note = f"server CPU {mikro.extra['server_cpu_s'] / (nbytes / 2**30):.2f} s/GiB"
+        per_gib = mikro.extra["server_cpu_s"] / (nbytes / 2**30)
+        mikro.note = f"originals kept (the default); server CPU {per_gib:.2f} s/GiB"
     title = "folder store" if where == "local" else "S3 (moto)"
     return BarResult(
         f"ingest_files_{where}",
@@ -215,9 +224,18 @@ def bar_big(ctx: Context, fs: FileSizes, where: str) -> BarResult:
         f"{fs.big_files} OME-TIFF of {fs.big_side}x{fs.big_side}x{fs.channels}ch uint16 "
         f"({nbytes / MIB:.0f} MiB), {CONCURRENCY} files in flight",
         "≥ 0.8x the floor",
-        [mikro, base],
+        [mikro, bare, base],
         [_ratio("≥ 0.8x floor", mikro, base, 0.8)],
     )
+
+
+def _warm_up(folder: Path) -> None:
+    """Open one file the way an ingest does, untimed: the readers' imports are not the ingest's cost."""
+    from mikro.ingest import open_source
+
+    source = open_source(next(iter(sorted(folder.iterdir()))))
+    source.scene(0)
+    source.close()
 
 
 def _small_folder(ctx: Context, fs: FileSizes) -> tuple[Path, int]:
@@ -234,6 +252,7 @@ def bar_small(ctx: Context, fs: FileSizes) -> BarResult:
     got = interleave(
         {
             "mikro ingest": lambda: mikro_ingest(server, folder, nbytes),
+            "mikro ingest, no originals": lambda: mikro_ingest(server, folder, nbytes, keep_original=False),
             "create_representation of the same arrays": lambda: mikro_arrays(server, folder, nbytes),
             "tifffile read + raw put of each image's objects": lambda: floor(
                 store, folder, nbytes, small_objects=True
@@ -263,7 +282,7 @@ def bar_small(ctx: Context, fs: FileSizes) -> BarResult:
         f"{fs.small_files} TIFFs of {fs.small_side}x{fs.small_side} uint16, {CONCURRENCY} files in flight",
         "≥ 0.5x the floor (images/s)",
         figs,
-        [_ratio("≥ 0.5x floor", figs[0], figs[2], 0.5)],
+        [_ratio("≥ 0.5x floor", figs[0], figs[3], 0.5)],
     )
 
 

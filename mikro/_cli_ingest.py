@@ -34,7 +34,7 @@ def ingest(
     json_report: Path | None = typer.Option(None, "--json", help="Write the report here as JSON."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be ingested; write nothing."),
 ) -> None:
-    """Ingest microscope files (OME-TIFF, TIFF, OME-Zarr; CZI/ND2/LIF with mikro[formats]).
+    """Ingest microscope files (OME-TIFF, TIFF, OME-Zarr; CZI, ND2, LIF with the "formats" extra).
 
     Rerunning skips what is already stored; exit status 0 when every file was ingested or skipped.
     """

@@ -49,6 +49,7 @@ __all__ = [
     "aget_table",
     "aget_thumbnail",
     "aget_zarr_store",
+    "aingest",
     "aiter_datasets",
     "aiter_experiments",
     "aiter_files",
@@ -81,6 +82,7 @@ __all__ = [
     "asearch_rois",
     "asearch_samples",
     "asearch_tables",
+    "asources_ingested",
     "athumbnail_png",
     "aupdate_dataset",
     "aupdate_experiment",
@@ -152,6 +154,7 @@ aget_sample = _bind(Mikro.get_sample)
 aget_table = _bind(Mikro.get_table)
 aget_thumbnail = _bind(Mikro.get_thumbnail)
 aget_zarr_store = _bind(Mikro.get_zarr_store)
+aingest = _bind(Mikro.ingest)
 aiter_datasets = _bind(Mikro.iter_datasets)
 aiter_experiments = _bind(Mikro.iter_experiments)
 aiter_files = _bind(Mikro.iter_files)
@@ -184,6 +187,7 @@ asearch_representations = _bind(Mikro.search_representations)
 asearch_rois = _bind(Mikro.search_rois)
 asearch_samples = _bind(Mikro.search_samples)
 asearch_tables = _bind(Mikro.search_tables)
+asources_ingested = _bind(Mikro.sources_ingested)
 athumbnail_png = _bind(Mikro.thumbnail_png)
 aupdate_dataset = _bind(Mikro.update_dataset)
 aupdate_experiment = _bind(Mikro.update_experiment)

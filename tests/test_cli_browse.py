@@ -30,6 +30,7 @@ class Setup:
     other: mikro.Representation
     dataset: mikro.Dataset
     tag: str
+    username: str
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,8 @@ def setup(mikro_server: Any) -> Iterator[Setup]:
         )
         other = m.create_representation(np.ones((8, 8), np.uint8), name="flat")
         m.create_metric(image, "count", 12)
-        yield Setup(mikro_server.url, token, image, other, dataset, tag)
+        # The session server names users uniquely (cli, cli-2 ...): whoami must print this one's name.
+        yield Setup(mikro_server.url, token, image, other, dataset, tag, m.me().username)
 
 
 def run(
@@ -75,7 +77,7 @@ def test_whoami_and_config_write_a_file_that_connects_without_showing_the_token(
 ) -> None:
     me = run(setup, tmp_path, "whoami")
     assert me.returncode == 0, me.stderr
-    assert me.stdout.strip() == f"cli on {setup.url}"
+    assert me.stdout.strip() == f"{setup.username} on {setup.url}"
 
     base = setup.url.removesuffix("/graphql")
     done = run(
@@ -96,7 +98,7 @@ def test_whoami_and_config_write_a_file_that_connects_without_showing_the_token(
     # The same configuration as mikro.connect(): no MIKRO_* variables now, only the file.
     me = run(setup, tmp_path, "whoami", env=False)
     assert me.returncode == 0, me.stderr
-    assert me.stdout.strip() == f"cli on {setup.url}"
+    assert me.stdout.strip() == f"{setup.username} on {setup.url}"
 
 
 def test_ls_lists_pages_filters_and_json(setup: Setup, tmp_path: Path) -> None:

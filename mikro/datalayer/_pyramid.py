@@ -35,6 +35,8 @@ __all__ = [
 
 #: With ``pyramid="auto"``, levels are added until the coarsest fits in this many pixels in y and x.
 PYRAMID_THRESHOLD = 1024
+#: `downsample` averages blocks larger than this in bands of about this size.
+BAND_BYTES = 4 * 2**20
 #: Most levels an image gets (2**16 times smaller than level 0 is smaller than any image).
 MAX_LEVELS = 16
 
@@ -137,6 +139,27 @@ def downsample(block: np.ndarray[Any, Any], axes: Sequence[int], method: Method)
         return np.ascontiguousarray(
             block[tuple(slice(None, None, 2) if i in axes else slice(None) for i in range(block.ndim))]
         )
+    # In bands along the outermost axis: the wide temporaries of the mean then stay a few MiB, not
+    # several times a 32 MiB shard (and the bands stay in cache).
+    band_axis = next((i for i, n in enumerate(block.shape) if n > 2), None)
+    if block.nbytes <= BAND_BYTES or band_axis is None:
+        return _mean(block, axes)
+    length = block.shape[band_axis]
+    step = max(1, BAND_BYTES * length // block.nbytes)
+    if band_axis in axes:
+        step = max(2, step - step % 2)  # bands start on even indices: no 2x window is split
+    out = np.empty(
+        tuple(math.ceil(n / 2) if i in axes else n for i, n in enumerate(block.shape)), dtype=block.dtype
+    )
+    lead = (slice(None),) * band_axis
+    for start in range(0, length, step):
+        reduced = _mean(block[(*lead, slice(start, start + step))], axes)
+        first = start // 2 if band_axis in axes else start
+        out[(*lead, slice(first, first + reduced.shape[band_axis]))] = reduced
+    return out
+
+
+def _mean(block: np.ndarray[Any, Any], axes: Sequence[int]) -> np.ndarray[Any, Any]:
     pad = [(0, block.shape[i] % 2 if i in axes else 0) for i in range(block.ndim)]
     if any(p[1] for p in pad):
         block = np.pad(block, pad, mode="edge")

@@ -199,10 +199,9 @@ def from_tiff_tags(path: str, series: int) -> SceneMetadata:
                 meta.pixel_size[dim] = per_unit * denominator / numerator
         if per_unit is not None and imagej.get("spacing"):
             meta.pixel_size["z"] = float(imagej["spacing"]) * per_unit
-        if imagej.get("finterval"):
-            meta.pixel_size["t"] = seconds(imagej["finterval"], imagej.get("tunit") or "s") or 0.0
-            if not meta.pixel_size["t"]:
-                del meta.pixel_size["t"]
+        interval = seconds(imagej.get("finterval") or None, imagej.get("tunit") or "s")
+        if interval:
+            meta.pixel_size["t"] = interval
     if "t" in meta.pixel_size:
         meta.acquisition = Acquisition(time_increment=meta.pixel_size["t"])
     return meta

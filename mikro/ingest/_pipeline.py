@@ -8,11 +8,13 @@ array is read, encoded and put in one worker's turn); the event loop only schedu
 
 Memory: each file uploads with its own limiter of `SHARDS_PER_FILE` worker threads, so at most that many
 shard regions of one file are read and encoded at once, whatever the file's size. One region in flight
-costs up to 4 shards of memory (the planes dask reads and their concatenation, the encoded shard and the
-encoder's reusable buffer; `mikro.datalayer` aims at 32 MiB a shard). Peak RSS is therefore at most
-``4 * SHARDS_PER_FILE * shard size * concurrency`` (256 MiB a file) above the process's own footprint
-(about 300 MiB with bioio, dask and zarr imported). Measured: 534 MiB peak for a 2 GiB file, 499 MiB
-for 512 MiB, 286 MiB for a 512-byte one (``tests/ingest/test_cli.py``).
+costs up to `SHARD_COPIES` shards of memory (the planes dask reads and their concatenation, the encoded
+shard and the encoder's reusable buffer, and the coarser pyramid levels built from the region;
+`mikro.datalayer` aims at 32 MiB a shard). Peak RSS is therefore at most
+``SHARD_COPIES * SHARDS_PER_FILE * shard size * concurrency`` (384 MiB a file) above the process's own
+footprint (about 250-300 MiB with bioio, dask and zarr imported). Measured (pixels only, one file at a
+time): 649 MiB peak for a 2 GiB file, 579 MiB for 512 MiB, 252 MiB for a 512-byte one
+(``tests/ingest/test_cli.py``).
 
 A file is all or nothing: when one of its scenes fails, the images already made from it in this run are
 deleted and the file is reported failed. A cancelled run keeps the images that were complete (each image
@@ -44,8 +46,8 @@ __all__ = ["DEFAULT_CONCURRENCY", "SHARDS_PER_FILE", "ingest"]
 DEFAULT_CONCURRENCY = 4
 #: Worker threads (and so shard regions in memory) per file being uploaded.
 SHARDS_PER_FILE = 2
-#: Bytes of memory one shard region in flight may cost, in shards (see the module's docstring).
-SHARD_COPIES = 4
+#: Memory one shard region in flight may cost, in shards (see the module's docstring).
+SHARD_COPIES = 6
 #: Fingerprints asked about per ``sourcesIngested`` request (the server's limit).
 LOOKUP_BATCH = 2000
 #: Files hashed per worker-thread call: small files cost little more than the call itself.

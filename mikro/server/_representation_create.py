@@ -92,12 +92,14 @@ async def create_representations(
             sizes.append(None if input.thumbnail is None else png_size(input.thumbnail.png, "thumbnail png"))
     checked: list[_Checked] = []
     async with ctx.read() as session:
-        used = await _load_for_checks(session, inputs)
+        # `loaded` keeps the objects alive: the session's identity map only holds them weakly.
+        used, loaded = await _load_for_checks(session, inputs)
         for label, input, size in zip(labels, inputs, sizes, strict=True):
             with _about(label):
                 item = await _check(ctx, session, input, user, used)
             item.thumbnail_size = size
             checked.append(item)
+    del loaded
     async with ctx.services.transaction() as tx:
         rows = await _insert(ctx, tx.session, checked, user)
         await tx.record_many(REP, "CREATE", [(row.id, row.dataset_id, row.creator_id) for row in rows])
@@ -113,10 +115,13 @@ def _ids(raw: Iterable[Any]) -> set[int]:
     return out
 
 
-async def _load_for_checks(session: AsyncSession, inputs: list[RepresentationInput]) -> dict[int, int]:
+async def _load_for_checks(
+    session: AsyncSession, inputs: list[RepresentationInput]
+) -> tuple[dict[int, int], list[Any]]:
     """Load what the checks of all inputs read, one statement per table: the objects go into the
-    session, where the checks' ``session.get`` finds them without a statement of its own. Returns
-    {store id: representation id} of the stores that already hold one."""
+    session, where the checks' ``session.get`` finds them without a statement of its own (as long as
+    the caller holds the objects returned). Returns {store id: representation id} of the stores that
+    already hold one, and the objects."""
     stores = _ids(i.store for i in inputs)
     wanted: list[tuple[Any, set[int]]] = [
         (m.Store, stores),
@@ -125,12 +130,13 @@ async def _load_for_checks(session: AsyncSession, inputs: list[RepresentationInp
         (m.Experiment, _ids(e for i in inputs for e in i.experiments)),
         (m.Representation, _ids(o for i in inputs for o in i.origins)),
     ]
+    loaded: list[Any] = []
     for model, ids in wanted:
         if ids and len(inputs) > 1:
-            (await session.execute(select(model).where(model.id.in_(ids)))).scalars().all()
+            loaded += (await session.execute(select(model).where(model.id.in_(ids)))).scalars().all()
     rep = m.Representation
     found = await session.execute(select(rep.store_id, rep.id).where(rep.store_id.in_(stores)))
-    return {store_id: rep_id for store_id, rep_id in found.all()}
+    return {store_id: rep_id for store_id, rep_id in found.all()}, loaded
 
 
 async def _check(
@@ -189,37 +195,43 @@ async def _insert(
             .values(columns)
         )
         await s.execute(finish, values)
-    rows = [
-        m.Representation(
-            name=item.input.name,
-            store_id=item.store.id,
-            shape=item.shape,
-            dims=item.dims,
-            dtype=item.dtype,
-            variety=item.input.variety.value,
-            sample_id=item.sample_id,
-            dataset_id=item.dataset_id,
-            channels=channel_values(item.input.channels),
-            physical_size=physical_values(item.input.physical_size),
-            acquisition_date=item.input.acquisition_date,
-            tags=list(dict.fromkeys(item.input.tags)),
-            original_file_id=item.original_file_id,
-            creator_id=user.id,
-            source_fingerprint=item.input.source_fingerprint,
-            source_scene=item.input.source_scene,
-            source_scene_name=item.input.source_scene_name,
-            source_scene_count=item.input.source_scene_count,
-            acquisition=acquisition_value(item.input.acquisition),
-        )
+    now = m.utcnow()
+    values = [
+        {
+            "name": item.input.name,
+            "store_id": item.store.id,
+            "shape": item.shape,
+            "dims": item.dims,
+            "dtype": item.dtype,
+            "variety": item.input.variety.value,
+            "sample_id": item.sample_id,
+            "dataset_id": item.dataset_id,
+            "channels": channel_values(item.input.channels),
+            "physical_size": physical_values(item.input.physical_size),
+            "acquisition_date": item.input.acquisition_date,
+            "tags": list(dict.fromkeys(item.input.tags)),
+            "original_file_id": item.original_file_id,
+            "creator_id": user.id,
+            "created_at": now,
+            "source_fingerprint": item.input.source_fingerprint,
+            "source_scene": item.input.source_scene,
+            "source_scene_name": item.input.source_scene_name,
+            "source_scene_count": item.input.source_scene_count,
+            "acquisition": acquisition_value(item.input.acquisition),
+        }
         for item in items
     ]
-    s.add_all(rows)
+    # One multi-row INSERT for the batch. The ORM's flush inserted row by row here (an AUTOINCREMENT
+    # table gives it nothing to match RETURNING rows to its objects by); the ids are matched by store,
+    # which is unique per image.
     try:
-        await s.flush()
+        found = await s.execute(insert(_REPRESENTATIONS).values(values).returning(*_ID_BY_STORE))
     except IntegrityError:
         # Taken by a concurrent createRepresentation since the check (one image per store).
         stores = ", ".join(str(item.input.store) for item in items)
         raise Conflict(f"a store of {stores} already holds a representation") from None
+    ids = {store_id: rep_id for rep_id, store_id in found.all()}
+    rows = [m.Representation(id=ids[v["store_id"]], **v) for v in values]
     await insert_tag_rows(s, rows)
     experiment_rows = [
         {"representation_id": row.id, "experiment_id": e}
@@ -252,6 +264,8 @@ async def _insert(
 
 
 _STORES = cast(Table, m.Store.__table__)
+_REPRESENTATIONS = cast(Table, m.Representation.__table__)
+_ID_BY_STORE = (_REPRESENTATIONS.c.id, _REPRESENTATIONS.c.store_id)
 
 
 def _bound(values: dict[str, Any]) -> dict[str, Any]:

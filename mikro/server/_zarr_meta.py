@@ -54,23 +54,46 @@ def read_array_info(read: Callable[[str], bytes | None], prefix: str) -> ArrayIn
 
     ``read`` returns an object's bytes or None (blocking; call this in a worker thread).
     """
-    # mikro writes an OME-Zarr group with its image at 0/: look there first, one read instead of two.
-    # An array cannot have children, so finding one at 0/ means the root is a group.
+    # mikro writes an OME-Zarr group with its image at 0/: look there first. An array cannot have
+    # children, so finding one at 0/ means the root is a group (read next, for the levels it lists).
     raw = read(f"{prefix}/0/zarr.json")
     if raw is not None:
         node = _parse(raw, f"{prefix}/0")
         if node.get("node_type") == "array":
-            return _parse_array(node, f"{prefix}/0", "0")
+            return _with_group_levels(read, prefix, _parse_array(node, f"{prefix}/0", "0"))
     node = _load(read, prefix)
     if node.get("node_type") == "group":
         key = f"{prefix}/0"
         node = _load(read, key)
         if node.get("node_type") != "array":
             raise BadUserInput(f"{key}/zarr.json is not a zarr array (the OME-Zarr image must be at 0/)")
-        return _parse_array(node, key, "0")
+        return _with_group_levels(read, prefix, _parse_array(node, key, "0"))
     if node.get("node_type") == "array":
         return _parse_array(node, prefix, "")
     raise BadUserInput(f"{prefix}/zarr.json has node_type {node.get('node_type')!r}, not array or group")
+
+
+def _with_group_levels(read: Callable[[str], bytes | None], prefix: str, array: ArrayInfo) -> ArrayInfo:
+    """``array`` (level 0) with the coarser levels its OME-Zarr group lists (a pyramid written by another
+    tool); each must be readable like level 0. A group without ``multiscales`` has level 0 only."""
+    raw = read(f"{prefix}/zarr.json")
+    try:
+        datasets = json.loads(raw or b"")["attributes"]["ome"]["multiscales"][0]["datasets"]
+        paths = [str(d["path"]) for d in datasets]
+        scales = [list(d["coordinateTransformations"][0]["scale"]) for d in datasets]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return array
+    if not paths or paths[0] != array.path:
+        return array
+    levels = []
+    for path, scale in zip(paths[1:], scales[1:], strict=True):
+        document = read(f"{prefix}/{path}/zarr.json")
+        if document is None:
+            raise BadUserInput(f"the group lists level {path!r} but {prefix}/{path}/zarr.json is missing")
+        factors = [float(s) / float(b) if b else 1.0 for s, b in zip(scale, scales[0], strict=False)]
+        levels.append((path, document.decode(), factors))
+    with_levels(array, prefix, levels)
+    return array
 
 
 def _load(read: Callable[[str], bytes | None], prefix: str) -> dict[str, Any]:

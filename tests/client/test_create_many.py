@@ -102,7 +102,7 @@ async def test_a_batch_of_200_small_images_round_trips_values_and_metadata(where
         assert rep.physical_size is not None and (rep.physical_size.x, rep.physical_size.y) == (0.5, 0.25)
         assert [c.name for c in rep.channels] == [f"dapi-{i}"]
         assert rep.thumbnails and rep.thumbnails[0].width == 8
-    listed = {r.name: r for r in await m.list_representations(tags=[tag], limit=1000)}
+    listed = {r.name: r for r in await m.list_representations(tags=[tag], limit=200)}
     assert len(listed) == 200
 
     async def check(i: int) -> None:

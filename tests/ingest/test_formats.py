@@ -4,6 +4,7 @@ wavelengths, pixel sizes (converted to micrometres), acquisition metadata, one i
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -136,3 +137,8 @@ async def test_czi_written_by_pylibczirw(m: mikro.Mikro, tmp_path: Path) -> None
     assert [c.name for c in rep.channels] == ["DAPI", "GFP"]
     assert rep.physical_size is not None
     assert (rep.physical_size.x, rep.physical_size.y, rep.physical_size.z) == pytest.approx((0.1, 0.1, 0.5))
+    # The stored OME-Zarr carries them too, where OME-Zarr has a place: channel labels and scales.
+    ome = json.loads((Path(rep.store.path) / "zarr.json").read_text())["attributes"]["ome"]
+    assert [c["label"] for c in ome["omero"]["channels"]] == ["DAPI", "GFP"]
+    level0 = ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert level0[-3:] == pytest.approx([0.5, 0.1, 0.1])

@@ -248,3 +248,47 @@ async def test_access_grants_follow_the_upload_state(api: Api) -> None:
     assert await api.code(access, {"s": grant["storeId"], "w": True}) == "CONFLICT"  # finished: read-only
     read = (await api.data(access, {"s": grant["storeId"], "w": False}))["requestAccess"]
     assert read["write"] is False and read["prefix"] == grant["prefix"]
+
+
+@pytest.mark.parametrize(
+    ("level", "reason"),
+    [
+        ({"path": "1", "shape": [64, 64], "scale": [2.0, 2.0]}, "larger than level 0"),
+        ({"path": "0", "shape": [16, 16], "scale": [2.0, 2.0]}, "new level path"),
+        ({"path": "../x", "shape": [16, 16], "scale": [2.0, 2.0]}, "new level path"),
+        ({"path": "1", "shape": [16, 16], "scale": [0.5, 2.0]}, "factor >= 1"),
+        ({"path": "1", "shape": [16, 16], "scale": [2.0, 2.0], "dtype": "uint8"}, "level 0's dtype"),
+    ],
+)
+async def test_server_refuses_bad_pyramid_levels(api: Api, level: dict[str, Any], reason: str) -> None:
+    grant = (await api.data(UPLOAD, {"kind": "ZARR"}))["requestUpload"]
+    base = array_node([32, 32], [32, 32], "uint16", ["y", "x"], [32, 32])
+    node = array_node(
+        level["shape"], level["shape"], level.get("dtype", "uint16"), ["y", "x"], level["shape"]
+    )
+    levels = [{"path": level["path"], "arrayMetadata": json.dumps(node), "scale": level["scale"]}]
+    input = {"store": grant["storeId"], "name": "x", "arrayMetadata": json.dumps(base), "levels": levels}
+    error = await api.error(CREATE_REP, {"input": input})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert reason in error["message"]
+
+
+async def test_finish_upload_records_the_levels_a_group_lists(api: Api) -> None:
+    grant = (await api.data(UPLOAD, {"kind": "ZARR"}))["requestUpload"]
+    root = Path(grant["path"])
+    scales = [[1.0, 0.5, 0.5], [1.0, 1.0, 1.0]]
+    datasets = [
+        {"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+        for i, scale in enumerate(scales)
+    ]
+    axes = [{"name": "c", "type": "channel"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    ome = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": datasets}]}
+    write_zarr_json(root, {"zarr_format": 3, "node_type": "group", "attributes": {"ome": ome}})
+    write_zarr_json(root / "0", array_node([2, 64, 64], [1, 32, 32], "uint16", ["c", "y", "x"], [2, 64, 64]))
+    write_zarr_json(root / "1", array_node([2, 32, 32], [1, 32, 32], "uint16", ["c", "y", "x"], [2, 32, 32]))
+    query = "mutation($s: ID!) { finishUpload(store: $s) { levels { path shape scale } } }"
+    store = (await api.data(query, {"s": grant["storeId"]}))["finishUpload"]
+    assert store["levels"] == [
+        {"path": "0", "shape": [2, 64, 64], "scale": [1.0, 1.0, 1.0]},
+        {"path": "1", "shape": [2, 32, 32], "scale": [1.0, 2.0, 2.0]},
+    ]

@@ -14,8 +14,14 @@ from mikro.api import Dataset, Representation
 def _write_tiny_zarr(path: str) -> None:
     import zarr
 
+    # Sharded like the data plane writes: the server reads (and accepts) sharded arrays only.
     array = zarr.create_array(
-        store=path, shape=(2, 4, 4), chunks=(1, 4, 4), dtype="uint16", dimension_names=("z", "y", "x")
+        store=path,
+        shape=(2, 4, 4),
+        chunks=(1, 4, 4),
+        shards=(2, 4, 4),
+        dtype="uint16",
+        dimension_names=("z", "y", "x"),
     )
     array[:] = np.arange(32, dtype="uint16").reshape(2, 4, 4)
 
