@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -262,27 +261,6 @@ async def test_a_changed_object_fails_verification_and_leaves_no_download(
     assert os.listdir(tmp_path) == []
     with pytest.raises(mikro.StorageError, match="does not match"):
         await _read_all(m, file)
-
-
-def test_readme_files_example_runs(mikro_server: MikroServer, tmp_path: Path) -> None:
-    readme = Path(__file__).resolve().parents[1] / "README.md"
-    section = readme.read_text().split("## Files and attachments", 1)[1].split("\n## ", 1)[0]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match, "the Files section has no python example"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
-    env.update(MIKRO_URL=mikro_server.url, MIKRO_TOKEN=mikro_server.add_user("readme-files"))
-    (tmp_path / "files.py").write_text(match.group(1))
-    result = subprocess.run(
-        [sys.executable, "files.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    digest = hashlib.sha256((tmp_path / "stack.raw").read_bytes()).hexdigest()
-    assert result.stdout.splitlines() == [
-        f"stack.raw 8192 sha256:{digest[:7]}",
-        "['stack.raw', 'protocol.txt']",
-        "fix 10 min in 4% PFA",
-    ]
-    assert (tmp_path / "copy.raw").read_bytes() == (tmp_path / "stack.raw").read_bytes()
 
 
 MEMORY_PROBE = """

@@ -36,6 +36,11 @@ EXPECTED_OUTPUT = {
         "cells ['c', 'z', 'y', 'x'] [2, 16, 256, 256] HeLa",
         "max projection {'c': 2, 'y': 256, 'x': 256}",
     ],
+    "Files and attachments": [
+        "stack.raw 8192 sha256:",
+        "['stack.raw', 'protocol.txt']",
+        "fix 10 min in 4% PFA",
+    ],
 }
 
 
