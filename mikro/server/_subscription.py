@@ -105,6 +105,14 @@ async def _still_there(info: Info[Any, Any], item: T | None) -> T | None:
     store) was deleted since the event: the event then says only its kind and id."""
     if item is None:
         return None
+    if isinstance(item, t.Representation):
+        # A websocket's loaders do not cache: the store field would load the row again, and find it
+        # gone if the image was deleted in between. It answers from the row checked here instead.
+        row = await context_of(info).loaders.store.load(item._store_id)
+        if row is None:
+            return None
+        item._store_row = row
+        return item
     kept = await t.present(info, [item])
     return kept[0] if kept else None
 

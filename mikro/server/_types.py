@@ -355,6 +355,8 @@ class Representation:
     _sample_id: strawberry.Private[int | None]
     _dataset_id: strawberry.Private[int | None]
     _original_file_id: strawberry.Private[int | None]
+    #: The store's row when it was loaded ahead (a subscription's event), so the field answers from it.
+    _store_row: strawberry.Private[Any] = None
 
     @classmethod
     def from_row(cls, row: m.Representation) -> Representation:
@@ -388,6 +390,8 @@ class Representation:
 
     @strawberry.field
     def store(self, info: Info[Any, Any]) -> ZarrStore:
+        if self._store_row is not None:
+            return ZarrStore.from_row(self._store_row)
         store_id = self._store_id
         return _related(context_of(info).loaders.store, store_id, lambda row: _store_of(row, store_id))
 
