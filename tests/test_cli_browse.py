@@ -264,17 +264,23 @@ def peak_rss_mib(setup: Setup, cwd: Path, *args: str) -> float:
 
 def test_get_streams_an_image_larger_than_its_memory_use(setup: Setup, tmp_path: Path) -> None:
     import tifffile
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
 
     # 96 MiB: 48 planes of 1 MiB pixels; a whole read would cost at least that much more memory.
     planes = np.add.outer(np.arange(48, dtype=np.uint16) * 97, np.arange(1024 * 1024) % 4099)
     big = planes.astype(np.uint16).reshape(48, 1024, 1024)
     with mikro.sync.connect(setup.url, token=setup.token) as m:
         rep = m.create_representation(big, name=unique("big"), dims="zyx", pyramid=None)
-    for suffix in (".ome.tif", ".npy"):
+    for suffix in (".ome.tif", ".npy", ".zarr"):
         small = peak_rss_mib(setup, tmp_path, "get", setup.other.id, "-o", str(tmp_path / f"small{suffix}"))
         out = tmp_path / f"big{suffix}"
         peak = peak_rss_mib(setup, tmp_path, "get", rep.id, "-o", str(out))
         assert peak - small < 48, (suffix, peak, small)
+        if suffix == ".zarr":
+            [node] = list(Reader(parse_url(str(out)))())
+            np.testing.assert_array_equal(np.asarray(node.data[0]), big)
+            continue
         written = tifffile.memmap(out) if suffix == ".ome.tif" else np.load(out, mmap_mode="r")
         np.testing.assert_array_equal(written, big)
         del written
