@@ -195,9 +195,17 @@ def _channel(channel: Any) -> str:
 def get(
     id: str = typer.Argument(..., help="The image's id."),
     output: Path = typer.Option(..., "-o", "--output", help="File to write: .ome.tif, .zarr, .npy or .png."),
-    isel: list[str] = typer.Option([], "--isel", help="Export part: DIM=INDEX or DIM=START:STOP (repeat)."),
+    isel: list[str] = typer.Option(
+        [],
+        "--isel",
+        help="Export part: DIM=INDEX or DIM=START:STOP (repeat). A part is one resolution level only.",
+    ),
 ) -> None:
-    """Export an image's pixels (all, or a part with --isel) to a file chosen by its suffix."""
+    """Export an image's pixels (all, or a part with --isel) to a file chosen by its suffix.
+
+    The pixels stream through in slabs (bounded memory). A whole image exported to .zarr is a standalone
+    copy: every pyramid level and the stored OME metadata (channels, colours, axes, scales).
+    """
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     from mikro import MikroError
@@ -211,7 +219,10 @@ def get(
             selection = parse_isel(isel, list(data.dims))
             if selection:
                 data = data.isel(selection)
-            check_export(data, output)
+            fmt = check_export(data, output)
+            levels, ome = [], None
+            if fmt == "ome-zarr" and not selection:
+                levels, ome = rep.levels, _stored_ome(rep)
             pixel_size = rep.physical_size.model_dump() if rep.physical_size is not None else {}
             with Progress(
                 *Progress.get_default_columns()[:1],
@@ -224,12 +235,21 @@ def get(
                     data,
                     output,
                     pixel_size=pixel_size,
+                    levels=levels,
+                    ome=ome,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
         except MikroError as exc:
             typer.echo(f"mikro: {exc}", err=True)
             raise typer.Exit(1) from None
     typer.echo(f"wrote {output} ({fmt}, {dict(data.sizes)} {data.dtype})")
+
+
+def _stored_ome(rep: Any) -> dict[str, Any]:
+    """The ``ome`` attribute of the image group as stored (read through the image's read grant)."""
+    # The session's own reader store: the grant it fetches is the one ``rep.data`` reads with.
+    raw = rep._session._reader_store(rep.store.id).get("zarr.json")
+    return dict(json.loads(raw)["attributes"]["ome"])
 
 
 @app.command("rm")

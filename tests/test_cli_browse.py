@@ -185,22 +185,108 @@ def test_get_exports_files_other_tools_read_back(setup: Setup, tmp_path: Path) -
     assert not_2d.returncode == 1 and "--isel" in not_2d.stderr and not (tmp_path / "x.png").exists()
 
 
-def test_get_writes_a_standalone_ome_zarr(setup: Setup, tmp_path: Path) -> None:
+def test_get_writes_a_standalone_ome_zarr_with_every_level(setup: Setup, tmp_path: Path) -> None:
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    values = np.random.default_rng(7).integers(0, 4000, (2, 3, 64, 48), dtype=np.uint16)
+    with mikro.sync.connect(setup.url, token=setup.token) as m:
+        rep = m.create_representation(
+            values,
+            name=unique("pyramid"),
+            dims="czyx",
+            channels=[{"name": "DAPI"}, {"name": "GFP"}],
+            pixel_size={"x": 0.5, "y": 0.5, "z": 2.0},
+            pyramid=2,
+        )
+        stored = [np.asarray(level.values) for level in rep.levels]
+    assert len(stored) == 3
+
+    out = tmp_path / "copy.ome.zarr"
+    done = run(setup, tmp_path, "get", rep.id, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    # ome-zarr-py, not mikro, reads the copy; the server's store plays no part in it.
+    [node] = list(Reader(parse_url(str(out)))())
+    assert node.metadata["channel_names"] == ["DAPI", "GFP"]
+    assert [a["name"] for a in node.metadata["axes"]] == ["c", "z", "y", "x"]
+    scales = [t[0]["scale"] for t in node.metadata["coordinateTransformations"]]
+    assert scales == [[1.0, 2.0, 0.5, 0.5], [1.0, 2.0, 1.0, 1.0], [1.0, 2.0, 2.0, 2.0]]
+    assert len(node.data) == len(stored)
+    for level, reference in zip(node.data, stored, strict=True):
+        np.testing.assert_array_equal(np.asarray(level), reference)
+    np.testing.assert_array_equal(np.asarray(node.data[0]), values)
     import tensorstore as ts
     import zarr
     from ome_zarr_models.v05.image import Image as OmeImage
 
-    out = tmp_path / "cells.zarr"
-    done = run(setup, tmp_path, "get", setup.image.id, "-o", str(out), "--isel", "z=0:2")
+    (copied,) = OmeImage.from_zarr(zarr.open_group(str(out), mode="r")).ome_attributes.multiscales
+    assert len(copied.datasets) == 3  # strict OME-Zarr 0.5 validation
+
+    # A part (--isel) is one level, still valid OME-Zarr 0.5 with its scales.
+
+    part = tmp_path / "cells.zarr"
+    done = run(setup, tmp_path, "get", setup.image.id, "-o", str(part), "--isel", "z=0:2")
     assert done.returncode == 0, done.stderr
-    image = OmeImage.from_zarr(zarr.open_group(str(out), mode="r"))
+    image = OmeImage.from_zarr(zarr.open_group(str(part), mode="r"))
     (multiscale,) = image.ome_attributes.multiscales
     assert [a.name for a in multiscale.axes] == ["c", "z", "y", "x"]
     assert list(multiscale.datasets[0].coordinateTransformations[0].scale) == [1.0, 1.5, 0.25, 0.25]
     array = ts.open(
-        {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(out / multiscale.datasets[0].path)}}
+        {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(part / multiscale.datasets[0].path)}}
     ).result()
     np.testing.assert_array_equal(array.read().result(), STACK[:, 0:2])
+
+
+#: Runs the CLI, then reports its peak resident memory (VmHWM, KiB) as the last line of stderr. Not
+#: ru_maxrss: Linux carries that over exec from the forked pytest process, whose size it would report.
+PEAK_RSS = (
+    "import re, runpy, sys\n"
+    "sys.argv = ['mikro', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('mikro', run_name='__main__')\n"
+    "finally:\n"
+    "    status = open('/proc/self/status').read()\n"
+    "    print('peak-rss', re.search(r'VmHWM:\\s*(\\d+)', status).group(1), file=sys.stderr)\n"
+)
+
+
+def peak_rss_mib(setup: Setup, cwd: Path, *args: str) -> float:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+    environ.update(MIKRO_URL=setup.url, MIKRO_TOKEN=setup.token)
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stderr.split("peak-rss")[-1]) / 1024
+
+
+def test_get_streams_an_image_larger_than_its_memory_use(setup: Setup, tmp_path: Path) -> None:
+    import tifffile
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    # 96 MiB: 48 planes of 1 MiB pixels; a whole read would cost at least that much more memory.
+    planes = np.add.outer(np.arange(48, dtype=np.uint16) * 97, np.arange(1024 * 1024) % 4099)
+    big = planes.astype(np.uint16).reshape(48, 1024, 1024)
+    with mikro.sync.connect(setup.url, token=setup.token) as m:
+        rep = m.create_representation(big, name=unique("big"), dims="zyx", pyramid=None)
+    for suffix in (".ome.tif", ".npy", ".zarr"):
+        small = peak_rss_mib(setup, tmp_path, "get", setup.other.id, "-o", str(tmp_path / f"small{suffix}"))
+        out = tmp_path / f"big{suffix}"
+        peak = peak_rss_mib(setup, tmp_path, "get", rep.id, "-o", str(out))
+        assert peak - small < 48, (suffix, peak, small)
+        if suffix == ".zarr":
+            [node] = list(Reader(parse_url(str(out)))())
+            np.testing.assert_array_equal(np.asarray(node.data[0]), big)
+            continue
+        written = tifffile.memmap(out) if suffix == ".ome.tif" else np.load(out, mmap_mode="r")
+        np.testing.assert_array_equal(written, big)
+        del written
 
 
 def test_rm_asks_unless_yes(setup: Setup, tmp_path: Path, mikro_server: Any) -> None:

@@ -1,15 +1,18 @@
 """Write one image (a lazy ``xarray.DataArray`` from ``rep.data``) to a file chosen by its suffix.
 
-Blocking: call it from a script, the CLI or a worker thread, never on an event loop. The pixels are
-read slab by slab along the first axis (so a progress callback sees them arrive), then written by
-the format's own library: tifffile for OME-TIFF (channel names and pixel sizes in its OME-XML),
-zarr for a standalone OME-Zarr 0.5 image, numpy for ``.npy``, Pillow for PNG.
+Blocking: call it from a script, the CLI or a worker thread, never on an event loop. Memory stays
+bounded whatever the image's size: the pixels are read slab by slab (whole y/x planes, as many along
+the last non-plane axis as one dask chunk holds) and each slab is written before the next is read, by
+the format's own library: tifffile for OME-TIFF (fed a generator of planes; channel names and pixel
+sizes in its OME-XML), zarr for a standalone OME-Zarr 0.5 image (every pyramid level), a numpy
+memmap for ``.npy``. Only PNG, one 2-D plane, is read whole.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ FORMATS: dict[str, str] = {
 }
 
 Progress = Callable[[int, int], None]
+Box = tuple[slice, ...]
 
 
 def format_of(path: Path) -> str:
@@ -71,14 +75,32 @@ def export_image(
     *,
     pixel_size: Mapping[str, float | None] | None = None,
     progress: Progress | None = None,
+    levels: Sequence[Any] = (),
+    ome: Mapping[str, Any] | None = None,
 ) -> str:
-    """Write ``data`` (an ``xarray.DataArray``) to ``path`` in the format its suffix names; returns it."""
+    """Write ``data`` (an ``xarray.DataArray``) to ``path`` in the format its suffix names; returns it.
+
+    For OME-Zarr, ``levels`` (every pyramid level, ``data`` first) and ``ome`` (the stored group's
+    ``ome`` attribute, which names those levels' paths) make the export a copy of the stored image;
+    without them it is one level with metadata made from ``data``.
+    """
     fmt = check_export(data, path)
     dims = [str(d) for d in data.dims]
-    values = _read(data, progress)
     sizes = {k: float(v) for k, v in (pixel_size or {}).items() if v is not None and k in dims}
     channel_names = [str(c) for c in data.coords["c"].values] if "c" in data.coords and "c" in dims else None
-    _WRITERS[fmt](path, values, dims, sizes, channel_names, str(data.name or path.stem))
+    name = str(data.name or path.stem)
+    arrays = list(levels) or [data]
+    total = sum(int(a.size) * np.dtype(a.dtype).itemsize for a in (arrays if fmt == "ome-zarr" else [data]))
+    tick = _Ticker(progress, total)
+    if fmt == "ome-tiff":
+        _write_tiff(path, data, dims, sizes, channel_names, name, tick)
+    elif fmt == "ome-zarr":
+        _write_zarr(path, arrays, ome, dims, sizes, channel_names, name, tick)
+    elif fmt == "npy":
+        _write_npy(path, data, tick)
+    else:
+        _write_png(path, data, tick)
+    tick.done()
     return fmt
 
 
@@ -95,30 +117,58 @@ def check_export(data: Any, path: Path) -> str:
     return fmt
 
 
-def _read(data: Any, progress: Progress | None) -> np.ndarray[Any, Any]:
-    out = np.empty(data.shape, dtype=data.dtype)
-    total = int(out.nbytes)
-    if progress is not None:
-        progress(0, total)
-    if out.ndim <= 2 or out.shape[0] <= 1:
-        out[...] = data.values
-    else:
-        for i in range(out.shape[0]):
-            out[i] = data[i].values
-            if progress is not None:
-                progress(int(out[: i + 1].nbytes), total)
-    if progress is not None:
-        progress(total, total)
-    return out
+class _Ticker:
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress, self.total, self.seen = progress, total, 0
+        if progress is not None:
+            progress(0, total)
+
+    def add(self, nbytes: int) -> None:
+        self.seen += nbytes
+        if self.progress is not None:
+            self.progress(self.seen, self.total)
+
+    def done(self) -> None:
+        if self.progress is not None:
+            self.progress(self.total, self.total)
+
+
+def _slab_step(data: Any) -> int:
+    """How many indices of the last non-plane axis one slab spans: one dask chunk's worth."""
+    lead = max(data.ndim - 2, 0)
+    chunks = data.chunks  # None for an in-memory array
+    return max(int(chunks[lead - 1][0]) if lead and chunks is not None else 1, 1)
+
+
+def _slabs(data: Any) -> Iterator[tuple[Box, np.ndarray[Any, Any]]]:
+    """``data`` in C order as contiguous slabs: one index of every leading axis but the last non-plane
+    one, a dask chunk's worth of that one, whole y/x planes. Each is read (computed) only when asked."""
+    lead = max(data.ndim - 2, 0)
+    if lead == 0:
+        box: Box = tuple(slice(None) for _ in range(data.ndim))
+        yield box, np.asarray(data.values)
+        return
+    step = _slab_step(data)
+    outer = [range(n) for n in data.shape[: lead - 1]]
+    last = data.shape[lead - 1]
+    for index in itertools.product(*outer):
+        for start in range(0, last, step):
+            box = (
+                *(slice(i, i + 1) for i in index),
+                slice(start, min(start + step, last)),
+                *(slice(None) for _ in range(data.ndim - lead)),
+            )
+            yield box, np.asarray(data[box].values)
 
 
 def _write_tiff(
     path: Path,
-    values: np.ndarray[Any, Any],
+    data: Any,
     dims: list[str],
     sizes: dict[str, float],
     channels: list[str] | None,
     name: str,
+    tick: _Ticker,
 ) -> None:
     import tifffile
 
@@ -132,47 +182,81 @@ def _write_tiff(
         metadata["TimeIncrementUnit"] = "s"
     if channels:
         metadata["Channel"] = {"Name": channels}
-    tifffile.imwrite(path, values, ome=True, photometric="minisblack", metadata=metadata)
+
+    def planes() -> Iterator[np.ndarray[Any, Any]]:
+        for _, slab in _slabs(data):
+            yield from slab.reshape(-1, *slab.shape[-2:])  # tifffile takes one page at a time
+            tick.add(int(slab.nbytes))
+
+    tifffile.imwrite(
+        path,
+        planes(),
+        shape=tuple(data.shape),
+        dtype=np.dtype(data.dtype),
+        ome=True,
+        photometric="minisblack",
+        metadata=metadata,
+    )
 
 
 def _write_zarr(
     path: Path,
-    values: np.ndarray[Any, Any],
+    levels: list[Any],
+    ome: Mapping[str, Any] | None,
     dims: list[str],
     sizes: dict[str, float],
     channels: list[str] | None,
     name: str,
+    tick: _Ticker,
 ) -> None:
     import zarr
 
-    from mikro.datalayer._layout import ARRAY_PATH, ome_attributes
+    from mikro.datalayer._layout import ome_attributes
 
-    ome = ome_attributes(dims, sizes, name=name)
-    if channels:
-        ome["omero"] = {"channels": [{"label": label} for label in channels]}
+    if ome is None or len(ome["multiscales"][0]["datasets"]) != len(levels):
+        made = ome_attributes(dims, sizes, name=name)
+        if channels:
+            made["omero"] = {"channels": [{"label": label} for label in channels]}
+        ome, levels = made, levels[:1]
+    paths = [str(d["path"]) for d in ome["multiscales"][0]["datasets"]]
     group = zarr.open_group(
         str(path), mode="w", zarr_format=3, attributes={"ome": json.loads(json.dumps(ome))}
     )
-    chunks = tuple(min(n, 1 if i < len(dims) - 2 else 1024) for i, n in enumerate(values.shape))
-    array = group.create_array(
-        ARRAY_PATH, shape=values.shape, dtype=values.dtype, chunks=chunks, dimension_names=dims
-    )
-    array[...] = values
+    for array_path, level in zip(paths, levels, strict=True):
+        step = _slab_step(level)
+        lead = max(level.ndim - 2, 0)
+        chunks = tuple(
+            (step if i == lead - 1 else 1) if i < lead else min(n, 1024) for i, n in enumerate(level.shape)
+        )
+        array = group.create_array(
+            array_path,
+            shape=tuple(level.shape),
+            dtype=np.dtype(level.dtype),
+            chunks=chunks,
+            dimension_names=dims,
+        )
+        for box, slab in _slabs(level):
+            array[box] = slab
+            tick.add(int(slab.nbytes))
 
 
-def _write_npy(path: Path, values: np.ndarray[Any, Any], *_: Any) -> None:
-    np.save(path, values)
+def _write_npy(path: Path, data: Any, tick: _Ticker) -> None:
+    from numpy.lib.format import open_memmap
+
+    shape, dtype = tuple(data.shape), np.dtype(data.dtype)
+    open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()  # the header; the file at full size
+    for box, slab in _slabs(data):
+        # A memmap per slab: its written pages leave this process's memory when it is unmapped.
+        out = open_memmap(path, mode="r+")
+        out[box] = slab
+        out.flush()
+        del out
+        tick.add(int(slab.nbytes))
 
 
-def _write_png(path: Path, values: np.ndarray[Any, Any], *_: Any) -> None:
+def _write_png(path: Path, data: Any, tick: _Ticker) -> None:
     from PIL import Image
 
+    values = np.asarray(data.values)
     Image.fromarray(values).save(path, format="PNG")
-
-
-_WRITERS: dict[str, Callable[..., None]] = {
-    "ome-tiff": _write_tiff,
-    "ome-zarr": _write_zarr,
-    "npy": _write_npy,
-    "png": _write_png,
-}
+    tick.add(int(values.nbytes))
