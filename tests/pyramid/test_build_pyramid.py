@@ -145,3 +145,18 @@ async def test_a_build_outliving_its_grant_renews_it(server_factory: ServerFacto
         expected = reference_levels(values, 2)
         assert [lv.shape for lv in built.store.levels] == [list(v.shape) for v in expected]
         np.testing.assert_array_equal(await m.compute(built.levels[1]), expected[1])
+
+
+async def test_a_renewal_names_a_levels_prefix_of_an_image_without_pyramid(m: mikro.Mikro) -> None:
+    rep = await m.create_representation(_values(), name=unique("renew"), dims="cyx", pyramid=None)
+    renew = "mutation($s: ID!, $p: String) { requestLevelsUpload(store: $s, prefix: $p) { prefix } }"
+    for bad in ("../other", "levels-xyz", "0"):
+        with pytest.raises(mikro.MikroError, match="prefix must be a levels-"):
+            await m.execute(renew, {"s": rep.store.id, "p": bad})
+    first = (await m.execute(renew, {"s": rep.store.id}))["requestLevelsUpload"]["prefix"]
+    segment = first.rstrip("/").rsplit("/", 1)[-1]
+    again = (await m.execute(renew, {"s": rep.store.id, "p": segment}))["requestLevelsUpload"]["prefix"]
+    assert again == first
+    built = await m.build_pyramid(rep)
+    with pytest.raises(mikro.MikroError, match="already has a pyramid"):
+        await m.execute(renew, {"s": built.store.id, "p": segment})
