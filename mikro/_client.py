@@ -23,7 +23,7 @@ from mikro._client_watch import WatchMixin
 from mikro._config import ClientConfig, load_config
 from mikro._context import reset_current_session, set_current_session
 from mikro._exceptions import MikroError, NotConnectedError
-from mikro._grant_refresh import RequestAccessProvider
+from mikro._grant_refresh import RequestAccessProvider, RequestLevelsProvider
 from mikro._registrations import Registrations
 from mikro._reservations import UploadReservations
 from mikro.api import Operations, operation
@@ -239,18 +239,24 @@ class Mikro(
         (with this session's token) so that dask.distributed workers can refresh grants themselves:
         see :class:`mikro._grant_refresh.RequestAccessProvider`.
         """
+        return RequestAccessProvider(write=write, **self._provider_args(store_id))
+
+    def _levels_grant_provider(self, store_id: IdLike, prefix: str) -> GrantProvider:
+        """Like :meth:`grant_provider`, renewing the write grant of one pyramid build's levels prefix."""
+        return RequestLevelsProvider(prefix=prefix, **self._provider_args(store_id))
+
+    def _provider_args(self, store_id: IdLike) -> dict[str, Any]:
         self._require_open()
         config = self.config
-        return RequestAccessProvider(
-            url=str(config.url),
-            token=config.token.get_secret_value() if config.token is not None else None,
-            store_id=_id(store_id),
-            write=write,
-            timeout=config.timeout,
-            retries=config.retries,
-            user_agent=_user_agent(),
-            session=self,
-        )
+        return {
+            "url": str(config.url),
+            "token": config.token.get_secret_value() if config.token is not None else None,
+            "store_id": _id(store_id),
+            "timeout": config.timeout,
+            "retries": config.retries,
+            "user_agent": _user_agent(),
+            "session": self,
+        }
 
 
 def connect(

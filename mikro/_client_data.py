@@ -216,6 +216,7 @@ class DataPlaneMixin:
                 pyramid=request.pyramid,
                 method=method_for_variety(request.variety),
                 channel_names=request.write_channel_names,
+                channel_colours=request.write_channel_colours,
                 rgb=request.variety == "RGB",
             )
             written = list(result.keys)

@@ -2,10 +2,10 @@
 
 Level 0 is read back block by block (one shard region at a time, never whole) and the coarser levels
 are built from those blocks exactly as at upload (`mikro.datalayer._pyramid`), written under a fresh
-prefix the server grants inside the image's group (``requestLevelsUpload``), then recorded at once
-(``recordLevels``: the store's levels and its group ``zarr.json`` change in one transaction). Readers
-see the image without a pyramid or with all of it; a build that fails or is cancelled deletes what it
-wrote and changes nothing.
+prefix the server grants (and renews) inside the image's group (``requestLevelsUpload``), then
+recorded at once (``recordLevels``: the store's levels and its group ``zarr.json`` change in one
+transaction). Readers see the image without a pyramid or with all of it; a build that fails or is
+cancelled deletes what it wrote and changes nothing.
 """
 
 from __future__ import annotations
@@ -73,8 +73,10 @@ class PyramidMixin:
             return rep
         grant: Grant = await session._one("RequestLevelsUpload", Grant, {"store": store_info.id})
         storage_grant = grant.to_storage_grant()
-        # The grant is for this build only: it is not renewed (a build longer than its lifetime fails).
-        store = GrantedStore(lambda: storage_grant, grant=storage_grant)
+        prefix = grant.prefix.rstrip("/").rsplit("/", 1)[-1]
+        # Renewed like an upload's grant (requestLevelsUpload for the same prefix), so a build may
+        # outlive the grant's lifetime.
+        store = GrantedStore(session._levels_grant_provider(store_info.id, prefix), grant=storage_grant)
         result = await write_image(
             store,
             image,
@@ -84,7 +86,6 @@ class PyramidMixin:
             method=method_for_variety(rep.variety),
             levels_only=True,
         )
-        prefix = grant.prefix.rstrip("/").rsplit("/", 1)[-1]
         levels = [
             {"path": f"{prefix}/{layout.path}", "arrayMetadata": doc.decode(), "scale": list(factors)}
             for layout, doc, factors in zip(

@@ -25,7 +25,7 @@ from mikro.api import Grant, operation
 from mikro.datalayer import StorageGrant
 from mikro.graphql import BlockingTransport, RetryPolicy, new_idempotency_key
 
-__all__ = ["RequestAccessProvider"]
+__all__ = ["RequestAccessProvider", "RequestLevelsProvider"]
 
 # One blocking HTTP client per process for unpickled providers (a dask worker serves many stores and
 # tasks; each its own client would mean a connection pool per task). Closed when the process exits.
@@ -138,18 +138,42 @@ class RequestAccessProvider:
             )
         return self._transport
 
+    def _request(self) -> tuple[str, dict[str, Any]]:
+        """The operation that returns a fresh grant, and its variables."""
+        return "RequestAccess", {"store": self.store_id, "write": self.write}
+
     def __call__(self) -> StorageGrant:
         transport = self._blocking_transport()
-        op = operation("RequestAccess")
+        name, variables = self._request()
+        op = operation(name)
         try:
             data = transport.execute(
-                op.document,
-                {"store": self.store_id, "write": self.write},
-                operation_name=op.name,
-                idempotency_key=new_idempotency_key(),
+                op.document, variables, operation_name=op.name, idempotency_key=new_idempotency_key()
             )
         except MikroError as exc:
             mode = "write" if self.write else "read"
             raise GrantError(f"could not get a {mode} grant for store {self.store_id}: {exc}") from exc
-        grant = Grant.model_validate(data["requestAccess"], context={"session": self._session})
+        field = name[0].lower() + name[1:]
+        grant = Grant.model_validate(data[field], context={"session": self._session})
         return grant.to_storage_grant()
+
+
+class RequestLevelsProvider(RequestAccessProvider):
+    """The write grant for one pyramid build's levels prefix, renewed with ``requestLevelsUpload``.
+
+    ``requestAccess`` cannot renew it: the image's store is finished (read-only) and the grant covers
+    only the ``levels-<id>`` prefix inside it.
+    """
+
+    def __init__(self, *, prefix: str, **kwargs: Any) -> None:
+        super().__init__(write=True, **kwargs)
+        self.prefix = prefix
+
+    def _identity(self) -> tuple[str, str | None, str, bool]:
+        return (self.url, self._token, f"{self.store_id}/{self.prefix}", self.write)
+
+    def __repr__(self) -> str:
+        return f"RequestLevelsProvider({self.url}, store {self.store_id}, {self.prefix})"
+
+    def _request(self) -> tuple[str, dict[str, Any]]:
+        return "RequestLevelsUpload", {"store": self.store_id, "prefix": self.prefix}

@@ -64,6 +64,8 @@ class ImageRequest:
     original_file: Any = None
     #: The channel names written into the store's ``omero`` block (None: taken from the image).
     write_channel_names: list[str] | None = None
+    #: The channels' colours for the ``omero`` block (None where not given: a default colour).
+    write_channel_colours: list[str | None] | None = None
     acquisition: dict[str, Any] | None = None
     source_fingerprint: str | None = None
     source_scene: int | None = None
@@ -159,6 +161,7 @@ def image_request(
         thumbnail=thumbnail,
         original_file=original_file,
         write_channel_names=_channel_names(channels),
+        write_channel_colours=_channel_field(channels, "color"),
         acquisition=_acquisition_input(acquisition),
         source_fingerprint=source_fingerprint,
         source_scene=source_scene,
@@ -180,8 +183,12 @@ def _acquisition_input(value: Acquisition | Mapping[str, Any] | None) -> dict[st
     return dumped or None
 
 
-def _channel_names(channels: Sequence[Any] | None) -> list[str] | None:
+def _channel_field(channels: Sequence[Any] | None, field: str) -> list[Any] | None:
     if channels is None:
         return None
-    names = [c.get("name") if isinstance(c, Mapping) else getattr(c, "name", None) for c in channels]
-    return [str(n) if n else "" for n in names]
+    return [c.get(field) if isinstance(c, Mapping) else getattr(c, field, None) for c in channels]
+
+
+def _channel_names(channels: Sequence[Any] | None) -> list[str] | None:
+    names = _channel_field(channels, "name")
+    return None if names is None else [str(n) if n else "" for n in names]

@@ -229,6 +229,12 @@ CHANNEL_COLOURS = ("FF00FF", "00FF00", "00FFFF", "FF0000", "0000FF", "FFFF00", "
 SINGLE_CHANNEL_COLOUR = "FFFFFF"
 
 
+def omero_colour(value: Any) -> str | None:
+    """A user's channel colour (``RRGGBB``/``RRGGBBAA``, ``#`` allowed) as ``omero`` writes it, or None."""
+    colour = str(value or "").lstrip("#")
+    return colour[:6].upper() if len(colour) in (6, 8) else None
+
+
 @dataclass(frozen=True)
 class ChannelInfo:
     """What the ``omero`` block says of one channel: its label, colour (``RRGGBB``) and data range."""

@@ -44,6 +44,7 @@ from mikro.datalayer._layout import (
     group_metadata,
     ome_attributes,
     omero_block,
+    omero_colour,
 )
 from mikro.datalayer._pyramid import Method, PyramidBuilder, PyramidOption, plan_levels
 from mikro.datalayer._shard import ChunkCodec, encode_shard
@@ -150,13 +151,16 @@ class _ChannelRanges:
                 self.low[channel] = min(self.low[channel], low)
                 self.high[channel] = max(self.high[channel], high)
 
-    def channels(self, names: Sequence[str] | None) -> list[ChannelInfo]:
+    def channels(
+        self, names: Sequence[str] | None, given_colours: Sequence[str | None] | None = None
+    ) -> list[ChannelInfo]:
         count = len(self.low)
         colours = (SINGLE_CHANNEL_COLOUR,) if count == 1 else CHANNEL_COLOURS
+        given = [omero_colour(c) for c in given_colours or ()]
         return [
             ChannelInfo(
                 label=names[i] if names and i < len(names) and names[i] else f"Channel {i}",
-                colour=colours[i % len(colours)],
+                colour=(given[i] if i < len(given) else None) or colours[i % len(colours)],
                 low=self.low[i] if math.isfinite(self.low[i]) else 0.0,
                 high=self.high[i] if math.isfinite(self.high[i]) else 0.0,
             )
@@ -183,15 +187,17 @@ async def write_image(
     method: Method = "mean",
     channel_names: Sequence[str] | None = None,
     rgb: bool = False,
+    channel_colours: Sequence[str | None] | None = None,
     levels_only: bool = False,
 ) -> WriteResult:
     """Write ``image`` as an OME-Zarr 0.5 image (group at the store root, level 0 at ``"0"``).
 
     ``pyramid`` adds coarser levels (``"1"``, ``"2"`` ...; see `_pyramid.plan_levels`), reduced by
-    ``method``, built from the blocks of level 0 as they are read. ``channel_names`` and ``rgb`` go into
-    the ``omero`` block. With ``thumbnail``, a PNG thumbnail of the coarsest level's max projection is
-    made too (in a worker thread, as soon as every block has been read) and returned in the result; it
-    is not written to the store. With ``levels_only``, ``image`` is a stored level 0 and only the coarser
+    ``method``, built from the blocks of level 0 as they are read. ``channel_names``,
+    ``channel_colours`` (``RRGGBB``; None: a default) and ``rgb`` go into the ``omero`` block. With
+    ``thumbnail``, a PNG thumbnail of the coarsest level's max projection is made too (in a worker
+    thread, as soon as every block has been read) and returned in the result; it is not written to the
+    store. With ``levels_only``, ``image`` is a stored level 0 and only the coarser
     levels are written (their arrays at ``"1"``, ``"2"`` ... of ``store``; no group document).
     """
     started = time.perf_counter()
@@ -252,7 +258,9 @@ async def write_image(
             name=name,
             levels=factors,
             method=method if builder is not None else None,
-            omero=omero_block(ranges.channels(channel_names or image.channel_names), rgb=rgb),
+            omero=omero_block(
+                ranges.channels(channel_names or image.channel_names, channel_colours), rgb=rgb
+            ),
         )
         store.put("zarr.json", _encode_json(group_metadata(ome)))
 

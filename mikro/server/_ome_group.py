@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mikro.datalayer._layout import ome_attributes
+from mikro.datalayer._layout import ome_attributes, omero_colour
 from mikro.server import _models as m
 from mikro.server._context import Context
 
@@ -63,9 +63,9 @@ def patched_group(
     for entry, channel in zip((ome.get("omero") or {}).get("channels") or [], channels, strict=False):
         if channel.get("name"):
             entry["label"] = channel["name"]
-        colour = str(channel.get("color") or "").lstrip("#")
-        if len(colour) in (6, 8):
-            entry["color"] = colour[:6].upper()
+        colour = omero_colour(channel.get("color"))
+        if colour:
+            entry["color"] = colour
     return json.dumps(node, indent=2).encode()
 
 

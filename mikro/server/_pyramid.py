@@ -10,6 +10,7 @@ touched.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = ["LEVELS_PREFIX", "PyramidMutation"]
 
 #: New levels are written under ``<store key>/levels-<hex>/``.
 LEVELS_PREFIX = "levels-"
+_LEVELS_SEGMENT = re.compile(re.escape(LEVELS_PREFIX) + r"[0-9a-f]{16}")
 
 
 async def _image_store(session: AsyncSession, store: Any, user: AuthUser) -> tuple[m.Store, m.Representation]:
@@ -65,13 +67,19 @@ def _level_zero(row: m.Store) -> ArrayInfo:
 class PyramidMutation:
     @strawberry.mutation(  # type: ignore[untyped-decorator]
         description="A write grant for a fresh prefix inside a finished image's group, where a pyramid's "
-        "levels are written before recordLevels lists them."
+        "levels are written before recordLevels lists them; with prefix (the last segment of an earlier "
+        "grant's prefix), a renewed grant for that same prefix, so a long build outlives its grants."
     )
-    async def request_levels_upload(self, info: Info[Any, Any], store: strawberry.ID) -> t.Grant:
+    async def request_levels_upload(
+        self, info: Info[Any, Any], store: strawberry.ID, prefix: str | None = None
+    ) -> t.Grant:
         ctx, user = begin_mutation(info)
+        if prefix is not None and not _LEVELS_SEGMENT.fullmatch(prefix):
+            raise BadUserInput(f"prefix must be a {LEVELS_PREFIX}<16 hex digits> segment, not {prefix!r}")
         async with ctx.read() as session:
+            # A renewal is refused like a first request once the image has a pyramid.
             row, _ = await _image_store(session, store, user)
-        key = f"{row.key}/{LEVELS_PREFIX}{uuid.uuid4().hex[:16]}"
+        key = f"{row.key}/{prefix or LEVELS_PREFIX + uuid.uuid4().hex[:16]}"
         await ctx.services.run_io(ctx.services.storage.prepare, key)
         data = await _issue_grant(ctx, user, key, write=True)
         async with ctx.services.transaction() as tx:

@@ -4,7 +4,9 @@ a pyramid, and a build cancelled halfway changes nothing."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from ome_zarr.reader import Reader as OmeReader
 from ome_zarr_models.v05 import Image as OmeImage
 
 import mikro
-from tests.fixtures_servers import MikroServer, unique
+from tests.fixtures_servers import MikroServer, ServerFactory, unique
 from tests.pyramid._reference import reference_levels
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_ambient_config")]
@@ -116,3 +118,45 @@ async def test_a_cancelled_build_changes_nothing(mikro_server: MikroServer) -> N
         assert len(again.store.levels) == 1
         # And a later build still works.
         assert len((await m.build_pyramid(again)).store.levels) == 2
+
+
+def _write_grants(server: MikroServer, store_id: str) -> int:
+    with sqlite3.connect(server.database_path) as db:
+        query = "select count(*) from grants where store_id = ? and write"
+        (count,) = db.execute(query, (int(store_id),)).fetchone()
+    return int(count)
+
+
+async def test_a_build_outliving_its_grant_renews_it(server_factory: ServerFactory) -> None:
+    server = server_factory.start(grant_ttl=1)
+    token = server.add_user("slow-builder")
+    async with mikro.connect(server.url, token=token, timeout=60, max_threads=1) as m:
+        values = np.random.default_rng(2).integers(0, 999, (16, 1100, 1100), dtype=np.uint16)
+        rep = await m.create_representation(values, name=unique("slow"), dims="zyx", pyramid=None)
+        before = _write_grants(server, rep.store.id)
+
+        def progress(done: int, total: int) -> None:
+            # A slow consumer: the build's later blocks are written after its first grant expired.
+            time.sleep(0.5)
+
+        built = await m.build_pyramid(rep, progress=progress)
+        # requestLevelsUpload, then at least one renewal of the same prefix's write grant.
+        assert _write_grants(server, rep.store.id) - before >= 2
+        expected = reference_levels(values, 2)
+        assert [lv.shape for lv in built.store.levels] == [list(v.shape) for v in expected]
+        np.testing.assert_array_equal(await m.compute(built.levels[1]), expected[1])
+
+
+async def test_a_renewal_names_a_levels_prefix_of_an_image_without_pyramid(m: mikro.Mikro) -> None:
+    rep = await m.create_representation(_values(), name=unique("renew"), dims="cyx", pyramid=None)
+    renew = "mutation($s: ID!, $p: String) { requestLevelsUpload(store: $s, prefix: $p) { prefix } }"
+    for bad in ("../other", "levels-xyz", "0"):
+        with pytest.raises(mikro.MikroError, match="prefix must be a levels-"):
+            await m.execute(renew, {"s": rep.store.id, "p": bad})
+    first = (await m.execute(renew, {"s": rep.store.id}))["requestLevelsUpload"]["prefix"]
+    segment = first.rstrip("/").rsplit("/", 1)[-1]
+    again = (await m.execute(renew, {"s": rep.store.id, "p": segment}))["requestLevelsUpload"]["prefix"]
+    assert again == first
+    built = await m.build_pyramid(rep)
+    with pytest.raises(mikro.MikroError, match="already has a pyramid"):
+        await m.execute(renew, {"s": built.store.id, "p": segment})
