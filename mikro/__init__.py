@@ -33,10 +33,6 @@ from mikro._exceptions import (
 
 if TYPE_CHECKING:
     from mikro._app import MikroApp
-    from mikro._client import (
-        Mikro,
-        connect,
-    )
     from mikro._config import (
         ClientConfig,
     )
@@ -151,6 +147,10 @@ if TYPE_CHECKING:
         User,
         ZarrStore,
     )
+    from mikro.client._mikro import (
+        Mikro,
+        connect,
+    )
     from mikro.graphql import (
         ReconnectPolicy,
         SubscriptionSettings,
@@ -160,8 +160,8 @@ __version__ = "0.1.0"
 
 # Where each lazily imported public name lives.
 _LAZY: dict[str, str] = {
-    "Mikro": "mikro._client",
-    "connect": "mikro._client",
+    "Mikro": "mikro.client._mikro",
+    "connect": "mikro.client._mikro",
     "ClientConfig": "mikro._config",
     "current_session": "mikro._context",
     "abuild_pyramid": "mikro._functions",

@@ -25,9 +25,9 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
 
-from mikro._client import Mikro
-from mikro._client import connect as async_connect
 from mikro._exceptions import NotConnectedError
+from mikro.client._mikro import Mikro
+from mikro.client._mikro import connect as async_connect
 from mikro.sync._current import current_sync_session, enter_scope, exit_scope
 from mikro.sync._mirror import public_methods
 from mikro.sync._portal import Backend

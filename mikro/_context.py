@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from mikro._exceptions import NotConnectedError
 
 if TYPE_CHECKING:
-    from mikro._client import Mikro
+    from mikro.client._mikro import Mikro
 
 __all__ = ["current_session", "reset_current_session", "set_current_session"]
 

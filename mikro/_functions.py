@@ -13,8 +13,8 @@ import inspect
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
-from mikro._client import Mikro
 from mikro._context import current_session
+from mikro.client._mikro import Mikro
 
 __all__ = [
     "abuild_pyramid",

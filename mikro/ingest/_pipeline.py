@@ -38,7 +38,7 @@ from mikro.ingest._report import FileReport, IngestProgress, IngestReport, Plann
 from mikro.ingest._sources import Fingerprint, expand_paths, fingerprint, signature
 
 if TYPE_CHECKING:
-    from mikro._client import Mikro
+    from mikro.client._mikro import Mikro
 
 __all__ = ["DEFAULT_CONCURRENCY", "SHARDS_PER_FILE", "ingest"]
 

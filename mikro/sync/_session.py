@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mikro._client import Mikro
-from mikro._client import connect as async_connect
 from mikro._config import ClientConfig
 from mikro._context import set_current_session
+from mikro.client._mikro import Mikro
+from mikro.client._mikro import connect as async_connect
 from mikro.sync._current import enter_scope, exit_scope, register_open, unregister_open
 from mikro.sync._mirror import mirror_methods, mirror_properties
 from mikro.sync._portal import Backend, PortalRunner

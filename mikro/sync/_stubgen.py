@@ -180,7 +180,7 @@ def _annotations(signature: inspect.Signature) -> list[str]:
 
 def render() -> str:
     """The text of ``_typed.pyi`` for the current ``mikro.Mikro``."""
-    from mikro._client import Mikro
+    from mikro.client._mikro import Mikro
 
     imports = _Imports()
     body: list[str] = []

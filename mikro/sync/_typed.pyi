@@ -15,7 +15,6 @@ from typing import Any
 import anyio.abc
 import xarray as xr
 
-from mikro._client_files import FileReader, Progress
 from mikro.api._acquisition import Acquisition, SourceMatch
 from mikro.api._enums import RepresentationVariety, RoiKind, UploadKind
 from mikro.api._events import RepresentationEvent, RoiEvent
@@ -36,6 +35,7 @@ from mikro.api._models import (
     ZarrStore,
 )
 from mikro.api._operations import IdLike
+from mikro.client._files import FileReader, Progress
 from mikro.datalayer._files import FileSource
 from mikro.datalayer._grant import GrantProvider
 from mikro.datalayer._layout import Compression

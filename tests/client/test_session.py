@@ -169,11 +169,11 @@ async def test_each_task_sees_its_own_session(mikro_server: Any, alice_token: st
 def test_every_operation_has_a_module_level_function() -> None:
     import inspect
 
-    from mikro._client_data import DataPlaneMixin
-    from mikro._client_files import FilesMixin
-    from mikro._client_watch import WatchMixin
     from mikro.api import Operations
     from mikro.api._file_operations import FileOperations
+    from mikro.client._data import DataPlaneMixin
+    from mikro.client._files import FilesMixin
+    from mikro.client._watch import WatchMixin
 
     public = {
         n

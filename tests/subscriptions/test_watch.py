@@ -13,7 +13,7 @@ import pytest
 
 import mikro
 from mikro import EventKind, RepresentationEvent, RoiEvent
-from mikro._client_watch import WatchMixin, subscription_document
+from mikro.client._watch import WatchMixin, subscription_document
 from mikro.graphql._subscriptions import EventStream, ReconnectPolicy, SubscriptionSettings
 from tests.fixtures_servers import MikroServer, ServerFactory
 from tests.subscriptions._images import create_image
@@ -29,7 +29,7 @@ RECONNECT_FAST = SubscriptionSettings(
 @asynccontextmanager
 async def session(server: MikroServer, token: str) -> AsyncIterator[mikro.Mikro]:
     async with mikro.connect(server.url, token=token) as m:
-        assert isinstance(m, WatchMixin), "mikro.Mikro must inherit mikro._client_watch.WatchMixin"
+        assert isinstance(m, WatchMixin), "mikro.Mikro must inherit mikro.client._watch.WatchMixin"
         yield m
 
 

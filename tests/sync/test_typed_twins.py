@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import inspect
 
-from mikro._client import Mikro
+from mikro.client._mikro import Mikro
 from mikro.sync import SyncMikro
 from mikro.sync._mirror import public_methods, public_properties
 from mikro.sync._stubgen import TARGET, render

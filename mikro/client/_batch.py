@@ -18,8 +18,8 @@ import anyio
 import anyio.abc
 
 from mikro._exceptions import GraphQLError, MikroError, ValidationError
-from mikro._image_request import ImageRequest, Registrar, image_request
-from mikro._registrations import BATCH_AT_MOST
+from mikro.client._image_request import ImageRequest, Registrar, image_request
+from mikro.client._registrations import BATCH_AT_MOST
 from mikro.datalayer._warmup import import_pixel_stack
 
 if TYPE_CHECKING:

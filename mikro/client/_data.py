@@ -21,9 +21,9 @@ import anyio
 import anyio.lowlevel
 
 from mikro._exceptions import StorageError, ValidationError
-from mikro._image_request import ImageRequest, Registrar, image_request
-from mikro._registrations import Registrations
-from mikro._reservations import UploadReservations
+from mikro.client._image_request import ImageRequest, Registrar, image_request
+from mikro.client._registrations import Registrations
+from mikro.client._reservations import UploadReservations
 from mikro.datalayer import (
     ARRAY_PATH,
     DEFAULT_COMPRESSION,

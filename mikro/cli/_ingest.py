@@ -14,7 +14,7 @@ from mikro.cli import app
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from mikro._client import Mikro
+    from mikro.client._mikro import Mikro
     from mikro.ingest import IngestReport
 
 __all__ = ["ingest"]

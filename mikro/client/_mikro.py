@@ -14,21 +14,21 @@ import anyio
 import anyio.abc
 import httpx
 
-from mikro._client_batch import BatchMixin
-from mikro._client_data import DataPlaneMixin
-from mikro._client_files import FilesMixin
-from mikro._client_ingest import IngestMixin
-from mikro._client_pyramid import PyramidMixin
-from mikro._client_watch import WatchMixin
 from mikro._config import ClientConfig, load_config
 from mikro._context import reset_current_session, set_current_session
 from mikro._exceptions import MikroError, NotConnectedError
-from mikro._grant_refresh import RequestAccessProvider, RequestLevelsProvider
-from mikro._registrations import Registrations
-from mikro._reservations import UploadReservations
 from mikro.api import Operations, operation
 from mikro.api._file_operations import FileOperations
 from mikro.api._operations import IdLike, _id
+from mikro.client._batch import BatchMixin
+from mikro.client._data import DataPlaneMixin
+from mikro.client._files import FilesMixin
+from mikro.client._grant_refresh import RequestAccessProvider, RequestLevelsProvider
+from mikro.client._ingest import IngestMixin
+from mikro.client._pyramid import PyramidMixin
+from mikro.client._registrations import Registrations
+from mikro.client._reservations import UploadReservations
+from mikro.client._watch import WatchMixin
 from mikro.datalayer import GrantProvider
 from mikro.datalayer._result_memory import release_kept_results
 from mikro.datalayer._shard import SHARD_BUFFERS
@@ -237,7 +237,7 @@ class Mikro(
         any worker thread (dask tasks, obstore credential refresh) and never touches the event loop.
         Failures raise :class:`mikro.GrantError` (the server's error is its ``__cause__``). It pickles
         (with this session's token) so that dask.distributed workers can refresh grants themselves:
-        see :class:`mikro._grant_refresh.RequestAccessProvider`.
+        see :class:`mikro.client._grant_refresh.RequestAccessProvider`.
         """
         return RequestAccessProvider(write=write, **self._provider_args(store_id))
 

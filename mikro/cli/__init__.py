@@ -20,4 +20,4 @@ def main() -> None:
 def _register() -> None:
     # Sub-commands import the server or the client lazily so `mikro --help` stays fast and a
     # client-only install (without the `server` extra) still gets a working CLI.
-    from mikro import _cli_browse, _cli_commands, _cli_ingest  # noqa: F401
+    from mikro.cli import _browse, _commands, _ingest  # noqa: F401
