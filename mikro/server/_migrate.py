@@ -67,9 +67,20 @@ def migration_options() -> dict[str, Any]:
 
 
 def model_differences(conn: Connection) -> list[Any]:
-    """What autogenerate would put in a new revision: the models' changes the database lacks."""
+    """What autogenerate would put in a new revision: the models' changes the database lacks; on
+    SQLite also the tables that lost AUTOINCREMENT (autogenerate does not see it, and batch mode drops
+    it when it copies a table unless told with ``table_kwargs``)."""
     context = MigrationContext.configure(conn, opts=migration_options())
-    return list(compare_metadata(context, Base.metadata))
+    differences: list[Any] = list(compare_metadata(context, Base.metadata))
+    if conn.dialect.name == "sqlite":
+        created: dict[str, str | None] = dict(
+            conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all()
+        )
+        for table in Base.metadata.sorted_tables:
+            wanted = table.dialect_options["sqlite"]["autoincrement"]
+            if wanted and "AUTOINCREMENT" not in (created.get(table.name) or ""):
+                differences.append(("sqlite_autoincrement", table.name))
+    return differences
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import numpy as np
 import pytest
 
 import mikro
@@ -20,6 +21,8 @@ from tests.subscriptions._images import create_image
 from tests.subscriptions._sockets import open_connections
 
 pytestmark = pytest.mark.anyio
+
+EVENTS = 15  # replayed events that deletes race with
 
 RECONNECT_FAST = SubscriptionSettings(
     reconnect=ReconnectPolicy(max_attempts=None, max_seconds=90, initial=0.1, maximum=1.0, jitter=0.1)
@@ -263,3 +266,44 @@ async def test_an_independent_gql_client_sees_the_same_events(mikro_server: Mikr
     assert [RepresentationEvent.model_validate(e).model_dump() for e in theirs] == [
         e.model_dump() for e in ours
     ]
+
+
+async def test_events_whose_objects_are_deleted_as_they_are_sent_never_fail(
+    mikro_server: MikroServer,
+) -> None:
+    """An event is checked (its object and every row it cannot be shown without still exist), then its
+    fields are resolved one by one: a delete landing in between leaves the event whole or without its
+    object, and never fails the watch. Each round replays many events (ROIs of an image; updates of an
+    image with an origin and an original file) and deletes what they show while they are resolved."""
+    token = mikro_server.add_user("racer")
+    async with session(mikro_server, token) as m:
+        for n in range(3):
+            dataset = await m.create_dataset(_dataset_name())
+            original = await m.upload_file(b"raw bytes", name=f"raw-{n}.bin")
+            origin = await m.create_representation(np.zeros((4, 4), np.uint8), name=f"o{n}")
+            image = await m.create_representation(
+                np.ones((4, 4), np.uint8), name=f"i{n}", origins=[origin], original_file=original
+            )
+            await m.create_metric(image, "area", n)
+            rois = [await m.create_roi(image, "POINT", [[0, 0, 0, 1, i]]) for i in range(EVENTS)]
+            for i in range(EVENTS):
+                await m.update_representation(image, dataset=dataset, tags=[f"t{i}"])
+
+            async with m.watch_rois(image, after=0) as roi_events:
+                await m.delete_representation(image)
+                replayed = await take(roi_events, EVENTS)
+            assert [event.id for event in replayed] == [roi.id for roi in rois]
+            assert all(e.roi is None or e.roi.representation.id == image.id for e in replayed)
+
+            second = await m.create_representation(
+                np.ones((4, 4), np.uint8), name=f"j{n}", origins=[origin], original_file=original
+            )
+            for i in range(EVENTS):
+                await m.update_representation(second, dataset=dataset, tags=[f"t{i}"])
+            async with m.watch_representations(dataset=dataset, after=0) as image_events:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(m.delete_representation, origin)
+                    tg.start_soon(m.delete_file, original)
+                updates = [e for e in await take(image_events, 2 * EVENTS + 1) if e.id == second.id]
+            assert [e.kind for e in updates][-EVENTS:] == [EventKind.UPDATE] * EVENTS
+            assert all(e.representation is not None and e.representation.store.id for e in updates)
