@@ -307,3 +307,20 @@ async def test_events_whose_objects_are_deleted_as_they_are_sent_never_fail(
                 updates = [e for e in await take(image_events, 2 * EVENTS + 1) if e.id == second.id]
             assert [e.kind for e in updates][-EVENTS:] == [EventKind.UPDATE] * EVENTS
             assert all(e.representation is not None and e.representation.store.id for e in updates)
+
+
+async def test_deleting_a_file_updates_the_images_made_from_it(mikro_server: MikroServer) -> None:
+    token = mikro_server.add_user("watcher")
+    async with session(mikro_server, token) as m:
+        dataset = await m.create_dataset(_dataset_name())
+        original = await m.upload_file(b"raw bytes", name="raw.bin")
+        async with m.watch_representations(dataset=dataset, after=0) as events:
+            image = await m.create_representation(
+                np.ones((4, 4), np.uint8), name="made", dataset=dataset, original_file=original
+            )
+            await m.delete_file(original)
+            created, updated = await take(events, 2)
+    assert created.representation is not None and created.representation.original_file is not None
+    assert created.representation.original_file.id == original.id
+    assert updated.kind is EventKind.UPDATE and updated.id == image.id
+    assert updated.representation is not None and updated.representation.original_file is None
