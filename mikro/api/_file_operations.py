@@ -7,7 +7,7 @@ these read and change the records.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 from mikro.api._models import File
@@ -83,24 +83,7 @@ class FileOperations(Operations):
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[File]:
         """Every matching file, fetched ``page_size`` at a time."""
-
-        def fetch(offset: int, limit: int) -> Awaitable[list[File]]:
-            return self.list_files(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                representation=representation,
-                sample=sample,
-                experiment=experiment,
-                dataset=dataset,
-                content_hash=content_hash,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_files, locals())
 
     async def search_files(self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE) -> list[File]:
         return await self.list_files(name_contains=text, offset=offset, limit=limit)

@@ -228,6 +228,18 @@ class Operations:
                 return
             offset += page_size
 
+    def _paged(
+        self, list_page: Callable[..., Awaitable[list[M]]], given: Mapping[str, Any]
+    ) -> AsyncIterator[M]:
+        """An ``iter_*`` method: its ``list_*`` twin's pages, ``page_size`` at a time, with the filters the
+        ``iter_*`` method was given (``given`` is its ``locals()``: the same keywords as ``list_*``)."""
+        filters = {k: v for k, v in given.items() if k not in ("self", "page_size")}
+
+        def fetch(offset: int, limit: int) -> Awaitable[list[M]]:
+            return list_page(**filters, offset=offset, limit=limit)
+
+        return self._pages(fetch, given["page_size"])
+
     async def _delete(self, operation: str, value: IdLike) -> str:
         data = await self._execute(operation, {"id": _id(value)})
         (deleted,) = data.values()
@@ -334,25 +346,7 @@ class Operations:
         source_fingerprint: str | None = None,
     ) -> AsyncIterator[Representation]:
         """Every matching image, fetched ``page_size`` at a time."""
-
-        def fetch(offset: int, limit: int) -> Awaitable[list[Representation]]:
-            return self.list_representations(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                sample=sample,
-                experiment=experiment,
-                dataset=dataset,
-                derived_from=derived_from,
-                variety=variety,
-                offset=offset,
-                limit=limit,
-                source_fingerprint=source_fingerprint,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_representations, locals())
 
     async def search_representations(
         self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
@@ -436,18 +430,7 @@ class Operations:
         created_before: dt.datetime | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[Sample]:
-        def fetch(offset: int, limit: int) -> Awaitable[list[Sample]]:
-            return self.list_samples(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_samples, locals())
 
     async def search_samples(
         self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
@@ -510,18 +493,7 @@ class Operations:
         created_before: dt.datetime | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[Experiment]:
-        def fetch(offset: int, limit: int) -> Awaitable[list[Experiment]]:
-            return self.list_experiments(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_experiments, locals())
 
     async def search_experiments(
         self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
@@ -587,19 +559,7 @@ class Operations:
         parent: IdLike | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[Dataset]:
-        def fetch(offset: int, limit: int) -> Awaitable[list[Dataset]]:
-            return self.list_datasets(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                parent=parent,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_datasets, locals())
 
     async def search_datasets(
         self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
@@ -686,20 +646,7 @@ class Operations:
         kind: RoiKind | str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[ROI]:
-        def fetch(offset: int, limit: int) -> Awaitable[list[ROI]]:
-            return self.list_rois(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                representation=representation,
-                kind=kind,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_rois, locals())
 
     async def search_rois(self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE) -> list[ROI]:
         return await self.list_rois(name_contains=text, offset=offset, limit=limit)
@@ -789,21 +736,7 @@ class Operations:
         key: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[Metric]:
-        def fetch(offset: int, limit: int) -> Awaitable[list[Metric]]:
-            return self.list_metrics(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                representation=representation,
-                roi=roi,
-                key=key,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_metrics, locals())
 
     async def search_metrics(
         self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
@@ -876,19 +809,7 @@ class Operations:
         origin: IdLike | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[Table]:
-        def fetch(offset: int, limit: int) -> Awaitable[list[Table]]:
-            return self.list_tables(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                origin=origin,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_tables, locals())
 
     async def search_tables(
         self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
@@ -960,17 +881,7 @@ class Operations:
         representation: IdLike | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[Thumbnail]:
-        def fetch(offset: int, limit: int) -> Awaitable[list[Thumbnail]]:
-            return self.list_thumbnails(
-                ids=ids,
-                created_after=created_after,
-                created_before=created_before,
-                representation=representation,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_thumbnails, locals())
 
     async def delete_thumbnail(self, thumbnail: IdLike) -> str:
         """Delete one thumbnail; its image is kept. Returns the deleted id."""
