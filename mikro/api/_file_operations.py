@@ -16,11 +16,9 @@ from mikro.api._operations import (
     IdLike,
     Operations,
     _camel_input,
-    _filter,
     _id,
     _ids,
     _input,
-    _opt_id,
 )
 
 __all__ = ["FileOperations"]
@@ -53,19 +51,7 @@ class FileOperations(Operations):
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[File]:
         """Your files; ``representation=`` finds the files attached to an image and its original."""
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-            representation=_opt_id(representation),
-            sample=_opt_id(sample),
-            experiment=_opt_id(experiment),
-            dataset=_opt_id(dataset),
-            content_hash=content_hash,
-        )
-        return await self._many("ListFiles", File, filt, offset, limit)
+        return await self._listed("ListFiles", File, locals())
 
     def iter_files(
         self,

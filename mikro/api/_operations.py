@@ -161,24 +161,29 @@ def _physical_size(value: PhysicalSize | Mapping[str, float] | None) -> dict[str
     return dict(value)
 
 
-def _filter(
-    *,
-    ids: Iterable[IdLike] | None,
-    name_contains: str | None,
-    tags: Sequence[str] | None,
-    created_after: dt.datetime | None,
-    created_before: dt.datetime | None,
-    **relations: Any,
-) -> dict[str, Any] | None:
-    filt = _input(
-        ids=_ids(ids),
-        search=name_contains,
-        tags=list(tags) if tags is not None else None,
-        created_after=created_after,
-        created_before=created_before,
-        **relations,
-    )
-    return filt or None
+#: How a ``list_*`` keyword becomes its filter field: relations take an id or a model, enums a member
+#: or its name; the other keywords go as given (camelCased), and None means "not given".
+_FILTER_FIELDS = {"name_contains": "search"}
+_FILTER_VALUES: dict[str, Callable[[Any], Any]] = {
+    "ids": _ids,
+    "tags": list,
+    **dict.fromkeys(
+        ("sample", "experiment", "dataset", "derived_from", "parent", "representation", "roi", "origin"), _id
+    ),
+    "variety": lambda value: str(choice(RepresentationVariety, value, "variety")),
+    "kind": lambda value: str(choice(RoiKind, value, "kind")),
+}
+
+
+def _filter(given: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The filter input of a ``list_*`` method's keywords (``given``: its ``locals()``)."""
+    fields = {}
+    for keyword, value in given.items():
+        if keyword in ("self", "offset", "limit") or value is None:
+            continue
+        convert = _FILTER_VALUES.get(keyword)
+        fields[_FILTER_FIELDS.get(keyword, keyword)] = value if convert is None else convert(value)
+    return _input(**fields) or None
 
 
 def _base64(data: bytes) -> str:
@@ -227,6 +232,10 @@ class Operations:
             if len(page) < page_size:
                 return
             offset += page_size
+
+    async def _listed(self, operation: str, model: type[M], given: Mapping[str, Any]) -> list[M]:
+        """A ``list_*`` method: one page of what matches its keywords (``given``: its ``locals()``)."""
+        return await self._many(operation, model, _filter(given), given["offset"], given["limit"])
 
     def _paged(
         self, list_page: Callable[..., Awaitable[list[M]]], given: Mapping[str, Any]
@@ -314,20 +323,7 @@ class Operations:
         limit: int = DEFAULT_PAGE_SIZE,
         source_fingerprint: str | None = None,
     ) -> list[Representation]:
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-            sample=_opt_id(sample),
-            experiment=_opt_id(experiment),
-            dataset=_opt_id(dataset),
-            derived_from=_opt_id(derived_from),
-            variety=str(choice(RepresentationVariety, variety, "variety")) if variety is not None else None,
-            source_fingerprint=source_fingerprint,
-        )
-        return await self._many("ListRepresentations", Representation, filt, offset, limit)
+        return await self._listed("ListRepresentations", Representation, locals())
 
     def iter_representations(
         self,
@@ -411,14 +407,7 @@ class Operations:
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[Sample]:
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-        )
-        return await self._many("ListSamples", Sample, filt, offset, limit)
+        return await self._listed("ListSamples", Sample, locals())
 
     def iter_samples(
         self,
@@ -474,14 +463,7 @@ class Operations:
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[Experiment]:
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-        )
-        return await self._many("ListExperiments", Experiment, filt, offset, limit)
+        return await self._listed("ListExperiments", Experiment, locals())
 
     def iter_experiments(
         self,
@@ -538,15 +520,7 @@ class Operations:
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[Dataset]:
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-            parent=_opt_id(parent),
-        )
-        return await self._many("ListDatasets", Dataset, filt, offset, limit)
+        return await self._listed("ListDatasets", Dataset, locals())
 
     def iter_datasets(
         self,
@@ -623,16 +597,7 @@ class Operations:
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[ROI]:
         """ROIs; ``name_contains`` matches the label."""
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-            representation=_opt_id(representation),
-            kind=str(choice(RoiKind, kind, "kind")) if kind is not None else None,
-        )
-        return await self._many("ListRois", ROI, filt, offset, limit)
+        return await self._listed("ListRois", ROI, locals())
 
     def iter_rois(
         self,
@@ -711,17 +676,7 @@ class Operations:
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[Metric]:
         """Metrics; ``key`` matches exactly, ``name_contains`` searches the key."""
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-            representation=_opt_id(representation),
-            roi=_opt_id(roi),
-            key=key,
-        )
-        return await self._many("ListMetrics", Metric, filt, offset, limit)
+        return await self._listed("ListMetrics", Metric, locals())
 
     def iter_metrics(
         self,
@@ -788,15 +743,7 @@ class Operations:
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[Table]:
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-            origin=_opt_id(origin),
-        )
-        return await self._many("ListTables", Table, filt, offset, limit)
+        return await self._listed("ListTables", Table, locals())
 
     def iter_tables(
         self,
@@ -862,15 +809,7 @@ class Operations:
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[Thumbnail]:
-        filt = _filter(
-            ids=ids,
-            name_contains=None,
-            tags=None,
-            created_after=created_after,
-            created_before=created_before,
-            representation=_opt_id(representation),
-        )
-        return await self._many("ListThumbnails", Thumbnail, filt, offset, limit)
+        return await self._listed("ListThumbnails", Thumbnail, locals())
 
     def iter_thumbnails(
         self,
