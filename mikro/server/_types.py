@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
+import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NewType, TypeVar, cast
 
@@ -194,24 +195,43 @@ def _loaded(loader: DataLoader[Any, Any], key: Any) -> Any:
 
 # Fields derived from what they load: a relation (its loader and the attribute holding its key) and
 # the GraphQL type, written as a string where the class is defined further down.
+#
+# ``at_once``: the resolver answers at once from what the request has loaded (an image's relations,
+# prefetched for a whole list, see `prefetch_representations`). Every other relation resolves as a
+# coroutine: graphql-core then runs it as a task, a pause in which the request's deadline can stop a
+# deep fan-out (answered at once level after level, a million objects would run without one).
 
 
-def _field(resolve: Callable[..., Any], graphql_type: str | type, description: str | None) -> Any:
+def _field(
+    resolve: Callable[[Any, Info[Any, Any]], Any],
+    graphql_type: str | type,
+    description: str | None,
+    at_once: bool,
+) -> Any:
+    async def awaited(self: Any, info: Info[Any, Any]) -> Any:
+        value = resolve(self, info)
+        return await value if inspect.isawaitable(value) else value
+
     annotation = StrawberryAnnotation(graphql_type, namespace=globals())
-    return strawberry.field(resolver=resolve, graphql_type=annotation, description=description)
+    resolver = resolve if at_once else awaited
+    return strawberry.field(resolver=resolver, graphql_type=annotation, description=description)
 
 
-def _many(loader_name: str, graphql_type: str, description: str | None = None) -> Any:
+def _many(
+    loader_name: str, graphql_type: str, description: str | None = None, *, at_once: bool = False
+) -> Any:
     """The related objects listed by this object's id that the caller may see and that still exist."""
 
     def resolve(self: Any, info: Info[Any, Any]) -> Any:
         loader = getattr(context_of(info).loaders, loader_name)
         return _shown(info, loader, int(self.id), single=False)
 
-    return _field(resolve, f"list[{graphql_type}]", description)
+    return _field(resolve, f"list[{graphql_type}]", description, at_once)
 
 
-def _one(loader_name: str, key: str, graphql_type: str, description: str | None = None) -> Any:
+def _one(
+    loader_name: str, key: str, graphql_type: str, description: str | None = None, *, at_once: bool = False
+) -> Any:
     """A single related object, or None: unset, deleted, or another user's (see `_visible`)."""
 
     def resolve(self: Any, info: Info[Any, Any]) -> Any:
@@ -220,7 +240,7 @@ def _one(loader_name: str, key: str, graphql_type: str, description: str | None 
             return None
         return _shown(info, getattr(context_of(info).loaders, loader_name), value, single=True)
 
-    return _field(resolve, f"{graphql_type} | None", description)
+    return _field(resolve, f"{graphql_type} | None", description, at_once)
 
 
 def _image() -> Any:
@@ -230,10 +250,10 @@ def _image() -> Any:
         key = self._representation_id
         return _related(context_of(info).loaders.representation, key, lambda rep: _found(rep, "image", key))
 
-    return _field(resolve, "Representation", None)
+    return _field(resolve, "Representation", None, at_once=False)
 
 
-def _store(graphql_type: Any) -> Any:
+def _store(graphql_type: Any, *, at_once: bool = False) -> Any:
     """The store an object's data is in, as ``graphql_type`` (ZarrStore, ParquetStore, MediaStore)."""
 
     def resolve(self: Any, info: Info[Any, Any]) -> Any:
@@ -242,15 +262,15 @@ def _store(graphql_type: Any) -> Any:
             context_of(info).loaders.store, key, lambda row: graphql_type.from_row(_found(row, "store", key))
         )
 
-    return _field(resolve, graphql_type, None)
+    return _field(resolve, graphql_type, None, at_once)
 
 
-def _creator() -> Any:
+def _creator(*, at_once: bool = False) -> Any:
     def resolve(self: Any, info: Info[Any, Any]) -> Any:
         key = self._creator_id
         return _related(context_of(info).loaders.user, key, lambda user: _found(user, "creator", key))
 
-    return _field(resolve, "User", None)
+    return _field(resolve, "User", None, at_once)
 
 
 @strawberry.type
@@ -412,18 +432,22 @@ class Representation:
     # The relations answer at once from what this request has already loaded (a list's relations are
     # prefetched, see `prefetch_representations`), and return an awaitable otherwise: per object and
     # field, no coroutine, future and gather for the executor to run.
-    store = _store(ZarrStore)
-    sample = _one("sample", "_sample_id", "Sample")
-    dataset = _one("dataset", "_dataset_id", "Dataset")
-    experiments = _many("experiments_of_representation", "Experiment")
-    origins = _many("origins_of_representation", "Representation")
-    derived = _many("derived_of_representation", "Representation")
-    rois = _many("rois_of_representation", "ROI")
-    metrics = _many("metrics_of_representation", "Metric")
-    thumbnails = _many("thumbnails_of_representation", "Thumbnail")
-    creator = _creator()
+    store = _store(ZarrStore, at_once=True)
+    sample = _one("sample", "_sample_id", "Sample", at_once=True)
+    dataset = _one("dataset", "_dataset_id", "Dataset", at_once=True)
+    experiments = _many("experiments_of_representation", "Experiment", at_once=True)
+    origins = _many("origins_of_representation", "Representation", at_once=True)
+    derived = _many("derived_of_representation", "Representation", at_once=True)
+    rois = _many("rois_of_representation", "ROI", at_once=True)
+    metrics = _many("metrics_of_representation", "Metric", at_once=True)
+    thumbnails = _many("thumbnails_of_representation", "Thumbnail", at_once=True)
+    creator = _creator(at_once=True)
     original_file = _one(
-        "file", "_original_file_id", "File", "The file this image was ingested from, kept as it was."
+        "file",
+        "_original_file_id",
+        "File",
+        "The file this image was ingested from, kept as it was.",
+        at_once=True,
     )
 
 
