@@ -194,8 +194,9 @@ async def test_server_restarts_mid_stream_lose_nothing(server_factory: ServerFac
             # SIGKILL (the socket just dies), then SIGTERM (the server closes it on its way out); each
             # time the server comes back on the same data dir and port, and images are made meanwhile.
             for stop in (server.kill, server.stop):
-                stop()
-                server.start()
+                # In a worker thread: the event loop (and the client reconnecting on it) keeps running.
+                await anyio.to_thread.run_sync(stop)
+                await anyio.to_thread.run_sync(server.start)
                 meanwhile = [await create_image(m, f"meanwhile-{i}", dataset) for i in range(2)]
                 received = await take(events, 2)
                 assert [e.id for e in received] == [r.id for r in meanwhile]
