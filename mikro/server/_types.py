@@ -175,7 +175,8 @@ def _related(loader: DataLoader[int, T], key: int, then: Callable[[T], R] | None
     """``then`` of the loader's value for ``key``: the value itself when this request has already loaded
     it, else an awaitable of it. Typed as the value: graphql-core awaits what a resolver returns when it
     is awaitable, and strawberry reads the GraphQL type from the resolver's annotation."""
-    convert = cast(Callable[[T], R], _identity if then is None else then)
+    # A string: subscripting Callable at run time builds a new alias on every call.
+    convert = cast("Callable[[T], R]", _identity if then is None else then)
     future = _loaded(loader, key)
     if future is not None:
         return convert(future.result())
@@ -198,7 +199,7 @@ def _related_list(info: Info[Any, Any], loader: DataLoader[int, list[R]], key: i
     async def later() -> list[R]:
         return await present(info, _visible(info, await loader.load(key)))
 
-    return cast(list[R], later())
+    return cast("list[R]", later())
 
 
 def _loaded(loader: DataLoader[Any, Any], key: Any) -> Any:
