@@ -39,9 +39,9 @@ from graphql import (
     is_non_null_type,
     visit,
 )
-from graphql.execution.collect_fields import CollectedFields, FieldDetailsList
+from graphql.execution.collect_fields import CollectedFields, FieldDetailsList, GroupedFieldSet
 from graphql.language.visitor import BREAK
-from graphql.pyutils import AwaitableOrValue, Path
+from graphql.pyutils import AwaitableOrValue, Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
@@ -53,7 +53,8 @@ _MAX_ENTRIES = 4096
 # Values hold the keyed objects themselves, so that the ids in the keys cannot be reused while cached.
 _collected: dict[tuple[GraphQLObjectType, tuple[int, ...]], tuple[FieldDetailsList, CollectedFields]] = {}
 _static: dict[int, tuple[OperationDefinitionNode, bool]] = {}
-_plans: dict[int, tuple[FieldDetailsList, GraphQLObjectType, _Plan | None]] = {}
+_FieldPlans = list[tuple[str, FieldDetailsList, "_Plan | None"]]
+_plans: dict[int, tuple[GroupedFieldSet, GraphQLObjectType, _FieldPlans]] = {}
 
 #: Types of values that are neither awaitable nor errors: no need to ask.
 _PLAIN_TYPES = frozenset({str, int, float, bool, dt.datetime, dt.date})
@@ -175,21 +176,22 @@ class CachingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         _collected[key] = (field_details_list, collected)
         return collected
 
-    def _plan(self, parent_type: GraphQLObjectType, field_details_list: FieldDetailsList) -> _Plan | None:
-        # Only the field lists of cached selections (static operations) recur, and only plain
+    def _plans(self, parent_type: GraphQLObjectType, fields: GroupedFieldSet) -> _FieldPlans | None:
+        """Per response key of a cached selection: its field details and plan (None: no shortcut)."""
+        # Only the selections of static operations are cached (and so recur), and only plain
         # resolution may be skipped: a middleware (a schema extension's `resolve`) sees every field.
         if not self._is_static() or (
             self.middleware_manager is not None and self.middleware_manager._middleware_resolvers
         ):
             return None
-        entry = _plans.get(id(field_details_list))
-        if entry is not None and entry[0] is field_details_list and entry[1] is parent_type:
+        entry = _plans.get(id(fields))
+        if entry is not None and entry[0] is fields and entry[1] is parent_type:
             return entry[2]
-        plan = _plan_for(parent_type, field_details_list)
+        plans = [(name, details, _plan_for(parent_type, details)) for name, details in fields.items()]
         if len(_plans) >= _MAX_ENTRIES:
             _plans.clear()
-        _plans[id(field_details_list)] = (field_details_list, parent_type, plan)
-        return plan
+        _plans[id(fields)] = (fields, parent_type, plans)
+        return plans
 
     def get_stream_usage(self, field_details_list: FieldDetailsList, path: Path) -> Any:
         # A static operation has no directives, so no @stream: skip looking for one in every list.
@@ -197,18 +199,51 @@ class CachingExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return None
         return super().get_stream_usage(field_details_list, path)
 
-    def execute_field(
+    def execute_fields(
         self,
         parent_type: GraphQLObjectType,
-        source: Any,
-        field_details_list: FieldDetailsList,
-        path: Path,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
         position_context: Any,
-    ) -> AwaitableOrValue[Any] | Any:
-        plan = self._plan(parent_type, field_details_list)
-        if plan is not None:
-            try:
-                return _complete(plan, plan.resolve(source, None), self.is_awaitable)
-            except Exception:
-                pass  # the ordinary path below answers it, error and path included
-        return super().execute_field(parent_type, source, field_details_list, path, position_context)
+    ) -> AwaitableOrValue[dict[str, Any]]:
+        plans = self._plans(parent_type, grouped_field_set)
+        if plans is None:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        # graphql-core's own loop (Executor.execute_fields), with planned fields answered inline.
+        results: dict[str, Any] = {}
+        is_awaitable = self.is_awaitable
+        awaitable_fields: list[str] = []
+        try:
+            for name, details, plan in plans:
+                if plan is not None:
+                    try:
+                        results[name] = _complete(plan, plan.resolve(source_value, None), is_awaitable)
+                        continue
+                    except Exception:
+                        pass  # the ordinary path below answers it, error and path included
+                field_path = Path(path, name, parent_type.name)
+                result = self.execute_field(parent_type, source_value, details, field_path, position_context)
+                if result is not Undefined:
+                    results[name] = result
+                    if is_awaitable(result):
+                        awaitable_fields.append(name)
+        except Exception:
+            if awaitable_fields:
+                self.settle_in_background([results[field] for field in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
+
+        async def get_results() -> dict[str, Any]:
+            if len(awaitable_fields) == 1:
+                field = awaitable_fields[0]
+                results[field] = await results[field]
+            else:
+                awaited = await gather_with_cancel(*(results[field] for field in awaitable_fields))
+                results.update(zip(awaitable_fields, awaited, strict=True))
+            return results
+
+        return get_results()

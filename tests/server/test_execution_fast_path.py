@@ -175,7 +175,10 @@ def test_the_answers_show_what_the_documents_ask() -> None:
     assert data["items"][1]["maybeTags"] is None and errors == []
     # ... and the plain fields were answered by plans, not by graphql-core's own path.
     planned = {
-        plan.leaf.name for _, parent, plan in _execution._plans.values() if plan and parent.name == "Item"
+        plan.leaf.name
+        for _, parent, plans in _execution._plans.values()
+        for _, _, plan in plans
+        if plan is not None and parent.name == "Item"
     }
     assert {"ID", "String", "Int", "Float", "Colour"} <= planned
 
