@@ -507,6 +507,9 @@ async def prefetch_representations(info: Info[Any, Any], reps: Sequence[Represen
     loaders = context_of(info).loaders
     if not reps:
         return
+    # The images themselves, for their thumbnails', ROIs' and metrics' `present` check (which would
+    # otherwise read every image of the list again, a coroutine per image).
+    loaders.representation.prime_many({int(rep.id): rep for rep in reps})
     names = _selected_names(info)
     pending: list[Any] = []
     for name in names & _RELATIONS.keys():
