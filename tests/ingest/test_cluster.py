@@ -9,6 +9,7 @@ in this process by another user.
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -261,3 +262,25 @@ async def test_a_cluster_of_forked_workers_is_refused(
     with pytest.raises(mikro.MikroError, match="forked: obstore is not fork-safe"):
         await m.ingest(tmp_path, cluster=forked_cluster)
     assert await m.list_representations() == []
+
+
+@pytest.mark.single_backend("runs the `mikro ingest` command in a process of its own (no event loop here)")
+def test_cli_ingests_on_the_scheduler_it_is_given(
+    mikro_server: MikroServer, cluster: Client, tmp_path: Path
+) -> None:
+    from tests.ingest.test_cli import _cli, _images
+
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    for i in range(3):
+        tifffile.imwrite(folder / f"img{i}.tif", _files.values((16, 16), seed=i), photometric="minisblack")
+    (folder / "broken.tif").write_bytes(b"II*\x00" + b"\x07" * 200)
+    token = mikro_server.add_user("cli")
+    address = cluster.scheduler.address
+    proc = _cli(mikro_server, token, str(folder), "--scheduler", address, "--json", str(tmp_path / "r.json"))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err.decode()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert (report["created"], report["failed"]) == (3, 1)
+    assert f"failed: {folder / 'broken.tif'}" in err.decode()
+    assert len(_images(mikro_server, token)) == 3
