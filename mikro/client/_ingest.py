@@ -50,7 +50,8 @@ class IngestMixin:
         one) reads, encodes and uploads each file on the cluster's workers instead of in this process
         (``pip install 'mikro[cluster]'``); the workers must see the files at the same paths, and reach
         the store (and the server, to renew grants: they get the session's token). Images are still
-        registered here, in batches, and the report is the same. ``progress`` then advances per file.
+        registered here, in batches, and the report is the same. ``on_progress`` then advances per file,
+        and at least two files per worker thread are in flight, whatever ``concurrency``.
         """
         from mikro.ingest import ingest
 

@@ -223,12 +223,11 @@ def _distributed_client(cluster: Any) -> Any:
 class ClusterIngest:
     """One ingest's use of a dask.distributed ``Client``; make it with :meth:`connect`."""
 
-    def __init__(self, client: Any, threads: int, limiter: anyio.CapacityLimiter) -> None:
+    def __init__(self, client: Any, threads: int) -> None:
         self.client = client
         self.window = max(1, threads * FILES_PER_WORKER_THREAD)
         # Each future is awaited in a thread of its own: as many as there are tasks in flight.
         self._waiters = anyio.CapacityLimiter(self.window + 1)
-        self._limiter = limiter
 
     @classmethod
     async def connect(cls, cluster: Any, limiter: anyio.CapacityLimiter) -> ClusterIngest | None:
@@ -260,7 +259,7 @@ class ClusterIngest:
             raise
         except Exception as exc:
             raise MikroError(f"the dask cluster cannot be reached: {exc}") from exc
-        return cls(client, threads, limiter)
+        return cls(client, threads)
 
     async def _result(self, futures: Sequence[Any]) -> list[Any]:
         """The futures' results, awaited in a worker thread; cancelled with the caller."""
@@ -268,10 +267,13 @@ class ClusterIngest:
             return await anyio.to_thread.run_sync(
                 self.client.gather, list(futures), limiter=self._waiters, abandon_on_cancel=True
             )
-        except BaseException:
+        except BaseException as exc:
             # Outstanding work is dropped (a running task finishes, unheard); the waiting thread ends.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.client.cancel, list(futures))
+            if isinstance(exc, Exception) and not isinstance(exc, MikroError):
+                # A worker that died, a scheduler gone: the cluster's failure, not the file's.
+                raise MikroError(f"the dask cluster failed: {type(exc).__name__}: {exc}") from exc
             raise
 
     async def fingerprints(
@@ -382,7 +384,12 @@ class _File:
         try:
             original: Store | None = None
             if keep_original and not dry_run and await anyio.Path(report.path).is_file():
-                found = await self.m.list_files(content_hash=f"sha256:{self.fp.digest}", limit=1)
+                # The original of a file some of whose images are stored is theirs; a file with none
+                # stored is not looked up (a request per file): a cancelled run leaves no original
+                # without its images.
+                found = []
+                if self.present:
+                    found = await self.m.list_files(content_hash=f"sha256:{self.fp.digest}", limit=1)
                 if found:
                     self.original = found[0]
                 else:
