@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -284,3 +285,49 @@ def test_cli_ingests_on_the_scheduler_it_is_given(
     assert (report["created"], report["failed"]) == (3, 1)
     assert f"failed: {folder / 'broken.tif'}" in err.decode()
     assert len(_images(mikro_server, token)) == 3
+
+
+@pytest.fixture(scope="module")
+def short_grant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MikroServer]:
+    """A server whose grants last one second (shared by both backends' runs: startup costs seconds)."""
+    server = MikroServer(tmp_path_factory.mktemp("mikro-server-short-grants"), {"grant_ttl": 1})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _grants(server: MikroServer, store_id: str) -> int:
+    with sqlite3.connect(server.database_path) as db:
+        (count,) = db.execute("select count(*) from grants where store_id = ?", (int(store_id),)).fetchone()
+    return int(count)
+
+
+async def test_a_worker_renews_a_write_grant_that_expired_before_it_started(
+    short_grant_server: MikroServer, cluster: Client, tmp_path: Path
+) -> None:
+    server = short_grant_server
+    first, second = tmp_path / "first.tif", tmp_path / "second.tif"
+    tifffile.imwrite(first, _files.values((16, 16), seed=1), photometric="minisblack")
+    tifffile.imwrite(second, _files.values((2, 16, 16), seed=2), photometric="minisblack")
+    workers = list(cluster.scheduler_info()["workers"])
+    busy: list[Any] = []
+
+    def hold_the_workers(p: IngestProgress) -> None:
+        # Called once `first` is found stored, before `second` gets its stores: every worker then sleeps
+        # past the 1 s grant `second`'s task will carry, so the task starts with it expired.
+        if not busy:
+            busy.extend(cluster.submit(time.sleep, 1.5, workers=[w], pure=False) for w in workers)
+
+    async with mikro.connect(server.url, token=server.add_user("late"), timeout=30) as m:
+        assert (await m.ingest(first, cluster=cluster, keep_original=False)).ok
+        report = await m.ingest(
+            [first, second], cluster=cluster, keep_original=False, on_progress=hold_the_workers
+        )
+        assert busy and report.ok and (report.created, report.skipped) == (1, 1)
+        rep = await m.get_representation(report.files[1].images[0])
+        # Reserved with one grant; the worker asked for another one before writing (counted before this
+        # process reads the image with a grant of its own).
+        assert _grants(server, rep.store.id) >= 2
+        np.testing.assert_array_equal(await m.compute(rep.data), tifffile.imread(second))
