@@ -146,6 +146,15 @@ async def test_cluster_ingest_matches_the_local_one(
     written = write_folder(tmp_path / "plate")
     puts_before = await anyio.to_thread.run_sync(_worker_puts, cluster)
 
+    # A dry run lists the same images (shapes, dims, metadata) as here, and writes nothing.
+    planned = await on_cluster.ingest(tmp_path / "plate", cluster=cluster, dry_run=True)
+    planned_here = await here.ingest(tmp_path / "plate", dry_run=True)
+    assert [(f.status, f.planned, f.error) for f in planned.files] == [
+        (f.status, f.planned, f.error) for f in planned_here.files
+    ]
+    assert sum(len(f.planned) for f in planned.files) == 5
+    assert await on_cluster.list_representations() == [] and [f async for f in on_cluster.iter_files()] == []
+
     report = await on_cluster.ingest(tmp_path / "plate", cluster=cluster)
     local = await here.ingest(tmp_path / "plate")
 
