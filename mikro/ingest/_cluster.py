@@ -42,6 +42,15 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from mikro._exceptions import MikroError
+from mikro.client._image_request import image_request
+from mikro.ingest._pipeline import (
+    SHARDS_PER_FILE,
+    _error_text,
+    _planned,
+    _Progress,
+    ensure_unchanged,
+    scene_image,
+)
 from mikro.ingest._readers import ReaderError, Source, open_source
 from mikro.ingest._report import FileReport, PlannedImage
 from mikro.ingest._sources import Fingerprint
@@ -50,7 +59,6 @@ if TYPE_CHECKING:
     from mikro.api import File
     from mikro.client._mikro import Mikro
     from mikro.datalayer import FileWritten, GrantedStore
-    from mikro.ingest._pipeline import _Progress
 
 __all__ = ["ClusterIngest", "FileJob", "FileOutcome", "ingest_file", "start_method"]
 
@@ -116,8 +124,6 @@ def ingest_file(job: FileJob) -> FileOutcome:
 
 
 def _ingest_file(job: FileJob) -> FileOutcome:
-    from mikro.ingest._pipeline import _error_text, _planned, ensure_unchanged
-
     out = FileOutcome()
     path = Path(job.path)
     source: Source | None = None
@@ -156,9 +162,6 @@ def _keep_original(path: Path, job: FileJob) -> tuple[FileWritten, str]:
 def _write_scene(
     source: Source, index: int, count: int, path: Path, digest: str, store: GrantedStore, store_id: str
 ) -> SceneWritten:
-    from mikro.client._image_request import image_request
-    from mikro.ingest._pipeline import SHARDS_PER_FILE, scene_image
-
     request = image_request(**scene_image(source.scene(index), path, digest, count))
 
     async def write() -> Any:
@@ -415,8 +418,6 @@ class _File:
             if not report.images:
                 report.status = "skipped"
         except Exception as exc:
-            from mikro.ingest._pipeline import _error_text
-
             report.status, report.error = "failed", _error_text(exc)
             await self._undo()
         except BaseException:
