@@ -19,6 +19,9 @@ time): 649 MiB peak for a 2 GiB file, 579 MiB for 512 MiB, 252 MiB for a 512-byt
 A file is all or nothing: when one of its scenes fails, the images already made from it in this run are
 deleted and the file is reported failed. A cancelled run keeps the images that were complete (each image
 is atomic) and a rerun skips them: fingerprints are content hashes, so a changed file is a new source.
+
+With ``cluster=`` (a dask.distributed ``Client``) the hashing and the per-file read, encode and upload run
+on the cluster's workers instead, and the images are registered here (see `_cluster`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from mikro.ingest._sources import Fingerprint, expand_paths, fingerprint, signat
 
 if TYPE_CHECKING:
     from mikro.client._mikro import Mikro
+    from mikro.ingest._cluster import ClusterIngest
 
 __all__ = ["DEFAULT_CONCURRENCY", "SHARDS_PER_FILE", "ingest"]
 
@@ -119,7 +123,7 @@ async def _fingerprints(
     return [r for batch in results for r in batch]
 
 
-async def _cluster_for(cluster: Any, limiter: anyio.CapacityLimiter) -> Any:
+async def _cluster_for(cluster: Any, limiter: anyio.CapacityLimiter) -> ClusterIngest | None:
     """The dask.distributed cluster to ingest on (see `_cluster`), or None for this process."""
     if cluster is None:
         return None
