@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
-import orjson
+import pydantic_core
 
 from mikro._exceptions import (
     AuthenticationError,
@@ -101,15 +100,12 @@ def error_from_graphql(errors: Sequence[Mapping[str, Any]], *, status_code: int 
 
 
 def _json_body(response: httpx.Response) -> Mapping[str, Any] | None:
-    # orjson parses a long answer in a fraction of the stdlib's time (16 % of the client's CPU for a
-    # list of 100 images); the stdlib still reads what orjson refuses (integers beyond 64 bits).
+    # pydantic-core's parser (jiter): faster than the stdlib on long answers, and unlike orjson it
+    # keeps integers beyond 64 bits exact.
     try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        try:
-            body = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None
+        body = pydantic_core.from_json(response.content)
+    except ValueError:
+        return None
     if isinstance(body, Mapping) and ("data" in body or "errors" in body):
         return body
     return None
