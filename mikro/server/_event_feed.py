@@ -112,9 +112,7 @@ class EventFeed(PubSub):
                 async with self._db.read() as session:
                     rows = (await session.scalars(query)).all()
                 for row in rows:
-                    message = EventMessage(
-                        row.id, row.stream, row.kind, row.object_id, row.scope_id, row.owner_id
-                    )
+                    message = EventMessage.from_row(row)
                     await self._local.publish(row.stream, message)
                     self._last = row.id
                 if len(rows) < _BATCH:
