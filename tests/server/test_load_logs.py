@@ -18,6 +18,7 @@ from tests.server._helpers import Api, make_representation
 
 pytestmark = [
     pytest.mark.anyio,
+    pytest.mark.slow,
     pytest.mark.parametrize("anyio_backend", ["asyncio"]),
     pytest.mark.single_backend(reason="what is under test is the server's log, not the client's event loop"),
 ]
