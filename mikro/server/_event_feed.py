@@ -12,8 +12,9 @@ time; on PostgreSQL a transaction takes a transaction-scoped advisory lock befor
 (``lock_event_order``), so the next one cannot take a cursor until it has committed or rolled back.
 When the tailer sees cursor 11, cursor 10 has committed (it is in the same read) or was rolled back
 and never will be. Each event's owner sequence number (the cursor its owner is shown, so that cursors
-say nothing about other users' events) is taken under the same lock, so it follows the same order. A subscriber that falls behind is cut off and catches up from the table
-(``_subscription.event_stream``), with ``GAP`` only for events pruned from it.
+say nothing about other users' events) is taken under the same lock, so it follows the same order.
+A subscriber that falls behind is cut off and catches up from the table (``_subscription.event_stream``),
+with ``GAP`` only for events pruned from it.
 """
 
 from __future__ import annotations
