@@ -1,0 +1,215 @@
+"""Full read of one image from a folder store (issue 17), beside reading the same shard files whole.
+
+    python benchmarks/read_folder.py [--quick] [--runs 3] [--only read_folder,read_folder_compressed]
+
+- ``read_folder``: a 32x2048x2048 uint16 image (256 MiB; 4x512x512 with --quick) stored by mikro without
+  compression in a folder store, read by ``await m.compute(rep.data)``;
+- ``read_folder_compressed``: the same image with mikro's default codec (blosc-lz4, byte shuffle).
+
+The floors, in the same run and process, with as many threads as mikro reads with: every shard file read
+whole with ``readinto`` into memory that is already there (one warm buffer per thread: the least any
+reader can do), and obstore ``LocalStore`` ``get().bytes()`` of every file. For the compressed image also
+"readinto + decode": the files read as above and every chunk decoded by numcodecs (the codec mikro uses)
+into a warm chunk buffer, placed nowhere: what decoding alone costs, which no reader of compressed chunks
+can avoid, and which the target's floor (reading the files) does not include.
+
+Also registered in ``benchmarks/run.py``. Throughput is of the image's bytes for every contender; CPU is
+this process's (the folder store has no server in the read path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import _mikro
+import numpy as np
+import obstore
+from _context import Context
+from _harness import MIB, BarResult, Check, Figure, Sample, figure_from, interleave, timed
+from obstore.store import LocalStore
+
+__all__ = ["BARS", "bar_read_folder", "bar_read_folder_compressed"]
+
+#: Threads of every floor: as many as mikro's whole-image read uses (mikro.datalayer._read).
+FLOOR_THREADS = 4
+TARGET = 0.85
+
+
+def _image(ctx: Context, compressed: bool) -> _mikro.StoredImage:
+    key = f"read_folder_{compressed}"
+    if key not in ctx.cache:
+        s = ctx.sizes
+        data = ctx.planes("read", s.read_planes, s.read_side)
+        codec = "default codec" if compressed else "no compression"
+        ctx.log(f"  uploading the image to a folder store through mikro ({data.nbytes / MIB:.0f} MiB, {codec})")
+        ctx.cache[key] = _mikro.upload_image(
+            ctx, "local", data, name=f"bench-read-folder-{compressed}", compressed=compressed
+        )
+    img = ctx.cache[key]
+    assert isinstance(img, _mikro.StoredImage)
+    return img
+
+
+def _shard_files(img: _mikro.StoredImage) -> list[Path]:
+    return sorted(p for p in (Path(img.path) / img.array / "c").rglob("*") if p.is_file())
+
+
+class _Warm:
+    """One buffer per thread, written once before timing: memory that is already there."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+        self._local = threading.local()
+
+    def get(self) -> np.ndarray:
+        buf: np.ndarray | None = getattr(self._local, "buf", None)
+        if buf is None:
+            buf = self._local.buf = np.ones(self.nbytes, dtype=np.uint8)
+        return buf
+
+
+def _each(files: Sequence[Path], fn: Callable[[Path], None]) -> None:
+    with ThreadPoolExecutor(FLOOR_THREADS) as pool:
+        list(pool.map(fn, files))
+
+
+def _readinto(files: Sequence[Path], warm: _Warm) -> None:
+    def one(path: Path) -> None:
+        buf = warm.get()
+        with open(path, "rb", buffering=0) as f:
+            n = f.readinto(memoryview(buf)[: buf.nbytes])
+        assert n == path.stat().st_size
+
+    _each(files, one)
+
+
+def _get_bytes(root: str, files: Sequence[Path]) -> None:
+    store = LocalStore(root)
+    keys = [str(p.relative_to(root)) for p in files]
+    with ThreadPoolExecutor(FLOOR_THREADS) as pool:
+        list(pool.map(lambda k: obstore.get(store, k).bytes(), keys))
+
+
+def _decoder(meta: dict[str, Any]) -> tuple[Any, tuple[int, ...], int]:
+    """The numcodecs codec of the inner chunks, the chunk shape, and how many chunks a shard holds."""
+    from numcodecs import Blosc, Zstd
+
+    conf = meta["codecs"][0]["configuration"]
+    names = [c["name"] for c in conf["codecs"]]
+    codec = Blosc() if "blosc" in names else Zstd() if "zstd" in names else None
+    outer = meta["chunk_grid"]["configuration"]["chunk_shape"]
+    inner = tuple(conf["chunk_shape"])
+    per = int(np.prod([o // i for o, i in zip(outer, inner, strict=True)]))
+    return codec, inner, per
+
+
+def _readinto_decode(files: Sequence[Path], warm: _Warm, meta: dict[str, Any]) -> None:
+    codec, inner, per = _decoder(meta)
+    dtype = np.dtype(meta["data_type"])
+    index_bytes = per * 16 + 4
+    chunks = threading.local()
+
+    def one(path: Path) -> None:
+        buf = warm.get()
+        with open(path, "rb", buffering=0) as f:
+            n = f.readinto(memoryview(buf)[: buf.nbytes])
+        index = np.frombuffer(buf[n - index_bytes : n - 4], dtype="<u8").reshape(-1, 2)
+        out = getattr(chunks, "out", None)
+        if out is None:
+            out = chunks.out = np.ones(inner, dtype=dtype)
+        for offset, length in index.tolist():
+            codec.decode(buf[offset : offset + length], out=out)
+
+    _each(files, one)
+
+
+def _run(fn: Callable[[], None], nbytes: int) -> Sample:
+    with timed() as clock:
+        fn()
+    return Sample(clock.seconds, clock.cpu, nbytes)
+
+
+def _bar(ctx: Context, compressed: bool) -> BarResult:
+    img = _image(ctx, compressed)
+    files = _shard_files(img)
+    stored = sum(p.stat().st_size for p in files)
+    meta = json.loads((Path(img.path) / img.array / "zarr.json").read_text())
+    warm = _Warm(max(p.stat().st_size for p in files))
+    floor = "readinto shard files whole"
+    contenders: dict[str, Callable[[], Sample]] = {
+        "mikro": lambda: _mikro.read_full(ctx, img),
+        floor: lambda: _run(lambda: _readinto(files, warm), img.nbytes),
+        "obstore LocalStore get().bytes()": lambda: _run(lambda: _get_bytes(img.bucket, files), img.nbytes),
+    }
+    decode = "readinto + decode (numcodecs)"
+    if compressed:
+        contenders[decode] = lambda: _run(lambda: _readinto_decode(files, warm, meta), img.nbytes)
+    got = interleave(contenders, ctx.runs, log=ctx.log)
+    figs = [figure_from(n, "mikro" if n == "mikro" else "baseline", got[n]) for n in contenders]
+    mikro, base = figs[0], figs[1]
+    base.note = f"the target's floor: {FLOOR_THREADS} threads, one warm buffer each"
+    figs[2].note = "a fresh buffer per file"
+    runs = got["mikro"]
+    if not isinstance(runs, str) and runs:
+        mikro.note = (
+            "CPU s/GiB by run: "
+            + ", ".join(f"{r.cpu_per_gib:.2f}" for r in runs)
+            + " (the first into new memory, later ones into the memory of the result dropped before)"
+        )
+    checks = [_ratio(mikro, base, TARGET)]
+    if compressed:
+        dec = figs[3]
+        dec.note = "decoding every chunk, placed nowhere: what no reader of compressed chunks avoids"
+        if dec.value and base.value:
+            dec.note += f"; itself {dec.value / base.value:.2f}x the target's floor"
+        checks.append(_ratio(mikro, dec, TARGET))
+    s = ctx.sizes
+    codec = _mikro.layout_text(meta) if compressed else "no compression"
+    return BarResult(
+        "read_folder_compressed" if compressed else "read_folder",
+        f"full read of one image from a folder store, {'compressed' if compressed else 'uncompressed'}",
+        f"one {s.read_planes}x{s.read_side}x{s.read_side} uint16 image ({img.nbytes / MIB:.0f} MiB) "
+        f"written by mikro to a folder store ({codec}; {len(files)} shard files, {stored / MIB:.0f} MiB "
+        "stored); mikro: await m.compute(rep.data); MiB/s of the image's bytes for every contender",
+        f"≥ {TARGET}x reading the shard files whole",
+        figs,
+        checks,
+    )
+
+
+def _ratio(mikro: Figure, base: Figure, bound: float) -> Check:
+    if mikro.value is None or not base.value:
+        return Check(f"≥ {bound}x {base.contender}", None, "missing figure")
+    r = mikro.value / base.value
+    return Check(f"≥ {bound}x {base.contender}", r >= bound, f"{r:.2f}x {base.contender} (≥ {bound})")
+
+
+def bar_read_folder(ctx: Context) -> BarResult:
+    return _bar(ctx, compressed=False)
+
+
+def bar_read_folder_compressed(ctx: Context) -> BarResult:
+    return _bar(ctx, compressed=True)
+
+
+BARS: dict[str, Callable[[Context], BarResult]] = {
+    "read_folder": bar_read_folder,
+    "read_folder_compressed": bar_read_folder_compressed,
+}
+
+
+if __name__ == "__main__":
+    import run
+
+    run.BARS.clear()
+    run.BARS.update(BARS)
+    code = run.main()
+    sys.stdout.flush()
+    os._exit(code)
