@@ -19,11 +19,12 @@ this process's (the folder store has no server in the read path).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ def _image(ctx: Context, compressed: bool) -> _mikro.StoredImage:
         s = ctx.sizes
         data = ctx.planes("read", s.read_planes, s.read_side)
         codec = "default codec" if compressed else "no compression"
-        ctx.log(f"  uploading the image to a folder store through mikro ({data.nbytes / MIB:.0f} MiB, {codec})")
+        ctx.log(f"  uploading the image to a folder store ({data.nbytes / MIB:.0f} MiB, {codec})")
         ctx.cache[key] = _mikro.upload_image(
             ctx, "local", data, name=f"bench-read-folder-{compressed}", compressed=compressed
         )
@@ -62,17 +63,20 @@ def _shard_files(img: _mikro.StoredImage) -> list[Path]:
 
 
 class _Warm:
-    """One buffer per thread, written once before timing: memory that is already there."""
+    """One buffer per thread, all written before any timing: memory that is already there."""
 
     def __init__(self, nbytes: int) -> None:
-        self.nbytes = nbytes
-        self._local = threading.local()
+        self._free = queue.SimpleQueue[np.ndarray]()
+        for _ in range(FLOOR_THREADS):
+            self._free.put(np.ones(nbytes, dtype=np.uint8))
 
-    def get(self) -> np.ndarray:
-        buf: np.ndarray | None = getattr(self._local, "buf", None)
-        if buf is None:
-            buf = self._local.buf = np.ones(self.nbytes, dtype=np.uint8)
-        return buf
+    @contextlib.contextmanager
+    def get(self) -> Iterator[np.ndarray]:
+        buf = self._free.get()
+        try:
+            yield buf
+        finally:
+            self._free.put(buf)
 
 
 def _each(files: Sequence[Path], fn: Callable[[Path], None]) -> None:
@@ -82,8 +86,7 @@ def _each(files: Sequence[Path], fn: Callable[[Path], None]) -> None:
 
 def _readinto(files: Sequence[Path], warm: _Warm) -> None:
     def one(path: Path) -> None:
-        buf = warm.get()
-        with open(path, "rb", buffering=0) as f:
+        with warm.get() as buf, open(path, "rb", buffering=0) as f:
             n = f.readinto(memoryview(buf)[: buf.nbytes])
         assert n == path.stat().st_size
 
@@ -114,18 +117,19 @@ def _readinto_decode(files: Sequence[Path], warm: _Warm, meta: dict[str, Any]) -
     codec, inner, per = _decoder(meta)
     dtype = np.dtype(meta["data_type"])
     index_bytes = per * 16 + 4
-    chunks = threading.local()
+
+    outs = queue.SimpleQueue[np.ndarray]()
+    for _ in range(FLOOR_THREADS):
+        outs.put(np.ones(inner, dtype=dtype))
 
     def one(path: Path) -> None:
-        buf = warm.get()
-        with open(path, "rb", buffering=0) as f:
+        with warm.get() as buf, open(path, "rb", buffering=0) as f:
             n = f.readinto(memoryview(buf)[: buf.nbytes])
-        index = np.frombuffer(buf[n - index_bytes : n - 4], dtype="<u8").reshape(-1, 2)
-        out = getattr(chunks, "out", None)
-        if out is None:
-            out = chunks.out = np.ones(inner, dtype=dtype)
-        for offset, length in index.tolist():
-            codec.decode(buf[offset : offset + length], out=out)
+            index = np.frombuffer(buf[n - index_bytes : n - 4], dtype="<u8").reshape(-1, 2)
+            out = outs.get()
+            for offset, length in index.tolist():
+                codec.decode(buf[offset : offset + length], out=out)
+            outs.put(out)
 
     _each(files, one)
 

@@ -261,13 +261,65 @@ class ShardCache:
     a shard fetches all of it with one GET, the other tasks of that shard wait for it and decode their
     chunk from it. A shard is dropped once each of its chunks was served, or when more than
     ``max_bytes`` are kept (least recently used first; a dropped shard is fetched again if needed).
+    `prefetch` fetches the shards ahead of the tasks, a few at once.
     """
 
     def __init__(self, indexes: ShardIndexes, *, max_bytes: int) -> None:
         self._indexes = indexes
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # an entry was dropped, or the cache closed
         self._entries: OrderedDict[Position, _CachedShard] = OrderedDict()
+        self._fetched: set[Position] = set()  # every shard fetched (or being fetched) so far
+        self._closed = False
+
+    def prefetch(
+        self,
+        store: GrantedStore,
+        shards: Sequence[tuple[str, Position]],
+        *,
+        capacity: int,
+        ahead: int,
+        idle_seconds: float,
+    ) -> None:
+        """Fetch ``shards`` (key, position) in this order on ``ahead`` background threads, while fewer than
+        ``ahead`` shards are kept or being fetched.
+
+        The computation's own tasks (dask's threaded scheduler has one per core) would otherwise fetch
+        one shard at a time: each waits for the shard its chunk is in, and they want the same shards. The
+        threads end when every shard was fetched, when the cache is closed, or when no kept shard was
+        served for ``idle_seconds`` (the computation failed or was never run). A shard that failed to
+        arrive raises its error in the tasks waiting for it; a task that comes later fetches it again.
+        """
+        todo = iter(list(shards))
+
+        def worker() -> None:
+            while True:
+                with self._changed:
+                    while not self._closed and len(self._entries) >= ahead:
+                        if not self._changed.wait(timeout=idle_seconds):
+                            return
+                    job = None if self._closed else next(todo, None)
+                    if job is None:
+                        return
+                    key, shard = job
+                    if shard in self._fetched:
+                        continue  # the tasks got there first
+                    entry = self._claim(shard)
+                try:
+                    self._fill(entry, store, key, shard, capacity)
+                except Exception:
+                    return
+
+        for _ in range(ahead):
+            threading.Thread(target=worker, name="mikro-prefetch", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop prefetching and drop every shard kept."""
+        with self._changed:
+            self._closed = True
+            self._entries.clear()
+            self._changed.notify_all()
 
     def get(self, store: GrantedStore, key: str, shard: Position, *, capacity: int) -> _CachedShard:
         """The cached shard, fetched now (``capacity``: the most its stored bytes can be) if it is not."""
@@ -275,14 +327,25 @@ class ShardCache:
             entry = self._entries.get(shard)
             owner = entry is None
             if entry is None:
-                entry = self._entries[shard] = _CachedShard()
+                entry = self._claim(shard)
             else:
                 self._entries.move_to_end(shard)
-        if not owner:
-            entry.ready.wait()
-            if entry.error is not None:
-                raise entry.error
-            return entry
+        if owner:
+            return self._fill(entry, store, key, shard, capacity)
+        entry.ready.wait()
+        if entry.error is not None:
+            raise entry.error
+        return entry
+
+    def _claim(self, shard: Position) -> _CachedShard:
+        """A new entry for ``shard``, to be filled by the calling thread (holding the lock)."""
+        entry = self._entries[shard] = _CachedShard()
+        self._fetched.add(shard)
+        return entry
+
+    def _fill(
+        self, entry: _CachedShard, store: GrantedStore, key: str, shard: Position, capacity: int
+    ) -> _CachedShard:
         try:
             buffer = fetch_object(store, key, capacity)
             if buffer is not None:
@@ -294,6 +357,7 @@ class ShardCache:
             with self._lock:
                 if self._entries.get(shard) is entry:
                     del self._entries[shard]
+                    self._changed.notify_all()
             raise
         finally:
             entry.ready.set()
@@ -308,6 +372,7 @@ class ShardCache:
                 entry.served += chunks
                 if entry.served >= of:
                     del self._entries[shard]
+                    self._changed.notify_all()
 
     def _trim(self) -> None:
         with self._lock:
@@ -318,6 +383,7 @@ class ShardCache:
                 if entry.ready.is_set():
                     del self._entries[shard]
                     kept -= entry.nbytes
+                    self._changed.notify_all()
 
 
 class ShardRead:

@@ -194,11 +194,29 @@ class ShardedArrayReader:
                     self._full_reads_due -= 1
                     self._full_reads_seen = now
                     if self._cache is None:
-                        self._cache = ShardCache(self._indexes, max_bytes=SHARD_CACHE_BYTES)
+                        self._cache = self._prefetching_cache()
                     return self._cache
             if not self._reading_everything:
-                self._cache = None
+                self._drop_cache()
             return self._cache
+
+    def _prefetching_cache(self) -> ShardCache:
+        """A cache for a computation that reads every chunk, fetching every shard ahead of its tasks."""
+        cache = ShardCache(self._indexes, max_bytes=SHARD_CACHE_BYTES)
+        grid = (math.ceil(n / s) for n, s in zip(self.shape, self.shards, strict=True))
+        cache.prefetch(
+            self.store,
+            [(self._shard_key(p), p) for p in np.ndindex(*grid)],
+            capacity=math.prod(self.shards) * self.dtype.itemsize + self._indexes.nbytes,
+            ahead=WHOLE_READ_CONCURRENCY,
+            idle_seconds=FULL_READ_IDLE_SECONDS,
+        )
+        return cache
+
+    def _drop_cache(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
 
     @contextlib.contextmanager
     def reading_everything(self) -> Iterator[None]:
@@ -209,14 +227,14 @@ class ShardedArrayReader:
         with self._lock:
             self._reading_everything += 1
             if self._cache is None:
-                self._cache = ShardCache(self._indexes, max_bytes=SHARD_CACHE_BYTES)
+                self._cache = self._prefetching_cache()
         try:
             yield
         finally:
             with self._lock:
                 self._reading_everything -= 1
                 if not self._reading_everything and not self._full_reads_due:
-                    self._cache = None
+                    self._drop_cache()
 
     # -- reads --------------------------------------------------------------------------------------
 
