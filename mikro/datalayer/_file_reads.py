@@ -13,6 +13,7 @@ one), like the server's reads.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 from typing import Any
 
@@ -90,6 +91,8 @@ class LocalFile:
             got = _preadv(self.fd, group.ctypes.data, group.shape[0], offset + done)
             if got < 0:
                 err = ctypes.get_errno()
+                if err == errno.EINTR:
+                    continue
                 raise OSError(err, os.strerror(err))
             if got == 0:
                 break
