@@ -27,7 +27,7 @@ def _libc_preadv() -> Any:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         fn = libc.preadv
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no libc to load by name (Windows), or no preadv
         return None
     fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_longlong]
     fn.restype = ctypes.c_ssize_t
@@ -37,8 +37,17 @@ def _libc_preadv() -> Any:
 _preadv = _libc_preadv()
 #: Whether this platform has what these reads need; elsewhere a folder store is read through obstore.
 FILE_READS = _preadv is not None and hasattr(os, "preadv") and hasattr(os, "O_NOFOLLOW")
+
+
 #: At most this many buffers go into one ``preadv`` (POSIX guarantees 16; Linux and macOS take 1024).
-_IOV_MAX = max(16, min(1024, os.sysconf("SC_IOV_MAX"))) if hasattr(os, "sysconf") else 16
+def _iov_max() -> int:
+    try:
+        return max(16, min(1024, os.sysconf("SC_IOV_MAX")))
+    except (AttributeError, ValueError, OSError):
+        return 16
+
+
+_IOV_MAX = _iov_max()
 _FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
