@@ -150,7 +150,8 @@ def _related(loader: DataLoader[int, T], key: int, then: Callable[[T], R] | None
     """``then`` of the loader's value for ``key``: the value itself when this request has already loaded
     it, else an awaitable of it. Typed as the value: graphql-core awaits what a resolver returns when it
     is awaitable, and strawberry reads the GraphQL type from the resolver's annotation."""
-    convert = cast(Callable[[T], R], _identity if then is None else then)
+    # A string: subscripting Callable at run time builds a new alias on every call.
+    convert = cast("Callable[[T], R]", _identity if then is None else then)
     future = _loaded(loader, key)
     if future is not None:
         return convert(future.result())
@@ -168,7 +169,7 @@ def _shown(info: Info[Any, Any], loader: DataLoader[int, Any], key: int, *, sing
     loaders = context_of(info).loaders
 
     def listed(value: Any) -> list[Any]:
-        return ([] if value is None else [value]) if single else cast(list[Any], value)
+        return ([] if value is None else [value]) if single else cast("list[Any]", value)
 
     def answer(kept: list[Any]) -> Any:
         return (kept[0] if kept else None) if single else kept
@@ -265,12 +266,16 @@ def _store(graphql_type: Any, *, at_once: bool = False) -> Any:
     return _field(resolve, graphql_type, None, at_once)
 
 
-def _creator(*, at_once: bool = False) -> Any:
+def _creator() -> Any:
+    """The creator, at once when loaded (the caller is primed: most creators a response shows), else an
+    awaitable of it: a coroutine per object and field costs more than the rest of the field. A user
+    has no relations, so no fan-out goes through it."""
+
     def resolve(self: Any, info: Info[Any, Any]) -> Any:
         key = self._creator_id
         return _related(context_of(info).loaders.user, key, lambda user: _found(user, "creator", key))
 
-    return _field(resolve, "User", None, at_once)
+    return _field(resolve, "User", None, at_once=True)
 
 
 @strawberry.type
@@ -441,7 +446,7 @@ class Representation:
     rois = _many("rois_of_representation", "ROI", at_once=True)
     metrics = _many("metrics_of_representation", "Metric", at_once=True)
     thumbnails = _many("thumbnails_of_representation", "Thumbnail", at_once=True)
-    creator = _creator(at_once=True)
+    creator = _creator()
     original_file = _one(
         "file",
         "_original_file_id",
@@ -505,6 +510,9 @@ async def prefetch_representations(info: Info[Any, Any], reps: Sequence[Represen
     loaders = context_of(info).loaders
     if not reps:
         return
+    # The images themselves, for their thumbnails', ROIs' and metrics' `present` check (which would
+    # otherwise read every image of the list again, a coroutine per image).
+    loaders.representation.prime_many({int(rep.id): rep for rep in reps})
     names = _selected_names(info)
     pending: list[Any] = []
     for name in names & _RELATIONS.keys():

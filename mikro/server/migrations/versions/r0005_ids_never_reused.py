@@ -1,8 +1,8 @@
 """SQLite: representations and metrics never reuse a deleted row's id (AUTOINCREMENT, lost when 0002 and
 0003 copied them)
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-06 17:56:28.226958
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
