@@ -17,8 +17,6 @@ from mikro.api._operations import (
     Operations,
     _camel_input,
     _id,
-    _ids,
-    _input,
 )
 
 __all__ = ["FileOperations"]
@@ -87,16 +85,7 @@ class FileOperations(Operations):
         tags: Sequence[str] | None = None,
     ) -> File:
         """Change what is given: a list of links replaces the file's links of that kind."""
-        data = _input(
-            name=name,
-            media_type=media_type,
-            representations=_ids(representations),
-            samples=_ids(samples),
-            experiments=_ids(experiments),
-            datasets=_ids(datasets),
-            tags=list(tags) if tags is not None else None,
-        )
-        return await self._one("UpdateFile", File, {"id": _id(file), "input": data})
+        return await self._updated("UpdateFile", File, "file", locals())
 
     async def delete_file(self, file: IdLike) -> str:
         """Delete the file and its bytes; images made from it stay (their ``original_file`` goes)."""

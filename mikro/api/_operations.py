@@ -161,29 +161,38 @@ def _physical_size(value: PhysicalSize | Mapping[str, float] | None) -> dict[str
     return dict(value)
 
 
-#: How a ``list_*`` keyword becomes its filter field: relations take an id or a model, enums a member
-#: or its name; the other keywords go as given (camelCased), and None means "not given".
-_FILTER_FIELDS = {"name_contains": "search"}
-_FILTER_VALUES: dict[str, Callable[[Any], Any]] = {
-    "ids": _ids,
+#: How a keyword of a ``list_*`` or ``update_*`` method becomes its input value: relations take ids or
+#: models, enums a member or its name; other keywords go as given (camelCased). None means "not given".
+_VALUES: dict[str, Callable[[Any], Any]] = {
     "tags": list,
     **dict.fromkeys(
         ("sample", "experiment", "dataset", "derived_from", "parent", "representation", "roi", "origin"), _id
     ),
+    **dict.fromkeys(("ids", "experiments", "origins", "representations", "samples", "datasets"), _ids),
     "variety": lambda value: str(choice(RepresentationVariety, value, "variety")),
     "kind": lambda value: str(choice(RoiKind, value, "kind")),
+    "channels": _channels,
+    "physical_size": _physical_size,
+    "vectors": _vectors,
 }
+#: Filter fields named otherwise than their ``list_*`` keyword.
+_FILTER_FIELDS = {"name_contains": "search"}
+
+
+def _values(given: Mapping[str, Any], skip: Iterable[str], rename: Mapping[str, str] = {}) -> dict[str, Any]:
+    """An input object of a method's keywords (``given``: its ``locals()``), without those in ``skip``."""
+    fields = {}
+    for keyword, value in given.items():
+        if keyword in skip or value is None:
+            continue
+        convert = _VALUES.get(keyword)
+        fields[rename.get(keyword, keyword)] = value if convert is None else convert(value)
+    return _input(**fields)
 
 
 def _filter(given: Mapping[str, Any]) -> dict[str, Any] | None:
     """The filter input of a ``list_*`` method's keywords (``given``: its ``locals()``)."""
-    fields = {}
-    for keyword, value in given.items():
-        if keyword in ("self", "offset", "limit") or value is None:
-            continue
-        convert = _FILTER_VALUES.get(keyword)
-        fields[_FILTER_FIELDS.get(keyword, keyword)] = value if convert is None else convert(value)
-    return _input(**fields) or None
+    return _values(given, ("self", "offset", "limit"), _FILTER_FIELDS) or None
 
 
 def _base64(data: bytes) -> str:
@@ -232,6 +241,11 @@ class Operations:
             if len(page) < page_size:
                 return
             offset += page_size
+
+    async def _updated(self, operation: str, model: type[M], subject: str, given: Mapping[str, Any]) -> M:
+        """An ``update_*`` method: the keywords given (``given``: its ``locals()``) change ``subject``."""
+        data = _values(given, ("self", subject))
+        return await self._one(operation, model, {"id": _id(given[subject]), "input": data})
 
     async def _listed(self, operation: str, model: type[M], given: Mapping[str, Any]) -> list[M]:
         """A ``list_*`` method: one page of what matches its keywords (``given``: its ``locals()``)."""
@@ -364,20 +378,7 @@ class Operations:
         physical_size: PhysicalSize | Mapping[str, float] | None = None,
         acquisition_date: dt.datetime | None = None,
     ) -> Representation:
-        data = _input(
-            name=name,
-            variety=str(choice(RepresentationVariety, variety, "variety")) if variety is not None else None,
-            sample=_opt_id(sample),
-            experiments=_ids(experiments),
-            dataset=_opt_id(dataset),
-            tags=list(tags) if tags is not None else None,
-            channels=_channels(channels),
-            physical_size=_physical_size(physical_size),
-            acquisition_date=acquisition_date,
-        )
-        return await self._one(
-            "UpdateRepresentation", Representation, {"id": _id(representation), "input": data}
-        )
+        return await self._updated("UpdateRepresentation", Representation, "representation", locals())
 
     async def delete_representation(self, representation: IdLike) -> str:
         """Delete an image with its pixels (the store's objects), its ROIs, metrics and thumbnails.
@@ -440,8 +441,7 @@ class Operations:
         description: str | None = None,
         tags: Sequence[str] | None = None,
     ) -> Sample:
-        data = _input(name=name, description=description, tags=list(tags) if tags is not None else None)
-        return await self._one("UpdateSample", Sample, {"id": _id(sample), "input": data})
+        return await self._updated("UpdateSample", Sample, "sample", locals())
 
     async def delete_sample(self, sample: IdLike) -> str:
         """Delete a sample; its images are kept, with ``sample`` None. Returns the deleted id."""
@@ -496,8 +496,7 @@ class Operations:
         description: str | None = None,
         tags: Sequence[str] | None = None,
     ) -> Experiment:
-        data = _input(name=name, description=description, tags=list(tags) if tags is not None else None)
-        return await self._one("UpdateExperiment", Experiment, {"id": _id(experiment), "input": data})
+        return await self._updated("UpdateExperiment", Experiment, "experiment", locals())
 
     async def delete_experiment(self, experiment: IdLike) -> str:
         """Delete an experiment; its images are kept (it leaves their ``experiments``). Returns the id."""
@@ -560,13 +559,7 @@ class Operations:
         parent: IdLike | None = None,
         tags: Sequence[str] | None = None,
     ) -> Dataset:
-        data = _input(
-            name=name,
-            description=description,
-            parent=_opt_id(parent),
-            tags=list(tags) if tags is not None else None,
-        )
-        return await self._one("UpdateDataset", Dataset, {"id": _id(dataset), "input": data})
+        return await self._updated("UpdateDataset", Dataset, "dataset", locals())
 
     async def delete_dataset(self, dataset: IdLike, *, recursive: bool = False) -> str:
         """Delete a dataset; one that holds datasets or images raises :class:`mikro.ConflictError`.
@@ -644,13 +637,7 @@ class Operations:
         label: str | None = None,
         tags: Sequence[str] | None = None,
     ) -> ROI:
-        data = _input(
-            kind=str(choice(RoiKind, kind, "kind")) if kind is not None else None,
-            vectors=_vectors(vectors) if vectors is not None else None,
-            label=label,
-            tags=list(tags) if tags is not None else None,
-        )
-        return await self._one("UpdateRoi", ROI, {"id": _id(roi), "input": data})
+        return await self._updated("UpdateRoi", ROI, "roi", locals())
 
     async def delete_roi(self, roi: IdLike) -> str:
         """Delete an ROI together with the metrics measured on it. Returns the deleted id."""
@@ -771,8 +758,7 @@ class Operations:
         origins: Iterable[IdLike] | None = None,
         tags: Sequence[str] | None = None,
     ) -> Table:
-        data = _input(name=name, origins=_ids(origins), tags=list(tags) if tags is not None else None)
-        return await self._one("UpdateTable", Table, {"id": _id(table), "input": data})
+        return await self._updated("UpdateTable", Table, "table", locals())
 
     async def delete_table(self, table: IdLike) -> str:
         """Delete a table and its parquet object; the images it came from are kept. Returns the id."""
