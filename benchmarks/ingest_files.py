@@ -147,7 +147,8 @@ def mikro_arrays(server: MikroServer, folder: Path, nbytes: int) -> Sample:
 
             async def one(i: int) -> None:
                 async with slots:
-                    reps.append(await m.create_representation(arrays[i], name=f"a{i}", dims="yx"))
+                    dims = "yx" if arrays[i].ndim == 2 else "cyx"
+                    reps.append(await m.create_representation(arrays[i], name=f"a{i}", dims=dims))
 
             with timed() as clock:
                 async with anyio.create_task_group() as tg:

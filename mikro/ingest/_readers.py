@@ -3,8 +3,12 @@
 One interface (:class:`Source`), two implementations behind it chosen by the file:
 
 - :class:`BioSource`: bioio picks the reader plugin for the file (bioio-ome-tiff, bioio-tifffile,
-  and with ``mikro[formats]`` bioio-czi, bioio-nd2, bioio-lif). Its dask arrays are asked for one
-  y/x plane per chunk, so reading a shard's region reads only the planes in it.
+  and with ``mikro[formats]`` bioio-czi, bioio-nd2, bioio-lif) and gives its dims and metadata. A
+  TIFF's pixels are read by tifffile itself when its series has the same dims as bioio reports (nearly
+  always): a scene of up to one shard at once (bioio's dask graph costs 20-30x more CPU than the
+  read), a larger one lazily, in blocks of whole tiles or strips of about :data:`BLOCK_BYTES` through
+  tifffile's zarr store over the file, so even a single plane larger than memory is read part by
+  part. Other files' dask arrays come from bioio, one y/x plane per chunk.
 - :class:`ZarrSource`: OME-Zarr written by other tools (ngff-zarr, ome-zarr-py, bioformats2raw), read
   with zarr: the array the first ``multiscales`` entry's first dataset points to, whatever its path, with
   its axes, scales and ``omero`` channel labels (bioio-ome-zarr drops the labels and reports scale 1 for
@@ -18,11 +22,13 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from mikro.datalayer._layout import TARGET_SHARD_BYTES
 from mikro.ingest._metadata import SceneMetadata, from_ome, from_reader, from_tiff_tags, real_channel_names
 from mikro.ingest._units import micrometres, seconds
 
@@ -33,6 +39,14 @@ EXTRA_FOR_SUFFIX = {".czi": "bioio-czi", ".nd2": "bioio-nd2", ".lif": "bioio-lif
 #: Files up to this size are read whole, not as a lazy array: one scene of one (compressed) file of this
 #: size is a few shards at most, and a dask graph per small image costs more CPU than its pixels.
 SMALL_FILE_BYTES = 4 * 2**20
+#: TIFF scenes of up to this many pixel bytes (one shard) are read whole by tifffile.
+WHOLE_READ_BYTES = TARGET_SHARD_BYTES
+#: Larger TIFF scenes are read lazily in blocks of whole tiles (or strips) of about this many bytes.
+BLOCK_BYTES = 16 * 2**20
+#: bioio's reader plugins for TIFF, whose dims come from tifffile's series (so tifffile can read them).
+_TIFF_READER_MODULES = ("bioio_ome_tiff", "bioio_tifffile")
+#: bioio's dims order; tifffile's axes of the same letters mean the same.
+_BIOIO_ORDER = "TCZYXS"
 #: bioio dims mikro keeps (``S``: samples of an RGB pixel, stored as channels).
 _KEPT = ("T", "C", "Z", "Y", "X")
 
@@ -177,6 +191,8 @@ class BioSource:
             raise ReaderError("unreadable: no image found in the file")
         self._reader_module = type(self.image.reader).__module__
         self._small = path.stat().st_size <= SMALL_FILE_BYTES
+        # Open while lazily read scenes may still be computed: closed with the source.
+        self._tiff: Any = None
 
     def scene(self, index: int) -> Scene:
         img = self.image
@@ -184,7 +200,12 @@ class BioSource:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 img.set_scene(index)
-                if self._small:
+                direct = self._tiff_pixels(
+                    index, img.dims.order, dict(zip(img.dims.order, img.dims.shape, strict=True))
+                )
+                if direct is not None:
+                    pixels, order = direct
+                elif self._small:
                     # Read at once (tifffile's page reads): a lazy array's graph costs more than the pixels.
                     whole = img.xarray_data
                     order, pixels = "".join(str(d) for d in whole.dims), whole.data
@@ -198,6 +219,42 @@ class BioSource:
         except Exception as exc:
             raise ReaderError(f"unreadable: {_one_line(exc)}") from exc
         return Scene(index, str(self.scenes[index]), data, dims, meta, variety)
+
+    def _tiff_pixels(self, index: int, order: str, sizes: dict[str, int]) -> tuple[Any, str] | None:
+        """Scene ``index``'s pixels read by tifffile, in bioio's dims (size-1 dims dropped) and their
+        order; None when this is no TIFF or tifffile's series has other dims than bioio's (bioio
+        reads it then)."""
+        if not self._reader_module.startswith(_TIFF_READER_MODULES):
+            return None
+        import tifffile
+
+        if self._tiff is None:
+            self._tiff = tifffile.TiffFile(self.path)
+        series_list = self._tiff.series
+        if index >= len(series_list):
+            return None
+        series = series_list[index]
+        wanted = [(d, int(sizes[d])) for d in order if sizes[d] > 1 or d in "YX"]
+        kept = [
+            (i, a, int(n))
+            for i, (a, n) in enumerate(zip(series.axes, series.shape, strict=True))
+            if n > 1 or a in "YX"
+        ]
+        if any(a not in _BIOIO_ORDER for _, a, _ in kept):
+            return None
+        kept.sort(key=lambda k: _BIOIO_ORDER.index(k[1]))
+        if [(a, n) for _, a, n in kept] != wanted:
+            return None
+        # tifffile's axes in bioio's order, the others (all of size 1) indexed away.
+        positions = [i for i, _, _ in kept]
+        drop = tuple(slice(None) if i in positions else 0 for i in range(len(series.shape)))
+        remaining = sorted(positions)
+        permutation = [remaining.index(i) for i in positions]
+        letters = "".join(a for _, a, _ in kept)
+        nbytes = math.prod(series.shape) * series.dtype.itemsize
+        if nbytes <= WHOLE_READ_BYTES:
+            return series.asarray()[drop].transpose(permutation), letters
+        return _tiff_lazy(series)[drop].transpose(permutation), letters
 
     def _metadata(self, index: int) -> SceneMetadata:
         img = self.image
@@ -214,9 +271,36 @@ class BioSource:
         return from_ome(ome, index) if ome is not None and list(ome.images) else from_reader(img)
 
     def close(self) -> None:
+        if self._tiff is not None:
+            self._tiff.close()
         close = getattr(self.image, "close", None)
         if close is not None:
             close()
+
+
+def _tiff_lazy(series: Any) -> Any:
+    """A tifffile series (level 0) as a dask array of blocks of whole tiles or strips: computing a region
+    reads (and decodes) only the tiles or strips it touches."""
+    import dask.array as da
+    import zarr
+
+    array = zarr.open_array(series.aszarr(level=0), mode="r")
+    segment = list(array.chunks)  # a tile (or strip) and its samples; 1 along the other dims
+    shape = list(array.shape)
+    ydim = series.axes.index("Y")
+    xdim = series.axes.index("X")
+    per_pixel = array.dtype.itemsize * (shape[-1] if series.axes.endswith("S") else 1)
+    # Square-ish blocks of whole segments of about BLOCK_BYTES (a strip spans the width already).
+    side = max(1, int(math.sqrt(BLOCK_BYTES / per_pixel)))
+    x_block = min(shape[xdim], max(segment[xdim], side // segment[xdim] * segment[xdim]))
+    rows = max(1, BLOCK_BYTES // (per_pixel * x_block))
+    y_block = min(shape[ydim], max(segment[ydim], rows // segment[ydim] * segment[ydim]))
+    chunks = [1] * len(shape)
+    chunks[ydim], chunks[xdim] = y_block, x_block
+    for i, a in enumerate(series.axes):
+        if a == "S":
+            chunks[i] = shape[i]
+    return da.from_zarr(array, chunks=tuple(chunks))  # type: ignore[no-untyped-call]
 
 
 def _one_line(exc: BaseException) -> str:
