@@ -43,10 +43,10 @@ SMALL_FILE_BYTES = 4 * 2**20
 WHOLE_READ_BYTES = TARGET_SHARD_BYTES
 #: Larger TIFF scenes are read lazily in blocks of whole tiles (or strips) of about this many bytes.
 BLOCK_BYTES = 16 * 2**20
-#: bioio's reader plugins for TIFF, whose dims come from tifffile's series (so tifffile can read them).
-_TIFF_READER_MODULES = ("bioio_ome_tiff", "bioio_tifffile")
 #: bioio's dims order; tifffile's axes of the same letters mean the same.
 _BIOIO_ORDER = "TCZYXS"
+#: File suffixes :class:`TiffSource` reads.
+_TIFF_SUFFIXES = (".tif", ".tiff", ".btf")
 #: bioio dims mikro keeps (``S``: samples of an RGB pixel, stored as channels).
 _KEPT = ("T", "C", "Z", "Y", "X")
 
@@ -87,6 +87,10 @@ def open_source(path: Path) -> Source:
         return ZarrSource(path)
     if not path.is_file():
         raise ReaderError("not a file")
+    if path.suffix.lower() in _TIFF_SUFFIXES:
+        source = TiffSource.open(path)
+        if source is not None:
+            return source
     return BioSource(path)
 
 
@@ -191,8 +195,6 @@ class BioSource:
             raise ReaderError("unreadable: no image found in the file")
         self._reader_module = type(self.image.reader).__module__
         self._small = path.stat().st_size <= SMALL_FILE_BYTES
-        # Open while lazily read scenes may still be computed: closed with the source.
-        self._tiff: Any = None
 
     def scene(self, index: int) -> Scene:
         img = self.image
@@ -200,12 +202,7 @@ class BioSource:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 img.set_scene(index)
-                direct = self._tiff_pixels(
-                    index, img.dims.order, dict(zip(img.dims.order, img.dims.shape, strict=True))
-                )
-                if direct is not None:
-                    pixels, order = direct
-                elif self._small:
+                if self._small:
                     # Read at once (tifffile's page reads): a lazy array's graph costs more than the pixels.
                     whole = img.xarray_data
                     order, pixels = "".join(str(d) for d in whole.dims), whole.data
@@ -220,47 +217,14 @@ class BioSource:
             raise ReaderError(f"unreadable: {_one_line(exc)}") from exc
         return Scene(index, str(self.scenes[index]), data, dims, meta, variety)
 
-    def _tiff_pixels(self, index: int, order: str, sizes: dict[str, int]) -> tuple[Any, str] | None:
-        """Scene ``index``'s pixels read by tifffile, in bioio's dims (size-1 dims dropped) and their
-        order; None when this is no TIFF or tifffile's series has other dims than bioio's (bioio
-        reads it then)."""
-        if not self._reader_module.startswith(_TIFF_READER_MODULES):
-            return None
-        import tifffile
-
-        if self._tiff is None:
-            self._tiff = tifffile.TiffFile(self.path)
-        series_list = self._tiff.series
-        if index >= len(series_list):
-            return None
-        series = series_list[index]
-        wanted = [(d, int(sizes[d])) for d in order if sizes[d] > 1 or d in "YX"]
-        kept = [
-            (i, a, int(n))
-            for i, (a, n) in enumerate(zip(series.axes, series.shape, strict=True))
-            if n > 1 or a in "YX"
-        ]
-        if any(a not in _BIOIO_ORDER for _, a, _ in kept):
-            return None
-        kept.sort(key=lambda k: _BIOIO_ORDER.index(k[1]))
-        if [(a, n) for _, a, n in kept] != wanted:
-            return None
-        # tifffile's axes in bioio's order, the others (all of size 1) indexed away.
-        positions = [i for i, _, _ in kept]
-        drop = tuple(slice(None) if i in positions else 0 for i in range(len(series.shape)))
-        remaining = sorted(positions)
-        permutation = [remaining.index(i) for i in positions]
-        letters = "".join(a for _, a, _ in kept)
-        nbytes = math.prod(series.shape) * series.dtype.itemsize
-        if nbytes <= WHOLE_READ_BYTES:
-            return series.asarray()[drop].transpose(permutation), letters
-        return _tiff_lazy(series)[drop].transpose(permutation), letters
-
     def _metadata(self, index: int) -> SceneMetadata:
         img = self.image
         if self._reader_module.startswith("bioio_tifffile"):
             # bioio-tifffile reports 1 µm for a TIFF without a physical resolution: read the tags.
-            meta = from_tiff_tags(str(self.path), index)
+            import tifffile
+
+            with tifffile.TiffFile(self.path) as tif:
+                meta = from_tiff_tags(tif, index)
             meta.channel_names = real_channel_names(img.channel_names)
             return meta
         try:
@@ -271,11 +235,98 @@ class BioSource:
         return from_ome(ome, index) if ome is not None and list(ome.images) else from_reader(img)
 
     def close(self) -> None:
-        if self._tiff is not None:
-            self._tiff.close()
         close = getattr(self.image, "close", None)
         if close is not None:
             close()
+
+
+class TiffSource:
+    """A TIFF read by tifffile alone: pixels, tags, and OME-XML (parsed by ome-types, as bioio-ome-tiff
+    does). Used when every series' dims are bioio's letters (``TCZYXS``), so the image is the one bioio
+    would give; bioio's readers cost 10-40 ms a file more (a dask graph, the OME-XML parsed twice)."""
+
+    is_file = True
+
+    def __init__(self, path: Path, tif: Any, ome: Any) -> None:
+        self.path = path
+        self._tif = tif
+        self._ome = ome
+        self._series = list(tif.series)
+        self.scene_count = len(self._series)
+
+    @classmethod
+    def open(cls, path: Path) -> TiffSource | None:
+        """The source, or None when bioio should read the file (dims tifffile cannot name, OME-XML that
+        does not parse or does not match the series)."""
+        import tifffile
+
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:
+            raise ReaderError(f"unreadable: not a valid TIFF file ({_one_line(exc)})") from exc
+        try:
+            ome = _ome_document(tif)
+            series = list(tif.series)
+            fits = bool(series) and all(_tiff_axes(s) is not None for s in series)
+            if fits and ome is not None and len(list(ome.images)) != len(series):
+                fits = False
+        except Exception:
+            fits = False
+        if not fits:
+            tif.close()
+            return None
+        return cls(path, tif, ome)
+
+    def scene(self, index: int) -> Scene:
+        series = self._series[index]
+        try:
+            axes = _tiff_axes(series)
+            assert axes is not None  # checked when opened
+            positions, letters = axes
+            # The dims in bioio's order; the other axes (all of size 1) indexed away.
+            drop = tuple(slice(None) if i in positions else 0 for i in range(len(series.shape)))
+            remaining = sorted(positions)
+            permutation = [remaining.index(i) for i in positions]
+            nbytes = math.prod(series.shape) * series.dtype.itemsize
+            pixels = series.asarray() if nbytes <= WHOLE_READ_BYTES else _tiff_lazy(series)
+            pixels = pixels[drop].transpose(permutation)
+            sizes = {d: int(n) for d, n in zip(letters, pixels.shape, strict=True)}
+            data, dims, variety = _reduce(pixels, letters, sizes)
+            if self._ome is not None:
+                meta = from_ome(self._ome, index)
+                name = str(list(self._ome.images)[index].id)
+            else:
+                meta = from_tiff_tags(self._tif, index)
+                name = f"Image:{index}"  # bioio's name for a series of a plain TIFF
+        except ReaderError:
+            raise
+        except Exception as exc:
+            raise ReaderError(f"unreadable: {_one_line(exc)}") from exc
+        return Scene(index, name, data, dims, meta, variety)
+
+    def close(self) -> None:
+        self._tif.close()
+
+
+def _ome_document(tif: Any) -> Any:
+    """The file's OME metadata as ``ome_types.OME``, None for a TIFF without OME-XML."""
+    if not tif.is_ome or not tif.ome_metadata:
+        return None
+    from ome_types import from_xml
+
+    return from_xml(tif.ome_metadata)
+
+
+def _tiff_axes(series: Any) -> tuple[list[int], str] | None:
+    """The axes of a tifffile series that mikro keeps (y, x and those longer than 1), as their positions
+    and letters in bioio's order; None when one of them is no bioio dim (``I``, ``Q``: bioio guesses)."""
+    kept = [
+        (i, a) for i, (a, n) in enumerate(zip(series.axes, series.shape, strict=True)) if n > 1 or a in "YX"
+    ]
+    if any(a not in _BIOIO_ORDER for _, a in kept):
+        return None
+    kept.sort(key=lambda k: _BIOIO_ORDER.index(k[1]))
+    return [i for i, _ in kept], "".join(a for _, a in kept)
 
 
 def _tiff_lazy(series: Any) -> Any:
