@@ -67,6 +67,7 @@ def write_files(folder: Path, count: int, side: int, channels: int, *, ome: bool
     planes = synthetic_planes(channels, side)
     for i in range(count):
         data = np.roll(planes, i, axis=-1)
+        data[..., 0, :2] = divmod(i, 2**16)  # every file's content unique: one source each
         if ome:
             meta = {
                 "axes": "CYX",
@@ -231,8 +232,14 @@ def bar_big(ctx: Context, fs: FileSizes, where: str) -> BarResult:
 
 
 def _warm_up(folder: Path) -> None:
-    """Open one file the way an ingest does, untimed: the readers' imports are not the ingest's cost."""
+    """Open one file the way an ingest does, untimed: the readers' imports (and the pixel stack's, which a
+    session imports once) are not the ingest's cost."""
+    import dask.array
+    import xarray
+
     from mikro.ingest import open_source
+
+    del dask, xarray
 
     source = open_source(next(iter(sorted(folder.iterdir()))))
     source.scene(0)

@@ -210,7 +210,7 @@ async def _ingest_file(
         source = await anyio.to_thread.run_sync(open_source, path, limiter=limiter)
         count = source.scene_count
         if keep_original and not dry_run and source.is_file:
-            original, uploaded = await _original(m, path, fp, keep["tags"])
+            original, uploaded = await _original(m, path, fp, keep["tags"], stored_before=bool(present))
             report.original_file = original.id
         for index in range(count):
             if index in present:
@@ -236,6 +236,14 @@ async def _ingest_file(
                 with contextlib.suppress(MikroError):
                     await m.delete_file(original)
         report.images, report.original_file = [], None
+    except BaseException:
+        # Cancelled: the images made stay (each is complete), and so does their original; an original
+        # no image of this run points to goes, so that a rerun, which looks originals up only for files
+        # with stored images, never keeps it twice.
+        if uploaded and not report.images:
+            with anyio.CancelScope(shield=True), contextlib.suppress(MikroError):
+                await m.delete_file(original)
+        raise
     finally:
         report.seconds = time.perf_counter() - started
         if source is not None:
@@ -243,12 +251,17 @@ async def _ingest_file(
                 await anyio.to_thread.run_sync(source.close, limiter=limiter)
 
 
-async def _original(m: Mikro, path: Path, fp: Fingerprint, tags: list[str]) -> tuple[Any, bool]:
-    """The ``File`` keeping ``path`` as it is: the one stored by an earlier (interrupted) run of this
-    content, else a new upload; and whether it was uploaded now."""
-    found = await m.list_files(content_hash=f"sha256:{fp.digest}", limit=1)
-    if found:
-        return found[0], False
+async def _original(
+    m: Mikro, path: Path, fp: Fingerprint, tags: list[str], *, stored_before: bool
+) -> tuple[Any, bool]:
+    """The ``File`` keeping ``path`` as it is, and whether it was uploaded now: for a file some of whose
+    images an earlier (interrupted) run stored, the original they point to; else a new upload. A
+    file with nothing stored is not looked up (a request per file): an interrupted run removes the
+    originals no stored image points to (only a killed one can leave one, kept twice then)."""
+    if stored_before:
+        found = await m.list_files(content_hash=f"sha256:{fp.digest}", limit=1)
+        if found:
+            return found[0], False
     return await m.upload_file(path, tags=tags), True
 
 
