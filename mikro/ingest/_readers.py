@@ -42,7 +42,7 @@ SMALL_FILE_BYTES = 4 * 2**20
 #: TIFF scenes of up to this many pixel bytes (one shard) are read whole by tifffile.
 WHOLE_READ_BYTES = TARGET_SHARD_BYTES
 #: Larger TIFF scenes are read lazily in blocks of whole tiles (or strips) of about this many bytes.
-BLOCK_BYTES = 16 * 2**20
+BLOCK_BYTES = 4 * 2**20
 #: bioio's dims order; tifffile's axes of the same letters mean the same.
 _BIOIO_ORDER = "TCZYXS"
 #: File suffixes :class:`TiffSource` reads.
