@@ -177,19 +177,20 @@ class BioSource:
                 reader = _reader_for(path, suffix)
                 self.image: Any = bioio.BioImage(path, reader=reader, chunk_dims=["Y", "X"])
                 self.scenes = tuple(self.image.scenes)
-        except UnsupportedFileFormatError:
-            plugin = EXTRA_FOR_SUFFIX.get(suffix)
-            if plugin is not None and not _reader_classes(suffix):
-                raise ReaderError(
-                    f"no reader for {path.suffix} files is installed: pip install 'mikro[formats]' ({plugin})"
-                ) from None
-            if suffix in _READERS:
-                raise ReaderError(f"unreadable: not a valid {suffix} file") from None
-            raise ReaderError(f"no reader for this file type ({path.suffix or 'no suffix'})") from None
         except ReaderError:
             raise
         except Exception as exc:
-            raise ReaderError(f"unreadable: {_one_line(exc)}") from exc
+            plugin = EXTRA_FOR_SUFFIX.get(suffix)
+            if plugin is not None and not _reader_classes(suffix):
+                # Whatever bioio's own search made of it (no plugin, or one whose import fails).
+                raise ReaderError(
+                    f"no reader for {path.suffix} files is installed: pip install 'mikro[formats]' ({plugin})"
+                ) from None
+            if not isinstance(exc, UnsupportedFileFormatError):
+                raise ReaderError(f"unreadable: {_one_line(exc)}") from exc
+            if suffix in _READERS:
+                raise ReaderError(f"unreadable: not a valid {suffix} file") from None
+            raise ReaderError(f"no reader for this file type ({path.suffix or 'no suffix'})") from None
         self.scene_count = len(self.scenes)
         if not self.scene_count:
             raise ReaderError("unreadable: no image found in the file")

@@ -56,6 +56,18 @@ main()
 """
 
 
+# Runs the CLI with the reader plugins named in argv[1] (comma-separated) unimportable, as when the
+# ``formats`` extra is not installed.
+_WITHOUT_PLUGINS = """
+import sys
+for module in sys.argv.pop(1).split(","):
+    sys.modules[module] = None
+sys.argv[0] = "mikro"
+from mikro.cli import main
+main()
+"""
+
+
 def _images(server: MikroServer, token: str) -> list[dict[str, Any]]:
     return list(server.query(COUNT, token=token)["data"]["representations"])
 
@@ -185,3 +197,34 @@ def test_one_plane_larger_than_the_bound_is_read_tile_by_tile(
         data = m.get_representation(image["id"]).data
         block = data.isel(y=slice(tile - 2, 2 * tile + 2), x=slice(2 * tile - 2, 3 * tile + 2)).values
     assert (block[2:-2, 2:-2] == 7).all() and block[:2].max() == block[:, :2].max() == 0
+
+
+def test_a_format_whose_reader_is_not_installed_names_the_extra(
+    mikro_server: MikroServer, tmp_path: Path
+) -> None:
+    """Without the ``formats`` extra, a CZI (written by Zeiss's pylibCZIrw), an ND2 and a LIF (no writer
+    outside their vendors' software: files of that name) each fail with the extra to install."""
+    token = mikro_server.add_user("cli")
+    folder = tmp_path / "vendor"
+    folder.mkdir()
+    _files.czi(folder / "zeiss.czi")
+    (folder / "nikon.nd2").write_bytes(b"\xda\xce\xbe\x0a" + bytes(60))
+    (folder / "leica.lif").write_bytes(b"\x70\x00\x00\x00" + bytes(60))
+    plugins = {"zeiss.czi": "bioio-czi", "nikon.nd2": "bioio-nd2", "leica.lif": "bioio-lif"}
+    modules = ",".join(p.replace("-", "_") for p in plugins.values())
+    report_path = tmp_path / "report.json"
+    run = _cli(
+        mikro_server, token, str(folder), "--json", str(report_path), prefix=("-c", _WITHOUT_PLUGINS, modules)
+    )
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1, stderr.decode()
+    errors = {Path(f["path"]).name: f["error"] for f in json.loads(report_path.read_text())["files"]}
+    assert set(errors) == set(plugins)
+    for name, plugin in plugins.items():
+        suffix = Path(name).suffix
+        assert (
+            errors[name]
+            == f"no reader for {suffix} files is installed: pip install 'mikro[formats]' ({plugin})"
+        )
+        assert errors[name] in " ".join(stderr.decode().split())
+    assert _images(mikro_server, token) == []
