@@ -1,10 +1,12 @@
 """The ingest pipeline: expand paths, fingerprint every source, ask the server once per batch which are
 already stored, then read and upload the rest, several files at once.
 
-Every image goes through :meth:`mikro.Mikro.create_representation` (dask input, streamed shard by shard,
-registered in batches with the other uploads in flight), so an ingested image is stored exactly as an
-uploaded array is. Reading happens in worker threads inside that upload (a shard's region of the lazy
-array is read, encoded and put in one worker's turn); the event loop only schedules.
+Every image goes through :meth:`mikro.Mikro.create_representation` (registered in batches with the other
+uploads in flight: the session's group commit, one ``createRepresentations`` request for the images
+finished meanwhile), so an ingested image is stored exactly as an uploaded array is. Reading happens in
+worker threads: a scene of up to one shard is read whole when it is opened, a larger one inside the
+upload (a shard's region of the lazy array is read, encoded and put in one worker's turn); the event
+loop only schedules.
 
 Memory: each file uploads with its own limiter of `SHARDS_PER_FILE` worker threads, so at most that many
 shard regions of one file are read and encoded at once, whatever the file's size. One region in flight
