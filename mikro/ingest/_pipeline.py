@@ -1,5 +1,6 @@
-"""The ingest pipeline: expand paths, fingerprint every source, ask the server once per batch which are
-already stored, then read and upload the rest, several files at once.
+"""The ingest pipeline: expand paths, then batch by batch (up to 2,000 files or 1 GiB) fingerprint the
+sources, ask the server once which are already stored, and read and upload the rest, several files at
+once, while the next batch is hashed.
 
 Every image goes through :meth:`mikro.Mikro.create_representation` (registered in batches with the other
 uploads in flight: the session's group commit, one ``createRepresentations`` request for the images
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,9 @@ SHARD_COPIES = 6
 LOOKUP_BATCH = 2000
 #: Files hashed per worker-thread call: small files cost little more than the call itself.
 HASH_BATCH = 32
+#: Bytes of files hashed (and looked up) ahead of the uploads: the files of one batch upload while the
+#: next batch is hashed.
+HASH_AHEAD_BYTES = 2**30
 
 ProgressHandler = Callable[[IngestProgress], None]
 
@@ -94,6 +98,53 @@ def _error_text(exc: BaseException) -> str:
     else:
         text = f"unreadable: {type(exc).__name__}: {exc}"
     return " ".join(text.split())
+
+
+class _Ahead:
+    """Bytes of files hashed but not yet ingested; the next batch is hashed once they are at most
+    :data:`HASH_AHEAD_BYTES` (about one batch)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._changed = anyio.Event()
+
+    def add(self, size: int) -> None:
+        self.bytes += size
+
+    def remove(self, size: int) -> None:
+        self.bytes -= size
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def room(self) -> None:
+        while self.bytes > HASH_AHEAD_BYTES:
+            await self._changed.wait()
+
+
+def _sizes(paths: Sequence[Path]) -> list[int]:
+    """Each source's size in bytes (0 when it cannot be read: its hashing reports why)."""
+    out = []
+    for path in paths:
+        try:
+            out.append(signature(path)[1])
+        except OSError:
+            out.append(0)
+    return out
+
+
+def _batches(sizes: Sequence[int]) -> Iterator[list[int]]:
+    """Indices of the sources in batches of at most :data:`LOOKUP_BATCH` files and about
+    :data:`HASH_AHEAD_BYTES` (at least one file each)."""
+    batch: list[int] = []
+    total = 0
+    for i, size in enumerate(sizes):
+        if batch and (len(batch) == LOOKUP_BATCH or total + size > HASH_AHEAD_BYTES):
+            yield batch
+            batch, total = [], 0
+        batch.append(i)
+        total += size
+    if batch:
+        yield batch
 
 
 def _hash_all(paths: Sequence[Path]) -> list[Fingerprint | BaseException]:
@@ -156,38 +207,47 @@ async def ingest(
     given = [paths] if isinstance(paths, str | Path) else list(paths)
     limiter = m.thread_limiter
     sources, missing = await anyio.to_thread.run_sync(expand_paths, given, limiter=limiter)
-    hashed = await _fingerprints(sources, limiter)
-    stored = await _stored(m, [h.digest for h in hashed if isinstance(h, Fingerprint)])
+    sizes = await anyio.to_thread.run_sync(_sizes, sources, limiter=limiter)
     reports: list[FileReport] = [FileReport(p, "failed", error="no such file or directory") for p in missing]
-    progress = _Progress(on_progress, len(sources), sum(h.size for h in hashed if isinstance(h, Fingerprint)))
-    todo: list[tuple[FileReport, Fingerprint, set[int]]] = []
-    for path, result in zip(sources, hashed, strict=True):
-        report = FileReport(str(path), "created")
-        reports.append(report)
-        if not isinstance(result, Fingerprint):
-            report.status, report.error = "failed", _error_text(result)
-            progress.file_done(report)
-            continue
-        report.fingerprint, report.bytes = result.digest, result.size
-        count, scenes = stored.get(result.digest, (None, set()))
-        if count is not None and len(scenes) >= count:
-            report.status, report.skipped = "skipped", len(scenes)
-            progress.file_done(report)
-            continue
-        todo.append((report, result, scenes))
+    found = [FileReport(str(path), "created") for path in sources]
+    reports += found
+    progress = _Progress(on_progress, len(sources), sum(sizes))
     keep = {"dataset": dataset, "sample": sample, "tags": list(tags)}
     slots = anyio.Semaphore(concurrency)
 
+    ahead = _Ahead()
+
     async def run(report: FileReport, fp: Fingerprint, present: set[int]) -> None:
-        async with slots:
-            await _ingest_file(
-                m, report, fp, present, keep, progress, dry_run=dry_run, keep_original=keep_original
-            )
-            progress.file_done(report)
+        try:
+            async with slots:
+                await _ingest_file(
+                    m, report, fp, present, keep, progress, dry_run=dry_run, keep_original=keep_original
+                )
+                progress.file_done(report)
+        finally:
+            ahead.remove(fp.size)
 
     async with anyio.create_task_group() as tg:
-        for item in todo:
-            tg.start_soon(run, *item)
+        # Batch by batch: the files of one batch upload while the next one is hashed (and its bytes,
+        # just read, are still in the page cache when the upload reads them), never more ahead.
+        for batch in _batches(sizes):
+            await ahead.room()
+            hashed = await _fingerprints([sources[i] for i in batch], limiter)
+            stored = await _stored(m, [h.digest for h in hashed if isinstance(h, Fingerprint)])
+            for i, result in zip(batch, hashed, strict=True):
+                report = found[i]
+                if not isinstance(result, Fingerprint):
+                    report.status, report.error = "failed", _error_text(result)
+                    progress.file_done(report)
+                    continue
+                report.fingerprint, report.bytes = result.digest, result.size
+                count, scenes = stored.get(result.digest, (None, set()))
+                if count is not None and len(scenes) >= count:
+                    report.status, report.skipped = "skipped", len(scenes)
+                    progress.file_done(report)
+                    continue
+                ahead.add(result.size)
+                tg.start_soon(run, report, result, scenes)
     return IngestReport(files=reports, seconds=time.perf_counter() - started)
 
 
