@@ -7,8 +7,8 @@ One interface (:class:`Source`), two implementations behind it chosen by the fil
   TIFF's pixels are read by tifffile itself when its series has the same dims as bioio reports (nearly
   always): a scene of up to one shard at once (bioio's dask graph costs 20-30x more CPU than the
   read), a larger one lazily, in blocks of whole tiles or strips of about :data:`BLOCK_BYTES` through
-  tifffile's zarr store over the file, so even a single plane larger than memory is read part by
-  part. Other files' dask arrays come from bioio, one y/x plane per chunk.
+  tifffile's zarr store over the file (an uncompressed page of one strip: rows read from the file), so
+  even a single plane larger than memory is read part by part. Other files' dask arrays come from bioio, one y/x plane per chunk.
 - :class:`ZarrSource`: OME-Zarr written by other tools (ngff-zarr, ome-zarr-py, bioformats2raw), read
   with zarr: the array the first ``multiscales`` entry's first dataset points to, whatever its path, with
   its axes, scales and ``omero`` channel labels (bioio-ome-zarr drops the labels and reports scale 1 for
@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import json
 import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from mikro.datalayer._layout import TARGET_SHARD_BYTES
 from mikro.ingest._metadata import SceneMetadata, from_ome, from_reader, from_tiff_tags, real_channel_names
@@ -347,12 +350,60 @@ def _tiff_lazy(series: Any) -> Any:
     x_block = min(shape[xdim], max(segment[xdim], side // segment[xdim] * segment[xdim]))
     rows = max(1, BLOCK_BYTES // (per_pixel * x_block))
     y_block = min(shape[ydim], max(segment[ydim], rows // segment[ydim] * segment[ydim]))
+    source: Any = array
+    if series.dataoffset is not None and math.prod(segment) * array.dtype.itemsize > BLOCK_BYTES:
+        # One uncompressed strip per page (what tifffile writes by default): its segment is the whole
+        # page, so read blocks of full-width rows straight from the file instead.
+        source = _ContiguousPixels(series, shape, array.dtype)
+        x_block = shape[xdim]
+        y_block = min(shape[ydim], max(1, BLOCK_BYTES // (per_pixel * x_block)))
     chunks = [1] * len(shape)
     chunks[ydim], chunks[xdim] = y_block, x_block
     for i, a in enumerate(series.axes):
         if a == "S":
             chunks[i] = shape[i]
-    return da.from_zarr(array, chunks=tuple(chunks))  # type: ignore[no-untyped-call]
+    if source is array:
+        return da.from_zarr(array, chunks=tuple(chunks))  # type: ignore[no-untyped-call]
+    return da.from_array(
+        source, chunks=tuple(chunks), name=False, meta=np.empty((0,) * len(shape), array.dtype)
+    )  # type: ignore[no-untyped-call]
+
+
+class _ContiguousPixels:
+    """An uncompressed series stored contiguously in its file, read block by block: a block (whole rows:
+    y then x and samples, one index along the dims before y) is one read of its bytes."""
+
+    def __init__(self, series: Any, shape: list[int], dtype: Any) -> None:
+        self.path = series.parent.filehandle.path
+        self.offset = int(series.dataoffset)
+        self.shape = tuple(shape)
+        self.ndim = len(shape)
+        self.dtype = np.dtype(dtype)
+        self._stored = self.dtype.newbyteorder(series.parent.byteorder)
+        self._ydim = series.axes.index("Y")
+
+    def __getitem__(self, key: tuple[slice, ...]) -> Any:
+        y = self._ydim
+        ranges = [range(*k.indices(n)) for k, n in zip(key, self.shape, strict=True)]
+        row = math.prod(self.shape[y + 1 :])
+        out = np.empty([len(r) for r in ranges], self.dtype)
+        if out.size == 0:
+            return out
+        rows = ranges[y]
+        with open(self.path, "rb") as f:
+            for lead in itertools.product(*ranges[:y]):
+                start = (
+                    (int(np.ravel_multi_index((*lead, rows.start), self.shape[: y + 1])) * row)
+                    if y
+                    else rows.start * row
+                )
+                f.seek(self.offset + start * self._stored.itemsize)
+                block = np.fromfile(f, self._stored, count=len(rows) * row).reshape(
+                    len(rows), *self.shape[y + 1 :]
+                )
+                at = tuple(i - r.start for i, r in zip(lead, ranges, strict=False))
+                out[at] = block[(slice(None), *key[y + 1 :])]
+        return out
 
 
 def _one_line(exc: BaseException) -> str:

@@ -171,22 +171,30 @@ def test_a_big_file_ingests_within_the_memory_bound(mikro_server: MikroServer, t
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # 1 GiB decoded and encoded: about 15 s alone
-def test_one_plane_larger_than_the_bound_is_read_tile_by_tile(
-    mikro_server: MikroServer, tmp_path: Path
+@pytest.mark.parametrize("layout", ["tiles", "one strip"])
+def test_one_plane_larger_than_the_bound_is_read_part_by_part(
+    mikro_server: MikroServer, tmp_path: Path, layout: str
 ) -> None:
-    """A single 1 GiB plane (a tiled TIFF, zlib-compressed zeros: about 1 MiB on disk) is more than the
-    memory bound: it is read a few tiles at a time, and its pixels arrive where they were."""
+    """A single 1 GiB plane is more than the memory bound: a tiled TIFF (zlib-compressed zeros: about
+    1 MiB on disk) is read a few tiles at a time, an uncompressed one-strip page (a sparse file, as
+    tifffile writes by default) a few rows at a time, and its pixels arrive where they were."""
     token = mikro_server.add_user("cli")
     path = tmp_path / "mosaic.tif"
     height, width, tile = 32768, 16384, 1024
     zeros, sevens = np.zeros((tile, tile), "uint16"), np.full((tile, tile), 7, "uint16")
     # The tile at row 1, column 2 holds 7s: read back below from where it must land.
-    tiles = (
-        sevens if (i, j) == (1, 2) else zeros for i in range(height // tile) for j in range(width // tile)
-    )
-    tifffile.imwrite(
-        path, tiles, shape=(height, width), dtype="uint16", tile=(tile, tile), compression="zlib"
-    )
+    if layout == "tiles":
+        tiles = (
+            sevens if (i, j) == (1, 2) else zeros for i in range(height // tile) for j in range(width // tile)
+        )
+        tifffile.imwrite(
+            path, tiles, shape=(height, width), dtype="uint16", tile=(tile, tile), compression="zlib"
+        )
+    else:
+        plane = tifffile.memmap(path, shape=(height, width), dtype="uint16", photometric="minisblack")
+        plane[tile : 2 * tile, 2 * tile : 3 * tile] = 7
+        plane.flush()
+        del plane
     assert height * width * 2 > SHARD_COPIES * SHARDS_PER_FILE * TARGET_SHARD_BYTES + 350 * 2**20
     _ingest_peak_rss(mikro_server, token, path, tmp_path)
     (image,) = mikro_server.query("query { representations { id shape } }", token=token)["data"][
