@@ -8,7 +8,8 @@ One interface (:class:`Source`), two implementations behind it chosen by the fil
   always): a scene of up to one shard at once (bioio's dask graph costs 20-30x more CPU than the
   read), a larger one lazily, in blocks of whole tiles or strips of about :data:`BLOCK_BYTES` through
   tifffile's zarr store over the file (an uncompressed page of one strip: rows read from the file), so
-  even a single plane larger than memory is read part by part. Other files' dask arrays come from bioio, one y/x plane per chunk.
+  even a single plane larger than memory is read part by part. Other files' dask arrays come from
+  bioio, one y/x plane per chunk.
 - :class:`ZarrSource`: OME-Zarr written by other tools (ngff-zarr, ome-zarr-py, bioformats2raw), read
   with zarr: the array the first ``multiscales`` entry's first dataset points to, whatever its path, with
   its axes, scales and ``omero`` channel labels (bioio-ome-zarr drops the labels and reports scale 1 for
