@@ -1,15 +1,17 @@
 """Open a microscope file and give its scenes as lazy arrays with their metadata.
 
-One interface (:class:`Source`), two implementations behind it chosen by the file:
+One interface (:class:`Source`), three implementations behind it chosen by the file:
 
-- :class:`BioSource`: bioio picks the reader plugin for the file (bioio-ome-tiff, bioio-tifffile,
-  and with ``mikro[formats]`` bioio-czi, bioio-nd2, bioio-lif) and gives its dims and metadata. A
-  TIFF's pixels are read by tifffile itself when its series has the same dims as bioio reports (nearly
-  always): a scene of up to one shard at once (bioio's dask graph costs 20-30x more CPU than the
-  read), a larger one lazily, in blocks of whole tiles or strips of about :data:`BLOCK_BYTES` through
-  tifffile's zarr store over the file (an uncompressed page of one strip: rows read from the file), so
-  even a single plane larger than memory is read part by part. Other files' dask arrays come from
-  bioio, one y/x plane per chunk.
+- :class:`TiffSource`: a TIFF whose series' dims are bioio's letters (nearly all OME-TIFF, plain and
+  ImageJ TIFF), read by tifffile alone, giving the image bioio would (dims in bioio's order, names,
+  OME metadata parsed by ome-types) without bioio's per-file cost (its dask graph costs 20-30x more CPU
+  than the read). A scene of up to one shard is read at once, a larger one lazily, in blocks of whole
+  tiles or strips of about :data:`BLOCK_BYTES` through tifffile's zarr store over the file (an
+  uncompressed page of one strip: rows read from the file), so even a single plane larger than memory
+  is read part by part.
+- :class:`BioSource`: bioio picks the reader plugin for the file (bioio-ome-tiff, bioio-tifffile for
+  the other TIFFs, and with ``mikro[formats]`` bioio-czi, bioio-nd2, bioio-lif). Its dask arrays are
+  asked for one y/x plane per chunk.
 - :class:`ZarrSource`: OME-Zarr written by other tools (ngff-zarr, ome-zarr-py, bioformats2raw), read
   with zarr: the array the first ``multiscales`` entry's first dataset points to, whatever its path, with
   its axes, scales and ``omero`` channel labels (bioio-ome-zarr drops the labels and reports scale 1 for
