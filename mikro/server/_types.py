@@ -539,7 +539,8 @@ async def _settled(pending: list[asyncio.Future[Any]]) -> None:
 
 
 def _results(futures: list[asyncio.Future[Any]]) -> list[Any]:
-    """The objects the (finished) loads found (one relation: one type), lists flattened."""
+    """The objects the (finished) loads found (one relation: one type), lists flattened; none when
+    their type needs no other rows (see `_REQUIRED`)."""
     found: list[Any] = []
     for future in futures:
         if not future.cancelled() and future.exception() is None:
@@ -548,6 +549,8 @@ def _results(futures: list[asyncio.Future[Any]]) -> list[Any]:
                 found += value
             elif value is not None:
                 found.append(value)
+            if found and type(found[0]) not in _REQUIRED:
+                return []
     return found
 
 
