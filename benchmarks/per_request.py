@@ -3,9 +3,12 @@
     python benchmarks/per_request.py [--quick] [--runs 3] [--only small_ingest,small_ingest_s3,api_floor]
 
 - ``small_ingest`` / ``small_ingest_s3``: 2,000 images of 256x256 uint16 (200 with --quick) to a folder
-  store / to S3 (moto) through
-  ``create_representations`` (batches of 100, two in flight), against a raw obstore put of each image's objects (its shard
-  plus the small metadata objects mikro writes): images/s, client and server CPU per image.
+  store / to S3 (moto) through ``create_representations`` (batches of 100, two in flight), against a raw
+  obstore put of each image's objects (its shard plus the small metadata objects mikro writes):
+  images/s, client and server CPU per image. Beside the CPU targets, their floors from the same run: the
+  raw put's own client CPU, and the CPU of writing the run's rows (store, representation, thumbnail)
+  again with plain sqlite3 in a copy of the server's database, 32 images per transaction (the least a
+  server spends on recording an image).
 - ``api_floor``: ``get_representation`` x api_calls with api_concurrency in flight, and
   ``list_representations(limit=100)``, against a bare Starlette endpoint in the same server process
   running the same SQL and returning the rows as JSON (``MIKRO_BENCH_FLOOR``, see
@@ -52,6 +55,8 @@ def _per_unit(fig: Figure, unit: str) -> None:
     parts = [f"client CPU {client:.2f} ms/{unit}" if client is not None else ""]
     if server is not None:
         parts.append(f"server CPU {server:.2f} ms/{unit}")
+    if fig.extra.get("sql_floor_ms") is not None:
+        parts.append(f"its rows in plain sqlite3 {fig.extra['sql_floor_ms']:.2f} ms/{unit}")
     fig.note = "; ".join(p for p in parts if p)
 
 
@@ -62,11 +67,18 @@ def _ratio(text: str, mikro: Figure, floor: Figure, bound: float) -> Check:
     return Check(text, r >= bound, f"{r:.2f}x {floor.contender} (≥ {bound})")
 
 
-def _at_most(text: str, fig: Figure, key: str, bound: float) -> Check:
+def _at_most(
+    text: str, fig: Figure, key: str, bound: float, floor: tuple[str, float | None] | None = None
+) -> Check:
+    """``fig.extra[key] ≤ bound``; ``floor`` names the least that work costs, measured in the same run
+    (a target below it cannot be met)."""
     got = fig.extra.get(key)
     if got is None:
         return Check(text, None, "missing figure")
-    return Check(text, got <= bound, f"{got:.2f} ms (≤ {bound})")
+    detail = f"{got:.2f} ms (≤ {bound})"
+    if floor is not None and floor[1] is not None:
+        detail += f"; floor: {floor[0]} {floor[1]:.2f} ms"
+    return Check(text, got <= bound, detail)
 
 
 # --- small images ------------------------------------------------------------------------------------
@@ -89,6 +101,8 @@ def _mikro_small(ctx: Context, kind: str, planes: np.ndarray) -> Sample:
                 async with limiter:
                     reps.extend(await m.create_representations(items))
 
+            # Warm: the session's first image imports the pixel stack (seconds, once per process).
+            reps += await m.create_representations([{"data": planes[0], "name": f"small-{tag}-warm"}])
             server0 = server.cpu_seconds()
             with timed() as clock:
                 async with anyio.create_task_group() as tg:
@@ -97,15 +111,68 @@ def _mikro_small(ctx: Context, kind: str, planes: np.ndarray) -> Sample:
             return clock, reps, server.cpu_seconds() - server0
 
     clock, reps, server_cpu = anyio.run(main)
+    sql_ms = _sql_floor_ms(server, [int(rep.id) for rep in reps])
     for rep in reps:
         _mikro._delete_objects(ctx, _mikro._stored(rep, kind))
     n = len(planes)
-    return Sample(
-        clock.seconds,
-        clock.cpu,
-        value=n / clock.seconds,
-        extra={"client_cpu_ms": clock.cpu / n * 1e3, "server_cpu_ms": server_cpu / n * 1e3},
-    )
+    extra = {"client_cpu_ms": clock.cpu / n * 1e3, "server_cpu_ms": server_cpu / n * 1e3}
+    if sql_ms is not None:
+        extra["sql_floor_ms"] = sql_ms
+    return Sample(clock.seconds, clock.cpu, value=n / clock.seconds, extra=extra)
+
+
+#: Each image's rows, table by table, as the server writes them: its store (reserved, then finished),
+#: its representation and its thumbnail.
+_SQL_FLOOR_TABLES = (("stores", "id"), ("representations", "id"), ("thumbnails", "representation_id"))
+
+
+def _sql_floor_ms(server: MikroServer, rep_ids: list[int]) -> float | None:
+    """CPU ms per image of writing the run's own rows again with plain sqlite3, in transactions of the
+    client's request size (32 images): the least any server spends on them, in a copy of its database."""
+    import sqlite3
+
+    source = server.data_dir / "mikro.sqlite3"
+    if not source.exists() or not rep_ids:
+        return None
+    copy = server.data_dir.with_name(server.data_dir.name + "-sql-floor.sqlite3")
+    with sqlite3.connect(source) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    db = sqlite3.connect(copy, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        marks = ",".join("?" * len(rep_ids))
+        stores = [
+            r[0] for r in db.execute(f"SELECT store_id FROM representations WHERE id IN ({marks})", rep_ids)
+        ]
+        keys = {"stores": stores, "representations": rep_ids, "thumbnails": rep_ids}
+        rows: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
+        for table, column in _SQL_FLOOR_TABLES:
+            ids = keys[table]
+            found = db.execute(f"SELECT * FROM {table} WHERE {column} IN ({','.join('?' * len(ids))})", ids)
+            rows[table] = ([d[0] for d in found.description], found.fetchall())
+        db.execute("PRAGMA foreign_keys=OFF")
+        for table, column in reversed(_SQL_FLOOR_TABLES):
+            ids = keys[table]
+            db.execute(f"DELETE FROM {table} WHERE {column} IN ({','.join('?' * len(ids))})", ids)
+        batch = 32
+        with timed() as clock:
+            for start in range(0, len(rep_ids), batch):
+                db.execute("BEGIN IMMEDIATE")
+                for table, _ in _SQL_FLOOR_TABLES:
+                    names, values = rows[table]
+                    part = values[start : start + batch]
+                    statement = (
+                        f"INSERT INTO {table} ({','.join(names)}) VALUES ({','.join('?' * len(names))})"
+                    )
+                    db.executemany(statement, part)
+                db.execute("COMMIT")
+        return clock.cpu / len(rep_ids) * 1e3
+    finally:
+        db.close()
+        copy.unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            Path(str(copy) + suffix).unlink(missing_ok=True)
 
 
 def _raw_small(ctx: Context, kind: str, planes: np.ndarray) -> Sample:
@@ -153,8 +220,20 @@ def _small_ingest(ctx: Context, kind: str) -> BarResult:
         )
         checks = [
             _ratio("≥ 0.33x floor", mikro, floor, 0.33),
-            _at_most("client CPU ≤ 0.5 ms/image", mikro, "client_cpu_ms", 0.5),
-            _at_most("server CPU ≤ 0.5 ms/image", mikro, "server_cpu_ms", 0.5),
+            _at_most(
+                "client CPU ≤ 0.5 ms/image",
+                mikro,
+                "client_cpu_ms",
+                0.5,
+                ("the raw put alone", floor.extra.get("client_cpu_ms")),
+            ),
+            _at_most(
+                "server CPU ≤ 0.5 ms/image",
+                mikro,
+                "server_cpu_ms",
+                0.5,
+                ("its rows written with plain sqlite3", mikro.extra.get("sql_floor_ms")),
+            ),
         ]
     else:
         name, where, target = "small_ingest_s3", "S3 (moto)", "≥ 0.85x floor"
