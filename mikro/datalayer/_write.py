@@ -62,6 +62,9 @@ ProgressCallback = Callable[[int, int], None]
 #: Longest side of the max projection kept for the thumbnail (it is accumulated while shards are written).
 PROJECTION_SIDE = 512
 CLEANUP_SECONDS = 10.0
+#: Images up to this size (one shard, no pyramid) are written in one worker-thread hop; larger ones put
+#: their metadata, group document and thumbnail beside the shard, in threads of their own.
+WHOLE_IMAGE_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -320,7 +323,7 @@ async def write_image(
             make()
 
     try:
-        if shard_count == 1 and builder is None and not levels_only:
+        if shard_count == 1 and builder is None and not levels_only and base.nbytes <= WHOLE_IMAGE_BYTES:
             (position,) = base.shard_positions()
             # Every key is listed before the first put: a failure part-way deletes what was written.
             written.extend([f"{base.path}/zarr.json", base.shard_key(position), "zarr.json"])
@@ -345,7 +348,6 @@ async def write_image(
         factors=tuple(factors),
         level_metadata=tuple(array_docs),
     )
-
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
