@@ -17,6 +17,7 @@ server here.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -189,6 +190,12 @@ class _ChannelRanges:
         ]
 
 
+@functools.lru_cache(maxsize=64)
+def _array_document(layout: ImageLayout) -> bytes:
+    """A layout's ``zarr.json``: the same for every image of one shape and dtype (a plate's fields)."""
+    return _encode_json(layout.array_metadata())
+
+
 def _encode_json(doc: dict[str, Any]) -> bytes:
     # Compact: an indent sends json to its pure-Python encoder, a third of a small image's write.
     return json.dumps(doc, separators=(",", ":")).encode()
@@ -270,7 +277,7 @@ async def write_image(
     def make() -> None:
         made.append(make_thumbnail(projection.image))
 
-    array_docs = [_encode_json(layout.array_metadata()) for layout in layouts]
+    array_docs = [_array_document(layout) for layout in layouts]
     written_arrays = layouts[1:] if levels_only else layouts
 
     def write_group() -> None:
