@@ -36,6 +36,7 @@ EXPECTED_OUTPUT = {
         "cells ['c', 'z', 'y', 'x'] [2, 16, 256, 256] HeLa",
         "max projection {'c': 2, 'y': 256, 'x': 256}",
     ],
+    "Ingest on a dask cluster": ["3 images created on the cluster, 0 failed"],
     "Files and attachments": [
         "stack.raw 8192 sha256:",
         "['stack.raw', 'protocol.txt']",

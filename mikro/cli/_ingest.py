@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,11 @@ def ingest(
     no_original: bool = typer.Option(False, "--no-original", help="Do not keep the original files."),
     json_report: Path | None = typer.Option(None, "--json", help="Write the report here as JSON."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be ingested; write nothing."),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="A dask scheduler's address (tcp://HOST:PORT): read and upload the files on its workers.",
+    ),
 ) -> None:
     """Ingest microscope files (OME-TIFF, TIFF, OME-Zarr; CZI, ND2, LIF with the "formats" extra).
 
@@ -52,7 +59,8 @@ def ingest(
         "dry_run": dry_run,
     }
     try:
-        report = anyio.run(_run, options, console)
+        with _cluster(scheduler, console) as cluster:
+            report = anyio.run(_run, {**options, "cluster": cluster}, console)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the images completed are kept; rerun to continue")
         raise typer.Exit(130) from None
@@ -67,6 +75,26 @@ def ingest(
         report.write_json(json_report)
     _summary(report, Console(), dry_run=dry_run)
     raise typer.Exit(0 if report.ok else 1)
+
+
+@contextlib.contextmanager
+def _cluster(address: str | None, console: Console) -> Iterator[Any]:
+    """A dask.distributed Client of the scheduler at ``address`` for the ingest (None: this process)."""
+    if address is None:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        console.print("[red]mikro:[/] --scheduler needs dask.distributed: pip install 'mikro[cluster]'")
+        raise typer.Exit(2) from None
+    try:
+        client = Client(address, timeout=30, set_as_default=False)  # type: ignore[no-untyped-call]
+    except (OSError, TimeoutError) as exc:
+        console.print(f"[red]mikro:[/] cannot reach the dask scheduler at {address}: {exc}")
+        raise typer.Exit(2) from None
+    with client:
+        yield client
 
 
 async def _run(options: dict[str, Any], console: Console) -> IngestReport:

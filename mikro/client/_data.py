@@ -36,9 +36,7 @@ from mikro.datalayer import (
     PyramidOption,
     TableData,
     freeze_startup_heap,
-    method_for_variety,
     open_dataarray,
-    write_image,
     write_table,
 )
 from mikro.datalayer import compute as compute_off_loop
@@ -205,20 +203,7 @@ class DataPlaneMixin:
         session = self._s()
         with session.reservations.uploading("ZARR"):
             store, store_id = await self._new_store("ZARR")
-            result = await write_image(
-                store,
-                request.image,
-                name=request.name,
-                limiter=request.limiter if request.limiter is not None else session.thread_limiter,
-                compression=request.compression,
-                progress=request.progress,
-                thumbnail=request.thumbnail,
-                pyramid=request.pyramid,
-                method=method_for_variety(request.variety),
-                channel_names=request.write_channel_names,
-                channel_colours=request.write_channel_colours,
-                rgb=request.variety == "RGB",
-            )
+            result = await request.write(store, session.thread_limiter)
             written = list(result.keys)
             rep: Representation | None = None
             creating = False

@@ -23,11 +23,14 @@ from mikro.datalayer import (
     DEFAULT_COMPRESSION,
     DEFAULT_MAX_BYTES,
     Compression,
+    GrantedStore,
     PreparedImage,
     ProgressCallback,
     PyramidOption,
     WriteResult,
+    method_for_variety,
     prepare_image,
+    write_image,
 )
 
 if TYPE_CHECKING:
@@ -73,6 +76,23 @@ class ImageRequest:
     source_scene_count: int | None = None
     limiter: anyio.CapacityLimiter | None = None
     pyramid: PyramidOption = "auto"
+
+    async def write(self, store: GrantedStore, limiter: anyio.CapacityLimiter) -> WriteResult:
+        """Write the image's objects to ``store`` (the session's upload, or a cluster worker's)."""
+        return await write_image(
+            store,
+            self.image,
+            name=self.name,
+            limiter=self.limiter if self.limiter is not None else limiter,
+            compression=self.compression,
+            progress=self.progress,
+            thumbnail=self.thumbnail,
+            pyramid=self.pyramid,
+            method=method_for_variety(self.variety),
+            channel_names=self.write_channel_names,
+            channel_colours=self.write_channel_colours,
+            rgb=self.variety == "RGB",
+        )
 
     def registration(self, store_id: str, result: WriteResult) -> dict[str, Any]:
         """The RepresentationInput that records the upload (its thumbnail and metadata travel with it)."""

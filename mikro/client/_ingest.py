@@ -27,6 +27,7 @@ class IngestMixin:
         keep_original: bool = True,
         on_progress: Callable[[IngestProgress], None] | None = None,
         dry_run: bool = False,
+        cluster: Any = None,
     ) -> IngestReport:
         """Ingest microscope files: each scene of each file becomes one image; returns the report.
 
@@ -44,6 +45,13 @@ class IngestMixin:
         With ``keep_original`` (the default) each source file is also stored as it is, a ``File``
         linked to its images (``rep.original_file``; an interrupted run's upload is reused, found by
         content hash); OME-Zarr folders are not files and keep no original.
+
+        ``cluster`` (a ``dask.distributed.Client``, or ``"auto"``: dask's default scheduler when it is
+        one) reads, encodes and uploads each file on the cluster's workers instead of in this process
+        (``pip install 'mikro[cluster]'``); the workers must see the files at the same paths, and reach
+        the store (and the server, to renew grants: they get the session's token). Images are still
+        registered here, in batches, and the report is the same. ``on_progress`` then advances per file,
+        and at least two files per worker thread are in flight, whatever ``concurrency``.
         """
         from mikro.ingest import ingest
 
@@ -57,4 +65,5 @@ class IngestMixin:
             keep_original=keep_original,
             on_progress=on_progress,
             dry_run=dry_run,
+            cluster=cluster,
         )

@@ -82,7 +82,13 @@ class UploadReservations:
             first, *rest = grants
             now = anyio.current_time()
             self._pool[kind].extend((g, now + g.to_storage_grant().seconds_left() / 2) for g in rest)
-        await anyio.lowlevel.checkpoint()
+        try:
+            await anyio.lowlevel.checkpoint()
+        except BaseException:
+            # Cancelled before the caller got it: back to the pool, or the store would stay reserved
+            # (unfinished) on the server until it collects abandoned uploads.
+            self._pool[kind].appendleft((first, now + first.to_storage_grant().seconds_left() / 2))
+            raise
         return first
 
     def _pop(self, kind: str) -> Grant | None:

@@ -19,6 +19,9 @@ time): 649 MiB peak for a 2 GiB file, 579 MiB for 512 MiB, 252 MiB for a 512-byt
 A file is all or nothing: when one of its scenes fails, the images already made from it in this run are
 deleted and the file is reported failed. A cancelled run keeps the images that were complete (each image
 is atomic) and a rerun skips them: fingerprints are content hashes, so a changed file is a new source.
+
+With ``cluster=`` (a dask.distributed ``Client``) the hashing and the per-file read, encode and upload run
+on the cluster's workers instead, and the images are registered here (see `_cluster`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from mikro.ingest._sources import Fingerprint, expand_paths, fingerprint, signat
 
 if TYPE_CHECKING:
     from mikro.client._mikro import Mikro
+    from mikro.ingest._cluster import ClusterIngest
 
 __all__ = ["DEFAULT_CONCURRENCY", "SHARDS_PER_FILE", "ingest"]
 
@@ -119,6 +123,15 @@ async def _fingerprints(
     return [r for batch in results for r in batch]
 
 
+async def _cluster_for(cluster: Any, limiter: anyio.CapacityLimiter) -> ClusterIngest | None:
+    """The dask.distributed cluster to ingest on (see `_cluster`), or None for this process."""
+    if cluster is None:
+        return None
+    from mikro.ingest._cluster import ClusterIngest
+
+    return await ClusterIngest.connect(cluster, limiter)
+
+
 async def _stored(m: Mikro, digests: list[str]) -> dict[str, tuple[int | None, set[int]]]:
     """fingerprint -> (its file's scene count, the scenes already stored), one request per batch."""
     found: dict[str, tuple[int | None, set[int]]] = {}
@@ -146,6 +159,7 @@ async def ingest(
     keep_original: bool = True,
     on_progress: ProgressHandler | None = None,
     dry_run: bool = False,
+    cluster: Any = None,
 ) -> IngestReport:
     """Ingest microscope files; see :meth:`mikro.Mikro.ingest`."""
     started = time.perf_counter()
@@ -153,8 +167,12 @@ async def ingest(
         raise MikroError("concurrency must be at least 1")
     given = [paths] if isinstance(paths, str | Path) else list(paths)
     limiter = m.thread_limiter
+    on_cluster = await _cluster_for(cluster, limiter)
     sources, missing = await anyio.to_thread.run_sync(expand_paths, given, limiter=limiter)
-    hashed = await _fingerprints(sources, limiter)
+    if on_cluster is not None:
+        hashed = await on_cluster.fingerprints(sources, _hash_all, HASH_BATCH)
+    else:
+        hashed = await _fingerprints(sources, limiter)
     stored = await _stored(m, [h.digest for h in hashed if isinstance(h, Fingerprint)])
     reports: list[FileReport] = [FileReport(p, "failed", error="no such file or directory") for p in missing]
     progress = _Progress(on_progress, len(sources), sum(h.size for h in hashed if isinstance(h, Fingerprint)))
@@ -174,6 +192,11 @@ async def ingest(
             continue
         todo.append((report, result, scenes))
     keep = {"dataset": dataset, "sample": sample, "tags": list(tags)}
+    if on_cluster is not None:
+        await on_cluster.ingest(
+            m, todo, keep, progress, concurrency, dry_run=dry_run, keep_original=keep_original
+        )
+        return IngestReport(files=reports, seconds=time.perf_counter() - started)
     slots = anyio.Semaphore(concurrency)
 
     async def run(report: FileReport, fp: Fingerprint, present: set[int]) -> None:
@@ -253,7 +276,12 @@ async def _original(m: Mikro, path: Path, fp: Fingerprint, tags: list[str]) -> t
 
 
 async def _unchanged(path: Path, fp: Fingerprint, limiter: anyio.CapacityLimiter) -> None:
-    if await anyio.to_thread.run_sync(signature, path, limiter=limiter) != fp.signature:
+    await anyio.to_thread.run_sync(ensure_unchanged, path, fp.signature, limiter=limiter)
+
+
+def ensure_unchanged(path: Path, before: tuple[int, int, int]) -> None:
+    """Raise when the source's stat signature is no longer ``before`` (blocking)."""
+    if signature(path) != before:
         raise ReaderError("the file changed while it was being ingested: not stored")
 
 
@@ -273,6 +301,17 @@ async def _upload(
     keep: dict[str, Any],
     on_shard: Callable[[int, int], None],
 ) -> Any:
+    return await m.create_representation(
+        **scene_image(scene, path, fp.digest, count),
+        progress=on_shard,
+        limiter=anyio.CapacityLimiter(SHARDS_PER_FILE),
+        **keep,
+    )
+
+
+def scene_image(scene: Scene, path: Path, digest: str, count: int) -> dict[str, Any]:
+    """``create_representation``'s arguments for one scene: its pixels, name, metadata and source (the
+    local path and the cluster's workers both store a scene from these)."""
     import xarray as xr
 
     meta = scene.metadata
@@ -281,23 +320,20 @@ async def _upload(
     coords = {"c": names} if "c" in scene.dims and names and all(isinstance(n, str) for n in names) else {}
     # Channel names as the c coordinate too: the store's OME-Zarr metadata takes them from the image.
     data = xr.DataArray(scene.data, dims=scene.dims, coords=coords)
-    return await m.create_representation(
-        data,
-        name=_image_name(path, scene, count),
-        dims=scene.dims,
-        channels=channels,
-        pixel_size={d: v for d, v in meta.pixel_size.items() if d in scene.dims} or None,
-        variety=scene.variety,
-        acquisition_date=meta.acquisition_date,
-        acquisition=meta.acquisition,
-        source_fingerprint=fp.digest,
-        source_scene=scene.index,
-        source_scene_name=scene.name,
-        source_scene_count=count,
-        progress=on_shard,
-        limiter=anyio.CapacityLimiter(SHARDS_PER_FILE),
-        **keep,
-    )
+    return {
+        "data": data,
+        "name": _image_name(path, scene, count),
+        "dims": scene.dims,
+        "channels": channels,
+        "pixel_size": {d: v for d, v in meta.pixel_size.items() if d in scene.dims} or None,
+        "variety": scene.variety,
+        "acquisition_date": meta.acquisition_date,
+        "acquisition": meta.acquisition,
+        "source_fingerprint": digest,
+        "source_scene": scene.index,
+        "source_scene_name": scene.name,
+        "source_scene_count": count,
+    }
 
 
 def _planned(scene: Scene) -> PlannedImage:

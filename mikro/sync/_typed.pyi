@@ -165,6 +165,7 @@ class SyncMethods:
         keep_original: bool = ...,
         on_progress: Callable[[IngestProgress], None] | None = ...,
         dry_run: bool = ...,
+        cluster: Any = ...,
     ) -> IngestReport: ...
     def iter_datasets(
         self,

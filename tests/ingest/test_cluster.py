@@ -1,0 +1,342 @@
+"""``m.ingest(..., cluster=client)``: files read, encoded and uploaded by dask.distributed worker processes.
+
+One LocalCluster of two spawned worker processes serves the module (its startup costs seconds). The
+workers reach the real test server's store themselves (the folder store by path, S3 through moto's
+endpoint) and the session registers what they wrote; everything is compared with the same files ingested
+in this process by another user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import dask
+import numpy as np
+import pytest
+import tifffile
+from distributed import Client, LocalCluster
+
+import mikro
+from mikro.ingest import IngestProgress, IngestReport
+from tests.fixtures_servers import MikroServer
+from tests.ingest import _files
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_ambient_config")]
+
+
+def _local_cluster(method: str, workers: int) -> LocalCluster:
+    with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+        # Loopback only, on free ports (the dashboard's default port would be fought over).
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            silence_logs=40,
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Client]:
+    """Two spawned worker processes (obstore is not fork-safe), one thread each; not dask's default."""
+    local = _local_cluster("spawn", 2)
+    client = Client(local, set_as_default=False)
+    try:
+        yield client
+    finally:
+        client.close()
+        local.close()
+
+
+def _session(server: MikroServer, name: str) -> mikro.Mikro:
+    return mikro.connect(server.url, token=server.add_user(name), timeout=30)
+
+
+@pytest.fixture
+async def pair(server: MikroServer) -> AsyncIterator[tuple[mikro.Mikro, mikro.Mikro]]:
+    """Two users on the folder-store server, then on the S3 one: one ingests on the cluster, one here."""
+    async with _session(server, "cluster") as on_cluster, _session(server, "local") as here:
+        yield on_cluster, here
+
+
+def write_folder(folder: Path) -> dict[str, Any]:
+    """OME-TIFFs written by tifffile (a two-scene one, named channels and pixel sizes), a plain TIFF
+    large enough to be read lazily (dask) on the worker, and a corrupt file."""
+    folder.mkdir()
+    stack, plane = _files.ome_tiff(folder / "cells.ome.tif")
+    fields = []
+    for i in range(2):
+        data = _files.values((2, 24, 20), seed=10 + i)
+        tifffile.imwrite(
+            folder / f"field{i}.ome.tif",
+            data,
+            metadata={
+                "axes": "CYX",
+                "Channel": {"Name": ["DAPI", "GFP"]},
+                "PhysicalSizeX": 0.5,
+                "PhysicalSizeY": 0.5,
+            },
+        )
+        fields.append(data)
+    large = _files.values((3, 1024, 768), seed=20)  # 4.5 MiB: above the size read whole
+    tifffile.imwrite(folder / "large.tif", large, metadata=None, photometric="minisblack")
+    (folder / "broken.tif").write_bytes(b"II*\x00" + b"\x07" * 200)
+    return {"stack": stack, "plane": plane, "fields": fields, "large": large}
+
+
+def _lines(report: IngestReport) -> dict[str, tuple[Any, ...]]:
+    return {
+        Path(f.path).name: (
+            f.status,
+            f.created,
+            f.skipped,
+            f.bytes,
+            f.error,
+            f.fingerprint,
+            bool(f.original_file),
+        )
+        for f in report.files
+    }
+
+
+def _dumped(model: Any) -> Any:
+    return None if model is None else model.model_dump()
+
+
+def _described(rep: mikro.Representation) -> tuple[Any, ...]:
+    return (
+        rep.name,
+        rep.dims,
+        rep.shape,
+        rep.dtype,
+        rep.variety,
+        [(c.name, c.excitation_wavelength, c.emission_wavelength) for c in rep.channels],
+        _dumped(rep.physical_size),
+        _dumped(rep.acquisition),
+        rep.acquisition_date,
+        (rep.source_fingerprint, rep.source_scene, rep.source_scene_name, rep.source_scene_count),
+        [_dumped(level) for level in rep.store.levels],
+    )
+
+
+def _worker_puts(client: Client) -> int:
+    """Objects the workers put (mikro's store counters in each worker process)."""
+
+    def puts() -> int:
+        from mikro.datalayer import _store
+
+        with _store._rebuilt_lock:
+            return sum(store.stats.puts for store in _store._rebuilt.values())
+
+    return sum(client.run(puts).values())
+
+
+async def test_cluster_ingest_matches_the_local_one(
+    pair: tuple[mikro.Mikro, mikro.Mikro], cluster: Client, tmp_path: Path
+) -> None:
+    on_cluster, here = pair
+    written = write_folder(tmp_path / "plate")
+    puts_before = await anyio.to_thread.run_sync(_worker_puts, cluster)
+
+    # A dry run lists the same images (shapes, dims, metadata) as here, and writes nothing.
+    planned = await on_cluster.ingest(tmp_path / "plate", cluster=cluster, dry_run=True)
+    planned_here = await here.ingest(tmp_path / "plate", dry_run=True)
+    assert [(f.status, f.planned, f.error) for f in planned.files] == [
+        (f.status, f.planned, f.error) for f in planned_here.files
+    ]
+    assert sum(len(f.planned) for f in planned.files) == 5
+    assert await on_cluster.list_representations() == [] and [f async for f in on_cluster.iter_files()] == []
+
+    report = await on_cluster.ingest(tmp_path / "plate", cluster=cluster)
+    local = await here.ingest(tmp_path / "plate")
+
+    # The same report: created / failed per file, bytes, fingerprints, kept originals, the reader's reason.
+    assert _lines(report) == _lines(local)
+    lines = _lines(report)
+    assert lines["cells.ome.tif"][:3] == ("created", 2, 0)
+    assert lines["broken.tif"][0] == "failed" and lines["broken.tif"][4]
+    assert [f.status for f in report.failed] == ["failed"] and not report.ok
+    assert report.created == local.created == 5
+    # The workers wrote the pixels (and originals); this process only registered them.
+    assert await anyio.to_thread.run_sync(_worker_puts, cluster) > puts_before
+
+    mine = {(r.source_fingerprint, r.source_scene): r for r in await on_cluster.list_representations()}
+    theirs = {(r.source_fingerprint, r.source_scene): r for r in await here.list_representations()}
+    assert mine.keys() == theirs.keys() and len(mine) == 5
+    for key, rep in mine.items():
+        assert _described(rep) == _described(theirs[key])
+        np.testing.assert_array_equal(
+            await on_cluster.compute(rep.data), await here.compute(theirs[key].data)
+        )
+
+    by_name = {r.name: r for r in mine.values()}
+    first = next(r for r in mine.values() if r.source_scene == 0 and r.name.startswith("cells"))
+    np.testing.assert_array_equal(
+        await on_cluster.compute(first.data), written["stack"].transpose(1, 0, 2, 3)
+    )
+    assert [c.name for c in first.channels] == _files.OME_CHANNELS
+    assert first.physical_size is not None and (first.physical_size.x, first.physical_size.z) == (0.25, 1.5)
+    field = by_name["field1.ome.tif"]
+    np.testing.assert_array_equal(await on_cluster.compute(field.data), written["fields"][1])
+    assert [c.name for c in field.channels] == ["DAPI", "GFP"]
+    assert field.physical_size is not None and (field.physical_size.x, field.physical_size.y) == (0.5, 0.5)
+    np.testing.assert_array_equal(await on_cluster.compute(by_name["large.tif"].data), written["large"])
+    original = first.original_file
+    assert original is not None and original.content_hash == f"sha256:{first.source_fingerprint}"
+    copy = await on_cluster.download_file(original, tmp_path / "copy.tif")
+    assert copy.read_bytes() == (tmp_path / "plate" / "cells.ome.tif").read_bytes()
+
+    # A rerun (on dask's default scheduler, as a script's `Client(cluster)` makes it) skips every image.
+    with dask.config.set(scheduler="dask.distributed"), cluster.as_current():
+        again = await on_cluster.ingest(tmp_path / "plate", cluster="auto")
+    assert (again.created, again.skipped) == (0, 5)
+    assert {Path(f.path).name: f.status for f in again.files if f.status != "failed"} == {
+        "cells.ome.tif": "skipped",
+        "field0.ome.tif": "skipped",
+        "field1.ome.tif": "skipped",
+        "large.tif": "skipped",
+    }
+    assert len(await on_cluster.list_representations()) == 5
+
+
+def _unfinished_stores(server: MikroServer, token: str) -> int:
+    """The user's stores reserved and never finished (a half image's leftovers)."""
+    with sqlite3.connect(server.database_path) as db:
+        (count,) = db.execute(
+            "select count(*) from stores s join users u on s.creator_id = u.id "
+            "where u.token_hash = ? and not s.populated",
+            (hashlib.sha256(token.encode()).hexdigest(),),
+        ).fetchone()
+    return int(count)
+
+
+async def test_cancelled_cluster_ingest_leaves_no_half_image(
+    mikro_server: MikroServer, cluster: Client, tmp_path: Path
+) -> None:
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    for i in range(8):
+        tifffile.imwrite(folder / f"img{i}.tif", _files.values((16, 16), seed=i), photometric="minisblack")
+    token = mikro_server.add_user("cancel")
+    async with mikro.connect(mikro_server.url, token=token, timeout=30) as m:
+        with anyio.CancelScope() as scope:
+
+            def stop(p: IngestProgress) -> None:
+                if p.files_done >= 1:
+                    scope.cancel()
+
+            await m.ingest(folder, cluster=cluster, on_progress=stop)
+        assert scope.cancelled_caught
+        kept = await m.list_representations()
+        # Only whole images are left: each with its original, and its file's pixels.
+        assert 1 <= len(kept) < 8
+        for rep in kept:
+            source = folder / rep.name
+            np.testing.assert_array_equal(await m.compute(rep.data), tifffile.imread(source))
+        # No original kept without its image.
+        files = [f async for f in m.iter_files()]
+        assert sorted(f.name for f in files) == sorted(r.name for r in kept)
+    # The session is closed: every store reserved for an image not registered was given back.
+    assert _unfinished_stores(mikro_server, token) == 0
+
+    async with mikro.connect(mikro_server.url, token=token, timeout=30) as m:
+        report = await m.ingest(folder, cluster=cluster)
+        assert report.ok and (report.created, report.skipped) == (8 - len(kept), len(kept))
+        assert len(await m.list_representations()) == 8
+
+
+@pytest.fixture(scope="module")
+def forked_cluster() -> Iterator[Client]:
+    """A worker process forked from this one, which has used obstore."""
+    local = _local_cluster("fork", 1)
+    client = Client(local, set_as_default=False)
+    try:
+        yield client
+    finally:
+        client.close()
+        local.close()
+
+
+async def test_a_cluster_of_forked_workers_is_refused(
+    m: mikro.Mikro, forked_cluster: Client, tmp_path: Path
+) -> None:
+    tifffile.imwrite(tmp_path / "one.tif", _files.values((16, 16)), photometric="minisblack")
+    with pytest.raises(mikro.MikroError, match="forked: obstore is not fork-safe"):
+        await m.ingest(tmp_path, cluster=forked_cluster)
+    assert await m.list_representations() == []
+
+
+@pytest.mark.single_backend("runs the `mikro ingest` command in a process of its own (no event loop here)")
+def test_cli_ingests_on_the_scheduler_it_is_given(
+    mikro_server: MikroServer, cluster: Client, tmp_path: Path
+) -> None:
+    from tests.ingest.test_cli import _cli, _images
+
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    for i in range(3):
+        tifffile.imwrite(folder / f"img{i}.tif", _files.values((16, 16), seed=i), photometric="minisblack")
+    (folder / "broken.tif").write_bytes(b"II*\x00" + b"\x07" * 200)
+    token = mikro_server.add_user("cli")
+    address = cluster.scheduler.address
+    proc = _cli(mikro_server, token, str(folder), "--scheduler", address, "--json", str(tmp_path / "r.json"))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err.decode()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert (report["created"], report["failed"]) == (3, 1)
+    assert f"failed: {folder / 'broken.tif'}" in err.decode()
+    assert len(_images(mikro_server, token)) == 3
+
+
+@pytest.fixture(scope="module")
+def short_grant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MikroServer]:
+    """A server whose grants last one second (shared by both backends' runs: startup costs seconds)."""
+    server = MikroServer(tmp_path_factory.mktemp("mikro-server-short-grants"), {"grant_ttl": 1})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _grants(server: MikroServer, store_id: str) -> int:
+    with sqlite3.connect(server.database_path) as db:
+        (count,) = db.execute("select count(*) from grants where store_id = ?", (int(store_id),)).fetchone()
+    return int(count)
+
+
+async def test_a_worker_renews_a_write_grant_that_expired_before_it_started(
+    short_grant_server: MikroServer, cluster: Client, tmp_path: Path
+) -> None:
+    server = short_grant_server
+    first, second = tmp_path / "first.tif", tmp_path / "second.tif"
+    tifffile.imwrite(first, _files.values((16, 16), seed=1), photometric="minisblack")
+    tifffile.imwrite(second, _files.values((2, 16, 16), seed=2), photometric="minisblack")
+    workers = list(cluster.scheduler_info()["workers"])
+    busy: list[Any] = []
+
+    def hold_the_workers(p: IngestProgress) -> None:
+        # Called once `first` is found stored, before `second` gets its stores: every worker then sleeps
+        # past the 1 s grant `second`'s task will carry, so the task starts with it expired.
+        if not busy:
+            busy.extend(cluster.submit(time.sleep, 1.5, workers=[w], pure=False) for w in workers)
+
+    async with mikro.connect(server.url, token=server.add_user("late"), timeout=30) as m:
+        assert (await m.ingest(first, cluster=cluster, keep_original=False)).ok
+        report = await m.ingest(
+            [first, second], cluster=cluster, keep_original=False, on_progress=hold_the_workers
+        )
+        assert busy and report.ok and (report.created, report.skipped) == (1, 1)
+        rep = await m.get_representation(report.files[1].images[0])
+        # Reserved with one grant; the worker asked for another one before writing (counted before this
+        # process reads the image with a grant of its own).
+        assert _grants(server, rep.store.id) >= 2
+        np.testing.assert_array_equal(await m.compute(rep.data), tifffile.imread(second))
