@@ -159,6 +159,9 @@ def main() -> None:
             }
         )
     ratio = rows[1]["p99_ms"] / rows[0]["p99_ms"]
+    # What one refusal cost the server: its CPU under attack beyond the honest requests' own.
+    refusals = sum(attack_result["refused"].values())
+    refusal_cpu_ms = max(0.0, cpu_attacked - cpu_alone) / max(refusals, 1) * 1000
     verdict = "PASS" if ratio <= TARGET_RATIO and not attack_result["not_refused"] else "MISS"
     print(f"{'contender':<36}{'p50 ms':>10}{'p99 ms':>10}{'server CPU ms/req':>20}")
     for row in rows:
@@ -168,6 +171,7 @@ def main() -> None:
         )
     print(f"p99 under attack / alone: {ratio:.2f} (target <= {TARGET_RATIO:g}) {verdict}")
     print(f"abusive requests refused: {attack_result['refused']}")
+    print(f"server CPU per refused request: {refusal_cpu_ms:.1f} ms")
     if attack_result["not_refused"]:
         print(f"NOT refused: {attack_result['not_refused']}")
     if args.json:
@@ -176,6 +180,7 @@ def main() -> None:
             "p99_ratio": ratio,
             "target": TARGET_RATIO,
             "verdict": verdict,
+            "server_cpu_ms_per_refusal": refusal_cpu_ms,
             **attack_result,
         }
         args.json.write_text(json.dumps(report, indent=2))

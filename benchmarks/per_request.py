@@ -401,8 +401,20 @@ def bar_api_floor(ctx: Context) -> BarResult:
         figs,
         [
             _ratio("get ≥ 0.5x floor", get_m, get_f, 0.5),
-            _at_most("get server CPU ≤ 1.5 ms", get_m, "server_cpu_ms", 1.5),
-            _at_most("get client CPU ≤ 1 ms", get_m, "client_cpu_ms", 1.0),
+            _at_most(
+                "get server CPU ≤ 1.5 ms",
+                get_m,
+                "server_cpu_ms",
+                1.5,
+                ("the bare route", get_f.extra.get("server_cpu_ms")),
+            ),
+            _at_most(
+                "get client CPU ≤ 1 ms",
+                get_m,
+                "client_cpu_ms",
+                1.0,
+                ("the bare route", get_f.extra.get("client_cpu_ms")),
+            ),
             _ratio("list ≥ 0.5x floor", list_m, list_f, 0.5),
         ],
     )

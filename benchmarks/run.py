@@ -32,6 +32,7 @@ from _ingest import bar_ingest_codec, bar_ingest_local, bar_ingest_s3
 from _read import bar_loop_lag, bar_read, bar_zplane
 from _report import print_table, write_json
 from per_request import BARS as PER_REQUEST_BARS
+from read_folder import BARS as READ_FOLDER_BARS
 from rich.console import Console
 
 BARS: dict[str, Callable[[Context], BarResult]] = {
@@ -45,6 +46,7 @@ BARS: dict[str, Callable[[Context], BarResult]] = {
     "sync": bar_sync,
     "threads": bar_threads,
     **PER_REQUEST_BARS,
+    **READ_FOLDER_BARS,
 }
 
 _PACKAGES = [

@@ -1,4 +1,4 @@
-"""The base of every model: camelCase aliases, the session that loaded it, and readable printing."""
+"""The base of every model: camelCase aliases and readable printing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import html
 from collections.abc import Iterator
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic.alias_generators import to_camel
 
 __all__ = ["MikroModel"]
@@ -54,14 +54,6 @@ class MikroModel(BaseModel):
     """
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    _session: Any = PrivateAttr(default=None)
-
-    def model_post_init(self, context: Any, /) -> None:
-        # The validation context carries the session that fetched the data, so that lazy accessors
-        # (``rep.data``) of this model and of the models nested in it know where to go.
-        if isinstance(context, dict) and context.get("session") is not None:
-            self._session = context["session"]
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():

@@ -15,7 +15,7 @@ import functools
 import html
 from typing import Any, ClassVar
 
-from pydantic import Base64Bytes, Field
+from pydantic import Base64Bytes, Field, PrivateAttr
 from pydantic.alias_generators import to_snake
 
 from mikro._exceptions import NotConnectedError, NotFetchedError
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-def _session_of(model: MikroModel, what: str) -> Any:
+def _session_of(model: _Object, what: str) -> Any:
     if model._session is None:
         raise NotConnectedError(
             f"this {type(model).__name__} was not loaded through a mikro session, so {what} cannot be "
@@ -62,6 +62,16 @@ class _Object(MikroModel):
 
     #: Fields fetched by something other than ``get_<type>`` (name -> the call).
     _FETCHED_BY: ClassVar[dict[str, str]] = {}
+
+    # Only server objects know their session (value objects such as channels or stores need none:
+    # a private attribute and a post-init hook per model were a quarter of the client's CPU in a list).
+    _session: Any = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        # The validation context carries the session that fetched the data, so that lazy accessors
+        # (``rep.data``) of this model and of the models nested in it know where to go.
+        if isinstance(context, dict) and context.get("session") is not None:
+            self._session = context["session"]
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)

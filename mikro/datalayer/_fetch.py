@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mikro._exceptions import StorageError
+from mikro.datalayer._file_reads import LocalFile
 from mikro.datalayer._result_memory import result_array
 from mikro.datalayer._shard import EMPTY, ChunkCodec, ShardIndex
 from mikro.datalayer._store import GrantedStore
@@ -222,10 +223,24 @@ def fetch_object(store: GrantedStore, key: str, capacity: int) -> memoryview | N
     obstore's buffer of the whole object: that is new memory every time, and page-faulting tens of MiB
     in cost more CPU than the download (measured: ``rep.data.max()`` 1.6 CPU-s per GiB that way).
     """
+    if store.reads_files():
+        # A file is read into memory of its size at once: no stream of pieces, no guessing the size.
+        return store.read_file(key, _whole_file, missing_ok=True)
     sink = _Collect(capacity)
     if not store.get_pieces(key, sink, piece_bytes=PIECE_BYTES, missing_ok=True):
         return None
     return sink.data()
+
+
+def _check_read(key: str, got: int, wanted: int) -> None:
+    if got != wanted:
+        raise StorageError(f"shard {key!r} is shorter than its index says (changed while reading?)")
+
+
+def _whole_file(file: LocalFile) -> memoryview:
+    buffer = result_array((file.size,), np.uint8)[0]
+    _check_read(file.path, file.read_into(buffer, 0), file.size)
+    return buffer.data
 
 
 class _CachedShard:
@@ -246,13 +261,65 @@ class ShardCache:
     a shard fetches all of it with one GET, the other tasks of that shard wait for it and decode their
     chunk from it. A shard is dropped once each of its chunks was served, or when more than
     ``max_bytes`` are kept (least recently used first; a dropped shard is fetched again if needed).
+    `prefetch` fetches the shards ahead of the tasks, a few at once.
     """
 
     def __init__(self, indexes: ShardIndexes, *, max_bytes: int) -> None:
         self._indexes = indexes
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # an entry was dropped, or the cache closed
         self._entries: OrderedDict[Position, _CachedShard] = OrderedDict()
+        self._fetched: set[Position] = set()  # every shard fetched (or being fetched) so far
+        self._closed = False
+
+    def prefetch(
+        self,
+        store: GrantedStore,
+        shards: Sequence[tuple[str, Position]],
+        *,
+        capacity: int,
+        ahead: int,
+        idle_seconds: float,
+    ) -> None:
+        """Fetch ``shards`` (key, position) in this order on ``ahead`` background threads, while fewer than
+        ``ahead`` shards are kept or being fetched.
+
+        The computation's own tasks (dask's threaded scheduler has one per core) would otherwise fetch
+        one shard at a time: each waits for the shard its chunk is in, and they want the same shards. The
+        threads end when every shard was fetched, when the cache is closed, or when no kept shard was
+        served for ``idle_seconds`` (the computation failed or was never run). A shard that failed to
+        arrive raises its error in the tasks waiting for it; a task that comes later fetches it again.
+        """
+        todo = iter(list(shards))
+
+        def worker() -> None:
+            while True:
+                with self._changed:
+                    while not self._closed and len(self._entries) >= ahead:
+                        if not self._changed.wait(timeout=idle_seconds):
+                            return
+                    job = None if self._closed else next(todo, None)
+                    if job is None:
+                        return
+                    key, shard = job
+                    if shard in self._fetched:
+                        continue  # the tasks got there first
+                    entry = self._claim(shard)
+                try:
+                    self._fill(entry, store, key, shard, capacity)
+                except Exception:
+                    return
+
+        for _ in range(ahead):
+            threading.Thread(target=worker, name="mikro-prefetch", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop prefetching and drop every shard kept."""
+        with self._changed:
+            self._closed = True
+            self._entries.clear()
+            self._changed.notify_all()
 
     def get(self, store: GrantedStore, key: str, shard: Position, *, capacity: int) -> _CachedShard:
         """The cached shard, fetched now (``capacity``: the most its stored bytes can be) if it is not."""
@@ -260,14 +327,25 @@ class ShardCache:
             entry = self._entries.get(shard)
             owner = entry is None
             if entry is None:
-                entry = self._entries[shard] = _CachedShard()
+                entry = self._claim(shard)
             else:
                 self._entries.move_to_end(shard)
-        if not owner:
-            entry.ready.wait()
-            if entry.error is not None:
-                raise entry.error
-            return entry
+        if owner:
+            return self._fill(entry, store, key, shard, capacity)
+        entry.ready.wait()
+        if entry.error is not None:
+            raise entry.error
+        return entry
+
+    def _claim(self, shard: Position) -> _CachedShard:
+        """A new entry for ``shard``, to be filled by the calling thread (holding the lock)."""
+        entry = self._entries[shard] = _CachedShard()
+        self._fetched.add(shard)
+        return entry
+
+    def _fill(
+        self, entry: _CachedShard, store: GrantedStore, key: str, shard: Position, capacity: int
+    ) -> _CachedShard:
         try:
             buffer = fetch_object(store, key, capacity)
             if buffer is not None:
@@ -279,6 +357,7 @@ class ShardCache:
             with self._lock:
                 if self._entries.get(shard) is entry:
                     del self._entries[shard]
+                    self._changed.notify_all()
             raise
         finally:
             entry.ready.set()
@@ -293,6 +372,7 @@ class ShardCache:
                 entry.served += chunks
                 if entry.served >= of:
                     del self._entries[shard]
+                    self._changed.notify_all()
 
     def _trim(self) -> None:
         with self._lock:
@@ -303,6 +383,7 @@ class ShardCache:
                 if entry.ready.is_set():
                     del self._entries[shard]
                     kept -= entry.nbytes
+                    self._changed.notify_all()
 
 
 class ShardRead:
@@ -371,6 +452,9 @@ class ShardRead:
         if self.cache is not None and not self.needs_all:
             self._from_cache(out, self.cache)
             return
+        if self.needs_all and self.store.reads_files():
+            self._read_file(out)
+            return
         known, index = self.indexes.cached(self.position)
         if self.needs_all and not known:
             if self.codec.compressor is None and self.indexes.layout_guess_works:
@@ -410,6 +494,35 @@ class ShardRead:
                 raise StorageError(f"shard {self.key!r}: chunk {local} lies past its end")
             self.place(out, local, memoryview(entry.buffer)[offset : offset + length])
         cache.served(self.position, len(self.touched), self.chunks_in_shard)
+
+    def _read_file(self, out: np.ndarray[Any, Any]) -> None:
+        """The whole shard from a folder store's file: its index from the end (read again even if known,
+        a few hundred bytes), then each chunk, raw ones by the kernel straight into their rows of ``out``."""
+
+        def use(file: LocalFile) -> bool:
+            tail = file.read_tail(self.indexes.nbytes)
+            if len(tail) < self.indexes.nbytes:
+                raise StorageError(f"shard {self.key!r} is shorter than its index")
+            index = self.indexes.decode(tail)
+            self.indexes.remember(self.position, index)
+            end = file.size - self.indexes.nbytes
+            for offset, length, local in self._locate(out, index):
+                if offset + length > end:
+                    raise StorageError(f"shard {self.key!r}: chunk {local} lies past its end")
+                target = self.scatter_target(out, local)
+                if target is not None and target.nbytes == length:
+                    got = file.read_into_place(target, offset)
+                    if got is not None:
+                        _check_read(self.key, got, length)
+                        continue
+                buffer = self.scratch.gather(length)
+                _check_read(self.key, file.read_into(buffer, offset), length)
+                self.place(out, local, buffer)
+            return True
+
+        if self.store.read_file(self.key, use, missing_ok=True) is None:
+            self.indexes.remember(self.position, None)
+            self._locate(out, None)
 
     def _fetch_ranges(self, out: np.ndarray[Any, Any], located: Sequence[Placement]) -> None:
         ranges = coalesce([(o, o + n) for o, n, _ in located])

@@ -14,7 +14,8 @@ is kept per computation: concurrent computations in several threads each add the
 
 ``rep.data`` itself computed whole (``.values``, ``np.asarray``) gets more: the same hook gives dask a
 graph that reads the image once, shard by shard into one array as ``await m.compute(rep.data)`` does,
-and hands out each chunk as a view of it (dask then copies them into its result, once).
+and hands that array out as the result (a graph that wants the chunks themselves, ``persist``, gets
+views of it).
 
 A dask.distributed cluster runs graphs elsewhere: there nothing is noted and tasks read their chunk.
 """
@@ -103,11 +104,24 @@ def _whole_image_graph(graph: Any, ours: Mapping[str, Any], culled: Any) -> dict
     chunk_keys = set(layer.get_output_keys())
     if not chunk_keys <= tasks.keys():
         return None  # some chunks are not needed: not the whole image
+    finals = [n for n in graph.layers if n not in ours]
+    if len(finals) == 1 and _concatenates(tasks.get(finals[0]), chunk_keys):
+        # The result is the image itself: the one array read_all fills is handed out as it is, not
+        # copied once more by dask's concatenation of its chunks (a second pass over every byte, into
+        # memory that must be page-faulted in: it cost more CPU than the whole read).
+        return {finals[0]: (reader.read_all,)}
     whole = f"{name}-whole-image"
     tasks[whole] = (reader.read_all,)
     for key in chunk_keys:
         tasks[key] = (operator.getitem, whole, reader.chunk_box(key[1:]))
     return tasks
+
+
+def _concatenates(task: Any, chunk_keys: set[Any]) -> bool:
+    """Whether ``task`` is dask's finalization of an array computed from exactly these chunks."""
+    from dask.array.core import finalize
+
+    return getattr(task, "func", None) is finalize and set(getattr(task, "dependencies", ())) == chunk_keys
 
 
 def _mikro_array_optimize(dsk: Any, keys: Any, **kwargs: Any) -> Any:

@@ -112,8 +112,9 @@ class ShardedArrayReader:
         self._cache: ShardCache | None = None
         self._reading_everything = 0
         # Chunk reads still expected from computations noted as reading every chunk
-        # (`expect_full_read`), and when the last one came.
+        # (`expect_full_read`), how many of them are running, and when the last one came or ended.
         self._full_reads_due = 0
+        self._full_reads_running = 0
         self._full_reads_seen = 0.0
 
     # -- metadata -----------------------------------------------------------------------------------
@@ -184,21 +185,49 @@ class ShardedArrayReader:
             self._full_reads_due += self.nblocks
             self._full_reads_seen = time.monotonic()
 
-    def _cache_for_read(self) -> ShardCache | None:
+    def _cache_for_read(self) -> tuple[ShardCache | None, bool]:
+        """The shard cache for the next chunk read (None: read just the chunk), and whether the read is
+        one of those `expect_full_read` noted (`_full_read_done` must follow it then)."""
         with self._lock:
             if not self._reading_everything and self._full_reads_due:
                 now = time.monotonic()
-                if now - self._full_reads_seen > FULL_READ_IDLE_SECONDS:
+                # Idle means no such read running either: under load one shard's GET can outlast it.
+                if not self._full_reads_running and now - self._full_reads_seen > FULL_READ_IDLE_SECONDS:
                     self._full_reads_due = 0
                 else:
                     self._full_reads_due -= 1
+                    self._full_reads_running += 1
                     self._full_reads_seen = now
                     if self._cache is None:
-                        self._cache = ShardCache(self._indexes, max_bytes=SHARD_CACHE_BYTES)
-                    return self._cache
+                        self._cache = self._prefetching_cache()
+                    return self._cache, True
             if not self._reading_everything:
-                self._cache = None
-            return self._cache
+                self._drop_cache()
+            return self._cache, False
+
+    def _full_read_done(self) -> None:
+        with self._lock:
+            self._full_reads_running -= 1
+            self._full_reads_seen = time.monotonic()
+
+    def _prefetching_cache(self) -> ShardCache:
+        """A cache for a computation that reads every chunk, fetching every shard ahead of its tasks."""
+        cache = ShardCache(self._indexes, max_bytes=SHARD_CACHE_BYTES)
+        grid = (math.ceil(n / s) for n, s in zip(self.shape, self.shards, strict=True))
+        cache.prefetch(
+            self.store,
+            [(self._shard_key(p), p) for p in np.ndindex(*grid)],
+            capacity=math.prod(self.shards) * self.dtype.itemsize + self._indexes.nbytes,
+            ahead=WHOLE_READ_CONCURRENCY,
+            # Generous: giving up early only costs the fetching ahead, not whole-shard reads.
+            idle_seconds=10 * FULL_READ_IDLE_SECONDS,
+        )
+        return cache
+
+    def _drop_cache(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
 
     @contextlib.contextmanager
     def reading_everything(self) -> Iterator[None]:
@@ -209,14 +238,14 @@ class ShardedArrayReader:
         with self._lock:
             self._reading_everything += 1
             if self._cache is None:
-                self._cache = ShardCache(self._indexes, max_bytes=SHARD_CACHE_BYTES)
+                self._cache = self._prefetching_cache()
         try:
             yield
         finally:
             with self._lock:
                 self._reading_everything -= 1
                 if not self._reading_everything and not self._full_reads_due:
-                    self._cache = None
+                    self._drop_cache()
 
     # -- reads --------------------------------------------------------------------------------------
 
@@ -227,25 +256,30 @@ class ShardedArrayReader:
         if out.size == 0:
             return
         codec = self.codec()
-        scratch, cache = self._scratch, self._cache_for_read()
+        scratch = self._scratch
         assert scratch is not None
+        cache, noted = self._cache_for_read()
         first = [b.start // s for b, s in zip(box, self.shards, strict=True)]
         last = [math.ceil(b.stop / s) for b, s in zip(box, self.shards, strict=True)]
-        for delta in np.ndindex(*(hi - lo for lo, hi in zip(first, last, strict=True))):
-            shard = tuple(lo + d for lo, d in zip(first, delta, strict=True))
-            ShardRead(
-                store=self.store,
-                key=self._shard_key(shard),
-                codec=codec,
-                shape=self.shape,
-                chunks=self.chunks,
-                shards=self.shards,
-                position=shard,
-                box=box,
-                indexes=self._indexes,
-                scratch=scratch,
-                cache=cache,
-            ).run(out)
+        try:
+            for delta in np.ndindex(*(hi - lo for lo, hi in zip(first, last, strict=True))):
+                shard = tuple(lo + d for lo, d in zip(first, delta, strict=True))
+                ShardRead(
+                    store=self.store,
+                    key=self._shard_key(shard),
+                    codec=codec,
+                    shape=self.shape,
+                    chunks=self.chunks,
+                    shards=self.shards,
+                    position=shard,
+                    box=box,
+                    indexes=self._indexes,
+                    scratch=scratch,
+                    cache=cache,
+                ).run(out)
+        finally:
+            if noted:
+                self._full_read_done()
 
     def read_all(self) -> np.ndarray[Any, Any]:
         """The whole array, read as `compute` reads a whole image (shard by shard, a few at once, straight

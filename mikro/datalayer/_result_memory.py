@@ -6,8 +6,13 @@ pages back (free page reporting: Firecracker and many cloud VMs, this machine am
 about 2 s after a page is freed) the same faults cost 1 to 2.5 CPU-s per GiB (measured), more than the
 whole rest of the read (about 0.75). A script that reads one image after another pays that every time.
 
-So a large result's memory is an anonymous mapping that mikro owns (what numpy would allocate: the same
-transparent-huge-page advice, the same page faults the first time). When the last array viewing it is
+So a large result's memory is an anonymous mapping that mikro owns. It is advised to use transparent huge
+pages (as numpy advises large arrays) only where that never waits for the kernel to compact memory: where
+a fault in an advised mapping compacts memory to find a huge page (THP ``defrag`` = ``madvise``, ``always``
+or ``defer+madvise``; this machine says ``madvise``), faulting in 256 MiB so advised cost 0.2 to 1.1 CPU-s
+and 1 to 8 s of compaction stalls, small pages 0.12 CPU-s and 0.5 s; a fresh script's plain
+``rep.data.values`` of 256 MiB went from 4.4-10 CPU-s per GiB to 1.5 (measured here, issue 17). When the
+last array viewing it is
 dropped, the mapping is marked ``MADV_FREE`` (the kernel takes the pages back only under memory pressure,
 without swapping; until then they stay mapped) and kept for the next result of the same size: writing to
 pages still there costs no fault at all. At most ``MIKRO_KEEP_RESULT_MB`` MiB (default 1024; 0 turns
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import math
 import mmap
 import os
@@ -36,17 +42,30 @@ __all__ = ["KEEP_SECONDS", "MIN_POOLED_BYTES", "release_kept_results", "result_a
 MIN_POOLED_BYTES = 4 * 2**20
 #: A released mapping not taken again within this long is unmapped (at the next take or release).
 KEEP_SECONDS = 60.0
-#: Sizes are rounded up to whole huge pages: the kernel then aligns the mapping for them.
+#: Sizes are rounded up to this: results of nearly the same size share kept memory.
 _HUGE_PAGE = 2 * 2**20
 _DEFAULT_KEEP_MB = 1024
 
 _MADV_FREE: int | None = getattr(mmap, "MADV_FREE", None)
 _MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
+_THP_DEFRAG = "/sys/kernel/mm/transparent_hugepage/defrag"
 _PRIVATE_ANONYMOUS: int | None = (
     mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
     if hasattr(mmap, "MAP_PRIVATE") and hasattr(mmap, "MAP_ANONYMOUS")
     else None
 )
+
+
+@functools.cache
+def _huge_pages_never_stall() -> bool:
+    """Whether a fault in a mapping advised to use huge pages never compacts memory first (THP defrag
+    ``defer`` or ``never``: a huge page if one is free, else small pages at once)."""
+    try:
+        with open(_THP_DEFRAG) as f:
+            chosen = f.read().split("[", 1)[1].split("]", 1)[0]
+    except (OSError, IndexError):
+        return False
+    return chosen in ("defer", "never")
 
 
 def _keep_limit() -> int:
@@ -67,7 +86,7 @@ class _Mapping:
         assert _PRIVATE_ANONYMOUS is not None
         self.size = size
         self.mapping = mmap.mmap(-1, size, flags=_PRIVATE_ANONYMOUS)
-        if _MADV_HUGEPAGE is not None:
+        if _MADV_HUGEPAGE is not None and _huge_pages_never_stall():
             with contextlib.suppress(OSError):  # THP compiled out or disabled: small pages, still right
                 self.mapping.madvise(_MADV_HUGEPAGE)
         anchor = ctypes.c_char.from_buffer(self.mapping)

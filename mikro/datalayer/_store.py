@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +25,7 @@ from obstore.exceptions import (
 from obstore.store import LocalStore, S3Store
 
 from mikro._exceptions import GrantError, StorageError
+from mikro.datalayer._file_reads import FILE_READS, LocalFile
 from mikro.datalayer._grant import GrantProvider, StorageGrant
 
 if TYPE_CHECKING:
@@ -390,6 +392,33 @@ class GrantedStore:
         found = self._call(f"reading {key!r}", run)
         self.stats._add(gets=1)
         return found
+
+    # -- a folder store's objects as files (mikro.datalayer._file_reads) ------------------------------
+
+    def reads_files(self) -> bool:
+        """Whether this is a folder store whose objects `read_file` opens directly (blocking: it may
+        fetch the grant)."""
+        return FILE_READS and self.current_grant().kind == "file"
+
+    def read_file(self, key: str, use: Callable[[LocalFile], R], *, missing_ok: bool = False) -> R | None:
+        """Open a folder store's object ``key`` as a file and return ``use(file)``; None if the object is
+        missing and ``missing_ok``. Counted as one GET of the bytes ``use`` read."""
+
+        def run(_store: LocalStore | S3Store) -> tuple[R | None, int]:
+            try:
+                file = LocalFile(os.path.join(self.current_grant().path, key))
+            except FileNotFoundError:
+                if missing_ok:
+                    return None, 0
+                raise
+            try:
+                return use(file), file.nbytes_read
+            finally:
+                file.close()
+
+        result, nbytes = self._call(f"reading {key!r}", run)
+        self.stats._add(read=nbytes, gets=1)
+        return result
 
     # -- whole files, streamed (mikro.datalayer._files) ----------------------------------------------
 

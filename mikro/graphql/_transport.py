@@ -89,6 +89,8 @@ class AsyncTransport:
         self._client = client
         self._slots = None if max_in_flight is None else anyio.Semaphore(max_in_flight)
         self.url = url
+        # Parsed once: httpx parses a str URL again on every request.
+        self._parsed_url = httpx.URL(url)
         self._token = token
         self.retry = retry
         self._timeout = timeout
@@ -108,10 +110,10 @@ class AsyncTransport:
         async def attempt() -> dict[str, Any]:
             try:
                 if self._slots is None:
-                    response = await self._client.post(self.url, content=payload, headers=headers)
+                    response = await self._client.post(self._parsed_url, content=payload, headers=headers)
                 else:
                     async with self._slots:
-                        response = await self._client.post(self.url, content=payload, headers=headers)
+                        response = await self._client.post(self._parsed_url, content=payload, headers=headers)
             except httpx.HTTPError as exc:
                 raise error_from_httpx(exc, url=self.url, timeout=self._timeout) from exc
             return result_from_response(response)

@@ -176,32 +176,30 @@ def _standard(img: Any) -> Any:
         return None
 
 
-def from_tiff_tags(path: str, series: int) -> SceneMetadata:
-    """Pixel sizes and time interval of a plain or ImageJ TIFF, from the tags tifffile reads."""
-    import tifffile
-
+def from_tiff_tags(tif: Any, series: int) -> SceneMetadata:
+    """Pixel sizes and time interval of a plain or ImageJ TIFF (an open ``tifffile.TiffFile``), from the
+    tags tifffile reads."""
     meta = SceneMetadata()
-    with tifffile.TiffFile(path) as tif:
-        imagej = tif.imagej_metadata or {}
-        page = tif.series[series].keyframe
-        tags = page.tags
-        x_res, y_res, unit_tag = tags.get("XResolution"), tags.get("YResolution"), tags.get("ResolutionUnit")
-        per_unit: float | None = None
-        if imagej.get("unit"):
-            per_unit = micrometres(1.0, imagej["unit"])
-        elif unit_tag is not None:
-            per_unit = _RESOLUTION_UNITS.get(int(unit_tag.value))
-        for dim, tag in (("x", x_res), ("y", y_res)):
-            if per_unit is None or tag is None:
-                continue
-            numerator, denominator = tag.value
-            if numerator:
-                meta.pixel_size[dim] = per_unit * denominator / numerator
-        if per_unit is not None and imagej.get("spacing"):
-            meta.pixel_size["z"] = float(imagej["spacing"]) * per_unit
-        interval = seconds(imagej.get("finterval") or None, imagej.get("tunit") or "s")
-        if interval:
-            meta.pixel_size["t"] = interval
+    imagej = tif.imagej_metadata or {}
+    page = tif.series[series].keyframe
+    tags = page.tags
+    x_res, y_res, unit_tag = tags.get("XResolution"), tags.get("YResolution"), tags.get("ResolutionUnit")
+    per_unit: float | None = None
+    if imagej.get("unit"):
+        per_unit = micrometres(1.0, imagej["unit"])
+    elif unit_tag is not None:
+        per_unit = _RESOLUTION_UNITS.get(int(unit_tag.value))
+    for dim, tag in (("x", x_res), ("y", y_res)):
+        if per_unit is None or tag is None:
+            continue
+        numerator, denominator = tag.value
+        if numerator:
+            meta.pixel_size[dim] = per_unit * denominator / numerator
+    if per_unit is not None and imagej.get("spacing"):
+        meta.pixel_size["z"] = float(imagej["spacing"]) * per_unit
+    interval = seconds(imagej.get("finterval") or None, imagej.get("tunit") or "s")
+    if interval:
+        meta.pixel_size["t"] = interval
     if "t" in meta.pixel_size:
         meta.acquisition = Acquisition(time_increment=meta.pixel_size["t"])
     return meta

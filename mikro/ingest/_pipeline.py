@@ -1,10 +1,13 @@
-"""The ingest pipeline: expand paths, fingerprint every source, ask the server once per batch which are
-already stored, then read and upload the rest, several files at once.
+"""The ingest pipeline: expand paths, then batch by batch (up to 2,000 files or 1 GiB) fingerprint the
+sources, ask the server once which are already stored, and read and upload the rest, several files at
+once, while the next batch is hashed.
 
-Every image goes through :meth:`mikro.Mikro.create_representation` (dask input, streamed shard by shard,
-registered in batches with the other uploads in flight), so an ingested image is stored exactly as an
-uploaded array is. Reading happens in worker threads inside that upload (a shard's region of the lazy
-array is read, encoded and put in one worker's turn); the event loop only schedules.
+Every image goes through :meth:`mikro.Mikro.create_representation` (registered in batches with the other
+uploads in flight: the session's group commit, one ``createRepresentations`` request for the images
+finished meanwhile), so an ingested image is stored exactly as an uploaded array is. Reading happens in
+worker threads: a scene of up to one shard is read whole when it is opened, a larger one inside the
+upload (a shard's region of the lazy array is read, encoded and put in one worker's turn); the event
+loop only schedules.
 
 Memory: each file uploads with its own limiter of `SHARDS_PER_FILE` worker threads, so at most that many
 shard regions of one file are read and encoded at once, whatever the file's size. One region in flight
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +59,9 @@ SHARD_COPIES = 6
 LOOKUP_BATCH = 2000
 #: Files hashed per worker-thread call: small files cost little more than the call itself.
 HASH_BATCH = 32
+#: Bytes of files hashed (and looked up) ahead of the uploads: the files of one batch upload while the
+#: next batch is hashed.
+HASH_AHEAD_BYTES = 2**30
 
 ProgressHandler = Callable[[IngestProgress], None]
 
@@ -96,6 +102,53 @@ def _error_text(exc: BaseException) -> str:
     else:
         text = f"unreadable: {type(exc).__name__}: {exc}"
     return " ".join(text.split())
+
+
+class _Ahead:
+    """Bytes of files hashed but not yet ingested; the next batch is hashed once they are at most
+    :data:`HASH_AHEAD_BYTES` (about one batch)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._changed = anyio.Event()
+
+    def add(self, size: int) -> None:
+        self.bytes += size
+
+    def remove(self, size: int) -> None:
+        self.bytes -= size
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def room(self) -> None:
+        while self.bytes > HASH_AHEAD_BYTES:
+            await self._changed.wait()
+
+
+def _sizes(paths: Sequence[Path]) -> list[int]:
+    """Each source's size in bytes (0 when it cannot be read: its hashing reports why)."""
+    out = []
+    for path in paths:
+        try:
+            out.append(signature(path)[1])
+        except OSError:
+            out.append(0)
+    return out
+
+
+def _batches(sizes: Sequence[int]) -> Iterator[list[int]]:
+    """Indices of the sources in batches of at most :data:`LOOKUP_BATCH` files and about
+    :data:`HASH_AHEAD_BYTES` (at least one file each)."""
+    batch: list[int] = []
+    total = 0
+    for i, size in enumerate(sizes):
+        if batch and (len(batch) == LOOKUP_BATCH or total + size > HASH_AHEAD_BYTES):
+            yield batch
+            batch, total = [], 0
+        batch.append(i)
+        total += size
+    if batch:
+        yield batch
 
 
 def _hash_all(paths: Sequence[Path]) -> list[Fingerprint | BaseException]:
@@ -169,17 +222,61 @@ async def ingest(
     limiter = m.thread_limiter
     on_cluster = await _cluster_for(cluster, limiter)
     sources, missing = await anyio.to_thread.run_sync(expand_paths, given, limiter=limiter)
+    reports: list[FileReport] = [FileReport(p, "failed", error="no such file or directory") for p in missing]
+    found = [FileReport(str(path), "created") for path in sources]
+    reports += found
+    keep = {"dataset": dataset, "sample": sample, "tags": list(tags)}
     if on_cluster is not None:
         hashed = await on_cluster.fingerprints(sources, _hash_all, HASH_BATCH)
-    else:
-        hashed = await _fingerprints(sources, limiter)
-    stored = await _stored(m, [h.digest for h in hashed if isinstance(h, Fingerprint)])
-    reports: list[FileReport] = [FileReport(p, "failed", error="no such file or directory") for p in missing]
-    progress = _Progress(on_progress, len(sources), sum(h.size for h in hashed if isinstance(h, Fingerprint)))
-    todo: list[tuple[FileReport, Fingerprint, set[int]]] = []
-    for path, result in zip(sources, hashed, strict=True):
-        report = FileReport(str(path), "created")
-        reports.append(report)
+        stored = await _stored(m, [h.digest for h in hashed if isinstance(h, Fingerprint)])
+        progress = _Progress(
+            on_progress, len(sources), sum(h.size for h in hashed if isinstance(h, Fingerprint))
+        )
+        todo = _to_ingest(found, range(len(sources)), hashed, stored, progress)
+        await on_cluster.ingest(
+            m, todo, keep, progress, concurrency, dry_run=dry_run, keep_original=keep_original
+        )
+        return IngestReport(files=reports, seconds=time.perf_counter() - started)
+    sizes = await anyio.to_thread.run_sync(_sizes, sources, limiter=limiter)
+    progress = _Progress(on_progress, len(sources), sum(sizes))
+    slots = anyio.Semaphore(concurrency)
+    ahead = _Ahead()
+
+    async def run(report: FileReport, fp: Fingerprint, present: set[int]) -> None:
+        try:
+            async with slots:
+                await _ingest_file(
+                    m, report, fp, present, keep, progress, dry_run=dry_run, keep_original=keep_original
+                )
+                progress.file_done(report)
+        finally:
+            ahead.remove(fp.size)
+
+    async with anyio.create_task_group() as tg:
+        # Batch by batch: the files of one batch upload while the next one is hashed (and its bytes,
+        # just read, are still in the page cache when the upload reads them), never more ahead.
+        for batch in _batches(sizes):
+            await ahead.room()
+            hashed = await _fingerprints([sources[i] for i in batch], limiter)
+            stored = await _stored(m, [h.digest for h in hashed if isinstance(h, Fingerprint)])
+            for report, fp, present in _to_ingest(found, batch, hashed, stored, progress):
+                ahead.add(fp.size)
+                tg.start_soon(run, report, fp, present)
+    return IngestReport(files=reports, seconds=time.perf_counter() - started)
+
+
+def _to_ingest(
+    reports: list[FileReport],
+    batch: Iterable[int],
+    hashed: list[Fingerprint | BaseException],
+    stored: dict[str, tuple[int | None, set[int]]],
+    progress: _Progress,
+) -> list[tuple[FileReport, Fingerprint, set[int]]]:
+    """The files of ``batch`` (indices into ``reports``) to ingest, with their fingerprints and the scenes
+    already stored; the others reported (unreadable: failed; every scene stored: skipped)."""
+    todo = []
+    for i, result in zip(batch, hashed, strict=True):
+        report = reports[i]
         if not isinstance(result, Fingerprint):
             report.status, report.error = "failed", _error_text(result)
             progress.file_done(report)
@@ -191,25 +288,7 @@ async def ingest(
             progress.file_done(report)
             continue
         todo.append((report, result, scenes))
-    keep = {"dataset": dataset, "sample": sample, "tags": list(tags)}
-    if on_cluster is not None:
-        await on_cluster.ingest(
-            m, todo, keep, progress, concurrency, dry_run=dry_run, keep_original=keep_original
-        )
-        return IngestReport(files=reports, seconds=time.perf_counter() - started)
-    slots = anyio.Semaphore(concurrency)
-
-    async def run(report: FileReport, fp: Fingerprint, present: set[int]) -> None:
-        async with slots:
-            await _ingest_file(
-                m, report, fp, present, keep, progress, dry_run=dry_run, keep_original=keep_original
-            )
-            progress.file_done(report)
-
-    async with anyio.create_task_group() as tg:
-        for item in todo:
-            tg.start_soon(run, *item)
-    return IngestReport(files=reports, seconds=time.perf_counter() - started)
+    return todo
 
 
 async def _ingest_file(
@@ -233,7 +312,7 @@ async def _ingest_file(
         source = await anyio.to_thread.run_sync(open_source, path, limiter=limiter)
         count = source.scene_count
         if keep_original and not dry_run and source.is_file:
-            original, uploaded = await _original(m, path, fp, keep["tags"])
+            original, uploaded = await _original(m, path, fp, keep["tags"], stored_before=bool(present))
             report.original_file = original.id
         for index in range(count):
             if index in present:
@@ -259,6 +338,14 @@ async def _ingest_file(
                 with contextlib.suppress(MikroError):
                     await m.delete_file(original)
         report.images, report.original_file = [], None
+    except BaseException:
+        # Cancelled: the images made stay (each is complete), and so does their original; an original
+        # no image of this run points to goes, so that a rerun, which looks originals up only for files
+        # with stored images, never keeps it twice.
+        if uploaded and not report.images:
+            with anyio.CancelScope(shield=True), contextlib.suppress(MikroError):
+                await m.delete_file(original)
+        raise
     finally:
         report.seconds = time.perf_counter() - started
         if source is not None:
@@ -266,12 +353,17 @@ async def _ingest_file(
                 await anyio.to_thread.run_sync(source.close, limiter=limiter)
 
 
-async def _original(m: Mikro, path: Path, fp: Fingerprint, tags: list[str]) -> tuple[Any, bool]:
-    """The ``File`` keeping ``path`` as it is: the one stored by an earlier (interrupted) run of this
-    content, else a new upload; and whether it was uploaded now."""
-    found = await m.list_files(content_hash=f"sha256:{fp.digest}", limit=1)
-    if found:
-        return found[0], False
+async def _original(
+    m: Mikro, path: Path, fp: Fingerprint, tags: list[str], *, stored_before: bool
+) -> tuple[Any, bool]:
+    """The ``File`` keeping ``path`` as it is, and whether it was uploaded now: for a file some of whose
+    images an earlier (interrupted) run stored, the original they point to; else a new upload. A
+    file with nothing stored is not looked up (a request per file): an interrupted run removes the
+    originals no stored image points to (only a killed one can leave one, kept twice then)."""
+    if stored_before:
+        found = await m.list_files(content_hash=f"sha256:{fp.digest}", limit=1)
+        if found:
+            return found[0], False
     return await m.upload_file(path, tags=tags), True
 
 

@@ -56,7 +56,7 @@ def _grant(store: m.Store, data: GrantData) -> t.Grant:
             access_key_id=data.access_key_id,
             secret_access_key=data.secret_access_key,
             session_token=data.session_token,
-            expiration=data.credentials_expiration or data.expires_at,
+            expiration=data.expires_at,
         )
     return t.Grant(
         store_id=strawberry.ID(str(store.id)),

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from mikro.server._migrate import upgrade
 from mikro.server._sqlite import SQLITE_PRAGMAS, sqlite_connector, sqlite_path
 
-__all__ = ["Database", "SharedReader"]
+__all__ = ["Database", "SharedReader", "close_session"]
 
 # Pooled connections are kept, not closed after each use: on SQLite every new connection costs a thread,
 # a file open and its pragmas. A request holds one connection for its reads (`SharedReader`) and, while
@@ -81,8 +81,14 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for reading; nothing it does is committed."""
         assert self._sessions is not None, "Database used outside `async with`"
-        async with self._sessions() as session:
+        session = self._sessions()
+        try:
             yield session
+        except BaseException as e:
+            await close_session(session, cancelled=not isinstance(e, Exception), is_sqlite=self.is_sqlite)
+            raise
+        else:
+            await close_session(session, cancelled=False, is_sqlite=self.is_sqlite)
 
     def shared_reader(self) -> SharedReader:
         """One read session for all the reads of one HTTP request (``async with db.shared_reader()``)."""
@@ -100,13 +106,20 @@ class Database:
             if self.is_sqlite:
                 await stack.enter_async_context(self._write_lock)
             session = self._sessions()
+            cancelled = False
             try:
-                async with session.begin():
-                    yield session
-            finally:
-                # A cancelled request must still release its connection cleanly.
+                yield session
+                # Once the block is done its commit is not cancelled half-way (a client leaving now
+                # gets what it asked for done, or, on error, nothing).
                 with anyio.CancelScope(shield=True):
-                    await session.close()
+                    await session.commit()
+            except BaseException as e:
+                cancelled = not isinstance(e, Exception)
+                raise
+            finally:
+                # Closing rolls back what was not committed, and gives the connection back even from a
+                # cancelled request.
+                await close_session(session, cancelled=cancelled, is_sqlite=self.is_sqlite)
 
 
 class SharedReader:
@@ -124,17 +137,29 @@ class SharedReader:
         self._db = db
         self._session: AsyncSession | None = None
         self._lock: anyio.Lock | None = None
+        self._closed = False
 
     async def __aenter__(self) -> SharedReader:
         self._lock = anyio.Lock()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._discard()
+        assert self._lock is not None
+        # A DataLoader's batch runs in a task of its own, which a cancelled request does not cancel:
+        # its read finishes before the session is closed under it.
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                self._closed = True
+                await self._discard()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         assert self._lock is not None, "SharedReader used outside `async with`"
+        if self._closed:
+            # A batch that starts after its (cancelled) request ended reads with a session of its own.
+            async with self._db.read() as session:
+                yield session
+            return
         async with self._lock:
             if self._session is None:
                 self._session = self._db.new_read_session()
@@ -149,7 +174,7 @@ class SharedReader:
             except BaseException:
                 # Cancelled mid-query: the same, but without a rollback on a connection that may still
                 # be busy with the cancelled query (asyncpg refuses that): the pool drops it instead.
-                await self._discard(invalidate=not self._db.is_sqlite)
+                await self._discard(invalidate=True)
                 raise
             finally:
                 session.expunge_all()
@@ -157,8 +182,15 @@ class SharedReader:
     async def _discard(self, *, invalidate: bool = False) -> None:
         session, self._session = self._session, None
         if session is not None:
-            with anyio.CancelScope(shield=True):
-                await (session.invalidate() if invalidate else session.close())
+            await close_session(session, cancelled=invalidate, is_sqlite=self._db.is_sqlite)
+
+
+async def close_session(session: AsyncSession, *, cancelled: bool, is_sqlite: bool) -> None:
+    """Give a session's connection back, even from a cancelled task. After a cancellation the connection
+    may still be busy with the cancelled statement, and asyncpg refuses a rollback then: on PostgreSQL
+    the pool drops that connection instead."""
+    with anyio.CancelScope(shield=True):
+        await (session.invalidate() if cancelled and not is_sqlite else session.close())
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -11,8 +11,10 @@ Why a tailer never skips an event: cursors are handed out in commit order. SQLit
 time; on PostgreSQL a transaction takes a transaction-scoped advisory lock before it inserts events
 (``lock_event_order``), so the next one cannot take a cursor until it has committed or rolled back.
 When the tailer sees cursor 11, cursor 10 has committed (it is in the same read) or was rolled back
-and never will be. A subscriber that falls behind is cut off and catches up from the table
-(``_subscription.event_stream``), with ``GAP`` only for events pruned from it.
+and never will be. Each event's owner sequence number (the cursor its owner is shown, so that cursors
+say nothing about other users' events) is taken under the same lock, so it follows the same order.
+A subscriber that falls behind is cut off and catches up from the table (``_subscription.event_stream``),
+with ``GAP`` only for events pruned from it.
 """
 
 from __future__ import annotations
@@ -112,9 +114,7 @@ class EventFeed(PubSub):
                 async with self._db.read() as session:
                     rows = (await session.scalars(query)).all()
                 for row in rows:
-                    message = EventMessage(
-                        row.id, row.stream, row.kind, row.object_id, row.scope_id, row.owner_id
-                    )
+                    message = EventMessage.from_row(row)
                     await self._local.publish(row.stream, message)
                     self._last = row.id
                 if len(rows) < _BATCH:

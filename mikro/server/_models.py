@@ -143,6 +143,10 @@ class User(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # This user's event cursors (``Event.owner_seq``): the newest handed out, and how far the pruned
+    # event log reached. Kept here, not derived from the events, so pruning never lets a cursor repeat.
+    event_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    events_pruned_through: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Owned:
@@ -313,7 +317,9 @@ class ObjectTag(Base):
 
 
 class Event(Base):
-    """The replay log of subscriptions: the id is the cursor clients resume from."""
+    """The replay log of subscriptions. The id orders every event (an admin's cursor); ``owner_seq``
+    numbers the events of one owner 1, 2, 3 ... (the owner's cursor), so a cursor says nothing about
+    what other users did."""
 
     __tablename__ = "events"
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
@@ -324,7 +330,12 @@ class Event(Base):
     scope_id: Mapped[int | None] = mapped_column(Integer, default=None)
     owner_id: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
-    __table_args__ = (Index("ix_events_stream_id", "stream", "id"), _NO_ID_REUSE)
+    owner_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    __table_args__ = (
+        Index("ix_events_stream_id", "stream", "id"),
+        Index("ix_events_owner_seq", "owner_id", "owner_seq", unique=True),
+        _NO_ID_REUSE,
+    )
 
 
 class Meta(Base):

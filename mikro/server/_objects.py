@@ -25,7 +25,7 @@ from obstore.exceptions import NotFoundError as ObjectNotFound
 from obstore.store import LocalStore, S3Store
 
 from mikro.server._errors import BadUserInput
-from mikro.server._settings import Settings
+from mikro.server._settings import MIN_STS_SECONDS, Settings
 
 __all__ = ["GrantData", "ObjectStorage", "prefix_policy"]
 
@@ -61,16 +61,18 @@ class GrantData:
     access_key_id: str | None = None
     secret_access_key: str | None = None
     session_token: str | None = None
-    credentials_expiration: dt.datetime | None = None
     policy: dict[str, Any] | None = None
 
 
-def prefix_policy(bucket: str, prefix: str, *, write: bool) -> dict[str, Any]:
-    """The inline session policy that limits temporary credentials to ``<bucket>/<prefix>/``."""
+def prefix_policy(bucket: str, prefix: str, *, write: bool, until: dt.datetime) -> dict[str, Any]:
+    """The inline session policy that limits temporary credentials to ``<bucket>/<prefix>/`` and to the
+    time before ``until`` (the grant's ``expiresAt``: STS's own expiry is at least 15 minutes away)."""
     object_actions = ["s3:GetObject"]
     if write:
         # Multipart uploads are authorised by PutObject; aborting one needs its own action.
         object_actions += ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+    # Whole seconds, rounded down: the condition never ends after expiresAt.
+    before = {"DateLessThan": {"aws:CurrentTime": until.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}}
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -79,13 +81,14 @@ def prefix_policy(bucket: str, prefix: str, *, write: bool) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": object_actions,
                 "Resource": [f"arn:aws:s3:::{bucket}/{prefix}/*"],
+                "Condition": before,
             },
             {
                 "Sid": "ListPrefix",
                 "Effect": "Allow",
                 "Action": ["s3:ListBucket"],
                 "Resource": [f"arn:aws:s3:::{bucket}"],
-                "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
+                "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}, **before},
             },
         ],
     }
@@ -298,24 +301,25 @@ class ObjectStorage:
     def _s3_grant(self, key: str, *, write: bool, session_name: str) -> GrantData:
         now = dt.datetime.now(dt.UTC)
         expires = now + dt.timedelta(seconds=self.settings.grant_ttl)
-        policy = prefix_policy(self.bucket, key, write=write)
+        policy = prefix_policy(self.bucket, key, write=write, until=expires)
         creds = self._assume_role(policy, session_name)
         expiration: dt.datetime = creds["Expiration"]
         if expiration.tzinfo is None:
             expiration = expiration.replace(tzinfo=dt.UTC)
+        # The credentials work until the earlier of STS's expiry and the policy's time condition.
+        expires = min(expiration, expires)
         return GrantData(
             kind="S3",
             bucket=self.bucket,
             prefix=key,
             path=self.path_of(key),
             write=write,
-            expires_at=min(expiration, expires),
+            expires_at=expires,
             endpoint=self.settings.s3_endpoint,
             region=self.settings.s3_region,
             access_key_id=creds["AccessKeyId"],
             secret_access_key=creds["SecretAccessKey"],
             session_token=creds.get("SessionToken"),
-            credentials_expiration=expiration,
             policy=policy,
         )
 
@@ -325,9 +329,9 @@ class ObjectStorage:
             RoleArn=self.settings.s3_role_arn,
             RoleSessionName=session_name[:64],
             Policy=json.dumps(policy),
-            # AWS refuses less than 15 minutes; expiresAt still honours a shorter grant_ttl, and deleted
-            # prefixes are swept again after this real lifetime.
-            DurationSeconds=self.settings.credential_lifetime,
+            # STS refuses less than 15 minutes: a shorter grant_ttl is the policy's time condition
+            # (allowed only where the S3 server enforces it, see Settings.s3_enforces_session_time).
+            DurationSeconds=max(self.settings.grant_ttl, MIN_STS_SECONDS),
         )
         return dict(response["Credentials"])
 

@@ -12,6 +12,7 @@ import abc
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -21,12 +22,23 @@ __all__ = ["EventMessage", "InMemoryPubSub", "LiveEvents", "PubSub"]
 
 @dataclass(frozen=True)
 class EventMessage:
-    cursor: int
+    cursor: int  # the event's id: its place among every user's events (an admin's cursor)
     stream: str  # "representation" or "roi"
     kind: str  # CREATE, UPDATE, DELETE
     object_id: int
     scope_id: int | None
     owner_id: int
+    owner_seq: int  # its place among its owner's events (the owner's cursor)
+
+    @classmethod
+    def from_row(cls, row: Any) -> EventMessage:
+        """The message of a row of the event table (``_models.Event``)."""
+        return cls(row.id, row.stream, row.kind, row.object_id, row.scope_id, row.owner_id, row.owner_seq)
+
+    def cursor_for(self, sees_everyone: bool) -> int:
+        """The cursor a subscriber is shown: a user's own sequence number says nothing about how many
+        events other users caused; an admin, who sees every event, gets the global order."""
+        return self.cursor if sees_everyone else self.owner_seq
 
 
 class LiveEvents:

@@ -16,6 +16,7 @@ from mikro.server._auth import create_user
 from mikro.server._auth import rotate_token as _rotate_token
 from mikro.server._data_dir import prepare_data_dir
 from mikro.server._database import Database
+from mikro.server._gc import settle_heap
 from mikro.server._migrate import describe_upgrade
 from mikro.server._settings import Settings
 
@@ -97,6 +98,7 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
             if server.should_exit:
                 return
             await anyio.sleep(0.02)
+        settle_heap()
         _announce(settings, sock)
 
     async with anyio.create_task_group() as tg:

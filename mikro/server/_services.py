@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -13,7 +14,7 @@ from typing import Any, TypeVar, cast
 
 import anyio
 from anyio.abc import TaskGroup
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,7 +24,7 @@ from mikro.server._database import Database
 from mikro.server._errors import Conflict
 from mikro.server._event_feed import EventFeed, lock_event_order
 from mikro.server._locks import exclusive
-from mikro.server._models import Event, IdempotencyRecord, Meta, utcnow
+from mikro.server._models import Event, IdempotencyRecord, Meta, User, utcnow
 from mikro.server._objects import ObjectStorage
 from mikro.server._pubsub import EventMessage, PubSub
 from mikro.server._settings import Settings
@@ -79,6 +80,7 @@ class KeyInUse(Conflict):
 
 
 _EVENTS = cast(Table, Event.__table__)
+_USERS = cast(Table, User.__table__)
 _IDEMPOTENCY = cast(Table, IdempotencyRecord.__table__)
 
 _CLAIM: ContextVar[IdempotencyClaim | None] = ContextVar("mikro_idempotency_claim", default=None)
@@ -122,16 +124,43 @@ class Tx:
         """
         if not objects:
             return
-        values = [
+        values: list[dict[str, Any]] = [
             {"stream": stream, "kind": kind, "object_id": o, "scope_id": scope, "owner_id": owner}
             for o, scope, owner in objects
         ]
         if not self.events:
             await lock_event_order(self.session)
+        # Each owner's cursors, taken from their user row under the event-order lock (or SQLite's one
+        # writer): in commit order, and never reused, not even after their events were pruned.
+        counts = Counter(owner for _, _, owner in objects)
+        next_seq: dict[int, int] = {}
+        for owner, count in counts.items():
+            newest = await self.session.scalar(
+                update(_USERS)
+                .where(_USERS.c.id == owner)
+                .values(event_seq=_USERS.c.event_seq + count)
+                .returning(_USERS.c.event_seq)
+            )
+            if newest is None:
+                raise LookupError(f"an event's owner {owner} is not a user")
+            next_seq[owner] = int(newest) - count + 1
+        for value in values:
+            value["owner_seq"] = next_seq[value["owner_id"]]
+            next_seq[value["owner_id"]] += 1
         statement = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
         cursors = [int(row[0]) for row in await self.session.execute(statement, values)]
-        for cursor, (o, scope, owner) in zip(cursors, objects, strict=True):
-            self.events.append(EventMessage(cursor, stream, kind, o, scope, owner))
+        for cursor, value in zip(cursors, values, strict=True):
+            self.events.append(
+                EventMessage(
+                    cursor,
+                    stream,
+                    kind,
+                    value["object_id"],
+                    value["scope_id"],
+                    value["owner_id"],
+                    value["owner_seq"],
+                )
+            )
 
 
 class Services:
@@ -239,6 +268,17 @@ class Services:
             cutoff = now - dt.timedelta(seconds=self.settings.event_retention)
             newest_old = await session.scalar(select(func.max(Event.id)).where(Event.created_at < cutoff))
             if newest_old is not None:
+                # Each owner's replay reports a GAP from what is pruned now: their cursors it reached.
+                pruned = select(func.max(Event.owner_seq)).where(
+                    Event.owner_id == User.id, Event.id <= newest_old
+                )
+                owners = select(Event.owner_id).where(Event.id <= newest_old)
+                await session.execute(
+                    update(User)
+                    .where(User.id.in_(owners))
+                    .values(events_pruned_through=pruned.scalar_subquery())
+                    .execution_options(synchronize_session=False)
+                )
                 await session.execute(delete(Event).where(Event.id <= newest_old))
                 meta = await session.get(Meta, PRUNED_THROUGH)
                 if meta is None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["MIN_ADMIN_TOKEN_LENGTH", "Settings"]
+__all__ = ["MIN_ADMIN_TOKEN_LENGTH", "MIN_STS_SECONDS", "Settings"]
 
 MIN_ADMIN_TOKEN_LENGTH = 16
+#: The shortest credentials STS hands out (AssumeRole's DurationSeconds).
+MIN_STS_SECONDS = 900
 
 
 class Settings(BaseSettings):
@@ -33,6 +35,10 @@ class Settings(BaseSettings):
     sts_endpoint: str | None = None
 
     grant_ttl: int = Field(default=3600, ge=1, le=43200)
+    # The S3 server enforces the ``aws:CurrentTime`` condition of STS session policies (AWS S3 does;
+    # moto does not). Only then may a grant on S3 live less than STS's minimum of 15 minutes: every grant's
+    # policy ends its credentials at ``expiresAt``, and nothing else could.
+    s3_enforces_session_time: bool = False
     max_string_length: int = Field(default=10_000, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
     event_retention: float = Field(default=7 * 24 * 3600.0, ge=0)
@@ -102,11 +108,22 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown log level {level!r} (debug, info, warning, error, critical)")
         return level
 
+    @model_validator(mode="after")
+    def _credentials_end_at_expiry(self) -> Settings:
+        if self.uses_s3 and self.grant_ttl < MIN_STS_SECONDS and not self.s3_enforces_session_time:
+            raise ValueError(
+                f"MIKRO_GRANT_TTL={self.grant_ttl} is shorter than the {MIN_STS_SECONDS} s STS credentials "
+                "live at least: on S3 a grant's credentials would outlive its expiresAt. Use at least "
+                f"{MIN_STS_SECONDS}, or set MIKRO_S3_ENFORCES_SESSION_TIME=true if your S3 server enforces "
+                "the aws:CurrentTime condition of session policies (AWS S3 does)"
+            )
+        return self
+
     @property
     def credential_lifetime(self) -> int:
-        """Seconds a storage credential may stay valid after it was issued: ``grant_ttl``, but STS
-        hands out at least 15 minutes (see ``ObjectStorage._assume_role``)."""
-        return min(max(self.grant_ttl, 900), 43200) if self.uses_s3 else self.grant_ttl
+        """Seconds a storage credential may stay valid after it was issued: ``grant_ttl`` (on S3 the STS
+        duration when that is at least 15 minutes, else the session policy's time condition)."""
+        return self.grant_ttl
 
     @property
     def objects_dir(self) -> Path:

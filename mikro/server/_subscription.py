@@ -33,42 +33,52 @@ def _matches(message: EventMessage, user: AuthUser, scope_id: int | None) -> boo
     return scope_id is None or message.scope_id == scope_id
 
 
+async def _log_bounds(services: Services, user: AuthUser) -> tuple[int, int]:
+    """How far the event log was pruned, and its newest cursor, in the cursors ``user`` is shown."""
+    async with services.db.read() as session:
+        if user.is_admin:
+            meta = await session.get(m.Meta, PRUNED_THROUGH)
+            pruned = int(meta.value) if meta is not None else 0
+            return pruned, max(pruned, int(await session.scalar(select(func.max(m.Event.id))) or 0))
+        query = select(m.User.events_pruned_through, m.User.event_seq).where(m.User.id == user.id)
+        row = (await session.execute(query)).one_or_none()
+    return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
+
+def _gap(stream: str, cursor: int, scope_id: int | None, user: AuthUser) -> EventMessage:
+    return EventMessage(cursor, stream, "GAP", 0, scope_id, user.id, cursor)
+
+
 async def _replay(
     services: Services, stream: str, user: AuthUser, scope_id: int | None, after: int
 ) -> AsyncIterator[EventMessage]:
-    """Stored events after ``after``; first a GAP if the log was pruned past it."""
-    async with services.db.read() as session:
-        meta = await session.get(m.Meta, PRUNED_THROUGH)
-    pruned_through = int(meta.value) if meta is not None else 0
-    if after < pruned_through:
-        yield EventMessage(pruned_through, stream, "GAP", 0, scope_id, user.id)
-        after = pruned_through
+    """Stored events after ``after``; first a GAP if the log was pruned past it, or if ``after`` is
+    no cursor this user was given (one from before per-user cursors, say)."""
+    pruned_through, newest = await _log_bounds(services, user)
+    if after < pruned_through or after > newest:
+        after = pruned_through if after < pruned_through else newest
+        yield _gap(stream, after, scope_id, user)
+    seq = m.Event.id if user.is_admin else m.Event.owner_seq
     while True:
-        query = select(m.Event).where(m.Event.stream == stream, m.Event.id > after)
+        query = select(m.Event).where(m.Event.stream == stream, seq > after)
         if not user.is_admin:
             query = query.where(m.Event.owner_id == user.id)
         if scope_id is not None:
             query = query.where(m.Event.scope_id == scope_id)
         async with services.db.read() as session:
-            rows = (await session.scalars(query.order_by(m.Event.id).limit(_REPLAY_BATCH))).all()
+            rows = (await session.scalars(query.order_by(seq).limit(_REPLAY_BATCH))).all()
         for row in rows:
-            yield EventMessage(row.id, row.stream, row.kind, row.object_id, row.scope_id, row.owner_id)
+            yield EventMessage.from_row(row)
         if len(rows) < _REPLAY_BATCH:
             return
-        after = rows[-1].id
-
-
-async def _head(services: Services, stream: str) -> int:
-    """The newest cursor of ``stream`` (0 when it has none)."""
-    async with services.db.read() as session:
-        head = await session.scalar(select(func.max(m.Event.id)).where(m.Event.stream == stream))
-    return int(head or 0)
+        after = rows[-1].id if user.is_admin else rows[-1].owner_seq
 
 
 async def event_stream(
     services: Services, stream: str, user: AuthUser, scope_id: int | None, after: int | None
 ) -> AsyncIterator[EventMessage]:
-    """Replayed then live events, each once, in cursor order for the replay.
+    """Replayed then live events, each once, in cursor order for the replay. Cursors are
+    ``EventMessage.cursor_for(user.is_admin)``: the user's own sequence unless they see everyone's.
 
     Subscribing to pub/sub *before* reading the table closes the window in which an event could be
     neither in the table read nor in the live stream; live events up to the last cursor sent are dropped.
@@ -79,20 +89,22 @@ async def event_stream(
             if last is None:
                 # A live-only subscriber that lags must resume from where it joined, not replay
                 # history from before it subscribed.
-                last = await _head(services, stream)
-                replay_now = False
+                last = (await _log_bounds(services, user))[1]
             else:
-                replay_now = True
-            if replay_now:
                 async for message in _replay(services, stream, user, scope_id, last):
-                    last = max(last, message.cursor)
+                    # In cursor order, after a GAP that may move `last` back (a cursor from the future).
+                    last = message.cursor_for(user.is_admin)
                     yield message
             async for message in live:
-                # Live events arrive in cursor order (the event feed reads them from the table):
-                # those up to `last` were replayed, or came before a live-only subscriber joined.
-                if message.cursor <= last or not _matches(message, user, scope_id):
+                # Live events arrive in cursor order (the event feed reads them from the table, and
+                # an owner's sequence follows it): those up to `last` were replayed, or came before a
+                # live-only subscriber joined.
+                if not _matches(message, user, scope_id):
                     continue
-                last = max(last, message.cursor)
+                cursor = message.cursor_for(user.is_admin)
+                if cursor <= last:
+                    continue
+                last = cursor
                 yield message
             if not live.lagged:
                 return
@@ -139,7 +151,7 @@ class Subscription:
             if message.kind in ("CREATE", "UPDATE"):
                 rep = await _still_there(info, await ctx.loaders.representation.load(message.object_id))
             yield t.RepresentationEvent(
-                cursor=message.cursor,
+                cursor=message.cursor_for(user.is_admin),
                 kind=t.EventKind(message.kind),
                 id=strawberry.ID(str(message.object_id)) if message.kind != "GAP" else None,
                 representation=rep,
@@ -162,7 +174,7 @@ class Subscription:
             if message.kind in ("CREATE", "UPDATE"):
                 roi = await _still_there(info, await ctx.loaders.roi.load(message.object_id))
             yield t.RoiEvent(
-                cursor=message.cursor,
+                cursor=message.cursor_for(user.is_admin),
                 kind=t.EventKind(message.kind),
                 id=strawberry.ID(str(message.object_id)) if message.kind != "GAP" else None,
                 roi=roi,

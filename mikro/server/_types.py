@@ -165,9 +165,14 @@ async def _optional(info: Info[Any, Any], loader: DataLoader[int, T | None], key
     return None if key is None else _seen(info, await loader.load(key))
 
 
-async def _creator(info: Info[Any, Any], creator_id: int) -> User:
-    user = await context_of(info).loaders.user.load(creator_id)
-    assert user is not None
+def _creator(info: Info[Any, Any], creator_id: int) -> User:
+    """The creator, at once when loaded (the caller is primed: most creators a response shows), else
+    an awaitable of it: a coroutine per object and field costs more than the rest of the field."""
+    return _related(context_of(info).loaders.user, creator_id, _existing_user)
+
+
+def _existing_user(user: User | None) -> User:
+    assert user is not None  # as it always was: a creator outlives what it created
     return user
 
 
@@ -175,7 +180,8 @@ def _related(loader: DataLoader[int, T], key: int, then: Callable[[T], R] | None
     """``then`` of the loader's value for ``key``: the value itself when this request has already loaded
     it, else an awaitable of it. Typed as the value: graphql-core awaits what a resolver returns when it
     is awaitable, and strawberry reads the GraphQL type from the resolver's annotation."""
-    convert = cast(Callable[[T], R], _identity if then is None else then)
+    # A string: subscripting Callable at run time builds a new alias on every call.
+    convert = cast("Callable[[T], R]", _identity if then is None else then)
     future = _loaded(loader, key)
     if future is not None:
         return convert(future.result())
@@ -198,7 +204,7 @@ def _related_list(info: Info[Any, Any], loader: DataLoader[int, list[R]], key: i
     async def later() -> list[R]:
         return await present(info, _visible(info, await loader.load(key)))
 
-    return cast(list[R], later())
+    return cast("list[R]", later())
 
 
 def _loaded(loader: DataLoader[Any, Any], key: Any) -> Any:
@@ -433,7 +439,7 @@ class Representation:
 
     @strawberry.field
     def creator(self, info: Info[Any, Any]) -> User:
-        return _related(context_of(info).loaders.user, self._creator_id)
+        return _creator(info, self._creator_id)
 
     @strawberry.field(description="The file this image was ingested from, kept as it was.")  # type: ignore[untyped-decorator]
     def original_file(self, info: Info[Any, Any]) -> File | None:
@@ -501,6 +507,9 @@ async def prefetch_representations(info: Info[Any, Any], reps: Sequence[Represen
     loaders = context_of(info).loaders
     if not reps:
         return
+    # The images themselves, for their thumbnails', ROIs' and metrics' `present` check (which would
+    # otherwise read every image of the list again, a coroutine per image).
+    loaders.representation.prime_many({int(rep.id): rep for rep in reps})
     names = _selected_names(info)
     pending: list[Any] = []
     for name in names & _RELATIONS.keys():
@@ -546,8 +555,8 @@ class Sample:
         return await _related_items(info, context_of(info).loaders.representations_of_sample, int(self.id))
 
     @strawberry.field
-    async def creator(self, info: Info[Any, Any]) -> User:
-        return await _creator(info, self._creator_id)
+    def creator(self, info: Info[Any, Any]) -> User:
+        return _creator(info, self._creator_id)
 
 
 @strawberry.type
@@ -576,8 +585,8 @@ class Experiment:
         return await _related_items(info, loader, int(self.id))
 
     @strawberry.field
-    async def creator(self, info: Info[Any, Any]) -> User:
-        return await _creator(info, self._creator_id)
+    def creator(self, info: Info[Any, Any]) -> User:
+        return _creator(info, self._creator_id)
 
 
 @strawberry.type
@@ -616,8 +625,8 @@ class Dataset:
         return await _related_items(info, loader, int(self.id))
 
     @strawberry.field
-    async def creator(self, info: Info[Any, Any]) -> User:
-        return await _creator(info, self._creator_id)
+    def creator(self, info: Info[Any, Any]) -> User:
+        return _creator(info, self._creator_id)
 
 
 @strawberry.type(description="A region of interest; each vector is one 5-D point in (c, t, z, y, x) order.")
@@ -652,8 +661,8 @@ class ROI:
         return rep
 
     @strawberry.field
-    async def creator(self, info: Info[Any, Any]) -> User:
-        return await _creator(info, self._creator_id)
+    def creator(self, info: Info[Any, Any]) -> User:
+        return _creator(info, self._creator_id)
 
 
 @strawberry.type(description="A key/value measurement attached to an image, optionally to one of its ROIs.")
@@ -690,8 +699,8 @@ class Metric:
         return await _optional(info, context_of(info).loaders.roi, self._roi_id)
 
     @strawberry.field
-    async def creator(self, info: Info[Any, Any]) -> User:
-        return await _creator(info, self._creator_id)
+    def creator(self, info: Info[Any, Any]) -> User:
+        return _creator(info, self._creator_id)
 
 
 @strawberry.type
@@ -732,8 +741,8 @@ class Table:
         return await _related_items(info, context_of(info).loaders.origins_of_table, int(self.id))
 
     @strawberry.field
-    async def creator(self, info: Info[Any, Any]) -> User:
-        return await _creator(info, self._creator_id)
+    def creator(self, info: Info[Any, Any]) -> User:
+        return _creator(info, self._creator_id)
 
 
 @strawberry.type(description="A small PNG of an image.")
@@ -773,8 +782,8 @@ class Thumbnail:
         return Base64(png)
 
     @strawberry.field
-    async def creator(self, info: Info[Any, Any]) -> User:
-        return await _creator(info, self._creator_id)
+    def creator(self, info: Info[Any, Any]) -> User:
+        return _creator(info, self._creator_id)
 
 
 @strawberry.type
@@ -867,8 +876,8 @@ class File:
         return MediaStore.from_row(row)
 
     @strawberry.field
-    async def creator(self, info: Info[Any, Any]) -> User:
-        return await _creator(info, self._creator_id)
+    def creator(self, info: Info[Any, Any]) -> User:
+        return _creator(info, self._creator_id)
 
     @strawberry.field(description="Images made from this file and images it is attached to.")  # type: ignore[untyped-decorator]
     async def representations(self, info: Info[Any, Any]) -> list[Representation]:

@@ -24,6 +24,7 @@ import anyio.to_thread
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mikro.server._gc import settle_heap
 from mikro.server._settings import Settings
 
 __all__ = ["run_workers", "worker_app"]
@@ -55,6 +56,7 @@ class _SignalReady:
         async def send_and_signal(message: Message) -> None:
             await send(message)
             if message["type"] == "lifespan.startup.complete":
+                settle_heap()
                 await anyio.to_thread.run_sync(self._ready.touch)
 
         await self._app(scope, receive, send_and_signal)

@@ -394,9 +394,13 @@ def test_shards_in_another_layout_are_read_right(make_provider: Callable[..., Co
         store, shape=layout.shape, chunks=layout.chunks, shards=layout.shards, dtype="uint16"
     )
     np.testing.assert_array_equal(reader[...], expected)
-    # zarr.json; shard 1: the stream, then one range with the misplaced chunks (reversed: all adjacent);
-    # shards 2 to 8: no more guessing, one GET each into one buffer (the index comes with it).
-    assert store.stats.snapshot()["gets"] == 1 + 2 + 7
+    if provider.issued[0].kind == "s3":
+        # zarr.json; shard 1: the stream, then one range with the misplaced chunks (reversed: all
+        # adjacent); shards 2 to 8: no more guessing, one GET each into one buffer (the index with it).
+        assert store.stats.snapshot()["gets"] == 1 + 2 + 7
+    else:
+        # A folder store's file is read index first, then each chunk from where it says: nothing guessed.
+        assert store.stats.snapshot()["gets"] == 1 + 8
 
     if provider.issued[0].kind == "file":  # the hand-made shards are valid zarr: zarr-python agrees
         import zarr

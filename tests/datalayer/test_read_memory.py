@@ -6,6 +6,7 @@ import gc
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import numpy as np
 import pytest
 
@@ -115,3 +116,24 @@ def test_whole_objects_longer_than_expected_are_read_whole(
         assert got is not None and got.nbytes == len(data) and bytes(got) == data
     assert _fetch.fetch_object(store, "missing", 1000) is None
     assert store.stats.snapshot()["gets"] == 5
+
+
+@pytest.mark.anyio
+async def test_a_plain_values_is_the_one_array_the_read_fills(
+    make_provider: Callable[..., CountingProvider],
+) -> None:
+    """``rep.data.values`` in a script: the image read into one array is the result, not copied by
+    dask's concatenation into a second one; so its memory is mikro's and the next read reuses it."""
+    provider = make_provider()
+    values = values_for(SHAPE, seed=4)
+    layout = put_image(GrantedStore(provider), values, chunks=CHUNKS, shards=SHARDS, compression="blosc-lz4")
+    view = open_view(GrantedStore(provider), layout)
+
+    got = await anyio.to_thread.run_sync(lambda: view.values)
+    np.testing.assert_array_equal(got, values)
+    address = got.ctypes.data
+    del got
+    gc.collect()
+    again = await compute(view)
+    assert again.values.ctypes.data == address
+    np.testing.assert_array_equal(again.values, values)

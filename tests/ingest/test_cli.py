@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import tifffile
 
+import mikro.sync
 from mikro.datalayer._layout import TARGET_SHARD_BYTES
 from mikro.ingest import SHARD_COPIES, SHARDS_PER_FILE
 from tests.fixtures_servers import MikroServer
@@ -48,6 +50,18 @@ def peak():
         if line.startswith("VmHWM:"):
             open(out, "w").write(line.split()[1])
 atexit.register(peak)
+sys.argv[0] = "mikro"
+from mikro.cli import main
+main()
+"""
+
+
+# Runs the CLI with the reader plugins named in argv[1] (comma-separated) unimportable, as when the
+# ``formats`` extra is not installed.
+_WITHOUT_PLUGINS = """
+import sys
+for module in sys.argv.pop(1).split(","):
+    sys.modules[module] = None
 sys.argv[0] = "mikro"
 from mikro.cli import main
 main()
@@ -116,6 +130,29 @@ def test_ctrl_c_stops_and_a_rerun_continues(mikro_server: MikroServer, tmp_path:
     assert len(images) == FILES and len({i["sourceFingerprint"] for i in images}) == FILES
 
 
+def _ingest_peak_rss(server: MikroServer, token: str, path: Path, tmp_path: Path) -> int:
+    """Ingest ``path`` (pixels only: the original's upload streams, upload_file's own bound, tested with
+    Files) in a CLI process; its peak RSS in bytes, checked against the documented bound."""
+    peak_file = tmp_path / "peak-kib"
+    run = _cli(
+        server,
+        token,
+        str(path),
+        "--concurrency",
+        "1",
+        "--no-original",
+        prefix=("-c", _PEAK_RSS, str(peak_file)),
+    )
+    _, stderr_bytes = run.communicate(timeout=540)
+    assert run.returncode == 0, stderr_bytes.decode()
+    assert len(_images(server, token)) == 1
+    peak = int(peak_file.read_text()) * 1024
+    constant = 350 * 2**20  # interpreter, numpy/dask/zarr/bioio imports, HTTP clients (~250 measured)
+    bound = SHARD_COPIES * SHARDS_PER_FILE * TARGET_SHARD_BYTES * 1 + constant
+    assert peak < bound, f"peak RSS {peak / 2**20:.0f} MiB over the bound {bound / 2**20:.0f} MiB"
+    return peak
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # 2 GiB read and encoded: about 30 s alone, minutes on a loaded CI machine
 def test_a_big_file_ingests_within_the_memory_bound(mikro_server: MikroServer, tmp_path: Path) -> None:
@@ -129,22 +166,73 @@ def test_a_big_file_ingests_within_the_memory_bound(mikro_server: MikroServer, t
     big[0, :16, :16] = 7  # one known value
     big.flush()
     del big
-    # The original's upload streams (upload_file's own bound, tested with Files): pixels only here.
-    peak_file = tmp_path / "peak-kib"
+    _ingest_peak_rss(mikro_server, token, path, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # 1 GiB decoded and encoded: about 15 s alone
+@pytest.mark.parametrize("layout", ["tiles", "one strip"])
+def test_one_plane_larger_than_the_bound_is_read_part_by_part(
+    mikro_server: MikroServer, tmp_path: Path, layout: str
+) -> None:
+    """A single 1 GiB plane is more than the memory bound: a tiled TIFF (zlib-compressed zeros: about
+    1 MiB on disk) is read a few tiles at a time, an uncompressed one-strip page (a sparse file, as
+    tifffile writes by default) a few rows at a time, and its pixels arrive where they were."""
+    token = mikro_server.add_user("cli")
+    path = tmp_path / "mosaic.tif"
+    height, width, tile = 32768, 16384, 1024
+    zeros, sevens = np.zeros((tile, tile), "uint16"), np.full((tile, tile), 7, "uint16")
+    # The tile at row 1, column 2 holds 7s: read back below from where it must land.
+    if layout == "tiles":
+        tiles = (
+            sevens if (i, j) == (1, 2) else zeros for i in range(height // tile) for j in range(width // tile)
+        )
+        tifffile.imwrite(
+            path, tiles, shape=(height, width), dtype="uint16", tile=(tile, tile), compression="zlib"
+        )
+    else:
+        plane = tifffile.memmap(path, shape=(height, width), dtype="uint16", photometric="minisblack")
+        plane[tile : 2 * tile, 2 * tile : 3 * tile] = 7
+        plane.flush()
+        del plane
+    assert height * width * 2 > SHARD_COPIES * SHARDS_PER_FILE * TARGET_SHARD_BYTES + 350 * 2**20
+    _ingest_peak_rss(mikro_server, token, path, tmp_path)
+    (image,) = mikro_server.query("query { representations { id shape } }", token=token)["data"][
+        "representations"
+    ]
+    assert image["shape"][-2:] == [height, width]
+    with mikro.sync.connect(mikro_server.url, token=token) as m:
+        data = m.get_representation(image["id"]).data
+        block = data.isel(y=slice(tile - 2, 2 * tile + 2), x=slice(2 * tile - 2, 3 * tile + 2)).values
+    assert (block[2:-2, 2:-2] == 7).all() and block[:2].max() == block[:, :2].max() == 0
+
+
+def test_a_format_whose_reader_is_not_installed_names_the_extra(
+    mikro_server: MikroServer, tmp_path: Path
+) -> None:
+    """Without the ``formats`` extra, a CZI (written by Zeiss's pylibCZIrw), an ND2 and a LIF (no writer
+    outside their vendors' software: files of that name) each fail with the extra to install."""
+    token = mikro_server.add_user("cli")
+    folder = tmp_path / "vendor"
+    folder.mkdir()
+    _files.czi(folder / "zeiss.czi")
+    (folder / "nikon.nd2").write_bytes(b"\xda\xce\xbe\x0a" + bytes(60))
+    (folder / "leica.lif").write_bytes(b"\x70\x00\x00\x00" + bytes(60))
+    plugins = {"zeiss.czi": "bioio-czi", "nikon.nd2": "bioio-nd2", "leica.lif": "bioio-lif"}
+    modules = ",".join(p.replace("-", "_") for p in plugins.values())
+    report_path = tmp_path / "report.json"
     run = _cli(
-        mikro_server,
-        token,
-        str(path),
-        "--concurrency",
-        "1",
-        "--no-original",
-        prefix=("-c", _PEAK_RSS, str(peak_file)),
+        mikro_server, token, str(folder), "--json", str(report_path), prefix=("-c", _WITHOUT_PLUGINS, modules)
     )
-    _, stderr_bytes = run.communicate(timeout=540)
-    stderr = stderr_bytes.decode()
-    assert run.returncode == 0, stderr
-    assert len(_images(mikro_server, token)) == 1
-    peak = int(peak_file.read_text()) * 1024
-    constant = 350 * 2**20  # interpreter, numpy/dask/zarr/bioio imports, HTTP clients (~250 measured)
-    bound = SHARD_COPIES * SHARDS_PER_FILE * TARGET_SHARD_BYTES * 1 + constant
-    assert peak < bound, f"peak RSS {peak / 2**20:.0f} MiB over the bound {bound / 2**20:.0f} MiB"
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1, stderr.decode()
+    errors = {Path(f["path"]).name: f["error"] for f in json.loads(report_path.read_text())["files"]}
+    assert set(errors) == set(plugins)
+    for name, plugin in plugins.items():
+        suffix = Path(name).suffix
+        assert (
+            errors[name]
+            == f"no reader for {suffix} files is installed: pip install 'mikro[formats]' ({plugin})"
+        )
+        assert errors[name] in " ".join(stderr.decode().split())
+    assert _images(mikro_server, token) == []

@@ -57,6 +57,27 @@ async def test_cancelled_part_way_then_rerun_stores_each_file_once(m: mikro.Mikr
     assert {f.status for f in again.files} == {"skipped"}
 
 
+async def test_files_hashed_batch_by_batch_ahead_of_their_upload(
+    m: mikro.Mikro, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With batches of a few files (the batch size lowered here), each batch is hashed and looked up
+    while the one before uploads: every file is stored once, in the report's order, and a rerun skips all."""
+    from mikro.ingest import _pipeline
+
+    monkeypatch.setattr(_pipeline, "HASH_AHEAD_BYTES", 3 * 1024)  # about 3 small files a batch
+    small_tiffs(tmp_path / "plate", 12)
+    (tmp_path / "plate" / "img005.tif").write_bytes(b"II*\x00" + b"\x01" * 64)  # a bad one mid-way
+    seen: list[IngestProgress] = []
+    report = await m.ingest(tmp_path / "plate", on_progress=seen.append)
+    assert [Path(f.path).name for f in report.files] == [f"img{i:03d}.tif" for i in range(12)]
+    assert report.created == 11 and [Path(f.path).name for f in report.failed] == ["img005.tif"]
+    assert seen[-1].files_done == seen[-1].files_total == 12
+    assert seen[-1].bytes_done == seen[-1].bytes_total == sum(f.bytes for f in report.files)
+    again = await m.ingest(tmp_path / "plate")
+    assert (again.created, again.skipped) == (0, 11)
+    assert len({r.source_fingerprint for r in await _all(m)}) == 11
+
+
 async def test_a_changed_file_is_a_new_source(m: mikro.Mikro, tmp_path: Path) -> None:
     path = tmp_path / "a.tif"
     tifffile.imwrite(path, _files.values((16, 16), seed=1), photometric="minisblack")

@@ -178,3 +178,32 @@ async def test_bad_ids_strings_and_bodies_get_a_code(api: Api, body: str, code: 
     response = await _post(api, body.encode())
     assert response.status_code < 500
     assert response.json()["errors"][0]["extensions"]["code"] == code
+
+
+async def test_punctuation_in_strings_and_comments_is_not_taken_for_tokens(api: Api) -> None:
+    """Documents too long to parse blindly are refused from a count of their punctuation before parsing;
+    what strings, block strings and comments hold does not count."""
+    braces = "{}:()" * 1_800  # 9,000 characters of punctuation per string: 27,000 in all
+    query = (
+        f'# {braces}\nmutation {{ createSample(input: {{name: "{braces}", description: """{braces}"""}}) '
+        "{ name description } }"
+    )
+    sample = (await api.data(query))["createSample"]
+    assert sample == {"name": braces, "description": braces}
+    # The same punctuation outside strings is refused, naming the limit.
+    error = await api.error("{ me { id } }" + "{}" * 6_000)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "max_query_tokens" in error["message"]
+
+
+async def test_elements_in_strings_are_not_taken_for_values(api: Api) -> None:
+    """Bodies too long to decode blindly are refused from a count of their commas before decoding; commas
+    inside strings do not count."""
+    commas = "," * 9_000
+    body = {
+        "query": "mutation($n: String!, $d: String) { createSample(input: {name: $n, description: $d}) "
+        "{ id } }",
+        "variables": {"n": commas, "d": commas},
+        "extensions": {"padding": [commas] * 60},
+    }
+    response = await _post(api, json.dumps(body).encode())
+    assert "errors" not in response.json(), response.text

@@ -16,6 +16,7 @@ import pytest
 
 import mikro
 from tests.fixtures_servers import MikroServer, unique
+from tests.server.test_load_logs import BAD_LINE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -115,3 +116,7 @@ async def test_mutations_on_three_processes_reach_every_watch(three_servers: lis
             rois = await m.list_rois(representation=shared, limit=100)
             assert {roi.id for roi in rois} == kept
             assert all(roi.label is not None and roi.label.endswith("-moved") for roi in rois)
+
+        # And the servers logged no tracebacks or errors doing it.
+        for server in three_servers:
+            assert not [line for line in server.stderr().splitlines() if BAD_LINE.search(line)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -79,7 +80,10 @@ async def test_upload_grant_is_scoped_to_its_prefix(
     assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= set(objects["Action"])
     assert listing["Action"] == ["s3:ListBucket"]
     assert listing["Resource"] == [f"arn:aws:s3:::{moto_s3.bucket}"]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": [batch, f"{batch}/*"]}}
+    # ... and to the grant's lifetime: STS's own expiry may be later (it hands out at least 15 minutes).
+    until = {"DateLessThan": {"aws:CurrentTime": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": [batch, f"{batch}/*"]}, **until}
+    assert objects["Condition"] == until
 
     # Upload through the granted credentials, then the server reads the metadata back from S3.
     node = array_node([3, 32, 32], [1, 32, 32], "uint8", ["c", "y", "x"])
@@ -136,12 +140,40 @@ async def test_deleting_an_s3_representation_deletes_its_objects(
     assert listed.get("KeyCount", 0) == 0
 
 
-def test_short_grant_ttl_caps_expiry(server_factory: Any, moto_s3: Any) -> None:
-    server = server_factory.start(grant_ttl=5, **moto_s3.server_settings())
+def test_a_grant_shorter_than_sts_allows_needs_an_s3_that_ends_it(server_factory: Any, moto_s3: Any) -> None:
+    """STS credentials live at least 15 minutes: a shorter grant_ttl on S3 would hand out credentials
+    that outlive the grant's expiresAt, unless the S3 server enforces the policy's time condition."""
+    with pytest.raises(RuntimeError) as refused:
+        server_factory.start(grant_ttl=5, **moto_s3.server_settings())
+    assert "MIKRO_GRANT_TTL=5 is shorter than the 900 s" in str(refused.value)
+    assert "MIKRO_S3_ENFORCES_SESSION_TIME" in str(refused.value)
+
+    server = server_factory.start(grant_ttl=5, s3_enforces_session_time=True, **moto_s3.server_settings())
     before = dt.datetime.now(dt.UTC)
-    body = server.query(UPLOAD_S3, {"k": "MEDIA"})
-    grant = body["data"]["requestUpload"]
+    grant = server.query(UPLOAD_S3, {"k": "MEDIA"})["data"]["requestUpload"]
     expires = dt.datetime.fromisoformat(grant["expiresAt"])
-    # STS hands out at least 15 minutes; the grant still says when the server wants it refreshed.
-    assert expires <= before + dt.timedelta(seconds=5 + 30)
-    assert dt.datetime.fromisoformat(grant["credentials"]["expiration"]) > expires
+    assert before < expires <= before + dt.timedelta(seconds=5 + 30)
+    # The credentials say they end when the grant does, and their policy ends them then.
+    assert dt.datetime.fromisoformat(grant["credentials"]["expiration"]) == expires
+    [(_, policy)] = _policy(server, grant["storeId"])
+    ends = {statement["Condition"]["DateLessThan"]["aws:CurrentTime"] for statement in policy["Statement"]}
+    assert ends == {expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def test_deleted_s3_prefixes_are_swept_once_short_grants_end(server_factory: Any, moto_s3: Any) -> None:
+    """With grants that end before STS's 15 minutes, a released prefix that a client refilled with its
+    still-valid credentials is swept once the grant has ended, not 15 minutes later."""
+    settings = {"grant_ttl": 2, "s3_enforces_session_time": True, "maintenance_interval": 0.5}
+    server = server_factory.start(**settings, **moto_s3.server_settings())
+    token = server.add_user("sweeper")
+    grant = server.query(UPLOAD_S3, {"k": "MEDIA"}, token=token)["data"]["requestUpload"]
+    released = server.query(
+        "mutation($s: [ID!]!) { releaseUploads(stores: $s) }", {"s": [grant["storeId"]]}, token=token
+    )
+    assert "errors" not in released, released
+    _put(grant, "file", b"written after the release")
+    s3 = moto_s3.client()
+    deadline = time.monotonic() + 60
+    while s3.list_objects_v2(Bucket=moto_s3.bucket, Prefix=grant["prefix"] + "/").get("KeyCount", 0):
+        assert time.monotonic() < deadline, "the released prefix was never swept"
+        time.sleep(0.2)

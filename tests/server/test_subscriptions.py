@@ -276,3 +276,58 @@ def test_lagging_live_subscriber_gets_no_history(server_factory: Any) -> None:
     assert [(e["kind"], e["id"]) for e in events] == [("CREATE", r) for r in fresh]
     assert not set(history) & {e["id"] for e in events}
     assert "subscriber fell behind; catching up from the event table" in server.stderr()
+
+
+async def test_cursors_say_nothing_about_other_users(mikro_server: Any, new_api: Any) -> None:
+    """A user's cursors count their own events only: another user's mutations between two of theirs do
+    not move them, live or in a replay, and a replay after any of them is complete."""
+    alice, bob = new_api("alice"), new_api("bob")
+    mine = [await make_representation(alice, "a0")]
+    async with connect(mikro_server.ws_url, {"token": alice.token}) as sub:
+        await sub.subscribe(REP_EVENTS, {"after": 0})
+        first = (await sub.next())["representations"]
+        for n in range(3):
+            await make_representation(bob, f"b{n}")
+        mine.append(await make_representation(alice, "a1"))
+        second = (await sub.next())["representations"]
+    assert (first["cursor"], second["cursor"]) == (1, 2)
+    for n in range(3):
+        await make_representation(bob, f"b{n + 3}")
+    mine.append(await make_representation(alice, "a2"))
+
+    async with connect(mikro_server.ws_url, {"token": alice.token}) as sub:
+        await sub.subscribe(REP_EVENTS, {"after": 0})
+        replayed = [(await sub.next())["representations"] for _ in mine]
+        await sub.subscribe(REP_EVENTS, {"after": 1})
+        resumed = [(await sub.next())["representations"] for _ in mine[1:]]
+    assert [(e["cursor"], e["representation"]["id"]) for e in replayed] == [
+        (n + 1, rep["id"]) for n, rep in enumerate(mine)
+    ]
+    assert resumed == replayed[1:]
+
+
+async def test_an_admin_sees_every_event_in_one_order(mikro_server: Any, new_api: Any) -> None:
+    admin, carol = new_api("root", admin=True), new_api("carol")
+    async with connect(mikro_server.ws_url, {"token": admin.token}) as sub:
+        await sub.subscribe(REP_EVENTS, {})
+        await make_representation(carol, "c0")
+        await make_representation(admin, "admin's")
+        await make_representation(carol, "c1")
+        events = [(await sub.next())["representations"] for _ in range(3)]
+    assert [e["representation"]["name"] for e in events] == ["c0", "admin's", "c1"]
+    cursors = [e["cursor"] for e in events]
+    assert cursors == sorted(set(cursors))
+
+
+async def test_a_cursor_never_handed_out_replays_after_a_gap(mikro_server: Any, new_api: Any) -> None:
+    """A cursor ahead of the user's events (one kept from before an upgrade to per-user cursors) is
+    answered with a GAP at the user's newest cursor, then their events: nothing new is skipped."""
+    dave = new_api("dave")
+    await make_representation(dave, "d0")
+    async with connect(mikro_server.ws_url, {"token": dave.token}) as sub:
+        await sub.subscribe(REP_EVENTS, {"after": 1000})
+        gap = (await sub.next())["representations"]
+        new = await make_representation(dave, "d1")
+        event = (await sub.next())["representations"]
+    assert (gap["kind"], gap["cursor"]) == ("GAP", 1)
+    assert (event["cursor"], event["representation"]["id"]) == (2, new["id"])

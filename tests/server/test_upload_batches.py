@@ -52,7 +52,7 @@ def test_one_users_uploads_share_credentials_scoped_to_their_batch(server_factor
 
 
 def test_a_batch_is_not_handed_out_past_half_its_lifetime(server_factory: Any, moto_s3: Any) -> None:
-    server = server_factory.start(grant_ttl=2, **moto_s3.server_settings())
+    server = server_factory.start(grant_ttl=2, s3_enforces_session_time=True, **moto_s3.server_settings())
     alice = server.add_user("alice")
     first = _upload(server, alice)
     # The batch's grant ends 2 s after it was made: past half of that, a new upload starts a new batch
