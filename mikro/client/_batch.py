@@ -5,21 +5,29 @@ concurrently; once all of them are on the store, their rows are created with ``c
 requests (one transaction each). If an upload fails, a request fails, or the call is cancelled, every
 item is undone: rows already created are deleted, and each upload deletes its objects and gives its
 store back, so the batch leaves nothing behind.
+
+A batch of small images (one shard each, no pyramid: a plate's fields) takes a shorter path,
+`_SmallImages`: per image, an upload task with its own thread hops, store request and registration
+wait cost more CPU than writing the image. There each worker-thread call writes several whole images
+and builds their registrations, and the undo works on the batch as a whole.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from mikro._exceptions import GraphQLError, MikroError, ValidationError
 from mikro.client._image_request import ImageRequest, Registrar, image_request
 from mikro.client._registrations import BATCH_AT_MOST
+from mikro.datalayer import GrantedStore, ImageLayout, small_image_keys
 from mikro.datalayer._warmup import import_pixel_stack
 
 if TYPE_CHECKING:
@@ -28,6 +36,9 @@ if TYPE_CHECKING:
 __all__ = ["BatchMixin"]
 
 log = logging.getLogger(__name__)
+
+#: How long undoing a failed batch may take.
+CLEANUP_SECONDS = 10.0
 
 _INPUT_INDEX = re.compile(r"^inputs\[(\d+)\]: ")
 
@@ -78,7 +89,7 @@ class _Batch:
                     [self._inputs[i] for i in chunk]
                 )
             except GraphQLError as exc:
-                self._error = self._named(exc, chunk)
+                self._error = _named(exc, chunk, self._names)
             except Exception as exc:
                 # No answer: this request's rows may have been committed.
                 self.may_leave_rows = True
@@ -88,22 +99,134 @@ class _Batch:
                 self._results = []
                 return
 
-    def _named(self, exc: GraphQLError, chunk: list[int]) -> GraphQLError:
-        """The server's error about ``inputs[j]`` of a request, as ``items[i] (name)`` of the batch."""
-        message = exc.message
-        match = _INPUT_INDEX.match(message) if len(chunk) > 1 else None
-        index = chunk[int(match.group(1))] if match else (chunk[0] if len(chunk) == 1 else None)
-        if index is not None:
-            rest = message[match.end() :] if match else message
-            message = f"items[{index}] ({self._names[index]!r}): {rest}"
-        return type(exc)(message, code=exc.code, path=exc.path, errors=exc.errors)
-
     async def _delete(self, reps: list[Representation]) -> None:
-        for rep in reps:
+        await _delete(self._session, reps)
+
+
+def _named(exc: GraphQLError, chunk: Sequence[int], names: Sequence[str]) -> GraphQLError:
+    """The server's error about ``inputs[j]`` of a request, as ``items[i] (name)`` of the batch."""
+    message = exc.message
+    match = _INPUT_INDEX.match(message) if len(chunk) > 1 else None
+    index = chunk[int(match.group(1))] if match else (chunk[0] if len(chunk) == 1 else None)
+    if index is not None:
+        rest = message[match.end() :] if match else message
+        message = f"items[{index}] ({names[index]!r}): {rest}"
+    return type(exc)(message, code=exc.code, path=exc.path, errors=exc.errors)
+
+
+async def _delete(session: Any, reps: list[Representation]) -> None:
+    for rep in reps:
+        try:
+            await session.delete_representation(rep.id)
+        except Exception as exc:
+            log.warning("could not delete representation %s of a failed batch: %s", rep.id, exc)
+
+
+class _SmallImages:
+    """A batch of small images: stores taken from the session's reservations, the images written
+    whole and their registrations built in a few worker-thread calls, the rows created in requests of
+    `BATCH_AT_MOST`; on any failure or cancellation, all of it undone."""
+
+    def __init__(self, session: Any, requests: list[ImageRequest], layouts: list[ImageLayout]) -> None:
+        self._session = session
+        self._requests = requests
+        self._layouts = layouts
+        self._names = [r.name for r in requests]
+        self._stores: list[tuple[GrantedStore, str]] = []
+        self._inputs: list[Mapping[str, Any]] = [{} for _ in requests]
+        self._reps: list[Representation] = []
+        #: Items whose request got no answer: their rows may have been committed.
+        self._uncertain: list[int] = []
+
+    async def run(self) -> list[Representation]:
+        session = self._session
+        count = len(self._requests)
+        with session._s().reservations.uploading("ZARR", count):
             try:
-                await self._session.delete_representation(rep.id)
+                for _ in range(count):
+                    self._stores.append(await session._new_store("ZARR"))
+                await self._write()
+                for start in range(0, count, BATCH_AT_MOST):
+                    await self._register(list(range(start, min(start + BATCH_AT_MOST, count))))
+                    # The requests are shielded: a cancellation takes effect here, between them.
+                    await anyio.lowlevel.checkpoint()
+            except BaseException:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+                    await self._undo()
+                raise
+        return self._reps
+
+    async def _write(self) -> None:
+        limiter = self._session._s().thread_limiter
+        count = len(self._requests)
+        calls = min(count, max(1, int(limiter.total_tokens)))
+        failures: list[Exception] = []
+
+        def write(indices: range) -> None:
+            for i in indices:
+                store, store_id = self._stores[i]
+                result = self._requests[i].write_small(store, self._layouts[i])
+                self._inputs[i] = self._requests[i].registration(store_id, result)
+
+        async def one(indices: range, tg: anyio.abc.TaskGroup) -> None:
+            try:
+                await anyio.to_thread.run_sync(partial(write, indices), limiter=limiter)
             except Exception as exc:
-                log.warning("could not delete representation %s of a failed batch: %s", rep.id, exc)
+                failures.append(exc)
+                tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for first in range(calls):
+                tg.start_soon(one, range(first, count, calls), tg)
+        if failures:
+            raise failures[0]
+        for request, layout in zip(self._requests, self._layouts, strict=True):
+            if request.progress is not None:
+                request.progress(layout.nbytes, layout.nbytes)
+
+    async def _register(self, chunk: list[int]) -> None:
+        try:
+            # Shielded: a cancellation arriving mid-request must not leave us unsure whether the server
+            # committed the rows.
+            with anyio.CancelScope(shield=True):
+                made = await self._session._create_representation_rows([self._inputs[i] for i in chunk])
+            self._reps += made
+        except GraphQLError as exc:
+            raise _named(exc, chunk, self._names) from exc
+        except Exception:
+            self._uncertain = chunk
+            raise
+
+    async def _undo(self) -> None:
+        """Delete the rows made, every object written, and give back the stores left without a row."""
+        session = self._session
+        await _delete(session, self._reps)
+        for i in self._uncertain:
+            store_id = self._stores[i][1]
+            await session._remove_row(None, self._names[i], store_id, maybe_created=True)
+        recorded = len(self._reps)
+        stores = self._stores
+
+        def discard() -> None:
+            for (store, _), layout in zip(stores, self._layouts, strict=False):
+                try:
+                    store.delete(small_image_keys(layout))
+                except Exception as exc:
+                    log.warning("could not delete the objects of a failed upload: %s", exc)
+
+        await anyio.to_thread.run_sync(discard, abandon_on_cancel=True)
+        unrecorded = [store_id for _, store_id in stores[recorded:]]
+        if unrecorded:
+            try:
+                await session.release_uploads(unrecorded)
+            except Exception as exc:
+                # Stores whose rows were found and deleted above are gone already: release the rest.
+                log.debug("releasing %d stores of a failed batch at once failed: %s", len(unrecorded), exc)
+                for store_id in unrecorded:
+                    try:
+                        await session.release_uploads([store_id])
+                    except Exception as one_exc:
+                        log.debug("store %s of a failed upload was not released: %s", store_id, one_exc)
 
 
 class _Item:
@@ -148,6 +271,9 @@ class BatchMixin:
                 raise ValidationError(f"items[{i}] ({name!r}): {exc}") from exc
         if not requests:
             return []
+        layouts = [r.layout_if_small() for r in requests]
+        if all(layout is not None for layout in layouts):
+            return await _SmallImages(self, requests, cast("list[ImageLayout]", layouts)).run()
         batch = _Batch(self, [r.name for r in requests])
         results: list[Representation | None] = [None] * len(requests)
         failures: list[Exception] = []

@@ -24,13 +24,16 @@ from mikro.datalayer import (
     DEFAULT_MAX_BYTES,
     Compression,
     GrantedStore,
+    ImageLayout,
     PreparedImage,
     ProgressCallback,
     PyramidOption,
     WriteResult,
     method_for_variety,
     prepare_image,
+    small_layout,
     write_image,
+    write_small_image,
 )
 
 if TYPE_CHECKING:
@@ -93,6 +96,25 @@ class ImageRequest:
             channel_colours=self.write_channel_colours,
             rgb=self.variety == "RGB",
         )
+
+    def write_small(self, store: GrantedStore, layout: ImageLayout) -> WriteResult:
+        """Write a small image (``layout`` from `small_layout`) in this thread: for a worker thread."""
+        return write_small_image(
+            store,
+            self.image,
+            layout,
+            name=self.name,
+            thumbnail=self.thumbnail,
+            channel_names=self.write_channel_names,
+            channel_colours=self.write_channel_colours,
+            rgb=self.variety == "RGB",
+        )
+
+    def layout_if_small(self) -> ImageLayout | None:
+        """The layout `write_small` writes, if the image is small enough to be written whole (else None)."""
+        if self.limiter is not None:
+            return None
+        return small_layout(self.image, compression=self.compression, pyramid=self.pyramid)
 
     def registration(self, store_id: str, result: WriteResult) -> dict[str, Any]:
         """The RepresentationInput that records the upload (its thumbnail and metadata travel with it)."""

@@ -54,13 +54,13 @@ class UploadReservations:
         self._stale: list[str] = []
 
     @contextlib.contextmanager
-    def uploading(self, kind: str) -> Iterator[None]:
-        """Count an upload of ``kind`` as in progress: the demand the next reservation is sized by."""
-        self._in_progress[kind] += 1
+    def uploading(self, kind: str, count: int = 1) -> Iterator[None]:
+        """Count ``count`` uploads of ``kind`` as in progress: the demand the next reservation is sized by."""
+        self._in_progress[kind] += count
         try:
             yield
         finally:
-            self._in_progress[kind] -= 1
+            self._in_progress[kind] -= count
 
     async def take(self, kind: str) -> Grant:
         """A reserved store of ``kind`` with its write grant; reserves more when none is left."""

@@ -39,7 +39,14 @@ from mikro.datalayer._table import (
 )
 from mikro.datalayer._thumbnail import Thumbnail, make_thumbnail
 from mikro.datalayer._validate import DEFAULT_MAX_BYTES, PreparedImage, prepare_image
-from mikro.datalayer._write import ProgressCallback, WriteResult, write_image
+from mikro.datalayer._write import (
+    ProgressCallback,
+    WriteResult,
+    small_image_keys,
+    small_layout,
+    write_image,
+    write_small_image,
+)
 
 __all__ = [
     "ARRAY_PATH",
@@ -79,10 +86,13 @@ __all__ = [
     "open_dataarray",
     "prepare_image",
     "read_table",
+    "small_image_keys",
+    "small_layout",
     "source_size",
     "to_arrow",
     "upload_file",
     "verified_pieces",
     "write_image",
+    "write_small_image",
     "write_table",
 ]

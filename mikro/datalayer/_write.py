@@ -53,7 +53,15 @@ from mikro.datalayer._store import GrantedStore
 from mikro.datalayer._thumbnail import Thumbnail, make_thumbnail
 from mikro.datalayer._validate import PreparedImage
 
-__all__ = ["ProgressCallback", "WriteResult", "write_image"]
+__all__ = [
+    "ProgressCallback",
+    "WriteResult",
+    "plan_image",
+    "small_image_keys",
+    "small_layout",
+    "write_image",
+    "write_small_image",
+]
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +204,125 @@ def _array_document(layout: ImageLayout) -> bytes:
     return _encode_json(layout.array_metadata())
 
 
+def plan_image(
+    image: PreparedImage,
+    *,
+    compression: Compression = DEFAULT_COMPRESSION,
+    level: int = 1,
+    target_shard_bytes: int = TARGET_SHARD_BYTES,
+    pyramid: PyramidOption = None,
+) -> tuple[list[ImageLayout], list[tuple[int, ...]]]:
+    """Every level's layout (level 0 first) and its downsampling factors, as `write_image` writes them."""
+    layouts, factors = _planned(
+        tuple(image.shape),
+        image.dtype,
+        tuple(image.dims),
+        compression,
+        level,
+        target_shard_bytes,
+        tuple(sorted(image.pixel_size.items())),
+        pyramid,
+    )
+    return list(layouts), list(factors)
+
+
+@functools.lru_cache(maxsize=256)
+def _planned(
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    dims: tuple[str, ...],
+    compression: Compression,
+    level: int,
+    target_shard_bytes: int,
+    pixel_size: tuple[tuple[str, float], ...],
+    pyramid: PyramidOption,
+) -> tuple[tuple[ImageLayout, ...], tuple[tuple[int, ...], ...]]:
+    # The same for every image of one shape (a plate's fields): planned once, not once per image.
+    base = choose_layout(
+        shape, dtype, dims, compression=compression, level=level, target_shard_bytes=target_shard_bytes
+    )
+    layouts, factors = plan_levels(base, dict(pixel_size), pyramid, target_shard_bytes=target_shard_bytes)
+    return tuple(layouts), tuple(factors)
+
+
+def _is_small(layout: ImageLayout) -> bool:
+    return layout.nbytes <= WHOLE_IMAGE_BYTES and math.prod(layout.shard_grid) == 1
+
+
+def small_layout(
+    image: PreparedImage, *, compression: Compression = DEFAULT_COMPRESSION, pyramid: PyramidOption = None
+) -> ImageLayout | None:
+    """The layout of an image `write_small_image` writes (one shard, no coarser level), else None."""
+    layouts, _ = plan_image(image, compression=compression, pyramid=pyramid)
+    return layouts[0] if len(layouts) == 1 and _is_small(layouts[0]) else None
+
+
+def small_image_keys(layout: ImageLayout) -> list[str]:
+    """The objects `write_small_image` writes for ``layout``."""
+    (position,) = layout.shard_positions()
+    return [f"{layout.path}/zarr.json", layout.shard_key(position), "zarr.json"]
+
+
+@functools.lru_cache(maxsize=64)
+def _codec(layout: ImageLayout) -> ChunkCodec:
+    return ChunkCodec.for_layout(layout)
+
+
+def write_small_image(
+    store: GrantedStore,
+    image: PreparedImage,
+    layout: ImageLayout,
+    *,
+    name: str | None = None,
+    thumbnail: bool = False,
+    channel_names: Sequence[str] | None = None,
+    channel_colours: Sequence[str | None] | None = None,
+    rgb: bool = False,
+) -> WriteResult:
+    """Write an image of one shard and no coarser level (``layout`` from `small_layout`) in this thread.
+
+    Blocking, for a worker thread: for a small image the thread hops of `write_image`'s general path
+    (one per object, the group document and the thumbnail) cost more than the work. The caller deletes
+    `small_image_keys` if it fails.
+    """
+    started = time.perf_counter()
+    (position,) = layout.shard_positions()
+    region = layout.shard_region(position)
+    block: Any = image.array[region]
+    if image.is_lazy:
+        block = block.compute()
+    block = np.asarray(block)
+    ranges = _ChannelRanges(layout)
+    ranges.add(block, region)
+    projection = _Projection(layout)
+    projection.add(block, region)
+    shard = encode_shard(block, layout, _codec(layout))
+    doc = _array_document(layout)
+    store.put(f"{layout.path}/zarr.json", doc)
+    store.put(layout.shard_key(position), shard)
+    ome = ome_attributes(
+        layout.dims,
+        image.pixel_size,
+        name=name,
+        levels=[(1,) * layout.ndim],
+        omero=omero_block(ranges.channels(channel_names or image.channel_names, channel_colours), rgb=rgb),
+    )
+    store.put("zarr.json", _encode_json(group_metadata(ome)))
+    made = make_thumbnail(projection.image) if thumbnail else None
+    return WriteResult(
+        layout=layout,
+        bytes_stored=len(shard),
+        seconds=time.perf_counter() - started,
+        projection=projection.image,
+        keys=tuple(small_image_keys(layout)),
+        array_metadata=doc,
+        thumbnail=made,
+        levels=(layout,),
+        factors=((1,) * layout.ndim,),
+        level_metadata=(doc,),
+    )
+
+
 def _encode_json(doc: dict[str, Any]) -> bytes:
     # Compact: an indent sends json to its pure-Python encoder, a third of a small image's write.
     return json.dumps(doc, separators=(",", ":")).encode()
@@ -230,26 +357,36 @@ async def write_image(
     levels are written (their arrays at ``"1"``, ``"2"`` ... of ``store``; no group document).
     """
     started = time.perf_counter()
-    layouts, factors = plan_levels(
-        choose_layout(
-            image.shape,
-            image.dtype,
-            image.dims,
-            compression=compression,
-            level=level,
-            target_shard_bytes=target_shard_bytes,
-        ),
-        image.pixel_size,
-        pyramid,
-        target_shard_bytes=target_shard_bytes,
+    layouts, factors = plan_image(
+        image, compression=compression, level=level, target_shard_bytes=target_shard_bytes, pyramid=pyramid
     )
     base = layouts[0]
-    codecs = [ChunkCodec.for_layout(layout) for layout in layouts]
+    limiter = limiter if limiter is not None else anyio.CapacityLimiter(4)
+    if len(layouts) == 1 and not levels_only and _is_small(base):
+        whole = partial(
+            write_small_image,
+            store,
+            image,
+            base,
+            name=name,
+            thumbnail=thumbnail,
+            channel_names=channel_names,
+            channel_colours=channel_colours,
+            rgb=rgb,
+        )
+        try:
+            result = await anyio.to_thread.run_sync(whole, limiter=limiter)
+        except BaseException:
+            await _cleanup(store, small_image_keys(base))
+            raise
+        if progress is not None:
+            progress(base.nbytes, base.nbytes)
+        return result
+    codecs = [_codec(layout) for layout in layouts]
     builder = PyramidBuilder(layouts, factors, method) if len(layouts) > 1 else None
     coarsest = len(layouts) - 1
     projection = _Projection(layouts[coarsest])
     ranges = _ChannelRanges(base)
-    limiter = limiter if limiter is not None else anyio.CapacityLimiter(4)
     # One shard per token in flight: more would only queue whole shards in memory.
     slots = anyio.Semaphore(max(1, int(limiter.total_tokens)))
     written: list[str] = []
@@ -335,29 +472,8 @@ async def write_image(
             # Callers expect the one mikro error (GrantError, StorageError ...), not a task-group wrapper.
             raise _first_error(group)  # noqa: B904 - the error keeps its own cause
 
-    def write_whole(position: tuple[int, ...]) -> None:
-        # One shard and no coarser level: the whole image in one worker-thread hop. For a small image
-        # the hops (one per object, the group document and the thumbnail) cost more than the work.
-        payloads = encode(position)
-        write_arrays()
-        for key, payload in payloads:
-            store.put(key, payload)
-            counters["stored"] += len(payload)
-        write_group()
-        if thumbnail:
-            make()
-
     try:
-        if shard_count == 1 and builder is None and not levels_only and base.nbytes <= WHOLE_IMAGE_BYTES:
-            (position,) = base.shard_positions()
-            # Every key is listed before the first put: a failure part-way deletes what was written.
-            written.extend([f"{base.path}/zarr.json", base.shard_key(position), "zarr.json"])
-            await anyio.to_thread.run_sync(partial(write_whole, position), limiter=limiter)
-            counters["done"] = base.nbytes
-            if progress is not None:
-                progress(base.nbytes, base.nbytes)
-        else:
-            await write_blocks()
+        await write_blocks()
     except BaseException:
         await _cleanup(store, written)
         raise
