@@ -25,7 +25,6 @@ HIGH_PERCENTILE = 99.5
 PERCENTILE_SAMPLE = 8192
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_FILTER_NONE = 0
 _FILTER_UP = 2
 
 
@@ -93,39 +92,30 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def encode_png(image: np.ndarray[Any, np.dtype[np.uint8]], *, compress: bool = True) -> bytes:
+def encode_png(image: np.ndarray[Any, np.dtype[np.uint8]]) -> bytes:
     """An 8-bit greyscale PNG of a 2-D uint8 array.
 
     Every row uses the "up" filter and zlib runs with its run-length strategy: measured on 256x256
     thumbnails this is ~4x cheaper than Pillow's encoder at ``compress_level=1`` (which searches all five
     filters on every row) and the files are as small or smaller (noisy camera image: 39 kB against 42 kB;
-    smooth blobs: 6.7 kB against 7.5 kB). Without ``compress`` the rows are stored unfiltered in
-    uncompressed deflate blocks: ~20x cheaper, at most ~64 kB for a 256x256 thumbnail.
+    smooth blobs: 6.7 kB against 7.5 kB).
     """
     if image.ndim != 2 or image.dtype != np.uint8:
         raise ValueError(f"a PNG is encoded from a 2-D uint8 array, not {image.ndim}-D {image.dtype}")
     h, w = image.shape
     rows = np.empty((h, w + 1), dtype=np.uint8)
-    if not compress:
-        rows[:, 0] = _FILTER_NONE
-        rows[:, 1:] = image
-        idat = zlib.compress(rows.data, 0)
-    else:
-        rows[:, 0] = _FILTER_UP
-        if h:
-            rows[0, 1:] = image[0]  # the row above the first one counts as zeros
-            np.subtract(image[1:], image[:-1], out=rows[1:, 1:])  # modulo 256, as PNG wants
-        deflate = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_RLE)
-        idat = deflate.compress(rows.data) + deflate.flush()
+    rows[:, 0] = _FILTER_UP
+    if h:
+        rows[0, 1:] = image[0]  # the row above the first one counts as zeros
+        np.subtract(image[1:], image[:-1], out=rows[1:, 1:])  # modulo 256, as PNG wants
+    deflate = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_RLE)
+    idat = deflate.compress(rows.data) + deflate.flush()
     header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit grey, deflate, filtered, no interlace
     return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
-def make_thumbnail(
-    projection: np.ndarray[Any, Any], *, side: int = THUMBNAIL_SIDE, compress: bool = True
-) -> Thumbnail:
-    """A grey PNG, longest side at most ``side`` pixels, from a 2-D (y, x) projection (its pixel data
-    deflated unless not ``compress``, see `encode_png`)."""
+def make_thumbnail(projection: np.ndarray[Any, Any], *, side: int = THUMBNAIL_SIDE) -> Thumbnail:
+    """A grey PNG, longest side at most ``side`` pixels, from a 2-D (y, x) projection."""
     if projection.ndim != 2:
         raise ValueError(f"a thumbnail is made from a 2-D projection, not {projection.ndim}-D")
     pixels = _to_uint8(_downsample(projection, side))
@@ -135,4 +125,4 @@ def make_thumbnail(
         img.thumbnail((side, side), Image.Resampling.BOX)
         pixels = np.asarray(img)
     height, width = pixels.shape
-    return Thumbnail(encode_png(pixels, compress=compress), width, height)
+    return Thumbnail(encode_png(pixels), width, height)

@@ -308,10 +308,7 @@ def write_small_image(
         omero=omero_block(ranges.channels(channel_names or image.channel_names, channel_colours), rgb=rgb),
     )
     store.put("zarr.json", _encode_json(group_metadata(ome)))
-    # Not deflated: a small image's thumbnail shows it at (or near) full resolution, where its noise
-    # keeps deflate to ~35 % smaller (256x256 camera-like image) for ~0.45 ms of CPU: the largest cost
-    # of writing such an image.
-    made = make_thumbnail(projection.image, compress=False) if thumbnail else None
+    made = make_thumbnail(projection.image) if thumbnail else None
     return WriteResult(
         layout=layout,
         bytes_stored=len(shard),

@@ -64,11 +64,7 @@ async def test_write_image_makes_the_thumbnail_but_stores_only_the_image(store: 
     values[2, 10:20, 50:90] = 1000
     result = await write_image(store, prepare_image(values, dims="zyx"), thumbnail=True)
     assert result.thumbnail is not None and (result.thumbnail.width, result.thumbnail.height) == (96, 64)
-    # The same pixels as a thumbnail made on its own (a small image's is stored without deflate).
-    shown = np.asarray(Image.open(io.BytesIO(result.thumbnail.png)))
-    np.testing.assert_array_equal(
-        shown, np.asarray(Image.open(io.BytesIO(make_thumbnail(result.projection).png)))
-    )
+    assert result.thumbnail.png == make_thumbnail(result.projection).png
     # The PNG goes to the server with the registration: the store holds the OME-Zarr image alone.
     keys = await anyio.to_thread.run_sync(store.list_keys)
     assert sorted(keys) == sorted(result.keys) and not [k for k in keys if k.endswith(".png")]
