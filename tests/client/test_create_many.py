@@ -156,3 +156,29 @@ async def test_a_cancelled_batch_leaves_no_rows_and_no_objects(where: Where) -> 
             await m.create_representations(items)
         assert scope.cancelled_caught
     await _nothing_left(where, tag, before)
+
+
+async def test_the_returned_models_equal_a_fresh_get(where: Where) -> None:
+    m, tag = where.m, uuid.uuid4().hex
+    sample = await m.create_sample(name="s-1")
+    items = [
+        {"data": image, "name": f"e-{i}", "tags": [tag], "sample": sample.id, "pixel_size": {"x": 0.5}}
+        for i, image in enumerate(_images(3))
+    ]
+    reps = await m.create_representations(items)
+    for rep in reps:
+        assert rep == await m.get_representation(rep.id)
+
+
+async def test_a_batch_mixing_small_and_pyramid_images_round_trips(where: Where) -> None:
+    m, tag = where.m, uuid.uuid4().hex
+    big = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    items: list[dict[str, Any]] = [
+        {"data": image, "name": f"p-{i}", "tags": [tag]} for i, image in enumerate(_images(3))
+    ]
+    items.append({"data": big, "name": "p-pyramid", "tags": [tag], "pyramid": 1})
+    reps = await m.create_representations(items)
+    assert [r.name for r in reps] == ["p-0", "p-1", "p-2", "p-pyramid"]
+    assert len(reps[3].store.levels) == 2
+    for rep, item in zip(reps, items, strict=True):
+        np.testing.assert_array_equal(np.asarray(await m.compute(rep.data)), item["data"])
