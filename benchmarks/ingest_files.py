@@ -40,9 +40,13 @@ from _context import Context, Sizes, synthetic_planes
 from _harness import MIB, BarResult, Check, Figure, Sample, figure_from, interleave, timed
 from _infra import MikroServer
 from _report import print_table, write_json
+from numcodecs import Blosc
 from rich.console import Console
 
+from mikro.datalayer._layout import DEFAULT_COMPRESSION, blosc_configuration
+
 CONCURRENCY = 8
+SAME_WORK = "tifffile read + default codec + pyramid + raw put"
 
 
 @dataclass(frozen=True)
@@ -166,16 +170,48 @@ def mikro_arrays(server: MikroServer, folder: Path, nbytes: int) -> Sample:
     return Sample(clock.seconds, clock.cpu, nbytes, value=len(arrays) / clock.seconds)
 
 
-def floor(store: Any, folder: Path, nbytes: int, *, small_objects: bool, originals: bool = False) -> Sample:
+def _same_encoding(data: np.ndarray[Any, Any]) -> list[bytes]:
+    """The bytes mikro's default layout costs at the least: each plane in chunks of at most 4 MiB through
+    the default codec (blosc-lz4, byte shuffle, the same configuration), plus the pyramid's levels (2x2
+    means until a level fits 1024 px) compressed the same way. No index, no thumbnail, no metadata."""
+    config = blosc_configuration(DEFAULT_COMPRESSION or "blosc-lz4", data.dtype)
+    codec = Blosc(cname=config["cname"], clevel=config["clevel"], shuffle=Blosc.SHUFFLE)
+    out: list[bytes] = []
+    level = data.reshape((-1, *data.shape[-2:]))
+    while True:
+        rows = max(1, (4 * 2**20) // (level.shape[-1] * level.dtype.itemsize))
+        for plane in level:
+            for y in range(0, plane.shape[0], rows):
+                out.append(codec.encode(np.ascontiguousarray(plane[y : y + rows])))
+        if max(level.shape[-2:]) <= 1024:
+            return out
+        h, w = level.shape[-2] // 2 * 2, level.shape[-1] // 2 * 2
+        blocks = level[:, :h, :w].reshape(level.shape[0], h // 2, 2, w // 2, 2)
+        level = blocks.mean(axis=(2, 4), dtype=np.float32).astype(level.dtype)
+
+
+def floor(
+    store: Any,
+    folder: Path,
+    nbytes: int,
+    *,
+    small_objects: bool,
+    originals: bool = False,
+    encode: bool = False,
+) -> Sample:
     """tifffile read + raw obstore put of every file's pixels (and the two zarr.json, for small files);
-    with `originals`, the file's own bytes put too (what keeping the original costs at the least)."""
+    with `originals`, the file's own bytes put too (what keeping the original costs at the least); with
+    `encode`, the pixels put as mikro's default layout encodes them (`_same_encoding`)."""
     paths = sorted(folder.iterdir())
     prefix = f"floor{time.monotonic_ns()}"
     small = [bytes(n) for n in bl.IMAGE_SIDE_OBJECTS] if small_objects else []
 
     def one(i: int) -> None:
         data = tifffile.imread(paths[i])
-        obstore.put(store, f"{prefix}/{i}/0/c/0/0", memoryview(np.ascontiguousarray(data)).cast("B"))
+        if encode:
+            obstore.put(store, f"{prefix}/{i}/0/c/0/0", b"".join(_same_encoding(data)))
+        else:
+            obstore.put(store, f"{prefix}/{i}/0/c/0/0", memoryview(np.ascontiguousarray(data)).cast("B"))
         for j, body in enumerate(small):
             obstore.put(store, f"{prefix}/{i}/small-{j}", body)
         if originals:
@@ -215,6 +251,7 @@ def bar_big(ctx: Context, fs: FileSizes, where: str) -> BarResult:
             "tifffile read + raw put + put original": lambda: floor(
                 store, folder, nbytes, small_objects=False, originals=True
             ),
+            SAME_WORK: lambda: floor(store, folder, nbytes, small_objects=False, encode=True),
         },
         ctx.runs,
         log=ctx.log,
@@ -230,6 +267,7 @@ def bar_big(ctx: Context, fs: FileSizes, where: str) -> BarResult:
         got["tifffile read + raw put + put original"],
         note="the floor with originals",
     )
+    same = figure_from(SAME_WORK, "baseline", got[SAME_WORK], note="the floor for the same encoding work")
     for fig, what in ((mikro, "originals kept (the default)"), (bare, "no originals")):
         if fig.extra.get("server_cpu_s") is not None:
             per_gib = fig.extra["server_cpu_s"] / (nbytes / 2**30)
@@ -241,10 +279,13 @@ def bar_big(ctx: Context, fs: FileSizes, where: str) -> BarResult:
         f"{fs.big_files} OME-TIFF of {fs.big_side}x{fs.big_side}x{fs.channels}ch uint16 "
         f"({nbytes / MIB:.0f} MiB), {CONCURRENCY} files in flight",
         "≥ 0.8x the floor (with originals: the floor with originals)",
-        [mikro, bare, base_kept, base],
+        [mikro, bare, base_kept, base, same],
         [
             _ratio("≥ 0.8x floor with originals", mikro, base_kept, 0.8),
             _ratio("≥ 0.8x floor (no originals)", bare, base, 0.8),
+            # Not the issue's target: what the default layout's encoding alone leaves of the floor, so a
+            # MISS above can be read as "mikro's overhead" or "the cost of compression and pyramids".
+            _ratio("no originals vs the same-encoding floor (context)", bare, same, 0.8),
         ],
     )
 

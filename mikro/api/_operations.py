@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel as _pydantic_to_camel
 
 from mikro._exceptions import ValidationError
 from mikro.api._acquisition import SourceMatch
@@ -36,6 +37,10 @@ from mikro.api._models import (
     User,
     ZarrStore,
 )
+
+#: Input keys are a few dozen names; pydantic's to_camel runs regular expressions on each (about 20 µs),
+#: which made converting an image's registration cost more than encoding it.
+to_camel = functools.lru_cache(maxsize=1024)(_pydantic_to_camel)
 
 __all__ = ["DEFAULT_PAGE_SIZE", "IdLike", "Operations"]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,15 @@ class DatabaseUnreachableError(DatabaseSchemaError):
 @contextlib.asynccontextmanager
 async def _connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     connection = engine.connect()
+    before = set(_driver_threads())
     try:
         await connection.start()
     except (OSError, DBAPIError) as exc:
+        # After a failed connect aiosqlite stops its worker thread by queueing a call that answers on
+        # this loop; were the loop closed first (a CLI exits right after this error), the thread would
+        # die printing a traceback under the one-line message.
+        for thread in set(_driver_threads()) - before:
+            await anyio.to_thread.run_sync(thread.join, 5.0)
         # The driver's own message, first line only (aiosqlite's carries its worker thread's traceback).
         reason = (str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines() or [""])[0]
         where = engine.url.render_as_string(hide_password=True)
@@ -75,6 +82,10 @@ async def _connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     finally:
         with anyio.CancelScope(shield=True):
             await connection.close()
+
+
+def _driver_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.endswith("(_connection_worker_thread)")]
 
 
 def include_object(item: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:

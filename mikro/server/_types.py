@@ -146,42 +146,41 @@ def _found(value: T | None, what: str, key: int) -> T:
     return value
 
 
-def _related(loader: DataLoader[int, T], key: int, then: Callable[[T], R] | None = None) -> R:
-    """``then`` of the loader's value for ``key``: the value itself when this request has already loaded
-    it, else an awaitable of it. Typed as the value: graphql-core awaits what a resolver returns when it
-    is awaitable, and strawberry reads the GraphQL type from the resolver's annotation."""
-    # A string: subscripting Callable at run time builds a new alias on every call.
-    convert = cast("Callable[[T], R]", _identity if then is None else then)
+def _related(loader: DataLoader[int, Any], key: int, what: str, then: Callable[[Any], R]) -> R:
+    """``then`` of the loader's row for ``key``, which must exist (see `_found`): at once when this request
+    has already loaded it, else an awaitable of it. Typed as the value: graphql-core awaits what a
+    resolver returns when it is awaitable, and strawberry reads the GraphQL type from the resolver's
+    annotation."""
     future = _loaded(loader, key)
     if future is not None:
-        return convert(future.result())
+        return then(_found(future.result(), what, key))
 
     async def later() -> R:
-        return convert(await loader.load(key))
+        return then(_found(await loader.load(key), what, key))
 
     return cast(R, later())
 
 
-def _shown(info: Info[Any, Any], loader: DataLoader[int, Any], key: int, *, single: bool) -> Any:
+def _shown(info: Info[Any, Any], loader_name: str, key: int, *, single: bool) -> Any:
     """The related objects the caller may see that still exist (see `present`): a list, or with
     ``single`` one object or None. At once when this request has loaded them and the rows they need,
     else an awaitable of them (see `_related`)."""
     loaders = context_of(info).loaders
-
-    def listed(value: Any) -> list[Any]:
-        return ([] if value is None else [value]) if single else cast("list[Any]", value)
-
-    def answer(kept: list[Any]) -> Any:
-        return (kept[0] if kept else None) if single else kept
-
+    loader: DataLoader[int, Any] = getattr(loaders, loader_name)
     future = _loaded(loader, key)
     if future is not None:
-        now = _present_now(loaders, _visible(info, listed(future.result())))
+        value = future.result()
+        if not value:
+            # Nothing related, the common case of most relations: nothing to check.
+            return None if single else []
+        now = _present_now(loaders, _visible(info, [value] if single else value))
         if now is not None:
-            return answer(now)
+            return (now[0] if now else None) if single else now
 
     async def later() -> Any:
-        return answer(await present(loaders, _visible(info, listed(await loader.load(key)))))
+        value = await loader.load(key)
+        kept = await present(loaders, _visible(info, ([] if value is None else [value]) if single else value))
+        return (kept[0] if kept else None) if single else kept
 
     return later()
 
@@ -224,8 +223,7 @@ def _many(
     """The related objects listed by this object's id that the caller may see and that still exist."""
 
     def resolve(self: Any, info: Info[Any, Any]) -> Any:
-        loader = getattr(context_of(info).loaders, loader_name)
-        return _shown(info, loader, int(self.id), single=False)
+        return _shown(info, loader_name, int(self.id), single=False)
 
     return _field(resolve, f"list[{graphql_type}]", description, at_once)
 
@@ -239,7 +237,7 @@ def _one(
         value = getattr(self, key)
         if value is None:
             return None
-        return _shown(info, getattr(context_of(info).loaders, loader_name), value, single=True)
+        return _shown(info, loader_name, value, single=True)
 
     return _field(resolve, f"{graphql_type} | None", description, at_once)
 
@@ -248,22 +246,20 @@ def _image() -> Any:
     """The image an ROI, metric or thumbnail belongs to (it cannot be shown without it)."""
 
     def resolve(self: Any, info: Info[Any, Any]) -> Any:
-        key = self._representation_id
-        return _related(context_of(info).loaders.representation, key, lambda rep: _found(rep, "image", key))
+        return _related(context_of(info).loaders.representation, self._representation_id, "image", _identity)
 
     return _field(resolve, "Representation", None, at_once=False)
 
 
-def _store(graphql_type: Any, *, at_once: bool = False) -> Any:
-    """The store an object's data is in, as ``graphql_type`` (ZarrStore, ParquetStore, MediaStore)."""
+def _store(graphql_type: Any) -> Any:
+    """The store an object's data is in, as ``graphql_type`` (ZarrStore, ParquetStore, MediaStore); at
+    once when loaded (`present` loads it for every object a response shows), as a creator is: a store
+    has no relations, so no fan-out goes through it."""
 
     def resolve(self: Any, info: Info[Any, Any]) -> Any:
-        key = self._store_id
-        return _related(
-            context_of(info).loaders.store, key, lambda row: graphql_type.from_row(_found(row, "store", key))
-        )
+        return _related(context_of(info).loaders.store, self._store_id, "store", graphql_type.from_row)
 
-    return _field(resolve, graphql_type, None, at_once)
+    return _field(resolve, graphql_type, None, at_once=True)
 
 
 def _creator() -> Any:
@@ -272,8 +268,7 @@ def _creator() -> Any:
     has no relations, so no fan-out goes through it."""
 
     def resolve(self: Any, info: Info[Any, Any]) -> Any:
-        key = self._creator_id
-        return _related(context_of(info).loaders.user, key, lambda user: _found(user, "creator", key))
+        return _related(context_of(info).loaders.user, self._creator_id, "creator", _identity)
 
     return _field(resolve, "User", None, at_once=True)
 
@@ -437,7 +432,7 @@ class Representation:
     # The relations answer at once from what this request has already loaded (a list's relations are
     # prefetched, see `prefetch_representations`), and return an awaitable otherwise: per object and
     # field, no coroutine, future and gather for the executor to run.
-    store = _store(ZarrStore, at_once=True)
+    store = _store(ZarrStore)
     sample = _one("sample", "_sample_id", "Sample", at_once=True)
     dataset = _one("dataset", "_dataset_id", "Dataset", at_once=True)
     experiments = _many("experiments_of_representation", "Experiment", at_once=True)
@@ -505,23 +500,33 @@ def _selected_names(info: Info[Any, Any]) -> frozenset[str]:
 
 
 async def prefetch_representations(info: Info[Any, Any], reps: Sequence[Representation]) -> None:
-    """Load the relations the query selects of all of ``reps`` now, one statement per relation, so that
-    their resolvers answer at once (see `_related`) instead of each awaiting its loader."""
+    """Load the relations the query selects of all of ``reps`` now, one statement per relation, and the
+    rows those related objects cannot be shown without (see `present`: an original file's store, the
+    stores of origins ...), so that their resolvers answer at once (see `_shown`) instead of each
+    awaiting its loader."""
     loaders = context_of(info).loaders
     if not reps:
         return
     # The images themselves, for their thumbnails', ROIs' and metrics' `present` check (which would
     # otherwise read every image of the list again, a coroutine per image).
     loaders.representation.prime_many({int(rep.id): rep for rep in reps})
-    names = _selected_names(info)
-    pending: list[Any] = []
-    for name in names & _RELATIONS.keys():
+    levels: list[list[Any]] = []
+    for name in _selected_names(info) & _RELATIONS.keys():
         loader_name, key_attribute = _RELATIONS[name]
         loader: DataLoader[Any, Any] = getattr(loaders, loader_name)
         if loader.cache:
             keys = {getattr(rep, key_attribute) for rep in reps} - {None}
-            pending += [loader.load(int(k)) for k in keys]
-    if not pending:
+            levels.append([loader.load(int(k)) for k in keys])
+    # Level after level (an ROI's image, then its store), every relation's loads of a level together.
+    while levels:
+        await _settled([future for futures in levels for future in futures])
+        required = (_required(loaders, _results(futures)) for futures in levels)
+        levels = [[loader.load(k) for k in set(keys)] for loader, keys in filter(None, required)]
+
+
+async def _settled(pending: list[asyncio.Future[Any]]) -> None:
+    """Wait until the loads are done, their failures left to the fields that read them."""
+    if all(future.done() for future in pending):
         return
     # Waited on, never awaited directly: a cancelled request (a sibling field failed) must not cancel
     # the loaders' futures, and its reads finish before it ends and gives its session back. A failed
@@ -531,6 +536,22 @@ async def prefetch_representations(info: Info[Any, Any], reps: Sequence[Represen
     except asyncio.CancelledError:
         await asyncio.wait(pending)
         raise
+
+
+def _results(futures: list[asyncio.Future[Any]]) -> list[Any]:
+    """The objects the (finished) loads found (one relation: one type), lists flattened; none when
+    their type needs no other rows (see `_REQUIRED`)."""
+    found: list[Any] = []
+    for future in futures:
+        if not future.cancelled() and future.exception() is None:
+            value = future.result()
+            if isinstance(value, list):
+                found += value
+            elif value is not None:
+                found.append(value)
+            if found and type(found[0]) not in _REQUIRED:
+                return []
+    return found
 
 
 @strawberry.type
