@@ -48,6 +48,14 @@ def no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+def process_env(**extra: str) -> dict[str, str]:
+    """The environment for a process under test: this one's without the developer's own ``MIKRO_*``
+    variables (they must not leak into it), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+    env.update(extra)
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -254,8 +262,7 @@ class MikroServer:
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def env(self) -> dict[str, str]:
-        # The developer's own MIKRO_* variables must not leak into the server under test.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+        env = process_env()
         for key, value in self.settings.items():
             name = key.upper()
             env[name if name.startswith("MIKRO_") else f"MIKRO_{name}"] = str(value)

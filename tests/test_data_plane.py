@@ -27,7 +27,7 @@ from PIL import Image
 import mikro
 from mikro.datalayer import GrantedStore
 from mikro.datalayer._shard import ShardIndex
-from tests.fixtures_servers import MikroServer, ServerFactory, unique
+from tests.fixtures_servers import MikroServer, ServerFactory, process_env, unique
 
 pytestmark = pytest.mark.usefixtures("no_ambient_config")
 
@@ -335,11 +335,10 @@ async def test_loop_stays_responsive_while_256_mib_download_and_compute(mikro_se
 
 def test_mikro_demo_runs_end_to_end(tmp_path: Path) -> None:
     """``mikro demo`` with a small stack: starts its own server, uploads, lists, computes, summarises."""
-    import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+    env = process_env()
     env["COLUMNS"] = "200"  # one summary line per line, whatever the terminal
     done = subprocess.run(
         [sys.executable, "-m", "mikro", "demo", "--size-mib", "12", "--data-dir", str(tmp_path / "demo")],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import tifffile
 import mikro.sync
 from mikro.datalayer._layout import TARGET_SHARD_BYTES
 from mikro.ingest import SHARD_COPIES, SHARDS_PER_FILE
-from tests.fixtures_servers import MikroServer
+from tests.fixtures_servers import MikroServer, process_env
 from tests.ingest import _files
 from tests.ingest.test_resume import FILES
 
@@ -30,8 +29,7 @@ COUNT = "query { representations(pagination: {limit: 1000}) { id sourceFingerpri
 def _cli(
     server: MikroServer, token: str, *args: str, prefix: tuple[str, ...] = ()
 ) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
-    env.update(MIKRO_URL=server.url, MIKRO_TOKEN=token, COLUMNS="200")
+    env = process_env(MIKRO_URL=server.url, MIKRO_TOKEN=token, COLUMNS="200")
     return subprocess.Popen(
         [sys.executable, *(prefix or ("-m", "mikro")), "ingest", *args],
         env=env,
