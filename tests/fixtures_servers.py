@@ -395,37 +395,39 @@ def _database_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture(scope="session")
-def mikro_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MikroServer]:
-    """The reference server with a folder store and SQLite, shared by the whole session."""
-    server = MikroServer(tmp_path_factory.mktemp("mikro-server"))
+@contextlib.contextmanager
+def running(server: MikroServer) -> Iterator[MikroServer]:
+    """``server`` started, and stopped on exit."""
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mikro_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MikroServer]:
+    """The reference server with a folder store and SQLite, shared by the whole session."""
+    with running(MikroServer(tmp_path_factory.mktemp("mikro-server"))) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def short_grant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MikroServer]:
     """A server whose grants last one second, for the tests of grant refresh (one start per session)."""
-    server = MikroServer(tmp_path_factory.mktemp("mikro-server-short-grants"), {"grant_ttl": 1})
-    server.start()
-    try:
+    with running(
+        MikroServer(tmp_path_factory.mktemp("mikro-server-short-grants"), {"grant_ttl": 1})
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def mikro_server_s3(tmp_path_factory: pytest.TempPathFactory, moto_s3: MotoS3) -> Iterator[MikroServer]:
     """The reference server keeping objects on moto's S3 and granting STS credentials."""
-    server = MikroServer(tmp_path_factory.mktemp("mikro-server-s3"), moto_s3.server_settings())
-    server.start()
-    try:
+    with running(
+        MikroServer(tmp_path_factory.mktemp("mikro-server-s3"), moto_s3.server_settings())
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 class ServerFactory:
