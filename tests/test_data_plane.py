@@ -338,8 +338,7 @@ def test_mikro_demo_runs_end_to_end(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    env = process_env()
-    env["COLUMNS"] = "200"  # one summary line per line, whatever the terminal
+    env = process_env(COLUMNS="200")  # one summary line per line, whatever the terminal
     done = subprocess.run(
         [sys.executable, "-m", "mikro", "demo", "--size-mib", "12", "--data-dir", str(tmp_path / "demo")],
         capture_output=True,

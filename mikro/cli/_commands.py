@@ -18,7 +18,7 @@ __all__ = ["app"]
 
 # --- the reference server (needs the `server` extra) -----------------------------------------------
 
-#: The options every command that opens the server's database takes (typer copies them per command).
+#: The options of every command that opens the server's database (typer builds each command's own from them).
 DATA_DIR = typer.Option(None, "--data-dir", help="The server's data dir.")
 DATABASE_URL = typer.Option(None, "--database-url", help="The server's database URL.")
 
