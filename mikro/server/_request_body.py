@@ -90,10 +90,13 @@ def _decode(body: bytes, bounds: InputBounds) -> object:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        # orjson refuses what the stdlib decodes (integers beyond 64 bits, NaN, UTF-16 bodies, lone
-        # surrogates, deep nesting): the stdlib answers those, as it did before, errors included.
+        # orjson refuses what the stdlib decodes (NaN, UTF-16 bodies, lone surrogates, deep nesting):
+        # the stdlib answers those, as it did before, errors included.
         payload = _stdlib_loads(body)
-    if isinstance(payload, dict):
+    if isinstance(payload, dict) and _check_variables(payload.get("variables"), bounds):
+        # orjson turns integers beyond 64 bits into floats (losing digits); the stdlib keeps them.
+        payload = _stdlib_loads(body)
+        assert isinstance(payload, dict)
         _check_variables(payload.get("variables"), bounds)
     return payload
 
@@ -130,9 +133,11 @@ def _more_elements_than(body: bytes, bound: int) -> bool:
 _TOP_LEVEL_FIELDS = 3
 
 
-def _check_variables(variables: object, bounds: InputBounds) -> None:
+def _check_variables(variables: object, bounds: InputBounds) -> bool:
     """Count and measure the variables before GraphQL coerces them (which costs per value, on the loop,
-    and recurses: a value nested thousands deep would end in a RecursionError)."""
+    and recurses: a value nested thousands deep would end in a RecursionError). True if they hold a
+    float beyond the 64-bit integers (it may have been such an integer: see ``_decode``)."""
+    beyond = False
     values, stack = 0, [(variables, 0)]
     while stack:
         value, depth = stack.pop()
@@ -148,10 +153,18 @@ def _check_variables(variables: object, bounds: InputBounds) -> None:
         else:
             if isinstance(value, str) and not value.isascii() and not _is_unicode(value):
                 raise BadBody(400, "the variables hold a string that is not valid Unicode (a lone surrogate)")
+            if type(value) is float and not _INT64_MIN <= value < _UINT64_END:
+                beyond = True
             values += 1
             if values > bounds.max_values:
                 message = f"variables hold more than {bounds.max_values} values"
                 raise BadBody(400, limit_message("max_input_values", message))
+    return beyond
+
+
+# The integers orjson decodes as integers: [-2**63, 2**64).
+_INT64_MIN = -(2**63)
+_UINT64_END = 2**64
 
 
 def _is_unicode(text: str) -> bool:
