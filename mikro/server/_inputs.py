@@ -11,6 +11,7 @@ from strawberry.scalars import Base64
 from strawberry.schema.types.scalar import DEFAULT_SCALAR_REGISTRY
 
 from mikro.server._acquisition import AcquisitionInput
+from mikro.server._input_plans import convert_by_plan
 from mikro.server._types import JSON, BigInt, RepresentationVariety, RoiKind
 
 __all__ = [
@@ -355,3 +356,7 @@ class FileUpdateInput:
     experiments: list[strawberry.ID] | None = None
     datasets: list[strawberry.ID] | None = None
     tags: list[str] | None = None
+
+
+# The input of the batch mutation, converted by a plan (see _input_plans).
+RepresentationInput.__strawberry_definition__.from_input = convert_by_plan  # type: ignore[attr-defined]
