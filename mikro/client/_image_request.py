@@ -7,13 +7,13 @@ the finished uploads (group commit of concurrent calls, or one all-or-nothing ba
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import pybase64
 
 from mikro._exceptions import ValidationError
 from mikro.api._arguments import choice
@@ -131,7 +131,7 @@ class ImageRequest:
             "channels": self.channels,
             "physical_size": dict(self.image.pixel_size) or None,
             "acquisition_date": self.acquisition_date,
-            "thumbnail": None if made is None else {"png": base64.b64encode(made.png).decode("ascii")},
+            "thumbnail": None if made is None else {"png": pybase64.b64encode(made.png).decode("ascii")},
             "array_metadata": result.array_metadata.decode(),
             "original_file": self.original_file,
             "source_fingerprint": self.source_fingerprint,
