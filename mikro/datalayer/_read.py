@@ -182,6 +182,10 @@ class ShardedArrayReader:
         with self._lock:
             if self._reading_everything:
                 return  # `compute` holds whole-shard mode around this computation already
+            if not self._full_reads_due and not self._full_reads_running:
+                # An earlier computation's cache has fetched every shard already: it would fetch
+                # nothing ahead for this one.
+                self._drop_cache()
             self._full_reads_due += self.nblocks
             self._full_reads_seen = time.monotonic()
 
