@@ -58,3 +58,6 @@ async def test_a_plain_reduction_reads_its_shards_ahead_every_time(
         assert any(name == "mikro-prefetch" for name, _ in fetched), fetched
         await _until_prefetch_ends()
     np.testing.assert_array_equal(view.values, values)
+    # Every chunk of a raw image handed to the tasks straight from its shard's bytes, edge chunks too.
+    summed = await anyio.to_thread.run_sync(lambda: (view.astype("int64") + 1).compute().values)
+    np.testing.assert_array_equal(summed, values.astype("int64") + 1)
