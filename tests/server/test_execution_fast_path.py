@@ -178,7 +178,7 @@ def test_the_answers_show_what_the_documents_ask() -> None:
         plan.leaf.name
         for _, parent, plans in _execution._plans.values()
         for _, _, plan in plans
-        if plan is not None and parent.name == "Item"
+        if isinstance(plan, _execution._Plan) and parent.name == "Item"
     }
     assert {"ID", "String", "Int", "Float", "Colour"} <= planned
 
