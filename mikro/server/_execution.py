@@ -41,9 +41,13 @@ from typing import Any, Final
 
 from graphql import (
     DirectiveNode,
+    GraphQLBoolean,
+    GraphQLID,
+    GraphQLInt,
     GraphQLLeafType,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLString,
     OperationDefinitionNode,
     Undefined,
     Visitor,
@@ -87,6 +91,16 @@ _plans: dict[int, tuple[GroupedFieldSet, GraphQLObjectType, _FieldPlans]] = {}
 _PLAIN_TYPES = frozenset({str, int, float, bool, dt.datetime, dt.date})
 
 
+#: The standard scalars that answer a value of exactly this type as it is (Int: within 32 bits).
+_AS_IS: dict[GraphQLLeafType, type] = {
+    GraphQLString: str,
+    GraphQLID: str,
+    GraphQLBoolean: bool,
+    GraphQLInt: int,
+}
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """How to answer one basic leaf field: read it, coerce it (each item, for a list)."""
@@ -96,6 +110,7 @@ class _Plan:
     non_null: bool
     is_list: bool
     item_non_null: bool
+    as_is: type | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +156,11 @@ def _read_basic(getter: Callable[[Any], Any]) -> Callable[[Any, Any, Any], Any]:
     return lambda source, _root, _context: getter(source)
 
 
-def _coerce(leaf: GraphQLLeafType, value: Any, is_awaitable: Callable[[Any], bool]) -> Any:
+def _coerce(plan: _Plan, value: Any, is_awaitable: Callable[[Any], bool]) -> Any:
+    kind = type(value)
+    if kind is plan.as_is and (kind is not int or _INT_MIN <= value <= _INT_MAX):
+        return value
+    leaf = plan.leaf
     plain = type(value) in _PLAIN_TYPES or isinstance(value, enum.Enum)
     if not plain and (value is Undefined or isinstance(value, Exception) or is_awaitable(value)):
         raise _Fallback
@@ -157,7 +176,7 @@ def _complete(plan: _Plan, value: Any, is_awaitable: Callable[[Any], bool]) -> A
             raise _Fallback
         return None
     if not plan.is_list:
-        return _coerce(plan.leaf, value, is_awaitable)
+        return _coerce(plan, value, is_awaitable)
     if type(value) is not list:
         raise _Fallback
     out: list[Any] = []
@@ -167,7 +186,7 @@ def _complete(plan: _Plan, value: Any, is_awaitable: Callable[[Any], bool]) -> A
                 raise _Fallback
             out.append(None)
         else:
-            out.append(_coerce(plan.leaf, item, is_awaitable))
+            out.append(_coerce(plan, item, is_awaitable))
     return out
 
 
@@ -241,7 +260,9 @@ class CachingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         item_non_null = is_list and is_non_null_type(item_type)
         kind = item_type.of_type if item_non_null else item_type
         if is_leaf_type(kind):
-            return None if basic is None else _Plan(basic, kind, non_null, is_list, item_non_null)
+            if basic is None:
+                return None
+            return _Plan(basic, kind, non_null, is_list, item_non_null, _AS_IS.get(kind))
         if not is_object_type(kind) or (cls := _object_class(kind)) is None:
             return None
         if basic is not None:

@@ -72,6 +72,8 @@ def _items() -> list[Item]:
         item(2, broken_tags=["a", None]),  # null item in a list of non-null
         item(3, broken_count="not a number"),  # does not coerce to Int
         item(4, broken_tags=("a", "b")),  # a tuple: still a list to graphql-core
+        item(5, broken_count=2**31),  # beyond GraphQL's 32-bit Int
+        item(6, count=True),  # a bool as an Int: 1
     ]
 
 
@@ -305,13 +307,14 @@ def test_the_answers_show_what_the_documents_ask() -> None:
     data, errors = _answer(fast, DOCUMENTS[1], None)
     items = data["nullableItems"]
     assert items[0]["failing"] is None and items[4]["brokenTags"] == ["a", "b"]
-    assert [item is None for item in items] == [False, True, True, True, False, True]
+    assert [item is None for item in items] == [False, True, True, True, False, True, False, True]
     messages = {path: message for message, path, _ in errors}
     where = "nullableItems"
     assert messages[(where, 1, "brokenName")] == "Cannot return null for non-nullable field Item.brokenName."
     assert (where, 2, "brokenTags", 1) in messages
     assert "Int cannot represent non-integer value" in messages[(where, 3, "brokenCount")]
     assert messages[(where, 0, "failing")] == "no answer for item-0"
+    assert "Int cannot represent non 32-bit signed integer" in messages[(where, 5, "brokenCount")]
 
     data, errors = _answer(fast, DOCUMENTS[2], None)
     assert data is None and [path for _, path, _ in errors] == [("items", 1, "brokenName")]
