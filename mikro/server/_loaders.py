@@ -17,11 +17,11 @@ from strawberry.dataloader import DataLoader
 from mikro.server import _models as m
 from mikro.server import _types as t
 from mikro.server._auth import AuthUser
+from mikro.server._preload import BATCH
 
 __all__ = ["Loaders"]
 
 R = TypeVar("R")
-_BATCH = 500  # stays below SQLite's bound-parameter limit
 _KEY = "link_key"
 
 # The queries are built once, with an expanding IN parameter, and read plain rows (not ORM objects):
@@ -224,7 +224,7 @@ class Loaders:
     # --- the three shapes ----------------------------------------------------------------------------
 
     def _loader(self, fn: Callable[[list[int]], Awaitable[Sequence[R]]]) -> DataLoader[int, R]:
-        return DataLoader(load_fn=fn, cache=self._cache, max_batch_size=_BATCH)
+        return DataLoader(load_fn=fn, cache=self._cache, max_batch_size=BATCH)
 
     async def _rows(self, query: Select[Any], keys: list[int]) -> Sequence[Any]:
         async with self._read() as session:

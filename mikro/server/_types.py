@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import enum
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NewType, TypeVar
 
 import strawberry
@@ -21,6 +21,7 @@ from mikro.server._acquisition import Acquisition, acquisition_from_value
 from mikro.server._context import Context, context_from, context_of
 from mikro.server._errors import NotFound
 from mikro.server._execution import AT_ONCE, NOT_LOADED
+from mikro.server._preload import load_all
 
 if TYPE_CHECKING:
     from mikro.server._loaders import Loaders
@@ -517,35 +518,21 @@ async def prefetch_representations(info: Info[Any, Any], reps: Sequence[Represen
     # The images themselves, for their thumbnails', ROIs' and metrics' `present` check (which would
     # otherwise read every image of the list again, a coroutine per image).
     loaders.representation.prime_many({int(rep.id): rep for rep in reps})
-    levels: list[list[Any]] = []
+    wanted: list[tuple[DataLoader[int, Any], set[int]]] = []
     for name in _selected_names(info) & _RELATIONS.keys():
         loader_name, key_attribute = _RELATIONS[name]
-        loader: DataLoader[Any, Any] = getattr(loaders, loader_name)
+        loader: DataLoader[int, Any] = getattr(loaders, loader_name)
         if loader.cache:
-            keys = {getattr(rep, key_attribute) for rep in reps} - {None}
-            levels.append([loader.load(int(k)) for k in keys])
+            wanted.append(
+                (loader, {int(k) for rep in reps if (k := getattr(rep, key_attribute)) is not None})
+            )
     # Level after level (an ROI's image, then its store), every relation's loads of a level together.
-    while levels:
-        await _settled([future for futures in levels for future in futures])
-        required = (_required(loaders, _results(futures)) for futures in levels)
-        levels = [[loader.load(k) for k in set(keys)] for loader, keys in filter(None, required)]
+    while wanted:
+        required = (_required(loaders, _results(futures.values())) for futures in await load_all(wanted))
+        wanted = [(loader, set(keys)) for loader, keys in filter(None, required)]
 
 
-async def _settled(pending: list[asyncio.Future[Any]]) -> None:
-    """Wait until the loads are done, their failures left to the fields that read them."""
-    if all(future.done() for future in pending):
-        return
-    # Waited on, never awaited directly: a cancelled request (a sibling field failed) must not cancel
-    # the loaders' futures, and its reads finish before it ends and gives its session back. A failed
-    # batch fails its fields as before: their resolvers find the error in the loader.
-    try:
-        await asyncio.wait(pending)
-    except asyncio.CancelledError:
-        await asyncio.wait(pending)
-        raise
-
-
-def _results(futures: list[asyncio.Future[Any]]) -> list[Any]:
+def _results(futures: Iterable[asyncio.Future[Any]]) -> list[Any]:
     """The objects the (finished) loads found (one relation: one type), lists flattened; none when
     their type needs no other rows (see `_REQUIRED`)."""
     found: list[Any] = []
@@ -897,7 +884,8 @@ async def present(loaders: Loaders, items: list[T]) -> list[T]:
     if needed is None:
         return items
     loader, keys = needed
-    rows = await loader.load_many(keys)
+    futures = (await load_all([(loader, keys)]))[0]
+    rows = [futures[key].result() for key in keys]
     return _kept(items, rows, await present(loaders, [row for row in rows if row is not None]))
 
 
