@@ -111,18 +111,20 @@ class _Plan:
     is_list: bool
     item_non_null: bool
     as_is: type | None = None
+    #: The type of the values answered as they are without a look at the plan (not a list, not Int).
+    plain: type | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _ObjectPlan:
-    """How to answer a field of an object type (or a list of them): read the value, then complete each
-    object's selection, ``subfields``."""
+    """How to answer a field of an object type (or a list of them): read the value, then answer each
+    object's selection by its own plans, ``subplans``."""
 
     read: Callable[[Any, Any, Any], Any]
     return_type: GraphQLOutputType
     object_type: GraphQLObjectType
     cls: type
-    subfields: GroupedFieldSet
+    subplans: _FieldPlans
     non_null: bool
     is_list: bool
     item_type: GraphQLOutputType
@@ -262,7 +264,9 @@ class CachingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if is_leaf_type(kind):
             if basic is None:
                 return None
-            return _Plan(basic, kind, non_null, is_list, item_non_null, _AS_IS.get(kind))
+            as_is = _AS_IS.get(kind)
+            plain = None if is_list or as_is is int else as_is
+            return _Plan(basic, kind, non_null, is_list, item_non_null, as_is, plain)
         if not is_object_type(kind) or (cls := _object_class(kind)) is None:
             return None
         if basic is not None:
@@ -271,9 +275,11 @@ class CachingExecutionContext(StrawberryGraphQLCoreExecutionContext):
             read = definition.metadata[AT_ONCE]
         else:
             return None
-        subfields = self.collect_subfields(kind, field_details_list).grouped_field_set
+        subplans = self._plans(kind, self.collect_subfields(kind, field_details_list).grouped_field_set)
+        if subplans is None:
+            return None
         return _ObjectPlan(
-            read, field_def.type, kind, cls, subfields, non_null, is_list, item_type, item_non_null
+            read, field_def.type, kind, cls, subplans, non_null, is_list, item_type, item_non_null
         )
 
     def _plans(self, parent_type: GraphQLObjectType, fields: GroupedFieldSet) -> _FieldPlans | None:
@@ -312,6 +318,16 @@ class CachingExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
+        return self._execute_plans(parent_type, source_value, path, plans, position_context)
+
+    def _execute_plans(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        plans: _FieldPlans,
+        position_context: Any,
+    ) -> AwaitableOrValue[dict[str, Any]]:
         # graphql-core's own loop (Executor.execute_fields), with planned fields answered inline.
         results: dict[str, Any] = {}
         is_awaitable = self.is_awaitable
@@ -320,7 +336,11 @@ class CachingExecutionContext(StrawberryGraphQLCoreExecutionContext):
             for name, details, plan in plans:
                 if type(plan) is _Plan:
                     try:
-                        results[name] = _complete(plan, plan.resolve(source_value), is_awaitable)
+                        value = plan.resolve(source_value)
+                        if type(value) is plan.plain:
+                            results[name] = value
+                        else:
+                            results[name] = _complete(plan, value, is_awaitable)
                         continue
                     except Exception:
                         pass  # the ordinary path below answers it, error and path included
@@ -393,7 +413,7 @@ class CachingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if value is None:
             return None
         if not plan.is_list:
-            return self.execute_fields(plan.object_type, value, path, plan.subfields, None)
+            return self._execute_plans(plan.object_type, value, path, plan.subplans, None)
         is_awaitable = self.is_awaitable
         completed: list[Any] = []
         pending: list[int] = []
@@ -404,7 +424,7 @@ class CachingExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     continue
                 item_path = path.add_key(index, None)
                 try:
-                    result = self.execute_fields(plan.object_type, item, item_path, plan.subfields, None)
+                    result = self._execute_plans(plan.object_type, item, item_path, plan.subplans, None)
                 except Exception as raw_error:
                     self.handle_field_error(raw_error, plan.item_type, details, item_path)
                     result = None

@@ -82,6 +82,21 @@ class Loaders:
         self._read = read
         self._cache = cache
         self._caller = caller
+        self._views: dict[tuple[int, Callable[[Any], Any]], tuple[Any, Any]] = {}
+
+    def view(self, row: Any, convert: Callable[[Any], R]) -> R:
+        """``convert(row)``, made once per loaded row (a store shown by 100 images of a list is one
+        object, not 100 of them with their levels)."""
+        if not self._cache:
+            return convert(row)
+        key = (id(row), convert)
+        cached = self._views.get(key)
+        if cached is not None and cached[0] is row:
+            value: R = cached[1]
+            return value
+        value = convert(row)
+        self._views[key] = (row, value)
+        return value
 
     # --- by id ---------------------------------------------------------------------------------------
 

@@ -195,19 +195,26 @@ def _field(now: _Now, later: _Later, graphql_type: str | type, description: str 
     )
 
 
+def _as_loaded(_ctx: Context, value: Any) -> Any:
+    return value
+
+
 def _related(
-    loader_of: Callable[[Context], DataLoader[int, Any]], key: str, what: str, then: Callable[[Any], Any]
+    loader_of: Callable[[Context], DataLoader[int, Any]],
+    key: str,
+    what: str,
+    then: Callable[[Context, Any], Any],
 ) -> tuple[_Now, _Later]:
     """``then`` of the loader's row for the key in attribute ``key``, which must exist (see `_found`)."""
 
     def now(self: Any, ctx: Context) -> Any:
         value = getattr(self, key)
         future = _loaded(loader_of(ctx), value)
-        return NOT_LOADED if future is None else then(_found(future.result(), what, value))
+        return NOT_LOADED if future is None else then(ctx, _found(future.result(), what, value))
 
     async def later(self: Any, ctx: Context) -> Any:
         value = getattr(self, key)
-        return then(_found(await loader_of(ctx).load(value), what, value))
+        return then(ctx, _found(await loader_of(ctx).load(value), what, value))
 
     return now, later
 
@@ -261,7 +268,7 @@ def _one(
 
 def _image() -> Any:
     """The image an ROI, metric or thumbnail belongs to (it cannot be shown without it)."""
-    relation = _related(lambda ctx: ctx.loaders.representation, "_representation_id", "image", _identity)
+    relation = _related(lambda ctx: ctx.loaders.representation, "_representation_id", "image", _as_loaded)
     return _field(*relation, "Representation", None, at_once=False)
 
 
@@ -269,7 +276,12 @@ def _store(graphql_type: Any) -> Any:
     """The store an object's data is in, as ``graphql_type`` (ZarrStore, ParquetStore, MediaStore); at
     once when loaded (`present` loads it for every object a response shows), as a creator is: a store
     has no relations, so no fan-out goes through it."""
-    relation = _related(lambda ctx: ctx.loaders.store, "_store_id", "store", graphql_type.from_row)
+    relation = _related(
+        lambda ctx: ctx.loaders.store,
+        "_store_id",
+        "store",
+        lambda ctx, row: ctx.loaders.view(row, graphql_type.from_row),
+    )
     return _field(*relation, graphql_type, None, at_once=True)
 
 
@@ -277,7 +289,7 @@ def _creator() -> Any:
     """The creator, at once when loaded (the caller is primed: most creators a response shows), else an
     awaitable of it: a coroutine per object and field costs more than the rest of the field. A user
     has no relations, so no fan-out goes through it."""
-    relation = _related(lambda ctx: ctx.loaders.user, "_creator_id", "creator", _identity)
+    relation = _related(lambda ctx: ctx.loaders.user, "_creator_id", "creator", _as_loaded)
     return _field(*relation, "User", None, at_once=True)
 
 
