@@ -313,7 +313,9 @@ class CachingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> AwaitableOrValue[dict[str, Any]]:
-        plans = self._plans(parent_type, grouped_field_set)
+        # The root's fields are collected afresh by every request (not through collect_subfields):
+        # nothing to plan there, they have resolvers.
+        plans = None if path is None else self._plans(parent_type, grouped_field_set)
         if plans is None:
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context

@@ -277,8 +277,13 @@ class Loaders:
 
         async def load(keys: list[int]) -> list[list[R]]:
             grouped: dict[int, list[R]] = defaultdict(list)
+            # One object per target row: 100 images in one experiment are 100 rows of the same one.
+            converted: dict[int, R] = {}
             for row in await self._rows(query, keys):
-                grouped[getattr(row, _KEY)].append(convert(row))
+                target = converted.get(row.id)
+                if target is None:
+                    target = converted[row.id] = convert(row)
+                grouped[getattr(row, _KEY)].append(target)
             return [grouped.get(k, []) for k in keys]
 
         return self._loader(load)
