@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
 import operator
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from typing import Any, Final
 from graphql import (
     DirectiveNode,
     GraphQLBoolean,
+    GraphQLFloat,
     GraphQLID,
     GraphQLInt,
     GraphQLLeafType,
@@ -91,14 +93,17 @@ _plans: dict[int, tuple[GroupedFieldSet, GraphQLObjectType, _FieldPlans]] = {}
 _PLAIN_TYPES = frozenset({str, int, float, bool, dt.datetime, dt.date})
 
 
-#: The standard scalars that answer a value of exactly this type as it is (Int: within 32 bits).
-_AS_IS: dict[GraphQLLeafType, type] = {
-    GraphQLString: str,
-    GraphQLID: str,
-    GraphQLBoolean: bool,
-    GraphQLInt: int,
-}
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+#: The standard scalars, the type of the values they answer as they are, and which of those they do
+#: (an Int within 32 bits, a finite Float).
+_AS_IS: dict[GraphQLLeafType, tuple[type, Callable[[Any], bool]]] = {
+    GraphQLString: (str, lambda value: type(value) is str),
+    GraphQLID: (str, lambda value: type(value) is str),
+    GraphQLBoolean: (bool, lambda value: type(value) is bool),
+    GraphQLInt: (int, lambda value: type(value) is int and _INT_MIN <= value <= _INT_MAX),
+    GraphQLFloat: (float, lambda value: type(value) is float and math.isfinite(value)),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +115,9 @@ class _Plan:
     non_null: bool
     is_list: bool
     item_non_null: bool
-    as_is: type | None = None
-    #: The type of the values answered as they are without a look at the plan (not a list, not Int).
+    #: Whether a value (or item) is answered as it is (see `_AS_IS`).
+    as_is: Callable[[Any], bool] | None = None
+    #: The type of the values answered as they are without a look at the plan (not a list; str, bool).
     plain: type | None = None
 
 
@@ -159,8 +165,7 @@ def _read_basic(getter: Callable[[Any], Any]) -> Callable[[Any, Any, Any], Any]:
 
 
 def _coerce(plan: _Plan, value: Any, is_awaitable: Callable[[Any], bool]) -> Any:
-    kind = type(value)
-    if kind is plan.as_is and (kind is not int or _INT_MIN <= value <= _INT_MAX):
+    if plan.as_is is not None and plan.as_is(value):
         return value
     leaf = plan.leaf
     plain = type(value) in _PLAIN_TYPES or isinstance(value, enum.Enum)
@@ -181,6 +186,8 @@ def _complete(plan: _Plan, value: Any, is_awaitable: Callable[[Any], bool]) -> A
         return _coerce(plan, value, is_awaitable)
     if type(value) is not list:
         raise _Fallback
+    if plan.as_is is not None and all(map(plan.as_is, value)):
+        return list(value)
     out: list[Any] = []
     for item in value:
         if item is None:
@@ -264,8 +271,8 @@ class CachingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if is_leaf_type(kind):
             if basic is None:
                 return None
-            as_is = _AS_IS.get(kind)
-            plain = None if is_list or as_is is int else as_is
+            kind_as_is, as_is = _AS_IS.get(kind, (None, None))
+            plain = kind_as_is if not is_list and kind_as_is in (str, bool) else None
             return _Plan(basic, kind, non_null, is_list, item_non_null, as_is, plain)
         if not is_object_type(kind) or (cls := _object_class(kind)) is None:
             return None

@@ -39,6 +39,8 @@ class Item:
     broken_name: str
     broken_tags: list[str]
     broken_count: int
+    sizes: list[int]
+    scales: list[float] | None
 
     @strawberry.field
     def shouting(self) -> str:
@@ -62,6 +64,8 @@ def _items() -> list[Item]:
             "broken_name": f"fine-{i}",
             "broken_tags": ["ok"],
             "broken_count": i,
+            "sizes": [i, 2],
+            "scales": [0.5, float(i)],
         }
         fields.update(overrides)
         return Item(**fields)
@@ -74,6 +78,8 @@ def _items() -> list[Item]:
         item(4, broken_tags=("a", "b")),  # a tuple: still a list to graphql-core
         item(5, broken_count=2**31),  # beyond GraphQL's 32-bit Int
         item(6, count=True),  # a bool as an Int: 1
+        item(7, sizes=[True, 2**31]),  # in a list: a bool as an Int, an Int beyond 32 bits
+        item(8, scales=[float("nan"), float("inf")]),  # floats that are no numbers
     ]
 
 
@@ -206,6 +212,7 @@ DOCUMENTS = [
     # Errors: nulls where none may be, a value that does not coerce, a failing resolver; each nulls
     # its item only.
     "query Broken { nullableItems { id brokenName brokenTags brokenCount failing } }",
+    "query Numbers { nullableItems { id count ratio sizes scales } }",
     # A non-null error in a list of non-null items nulls the list, and so the root.
     "query Nulls { items { id brokenName } }",
     # Directives and variables (collected per request, not from the cache).
@@ -307,7 +314,18 @@ def test_the_answers_show_what_the_documents_ask() -> None:
     data, errors = _answer(fast, DOCUMENTS[1], None)
     items = data["nullableItems"]
     assert items[0]["failing"] is None and items[4]["brokenTags"] == ["a", "b"]
-    assert [item is None for item in items] == [False, True, True, True, False, True, False, True]
+    assert [item is None for item in items] == [
+        False,
+        True,
+        True,
+        True,
+        False,
+        True,
+        False,
+        False,
+        False,
+        True,
+    ]
     messages = {path: message for message, path, _ in errors}
     where = "nullableItems"
     assert messages[(where, 1, "brokenName")] == "Cannot return null for non-nullable field Item.brokenName."
@@ -317,13 +335,23 @@ def test_the_answers_show_what_the_documents_ask() -> None:
     assert "Int cannot represent non 32-bit signed integer" in messages[(where, 5, "brokenCount")]
 
     data, errors = _answer(fast, DOCUMENTS[2], None)
+    numbers = data["nullableItems"]
+    assert numbers[0] == {"id": "0", "count": 0, "ratio": 0.0, "sizes": [0, 2], "scales": [0.5, 0.0]}
+    assert numbers[6]["count"] == 1 and numbers[7] is None
+    assert numbers[8]["ratio"] == 8 / 3 and numbers[8]["scales"] is None
+    assert {path for _, path, _ in errors} == {
+        ("nullableItems", 7, "sizes", 1),
+        ("nullableItems", 8, "scales", 0),
+    }
+
+    data, errors = _answer(fast, DOCUMENTS[3], None)
     assert data is None and [path for _, path, _ in errors] == [("items", 1, "brokenName")]
 
 
 def test_objects_and_relations_are_answered_by_plans() -> None:
     """The object documents above compare real answers, and the plans answered the object fields."""
     fast = _schema(CachingExecutionContext)
-    data, errors = _answer(fast, DOCUMENTS[4], None)
+    data, errors = _answer(fast, DOCUMENTS[5], None)
     owned = data["owned"]
     assert owned[0]["parts"] == [
         {"name": "p0", "weight": 1, "failing": "p0", "later": "P0"},
@@ -356,5 +384,5 @@ def test_objects_and_relations_are_answered_by_plans() -> None:
     }
     assert {("Owned", "parts"), ("Owned", "main"), ("Owned", "owner"), ("Owned", "siblings")} <= planned
 
-    data, errors = _answer(fast, DOCUMENTS[5], None)
+    data, errors = _answer(fast, DOCUMENTS[6], None)
     assert data is None and [path for _, path, _ in errors] == [("allOwned", 1, "requiredPart")]
