@@ -3,13 +3,15 @@
 own execution. A document with a directive is never planned, so the same document with
 ``@include(if: true)`` on its root field is the reference, from the same server and the same rows:
 the client's own documents, and a deeper one with aliases, fragments, relations of relations, rows
-another user may not see and images deleted before the request."""
+another user may not see and images deleted before the request; on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 
 from mikro.api._documents import operation
@@ -98,7 +100,22 @@ async def _images(api: Api, admin: Api) -> tuple[str, list[str]]:
 
 
 async def test_lists_and_gets_answer_as_graphql_core_does(new_api: Any) -> None:
-    api, admin = new_api("planner"), new_api("plan-admin", admin=True)
+    await _answers_agree(new_api("planner"), new_api("plan-admin", admin=True))
+
+
+def test_the_same_on_postgresql(server_factory: Any, postgres_url: str) -> None:
+    # Sync, driving one async scenario (as test_postgres.py): it checks the database backend.
+    server = server_factory.start(database_url=postgres_url)
+    user, admin = server.add_user("planner"), server.add_user("plan-admin", admin=True)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            await _answers_agree(Api(http, server.url, user), Api(http, server.url, admin))
+
+    anyio.run(scenario)
+
+
+async def _answers_agree(api: Api, admin: Api) -> None:
     sample, ids = await _images(api, admin)
 
     deep = await _both(api, DEEP, {"sample": sample})
