@@ -426,7 +426,7 @@ class _File:
 
     async def _record_original(self, outcome: FileOutcome, store_id: str) -> File:
         assert outcome.original is not None
-        created = await self.m._create_file_row(
+        created = await self.m._register_file(
             {
                 "store": store_id,
                 "name": Path(self.report.path).name,

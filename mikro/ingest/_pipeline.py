@@ -364,7 +364,10 @@ async def _original(
         found = await m.list_files(content_hash=f"sha256:{fp.digest}", limit=1)
         if found:
             return found[0], False
-    return await m.upload_file(path, tags=tags), True
+    # The fingerprint is the file's SHA-256: the bytes are not hashed a second time on the way up (the
+    # stat signature, checked once the file is done, tells whether they changed meanwhile).
+    uploaded = await m._store_file(path, None, None, {"tags": tags}, content_hash=f"sha256:{fp.digest}")
+    return uploaded, True
 
 
 async def _unchanged(path: Path, fp: Fingerprint, limiter: anyio.CapacityLimiter) -> None:
