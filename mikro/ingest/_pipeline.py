@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from mikro._exceptions import MikroError
+from mikro.datalayer import DEFAULT_COMPRESSION, Compression, PyramidOption
 from mikro.ingest._readers import ReaderError, Scene, Source, open_source
 from mikro.ingest._report import FileReport, IngestProgress, IngestReport, PlannedImage
 from mikro.ingest._sources import Fingerprint, expand_paths, fingerprint, signature
@@ -213,6 +214,8 @@ async def ingest(
     on_progress: ProgressHandler | None = None,
     dry_run: bool = False,
     cluster: Any = None,
+    compression: Compression = DEFAULT_COMPRESSION,
+    pyramid: PyramidOption = "auto",
 ) -> IngestReport:
     """Ingest microscope files; see :meth:`mikro.Mikro.ingest`."""
     started = time.perf_counter()
@@ -226,6 +229,7 @@ async def ingest(
     found = [FileReport(str(path), "created") for path in sources]
     reports += found
     keep = {"dataset": dataset, "sample": sample, "tags": list(tags)}
+    encoding = {"compression": compression, "pyramid": pyramid}
     if on_cluster is not None:
         hashed = await on_cluster.fingerprints(sources, _hash_all, HASH_BATCH)
         stored = await _stored(m, [h.digest for h in hashed if isinstance(h, Fingerprint)])
@@ -234,7 +238,14 @@ async def ingest(
         )
         todo = _to_ingest(found, range(len(sources)), hashed, stored, progress)
         await on_cluster.ingest(
-            m, todo, keep, progress, concurrency, dry_run=dry_run, keep_original=keep_original
+            m,
+            todo,
+            keep,
+            progress,
+            concurrency,
+            dry_run=dry_run,
+            keep_original=keep_original,
+            encoding=encoding,
         )
         return IngestReport(files=reports, seconds=time.perf_counter() - started)
     sizes = await anyio.to_thread.run_sync(_sizes, sources, limiter=limiter)
@@ -246,7 +257,14 @@ async def ingest(
         try:
             async with slots:
                 await _ingest_file(
-                    m, report, fp, present, keep, progress, dry_run=dry_run, keep_original=keep_original
+                    m,
+                    report,
+                    fp,
+                    present,
+                    {**keep, **encoding},
+                    progress,
+                    dry_run=dry_run,
+                    keep_original=keep_original,
                 )
                 progress.file_done(report)
         finally:

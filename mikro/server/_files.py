@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import strawberry
@@ -200,14 +200,31 @@ def _checked_values(input: FileInput) -> tuple[str, str, str]:
     return checked_name(input.name), _content_hash(input.content_hash), _media_type(input.media_type)
 
 
-async def _check_object(ctx: Context, key: str, input: FileInput, label: str) -> None:
-    """The file's object is there with the input's size (one HEAD request)."""
-    with about_input(label):
-        size = await ctx.services.run_io(ctx.services.storage.size_of, key)
-        if size is None:
-            raise BadUserInput(f"no object at {key}: upload the file's bytes before createFile")
-        if size != input.size:
-            raise BadUserInput(f"the object at {key} has {size} bytes, not {input.size}")
+async def _object_sizes(ctx: Context, keys: list[str]) -> list[int | None]:
+    """The objects' sizes (None: missing), one HEAD request each, all at once; a storage error is raised
+    as it is (not in an exception group)."""
+    sizes: list[int | None | BaseException] = [None] * len(keys)
+
+    async def size_of(i: int) -> None:
+        try:
+            sizes[i] = await ctx.services.run_io(ctx.services.storage.size_of, keys[i])
+        except Exception as exc:
+            sizes[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(keys)):
+            tg.start_soon(size_of, i)
+    for size in sizes:
+        if isinstance(size, BaseException):
+            raise size
+    return cast("list[int | None]", sizes)
+
+
+def _check_size(key: str, size: int | None, input: FileInput) -> None:
+    if size is None:
+        raise BadUserInput(f"no object at {key}: upload the file's bytes before createFile")
+    if size != input.size:
+        raise BadUserInput(f"the object at {key} has {size} bytes, not {input.size}")
 
 
 def _unused(store: m.Store, input: FileInput) -> m.Store:
@@ -236,9 +253,9 @@ async def create_files(ctx: Context, user: AuthUser, inputs: list[FileInput]) ->
             with about_input(label):
                 store = _unused(await get_store(session, input.store, user, "MEDIA"), input)
                 keys.append(f"{store.key}/{FILE_KEY}")
-    async with anyio.create_task_group() as tg:
-        for label, input, key in zip(labels, inputs, keys, strict=True):
-            tg.start_soon(_check_object, ctx, key, input, label)
+    for label, input, key, size in zip(labels, inputs, keys, await _object_sizes(ctx, keys), strict=True):
+        with about_input(label):
+            _check_size(key, size, input)
     rows = []
     async with ctx.services.transaction() as tx:
         s = tx.session
