@@ -203,7 +203,7 @@ def _checked_values(input: FileInput) -> tuple[str, str, str]:
 async def _object_sizes(ctx: Context, keys: list[str]) -> list[int | None]:
     """The objects' sizes (None: missing), one HEAD request each, all at once; a storage error is raised
     as it is (not in an exception group)."""
-    sizes: list[int | None | BaseException] = [None] * len(keys)
+    sizes: list[int | BaseException | None] = [None] * len(keys)
 
     async def size_of(i: int) -> None:
         try:
