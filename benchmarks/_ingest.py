@@ -60,7 +60,8 @@ def _setup_text(ctx: Context, where: str, codec: str) -> str:
     return (
         f"{s.ingest_images} images of {s.ingest_side}x{s.ingest_side} uint16 "
         f"({s.ingest_bytes / MIB:.0f} MiB) to {where}, {codec}; "
-        f"mikro: create_representation per image, {s.ingest_concurrency} in flight; "
+        f"mikro: create_representation per image (pyramid=None, like the others), "
+        f"{s.ingest_concurrency} in flight; "
         f"raw: one object per image, {bl.RAW_THREADS} threads; zarr/tensorstore: one "
         f"{s.ingest_images}-plane array with 1-plane chunks"
     )

@@ -7,7 +7,7 @@ these read and change the records.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 from mikro.api._models import File
@@ -16,11 +16,7 @@ from mikro.api._operations import (
     IdLike,
     Operations,
     _camel_input,
-    _filter,
     _id,
-    _ids,
-    _input,
-    _opt_id,
 )
 
 __all__ = ["FileOperations"]
@@ -58,19 +54,7 @@ class FileOperations(Operations):
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[File]:
         """Your files; ``representation=`` finds the files attached to an image and its original."""
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-            representation=_opt_id(representation),
-            sample=_opt_id(sample),
-            experiment=_opt_id(experiment),
-            dataset=_opt_id(dataset),
-            content_hash=content_hash,
-        )
-        return await self._many("ListFiles", File, filt, offset, limit)
+        return await self._listed("ListFiles", File, locals())
 
     def iter_files(
         self,
@@ -88,24 +72,7 @@ class FileOperations(Operations):
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[File]:
         """Every matching file, fetched ``page_size`` at a time."""
-
-        def fetch(offset: int, limit: int) -> Awaitable[list[File]]:
-            return self.list_files(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                representation=representation,
-                sample=sample,
-                experiment=experiment,
-                dataset=dataset,
-                content_hash=content_hash,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_files, locals())
 
     async def search_files(self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE) -> list[File]:
         return await self.list_files(name_contains=text, offset=offset, limit=limit)
@@ -123,16 +90,7 @@ class FileOperations(Operations):
         tags: Sequence[str] | None = None,
     ) -> File:
         """Change what is given: a list of links replaces the file's links of that kind."""
-        data = _input(
-            name=name,
-            media_type=media_type,
-            representations=_ids(representations),
-            samples=_ids(samples),
-            experiments=_ids(experiments),
-            datasets=_ids(datasets),
-            tags=list(tags) if tags is not None else None,
-        )
-        return await self._one("UpdateFile", File, {"id": _id(file), "input": data})
+        return await self._updated("UpdateFile", File, "file", locals())
 
     async def delete_file(self, file: IdLike) -> str:
         """Delete the file and its bytes; images made from it stay (their ``original_file`` goes)."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel as _pydantic_to_camel
 
 from mikro._exceptions import ValidationError
 from mikro.api._acquisition import SourceMatch
@@ -36,6 +37,10 @@ from mikro.api._models import (
     User,
     ZarrStore,
 )
+
+#: Input keys are a few dozen names; pydantic's to_camel runs regular expressions on each (about 20 µs),
+#: which made converting an image's registration cost more than encoding it.
+to_camel = functools.lru_cache(maxsize=1024)(_pydantic_to_camel)
 
 __all__ = ["DEFAULT_PAGE_SIZE", "IdLike", "Operations"]
 
@@ -161,24 +166,38 @@ def _physical_size(value: PhysicalSize | Mapping[str, float] | None) -> dict[str
     return dict(value)
 
 
-def _filter(
-    *,
-    ids: Iterable[IdLike] | None,
-    name_contains: str | None,
-    tags: Sequence[str] | None,
-    created_after: dt.datetime | None,
-    created_before: dt.datetime | None,
-    **relations: Any,
-) -> dict[str, Any] | None:
-    filt = _input(
-        ids=_ids(ids),
-        search=name_contains,
-        tags=list(tags) if tags is not None else None,
-        created_after=created_after,
-        created_before=created_before,
-        **relations,
-    )
-    return filt or None
+#: How a keyword of a ``list_*`` or ``update_*`` method becomes its input value: relations take ids or
+#: models, enums a member or its name; other keywords go as given (camelCased). None means "not given".
+_VALUES: dict[str, Callable[[Any], Any]] = {
+    "tags": list,
+    **dict.fromkeys(
+        ("sample", "experiment", "dataset", "derived_from", "parent", "representation", "roi", "origin"), _id
+    ),
+    **dict.fromkeys(("ids", "experiments", "origins", "representations", "samples", "datasets"), _ids),
+    "variety": lambda value: str(choice(RepresentationVariety, value, "variety")),
+    "kind": lambda value: str(choice(RoiKind, value, "kind")),
+    "channels": _channels,
+    "physical_size": _physical_size,
+    "vectors": _vectors,
+}
+#: Filter fields named otherwise than their ``list_*`` keyword.
+_FILTER_FIELDS = {"name_contains": "search"}
+
+
+def _values(given: Mapping[str, Any], skip: Iterable[str], rename: Mapping[str, str] = {}) -> dict[str, Any]:
+    """An input object of a method's keywords (``given``: its ``locals()``), without those in ``skip``."""
+    fields = {}
+    for keyword, value in given.items():
+        if keyword in skip or value is None:
+            continue
+        convert = _VALUES.get(keyword)
+        fields[rename.get(keyword, keyword)] = value if convert is None else convert(value)
+    return _input(**fields)
+
+
+def _filter(given: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The filter input of a ``list_*`` method's keywords (``given``: its ``locals()``)."""
+    return _values(given, ("self", "offset", "limit"), _FILTER_FIELDS) or None
 
 
 def _base64(data: bytes) -> str:
@@ -227,6 +246,27 @@ class Operations:
             if len(page) < page_size:
                 return
             offset += page_size
+
+    async def _updated(self, operation: str, model: type[M], subject: str, given: Mapping[str, Any]) -> M:
+        """An ``update_*`` method: the keywords given (``given``: its ``locals()``) change ``subject``."""
+        data = _values(given, ("self", subject))
+        return await self._one(operation, model, {"id": _id(given[subject]), "input": data})
+
+    async def _listed(self, operation: str, model: type[M], given: Mapping[str, Any]) -> list[M]:
+        """A ``list_*`` method: one page of what matches its keywords (``given``: its ``locals()``)."""
+        return await self._many(operation, model, _filter(given), given["offset"], given["limit"])
+
+    def _paged(
+        self, list_page: Callable[..., Awaitable[list[M]]], given: Mapping[str, Any]
+    ) -> AsyncIterator[M]:
+        """An ``iter_*`` method: its ``list_*`` twin's pages, ``page_size`` at a time, with the filters the
+        ``iter_*`` method was given (``given`` is its ``locals()``: the same keywords as ``list_*``)."""
+        filters = {k: v for k, v in given.items() if k not in ("self", "page_size")}
+
+        def fetch(offset: int, limit: int) -> Awaitable[list[M]]:
+            return list_page(**filters, offset=offset, limit=limit)
+
+        return self._pages(fetch, given["page_size"])
 
     async def _delete(self, operation: str, value: IdLike) -> str:
         data = await self._execute(operation, {"id": _id(value)})
@@ -302,20 +342,7 @@ class Operations:
         limit: int = DEFAULT_PAGE_SIZE,
         source_fingerprint: str | None = None,
     ) -> list[Representation]:
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-            sample=_opt_id(sample),
-            experiment=_opt_id(experiment),
-            dataset=_opt_id(dataset),
-            derived_from=_opt_id(derived_from),
-            variety=str(choice(RepresentationVariety, variety, "variety")) if variety is not None else None,
-            source_fingerprint=source_fingerprint,
-        )
-        return await self._many("ListRepresentations", Representation, filt, offset, limit)
+        return await self._listed("ListRepresentations", Representation, locals())
 
     def iter_representations(
         self,
@@ -334,25 +361,7 @@ class Operations:
         source_fingerprint: str | None = None,
     ) -> AsyncIterator[Representation]:
         """Every matching image, fetched ``page_size`` at a time."""
-
-        def fetch(offset: int, limit: int) -> Awaitable[list[Representation]]:
-            return self.list_representations(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                sample=sample,
-                experiment=experiment,
-                dataset=dataset,
-                derived_from=derived_from,
-                variety=variety,
-                offset=offset,
-                limit=limit,
-                source_fingerprint=source_fingerprint,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_representations, locals())
 
     async def search_representations(
         self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
@@ -374,20 +383,7 @@ class Operations:
         physical_size: PhysicalSize | Mapping[str, float] | None = None,
         acquisition_date: dt.datetime | None = None,
     ) -> Representation:
-        data = _input(
-            name=name,
-            variety=str(choice(RepresentationVariety, variety, "variety")) if variety is not None else None,
-            sample=_opt_id(sample),
-            experiments=_ids(experiments),
-            dataset=_opt_id(dataset),
-            tags=list(tags) if tags is not None else None,
-            channels=_channels(channels),
-            physical_size=_physical_size(physical_size),
-            acquisition_date=acquisition_date,
-        )
-        return await self._one(
-            "UpdateRepresentation", Representation, {"id": _id(representation), "input": data}
-        )
+        return await self._updated("UpdateRepresentation", Representation, "representation", locals())
 
     async def delete_representation(self, representation: IdLike) -> str:
         """Delete an image with its pixels (the store's objects), its ROIs, metrics and thumbnails.
@@ -417,14 +413,7 @@ class Operations:
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[Sample]:
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-        )
-        return await self._many("ListSamples", Sample, filt, offset, limit)
+        return await self._listed("ListSamples", Sample, locals())
 
     def iter_samples(
         self,
@@ -436,18 +425,7 @@ class Operations:
         created_before: dt.datetime | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[Sample]:
-        def fetch(offset: int, limit: int) -> Awaitable[list[Sample]]:
-            return self.list_samples(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_samples, locals())
 
     async def search_samples(
         self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
@@ -468,8 +446,7 @@ class Operations:
         description: str | None = None,
         tags: Sequence[str] | None = None,
     ) -> Sample:
-        data = _input(name=name, description=description, tags=list(tags) if tags is not None else None)
-        return await self._one("UpdateSample", Sample, {"id": _id(sample), "input": data})
+        return await self._updated("UpdateSample", Sample, "sample", locals())
 
     async def delete_sample(self, sample: IdLike) -> str:
         """Delete a sample; its images are kept, with ``sample`` None. Returns the deleted id."""
@@ -491,14 +468,7 @@ class Operations:
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[Experiment]:
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-        )
-        return await self._many("ListExperiments", Experiment, filt, offset, limit)
+        return await self._listed("ListExperiments", Experiment, locals())
 
     def iter_experiments(
         self,
@@ -510,18 +480,7 @@ class Operations:
         created_before: dt.datetime | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[Experiment]:
-        def fetch(offset: int, limit: int) -> Awaitable[list[Experiment]]:
-            return self.list_experiments(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_experiments, locals())
 
     async def search_experiments(
         self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
@@ -542,8 +501,7 @@ class Operations:
         description: str | None = None,
         tags: Sequence[str] | None = None,
     ) -> Experiment:
-        data = _input(name=name, description=description, tags=list(tags) if tags is not None else None)
-        return await self._one("UpdateExperiment", Experiment, {"id": _id(experiment), "input": data})
+        return await self._updated("UpdateExperiment", Experiment, "experiment", locals())
 
     async def delete_experiment(self, experiment: IdLike) -> str:
         """Delete an experiment; its images are kept (it leaves their ``experiments``). Returns the id."""
@@ -566,15 +524,7 @@ class Operations:
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[Dataset]:
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-            parent=_opt_id(parent),
-        )
-        return await self._many("ListDatasets", Dataset, filt, offset, limit)
+        return await self._listed("ListDatasets", Dataset, locals())
 
     def iter_datasets(
         self,
@@ -587,19 +537,7 @@ class Operations:
         parent: IdLike | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[Dataset]:
-        def fetch(offset: int, limit: int) -> Awaitable[list[Dataset]]:
-            return self.list_datasets(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                parent=parent,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_datasets, locals())
 
     async def search_datasets(
         self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
@@ -626,13 +564,7 @@ class Operations:
         parent: IdLike | None = None,
         tags: Sequence[str] | None = None,
     ) -> Dataset:
-        data = _input(
-            name=name,
-            description=description,
-            parent=_opt_id(parent),
-            tags=list(tags) if tags is not None else None,
-        )
-        return await self._one("UpdateDataset", Dataset, {"id": _id(dataset), "input": data})
+        return await self._updated("UpdateDataset", Dataset, "dataset", locals())
 
     async def delete_dataset(self, dataset: IdLike, *, recursive: bool = False) -> str:
         """Delete a dataset; one that holds datasets or images raises :class:`mikro.ConflictError`.
@@ -663,16 +595,7 @@ class Operations:
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[ROI]:
         """ROIs; ``name_contains`` matches the label."""
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-            representation=_opt_id(representation),
-            kind=str(choice(RoiKind, kind, "kind")) if kind is not None else None,
-        )
-        return await self._many("ListRois", ROI, filt, offset, limit)
+        return await self._listed("ListRois", ROI, locals())
 
     def iter_rois(
         self,
@@ -686,20 +609,7 @@ class Operations:
         kind: RoiKind | str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[ROI]:
-        def fetch(offset: int, limit: int) -> Awaitable[list[ROI]]:
-            return self.list_rois(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                representation=representation,
-                kind=kind,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_rois, locals())
 
     async def search_rois(self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE) -> list[ROI]:
         return await self.list_rois(name_contains=text, offset=offset, limit=limit)
@@ -732,13 +642,7 @@ class Operations:
         label: str | None = None,
         tags: Sequence[str] | None = None,
     ) -> ROI:
-        data = _input(
-            kind=str(choice(RoiKind, kind, "kind")) if kind is not None else None,
-            vectors=_vectors(vectors) if vectors is not None else None,
-            label=label,
-            tags=list(tags) if tags is not None else None,
-        )
-        return await self._one("UpdateRoi", ROI, {"id": _id(roi), "input": data})
+        return await self._updated("UpdateRoi", ROI, "roi", locals())
 
     async def delete_roi(self, roi: IdLike) -> str:
         """Delete an ROI together with the metrics measured on it. Returns the deleted id."""
@@ -764,17 +668,7 @@ class Operations:
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[Metric]:
         """Metrics; ``key`` matches exactly, ``name_contains`` searches the key."""
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-            representation=_opt_id(representation),
-            roi=_opt_id(roi),
-            key=key,
-        )
-        return await self._many("ListMetrics", Metric, filt, offset, limit)
+        return await self._listed("ListMetrics", Metric, locals())
 
     def iter_metrics(
         self,
@@ -789,21 +683,7 @@ class Operations:
         key: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[Metric]:
-        def fetch(offset: int, limit: int) -> Awaitable[list[Metric]]:
-            return self.list_metrics(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                representation=representation,
-                roi=roi,
-                key=key,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_metrics, locals())
 
     async def search_metrics(
         self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
@@ -855,15 +735,7 @@ class Operations:
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[Table]:
-        filt = _filter(
-            ids=ids,
-            name_contains=name_contains,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-            origin=_opt_id(origin),
-        )
-        return await self._many("ListTables", Table, filt, offset, limit)
+        return await self._listed("ListTables", Table, locals())
 
     def iter_tables(
         self,
@@ -876,19 +748,7 @@ class Operations:
         origin: IdLike | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[Table]:
-        def fetch(offset: int, limit: int) -> Awaitable[list[Table]]:
-            return self.list_tables(
-                ids=ids,
-                name_contains=name_contains,
-                tags=tags,
-                created_after=created_after,
-                created_before=created_before,
-                origin=origin,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_tables, locals())
 
     async def search_tables(
         self, text: str, *, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
@@ -903,8 +763,7 @@ class Operations:
         origins: Iterable[IdLike] | None = None,
         tags: Sequence[str] | None = None,
     ) -> Table:
-        data = _input(name=name, origins=_ids(origins), tags=list(tags) if tags is not None else None)
-        return await self._one("UpdateTable", Table, {"id": _id(table), "input": data})
+        return await self._updated("UpdateTable", Table, "table", locals())
 
     async def delete_table(self, table: IdLike) -> str:
         """Delete a table and its parquet object; the images it came from are kept. Returns the id."""
@@ -941,15 +800,7 @@ class Operations:
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[Thumbnail]:
-        filt = _filter(
-            ids=ids,
-            name_contains=None,
-            tags=None,
-            created_after=created_after,
-            created_before=created_before,
-            representation=_opt_id(representation),
-        )
-        return await self._many("ListThumbnails", Thumbnail, filt, offset, limit)
+        return await self._listed("ListThumbnails", Thumbnail, locals())
 
     def iter_thumbnails(
         self,
@@ -960,17 +811,7 @@ class Operations:
         representation: IdLike | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[Thumbnail]:
-        def fetch(offset: int, limit: int) -> Awaitable[list[Thumbnail]]:
-            return self.list_thumbnails(
-                ids=ids,
-                created_after=created_after,
-                created_before=created_before,
-                representation=representation,
-                offset=offset,
-                limit=limit,
-            )
-
-        return self._pages(fetch, page_size)
+        return self._paged(self.list_thumbnails, locals())
 
     async def delete_thumbnail(self, thumbnail: IdLike) -> str:
         """Delete one thumbnail; its image is kept. Returns the deleted id."""

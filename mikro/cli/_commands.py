@@ -144,12 +144,16 @@ def db_current(
 ) -> None:
     """Print the database's revision and this mikro's newest one; exit 1 when they differ."""
     from mikro.server import Settings
-    from mikro.server._migrate import head_revision
+    from mikro.server._migrate import DatabaseSchemaError, head_revision
     from mikro.server._serve import database_revision
 
     overrides = {"data_dir": data_dir, "database_url": database_url}
     given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-    current = database_revision(Settings(**given))
+    try:
+        current = database_revision(Settings(**given))
+    except DatabaseSchemaError as e:
+        typer.echo(f"mikro: {e}", err=True)
+        raise typer.Exit(1) from None
     head = head_revision()
     typer.echo(f"database: {current or 'none'}\nthis mikro: {head}")
     if current != head:

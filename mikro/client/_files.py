@@ -12,6 +12,7 @@ import logging
 import mimetypes
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +22,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from mikro._exceptions import MikroError, ValidationError
+from mikro._exceptions import GrantError, MikroError, NotFoundError, ValidationError
 from mikro.client._registrations import Registrations
 from mikro.datalayer import (
     FILE_KEY,
@@ -257,7 +258,8 @@ class FilesMixin:
                 progress=_on_loop(progress),
             )
 
-        return await anyio.to_thread.run_sync(run, limiter=session.thread_limiter)
+        with _not_found_when_hidden(found):
+            return await anyio.to_thread.run_sync(run, limiter=session.thread_limiter)
 
     def open_file(self, file: File | IdLike) -> FileReader:
         """The file's bytes as a stream of chunks.
@@ -269,6 +271,18 @@ class FilesMixin:
         if it differs).
         """
         return FileReader(self, file)
+
+
+@contextmanager
+def _not_found_when_hidden(file: File) -> Iterator[None]:
+    """A grant refused as NOT_FOUND means the file is not this user's to see (a model of another user's
+    file, or one deleted since): say so as every other call on it does, not as a storage failure."""
+    try:
+        yield
+    except GrantError as exc:
+        if isinstance(exc.__cause__, NotFoundError):
+            raise NotFoundError(f"no file with id {file.id}", code=exc.__cause__.code) from exc
+        raise
 
 
 class FileReader:
@@ -307,7 +321,9 @@ class FileReader:
         if self._pieces is None:
             raise MikroError("read a file inside `async with m.open_file(file) as chunks:`")
         limiter = self._session._fs().thread_limiter
-        piece = await anyio.to_thread.run_sync(next, self._pieces, None, limiter=limiter)
+        assert self.file is not None
+        with _not_found_when_hidden(self.file):
+            piece = await anyio.to_thread.run_sync(next, self._pieces, None, limiter=limiter)
         if piece is None:
             raise StopAsyncIteration
         return piece

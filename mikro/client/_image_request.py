@@ -97,7 +97,7 @@ class ImageRequest:
     def registration(self, store_id: str, result: WriteResult) -> dict[str, Any]:
         """The RepresentationInput that records the upload (its thumbnail and metadata travel with it)."""
         made = result.thumbnail
-        return {
+        values = {
             "store": store_id,
             "name": self.name,
             "variety": self.variety,
@@ -125,6 +125,8 @@ class ImageRequest:
             ]
             or None,
         }
+        # Empty lists are the server's defaults: each field sent costs it a coercion per image.
+        return {key: value for key, value in values.items() if value != []}
 
 
 def image_request(

@@ -28,7 +28,7 @@ __all__ = ["RESERVE_AT_MOST", "UploadReservations"]
 log = logging.getLogger(__name__)
 
 #: Most stores reserved by one request (the server accepts up to 64).
-RESERVE_AT_MOST = 16
+RESERVE_AT_MOST = 64
 #: How long giving back the unused reservations may take when the session closes.
 RELEASE_SECONDS = 5.0
 

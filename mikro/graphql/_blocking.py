@@ -49,7 +49,7 @@ class BlockingTransport:
 
         def attempt() -> dict[str, Any]:
             try:
-                response = self._client.post(self.url, json=payload, headers=headers)
+                response = self._client.post(self.url, content=payload, headers=headers)
             except httpx.HTTPError as exc:
                 raise error_from_httpx(exc, url=self.url, timeout=self._timeout) from exc
             return result_from_response(response)

@@ -23,16 +23,19 @@ __all__ = [
 ]
 
 
-@strawberry.type(description="The microscope (OME Instrument/Microscope).")
-class Instrument:
+# The fields of each part, written once: its output type and its input both derive from them.
+
+
+@dataclasses.dataclass
+class _InstrumentFields:
     manufacturer: str | None = None
     model: str | None = None
     serial_number: str | None = None
     type: str | None = None
 
 
-@strawberry.type(description="The objective used (OME Objective; lensNA and nominalMagnification as OME).")
-class Objective:
+@dataclasses.dataclass
+class _ObjectiveFields:
     manufacturer: str | None = None
     model: str | None = None
     lens_na: float | None = strawberry.field(default=None, name="lensNA")
@@ -41,13 +44,28 @@ class Objective:
     correction: str | None = None
 
 
-@strawberry.type(
-    description="Stage position of the image's first plane in micrometres (OME Plane PositionX/Y/Z)."
-)
-class StagePosition:
+@dataclasses.dataclass
+class _StagePositionFields:
     x: float | None = None
     y: float | None = None
     z: float | None = None
+
+
+@strawberry.type(description="The microscope (OME Instrument/Microscope).")
+class Instrument(_InstrumentFields):
+    pass
+
+
+@strawberry.type(description="The objective used (OME Objective; lensNA and nominalMagnification as OME).")
+class Objective(_ObjectiveFields):
+    pass
+
+
+@strawberry.type(
+    description="Stage position of the image's first plane in micrometres (OME Plane PositionX/Y/Z)."
+)
+class StagePosition(_StagePositionFields):
+    pass
 
 
 @strawberry.type(
@@ -70,28 +88,18 @@ class SourceMatch:
 
 
 @strawberry.input
-class InstrumentInput:
-    manufacturer: str | None = None
-    model: str | None = None
-    serial_number: str | None = None
-    type: str | None = None
+class InstrumentInput(_InstrumentFields):
+    pass
 
 
 @strawberry.input
-class ObjectiveInput:
-    manufacturer: str | None = None
-    model: str | None = None
-    lens_na: float | None = strawberry.field(default=None, name="lensNA")
-    nominal_magnification: float | None = None
-    immersion: str | None = None
-    correction: str | None = None
+class ObjectiveInput(_ObjectiveFields):
+    pass
 
 
 @strawberry.input
-class StagePositionInput:
-    x: float | None = None
-    y: float | None = None
-    z: float | None = None
+class StagePositionInput(_StagePositionFields):
+    pass
 
 
 @strawberry.input

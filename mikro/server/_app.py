@@ -79,7 +79,8 @@ class _GraphQLView(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         if isinstance(request, WebSocket):
-            # The context of a websocket lives as long as the connection: no caching loaders.
+            # The context of a websocket lives as long as the connection: no caching loaders (each
+            # subscription event brings caching ones of its own).
             return Context(
                 services=self.services,
                 loaders=Loaders(self.services.db.read, cache=False),

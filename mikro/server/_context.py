@@ -59,4 +59,7 @@ class Context:
 
 
 def context_of(info: Info[Any, Any]) -> Context:
-    return cast(Context, info.context)
+    # A subscription event is the root value its fields are resolved from, and brings the context
+    # they are resolved with: its websocket's, with loaders of the event's own (see _subscription.py).
+    event_context = getattr(info.root_value, "_context", None)
+    return cast(Context, info.context if event_context is None else event_context)

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import anyio
 import strawberry
-from sqlalchemy import ColumnElement, Select, exists, or_
+from sqlalchemy import ColumnElement, Select, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
@@ -176,10 +176,20 @@ class FileMutation:
         ctx, user = begin_mutation(info)
         async with ctx.services.transaction() as tx:
             row = await owned_file(tx.session, id, user)
+            rep = m.Representation
+            made_from = (
+                await tx.session.execute(
+                    select(rep.id, rep.dataset_id, rep.creator_id).where(rep.original_file_id == row.id)
+                )
+            ).all()
             await drop_tags(tx.session, m.FileRow, [row.id])
-            # Link rows go by ON DELETE CASCADE, images' originalFile by ON DELETE SET NULL.
+            # Link rows go by ON DELETE CASCADE, images' originalFile by ON DELETE SET NULL: those
+            # images changed, and their watchers hear of it.
             await tx.session.delete(row)
             await tx.session.flush()
+            await tx.record_many(
+                "representation", "UPDATE", [(i, dataset, owner) for i, dataset, owner in made_from]
+            )
             keys = await delete_stores(tx.session, [row.store_id])
         await delete_objects(ctx.services, keys)
         return strawberry.ID(str(row.id))

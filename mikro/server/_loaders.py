@@ -65,7 +65,8 @@ def _through_query(model: Any, key_column: Column[Any], target_column: Column[An
 
 class Loaders:
     """One set per request, each loader made on first use. Over a websocket the context lives long,
-    so caching is off there: every event then shows the object as it is now.
+    so its own set does not cache; each subscription event gets a caching set of its own instead
+    (see _subscription.py), so that everything one event shows is read once, as it is then.
 
     ``read`` opens a session for one batch: the request's shared session over HTTP (the batches of all
     loaders then take turns on one connection), a fresh one per batch over websockets.

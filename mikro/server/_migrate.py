@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -27,7 +29,8 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import MetaData, create_engine, inspect, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mikro.server._locks import sqlite_file_lock
 from mikro.server._models import Base
@@ -52,6 +55,39 @@ class DatabaseSchemaError(RuntimeError):
     """The database's tables cannot be used or upgraded by this mikro."""
 
 
+class DatabaseUnreachableError(DatabaseSchemaError):
+    """No connection to the database (server down, wrong address or credentials, no such file). A
+    kind of DatabaseSchemaError, so that every command reporting a database it cannot use says this
+    in one line too."""
+
+
+@contextlib.asynccontextmanager
+async def _connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    connection = engine.connect()
+    before = set(_driver_threads())
+    try:
+        await connection.start()
+    except (OSError, DBAPIError) as exc:
+        # After a failed connect aiosqlite stops its worker thread by queueing a call that answers on
+        # this loop; were the loop closed first (a CLI exits right after this error), the thread would
+        # die printing a traceback under the one-line message.
+        for thread in set(_driver_threads()) - before:
+            await anyio.to_thread.run_sync(thread.join, 5.0)
+        # The driver's own message, first line only (aiosqlite's carries its worker thread's traceback).
+        reason = (str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines() or [""])[0]
+        where = engine.url.render_as_string(hide_password=True)
+        raise DatabaseUnreachableError(f"cannot reach the database {where}: {reason}") from exc
+    try:
+        yield connection
+    finally:
+        with anyio.CancelScope(shield=True):
+            await connection.close()
+
+
+def _driver_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.endswith("(_connection_worker_thread)")]
+
+
 def include_object(item: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:
     """Autogenerate's filter: PostgreSQL drops a unique constraint that repeats the primary key (as
     ``idempotency_keys`` has), so its absence there is no difference."""
@@ -67,9 +103,20 @@ def migration_options() -> dict[str, Any]:
 
 
 def model_differences(conn: Connection) -> list[Any]:
-    """What autogenerate would put in a new revision: the models' changes the database lacks."""
+    """What autogenerate would put in a new revision: the models' changes the database lacks; on
+    SQLite also the tables that lost AUTOINCREMENT (autogenerate does not see it, and batch mode drops
+    it when it copies a table unless told with ``table_kwargs``)."""
     context = MigrationContext.configure(conn, opts=migration_options())
-    return list(compare_metadata(context, Base.metadata))
+    differences: list[Any] = list(compare_metadata(context, Base.metadata))
+    if conn.dialect.name == "sqlite":
+        created: dict[str, str | None] = dict(
+            conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all()
+        )
+        for table in Base.metadata.sorted_tables:
+            wanted = table.dialect_options["sqlite"]["autoincrement"]
+            if wanted and "AUTOINCREMENT" not in (created.get(table.name) or ""):
+                differences.append(("sqlite_autoincrement", table.name))
+    return differences
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -102,13 +149,13 @@ def _current(conn: Connection) -> str | None:
 
 async def current_revision(engine: AsyncEngine) -> str | None:
     """The revision the database is at (None: no mikro tables yet, or made before migrations)."""
-    async with engine.connect() as conn:
+    async with _connected(engine) as conn:
         return await conn.run_sync(_current)
 
 
 async def upgrade(engine: AsyncEngine) -> tuple[str | None, str]:
     """Bring the database to this mikro's newest revision; returns (revision before, revision now)."""
-    async with _sqlite_lock(engine), engine.connect() as conn:
+    async with _connected(engine) as conn, _sqlite_lock(engine):
         postgres = conn.dialect.name == "postgresql"
         sqlite = conn.dialect.name == "sqlite"
         if postgres:

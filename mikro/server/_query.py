@@ -58,7 +58,7 @@ async def _list(
         query = narrow(query)
     async with ctx.read() as session:
         rows = await query_page(session, query, model, pagination, ctx.services.settings.max_page_size)
-    return await t.present(info, [convert(row) for row in rows])
+    return await t.present(ctx.loaders, [convert(row) for row in rows])
 
 
 def _representation_filter(flt: RepresentationFilter | None) -> Callable[[Select[Any]], Select[Any]]:

@@ -221,11 +221,13 @@ async def _insert(
         }
         for item in items
     ]
-    # One multi-row INSERT for the batch. The ORM's flush inserted row by row here (an AUTOINCREMENT
-    # table gives it nothing to match RETURNING rows to its objects by); the ids are matched by store,
-    # which is unique per image.
+    # One executemany INSERT for the batch, sent as multi-row statements by SQLAlchemy's
+    # "insertmanyvalues": its compiled form is cached, where ``.values(rows)`` compiled a new statement
+    # (a bind parameter per cell) for every batch. The ORM's flush inserted row by row here (an
+    # AUTOINCREMENT table gives it nothing to match RETURNING rows to its objects by); the ids are
+    # matched by store, which is unique per image.
     try:
-        found = await s.execute(insert(_REPRESENTATIONS).values(values).returning(*_ID_BY_STORE))
+        found = await s.execute(_INSERT_REPRESENTATIONS, values)
     except IntegrityError:
         # Taken by a concurrent createRepresentation since the check (one image per store).
         stores = ", ".join(str(item.input.store) for item in items)
@@ -265,7 +267,9 @@ async def _insert(
 
 _STORES = cast(Table, m.Store.__table__)
 _REPRESENTATIONS = cast(Table, m.Representation.__table__)
-_ID_BY_STORE = (_REPRESENTATIONS.c.id, _REPRESENTATIONS.c.store_id)
+_INSERT_REPRESENTATIONS = insert(_REPRESENTATIONS).returning(
+    _REPRESENTATIONS.c.id, _REPRESENTATIONS.c.store_id, sort_by_parameter_order=True
+)
 
 
 def _bound(values: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
@@ -13,9 +14,10 @@ from strawberry.types import Info
 from mikro.server import _models as m
 from mikro.server import _types as t
 from mikro.server._auth import AuthUser
-from mikro.server._context import context_of
+from mikro.server._context import Context, context_of
 from mikro.server._crud import get_owned
 from mikro.server._errors import BadUserInput
+from mikro.server._loaders import Loaders
 from mikro.server._pubsub import EventMessage
 from mikro.server._services import PRUNED_THROUGH, Services
 
@@ -112,20 +114,17 @@ async def event_stream(
             logger.warning("a %s subscriber fell behind; catching up from the event table", stream)
 
 
-async def _still_there(info: Info[Any, Any], item: T | None) -> T | None:
+def _event_context(ctx: Context, user: AuthUser) -> Context:
+    """The context one event's fields are resolved with: the websocket's, with loaders of the event's
+    own that cache. The event's check that its object still exists (`present`) and its fields' loads
+    then see the same rows, however long the websocket lives and whatever is deleted in between."""
+    return dataclasses.replace(ctx, loaders=Loaders(ctx.services.db.read, caller=user))
+
+
+async def _still_there(loaders: Loaders, item: T | None) -> T | None:
     """The event's object, or None if it (or a row it cannot be shown without, such as an image's
     store) was deleted since the event: the event then says only its kind and id."""
-    if item is None:
-        return None
-    if isinstance(item, t.Representation):
-        # A websocket's loaders do not cache: the store field would load the row again, and find it
-        # gone if the image was deleted in between. It answers from the row checked here instead.
-        row = await context_of(info).loaders.store.load(item._store_id)
-        if row is None:
-            return None
-        item._store_row = row
-        return item
-    kept = await t.present(info, [item])
+    kept = await t.present(loaders, [] if item is None else [item])
     return kept[0] if kept else None
 
 
@@ -147,14 +146,17 @@ class Subscription:
             async with ctx.services.db.read() as session:
                 scope_id = (await get_owned(session, m.Dataset, dataset, user)).id
         async for message in event_stream(ctx.services, "representation", user, scope_id, after):
+            event = _event_context(ctx, user)
             rep = None
             if message.kind in ("CREATE", "UPDATE"):
-                rep = await _still_there(info, await ctx.loaders.representation.load(message.object_id))
+                loaders = event.loaders
+                rep = await _still_there(loaders, await loaders.representation.load(message.object_id))
             yield t.RepresentationEvent(
                 cursor=message.cursor_for(user.is_admin),
                 kind=t.EventKind(message.kind),
                 id=strawberry.ID(str(message.object_id)) if message.kind != "GAP" else None,
                 representation=rep,
+                _context=event,
             )
 
     @strawberry.subscription(  # type: ignore[untyped-decorator]
@@ -170,12 +172,14 @@ class Subscription:
         async with ctx.services.db.read() as session:
             scope_id = (await get_owned(session, m.Representation, representation, user)).id
         async for message in event_stream(ctx.services, "roi", user, scope_id, after):
+            event = _event_context(ctx, user)
             roi = None
             if message.kind in ("CREATE", "UPDATE"):
-                roi = await _still_there(info, await ctx.loaders.roi.load(message.object_id))
+                roi = await _still_there(event.loaders, await event.loaders.roi.load(message.object_id))
             yield t.RoiEvent(
                 cursor=message.cursor_for(user.is_admin),
                 kind=t.EventKind(message.kind),
                 id=strawberry.ID(str(message.object_id)) if message.kind != "GAP" else None,
                 roi=roi,
+                _context=event,
             )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
+import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, NewType, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NewType, TypeVar, cast
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
+from strawberry.annotation import StrawberryAnnotation
 from strawberry.dataloader import DataLoader
 from strawberry.scalars import Base64
 from strawberry.types import Info
@@ -18,6 +20,9 @@ from mikro.server import _models as m
 from mikro.server._acquisition import Acquisition, acquisition_from_value
 from mikro.server._context import context_of
 from mikro.server._errors import NotFound
+
+if TYPE_CHECKING:
+    from mikro.server._loaders import Loaders
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -134,77 +139,50 @@ def _visible(info: Info[Any, Any], items: list[Any]) -> list[Any]:
     return [item for item in items if user.can_see(item._creator_id)]
 
 
-def _seen(info: Info[Any, Any], item: T | None) -> T | None:
-    """A single related object, or None when unset, deleted or another user's (see `_visible`)."""
-    if item is None or not context_of(info).require_user().can_see(getattr(item, "_creator_id", -1)):
-        return None
-    return item
-
-
-def _store_of(row: Any, store_id: int) -> ZarrStore:
-    if row is None:
-        raise NotFound(f"its store {store_id} was deleted while this request ran")
-    return ZarrStore.from_row(row)
-
-
-async def _related_items(info: Info[Any, Any], loader: DataLoader[int, list[Any]], key: int) -> list[Any]:
-    """Related objects the caller may see that still exist (see ``present``)."""
-    return await present(info, _visible(info, await loader.load(key)))
-
-
-async def _required(loader: DataLoader[int, Any], key: int, what: str) -> Any:
+def _found(value: T | None, what: str, key: int) -> T:
     """A related row an object cannot be shown without; gone only if deleted while this request ran."""
-    row = await loader.load(key)
-    if row is None:
+    if value is None:
         raise NotFound(f"its {what} {key} was deleted while this request ran")
-    return row
+    return value
 
 
-async def _optional(info: Info[Any, Any], loader: DataLoader[int, T | None], key: int | None) -> T | None:
-    """A single related object, or None: unset, deleted, or another user's (see `_seen`)."""
-    return None if key is None else _seen(info, await loader.load(key))
-
-
-def _creator(info: Info[Any, Any], creator_id: int) -> User:
-    """The creator, at once when loaded (the caller is primed: most creators a response shows), else
-    an awaitable of it: a coroutine per object and field costs more than the rest of the field."""
-    return _related(context_of(info).loaders.user, creator_id, _existing_user)
-
-
-def _existing_user(user: User | None) -> User:
-    assert user is not None  # as it always was: a creator outlives what it created
-    return user
-
-
-def _related(loader: DataLoader[int, T], key: int, then: Callable[[T], R] | None = None) -> R:
-    """``then`` of the loader's value for ``key``: the value itself when this request has already loaded
-    it, else an awaitable of it. Typed as the value: graphql-core awaits what a resolver returns when it
-    is awaitable, and strawberry reads the GraphQL type from the resolver's annotation."""
-    # A string: subscripting Callable at run time builds a new alias on every call.
-    convert = cast("Callable[[T], R]", _identity if then is None else then)
+def _related(loader: DataLoader[int, Any], key: int, what: str, then: Callable[[Any], R]) -> R:
+    """``then`` of the loader's row for ``key``, which must exist (see `_found`): at once when this request
+    has already loaded it, else an awaitable of it. Typed as the value: graphql-core awaits what a
+    resolver returns when it is awaitable, and strawberry reads the GraphQL type from the resolver's
+    annotation."""
     future = _loaded(loader, key)
     if future is not None:
-        return convert(future.result())
+        return then(_found(future.result(), what, key))
 
     async def later() -> R:
-        return convert(await loader.load(key))
+        return then(_found(await loader.load(key), what, key))
 
     return cast(R, later())
 
 
-def _related_list(info: Info[Any, Any], loader: DataLoader[int, list[R]], key: int) -> list[R]:
-    """The visible, still existing related objects: at once when this request has loaded them and the
-    rows they need (see `present`), else an awaitable of them."""
+def _shown(info: Info[Any, Any], loader_name: str, key: int, *, single: bool) -> Any:
+    """The related objects the caller may see that still exist (see `present`): a list, or with
+    ``single`` one object or None. At once when this request has loaded them and the rows they need,
+    else an awaitable of them (see `_related`)."""
+    loaders = context_of(info).loaders
+    loader: DataLoader[int, Any] = getattr(loaders, loader_name)
     future = _loaded(loader, key)
     if future is not None:
-        now = _present_now(info, _visible(info, future.result()))
+        value = future.result()
+        if not value:
+            # Nothing related, the common case of most relations: nothing to check.
+            return None if single else []
+        now = _present_now(loaders, _visible(info, [value] if single else value))
         if now is not None:
-            return now
+            return (now[0] if now else None) if single else now
 
-    async def later() -> list[R]:
-        return await present(info, _visible(info, await loader.load(key)))
+    async def later() -> Any:
+        value = await loader.load(key)
+        kept = await present(loaders, _visible(info, ([] if value is None else [value]) if single else value))
+        return (kept[0] if kept else None) if single else kept
 
-    return cast("list[R]", later())
+    return later()
 
 
 def _loaded(loader: DataLoader[Any, Any], key: Any) -> Any:
@@ -215,21 +193,84 @@ def _loaded(loader: DataLoader[Any, Any], key: Any) -> Any:
     return None
 
 
-def _present_now(info: Info[Any, Any], items: list[T]) -> list[T] | None:
-    """`present` answered from what this request has loaded, or None when that is not enough."""
-    required = _REQUIRED.get(type(items[0])) if items else None
-    if required is None:
-        return items
-    attribute, name = required
-    loader: DataLoader[int, Any] = getattr(context_of(info).loaders, name)
-    kept: list[T] = []
-    for item in items:
-        future = _loaded(loader, getattr(item, attribute))
-        if future is None:
+# Fields derived from what they load: a relation (its loader and the attribute holding its key) and
+# the GraphQL type, written as a string where the class is defined further down.
+#
+# ``at_once``: the resolver answers at once from what the request has loaded (an image's relations,
+# prefetched for a whole list, see `prefetch_representations`). Every other relation resolves as a
+# coroutine: graphql-core then runs it as a task, a pause in which the request's deadline can stop a
+# deep fan-out (answered at once level after level, a million objects would run without one).
+
+
+def _field(
+    resolve: Callable[[Any, Info[Any, Any]], Any],
+    graphql_type: str | type,
+    description: str | None,
+    at_once: bool,
+) -> Any:
+    async def awaited(self: Any, info: Info[Any, Any]) -> Any:
+        value = resolve(self, info)
+        return await value if inspect.isawaitable(value) else value
+
+    annotation = StrawberryAnnotation(graphql_type, namespace=globals())
+    resolver = resolve if at_once else awaited
+    return strawberry.field(resolver=resolver, graphql_type=annotation, description=description)
+
+
+def _many(
+    loader_name: str, graphql_type: str, description: str | None = None, *, at_once: bool = False
+) -> Any:
+    """The related objects listed by this object's id that the caller may see and that still exist."""
+
+    def resolve(self: Any, info: Info[Any, Any]) -> Any:
+        return _shown(info, loader_name, int(self.id), single=False)
+
+    return _field(resolve, f"list[{graphql_type}]", description, at_once)
+
+
+def _one(
+    loader_name: str, key: str, graphql_type: str, description: str | None = None, *, at_once: bool = False
+) -> Any:
+    """A single related object, or None: unset, deleted, or another user's (see `_visible`)."""
+
+    def resolve(self: Any, info: Info[Any, Any]) -> Any:
+        value = getattr(self, key)
+        if value is None:
             return None
-        if future.result() is not None:
-            kept.append(item)
-    return kept
+        return _shown(info, loader_name, value, single=True)
+
+    return _field(resolve, f"{graphql_type} | None", description, at_once)
+
+
+def _image() -> Any:
+    """The image an ROI, metric or thumbnail belongs to (it cannot be shown without it)."""
+
+    def resolve(self: Any, info: Info[Any, Any]) -> Any:
+        return _related(context_of(info).loaders.representation, self._representation_id, "image", _identity)
+
+    return _field(resolve, "Representation", None, at_once=False)
+
+
+def _store(graphql_type: Any) -> Any:
+    """The store an object's data is in, as ``graphql_type`` (ZarrStore, ParquetStore, MediaStore); at
+    once when loaded (`present` loads it for every object a response shows), as a creator is: a store
+    has no relations, so no fan-out goes through it."""
+
+    def resolve(self: Any, info: Info[Any, Any]) -> Any:
+        return _related(context_of(info).loaders.store, self._store_id, "store", graphql_type.from_row)
+
+    return _field(resolve, graphql_type, None, at_once=True)
+
+
+def _creator() -> Any:
+    """The creator, at once when loaded (the caller is primed: most creators a response shows), else an
+    awaitable of it: a coroutine per object and field costs more than the rest of the field. A user
+    has no relations, so no fan-out goes through it."""
+
+    def resolve(self: Any, info: Info[Any, Any]) -> Any:
+        return _related(context_of(info).loaders.user, self._creator_id, "creator", _identity)
+
+    return _field(resolve, "User", None, at_once=True)
 
 
 @strawberry.type
@@ -361,8 +402,6 @@ class Representation:
     _sample_id: strawberry.Private[int | None]
     _dataset_id: strawberry.Private[int | None]
     _original_file_id: strawberry.Private[int | None]
-    #: The store's row when it was loaded ahead (a subscription's event), so the field answers from it.
-    _store_row: strawberry.Private[Any] = None
 
     @classmethod
     def from_row(cls, row: m.Representation) -> Representation:
@@ -390,67 +429,26 @@ class Representation:
             _original_file_id=row.original_file_id,
         )
 
-    # Sync resolvers that answer at once from what this request has already loaded (a list's relations
-    # are prefetched, see `prefetch_representations`), and return an awaitable otherwise: per object and
+    # The relations answer at once from what this request has already loaded (a list's relations are
+    # prefetched, see `prefetch_representations`), and return an awaitable otherwise: per object and
     # field, no coroutine, future and gather for the executor to run.
-
-    @strawberry.field
-    def store(self, info: Info[Any, Any]) -> ZarrStore:
-        if self._store_row is not None:
-            return ZarrStore.from_row(self._store_row)
-        store_id = self._store_id
-        return _related(context_of(info).loaders.store, store_id, lambda row: _store_of(row, store_id))
-
-    @strawberry.field
-    def sample(self, info: Info[Any, Any]) -> Sample | None:
-        if self._sample_id is None:
-            return None
-        return _related(context_of(info).loaders.sample, self._sample_id, lambda item: _seen(info, item))
-
-    @strawberry.field
-    def dataset(self, info: Info[Any, Any]) -> Dataset | None:
-        if self._dataset_id is None:
-            return None
-        return _related(context_of(info).loaders.dataset, self._dataset_id, lambda item: _seen(info, item))
-
-    @strawberry.field
-    def experiments(self, info: Info[Any, Any]) -> list[Experiment]:
-        return _related_list(info, context_of(info).loaders.experiments_of_representation, int(self.id))
-
-    @strawberry.field
-    def origins(self, info: Info[Any, Any]) -> list[Representation]:
-        return _related_list(info, context_of(info).loaders.origins_of_representation, int(self.id))
-
-    @strawberry.field
-    def derived(self, info: Info[Any, Any]) -> list[Representation]:
-        return _related_list(info, context_of(info).loaders.derived_of_representation, int(self.id))
-
-    @strawberry.field
-    def rois(self, info: Info[Any, Any]) -> list[ROI]:
-        return _related_list(info, context_of(info).loaders.rois_of_representation, int(self.id))
-
-    @strawberry.field
-    def metrics(self, info: Info[Any, Any]) -> list[Metric]:
-        return _related_list(info, context_of(info).loaders.metrics_of_representation, int(self.id))
-
-    @strawberry.field
-    def thumbnails(self, info: Info[Any, Any]) -> list[Thumbnail]:
-        return _related_list(info, context_of(info).loaders.thumbnails_of_representation, int(self.id))
-
-    @strawberry.field
-    def creator(self, info: Info[Any, Any]) -> User:
-        return _creator(info, self._creator_id)
-
-    @strawberry.field(description="The file this image was ingested from, kept as it was.")  # type: ignore[untyped-decorator]
-    def original_file(self, info: Info[Any, Any]) -> File | None:
-        if self._original_file_id is None:
-            return None
-        # Another user's file (an admin linked it) stays invisible, as every relation does.
-        return _related(
-            context_of(info).loaders.file,
-            self._original_file_id,
-            lambda found: found if found is not None and _visible(info, [found]) else None,
-        )
+    store = _store(ZarrStore)
+    sample = _one("sample", "_sample_id", "Sample", at_once=True)
+    dataset = _one("dataset", "_dataset_id", "Dataset", at_once=True)
+    experiments = _many("experiments_of_representation", "Experiment", at_once=True)
+    origins = _many("origins_of_representation", "Representation", at_once=True)
+    derived = _many("derived_of_representation", "Representation", at_once=True)
+    rois = _many("rois_of_representation", "ROI", at_once=True)
+    metrics = _many("metrics_of_representation", "Metric", at_once=True)
+    thumbnails = _many("thumbnails_of_representation", "Thumbnail", at_once=True)
+    creator = _creator()
+    original_file = _one(
+        "file",
+        "_original_file_id",
+        "File",
+        "The file this image was ingested from, kept as it was.",
+        at_once=True,
+    )
 
 
 # Representation fields answered by a request's loaders: field -> (loader, attribute holding its key).
@@ -502,23 +500,33 @@ def _selected_names(info: Info[Any, Any]) -> frozenset[str]:
 
 
 async def prefetch_representations(info: Info[Any, Any], reps: Sequence[Representation]) -> None:
-    """Load the relations the query selects of all of ``reps`` now, one statement per relation, so that
-    their resolvers answer at once (see `_related`) instead of each awaiting its loader."""
+    """Load the relations the query selects of all of ``reps`` now, one statement per relation, and the
+    rows those related objects cannot be shown without (see `present`: an original file's store, the
+    stores of origins ...), so that their resolvers answer at once (see `_shown`) instead of each
+    awaiting its loader."""
     loaders = context_of(info).loaders
     if not reps:
         return
     # The images themselves, for their thumbnails', ROIs' and metrics' `present` check (which would
     # otherwise read every image of the list again, a coroutine per image).
     loaders.representation.prime_many({int(rep.id): rep for rep in reps})
-    names = _selected_names(info)
-    pending: list[Any] = []
-    for name in names & _RELATIONS.keys():
+    levels: list[list[Any]] = []
+    for name in _selected_names(info) & _RELATIONS.keys():
         loader_name, key_attribute = _RELATIONS[name]
         loader: DataLoader[Any, Any] = getattr(loaders, loader_name)
         if loader.cache:
             keys = {getattr(rep, key_attribute) for rep in reps} - {None}
-            pending += [loader.load(int(k)) for k in keys]
-    if not pending:
+            levels.append([loader.load(int(k)) for k in keys])
+    # Level after level (an ROI's image, then its store), every relation's loads of a level together.
+    while levels:
+        await _settled([future for futures in levels for future in futures])
+        required = (_required(loaders, _results(futures)) for futures in levels)
+        levels = [[loader.load(k) for k in set(keys)] for loader, keys in filter(None, required)]
+
+
+async def _settled(pending: list[asyncio.Future[Any]]) -> None:
+    """Wait until the loads are done, their failures left to the fields that read them."""
+    if all(future.done() for future in pending):
         return
     # Waited on, never awaited directly: a cancelled request (a sibling field failed) must not cancel
     # the loaders' futures, and its reads finish before it ends and gives its session back. A failed
@@ -528,6 +536,22 @@ async def prefetch_representations(info: Info[Any, Any], reps: Sequence[Represen
     except asyncio.CancelledError:
         await asyncio.wait(pending)
         raise
+
+
+def _results(futures: list[asyncio.Future[Any]]) -> list[Any]:
+    """The objects the (finished) loads found (one relation: one type), lists flattened; none when
+    their type needs no other rows (see `_REQUIRED`)."""
+    found: list[Any] = []
+    for future in futures:
+        if not future.cancelled() and future.exception() is None:
+            value = future.result()
+            if isinstance(value, list):
+                found += value
+            elif value is not None:
+                found.append(value)
+            if found and type(found[0]) not in _REQUIRED:
+                return []
+    return found
 
 
 @strawberry.type
@@ -550,13 +574,8 @@ class Sample:
             _creator_id=row.creator_id,
         )
 
-    @strawberry.field
-    async def representations(self, info: Info[Any, Any]) -> list[Representation]:
-        return await _related_items(info, context_of(info).loaders.representations_of_sample, int(self.id))
-
-    @strawberry.field
-    def creator(self, info: Info[Any, Any]) -> User:
-        return _creator(info, self._creator_id)
+    representations = _many("representations_of_sample", "Representation")
+    creator = _creator()
 
 
 @strawberry.type
@@ -579,14 +598,8 @@ class Experiment:
             _creator_id=row.creator_id,
         )
 
-    @strawberry.field
-    async def representations(self, info: Info[Any, Any]) -> list[Representation]:
-        loader = context_of(info).loaders.representations_of_experiment
-        return await _related_items(info, loader, int(self.id))
-
-    @strawberry.field
-    def creator(self, info: Info[Any, Any]) -> User:
-        return _creator(info, self._creator_id)
+    representations = _many("representations_of_experiment", "Representation")
+    creator = _creator()
 
 
 @strawberry.type
@@ -611,22 +624,10 @@ class Dataset:
             _parent_id=row.parent_id,
         )
 
-    @strawberry.field
-    async def parent(self, info: Info[Any, Any]) -> Dataset | None:
-        return await _optional(info, context_of(info).loaders.dataset, self._parent_id)
-
-    @strawberry.field
-    async def children(self, info: Info[Any, Any]) -> list[Dataset]:
-        return await _related_items(info, context_of(info).loaders.children_of_dataset, int(self.id))
-
-    @strawberry.field
-    async def representations(self, info: Info[Any, Any]) -> list[Representation]:
-        loader = context_of(info).loaders.representations_of_dataset
-        return await _related_items(info, loader, int(self.id))
-
-    @strawberry.field
-    def creator(self, info: Info[Any, Any]) -> User:
-        return _creator(info, self._creator_id)
+    parent = _one("dataset", "_parent_id", "Dataset")
+    children = _many("children_of_dataset", "Dataset")
+    representations = _many("representations_of_dataset", "Representation")
+    creator = _creator()
 
 
 @strawberry.type(description="A region of interest; each vector is one 5-D point in (c, t, z, y, x) order.")
@@ -653,16 +654,8 @@ class ROI:
             _representation_id=row.representation_id,
         )
 
-    @strawberry.field
-    async def representation(self, info: Info[Any, Any]) -> Representation:
-        rep: Representation = await _required(
-            context_of(info).loaders.representation, self._representation_id, "image"
-        )
-        return rep
-
-    @strawberry.field
-    def creator(self, info: Info[Any, Any]) -> User:
-        return _creator(info, self._creator_id)
+    representation = _image()
+    creator = _creator()
 
 
 @strawberry.type(description="A key/value measurement attached to an image, optionally to one of its ROIs.")
@@ -687,20 +680,9 @@ class Metric:
             _roi_id=row.roi_id,
         )
 
-    @strawberry.field
-    async def representation(self, info: Info[Any, Any]) -> Representation:
-        rep: Representation = await _required(
-            context_of(info).loaders.representation, self._representation_id, "image"
-        )
-        return rep
-
-    @strawberry.field
-    async def roi(self, info: Info[Any, Any]) -> ROI | None:
-        return await _optional(info, context_of(info).loaders.roi, self._roi_id)
-
-    @strawberry.field
-    def creator(self, info: Info[Any, Any]) -> User:
-        return _creator(info, self._creator_id)
+    representation = _image()
+    roi = _one("roi", "_roi_id", "ROI")
+    creator = _creator()
 
 
 @strawberry.type
@@ -731,18 +713,9 @@ class Table:
             _store_id=row.store_id,
         )
 
-    @strawberry.field
-    async def store(self, info: Info[Any, Any]) -> ParquetStore:
-        row = await _required(context_of(info).loaders.store, self._store_id, "store")
-        return ParquetStore.from_row(row)
-
-    @strawberry.field
-    async def origins(self, info: Info[Any, Any]) -> list[Representation]:
-        return await _related_items(info, context_of(info).loaders.origins_of_table, int(self.id))
-
-    @strawberry.field
-    def creator(self, info: Info[Any, Any]) -> User:
-        return _creator(info, self._creator_id)
+    store = _store(ParquetStore)
+    origins = _many("origins_of_table", "Representation")
+    creator = _creator()
 
 
 @strawberry.type(description="A small PNG of an image.")
@@ -766,12 +739,7 @@ class Thumbnail:
             _representation_id=row.representation_id,
         )
 
-    @strawberry.field
-    async def representation(self, info: Info[Any, Any]) -> Representation:
-        rep: Representation = await _required(
-            context_of(info).loaders.representation, self._representation_id, "image"
-        )
-        return rep
+    representation = _image()
 
     @strawberry.field
     async def png(self, info: Info[Any, Any]) -> Base64:
@@ -781,9 +749,7 @@ class Thumbnail:
             raise NotFound(f"no thumbnail with id {self.id}")
         return Base64(png)
 
-    @strawberry.field
-    def creator(self, info: Info[Any, Any]) -> User:
-        return _creator(info, self._creator_id)
+    creator = _creator()
 
 
 @strawberry.type
@@ -818,6 +784,8 @@ class RepresentationEvent:
     kind: EventKind
     id: strawberry.ID | None
     representation: Representation | None
+    #: The context the event's fields are resolved with (see `context_of`).
+    _context: strawberry.Private[Any] = None
 
 
 @strawberry.type
@@ -826,6 +794,8 @@ class RoiEvent:
     kind: EventKind
     id: strawberry.ID | None
     roi: ROI | None
+    #: The context the event's fields are resolved with (see `context_of`).
+    _context: strawberry.Private[Any] = None
 
 
 @strawberry.type(description="Where a file's bytes are: one object, `<key>/file`.")
@@ -869,54 +839,70 @@ class File:
             _store_id=row.store_id,
         )
 
-    @strawberry.field
-    async def store(self, info: Info[Any, Any]) -> MediaStore:
-        row = await context_of(info).loaders.store.load(self._store_id)
-        assert row is not None
-        return MediaStore.from_row(row)
-
-    @strawberry.field
-    def creator(self, info: Info[Any, Any]) -> User:
-        return _creator(info, self._creator_id)
-
-    @strawberry.field(description="Images made from this file and images it is attached to.")  # type: ignore[untyped-decorator]
-    async def representations(self, info: Info[Any, Any]) -> list[Representation]:
-        return _visible(info, await context_of(info).loaders.representations_of_file.load(int(self.id)))
-
-    @strawberry.field
-    async def samples(self, info: Info[Any, Any]) -> list[Sample]:
-        return _visible(info, await context_of(info).loaders.samples_of_file.load(int(self.id)))
-
-    @strawberry.field
-    async def experiments(self, info: Info[Any, Any]) -> list[Experiment]:
-        return _visible(info, await context_of(info).loaders.experiments_of_file.load(int(self.id)))
-
-    @strawberry.field
-    async def datasets(self, info: Info[Any, Any]) -> list[Dataset]:
-        return _visible(info, await context_of(info).loaders.datasets_of_file.load(int(self.id)))
+    store = _store(MediaStore)
+    creator = _creator()
+    representations = _many(
+        "representations_of_file",
+        "Representation",
+        "Images made from this file and images it is attached to.",
+    )
+    samples = _many("samples_of_file", "Sample")
+    experiments = _many("experiments_of_file", "Experiment")
+    datasets = _many("datasets_of_file", "Dataset")
 
 
 # The related row each kind of object cannot be shown without: (its id attribute, the loader).
 _REQUIRED: dict[type, tuple[str, str]] = {
     Representation: ("_store_id", "store"),
     Table: ("_store_id", "store"),
+    File: ("_store_id", "store"),
     ROI: ("_representation_id", "representation"),
     Metric: ("_representation_id", "representation"),
     Thumbnail: ("_representation_id", "representation"),
 }
 
 
-async def present(info: Info[Any, Any], items: list[T]) -> list[T]:
-    """``items`` whose required related row (an image's store, an ROI's image ...) still exists.
-
-    A list read while another request deletes one of its objects would otherwise fail whole: the
-    deleted object's non-null field errors, and the error nulls the entire list. Over HTTP the loaders
-    cache what is loaded here, so the fields resolved later see these same rows.
-    """
+def _required(loaders: Loaders, items: list[Any]) -> tuple[DataLoader[int, Any], list[int]] | None:
+    """The rule: which rows ``items`` cannot be shown without (their loader and keys), None if none."""
     required = _REQUIRED.get(type(items[0])) if items else None
     if required is None:
-        return items
+        return None
     attribute, name = required
-    loader: DataLoader[int, Any] = getattr(context_of(info).loaders, name)
-    rows = await loader.load_many([getattr(item, attribute) for item in items])
-    return [item for item, row in zip(items, rows, strict=True) if row is not None]
+    return getattr(loaders, name), [getattr(item, attribute) for item in items]
+
+
+def _kept(items: list[T], rows: Sequence[Any], shown: list[Any]) -> list[T]:
+    """The items whose required row was found and can itself be shown (is one of ``shown``)."""
+    alive = {id(row) for row in shown}
+    return [item for item, row in zip(items, rows, strict=True) if row is not None and id(row) in alive]
+
+
+async def present(loaders: Loaders, items: list[T]) -> list[T]:
+    """``items`` whose required related rows (an image's store, an ROI's image and its store ...)
+    still exist.
+
+    A list read while another request deletes one of its objects would otherwise fail whole: the
+    deleted object's non-null field errors, and the error nulls the entire list. The loaders cache
+    what is loaded here (per request, or per subscription event), so the fields resolved later see
+    these same rows.
+    """
+    needed = _required(loaders, items)
+    if needed is None:
+        return items
+    loader, keys = needed
+    rows = await loader.load_many(keys)
+    return _kept(items, rows, await present(loaders, [row for row in rows if row is not None]))
+
+
+def _present_now(loaders: Loaders, items: list[T]) -> list[T] | None:
+    """`present` answered from what the loaders have loaded, or None when that is not enough."""
+    needed = _required(loaders, items)
+    if needed is None:
+        return items
+    loader, keys = needed
+    futures = [_loaded(loader, key) for key in keys]
+    if any(future is None for future in futures):
+        return None
+    rows = [future.result() for future in futures]
+    shown = _present_now(loaders, [row for row in rows if row is not None])
+    return None if shown is None else _kept(items, rows, shown)

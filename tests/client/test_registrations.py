@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
+import sniffio
 
 import mikro
 from tests.client._counting import count_operations, unfinished_zarr_stores
@@ -61,8 +62,11 @@ async def test_a_failed_batch_gives_each_image_its_own_answer(mikro_server: Any)
         assert isinstance(results[2], mikro.NotFoundError)
         assert "inputs[" not in str(results[2])  # its own request's answer, not the batch's
         assert [r.name for i, r in enumerate(results) if i != 2] == ["s0", "s1", "s3", "s4"]
-        # One alone, one batch of four that failed, then those four one by one.
-        assert (seen["CreateRepresentation"], seen["CreateRepresentations"]) == (5, 1)
+        # One alone, one batch of four that failed, then those four one by one. trio shuffles the order
+        # in which tasks started together first run, so there the bad input may be the one sent alone:
+        # it fails by itself and the batch of the four good ones goes through.
+        sent = (seen["CreateRepresentation"], seen["CreateRepresentations"])
+        assert sent == (5, 1) or (sniffio.current_async_library() == "trio" and sent == (1, 1)), sent
         assert {r.name for r in await m.list_representations(name_contains="s")} == {"s0", "s1", "s3", "s4"}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -134,12 +133,18 @@ async def test_a_build_outliving_its_grant_renews_it(server_factory: ServerFacto
         values = np.random.default_rng(2).integers(0, 999, (16, 1100, 1100), dtype=np.uint16)
         rep = await m.create_representation(values, name=unique("slow"), dims="zyx", pyramid=None)
         before = _write_grants(server, rep.store.id)
+        first_block = anyio.Event()
 
-        def progress(done: int, total: int) -> None:
-            # A slow consumer: the build's later blocks are written after its first grant expired.
-            time.sleep(0.5)
+        async def hold_the_worker_thread() -> None:
+            # The build's one worker thread is the test's until the grant the build started with has
+            # expired: its later blocks need a renewed one. The event loop keeps running meanwhile.
+            await first_block.wait()
+            async with m.thread_limiter:
+                await anyio.sleep(1.5)
 
-        built = await m.build_pyramid(rep, progress=progress)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hold_the_worker_thread)
+            built = await m.build_pyramid(rep, progress=lambda done, total: first_block.set())
         # requestLevelsUpload, then at least one renewal of the same prefix's write grant.
         assert _write_grants(server, rep.store.id) - before >= 2
         expected = reference_levels(values, 2)

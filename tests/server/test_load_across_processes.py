@@ -18,7 +18,15 @@ import mikro
 from tests.fixtures_servers import MikroServer, unique
 from tests.server.test_load_logs import BAD_LINE
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.slow,
+    pytest.mark.parametrize("anyio_backend", ["asyncio"]),
+    pytest.mark.single_backend(
+        reason="under test is three server processes under load; the clients and watches are the same "
+        "code on both backends and run on both in tests/subscriptions and tests/client"
+    ),
+]
 
 CLIENTS = 24
 PROCESSES = 3

@@ -29,7 +29,7 @@ from mikro.server._migrate import (
     model_differences,
 )
 from mikro.server._settings import Settings
-from tests.fixtures_servers import MikroServer
+from tests.fixtures_servers import MikroServer, free_port
 from tests.server.release_db.make import pixels
 
 RELEASE = Path(__file__).with_name("release_db")
@@ -236,6 +236,19 @@ async def test_mikro_db_upgrade_and_current(tmp_path: Path) -> None:
     assert (code, out) == (0, f"database: {head_revision()}\nthis mikro: {head_revision()}\n")
     code, out, _ = await _mikro("db", "upgrade", "--data-dir", str(data_dir))
     assert code == 0 and "up to date" in out
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+@pytest.mark.single_backend(reason="it only runs `mikro db` processes; its own loop just waits")
+async def test_an_unreachable_database_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    nobody = f"postgresql://mikro:hunter2@127.0.0.1:{free_port()}/mikro"
+    missing = tmp_path / "no such dir" / "mikro.sqlite3"
+    for command, url in (("current", nobody), ("upgrade", f"sqlite:///{missing}")):
+        code, out, stderr = await _mikro("db", command, "--database-url", url)
+        assert (code, out) == (1, "")
+        assert stderr.startswith("mikro: cannot reach the database") and stderr.count("\n") == 1
+        assert "hunter2" not in stderr
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])

@@ -15,7 +15,14 @@ import pytest
 import mikro
 from tests.fixtures_servers import MikroServer, unique
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.parametrize("anyio_backend", ["asyncio"]),
+    pytest.mark.single_backend(
+        reason="under test is how server processes share events, ports and keys; the client's watches "
+        "are the same code on both backends and run on both in tests/subscriptions"
+    ),
+]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import numpy as np
 import pytest
 
 import mikro
@@ -20,6 +21,8 @@ from tests.subscriptions._images import create_image
 from tests.subscriptions._sockets import open_connections
 
 pytestmark = pytest.mark.anyio
+
+EVENTS = 20  # replayed events that deletes race with
 
 RECONNECT_FAST = SubscriptionSettings(
     reconnect=ReconnectPolicy(max_attempts=None, max_seconds=90, initial=0.1, maximum=1.0, jitter=0.1)
@@ -191,8 +194,9 @@ async def test_server_restarts_mid_stream_lose_nothing(server_factory: ServerFac
             # SIGKILL (the socket just dies), then SIGTERM (the server closes it on its way out); each
             # time the server comes back on the same data dir and port, and images are made meanwhile.
             for stop in (server.kill, server.stop):
-                stop()
-                server.start()
+                # In a worker thread: the event loop (and the client reconnecting on it) keeps running.
+                await anyio.to_thread.run_sync(stop)
+                await anyio.to_thread.run_sync(server.start)
                 meanwhile = [await create_image(m, f"meanwhile-{i}", dataset) for i in range(2)]
                 received = await take(events, 2)
                 assert [e.id for e in received] == [r.id for r in meanwhile]
@@ -263,3 +267,63 @@ async def test_an_independent_gql_client_sees_the_same_events(mikro_server: Mikr
     assert [RepresentationEvent.model_validate(e).model_dump() for e in theirs] == [
         e.model_dump() for e in ours
     ]
+
+
+async def test_events_whose_objects_are_deleted_as_they_are_sent_never_fail(
+    mikro_server: MikroServer,
+) -> None:
+    """An event is checked (its object and every row it cannot be shown without still exist), then its
+    fields are resolved one by one: a delete landing in between leaves the event whole or without its
+    object, and never fails the watch. Each round replays many events (ROIs of an image; updates of an
+    image with an origin and an original file) and deletes what they show while they are resolved."""
+    token = mikro_server.add_user("racer")
+    async with session(mikro_server, token) as m:
+        for n in range(3):
+            dataset = await m.create_dataset(_dataset_name())
+            original = await m.upload_file(b"raw bytes", name=f"raw-{n}.bin")
+            origin = await m.create_representation(np.zeros((4, 4), np.uint8), name=f"o{n}")
+            image = await m.create_representation(
+                np.ones((4, 4), np.uint8), name=f"i{n}", origins=[origin], original_file=original
+            )
+            await m.create_metric(image, "area", n)
+            rois = [await m.create_roi(image, "POINT", [[0, 0, 0, 1, i]]) for i in range(EVENTS)]
+            for i in range(EVENTS):
+                await m.update_representation(image, dataset=dataset, tags=[f"t{i}"])
+
+            async with m.watch_rois(image, after=0) as roi_events:
+                # The first event says the server has the watch (a watch on a deleted image is refused).
+                replayed = await take(roi_events, 1)
+                await m.delete_representation(image)
+                replayed += await take(roi_events, EVENTS - 1)
+            assert [event.id for event in replayed] == [roi.id for roi in rois]
+            assert all(e.roi is None or e.roi.representation.id == image.id for e in replayed)
+
+            second = await m.create_representation(
+                np.ones((4, 4), np.uint8), name=f"j{n}", origins=[origin], original_file=original
+            )
+            for i in range(EVENTS):
+                await m.update_representation(second, dataset=dataset, tags=[f"t{i}"])
+            async with m.watch_representations(dataset=dataset, after=0) as image_events:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(m.delete_representation, origin)
+                    tg.start_soon(m.delete_file, original)
+                updates = [e for e in await take(image_events, 2 * EVENTS + 1) if e.id == second.id]
+            assert [e.kind for e in updates][-EVENTS:] == [EventKind.UPDATE] * EVENTS
+            assert all(e.representation is not None and e.representation.store.id for e in updates)
+
+
+async def test_deleting_a_file_updates_the_images_made_from_it(mikro_server: MikroServer) -> None:
+    token = mikro_server.add_user("watcher")
+    async with session(mikro_server, token) as m:
+        dataset = await m.create_dataset(_dataset_name())
+        original = await m.upload_file(b"raw bytes", name="raw.bin")
+        async with m.watch_representations(dataset=dataset, after=0) as events:
+            image = await m.create_representation(
+                np.ones((4, 4), np.uint8), name="made", dataset=dataset, original_file=original
+            )
+            await m.delete_file(original)
+            created, updated = await take(events, 2)
+    assert created.representation is not None and created.representation.original_file is not None
+    assert created.representation.original_file.id == original.id
+    assert updated.kind is EventKind.UPDATE and updated.id == image.id
+    assert updated.representation is not None and updated.representation.original_file is None
