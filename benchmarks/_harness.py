@@ -17,6 +17,7 @@ __all__ = [
     "Check",
     "Figure",
     "Sample",
+    "cpu_by_run",
     "describe_error",
     "figure_from",
     "interleave",
@@ -172,3 +173,16 @@ def figure_from(
         for k, v in extra.items()
     }
     return Figure(name, role, unit, statistics.median(values), cpu, values, note=note, extra=merged)
+
+
+def cpu_by_run(got: list[Sample] | str) -> str:
+    """A full read's CPU per GiB run by run: the median hides that only the first run's result must be
+    faulted in (new memory); later runs reuse the memory of the result the run before dropped
+    (mikro.datalayer._result_memory)."""
+    if isinstance(got, str) or not got:
+        return ""
+    return (
+        "CPU s/GiB by run: "
+        + ", ".join(f"{r.cpu_per_gib:.2f}" for r in got)
+        + " (the first into new memory, later ones into the memory of the result dropped before)"
+    )

@@ -31,6 +31,7 @@ __all__ = [
     "read_plain",
     "sync_overhead",
     "upload_image",
+    "uploaded_once",
 ]
 
 #: Used for the codec baseline only when mikro wrote nothing to copy the layout from.
@@ -153,6 +154,37 @@ def upload_image(ctx: Context, kind: str, data: np.ndarray, *, name: str, compre
             )
 
     return _stored(anyio.run(main), kind)
+
+
+def uploaded_once(
+    ctx: Context,
+    key: str,
+    kind: str,
+    planes: tuple[str, int, int],
+    *,
+    compressed: bool,
+    fallback: bool = False,
+) -> StoredImage:
+    """The image a bar reads, uploaded through mikro to the ``kind`` server the first time a bar asks
+    (kept as ``ctx.cache[key]``): ``ctx.planes(*planes)`` as one (z, y, x) image. With ``fallback``, an
+    upload mikro fails is made through GraphQL + zarr-python instead, so the read bars still run (the
+    error kept as ``ctx.cache[key + "_fallback"]``)."""
+    if key not in ctx.cache:
+        data = ctx.planes(*planes)
+        codec = "default codec" if compressed else "no compression"
+        ctx.log(f"  uploading the {key} image through mikro ({data.nbytes / 2**20:.0f} MiB, {codec})")
+        name = f"bench-{key}".replace("_", "-")
+        try:
+            ctx.cache[key] = upload_image(ctx, kind, data, name=name, compressed=compressed)
+        except Exception as exc:
+            if not fallback:
+                raise
+            ctx.log(f"  mikro could not upload it ({exc!r}); making it through GraphQL + zarr-python instead")
+            ctx.cache[key] = upload_without_datalayer(ctx, kind, data, name=name)
+            ctx.cache[key + "_fallback"] = repr(exc)[:200]
+    img = ctx.cache[key]
+    assert isinstance(img, StoredImage)
+    return img
 
 
 def read_full(ctx: Context, img: StoredImage) -> Sample:

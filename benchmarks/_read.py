@@ -10,7 +10,7 @@ import _mikro
 import numpy as np
 import obstore
 from _context import Context
-from _harness import MIB, BarResult, Check, Figure, Sample, figure_from, interleave, timed
+from _harness import MIB, BarResult, Check, Figure, Sample, cpu_by_run, figure_from, interleave, timed
 from _proxy import ByteCountingProxy, counting_proxy
 
 __all__ = ["bar_loop_lag", "bar_read", "bar_zplane", "read_image"]
@@ -18,20 +18,9 @@ __all__ = ["bar_loop_lag", "bar_read", "bar_zplane", "read_image"]
 
 def read_image(ctx: Context) -> _mikro.StoredImage:
     """The image the read bars use, uploaded once through mikro (uncompressed, so raw get is the limit)."""
-    if "read_image" not in ctx.cache:
-        s = ctx.sizes
-        data = ctx.planes("read", s.read_planes, s.read_side)
-        ctx.log(f"  uploading the read image through mikro ({data.nbytes / MIB:.0f} MiB, no compression)")
-        try:
-            img = _mikro.upload_image(ctx, "s3", data, name="bench-read", compressed=False)
-        except Exception as exc:
-            ctx.log(f"  mikro could not upload it ({exc!r}); making it through GraphQL + zarr-python instead")
-            img = _mikro.upload_without_datalayer(ctx, "s3", data, name="bench-read")
-            ctx.cache["read_image_fallback"] = repr(exc)[:200]
-        ctx.cache["read_image"] = img
-    img = ctx.cache["read_image"]
-    assert isinstance(img, _mikro.StoredImage)
-    return img
+    s = ctx.sizes
+    planes = ("read", s.read_planes, s.read_side)
+    return _mikro.uploaded_once(ctx, "read_image", "s3", planes, compressed=False, fallback=True)
 
 
 def bar_read(ctx: Context) -> BarResult:
@@ -108,15 +97,7 @@ def bar_read(ctx: Context) -> BarResult:
     for plain in figs[2:4]:
         if plain.value and fresh_fig.value:
             plain.note += f"; {plain.value / fresh_fig.value:.2f}x the fresh-process floor"
-    runs = got["mikro"]
-    if not isinstance(runs, str) and runs:
-        # The median hides it: only the first run's result must be faulted in (new memory); later runs
-        # reuse the memory of the result the previous run dropped (mikro.datalayer._result_memory).
-        mikro.note = (
-            "CPU s/GiB by run: "
-            + ", ".join(f"{r.cpu_per_gib:.2f}" for r in runs)
-            + " (the first into new memory, later ones into the memory of the result dropped before)"
-        )
+    mikro.note = cpu_by_run(got["mikro"]) or mikro.note
     checks = [_ratio(mikro, raw_fig, 0.85), _cpu(mikro, 1.5)]
     checks += [
         _ratio(plain, raw_fig, 0.8, who=plain.contender.removeprefix("mikro, ")) for plain in figs[2:4]
@@ -229,16 +210,9 @@ def bar_zplane(ctx: Context) -> BarResult:
     if key not in ctx.cache:
         proxy = ctx.enter(counting_proxy(ctx.moto.endpoint))
         ctx.server("proxied", s3_endpoint=proxy.endpoint)
-        data = ctx.planes("zplane", s.zplane_planes, s.zplane_side)
-        ctx.log(
-            f"  uploading a {s.zplane_planes}-plane image through mikro (default codec), "
-            "via a byte-counting proxy"
-        )
-        try:
-            img = _mikro.upload_image(ctx, "proxied", data, name="bench-zplane", compressed=True)
-        except Exception as exc:
-            ctx.log(f"  mikro could not upload it ({exc!r}); making it through GraphQL + zarr-python instead")
-            img = _mikro.upload_without_datalayer(ctx, "proxied", data, name="bench-zplane")
+        ctx.log("  via a byte-counting proxy")
+        planes = ("zplane", s.zplane_planes, s.zplane_side)
+        img = _mikro.uploaded_once(ctx, "zplane_image", "proxied", planes, compressed=True, fallback=True)
         ctx.cache[key] = (proxy, img)
     proxy, img = ctx.cache[key]
     assert isinstance(proxy, ByteCountingProxy)

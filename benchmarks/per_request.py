@@ -20,7 +20,6 @@ machine compare figures of the same run only.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -428,12 +427,6 @@ BARS: dict[str, Callable[[Context], BarResult]] = {
 
 
 if __name__ == "__main__":
-    import os
-
     import run
 
-    run.BARS.clear()
-    run.BARS.update(BARS)
-    code = run.main()
-    sys.stdout.flush()
-    os._exit(code)
+    run.main_of(BARS)

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,7 +32,7 @@ import _mikro
 import numpy as np
 import obstore
 from _context import Context
-from _harness import MIB, BarResult, Check, Figure, Sample, figure_from, interleave, timed
+from _harness import MIB, BarResult, Check, Figure, Sample, cpu_by_run, figure_from, interleave, timed
 from obstore.store import LocalStore
 
 __all__ = ["BARS", "bar_read_folder", "bar_read_folder_compressed"]
@@ -45,18 +43,9 @@ TARGET = 0.85
 
 
 def _image(ctx: Context, compressed: bool) -> _mikro.StoredImage:
-    key = f"read_folder_{compressed}"
-    if key not in ctx.cache:
-        s = ctx.sizes
-        data = ctx.planes("read", s.read_planes, s.read_side)
-        codec = "default codec" if compressed else "no compression"
-        ctx.log(f"  uploading the image to a folder store ({data.nbytes / MIB:.0f} MiB, {codec})")
-        ctx.cache[key] = _mikro.upload_image(
-            ctx, "local", data, name=f"bench-read-folder-{compressed}", compressed=compressed
-        )
-    img = ctx.cache[key]
-    assert isinstance(img, _mikro.StoredImage)
-    return img
+    s = ctx.sizes
+    planes = ("read", s.read_planes, s.read_side)
+    return _mikro.uploaded_once(ctx, f"read_folder_{compressed}", "local", planes, compressed=compressed)
 
 
 def _shard_files(img: _mikro.StoredImage) -> list[Path]:
@@ -165,13 +154,7 @@ def _bar(ctx: Context, compressed: bool) -> BarResult:
     mikro, base = figs[0], figs[1]
     base.note = f"the target's floor: {FLOOR_THREADS} threads, one warm buffer each"
     figs[2].note = "a fresh buffer per file"
-    runs = got["mikro"]
-    if not isinstance(runs, str) and runs:
-        mikro.note = (
-            "CPU s/GiB by run: "
-            + ", ".join(f"{r.cpu_per_gib:.2f}" for r in runs)
-            + " (the first into new memory, later ones into the memory of the result dropped before)"
-        )
+    mikro.note = cpu_by_run(got["mikro"]) or mikro.note
     floor_placed = figs[3]
     floor_placed.note = (
         "what any reader whose result is the image does on top of the target's floor: each chunk "
@@ -219,8 +202,4 @@ BARS: dict[str, Callable[[Context], BarResult]] = {
 if __name__ == "__main__":
     import run
 
-    run.BARS.clear()
-    run.BARS.update(BARS)
-    code = run.main()
-    sys.stdout.flush()
-    os._exit(code)
+    run.main_of(BARS)

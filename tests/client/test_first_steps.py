@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 
 import mikro
-from tests.fixtures_servers import free_port
+from tests.fixtures_servers import free_port, process_env
 
 pytestmark = pytest.mark.anyio
 
@@ -82,8 +81,7 @@ def test_opening_a_session_does_not_wait_for_the_pixel_stack(
     (tmp_path / "gated_pixels.py").write_text("import builtins\nbuiltins.mikro_test_gate.wait()\n")
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(_WARM_UP_SCRIPT))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
-    env.update(MIKRO_URL=mikro_server.url, MIKRO_TOKEN=alice_token, PYTHONPATH=str(tmp_path))
+    env = process_env(MIKRO_URL=mikro_server.url, MIKRO_TOKEN=alice_token, PYTHONPATH=str(tmp_path))
     result = subprocess.run(
         [sys.executable, str(script), backend],
         cwd=tmp_path,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,30 +12,9 @@ import pytest
 import mikro
 from tests.client._scripted import ScriptedServer, Stall
 from tests.client.conftest import unique
+from tests.subscriptions._sockets import open_connections
 
 pytestmark = pytest.mark.anyio
-
-
-def open_connections(port: int) -> int:
-    """Established TCP connections from this process to ``port`` on loopback (via /proc)."""
-    inodes = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        if not Path(table).exists():
-            continue
-        for line in Path(table).read_text().splitlines()[1:]:
-            parts = line.split()
-            remote_port = int(parts[2].rsplit(":", 1)[1], 16)
-            if remote_port == port and parts[3] == "01" and parts[9] in inodes:
-                count += 1
-    return count
 
 
 async def test_session_closes_every_socket(mikro_server: Any, alice_token: str) -> None:

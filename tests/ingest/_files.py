@@ -15,6 +15,18 @@ def values(shape: tuple[int, ...], dtype: str = "uint16", seed: int = 0) -> np.n
     return np.random.default_rng(seed).integers(0, 4000, shape).astype(dtype)
 
 
+def small_tiffs(folder: Path, count: int) -> None:
+    """``count`` plain 16 x 16 TIFFs (``img000.tif`` ...) in ``folder``, each with its own pixels."""
+    folder.mkdir(exist_ok=True)
+    for i in range(count):
+        tifffile.imwrite(folder / f"img{i:03d}.tif", values((16, 16), seed=i), photometric="minisblack")
+
+
+def broken_tiff(path: Path, fill: int = 7) -> None:
+    """A TIFF header and then garbage: every reader refuses it (``fill`` makes each one a distinct file)."""
+    path.write_bytes(b"II*\x00" + bytes([fill]) * 200)
+
+
 def ome_tiff(path: Path, seed: int = 0) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Two series: a z-stack of three named channels (pixel sizes in nm and µm, wavelengths, a 2 s time
     increment, a microscope, an objective and a stage position in OME-XML written with ome-types), and a

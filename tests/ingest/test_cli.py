@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,9 +17,9 @@ import tifffile
 import mikro.sync
 from mikro.datalayer._layout import TARGET_SHARD_BYTES
 from mikro.ingest import SHARD_COPIES, SHARDS_PER_FILE
-from tests.fixtures_servers import MikroServer
+from tests.fixtures_servers import MikroServer, process_env
 from tests.ingest import _files
-from tests.ingest.test_resume import FILES, small_tiffs
+from tests.ingest.test_resume import FILES
 
 pytestmark = pytest.mark.usefixtures("no_ambient_config")
 
@@ -30,8 +29,7 @@ COUNT = "query { representations(pagination: {limit: 1000}) { id sourceFingerpri
 def _cli(
     server: MikroServer, token: str, *args: str, prefix: tuple[str, ...] = ()
 ) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
-    env.update(MIKRO_URL=server.url, MIKRO_TOKEN=token, COLUMNS="200")
+    env = process_env(MIKRO_URL=server.url, MIKRO_TOKEN=token, COLUMNS="200")
     return subprocess.Popen(
         [sys.executable, *(prefix or ("-m", "mikro")), "ingest", *args],
         env=env,
@@ -77,7 +75,7 @@ def test_exit_status_and_report_name_the_bad_files(mikro_server: MikroServer, tm
     folder = tmp_path / "run"
     folder.mkdir()
     _files.plain_tiff(folder / "good.tif")
-    (folder / "broken.tif").write_bytes(b"II*\x00" + b"\x01" * 64)
+    _files.broken_tiff(folder / "broken.tif")
     (folder / "table.xyz").write_text("a,b\n")
     out = _cli(mikro_server, token, str(folder), "--json", str(tmp_path / "report.json"), "--tag", "run1")
     stdout, stderr = out.communicate(timeout=120)
@@ -107,7 +105,7 @@ def test_exit_status_and_report_name_the_bad_files(mikro_server: MikroServer, tm
 
 def test_ctrl_c_stops_and_a_rerun_continues(mikro_server: MikroServer, tmp_path: Path) -> None:
     token = mikro_server.add_user("cli")
-    small_tiffs(tmp_path / "plate")
+    _files.small_tiffs(tmp_path / "plate", FILES)
     run = _cli(mikro_server, token, str(tmp_path / "plate"), "--concurrency", "2")
     deadline = time.monotonic() + 90
     while len(_images(mikro_server, token)) < 5 and run.poll() is None and time.monotonic() < deadline:

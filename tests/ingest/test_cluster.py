@@ -12,7 +12,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,39 +21,15 @@ import dask
 import numpy as np
 import pytest
 import tifffile
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import mikro
 from mikro.ingest import IngestProgress, IngestReport
+from tests.fixtures_cluster import worker_store_count
 from tests.fixtures_servers import MikroServer
 from tests.ingest import _files
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_ambient_config")]
-
-
-def _local_cluster(method: str, workers: int) -> LocalCluster:
-    with dask.config.set({"distributed.worker.multiprocessing-method": method}):
-        # Loopback only, on free ports (the dashboard's default port would be fought over).
-        return LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            silence_logs=40,
-        )
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Client]:
-    """Two spawned worker processes (obstore is not fork-safe), one thread each; not dask's default."""
-    local = _local_cluster("spawn", 2)
-    client = Client(local, set_as_default=False)
-    try:
-        yield client
-    finally:
-        client.close()
-        local.close()
 
 
 def _session(server: MikroServer, name: str) -> mikro.Mikro:
@@ -88,7 +64,7 @@ def write_folder(folder: Path) -> dict[str, Any]:
         fields.append(data)
     large = _files.values((3, 1024, 768), seed=20)  # 4.5 MiB: above the size read whole
     tifffile.imwrite(folder / "large.tif", large, metadata=None, photometric="minisblack")
-    (folder / "broken.tif").write_bytes(b"II*\x00" + b"\x07" * 200)
+    _files.broken_tiff(folder / "broken.tif")
     return {"stack": stack, "plane": plane, "fields": fields, "large": large}
 
 
@@ -127,24 +103,12 @@ def _described(rep: mikro.Representation) -> tuple[Any, ...]:
     )
 
 
-def _worker_puts(client: Client) -> int:
-    """Objects the workers put (mikro's store counters in each worker process)."""
-
-    def puts() -> int:
-        from mikro.datalayer import _store
-
-        with _store._rebuilt_lock:
-            return sum(store.stats.puts for store in _store._rebuilt.values())
-
-    return sum(client.run(puts).values())
-
-
 async def test_cluster_ingest_matches_the_local_one(
     pair: tuple[mikro.Mikro, mikro.Mikro], cluster: Client, tmp_path: Path
 ) -> None:
     on_cluster, here = pair
     written = write_folder(tmp_path / "plate")
-    puts_before = await anyio.to_thread.run_sync(_worker_puts, cluster)
+    puts_before = await anyio.to_thread.run_sync(worker_store_count, cluster, "puts")
 
     # A dry run lists the same images (shapes, dims, metadata) as here, and writes nothing.
     planned = await on_cluster.ingest(tmp_path / "plate", cluster=cluster, dry_run=True)
@@ -166,7 +130,7 @@ async def test_cluster_ingest_matches_the_local_one(
     assert [f.status for f in report.failed] == ["failed"] and not report.ok
     assert report.created == local.created == 5
     # The workers wrote the pixels (and originals); this process only registered them.
-    assert await anyio.to_thread.run_sync(_worker_puts, cluster) > puts_before
+    assert await anyio.to_thread.run_sync(worker_store_count, cluster, "puts") > puts_before
 
     mine = {(r.source_fingerprint, r.source_scene): r for r in await on_cluster.list_representations()}
     theirs = {(r.source_fingerprint, r.source_scene): r for r in await here.list_representations()}
@@ -222,9 +186,7 @@ async def test_cancelled_cluster_ingest_leaves_no_half_image(
     mikro_server: MikroServer, cluster: Client, tmp_path: Path
 ) -> None:
     folder = tmp_path / "plate"
-    folder.mkdir()
-    for i in range(8):
-        tifffile.imwrite(folder / f"img{i}.tif", _files.values((16, 16), seed=i), photometric="minisblack")
+    _files.small_tiffs(folder, 8)
     token = mikro_server.add_user("cancel")
     async with mikro.connect(mikro_server.url, token=token, timeout=30) as m:
         with anyio.CancelScope() as scope:
@@ -253,18 +215,6 @@ async def test_cancelled_cluster_ingest_leaves_no_half_image(
         assert len(await m.list_representations()) == 8
 
 
-@pytest.fixture(scope="module")
-def forked_cluster() -> Iterator[Client]:
-    """A worker process forked from this one, which has used obstore."""
-    local = _local_cluster("fork", 1)
-    client = Client(local, set_as_default=False)
-    try:
-        yield client
-    finally:
-        client.close()
-        local.close()
-
-
 async def test_a_cluster_of_forked_workers_is_refused(
     m: mikro.Mikro, forked_cluster: Client, tmp_path: Path
 ) -> None:
@@ -281,10 +231,8 @@ def test_cli_ingests_on_the_scheduler_it_is_given(
     from tests.ingest.test_cli import _cli, _images
 
     folder = tmp_path / "plate"
-    folder.mkdir()
-    for i in range(3):
-        tifffile.imwrite(folder / f"img{i}.tif", _files.values((16, 16), seed=i), photometric="minisblack")
-    (folder / "broken.tif").write_bytes(b"II*\x00" + b"\x07" * 200)
+    _files.small_tiffs(folder, 3)
+    _files.broken_tiff(folder / "broken.tif")
     token = mikro_server.add_user("cli")
     address = cluster.scheduler.address
     proc = _cli(mikro_server, token, str(folder), "--scheduler", address, "--json", str(tmp_path / "r.json"))
@@ -294,23 +242,6 @@ def test_cli_ingests_on_the_scheduler_it_is_given(
     assert (report["created"], report["failed"]) == (3, 1)
     assert f"failed: {folder / 'broken.tif'}" in err.decode()
     assert len(_images(mikro_server, token)) == 3
-
-
-@pytest.fixture(scope="module")
-def short_grant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MikroServer]:
-    """A server whose grants last one second (shared by both backends' runs: startup costs seconds)."""
-    server = MikroServer(tmp_path_factory.mktemp("mikro-server-short-grants"), {"grant_ttl": 1})
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def _grants(server: MikroServer, store_id: str) -> int:
-    with sqlite3.connect(server.database_path) as db:
-        (count,) = db.execute("select count(*) from grants where store_id = ?", (int(store_id),)).fetchone()
-    return int(count)
 
 
 async def test_a_worker_renews_a_write_grant_that_expired_before_it_started(
@@ -338,5 +269,5 @@ async def test_a_worker_renews_a_write_grant_that_expired_before_it_started(
         rep = await m.get_representation(report.files[1].images[0])
         # Reserved with one grant; the worker asked for another one before writing (counted before this
         # process reads the image with a grant of its own).
-        assert _grants(server, rep.store.id) >= 2
+        assert server.grants(rep.store.id) >= 2
         np.testing.assert_array_equal(await m.compute(rep.data), tifffile.imread(second))

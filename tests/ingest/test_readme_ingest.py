@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_servers import MikroServer
+from tests.fixtures_servers import MikroServer, process_env
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -22,8 +21,7 @@ def test_readme_ingest_example_runs(mikro_server: MikroServer, tmp_path: Path) -
     match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
     assert match, "the ingest section has no python example"
     (tmp_path / "example.py").write_text(match.group(1))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
-    env.update(MIKRO_URL=mikro_server.url, MIKRO_TOKEN=mikro_server.add_user("readme"))
+    env = process_env(MIKRO_URL=mikro_server.url, MIKRO_TOKEN=mikro_server.add_user("readme"))
     done = subprocess.run(
         [sys.executable, "example.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )

@@ -18,20 +18,12 @@ pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_ambient_config")]
 FILES = 50
 
 
-def small_tiffs(folder: Path, count: int = FILES) -> None:
-    folder.mkdir(exist_ok=True)
-    for i in range(count):
-        tifffile.imwrite(
-            folder / f"img{i:03d}.tif", _files.values((16, 16), seed=i), photometric="minisblack"
-        )
-
-
 async def _all(m: mikro.Mikro) -> list[mikro.Representation]:
     return [r async for r in m.iter_representations(page_size=500)]
 
 
 async def test_cancelled_part_way_then_rerun_stores_each_file_once(m: mikro.Mikro, tmp_path: Path) -> None:
-    small_tiffs(tmp_path / "plate")
+    _files.small_tiffs(tmp_path / "plate", FILES)
     with anyio.CancelScope() as scope:
 
         def stop_part_way(p: IngestProgress) -> None:
@@ -65,8 +57,8 @@ async def test_files_hashed_batch_by_batch_ahead_of_their_upload(
     from mikro.ingest import _pipeline
 
     monkeypatch.setattr(_pipeline, "HASH_AHEAD_BYTES", 3 * 1024)  # about 3 small files a batch
-    small_tiffs(tmp_path / "plate", 12)
-    (tmp_path / "plate" / "img005.tif").write_bytes(b"II*\x00" + b"\x01" * 64)  # a bad one mid-way
+    _files.small_tiffs(tmp_path / "plate", 12)
+    _files.broken_tiff(tmp_path / "plate" / "img005.tif")  # a bad one mid-way
     seen: list[IngestProgress] = []
     report = await m.ingest(tmp_path / "plate", on_progress=seen.append)
     assert [Path(f.path).name for f in report.files] == [f"img{i:03d}.tif" for i in range(12)]
@@ -92,7 +84,7 @@ async def test_bad_files_are_reported_and_the_others_ingested(m: mikro.Mikro, tm
     folder = tmp_path / "mixed"
     folder.mkdir()
     good = _files.plain_tiff(folder / "good.tif")
-    (folder / "corrupt.tif").write_bytes(b"II*\x00" + b"\x17" * 200)
+    _files.broken_tiff(folder / "corrupt.tif", fill=0x17)
     (folder / "notes.xyz").write_text("not an image")
     tifffile.imwrite(folder / "complex.tif", np.ones((8, 8), np.complex64))
     _files.ome_tiff(folder / "cut.ome.tif")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from tests.fixtures_servers import process_env
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -18,8 +19,7 @@ def test_readme_pyramid_example_runs(mikro_server: Any, tmp_path: Path) -> None:
     assert match, "the pyramid section has no python example"
     script = tmp_path / "pyramids.py"
     script.write_text(match.group(1))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
-    env.update(MIKRO_URL=mikro_server.url, MIKRO_TOKEN=mikro_server.add_user("readme-pyramids"))
+    env = process_env(MIKRO_URL=mikro_server.url, MIKRO_TOKEN=mikro_server.add_user("readme-pyramids"))
     result = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import anyio
 import httpx
 from httpx_ws import connect_ws
 
-from tests.fixtures_servers import MikroServer
+from tests.fixtures_servers import MikroServer, process_env
 from tests.server._helpers import Api, make_representation
 from tests.server.test_subscriptions import REP_EVENTS
 
@@ -35,7 +34,7 @@ def test_serve_on_an_empty_data_dir(tmp_path: Path) -> None:
         assert "admin token written to" in server.stderr() and str(token_file) in server.stderr()
         assert _me(server.url, token_file.read_text().strip()) == {"username": "admin", "isAdmin": True}
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+        env = process_env()
         added = subprocess.run(
             [sys.executable, "-m", "mikro", "user", "add", "carol", "--data-dir", str(data_dir)],
             capture_output=True,
@@ -101,7 +100,7 @@ async def _make_representation(url: str, token: str) -> str:
 
 
 def test_serve_on_a_port_in_use_says_so_in_one_line(mikro_server: MikroServer, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+    env = process_env()
     command = [sys.executable, "-m", "mikro", "serve", "--data-dir", str(tmp_path / "d")]
     done = subprocess.run(
         [*command, "--port", str(mikro_server.port)], capture_output=True, text=True, env=env, timeout=120

@@ -5,7 +5,6 @@ mikro cannot upgrade are refused with one message and left as they were."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import sys
@@ -29,7 +28,7 @@ from mikro.server._migrate import (
     model_differences,
 )
 from mikro.server._settings import Settings
-from tests.fixtures_servers import MikroServer, free_port
+from tests.fixtures_servers import MikroServer, free_port, process_env
 from tests.server.release_db.make import pixels
 
 RELEASE = Path(__file__).with_name("release_db")
@@ -204,7 +203,7 @@ async def test_an_older_database_without_a_column_is_named_and_left_alone(tmp_pa
 
 
 async def _mikro(*args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+    env = process_env()
     with anyio.fail_after(120):
         done = await anyio.run_process([sys.executable, "-m", "mikro", *args], env=env, check=False)
     return done.returncode, done.stdout.decode(), done.stderr.decode()

@@ -4,7 +4,6 @@ cached, concurrent requests share one read session per request without mixing th
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from mikro.server import Settings, rotate_token
 from mikro.server._auth import AuthUser, TokenCache, bump_auth_epoch
+from tests.fixtures_servers import process_env
 from tests.server._helpers import Api, db_rows, make_representation
 
 pytestmark = pytest.mark.anyio
@@ -57,7 +57,7 @@ async def test_rotate_token_on_the_command_line(mikro_server: Any, new_api: Any)
     api = new_api("cli-rotated")
     name = await _username(api)
     assert await _status(api, api.token) == 200
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIKRO_")}
+    env = process_env()
     command = [sys.executable, "-m", "mikro", "user", "rotate-token", name]
     command += ["--data-dir", str(mikro_server.data_dir)]
     done = await anyio.run_process(command, env=env, check=True)
