@@ -59,7 +59,7 @@ class IngestMixin:
 
         ``compression`` and ``pyramid`` are :meth:`create_representation`'s, for every image: a lab
         with fast local disks may store uncompressed (``compression=None``) and without coarser levels
-        (``pyramid=None``), which costs the least CPU per GiB.
+        (``pyramid=None``).
         """
         from mikro.ingest import ingest
 
