@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_ambient_config")]
 SIDE = 1100
 
 
-def _codecs(rep: mikro.Representation) -> list[str]:
+def stored_codecs(rep: mikro.Representation) -> list[str]:
     """The codec names of the image's level-0 array, read from its zarr.json on the folder store."""
     assert rep.store.array_path is not None
     meta = json.loads((Path(rep.store.path) / rep.store.array_path / "zarr.json").read_text())
@@ -48,5 +48,5 @@ async def test_ingest_uncompressed_without_pyramid(m: mikro.Mikro, tmp_path: Pat
     chosen = await m.get_representation(plain.files[0].images[0])
     np.testing.assert_array_equal(await m.compute(chosen.data), values + 1)
     assert len(by_default.store.levels) == 2 and len(chosen.store.levels) == 1
-    assert "blosc" in _codecs(by_default)
-    assert not {"blosc", "zstd", "gzip"} & set(_codecs(chosen))
+    assert "blosc" in stored_codecs(by_default)
+    assert not {"blosc", "zstd", "gzip"} & set(stored_codecs(chosen))
