@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import _baselines as bl
@@ -15,6 +17,25 @@ from _harness import MIB, BarResult, Check, Figure, Sample, figure_from, interle
 __all__ = ["bar_ingest_codec", "bar_ingest_local", "bar_ingest_s3"]
 
 _seq = itertools.count()
+
+#: Pause before every contender's run. On this VM (virtio-balloon with free page reporting) memory
+#: freed by the previous run's cleanup is handed back to the hypervisor about 2 s later; whoever writes
+#: first after a cleanup gets still-backed pages and writes a folder store at ~3-5 GiB/s, whoever comes
+#: later faults fresh pages in from the host at ~100-250 MiB/s and 5-10 CPU s/GiB (perf: the kernel's
+#: `copy_folio_from_iter_atomic` filling the page cache). The same raw put measured 82 to 3,546 MiB/s
+#: depending only on that. Pausing puts every contender in the same state: freed memory returned.
+SETTLE_SECONDS = 4.0
+
+
+def _settled(contenders: dict[str, Callable[[], Sample]]) -> dict[str, Callable[[], Sample]]:
+    def wrap(fn: Callable[[], Sample]) -> Callable[[], Sample]:
+        def run() -> Sample:
+            time.sleep(SETTLE_SECONDS)
+            return fn()
+
+        return run
+
+    return {name: wrap(fn) for name, fn in contenders.items()}
 
 
 def _tag() -> str:
@@ -63,7 +84,8 @@ def _setup_text(ctx: Context, where: str, codec: str) -> str:
         f"mikro: create_representation per image (pyramid=None, like the others), "
         f"{s.ingest_concurrency} in flight; "
         f"raw: one object per image, {bl.RAW_THREADS} threads; zarr/tensorstore: one "
-        f"{s.ingest_images}-plane array with 1-plane chunks"
+        f"{s.ingest_images}-plane array with 1-plane chunks; each run starts {SETTLE_SECONDS:.0f} s after "
+        "the previous one's cleanup (freed memory back with the hypervisor for every contender alike)"
     )
 
 
@@ -98,7 +120,7 @@ def bar_ingest_s3(ctx: Context) -> BarResult:
         "zarr3 + obstore": baseline(lambda p: bl.zarr_obstore_write(store, p, planes, layout)),
         "zarr v2 + s3fs (upstream 0.3)": baseline(lambda p: bl.zarr2_s3fs_write(ctx.moto, bucket, p, planes)),
     }
-    got = interleave(contenders, ctx.runs, log=ctx.log)
+    got = interleave(_settled(contenders), ctx.runs, log=ctx.log)
     figs = [
         figure_from(
             name,
@@ -148,7 +170,7 @@ def bar_ingest_codec(ctx: Context) -> BarResult:
         bl.wipe(store, prefix)
         return Sample(clock.seconds, clock.cpu, nbytes, extra={"compression_ratio": nbytes / stored})
 
-    got = interleave({"mikro": mikro_run, "zarr3 + obstore": zarr_run}, ctx.runs, log=ctx.log)
+    got = interleave(_settled({"mikro": mikro_run, "zarr3 + obstore": zarr_run}), ctx.runs, log=ctx.log)
     layout = layout_box[0] if layout_box else _mikro.STAND_IN_LAYOUT
     figs = []
     for name, role in (("mikro", "mikro"), ("zarr3 + obstore", "baseline")):
@@ -192,7 +214,7 @@ def bar_ingest_local(ctx: Context) -> BarResult:
         ),
         "zarr3 LocalStore": baseline(lambda root: bl.local_zarr_write(root, "z", planes)),
     }
-    got = interleave(contenders, ctx.runs, log=ctx.log)
+    got = interleave(_settled(contenders), ctx.runs, log=ctx.log)
     figs = [
         figure_from(
             name,

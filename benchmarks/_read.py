@@ -81,7 +81,8 @@ def bar_read(ctx: Context) -> BarResult:
     ]
     figs[2].note = (
         "a script's rep.data.max().compute() (sync facade, fresh process), no m.compute: chunk tasks "
-        "sharing one GET per shard, shards fetched 4 at once ahead of them"
+        "sharing one GET per shard, shards fetched 4 at once ahead of them in the order they ask, raw chunks "
+        "handed out as views of their shard"
     )
     figs[3].note = (
         "a script's rep.data.values (sync facade, fresh process), no m.compute: one dask task reads the "

@@ -182,6 +182,10 @@ class ShardedArrayReader:
         with self._lock:
             if self._reading_everything:
                 return  # `compute` holds whole-shard mode around this computation already
+            if not self._full_reads_due and not self._full_reads_running:
+                # An earlier computation's cache has fetched every shard already: it would fetch
+                # nothing ahead for this one.
+                self._drop_cache()
             self._full_reads_due += self.nblocks
             self._full_reads_seen = time.monotonic()
 
@@ -255,6 +259,11 @@ class ShardedArrayReader:
             raise ValueError(f"out has shape {out.shape}, the box {tuple(box)} needs another")
         if out.size == 0:
             return
+        self._read(box, out)
+
+    def _read(self, box: Sequence[slice], out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+        """The array inside ``box``: written into ``out``, or (``out`` None) a new array, or a view of a
+        shared whole shard's bytes when the box lies inside one raw chunk (`ShardRead.shared`)."""
         codec = self.codec()
         scratch = self._scratch
         assert scratch is not None
@@ -262,8 +271,7 @@ class ShardedArrayReader:
         first = [b.start // s for b, s in zip(box, self.shards, strict=True)]
         last = [math.ceil(b.stop / s) for b, s in zip(box, self.shards, strict=True)]
         try:
-            for delta in np.ndindex(*(hi - lo for lo, hi in zip(first, last, strict=True))):
-                shard = tuple(lo + d for lo, d in zip(first, delta, strict=True))
+            reads = [
                 ShardRead(
                     store=self.store,
                     key=self._shard_key(shard),
@@ -276,7 +284,19 @@ class ShardedArrayReader:
                     indexes=self._indexes,
                     scratch=scratch,
                     cache=cache,
-                ).run(out)
+                )
+                for shard in (
+                    tuple(lo + d for lo, d in zip(first, delta, strict=True))
+                    for delta in np.ndindex(*(hi - lo for lo, hi in zip(first, last, strict=True)))
+                )
+            ]
+            if out is None:
+                if len(reads) == 1 and (view := reads[0].shared(self.dtype)) is not None:
+                    return view
+                out = np.empty(tuple(b.stop - b.start for b in box), dtype=self.dtype)
+            for read in reads:
+                read.run(out)
+            return out
         finally:
             if noted:
                 self._full_read_done()
@@ -309,9 +329,9 @@ class ShardedArrayReader:
 
     def read_region(self, box: Sequence[slice]) -> np.ndarray[Any, Any]:
         """The array inside ``box`` (slices with step 1, within bounds), as a new array."""
-        out = np.empty(tuple(b.stop - b.start for b in box), dtype=self.dtype)
-        self.read_into(out, box)
-        return out
+        if any(b.stop <= b.start for b in box):
+            return np.empty(tuple(max(b.stop - b.start, 0) for b in box), dtype=self.dtype)
+        return self._read(box, None)
 
     def read_chunk(self, chunk: Sequence[int]) -> np.ndarray[Any, Any] | None:
         """One inner chunk (full chunk shape, fill value past the array's edge), None if never written."""

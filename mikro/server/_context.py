@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mikro.server._loaders import Loaders
     from mikro.server._services import Services
 
-__all__ = ["Context", "context_of"]
+__all__ = ["Context", "context_from", "context_of"]
 
 
 @dataclass
@@ -59,7 +59,12 @@ class Context:
 
 
 def context_of(info: Info[Any, Any]) -> Context:
+    return context_from(info.root_value, info.context)
+
+
+def context_from(root_value: Any, context: Any) -> Context:
+    """The context fields are resolved with, from the operation's root value and context."""
     # A subscription event is the root value its fields are resolved from, and brings the context
     # they are resolved with: its websocket's, with loaders of the event's own (see _subscription.py).
-    event_context = getattr(info.root_value, "_context", None)
-    return cast(Context, info.context if event_context is None else event_context)
+    event_context = getattr(root_value, "_context", None)
+    return cast(Context, context if event_context is None else event_context)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import strawberry
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
@@ -48,10 +48,14 @@ SECRET_FIELDS = (
 
 
 def _grant(store: m.Store, data: GrantData) -> t.Grant:
+    return _grant_for(store.id, store.kind, data)
+
+
+def _grant_for(store_id: int, upload_kind: str, data: GrantData) -> t.Grant:
     credentials = None
     if data.access_key_id is not None and data.secret_access_key is not None:
         secrets = {getattr(data, a): name for a, name in SECRET_FIELDS if getattr(data, a)}
-        note_secrets(store.id, data.write, secrets)
+        note_secrets(store_id, data.write, secrets)
         credentials = t.Credentials(
             access_key_id=data.access_key_id,
             secret_access_key=data.secret_access_key,
@@ -59,8 +63,8 @@ def _grant(store: m.Store, data: GrantData) -> t.Grant:
             expiration=data.expires_at,
         )
     return t.Grant(
-        store_id=strawberry.ID(str(store.id)),
-        upload_kind=t.UploadKind(store.kind),
+        store_id=strawberry.ID(str(store_id)),
+        upload_kind=t.UploadKind(upload_kind),
         kind=t.StoreKind(data.kind),
         endpoint=data.endpoint,
         region=data.region,
@@ -127,18 +131,21 @@ def record_array(ctx: Context, row: m.Store, array: ArrayInfo) -> None:
 
 
 def _record_grant(session: AsyncSession, store_id: int, user: AuthUser, data: GrantData) -> None:
-    session.add(
-        m.GrantRecord(
-            store_id=store_id,
-            user_id=user.id,
-            write=data.write,
-            kind=data.kind,
-            policy=data.policy,
-            expires_at=data.expires_at,
-        )
-    )
+    session.add(m.GrantRecord(**_grant_values(store_id, user, data)))
+
+
+def _grant_values(store_id: int, user: AuthUser, data: GrantData) -> dict[str, Any]:
+    """The row recording a grant."""
     if data.policy is not None:
         logger.debug("grant for store %s (write=%s) with policy %s", store_id, data.write, data.policy)
+    return {
+        "store_id": store_id,
+        "user_id": user.id,
+        "write": data.write,
+        "kind": data.kind,
+        "policy": data.policy,
+        "expires_at": data.expires_at,
+    }
 
 
 async def reissue_grant(services: Services, user: AuthUser, store_id: int, write: bool) -> GrantData | None:
@@ -170,18 +177,28 @@ async def _reserve(ctx: Context, user: AuthUser, kind: t.UploadKind, count: int)
         return made
 
     reserved = await _storage_call(ctx.services, kind.value, reserve)
+    # Core statements, one per table: the ORM's flush of a batch's objects cost more than the rows.
+    stores = [
+        {
+            "kind": kind.value,
+            "bucket": storage.bucket,
+            "key": key,
+            "path": storage.path_of(key),
+            "creator_id": user.id,
+        }
+        for key, _ in reserved
+    ]
     async with ctx.services.transaction() as tx:
-        stores = [
-            m.Store(
-                kind=kind.value, bucket=storage.bucket, key=key, path=storage.path_of(key), creator_id=user.id
-            )
-            for key, _ in reserved
-        ]
-        tx.session.add_all(stores)
-        await tx.session.flush()
-        for store, (_, data) in zip(stores, reserved, strict=True):
-            _record_grant(tx.session, store.id, user, data)
-    return [_grant(store, data) for store, (_, data) in zip(stores, reserved, strict=True)]
+        found = await tx.session.execute(_INSERT_STORES, stores)
+        ids = [store_id for (store_id,) in found.all()]
+        grants = [_grant_values(i, user, data) for i, (_, data) in zip(ids, reserved, strict=True)]
+        await tx.session.execute(insert(_GRANT_TABLE), grants)
+    return [_grant_for(i, kind.value, data) for i, (_, data) in zip(ids, reserved, strict=True)]
+
+
+_STORE_TABLE = cast(Table, m.Store.__table__)
+_GRANT_TABLE = cast(Table, m.GrantRecord.__table__)
+_INSERT_STORES = insert(_STORE_TABLE).returning(_STORE_TABLE.c.id, sort_by_parameter_order=True)
 
 
 @strawberry.type

@@ -17,11 +17,11 @@ from strawberry.dataloader import DataLoader
 from mikro.server import _models as m
 from mikro.server import _types as t
 from mikro.server._auth import AuthUser
+from mikro.server._preload import BATCH
 
 __all__ = ["Loaders"]
 
 R = TypeVar("R")
-_BATCH = 500  # stays below SQLite's bound-parameter limit
 _KEY = "link_key"
 
 # The queries are built once, with an expanding IN parameter, and read plain rows (not ORM objects):
@@ -82,6 +82,21 @@ class Loaders:
         self._read = read
         self._cache = cache
         self._caller = caller
+        self._views: dict[tuple[int, Callable[[Any], Any]], tuple[Any, Any]] = {}
+
+    def view(self, row: Any, convert: Callable[[Any], R]) -> R:
+        """``convert(row)``, made once per loaded row (a store shown by 100 images of a list is one
+        object, not 100 of them with their levels)."""
+        if not self._cache:
+            return convert(row)
+        key = (id(row), convert)
+        cached = self._views.get(key)
+        if cached is not None and cached[0] is row:
+            value: R = cached[1]
+            return value
+        value = convert(row)
+        self._views[key] = (row, value)
+        return value
 
     # --- by id ---------------------------------------------------------------------------------------
 
@@ -224,7 +239,7 @@ class Loaders:
     # --- the three shapes ----------------------------------------------------------------------------
 
     def _loader(self, fn: Callable[[list[int]], Awaitable[Sequence[R]]]) -> DataLoader[int, R]:
-        return DataLoader(load_fn=fn, cache=self._cache, max_batch_size=_BATCH)
+        return DataLoader(load_fn=fn, cache=self._cache, max_batch_size=BATCH)
 
     async def _rows(self, query: Select[Any], keys: list[int]) -> Sequence[Any]:
         async with self._read() as session:
@@ -262,8 +277,13 @@ class Loaders:
 
         async def load(keys: list[int]) -> list[list[R]]:
             grouped: dict[int, list[R]] = defaultdict(list)
+            # One object per target row: 100 images in one experiment are 100 rows of the same one.
+            converted: dict[int, R] = {}
             for row in await self._rows(query, keys):
-                grouped[getattr(row, _KEY)].append(convert(row))
+                target = converted.get(row.id)
+                if target is None:
+                    target = converted[row.id] = convert(row)
+                grouped[getattr(row, _KEY)].append(target)
             return [grouped.get(k, []) for k in keys]
 
         return self._loader(load)

@@ -103,7 +103,25 @@ async def create_representations(
     async with ctx.services.transaction() as tx:
         rows = await _insert(ctx, tx.session, checked, user)
         await tx.record_many(REP, "CREATE", [(row.id, row.dataset_id, row.creator_id) for row in rows])
+    _prime_new(ctx, rows, inputs)
     return rows
+
+
+def _prime_new(ctx: Context, rows: list[m.Representation], inputs: list[RepresentationInput]) -> None:
+    """Give this request's loaders what the relations of new images hold, known without a read: no
+    image is derived from them yet, they have no ROIs or metrics, and no experiments or origins where
+    their input named none. The answer to a batch read them with a statement each (images created by
+    others after the commit are not shown, as if the answer had been read at the commit)."""
+    loaders = ctx.loaders
+    for loader in (
+        loaders.derived_of_representation,
+        loaders.rois_of_representation,
+        loaders.metrics_of_representation,
+    ):
+        loader.prime_many({row.id: [] for row in rows})
+    pairs = list(zip(rows, inputs, strict=True))
+    loaders.experiments_of_representation.prime_many({row.id: [] for row, i in pairs if not i.experiments})
+    loaders.origins_of_representation.prime_many({row.id: [] for row, i in pairs if not i.origins})
 
 
 def _ids(raw: Iterable[Any]) -> set[int]:

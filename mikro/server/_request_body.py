@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import orjson
 from anyio import CancelScope
 from starlette.types import Message, Receive
 
@@ -82,12 +83,27 @@ def _too_large(limit: int) -> str:
 
 
 def _decode(body: bytes, bounds: InputBounds) -> object:
-    if len(body) >= _INLINE_BYTES and _elements_at_least(body) > bounds.max_values:
+    if len(body) >= _INLINE_BYTES and _more_elements_than(body, bounds.max_values):
         # Refused from a byte scan (C speed), before decoding and walking values one by one.
         message = f"variables hold more than {bounds.max_values} values"
         raise BadBody(400, limit_message("max_input_values", message))
     try:
-        payload = json.loads(body)
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # orjson refuses what the stdlib decodes (NaN, UTF-16 bodies, lone surrogates, deep nesting):
+        # the stdlib answers those, as it did before, errors included.
+        payload = _stdlib_loads(body)
+    if isinstance(payload, dict) and _check_variables(payload.get("variables"), bounds):
+        # orjson turns integers beyond 64 bits into floats (losing digits); the stdlib keeps them.
+        payload = _stdlib_loads(body)
+        assert isinstance(payload, dict)
+        _check_variables(payload.get("variables"), bounds)
+    return payload
+
+
+def _stdlib_loads(body: bytes) -> object:
+    try:
+        return json.loads(body)
     except UnicodeDecodeError:
         raise BadBody(400, "the request body is not UTF-8") from None
     except RecursionError:
@@ -96,31 +112,32 @@ def _decode(body: bytes, bounds: InputBounds) -> object:
         ) from None
     except ValueError:
         raise BadBody(400, "the request body is not valid JSON") from None
-    if isinstance(payload, dict):
-        _check_variables(payload.get("variables"), bounds)
-    return payload
 
 
 # A JSON string (escapes included), unrolled so that long strings cost one C loop each.
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
-def _elements_at_least(body: bytes) -> int:
-    """At least how many values (or empty arrays and objects) the body's JSON holds beyond its few
-    top-level fields: every comma outside a string separates two elements. An upper bound on work
-    ``_check_variables`` would do, found without decoding."""
-    if body.count(b",") - _TOP_LEVEL_FIELDS <= 0:
-        return 0
-    return _JSON_STRING.sub(b"", body).count(b",") - _TOP_LEVEL_FIELDS
+def _more_elements_than(body: bytes, bound: int) -> bool:
+    """Whether the body's JSON holds more than ``bound`` values (or empty arrays and objects) beyond its
+    few top-level fields, counted without decoding: every comma outside a string separates two
+    elements (a lower bound on the work ``_check_variables`` would do). Strings are stripped only when
+    even the commas inside them would not stay within ``bound``: a regex pass over megabytes of base64
+    thumbnails cost more than decoding them."""
+    if body.count(b",") - _TOP_LEVEL_FIELDS <= bound:
+        return False
+    return _JSON_STRING.sub(b"", body).count(b",") - _TOP_LEVEL_FIELDS > bound
 
 
 # ``query``, ``variables``, ``operationName`` and ``extensions``: commas that separate no variables.
 _TOP_LEVEL_FIELDS = 3
 
 
-def _check_variables(variables: object, bounds: InputBounds) -> None:
+def _check_variables(variables: object, bounds: InputBounds) -> bool:
     """Count and measure the variables before GraphQL coerces them (which costs per value, on the loop,
-    and recurses: a value nested thousands deep would end in a RecursionError)."""
+    and recurses: a value nested thousands deep would end in a RecursionError). True if they hold a
+    float beyond the 64-bit integers (it may have been such an integer: see ``_decode``)."""
+    beyond = False
     values, stack = 0, [(variables, 0)]
     while stack:
         value, depth = stack.pop()
@@ -136,10 +153,18 @@ def _check_variables(variables: object, bounds: InputBounds) -> None:
         else:
             if isinstance(value, str) and not value.isascii() and not _is_unicode(value):
                 raise BadBody(400, "the variables hold a string that is not valid Unicode (a lone surrogate)")
+            if type(value) is float and not _INT64_MIN <= value < _UINT64_END:
+                beyond = True
             values += 1
             if values > bounds.max_values:
                 message = f"variables hold more than {bounds.max_values} values"
                 raise BadBody(400, limit_message("max_input_values", message))
+    return beyond
+
+
+# The integers orjson decodes as integers: [-2**63, 2**64).
+_INT64_MIN = -(2**63)
+_UINT64_END = 2**64
 
 
 def _is_unicode(text: str) -> bool:

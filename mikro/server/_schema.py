@@ -9,6 +9,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.scalars import Base64
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
@@ -16,6 +17,7 @@ from mikro.server._data_plane import DataPlaneMutation
 from mikro.server._errors import ErrorCodes, log_unexpected
 from mikro.server._execution import CachingExecutionContext
 from mikro.server._files import FileMutation, FileQuery
+from mikro.server._inputs import BASE64_SCALAR
 from mikro.server._limits import QueryCache, QueryLimits
 from mikro.server._mutation import ObjectMutation
 from mikro.server._pyramid import PyramidMutation
@@ -62,6 +64,8 @@ def build_schema(settings: Settings | None = None, cache: QueryCache | None = No
             *(_per_request(limiter) for limiter in limiters),
             lambda: QueryLimits(settings, cache),
         ],
-        config=StrawberryConfig(scalar_map={JSON: JSON_SCALAR, BigInt: BIG_INT_SCALAR}),
+        config=StrawberryConfig(
+            scalar_map={JSON: JSON_SCALAR, BigInt: BIG_INT_SCALAR, Base64: BASE64_SCALAR}
+        ),
         execution_context_class=CachingExecutionContext,
     )

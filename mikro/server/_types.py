@@ -6,8 +6,8 @@ import asyncio
 import datetime as dt
 import enum
 import inspect
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NewType, TypeVar, cast
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NewType, TypeVar
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
@@ -18,8 +18,10 @@ from strawberry.types import Info
 
 from mikro.server import _models as m
 from mikro.server._acquisition import Acquisition, acquisition_from_value
-from mikro.server._context import context_of
+from mikro.server._context import Context, context_from, context_of
 from mikro.server._errors import NotFound
+from mikro.server._execution import AT_ONCE, NOT_LOADED
+from mikro.server._preload import load_all
 
 if TYPE_CHECKING:
     from mikro.server._loaders import Loaders
@@ -132,10 +134,10 @@ class EventKind(enum.Enum):
     GAP = "GAP"
 
 
-def _visible(info: Info[Any, Any], items: list[Any]) -> list[Any]:
+def _visible(ctx: Context, items: list[Any]) -> list[Any]:
     """Related objects the caller may see (relations only ever link one user's objects, but admins
     can link across users)."""
-    user = context_of(info).require_user()
+    user = ctx.require_user()
     return [item for item in items if user.can_see(item._creator_id)]
 
 
@@ -144,45 +146,6 @@ def _found(value: T | None, what: str, key: int) -> T:
     if value is None:
         raise NotFound(f"its {what} {key} was deleted while this request ran")
     return value
-
-
-def _related(loader: DataLoader[int, Any], key: int, what: str, then: Callable[[Any], R]) -> R:
-    """``then`` of the loader's row for ``key``, which must exist (see `_found`): at once when this request
-    has already loaded it, else an awaitable of it. Typed as the value: graphql-core awaits what a
-    resolver returns when it is awaitable, and strawberry reads the GraphQL type from the resolver's
-    annotation."""
-    future = _loaded(loader, key)
-    if future is not None:
-        return then(_found(future.result(), what, key))
-
-    async def later() -> R:
-        return then(_found(await loader.load(key), what, key))
-
-    return cast(R, later())
-
-
-def _shown(info: Info[Any, Any], loader_name: str, key: int, *, single: bool) -> Any:
-    """The related objects the caller may see that still exist (see `present`): a list, or with
-    ``single`` one object or None. At once when this request has loaded them and the rows they need,
-    else an awaitable of them (see `_related`)."""
-    loaders = context_of(info).loaders
-    loader: DataLoader[int, Any] = getattr(loaders, loader_name)
-    future = _loaded(loader, key)
-    if future is not None:
-        value = future.result()
-        if not value:
-            # Nothing related, the common case of most relations: nothing to check.
-            return None if single else []
-        now = _present_now(loaders, _visible(info, [value] if single else value))
-        if now is not None:
-            return (now[0] if now else None) if single else now
-
-    async def later() -> Any:
-        value = await loader.load(key)
-        kept = await present(loaders, _visible(info, ([] if value is None else [value]) if single else value))
-        return (kept[0] if kept else None) if single else kept
-
-    return later()
 
 
 def _loaded(loader: DataLoader[Any, Any], key: Any) -> Any:
@@ -194,83 +157,140 @@ def _loaded(loader: DataLoader[Any, Any], key: Any) -> Any:
 
 
 # Fields derived from what they load: a relation (its loader and the attribute holding its key) and
-# the GraphQL type, written as a string where the class is defined further down.
+# the GraphQL type, written as a string where the class is defined further down. Each is a pair:
+# ``now(self, ctx)`` answers from what the request has loaded, or says NOT_LOADED, and ``later(self,
+# ctx)`` is the coroutine that loads it.
 #
 # ``at_once``: the resolver answers at once from what the request has loaded (an image's relations,
-# prefetched for a whole list, see `prefetch_representations`). Every other relation resolves as a
+# prefetched for a whole list, see `prefetch_representations`), and the execution may call ``now``
+# itself, without the resolver (see `AT_ONCE` in _execution.py). Every other relation resolves as a
 # coroutine: graphql-core then runs it as a task, a pause in which the request's deadline can stop a
 # deep fan-out (answered at once level after level, a million objects would run without one).
 
+_Now = Callable[[Any, Context], Any]
+_Later = Callable[[Any, Context], Awaitable[Any]]
 
-def _field(
-    resolve: Callable[[Any, Info[Any, Any]], Any],
-    graphql_type: str | type,
-    description: str | None,
-    at_once: bool,
-) -> Any:
+
+def _field(now: _Now, later: _Later, graphql_type: str | type, description: str | None, at_once: bool) -> Any:
+    def resolve(self: Any, info: Info[Any, Any]) -> Any:
+        ctx = context_of(info)
+        value = now(self, ctx)
+        # Typed as the value: graphql-core awaits what a resolver returns when it is awaitable, and
+        # strawberry reads the GraphQL type from the resolver's annotation.
+        return later(self, ctx) if value is NOT_LOADED else value
+
     async def awaited(self: Any, info: Info[Any, Any]) -> Any:
         value = resolve(self, info)
         return await value if inspect.isawaitable(value) else value
 
+    def read(source: Any, root_value: Any, context: Any) -> Any:
+        return now(source, context_from(root_value, context))
+
     annotation = StrawberryAnnotation(graphql_type, namespace=globals())
-    resolver = resolve if at_once else awaited
-    return strawberry.field(resolver=resolver, graphql_type=annotation, description=description)
+    return strawberry.field(
+        resolver=resolve if at_once else awaited,
+        graphql_type=annotation,
+        description=description,
+        metadata={AT_ONCE: read} if at_once else None,
+    )
+
+
+def _as_loaded(_ctx: Context, value: Any) -> Any:
+    return value
+
+
+def _related(
+    loader_of: Callable[[Context], DataLoader[int, Any]],
+    key: str,
+    what: str,
+    then: Callable[[Context, Any], Any],
+) -> tuple[_Now, _Later]:
+    """``then`` of the loader's row for the key in attribute ``key``, which must exist (see `_found`)."""
+
+    def now(self: Any, ctx: Context) -> Any:
+        value = getattr(self, key)
+        future = _loaded(loader_of(ctx), value)
+        return NOT_LOADED if future is None else then(ctx, _found(future.result(), what, value))
+
+    async def later(self: Any, ctx: Context) -> Any:
+        value = getattr(self, key)
+        return then(ctx, _found(await loader_of(ctx).load(value), what, value))
+
+    return now, later
+
+
+def _shown(loader_name: str, key: str, *, single: bool) -> tuple[_Now, _Later]:
+    """The related objects the caller may see that still exist (see `present`): a list, or with
+    ``single`` one object or None (also when the key in attribute ``key`` is unset)."""
+
+    def now(self: Any, ctx: Context) -> Any:
+        value = getattr(self, key)
+        if value is None:
+            return None
+        loaders = ctx.loaders
+        future = _loaded(getattr(loaders, loader_name), int(value))
+        if future is None:
+            return NOT_LOADED
+        found = future.result()
+        if not found:
+            # Nothing related, the common case of most relations: nothing to check.
+            return None if single else []
+        shown = _present_now(loaders, _visible(ctx, [found] if single else found))
+        if shown is None:
+            return NOT_LOADED
+        return (shown[0] if shown else None) if single else shown
+
+    async def later(self: Any, ctx: Context) -> Any:
+        value = getattr(self, key)
+        if value is None:
+            return None
+        loaders = ctx.loaders
+        found = await getattr(loaders, loader_name).load(int(value))
+        kept = await present(loaders, _visible(ctx, ([] if found is None else [found]) if single else found))
+        return (kept[0] if kept else None) if single else kept
+
+    return now, later
 
 
 def _many(
     loader_name: str, graphql_type: str, description: str | None = None, *, at_once: bool = False
 ) -> Any:
     """The related objects listed by this object's id that the caller may see and that still exist."""
-
-    def resolve(self: Any, info: Info[Any, Any]) -> Any:
-        return _shown(info, loader_name, int(self.id), single=False)
-
-    return _field(resolve, f"list[{graphql_type}]", description, at_once)
+    return _field(*_shown(loader_name, "id", single=False), f"list[{graphql_type}]", description, at_once)
 
 
 def _one(
     loader_name: str, key: str, graphql_type: str, description: str | None = None, *, at_once: bool = False
 ) -> Any:
     """A single related object, or None: unset, deleted, or another user's (see `_visible`)."""
-
-    def resolve(self: Any, info: Info[Any, Any]) -> Any:
-        value = getattr(self, key)
-        if value is None:
-            return None
-        return _shown(info, loader_name, value, single=True)
-
-    return _field(resolve, f"{graphql_type} | None", description, at_once)
+    return _field(*_shown(loader_name, key, single=True), f"{graphql_type} | None", description, at_once)
 
 
 def _image() -> Any:
     """The image an ROI, metric or thumbnail belongs to (it cannot be shown without it)."""
-
-    def resolve(self: Any, info: Info[Any, Any]) -> Any:
-        return _related(context_of(info).loaders.representation, self._representation_id, "image", _identity)
-
-    return _field(resolve, "Representation", None, at_once=False)
+    relation = _related(lambda ctx: ctx.loaders.representation, "_representation_id", "image", _as_loaded)
+    return _field(*relation, "Representation", None, at_once=False)
 
 
 def _store(graphql_type: Any) -> Any:
     """The store an object's data is in, as ``graphql_type`` (ZarrStore, ParquetStore, MediaStore); at
     once when loaded (`present` loads it for every object a response shows), as a creator is: a store
     has no relations, so no fan-out goes through it."""
-
-    def resolve(self: Any, info: Info[Any, Any]) -> Any:
-        return _related(context_of(info).loaders.store, self._store_id, "store", graphql_type.from_row)
-
-    return _field(resolve, graphql_type, None, at_once=True)
+    relation = _related(
+        lambda ctx: ctx.loaders.store,
+        "_store_id",
+        "store",
+        lambda ctx, row: ctx.loaders.view(row, graphql_type.from_row),
+    )
+    return _field(*relation, graphql_type, None, at_once=True)
 
 
 def _creator() -> Any:
     """The creator, at once when loaded (the caller is primed: most creators a response shows), else an
     awaitable of it: a coroutine per object and field costs more than the rest of the field. A user
     has no relations, so no fan-out goes through it."""
-
-    def resolve(self: Any, info: Info[Any, Any]) -> Any:
-        return _related(context_of(info).loaders.user, self._creator_id, "creator", _identity)
-
-    return _field(resolve, "User", None, at_once=True)
+    relation = _related(lambda ctx: ctx.loaders.user, "_creator_id", "creator", _as_loaded)
+    return _field(*relation, "User", None, at_once=True)
 
 
 @strawberry.type
@@ -510,35 +530,21 @@ async def prefetch_representations(info: Info[Any, Any], reps: Sequence[Represen
     # The images themselves, for their thumbnails', ROIs' and metrics' `present` check (which would
     # otherwise read every image of the list again, a coroutine per image).
     loaders.representation.prime_many({int(rep.id): rep for rep in reps})
-    levels: list[list[Any]] = []
+    wanted: list[tuple[DataLoader[int, Any], set[int]]] = []
     for name in _selected_names(info) & _RELATIONS.keys():
         loader_name, key_attribute = _RELATIONS[name]
-        loader: DataLoader[Any, Any] = getattr(loaders, loader_name)
+        loader: DataLoader[int, Any] = getattr(loaders, loader_name)
         if loader.cache:
-            keys = {getattr(rep, key_attribute) for rep in reps} - {None}
-            levels.append([loader.load(int(k)) for k in keys])
+            wanted.append(
+                (loader, {int(k) for rep in reps if (k := getattr(rep, key_attribute)) is not None})
+            )
     # Level after level (an ROI's image, then its store), every relation's loads of a level together.
-    while levels:
-        await _settled([future for futures in levels for future in futures])
-        required = (_required(loaders, _results(futures)) for futures in levels)
-        levels = [[loader.load(k) for k in set(keys)] for loader, keys in filter(None, required)]
+    while wanted:
+        required = (_required(loaders, _results(futures.values())) for futures in await load_all(wanted))
+        wanted = [(loader, set(keys)) for loader, keys in filter(None, required)]
 
 
-async def _settled(pending: list[asyncio.Future[Any]]) -> None:
-    """Wait until the loads are done, their failures left to the fields that read them."""
-    if all(future.done() for future in pending):
-        return
-    # Waited on, never awaited directly: a cancelled request (a sibling field failed) must not cancel
-    # the loaders' futures, and its reads finish before it ends and gives its session back. A failed
-    # batch fails its fields as before: their resolvers find the error in the loader.
-    try:
-        await asyncio.wait(pending)
-    except asyncio.CancelledError:
-        await asyncio.wait(pending)
-        raise
-
-
-def _results(futures: list[asyncio.Future[Any]]) -> list[Any]:
+def _results(futures: Iterable[asyncio.Future[Any]]) -> list[Any]:
     """The objects the (finished) loads found (one relation: one type), lists flattened; none when
     their type needs no other rows (see `_REQUIRED`)."""
     found: list[Any] = []
@@ -890,7 +896,8 @@ async def present(loaders: Loaders, items: list[T]) -> list[T]:
     if needed is None:
         return items
     loader, keys = needed
-    rows = await loader.load_many(keys)
+    futures = (await load_all([(loader, keys)]))[0]
+    rows = [futures[key].result() for key in keys]
     return _kept(items, rows, await present(loaders, [row for row in rows if row is not None]))
 
 

@@ -167,3 +167,44 @@ async def test_bad_array_metadata_is_refused_and_creates_nothing(
     assert _representations(mikro_server, [store]) == []
     # The store stays unfinished and usable.
     assert db_rows(mikro_server.database_path, "select populated from stores where id = ?", store) == [(0,)]
+
+
+CREATE_MANY_RELATIONS = """
+mutation($inputs: [RepresentationInput!]!) {
+  createRepresentations(inputs: $inputs) {
+    name experiments { id } origins { id } derived { id } rois { id } metrics { id } thumbnails { width }
+  }
+}"""
+
+
+async def test_the_answer_shows_the_relations_of_the_new_images(api: Api) -> None:
+    """The answer's relations of new images come without reads where they are known (none derived, no
+    ROIs, no metrics, no links the input did not name): the links the inputs did name are shown."""
+    origin = await api.data(CREATE, {"input": {"store": await _ome_upload(api, 1), "name": "origin"}})
+    origin_id = origin["createRepresentation"]["id"]
+    experiment = (await api.data('mutation { createExperiment(input: {name: "e"}) { id } }'))[
+        "createExperiment"
+    ]
+    stores = [await _ome_upload(api, z) for z in (1, 2)]
+    inputs = [
+        {
+            "store": stores[0],
+            "name": "linked",
+            "experiments": [experiment["id"]],
+            "origins": [origin_id],
+            "thumbnail": {"png": b64(png_bytes(6, 4))},
+        },
+        {"store": stores[1], "name": "plain"},
+    ]
+    reps = (await api.data(CREATE_MANY_RELATIONS, {"inputs": inputs}))["createRepresentations"]
+    none = {"derived": [], "rois": [], "metrics": []}
+    assert reps == [
+        {
+            "name": "linked",
+            "experiments": [experiment],
+            "origins": [{"id": origin_id}],
+            "thumbnails": [{"width": 6}],
+            **none,
+        },
+        {"name": "plain", "experiments": [], "origins": [], "thumbnails": [], **none},
+    ]

@@ -147,6 +147,26 @@ async def test_bad_thumbnail_is_refused_and_creates_nothing(api: Api, mikro_serv
     assert ok["createRepresentation"]["shape"] == [2, 32, 48]
 
 
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda png: base64.b64encode(png).decode("ascii"),
+        # MIME-style: a line break every 76 characters, which Base64 parsing has always skipped.
+        lambda png: base64.encodebytes(png).decode("ascii"),
+    ],
+    ids=["strict", "line breaks"],
+)
+async def test_thumbnail_bytes_come_back_as_sent(api: Api, encode: Any) -> None:
+    store, _ = await _ome_upload(api)
+    png = png_bytes(40, 30)
+    created = await api.data(
+        CREATE, {"input": {"store": store, "name": "thumbed", "thumbnail": {"png": encode(png)}}}
+    )
+    [thumb] = created["createRepresentation"]["thumbnails"]
+    got = await api.data("query($id: ID!) { thumbnail(id: $id) { png } }", {"id": thumb["id"]})
+    assert got["thumbnail"]["png"] == base64.b64encode(png).decode("ascii")
+
+
 async def test_thumbnail_that_is_not_base64_is_refused(api: Api) -> None:
     store, _ = await _ome_upload(api)
     error = await api.error(CREATE, {"input": {"store": store, "name": "bad", "thumbnail": {"png": "@@@"}}})

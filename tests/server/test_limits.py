@@ -207,3 +207,17 @@ async def test_elements_in_strings_are_not_taken_for_values(api: Api) -> None:
     }
     response = await _post(api, json.dumps(body).encode())
     assert "errors" not in response.json(), response.text
+
+
+@pytest.mark.parametrize("value", [2**70 + 1, -(2**65) - 1], ids=["beyond 64 bits", "below -2**64"])
+async def test_integers_beyond_64_bits_are_decoded(api: Api, value: int) -> None:
+    """The body decoder's fast path (orjson) turns integers beyond 64 bits into floats; such bodies are
+    decoded again the slower way, every digit kept."""
+    rep = await make_representation(api)
+    body = {
+        "query": "mutation($i: MetricInput!) { createMetric(input: $i) { value } }",
+        "variables": {"i": {"representation": rep["id"], "key": "big", "value": {"n": value}}},
+    }
+    response = await _post(api, json.dumps(body).encode())
+    assert type(response.json()["data"]["createMetric"]["value"]["n"]) is int
+    assert response.json() == {"data": {"createMetric": {"value": {"n": value}}}}
