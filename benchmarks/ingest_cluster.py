@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -70,31 +71,34 @@ def main(argv: list[str] | None = None) -> int:
     files, side = (8, 512) if args.quick else (64, 2048)
     console = Console(width=None if sys.stdout.isatty() else 160, highlight=False)
     workdir = Path(tempfile.mkdtemp(prefix="mikro-bench-cluster-"))
-    folder = workdir / "files"
-    nbytes = write_files(folder, files, side, 4, ome=True)
-    warm = workdir / "warm"
-    write_files(warm, 1, 64, 4, ome=True)
+    try:
+        folder = workdir / "files"
+        nbytes = write_files(folder, files, side, 4, ome=True)
+        warm = workdir / "warm"
+        write_files(warm, 1, 64, 4, ome=True)
 
-    from distributed import Client, LocalCluster
+        from distributed import Client, LocalCluster
 
-    results: dict[str, list[dict[str, float]]] = {"this process": [], "cluster": []}
-    with contextlib.ExitStack() as stack:
-        server = stack.enter_context(start_mikro_server(workdir))
-        cluster = stack.enter_context(
-            LocalCluster(
-                n_workers=args.workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address="127.0.0.1:0",
-                silence_logs=40,
+        results: dict[str, list[dict[str, float]]] = {"this process": [], "cluster": []}
+        with contextlib.ExitStack() as stack:
+            server = stack.enter_context(start_mikro_server(workdir))
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=args.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",
+                    silence_logs=40,
+                )
             )
-        )
-        client = stack.enter_context(Client(cluster, set_as_default=False))
-        ingest_once(server, warm, client)
-        for _ in range(args.runs):
-            results["this process"].append(ingest_once(server, folder, None))
-            results["cluster"].append(ingest_once(server, folder, client))
+            client = stack.enter_context(Client(cluster, set_as_default=False))
+            ingest_once(server, warm, client)
+            for _ in range(args.runs):
+                results["this process"].append(ingest_once(server, folder, None))
+                results["cluster"].append(ingest_once(server, folder, client))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
     table = Table(title=f"ingest {files} OME-TIFF files of {side}x{side}x4ch uint16 ({nbytes / MIB:.0f} MiB)")
     for column in (

@@ -334,3 +334,60 @@ def test_a_large_file_moves_through_bounded_memory(mikro_server: MikroServer, tm
     # Peak RSS grows by a few parts' worth, not by the file: (PARTS_IN_FLIGHT + 1) parts and slack.
     assert upload_growth_mib < 96 and download_growth_mib < 96, (upload_growth_mib, download_growth_mib)
     assert (tmp_path / "big.bin.copy").stat().st_size == size
+
+
+@pytest.mark.anyio
+async def test_concurrent_uploads_are_all_recorded_each_with_its_own_bytes(
+    m: mikro.Mikro, tmp_path: Path
+) -> None:
+    # Uploads finishing together share createFiles requests: each still gets its own record.
+    sources = []
+    for i in range(12):
+        sources.append(tmp_path / f"note-{i}.csv")
+        sources[-1].write_bytes(random_bytes(1000 + i, seed=i))
+    files: dict[str, Any] = {}
+
+    async def upload(path: Path) -> None:
+        files[path.name] = await m.upload_file(path, tags=[path.stem])
+
+    async with anyio.create_task_group() as tg:
+        for path in sources:
+            tg.start_soon(upload, path)
+    assert len({f.id for f in files.values()}) == len(sources)
+    for path in sources:
+        file = files[path.name]
+        assert (file.name, file.size, file.content_hash) == (
+            path.name,
+            path.stat().st_size,
+            sha256(path.read_bytes()),
+        )
+        assert file.tags == [path.stem] and file.media_type == "text/csv"
+        copy = await m.download_file(file, tmp_path / f"copy-{path.name}")
+        assert copy.read_bytes() == path.read_bytes()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("server", ["file"], indirect=True)
+async def test_a_create_files_batch_with_a_bad_input_names_it_and_records_none(m: mikro.Mikro) -> None:
+    from mikro.datalayer import upload_file
+
+    inputs = []
+    for i in range(3):
+        store, store_id = await m._new_store("MEDIA")
+        data = random_bytes(100 + i, seed=i)
+        written = await anyio.to_thread.run_sync(upload_file, store, data)
+        inputs.append(
+            {
+                "store": store_id,
+                "name": unique(f"batch{i}"),
+                "size": written.size,
+                "content_hash": sha256(data),
+            }
+        )
+    wrong = [*inputs[:2], {**inputs[2], "size": 1}]
+    with pytest.raises(mikro.GraphQLError, match=r"inputs\[2\].*has 102 bytes, not 1"):
+        await m._create_file_rows(wrong)
+    assert await m.list_files(name_contains="batch") == []
+
+    created = await m._create_file_rows(inputs)
+    assert [(f.name, f.size) for f in created] == [(i["name"], i["size"]) for i in inputs]

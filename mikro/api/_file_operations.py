@@ -29,6 +29,11 @@ class FileOperations(Operations):
         """createFile with ``input`` as a FileInput (snake_case or camelCase keys; ids or models)."""
         return await self._one("CreateFile", File, {"input": _camel_input(input)})
 
+    async def _create_file_rows(self, inputs: Sequence[Mapping[str, Any]]) -> list[File]:
+        """createFiles: several FileInputs in one request and one transaction."""
+        data = await self._execute("CreateFiles", {"inputs": [_camel_input(i) for i in inputs]})
+        return [self._model(File, item) for item in data["createFiles"]]
+
     async def get_file(self, id: IdLike) -> File:
         return await self._one("GetFile", File, {"id": _id(id)})
 

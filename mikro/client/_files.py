@@ -23,6 +23,7 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from mikro._exceptions import GrantError, MikroError, NotFoundError, ValidationError
+from mikro.client._registrations import Registrations
 from mikro.datalayer import (
     FILE_KEY,
     FileSource,
@@ -62,7 +63,8 @@ class _Session(Protocol):
 
     def _reader_store(self, store_id: str) -> GrantedStore: ...
 
-    async def _create_file_row(self, input: Mapping[str, Any]) -> File: ...
+    @property
+    def file_registrations(self) -> Registrations: ...
 
     async def get_file(self, id: Any) -> File: ...
 
@@ -128,7 +130,6 @@ class FilesMixin:
         Nothing is visible on the server until all the bytes are in place: a failure or cancellation at
         any step leaves no ``File`` and no objects behind.
         """
-        name = _default_name(path_or_bytes, name)
         links = {
             "representations": list(representations),
             "samples": list(samples),
@@ -136,6 +137,20 @@ class FilesMixin:
             "datasets": list(datasets),
             "tags": list(tags),
         }
+        return await self._store_file(path_or_bytes, name, media_type, links, progress)
+
+    async def _store_file(
+        self,
+        path_or_bytes: FileSource,
+        name: str | None,
+        media_type: str | None,
+        links: Mapping[str, Any],
+        progress: Progress | None = None,
+        content_hash: str | None = None,
+    ) -> File:
+        """`upload_file`'s work; a known ``content_hash`` (``sha256:...``, an ingest's fingerprint) is
+        taken as it is instead of hashing the bytes again."""
+        name = _default_name(path_or_bytes, name)
         session = self._fs()
 
         def check(given: str | None) -> str:
@@ -149,7 +164,7 @@ class FilesMixin:
             store, store_id = await session._new_store("MEDIA")
             created: File | None = None
             creating = False
-            content_hash: str | None = None
+            stored_hash: str | None = None
             try:
                 written = await anyio.to_thread.run_sync(
                     partial(
@@ -158,15 +173,17 @@ class FilesMixin:
                         path_or_bytes,
                         checkpoint=anyio.from_thread.check_cancelled,
                         progress=_on_loop(progress),
+                        content_hash=content_hash,
                     ),
                     limiter=session.thread_limiter,
                 )
-                content_hash = written.content_hash
+                stored_hash = written.content_hash
                 creating = True
                 # Shielded: a cancellation arriving mid-request must not leave us unsure whether the
                 # server recorded the file (it takes effect at the checkpoint below, which removes it).
+                # Concurrent uploads share one createFiles request (see _registrations).
                 with anyio.CancelScope(shield=True):
-                    created = await session._create_file_row(
+                    created = await self._register_file(
                         {
                             "store": store_id,
                             "name": name,
@@ -179,10 +196,14 @@ class FilesMixin:
                 await anyio.lowlevel.checkpoint()
             except BaseException:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
-                    await self._undo_upload(store, store_id, created, content_hash, maybe_created=creating)
+                    await self._undo_upload(store, store_id, created, stored_hash, maybe_created=creating)
                 raise
             assert created is not None
             return created
+
+    async def _register_file(self, input: Mapping[str, Any]) -> File:
+        # The session's Registrations queue is typed for images; it batches any row the same way.
+        return cast("File", await self._fs().file_registrations.register(input))
 
     async def _undo_upload(
         self,

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mikro.datalayer import DEFAULT_COMPRESSION, Compression, PyramidOption
+
 if TYPE_CHECKING:
     from mikro.ingest import IngestProgress, IngestReport
 
@@ -28,6 +30,8 @@ class IngestMixin:
         on_progress: Callable[[IngestProgress], None] | None = None,
         dry_run: bool = False,
         cluster: Any = None,
+        compression: Compression = DEFAULT_COMPRESSION,
+        pyramid: PyramidOption = "auto",
     ) -> IngestReport:
         """Ingest microscope files: each scene of each file becomes one image; returns the report.
 
@@ -52,6 +56,10 @@ class IngestMixin:
         the store (and the server, to renew grants: they get the session's token). Images are still
         registered here, in batches, and the report is the same. ``on_progress`` then advances per file,
         and at least two files per worker thread are in flight, whatever ``concurrency``.
+
+        ``compression`` and ``pyramid`` are :meth:`create_representation`'s, for every image: a lab
+        with fast local disks may store uncompressed (``compression=None``) and without coarser levels
+        (``pyramid=None``).
         """
         from mikro.ingest import ingest
 
@@ -66,4 +74,6 @@ class IngestMixin:
             on_progress=on_progress,
             dry_run=dry_run,
             cluster=cluster,
+            compression=compression,
+            pyramid=pyramid,
         )

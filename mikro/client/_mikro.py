@@ -8,7 +8,7 @@ import importlib.metadata
 import threading
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import anyio
 import anyio.abc
@@ -112,6 +112,10 @@ class Mikro(
         self._open_data_plane()
         self.reservations = UploadReservations(self.request_uploads, self._release_unused)
         self.registrations = Registrations(self._create_representation_rows, self._create_representation_row)
+        # Files batch as images do (createFiles); the queue is typed for images, hence the casts.
+        self.file_registrations = Registrations(
+            cast(Any, self._create_file_rows), cast(Any, self._create_file_row)
+        )
         task_group = anyio.create_task_group()
         try:
             await task_group.__aenter__()

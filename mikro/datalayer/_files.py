@@ -89,9 +89,22 @@ def upload_file(
     *,
     checkpoint: Checkpoint | None = None,
     progress: Progress | None = None,
+    content_hash: str | None = None,
 ) -> FileWritten:
-    """Put ``source`` at :data:`FILE_KEY`, hashing it on the way (blocking)."""
-    hasher = hashlib.new(HASH_ALGORITHM)
+    """Put ``source`` at :data:`FILE_KEY`, hashing it on the way unless its ``content_hash`` is known
+    (blocking). A path goes to a folder store as a kernel copy (`GrantedStore.copy_file_in`)."""
+    hasher = None if content_hash is not None else hashlib.new(HASH_ALGORITHM)
+
+    def spelled() -> str:
+        return _spelled(hasher) if hasher is not None else str(content_hash)
+
+    if not isinstance(source, bytes | bytearray | memoryview):
+        source_size(source)  # a ValidationError for what is not a file
+        copied = store.copy_file_in(
+            FILE_KEY, os.fspath(source), hasher=hasher, checkpoint=checkpoint, progress=progress
+        )
+        if copied is not None:
+            return FileWritten(size=copied, content_hash=spelled())
     total = source_size(source)
     done = 0
 
@@ -100,14 +113,15 @@ def upload_file(
         for piece in _pieces(source):
             if checkpoint is not None:
                 checkpoint()
-            hasher.update(piece)
+            if hasher is not None:
+                hasher.update(piece)
             yield piece
             done += memoryview(piece).nbytes
             if progress is not None:
                 progress(done, total)
 
     size = store.write_pieces(FILE_KEY, pieces(), part_bytes=PART_BYTES, parts_in_flight=PARTS_IN_FLIGHT)
-    return FileWritten(size=size, content_hash=_spelled(hasher))
+    return FileWritten(size=size, content_hash=spelled())
 
 
 def verified_pieces(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -27,6 +28,7 @@ from obstore.store import LocalStore, S3Store
 from mikro._exceptions import GrantError, StorageError
 from mikro.datalayer._file_reads import FILE_READS, LocalFile
 from mikro.datalayer._grant import GrantProvider, StorageGrant
+from mikro.datalayer._local_copy import copy_file
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, S3Credential
@@ -421,6 +423,28 @@ class GrantedStore:
         return result
 
     # -- whole files, streamed (mikro.datalayer._files) ----------------------------------------------
+
+    def copy_file_in(
+        self,
+        key: str,
+        source: str,
+        *,
+        hasher: hashlib._Hash | None = None,
+        checkpoint: Callable[[], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int | None:
+        """For a folder store, copy the file ``source`` to ``key`` in the kernel (see `_local_copy`);
+        returns its size, or None for other stores (write them with `write_pieces`)."""
+        if self.current_grant().kind != "file":
+            return None
+
+        def run(_store: LocalStore | S3Store) -> int:
+            target = os.path.join(self.current_grant().path, key)
+            return copy_file(source, target, hasher=hasher, checkpoint=checkpoint, progress=progress)
+
+        size = self._call(f"writing {key!r}", run)
+        self.stats._add(written=size, puts=1)
+        return size
 
     def write_pieces(
         self, key: str, pieces: Iterable[Buffer], *, part_bytes: int, parts_in_flight: int

@@ -92,6 +92,8 @@ class FileJob:
     #: The MEDIA store to keep the file itself in (``keep_original``), or None.
     original: Store | None = None
     dry_run: bool = False
+    #: ``create_representation``'s ``compression`` and ``pyramid``, as the session was asked.
+    encoding: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -137,7 +139,7 @@ def _ingest_file(job: FileJob) -> FileOutcome:
             if job.original is not None and source.is_file:
                 out.original, out.media_type = _keep_original(path, job)
             for index, (store, store_id) in zip(wanted, job.stores, strict=False):
-                out.written.append(_write_scene(source, index, count, path, job.digest, store, store_id))
+                out.written.append(_write_scene(source, index, count, path, job, store, store_id))
         ensure_unchanged(path, job.signature)
     except Exception as exc:
         # The session releases this file's stores, and the server deletes what was written to them.
@@ -160,9 +162,9 @@ def _keep_original(path: Path, job: FileJob) -> tuple[FileWritten, str]:
 
 
 def _write_scene(
-    source: Source, index: int, count: int, path: Path, digest: str, store: GrantedStore, store_id: str
+    source: Source, index: int, count: int, path: Path, job: FileJob, store: GrantedStore, store_id: str
 ) -> SceneWritten:
-    request = image_request(**scene_image(source.scene(index), path, digest, count))
+    request = image_request(**scene_image(source.scene(index), path, job.digest, count), **job.encoding)
 
     async def write() -> Any:
         return await request.write(store, anyio.CapacityLimiter(SHARDS_PER_FILE))
@@ -308,6 +310,7 @@ class ClusterIngest:
         *,
         dry_run: bool,
         keep_original: bool,
+        encoding: dict[str, Any],
     ) -> None:
         """Ingest the files of ``todo`` on the cluster, filling in their reports."""
         slots = anyio.Semaphore(max(concurrency, self.window))
@@ -316,7 +319,7 @@ class ClusterIngest:
             async with slots:
                 started = time.perf_counter()
                 try:
-                    await _File(self, m, report, fp, present, keep).ingest(
+                    await _File(self, m, report, fp, present, keep, encoding).ingest(
                         dry_run=dry_run, keep_original=keep_original
                     )
                 finally:
@@ -339,10 +342,12 @@ class _File:
         fp: Fingerprint,
         present: set[int],
         keep: dict[str, Any],
+        encoding: dict[str, Any],
     ) -> None:
         self.cluster, self.m, self.report, self.fp = cluster, m, report, fp
         self.present = frozenset(present)
         self.keep = keep
+        self.encoding = encoding
         self.stores: list[Store] = []
         self.original: File | None = None
         self.new_original = False
@@ -368,6 +373,7 @@ class _File:
             stores=tuple(await self._reserve("ZARR", count)),
             original=original,
             dry_run=dry_run,
+            encoding=self.encoding,
         )
         outcome = await self.cluster._run(job)
         if outcome.error is not None:
@@ -426,7 +432,7 @@ class _File:
 
     async def _record_original(self, outcome: FileOutcome, store_id: str) -> File:
         assert outcome.original is not None
-        created = await self.m._create_file_row(
+        created = await self.m._register_file(
             {
                 "store": store_id,
                 "name": Path(self.report.path).name,

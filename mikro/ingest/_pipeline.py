@@ -17,7 +17,9 @@ shard and the encoder's reusable buffer, and the coarser pyramid levels built fr
 ``SHARD_COPIES * SHARDS_PER_FILE * shard size * concurrency`` (384 MiB a file) above the process's own
 footprint (about 250-300 MiB with bioio, dask and zarr imported). Measured (pixels only, one file at a
 time): 649 MiB peak for a 2 GiB file, 579 MiB for 512 MiB, 252 MiB for a 512-byte one
-(``tests/ingest/test_cli.py``).
+(``tests/ingest/test_cli.py``). Small files share a slot of ``concurrency``: a file takes one of its
+`SLOT_SHARES` shares per MiB (a file of 8 MiB or more a whole slot), so up to eight small images are in
+flight per slot, a few MiB where one slot may hold 384 MiB, and their registrations batch better.
 
 A file is all or nothing: when one of its scenes fails, the images already made from it in this run are
 deleted and the file is reported failed. A cancelled run keeps the images that were complete (each image
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from mikro._exceptions import MikroError
+from mikro.datalayer import DEFAULT_COMPRESSION, Compression, PyramidOption
 from mikro.ingest._readers import ReaderError, Scene, Source, open_source
 from mikro.ingest._report import FileReport, IngestProgress, IngestReport, PlannedImage
 from mikro.ingest._sources import Fingerprint, expand_paths, fingerprint, signature
@@ -62,6 +65,11 @@ HASH_BATCH = 32
 #: Bytes of files hashed (and looked up) ahead of the uploads: the files of one batch upload while the
 #: next batch is hashed.
 HASH_AHEAD_BYTES = 2**30
+#: Small files share a ``concurrency`` slot: a file of up to ``SLOT_SHARE_BYTES`` takes one share of
+#: ``SLOT_SHARES``. A slot's memory (shards of a large file) holds many small images, and registrations
+#: batch better with more of them in flight.
+SLOT_SHARES = 8
+SLOT_SHARE_BYTES = 2**20
 
 ProgressHandler = Callable[[IngestProgress], None]
 
@@ -102,6 +110,31 @@ def _error_text(exc: BaseException) -> str:
     else:
         text = f"unreadable: {type(exc).__name__}: {exc}"
     return " ".join(text.split())
+
+
+class _Slots:
+    """``concurrency`` slots of :data:`SLOT_SHARES` shares; a file takes shares by its size."""
+
+    def __init__(self, slots: int) -> None:
+        self.free = slots * SLOT_SHARES
+        self._changed = anyio.Event()
+
+    @staticmethod
+    def shares(size: int) -> int:
+        return min(SLOT_SHARES, max(1, -(-size // SLOT_SHARE_BYTES)))
+
+    @contextlib.asynccontextmanager
+    async def held(self, size: int) -> AsyncIterator[None]:
+        n = self.shares(size)
+        while self.free < n:
+            await self._changed.wait()
+        self.free -= n
+        try:
+            yield
+        finally:
+            self.free += n
+            self._changed.set()
+            self._changed = anyio.Event()
 
 
 class _Ahead:
@@ -213,6 +246,8 @@ async def ingest(
     on_progress: ProgressHandler | None = None,
     dry_run: bool = False,
     cluster: Any = None,
+    compression: Compression = DEFAULT_COMPRESSION,
+    pyramid: PyramidOption = "auto",
 ) -> IngestReport:
     """Ingest microscope files; see :meth:`mikro.Mikro.ingest`."""
     started = time.perf_counter()
@@ -226,6 +261,7 @@ async def ingest(
     found = [FileReport(str(path), "created") for path in sources]
     reports += found
     keep = {"dataset": dataset, "sample": sample, "tags": list(tags)}
+    encoding = {"compression": compression, "pyramid": pyramid}
     if on_cluster is not None:
         hashed = await on_cluster.fingerprints(sources, _hash_all, HASH_BATCH)
         stored = await _stored(m, [h.digest for h in hashed if isinstance(h, Fingerprint)])
@@ -234,19 +270,33 @@ async def ingest(
         )
         todo = _to_ingest(found, range(len(sources)), hashed, stored, progress)
         await on_cluster.ingest(
-            m, todo, keep, progress, concurrency, dry_run=dry_run, keep_original=keep_original
+            m,
+            todo,
+            keep,
+            progress,
+            concurrency,
+            dry_run=dry_run,
+            keep_original=keep_original,
+            encoding=encoding,
         )
         return IngestReport(files=reports, seconds=time.perf_counter() - started)
     sizes = await anyio.to_thread.run_sync(_sizes, sources, limiter=limiter)
     progress = _Progress(on_progress, len(sources), sum(sizes))
-    slots = anyio.Semaphore(concurrency)
+    slots = _Slots(concurrency)
     ahead = _Ahead()
 
     async def run(report: FileReport, fp: Fingerprint, present: set[int]) -> None:
         try:
-            async with slots:
+            async with slots.held(fp.size):
                 await _ingest_file(
-                    m, report, fp, present, keep, progress, dry_run=dry_run, keep_original=keep_original
+                    m,
+                    report,
+                    fp,
+                    present,
+                    {**keep, **encoding},
+                    progress,
+                    dry_run=dry_run,
+                    keep_original=keep_original,
                 )
                 progress.file_done(report)
         finally:
@@ -364,7 +414,10 @@ async def _original(
         found = await m.list_files(content_hash=f"sha256:{fp.digest}", limit=1)
         if found:
             return found[0], False
-    return await m.upload_file(path, tags=tags), True
+    # The fingerprint is the file's SHA-256: the bytes are not hashed a second time on the way up (the
+    # stat signature, checked once the file is done, tells whether they changed meanwhile).
+    uploaded = await m._store_file(path, None, None, {"tags": tags}, content_hash=f"sha256:{fp.digest}")
+    return uploaded, True
 
 
 async def _unchanged(path: Path, fp: Fingerprint, limiter: anyio.CapacityLimiter) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from graphql import GraphQLError
@@ -17,6 +18,7 @@ __all__ = [
     "Forbidden",
     "NotFound",
     "Unauthenticated",
+    "about_input",
     "log_unexpected",
 ]
 
@@ -52,6 +54,17 @@ class BadUserInput(ApiError):
 
 class Conflict(ApiError):
     code = "CONFLICT"
+
+
+@contextmanager
+def about_input(label: str) -> Iterator[None]:
+    """Prefix an error with the input it is about (``inputs[i]: `` in a batch; empty: unchanged)."""
+    try:
+        yield
+    except ApiError as e:
+        if not label:
+            raise
+        raise type(e)(f"{label}{e}") from None
 
 
 def _is_input_error(error: GraphQLError) -> bool:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+import anyio
 import strawberry
 from sqlalchemy import ColumnElement, Select, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +24,7 @@ from strawberry.types import Info
 from mikro.server import _models as m
 from mikro.server import _types as t
 from mikro.server._auth import AuthUser
-from mikro.server._context import context_of
+from mikro.server._context import Context, context_of
 from mikro.server._crud import (
     begin_mutation,
     drop_tags,
@@ -33,13 +34,16 @@ from mikro.server._crud import (
     parse_id,
     replace_tags,
 )
-from mikro.server._errors import BadUserInput, Conflict, Forbidden, NotFound
+from mikro.server._errors import BadUserInput, Conflict, Forbidden, NotFound, about_input
 from mikro.server._inputs import FileFilter, FileInput, FileUpdateInput, OffsetPaginationInput
 from mikro.server._query import _list
 from mikro.server._row_values import checked_name, owned_ids, set_links
 from mikro.server._store_cleanup import delete_objects, delete_stores
 
-__all__ = ["FILE_KEY", "FileMutation", "FileQuery", "owned_file"]
+__all__ = ["FILE_KEY", "MAX_FILES", "FileMutation", "FileQuery", "create_files", "owned_file"]
+
+#: Files one ``createFiles`` request may record.
+MAX_FILES = 64
 
 #: The object's key under its MEDIA store's prefix (names change; the key does not).
 FILE_KEY = "file"
@@ -147,40 +151,7 @@ class FileMutation:
     )
     async def create_file(self, info: Info[Any, Any], input: FileInput) -> t.File:
         ctx, user = begin_mutation(info, input)
-        name = checked_name(input.name)
-        content_hash = _content_hash(input.content_hash)
-        media_type = _media_type(input.media_type)
-        if input.size < 0:
-            raise BadUserInput(f"size must not be negative, not {input.size}")
-        async with ctx.read() as session:
-            store = await get_store(session, input.store, user, "MEDIA")
-        if store.populated:
-            raise Conflict(f"store {input.store} already holds a file")
-        storage = ctx.services.storage
-        key = f"{store.key}/{FILE_KEY}"
-        size = await ctx.services.run_io(storage.size_of, key)
-        if size is None:
-            raise BadUserInput(f"no object at {key}: upload the file's bytes before createFile")
-        if size != input.size:
-            raise BadUserInput(f"the object at {key} has {size} bytes, not {input.size}")
-        async with ctx.services.transaction() as tx:
-            s = tx.session
-            store = await get_store(s, input.store, user, "MEDIA")
-            if store.populated:
-                raise Conflict(f"store {input.store} already holds a file")
-            store.populated = True
-            store.path = storage.path_of(key)
-            row = m.FileRow(
-                name=name,
-                store_id=store.id,
-                size=input.size,
-                content_hash=content_hash,
-                media_type=media_type,
-                creator_id=user.id,
-            )
-            s.add(row)
-            await replace_tags(s, row, input.tags)
-            await _set_links(s, row.id, input, user, new=True)
+        (row,) = await create_files(ctx, user, [input])
         return t.File.from_row(row)
 
     @strawberry.mutation
@@ -222,3 +193,99 @@ class FileMutation:
             keys = await delete_stores(tx.session, [row.store_id])
         await delete_objects(ctx.services, keys)
         return strawberry.ID(str(row.id))
+
+    @strawberry.mutation(  # type: ignore[untyped-decorator]
+        description=f"Record several files whose bytes are in place (at most {MAX_FILES}) in one request "
+        "and one transaction: all or none; an error names its input (inputs[i]). Returned in input order."
+    )
+    async def create_files(self, info: Info[Any, Any], inputs: list[FileInput]) -> list[t.File]:
+        ctx, user = begin_mutation(info, inputs)
+        return [t.File.from_row(row) for row in await create_files(ctx, user, inputs)]
+
+
+def _checked_values(input: FileInput) -> tuple[str, str, str]:
+    """The input's name, content hash and media type, checked (BAD_USER_INPUT otherwise)."""
+    if input.size < 0:
+        raise BadUserInput(f"size must not be negative, not {input.size}")
+    return checked_name(input.name), _content_hash(input.content_hash), _media_type(input.media_type)
+
+
+async def _object_sizes(ctx: Context, keys: list[str]) -> list[int | None]:
+    """The objects' sizes (None: missing), one HEAD request each, all at once; a storage error is raised
+    as it is (not in an exception group)."""
+    sizes: list[int | BaseException | None] = [None] * len(keys)
+
+    async def size_of(i: int) -> None:
+        try:
+            sizes[i] = await ctx.services.run_io(ctx.services.storage.size_of, keys[i])
+        except Exception as exc:
+            sizes[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(keys)):
+            tg.start_soon(size_of, i)
+    for size in sizes:
+        if isinstance(size, BaseException):
+            raise size
+    return cast("list[int | None]", sizes)
+
+
+def _check_size(key: str, size: int | None, input: FileInput) -> None:
+    if size is None:
+        raise BadUserInput(f"no object at {key}: upload the file's bytes before createFile")
+    if size != input.size:
+        raise BadUserInput(f"the object at {key} has {size} bytes, not {input.size}")
+
+
+def _unused(store: m.Store, input: FileInput) -> m.Store:
+    if store.populated:
+        raise Conflict(f"store {input.store} already holds a file")
+    return store
+
+
+async def create_files(ctx: Context, user: AuthUser, inputs: list[FileInput]) -> list[m.FileRow]:
+    """One ``File`` per input, all in one transaction (rows in input order); a bad input fails them all,
+    named ``inputs[i]`` in a batch. The objects' sizes are checked (concurrently) before it."""
+    if len(inputs) > MAX_FILES:
+        raise BadUserInput(f"at most {MAX_FILES} files per request, not {len(inputs)}")
+    labels = [f"inputs[{i}]: " if len(inputs) > 1 else "" for i in range(len(inputs))]
+    seen: dict[str, int] = {}
+    values = []
+    for i, input in enumerate(inputs):
+        first = seen.setdefault(str(input.store), i)
+        if first != i:
+            raise BadUserInput(f"inputs[{first}] and inputs[{i}] both use store {input.store}")
+        with about_input(labels[i]):
+            values.append(_checked_values(input))
+    keys = []
+    async with ctx.read() as session:
+        for label, input in zip(labels, inputs, strict=True):
+            with about_input(label):
+                store = _unused(await get_store(session, input.store, user, "MEDIA"), input)
+                keys.append(f"{store.key}/{FILE_KEY}")
+    for label, input, key, size in zip(labels, inputs, keys, await _object_sizes(ctx, keys), strict=True):
+        with about_input(label):
+            _check_size(key, size, input)
+    rows = []
+    async with ctx.services.transaction() as tx:
+        s = tx.session
+        for label, input, key, (name, content_hash, media_type) in zip(
+            labels, inputs, keys, values, strict=True
+        ):
+            with about_input(label):
+                store = _unused(await get_store(s, input.store, user, "MEDIA"), input)
+                store.populated = True
+                store.path = ctx.services.storage.path_of(key)
+                row = m.FileRow(
+                    name=name,
+                    store_id=store.id,
+                    size=input.size,
+                    content_hash=content_hash,
+                    media_type=media_type,
+                    creator_id=user.id,
+                )
+                s.add(row)
+                await replace_tags(s, row, input.tags)
+                await _set_links(s, row.id, input, user, new=True)
+                rows.append(row)
+    return rows

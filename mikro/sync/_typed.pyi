@@ -166,6 +166,8 @@ class SyncMethods:
         on_progress: Callable[[IngestProgress], None] | None = ...,
         dry_run: bool = ...,
         cluster: Any = ...,
+        compression: Compression = ...,
+        pyramid: PyramidOption = ...,
     ) -> IngestReport: ...
     def iter_datasets(
         self,

@@ -28,6 +28,7 @@ from mikro.ingest import IngestProgress, IngestReport
 from tests.fixtures_cluster import worker_store_count
 from tests.fixtures_servers import MikroServer
 from tests.ingest import _files
+from tests.ingest.test_encoding import SIDE, stored_codecs
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_ambient_config")]
 
@@ -271,3 +272,20 @@ async def test_a_worker_renews_a_write_grant_that_expired_before_it_started(
         # process reads the image with a grant of its own).
         assert server.grants(rep.store.id) >= 2
         np.testing.assert_array_equal(await m.compute(rep.data), tifffile.imread(second))
+
+
+async def test_cluster_workers_store_the_encoding_asked_for(
+    mikro_server: MikroServer, cluster: Client, tmp_path: Path
+) -> None:
+    values = _files.values((2, SIDE, SIDE), seed=5)
+    tifffile.imwrite(tmp_path / "scan.tif", values, photometric="minisblack")
+    async with _session(mikro_server, "encoding") as m:
+        report = await m.ingest(
+            tmp_path / "scan.tif", cluster=cluster, keep_original=False, compression=None, pyramid=None
+        )
+        assert report.ok and report.created == 1, report.to_dict()
+        rep = await m.get_representation(report.files[0].images[0])
+        np.testing.assert_array_equal(await m.compute(rep.data), values)
+    # Without the options, an image this large would get a pyramid level and blosc (test_encoding).
+    assert len(rep.store.levels) == 1
+    assert not {"blosc", "zstd", "gzip"} & set(stored_codecs(rep))

@@ -66,6 +66,7 @@ STORE_KIND_BY_OPERATION = {
     "createRepresentations": "unused_store",
     "createTable": "parquet_store",
     "createFile": "media_store",
+    "createFiles": "media_store",
     "requestLevelsUpload": "finished_store",
     "recordLevels": "finished_store",
 }
