@@ -145,9 +145,12 @@ class ShardBuffers:
     Arrays derived from the view with numpy (``view[...]``) point at the base instead: they must not
     outlive the call that took the buffer.
 
-    Idle buffers are kept up to ``max_idle_bytes`` while any buffer is in use (an upload is going on),
-    and trimmed to ``rest_idle_bytes`` when the last one comes back, the least recently returned dropped
-    first. `clear` lets them all go.
+    Idle buffers are kept while any buffer is in use (an upload is going on) up to ``max_idle_bytes`` or
+    the most bytes in use at once since the pool was last at rest, whichever is more: an upload with
+    more shards in flight than ``max_idle_bytes`` holds (eight files of 32 MiB shards plus their
+    indexes already are) recycles all of them, and the pool never holds more than it lent at once.
+    When the last one comes back they are trimmed to ``rest_idle_bytes``, the least recently returned
+    dropped first. `clear` lets them all go.
     """
 
     def __init__(self, max_idle_bytes: int, rest_idle_bytes: int) -> None:
@@ -158,12 +161,16 @@ class ShardBuffers:
         self._idle: list[np.ndarray[Any, np.dtype[np.uint8]]] = []
         self._idle_bytes = 0
         self._in_use = 0
+        self._in_use_bytes = 0
+        self._peak_bytes = 0
 
     def take(self, nbytes: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
         """An uninitialised byte array of ``nbytes``: a recycled one if one of that size is idle."""
         base = None
         with self._lock:
             self._in_use += 1
+            self._in_use_bytes += nbytes
+            self._peak_bytes = max(self._peak_bytes, self._in_use_bytes)
             for i in range(len(self._idle) - 1, -1, -1):
                 if self._idle[i].nbytes == nbytes:
                     base = self._idle.pop(i)
@@ -179,7 +186,11 @@ class ShardBuffers:
     def _give_back(self, base: np.ndarray[Any, np.dtype[np.uint8]]) -> None:
         with self._lock:
             self._in_use -= 1
-            limit = self.max_idle_bytes if self._in_use else self.rest_idle_bytes
+            self._in_use_bytes -= base.nbytes
+            if self._in_use:
+                limit = max(self.max_idle_bytes, self._peak_bytes)
+            else:
+                limit, self._peak_bytes = self.rest_idle_bytes, 0
             if base.nbytes <= limit:  # one too big to keep must not push the others out
                 self._idle.append(base)
                 self._idle_bytes += base.nbytes
@@ -200,8 +211,9 @@ class ShardBuffers:
             self._trim(0)
 
 
-#: The process's shard buffers. While an upload runs, up to 256 MiB stay allocated between shards: eight
-#: of the 32 MiB shards of a z-stack (the default eight worker threads). At rest, 64 MiB: eight 8 MiB
+#: The process's shard buffers (uncompressed shards to object stores). While an upload runs, at least
+#: 256 MiB stay allocated between shards (eight of the 32 MiB shards of a z-stack: the default eight
+#: worker threads), more if more were in flight at once (see `ShardBuffers`). At rest, 64 MiB: eight 8 MiB
 #: shards (a 2048x2048 uint16 plane each), so that images uploaded one after another reuse them too.
 #: Measured against moto (client CPU s/GiB, no pool -> pool): 2048x2048 uint16 planes, 8 in flight,
 #: 1.83 -> 1.34; 64-plane stacks (16 shards of 32 MiB) one after another, 1.0 -> 0.85. Stacks reuse more
