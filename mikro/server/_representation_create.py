@@ -13,8 +13,7 @@ the check bought was only a friendlier error for a client that forgot to write i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -28,7 +27,7 @@ from mikro.server._auth import AuthUser
 from mikro.server._context import Context
 from mikro.server._crud import get_owned, get_store, insert_tag_rows
 from mikro.server._data_plane import array_values, read_array
-from mikro.server._errors import ApiError, BadUserInput, Conflict
+from mikro.server._errors import BadUserInput, Conflict, about_input
 from mikro.server._files import owned_file
 from mikro.server._inputs import RepresentationInput
 from mikro.server._png import png_size
@@ -62,17 +61,6 @@ class _Checked:
     original_file_id: int | None = None
 
 
-@contextmanager
-def _about(label: str) -> Iterator[None]:
-    """Prefix an error with the input it is about (in a batch)."""
-    try:
-        yield
-    except ApiError as e:
-        if not label:
-            raise
-        raise type(e)(f"{label}{e}") from None
-
-
 async def create_representations(
     ctx: Context, user: AuthUser, inputs: list[RepresentationInput]
 ) -> list[m.Representation]:
@@ -88,14 +76,14 @@ async def create_representations(
         first = seen.setdefault(str(input.store), i)
         if first != i:
             raise BadUserInput(f"inputs[{first}] and inputs[{i}] both use store {input.store}")
-        with _about(labels[i]):
+        with about_input(labels[i]):
             sizes.append(None if input.thumbnail is None else png_size(input.thumbnail.png, "thumbnail png"))
     checked: list[_Checked] = []
     async with ctx.read() as session:
         # `loaded` keeps the objects alive: the session's identity map only holds them weakly.
         used, loaded = await _load_for_checks(session, inputs)
         for label, input, size in zip(labels, inputs, sizes, strict=True):
-            with _about(label):
+            with about_input(label):
                 item = await _check(ctx, session, input, user, used)
             item.thumbnail_size = size
             checked.append(item)

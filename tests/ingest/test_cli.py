@@ -107,27 +107,30 @@ def test_exit_status_and_report_name_the_bad_files(mikro_server: MikroServer, tm
 
 def test_ctrl_c_stops_and_a_rerun_continues(mikro_server: MikroServer, tmp_path: Path) -> None:
     token = mikro_server.add_user("cli")
-    _files.small_tiffs(tmp_path / "plate", FILES)
+    # --concurrency 2: small files share a slot, SLOT_SHARES each, so up to 2 * SLOT_SHARES files are in
+    # flight and an image whose registration the interrupt cut is removed again (complete or absent).
+    # Interrupting once more than that are stored shows complete ones are kept.
+    in_flight, kept, files = 2 * SLOT_SHARES, 1, FILES
+    _files.small_tiffs(tmp_path / "plate", files)
     run = _cli(mikro_server, token, str(tmp_path / "plate"), "--concurrency", "2")
     deadline = time.monotonic() + 90
-    while len(_images(mikro_server, token)) < 5 and run.poll() is None and time.monotonic() < deadline:
+    while len(_images(mikro_server, token)) < in_flight + kept and run.poll() is None:
+        assert time.monotonic() < deadline, "the ingest stored too few images to interrupt"
         time.sleep(0.05)
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 130, stderr.decode()
     assert "interrupted" in stderr.decode()
     stored = len(_images(mikro_server, token))
-    # An image whose registration the interrupt cut is removed again (complete or absent): at most one
-    # per file in flight of the 5 seen (--concurrency 2: small files share a slot, SLOT_SHARES each).
-    assert max(0, 5 - 2 * SLOT_SHARES) <= stored < FILES
+    assert kept <= stored < files
 
     rerun = _cli(mikro_server, token, str(tmp_path / "plate"), "--json", str(tmp_path / "r.json"))
     _, stderr = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, stderr.decode()
     report = json.loads((tmp_path / "r.json").read_text())
-    assert (report["created"], report["skipped"]) == (FILES - stored, stored)
+    assert (report["created"], report["skipped"]) == (files - stored, stored)
     images = _images(mikro_server, token)
-    assert len(images) == FILES and len({i["sourceFingerprint"] for i in images}) == FILES
+    assert len(images) == files and len({i["sourceFingerprint"] for i in images}) == files
 
 
 def _ingest_peak_rss(server: MikroServer, token: str, path: Path, tmp_path: Path) -> int:
