@@ -227,7 +227,7 @@ async def _insert(
         }
         for item in items
     ]
-    # One executemany INSERT for the batch, sent as multi-row statements by SQLAlchemy's
+    # One executemany INSERT for the batch, sent as one multi-row statement by SQLAlchemy's
     # "insertmanyvalues": its compiled form is cached, where ``.values(rows)`` compiled a new statement
     # (a bind parameter per cell) for every batch. The ORM's flush inserted row by row here (an
     # AUTOINCREMENT table gives it nothing to match RETURNING rows to its objects by); the ids are
@@ -273,8 +273,10 @@ async def _insert(
 
 _STORES = cast(Table, m.Store.__table__)
 _REPRESENTATIONS = cast(Table, m.Representation.__table__)
+# Matched to their inputs by store (unique per image), not by RETURNING's order: asked to sort by
+# parameter order, SQLAlchemy sends SQLite one INSERT per row (see _data_plane._INSERT_STORES).
 _INSERT_REPRESENTATIONS = insert(_REPRESENTATIONS).returning(
-    _REPRESENTATIONS.c.id, _REPRESENTATIONS.c.store_id, sort_by_parameter_order=True
+    _REPRESENTATIONS.c.id, _REPRESENTATIONS.c.store_id
 )
 
 
