@@ -190,7 +190,7 @@ async def _reserve(ctx: Context, user: AuthUser, kind: t.UploadKind, count: int)
     ]
     async with ctx.services.transaction() as tx:
         found = await tx.session.execute(_INSERT_STORES, stores)
-        id_of = dict(found.all())
+        id_of: dict[str, int] = {key: store_id for key, store_id in found.all()}
         ids = [id_of[key] for key, _ in reserved]
         grants = [_grant_values(i, user, data) for i, (_, data) in zip(ids, reserved, strict=True)]
         await tx.session.execute(insert(_GRANT_TABLE), grants)
