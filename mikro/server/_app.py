@@ -33,6 +33,7 @@ from mikro.server._request_body import (
     Disconnected,
     InputBounds,
     decode_json,
+    predecoded_body,
     read_body,
     replay_then_watch,
     reset_predecoded,
@@ -54,7 +55,18 @@ _WS_TOKEN_KEY = "mikro.ws_token"
 WS_TOKEN_RECHECK = 1.0
 
 
+class _RequestAdapter(GraphQL.request_adapter_class):  # type: ignore[misc,valid-type]
+    """strawberry's request adapter, handed the body the gate read and decoded (see
+    ``predecoded_body``) instead of reading a copy of it from the replayed request."""
+
+    async def get_body(self) -> bytes:
+        body = predecoded_body()
+        return await super().get_body() if body is None else body
+
+
 class _GraphQLView(GraphQL[Context, None]):
+    request_adapter_class = _RequestAdapter
+
     def __init__(self, services: Services, cache: QueryCache) -> None:
         super().__init__(
             build_schema(services.settings, cache),

@@ -190,7 +190,8 @@ async def _reserve(ctx: Context, user: AuthUser, kind: t.UploadKind, count: int)
     ]
     async with ctx.services.transaction() as tx:
         found = await tx.session.execute(_INSERT_STORES, stores)
-        ids = [store_id for (store_id,) in found.all()]
+        id_of: dict[str, int] = {key: store_id for key, store_id in found.all()}
+        ids = [id_of[key] for key, _ in reserved]
         grants = [_grant_values(i, user, data) for i, (_, data) in zip(ids, reserved, strict=True)]
         await tx.session.execute(insert(_GRANT_TABLE), grants)
     return [_grant_for(i, kind.value, data) for i, (_, data) in zip(ids, reserved, strict=True)]
@@ -198,7 +199,10 @@ async def _reserve(ctx: Context, user: AuthUser, kind: t.UploadKind, count: int)
 
 _STORE_TABLE = cast(Table, m.Store.__table__)
 _GRANT_TABLE = cast(Table, m.GrantRecord.__table__)
-_INSERT_STORES = insert(_STORE_TABLE).returning(_STORE_TABLE.c.id, sort_by_parameter_order=True)
+# Rows are matched to their ids by their unique key. With ``sort_by_parameter_order`` SQLAlchemy
+# cannot promise SQLite's RETURNING order for a multi-row INSERT and sends one statement per row (each
+# a trip to the connection's thread); without it, one statement per batch.
+_INSERT_STORES = insert(_STORE_TABLE).returning(_STORE_TABLE.c.key, _STORE_TABLE.c.id)
 
 
 @strawberry.type

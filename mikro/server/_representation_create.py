@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mikro.server import _models as m
+from mikro.server import _types as t
 from mikro.server._acquisition import acquisition_value
 from mikro.server._auth import AuthUser
 from mikro.server._context import Context
@@ -89,18 +90,25 @@ async def create_representations(
             checked.append(item)
     del loaded
     async with ctx.services.transaction() as tx:
-        rows = await _insert(ctx, tx.session, checked, user)
+        rows, thumbnails = await _insert(ctx, tx.session, checked, user)
         await tx.record_many(REP, "CREATE", [(row.id, row.dataset_id, row.creator_id) for row in rows])
-    _prime_new(ctx, rows, inputs)
+    _prime_new(ctx, rows, inputs, thumbnails)
     return rows
 
 
-def _prime_new(ctx: Context, rows: list[m.Representation], inputs: list[RepresentationInput]) -> None:
+def _prime_new(
+    ctx: Context,
+    rows: list[m.Representation],
+    inputs: list[RepresentationInput],
+    thumbnails: dict[int, list[t.Thumbnail]],
+) -> None:
     """Give this request's loaders what the relations of new images hold, known without a read: no
-    image is derived from them yet, they have no ROIs or metrics, and no experiments or origins where
-    their input named none. The answer to a batch read them with a statement each (images created by
-    others after the commit are not shown, as if the answer had been read at the commit)."""
+    image is derived from them yet, they have no ROIs or metrics, no experiments or origins where
+    their input named none, and the thumbnail their input brought or none. The answer to a batch read
+    them with a statement each (images created by others after the commit are not shown, as if the
+    answer had been read at the commit)."""
     loaders = ctx.loaders
+    loaders.thumbnails_of_representation.prime_many(thumbnails)
     for loader in (
         loaders.derived_of_representation,
         loaders.rois_of_representation,
@@ -186,9 +194,10 @@ async def _check(
 
 async def _insert(
     ctx: Context, s: AsyncSession, items: list[_Checked], user: AuthUser
-) -> list[m.Representation]:
+) -> tuple[list[m.Representation], dict[int, list[t.Thumbnail]]]:
     """Every row of a batch with one statement per table, not one per image: the write lock is held
-    for a handful of statements whatever the batch's size."""
+    for a handful of statements whatever the batch's size. Returns the images' rows and each image's
+    thumbnails (as the answer shows them)."""
     finishing = [item for item in items if item.array is not None]
     await check_quota(s, ctx.services.settings, user.id, [item.array for item in finishing if item.array])
     if finishing:
@@ -227,7 +236,7 @@ async def _insert(
         }
         for item in items
     ]
-    # One executemany INSERT for the batch, sent as multi-row statements by SQLAlchemy's
+    # One executemany INSERT for the batch, sent as one multi-row statement by SQLAlchemy's
     # "insertmanyvalues": its compiled form is cached, where ``.values(rows)`` compiled a new statement
     # (a bind parameter per cell) for every batch. The ORM's flush inserted row by row here (an
     # AUTOINCREMENT table gives it nothing to match RETURNING rows to its objects by); the ids are
@@ -255,26 +264,37 @@ async def _insert(
     ):
         if link_rows:
             await s.execute(insert(table), link_rows)
-    thumbnail_rows = [
+    thumbnail_rows: list[dict[str, Any]] = [
         {
             "representation_id": row.id,
             "png": i.input.thumbnail.png,
             "width": i.thumbnail_size[0],
             "height": i.thumbnail_size[1],
             "creator_id": user.id,
+            "created_at": now,
         }
         for row, i in zip(rows, items, strict=True)
         if i.input.thumbnail is not None and i.thumbnail_size is not None
     ]
+    thumbnails: dict[int, list[t.Thumbnail]] = {row.id: [] for row in rows}
     if thumbnail_rows:
-        await s.execute(insert(m.Thumbnail), thumbnail_rows)
-    return rows
+        # Each image of a batch brings at most one thumbnail: its image tells the returned ids apart.
+        found = await s.execute(_INSERT_THUMBNAILS, thumbnail_rows)
+        id_of: dict[int, int] = {rep_id: thumbnail_id for rep_id, thumbnail_id in found.all()}
+        for value in thumbnail_rows:
+            thumbnail = m.Thumbnail(id=id_of[value["representation_id"]], **value)
+            thumbnails[thumbnail.representation_id].append(t.Thumbnail.from_row(thumbnail))
+    return rows, thumbnails
 
 
 _STORES = cast(Table, m.Store.__table__)
 _REPRESENTATIONS = cast(Table, m.Representation.__table__)
+# Matched to their inputs by store (unique per image), not by RETURNING's order: asked to sort by
+# parameter order, SQLAlchemy sends SQLite one INSERT per row (see _data_plane._INSERT_STORES).
+_THUMBNAILS = cast(Table, m.Thumbnail.__table__)
+_INSERT_THUMBNAILS = insert(_THUMBNAILS).returning(_THUMBNAILS.c.representation_id, _THUMBNAILS.c.id)
 _INSERT_REPRESENTATIONS = insert(_REPRESENTATIONS).returning(
-    _REPRESENTATIONS.c.id, _REPRESENTATIONS.c.store_id, sort_by_parameter_order=True
+    _REPRESENTATIONS.c.id, _REPRESENTATIONS.c.store_id
 )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "Disconnected",
     "InputBounds",
     "decode_json",
+    "predecoded_body",
     "read_body",
     "replay_then_watch",
     "reset_predecoded",
@@ -191,6 +192,15 @@ def set_predecoded(body: bytes, payload: object) -> Token[tuple[bytes, object] |
 
 def reset_predecoded(token: Token[tuple[bytes, object] | None]) -> None:
     _PREDECODED.reset(token)
+
+
+def predecoded_body() -> bytes | None:
+    """The body the gate decoded for the request being served, if it did: the very bytes object, so
+    that ``take_predecoded`` knows it by identity. Starlette's ``Request.body()`` joins the replayed
+    body with an empty last chunk, a copy of megabytes for a batch of thumbnails, which
+    ``take_predecoded`` then compared byte for byte."""
+    held = _PREDECODED.get()
+    return None if held is None else held[0]
 
 
 def take_predecoded(data: str | bytes) -> tuple[bool, object]:

@@ -80,6 +80,9 @@ class KeyInUse(Conflict):
 
 
 _EVENTS = cast(Table, Event.__table__)
+# Rows are matched to their cursors by (owner, owner_seq), unique: asked to sort RETURNING by parameter
+# order, SQLAlchemy sends SQLite one INSERT per row (a trip to the connection's thread each).
+_INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id, _EVENTS.c.owner_id, _EVENTS.c.owner_seq)
 _USERS = cast(Table, User.__table__)
 _IDEMPOTENCY = cast(Table, IdempotencyRecord.__table__)
 
@@ -147,9 +150,10 @@ class Tx:
         for value in values:
             value["owner_seq"] = next_seq[value["owner_id"]]
             next_seq[value["owner_id"]] += 1
-        statement = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
-        cursors = [int(row[0]) for row in await self.session.execute(statement, values)]
-        for cursor, value in zip(cursors, values, strict=True):
+        found = await self.session.execute(_INSERT_EVENTS, values)
+        cursor_of = {(owner, seq): int(cursor) for cursor, owner, seq in found.all()}
+        for value in values:
+            cursor = cursor_of[value["owner_id"], value["owner_seq"]]
             self.events.append(
                 EventMessage(
                     cursor,
