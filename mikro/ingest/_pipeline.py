@@ -517,10 +517,11 @@ async def _ingest_group(
                 **scene_image(scene, Path(report.path), fp.digest, len(scenes)),
                 **keep,
                 "original_file": originals[i],
+                "progress": partial(_scene_progress, progress, report, index, len(scenes)),
             }
             for i, (report, fp, scenes) in enumerate(batch)
             if not keep_original or originals[i] is not None
-            for scene in scenes
+            for index, scene in enumerate(scenes)
         ]
         if items:
             reps = await m.create_representations(items)
