@@ -494,11 +494,6 @@ async def _ingest_group(
         progress.file_part(report.path, 0)
     originals: list[Any] = [None] * len(batch)
 
-    async def keep_one(i: int) -> None:
-        report, fp, _ = batch[i]
-        with contextlib.suppress(Exception):  # its own upload tries (and reports) again
-            originals[i], _ = await _original(m, Path(report.path), fp, keep["tags"], stored_before=False)
-
     async def drop_originals() -> None:
         with anyio.CancelScope(shield=True):
             for original in originals:
@@ -508,10 +503,12 @@ async def _ingest_group(
 
     reps: list[Any] | None = None
     try:
-        if keep_original:
-            async with anyio.create_task_group() as tg:
-                for i in range(len(batch)):
-                    tg.start_soon(keep_one, i)
+        if keep_original and batch:
+            # Where a file's original fails, the file goes up alone (which tries again, and reports).
+            originals = await m._store_files(
+                [(Path(report.path), f"sha256:{fp.digest}") for report, fp, _ in batch],
+                {"tags": keep["tags"]},
+            )
         items = [
             {
                 **scene_image(scene, Path(report.path), fp.digest, len(scenes)),
