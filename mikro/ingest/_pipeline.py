@@ -4,7 +4,11 @@ once, while the next batch is hashed.
 
 Every image goes through :meth:`mikro.Mikro.create_representation` (registered in batches with the other
 uploads in flight: the session's group commit, one ``createRepresentations`` request for the images
-finished meanwhile), so an ingested image is stored exactly as an uploaded array is. Reading happens in
+finished meanwhile), so an ingested image is stored exactly as an uploaded array is. Small files with
+nothing stored yet (up to `GROUP_FILE_BYTES`) go up in groups of `GROUP_FILES` instead: read in one
+worker-thread call, their originals kept at once, their images created by one
+:meth:`mikro.Mikro.create_representations` batch (several written per thread call, one request), since
+per small file the hops between threads and requests cost more than its pixels (see `_ingest_group`). Reading happens in
 worker threads: a scene of up to one shard is read whole when it is opened, a larger one inside the
 upload (a shard's region of the lazy array is read, encoded and put in one worker's turn); the event
 loop only schedules.
@@ -17,9 +21,10 @@ shard and the encoder's reusable buffer, and the coarser pyramid levels built fr
 ``SHARD_COPIES * SHARDS_PER_FILE * shard size * concurrency`` (384 MiB a file) above the process's own
 footprint (about 250-300 MiB with bioio, dask and zarr imported). Measured (pixels only, one file at a
 time): 649 MiB peak for a 2 GiB file, 579 MiB for 512 MiB, 252 MiB for a 512-byte one
-(``tests/ingest/test_cli.py``). Small files share a slot of ``concurrency``: a file takes one of its
-`SLOT_SHARES` shares per MiB (a file of 8 MiB or more a whole slot), so up to eight small images are in
-flight per slot, a few MiB where one slot may hold 384 MiB, and their registrations batch better.
+(``tests/ingest/test_cli.py``). Small files share a slot of ``concurrency``: a group takes a whole slot
+and holds at most `GROUP_BYTES` (32 MiB) of pixels read, besides one shard read and dropped when a scene
+is too large for it; a file of a few MiB takes one of its `SLOT_SHARES` shares per MiB (a file of 8 MiB
+or more a whole slot).
 
 A file is all or nothing: when one of its scenes fails, the images already made from it in this run are
 deleted and the file is reported failed. A cancelled run keeps the images that were complete (each image
