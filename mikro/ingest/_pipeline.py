@@ -8,10 +8,10 @@ finished meanwhile), so an ingested image is stored exactly as an uploaded array
 nothing stored yet (up to `GROUP_FILE_BYTES`) go up in groups of `GROUP_FILES` instead: read in one
 worker-thread call, their originals kept at once, their images created by one
 :meth:`mikro.Mikro.create_representations` batch (several written per thread call, one request), since
-per small file the hops between threads and requests cost more than its pixels (see `_ingest_group`). Reading happens in
-worker threads: a scene of up to one shard is read whole when it is opened, a larger one inside the
-upload (a shard's region of the lazy array is read, encoded and put in one worker's turn); the event
-loop only schedules.
+per small file the hops between threads and requests cost more than its pixels (see `_ingest_group`).
+Reading happens in worker threads: a scene of up to one shard is read whole when it is opened, a
+larger one inside the upload (a shard's region of the lazy array is read, encoded and put in one
+worker's turn); the event loop only schedules.
 
 Memory: each file uploads with its own limiter of `SHARDS_PER_FILE` worker threads, so at most that many
 shard regions of one file are read and encoded at once, whatever the file's size. One region in flight
@@ -456,7 +456,7 @@ def _read_group(paths: Sequence[Path]) -> list[list[Scene] | None]:
         if scenes is not None:
             size = sum(s.nbytes for s in scenes)
             whole = all(isinstance(s.data, np.ndarray) and s.nbytes <= GROUP_SCENE_BYTES for s in scenes)
-            if not whole or total + size > GROUP_BYTES:
+            if not scenes or not whole or total + size > GROUP_BYTES:
                 scenes = None
             else:
                 total += size
