@@ -33,6 +33,13 @@ def ingest(
     tag: list[str] = typer.Option([], "--tag", help="Tag every image (repeatable)."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, help="Files read and uploaded at once."),
     no_original: bool = typer.Option(False, "--no-original", help="Do not keep the original files."),
+    compression: str | None = typer.Option(
+        None,
+        "--compression",
+        help="The images' codec: blosc-lz4 (the default), blosc-zstd, zstd, or none (raw pixels).",
+        show_default=False,
+    ),
+    no_pyramid: bool = typer.Option(False, "--no-pyramid", help="Store no coarser levels."),
     json_report: Path | None = typer.Option(None, "--json", help="Write the report here as JSON."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be ingested; write nothing."),
     scheduler: str | None = typer.Option(
@@ -48,7 +55,14 @@ def ingest(
     import anyio
     from rich.console import Console
 
+    from mikro.datalayer._layout import COMPRESSIONS, DEFAULT_COMPRESSION  # numpy: not at CLI start
+
     console = Console(stderr=True)
+    codecs = {c or "none": c for c in COMPRESSIONS}
+    compression = compression or DEFAULT_COMPRESSION or "none"
+    if compression not in codecs:
+        console.print(f"[red]mikro:[/] --compression must be one of {', '.join(codecs)}, not {compression!r}")
+        raise typer.Exit(2)
     options = {
         "paths": paths,
         "dataset": dataset,
@@ -56,6 +70,8 @@ def ingest(
         "tags": tag,
         "concurrency": concurrency,
         "keep_original": not no_original,
+        "compression": codecs[compression],
+        "pyramid": None if no_pyramid else "auto",
         "dry_run": dry_run,
     }
     try:

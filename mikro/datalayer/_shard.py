@@ -6,9 +6,11 @@ then the crc32c of the index as a little-endian uint32. This is exactly what zar
 writes and reads (``index_location = "end"``); tests read mikro's stores back with plain zarr.
 
 Encoding shards here instead of going through zarr's codec pipeline halves the client CPU per GiB and
-keeps all I/O on obstore's sync API. Uncompressed shards cost one copy of the pixels, into a recycled
-buffer (see `ShardBuffers`): on the ingest path the kernel zeroing fresh pages used to cost more CPU
-than the copy itself.
+keeps all I/O on obstore's sync API. An uncompressed shard is a `RawShard`: to a folder store its
+chunks are written straight from the pixels into the file (`RawShard.write_to`), to an object store
+copied once into a recycled buffer (see `ShardBuffers`). Either way no fresh memory is filled: on the
+ingest path the kernel zeroing (and, on this VM, the hypervisor backing) fresh pages cost more client
+CPU than the copy itself.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +30,15 @@ from mikro._exceptions import StorageError
 from mikro.datalayer._layout import ImageLayout, blosc_configuration
 from mikro.datalayer._readable import check_readable
 
-__all__ = ["SHARD_BUFFERS", "ChunkCodec", "ShardBuffers", "ShardIndex", "encode_shard"]
+__all__ = [
+    "SHARD_BUFFERS",
+    "ChunkCodec",
+    "RawShard",
+    "ShardBuffers",
+    "ShardIndex",
+    "encode_shard",
+    "shard_payload",
+]
 
 EMPTY = 2**64 - 1
 
@@ -135,9 +145,12 @@ class ShardBuffers:
     Arrays derived from the view with numpy (``view[...]``) point at the base instead: they must not
     outlive the call that took the buffer.
 
-    Idle buffers are kept up to ``max_idle_bytes`` while any buffer is in use (an upload is going on),
-    and trimmed to ``rest_idle_bytes`` when the last one comes back, the least recently returned dropped
-    first. `clear` lets them all go.
+    Idle buffers are kept while any buffer is in use (an upload is going on) up to ``max_idle_bytes`` or
+    the most bytes in use at once since the pool was last at rest, whichever is more: an upload with
+    more shards in flight than ``max_idle_bytes`` holds (eight files of 32 MiB shards plus their
+    indexes already are) recycles all of them, and the pool never holds more than it lent at once.
+    When the last one comes back they are trimmed to ``rest_idle_bytes``, the least recently returned
+    dropped first. `clear` lets them all go.
     """
 
     def __init__(self, max_idle_bytes: int, rest_idle_bytes: int) -> None:
@@ -148,12 +161,16 @@ class ShardBuffers:
         self._idle: list[np.ndarray[Any, np.dtype[np.uint8]]] = []
         self._idle_bytes = 0
         self._in_use = 0
+        self._in_use_bytes = 0
+        self._peak_bytes = 0
 
     def take(self, nbytes: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
         """An uninitialised byte array of ``nbytes``: a recycled one if one of that size is idle."""
         base = None
         with self._lock:
             self._in_use += 1
+            self._in_use_bytes += nbytes
+            self._peak_bytes = max(self._peak_bytes, self._in_use_bytes)
             for i in range(len(self._idle) - 1, -1, -1):
                 if self._idle[i].nbytes == nbytes:
                     base = self._idle.pop(i)
@@ -169,7 +186,11 @@ class ShardBuffers:
     def _give_back(self, base: np.ndarray[Any, np.dtype[np.uint8]]) -> None:
         with self._lock:
             self._in_use -= 1
-            limit = self.max_idle_bytes if self._in_use else self.rest_idle_bytes
+            self._in_use_bytes -= base.nbytes
+            if self._in_use:
+                limit = max(self.max_idle_bytes, self._peak_bytes)
+            else:
+                limit, self._peak_bytes = self.rest_idle_bytes, 0
             if base.nbytes <= limit:  # one too big to keep must not push the others out
                 self._idle.append(base)
                 self._idle_bytes += base.nbytes
@@ -190,8 +211,9 @@ class ShardBuffers:
             self._trim(0)
 
 
-#: The process's shard buffers. While an upload runs, up to 256 MiB stay allocated between shards: eight
-#: of the 32 MiB shards of a z-stack (the default eight worker threads). At rest, 64 MiB: eight 8 MiB
+#: The process's shard buffers (uncompressed shards to object stores). While an upload runs, at least
+#: 256 MiB stay allocated between shards (eight of the 32 MiB shards of a z-stack: the default eight
+#: worker threads), more if more were in flight at once (see `ShardBuffers`). At rest, 64 MiB: eight 8 MiB
 #: shards (a 2048x2048 uint16 plane each), so that images uploaded one after another reuse them too.
 #: Measured against moto (client CPU s/GiB, no pool -> pool): 2048x2048 uint16 planes, 8 in flight,
 #: 1.83 -> 1.34; 64-plane stacks (16 shards of 32 MiB) one after another, 1.0 -> 0.85. Stacks reuse more
@@ -209,6 +231,17 @@ def encode_shard(
     The result is a flat byte memoryview (``len()`` is its size), ready for ``obstore.put``; an
     uncompressed shard's memory goes back to `SHARD_BUFFERS` once the view (and all made from it) is gone.
     """
+    payload = shard_payload(region, layout, codec)
+    return payload.materialize() if isinstance(payload, RawShard) else payload
+
+
+def shard_payload(
+    region: np.ndarray[Any, Any],
+    layout: ImageLayout,
+    codec: ChunkCodec,
+) -> memoryview | RawShard:
+    """What `Store.put` writes for one shard: `encode_shard`'s bytes, or for an uncompressed shard a
+    `RawShard` over ``region`` (which must not change until it is written) that makes the same bytes."""
     cps = layout.chunks_per_shard
     index = np.full((*cps, 2), EMPTY, dtype="<u8")
     # Chunks wholly outside the array stay "not written": readers return the fill value.
@@ -218,7 +251,10 @@ def encode_shard(
         if all(p * c < n for p, c, n in zip(pos, layout.chunks, region.shape, strict=True))
     ]
     if codec.compressor is None:
-        return _encode_raw(region, layout, codec, present, index)
+        chunk_nbytes = math.prod(layout.chunks) * codec.dtype.itemsize
+        for i, pos in enumerate(present):
+            index[pos] = (i * chunk_nbytes, chunk_nbytes)
+        return RawShard(region, layout, codec, present, _index_bytes(index))
     parts: list[bytes | memoryview] = []
     offset = 0
     for pos in present:
@@ -231,28 +267,76 @@ def encode_shard(
     return memoryview(b"".join(parts))
 
 
-def _encode_raw(
-    region: np.ndarray[Any, Any],
-    layout: ImageLayout,
-    codec: ChunkCodec,
-    present: list[tuple[int, ...]],
-    index: np.ndarray[Any, np.dtype[np.uint64]],
-) -> memoryview:
-    """Uncompressed chunks copied once, straight from ``region`` into the shard's one buffer."""
-    chunk_nbytes = math.prod(layout.chunks) * codec.dtype.itemsize
-    body = len(present) * chunk_nbytes
-    out = SHARD_BUFFERS.take(body + ShardIndex.nbytes(layout.chunks_per_shard))
-    slots = out[:body].view(codec.dtype).reshape(len(present), *layout.chunks)
-    for i, pos in enumerate(present):
-        chunk = region[_chunk_selection(pos, layout.chunks)]
-        slot = slots[i]
-        if chunk.shape != layout.chunks:
-            slot[...] = 0  # the fill value (0 / False) beyond the array's edge
-            slot = slot[tuple(slice(0, n) for n in chunk.shape)]
-        slot[...] = chunk  # converts to little-endian on the way if needed
-        index[pos] = (i * chunk_nbytes, chunk_nbytes)
-    out[body:] = np.frombuffer(_index_bytes(index), dtype=np.uint8)
-    return out.data
+_SCRATCH = threading.local()
+
+
+@dataclass(frozen=True, eq=False)
+class RawShard:
+    """An uncompressed shard, laid out only as it is written: its chunks in C order, then the index.
+
+    Holding the region instead of the laid-out bytes lets a folder store write the file chunk by chunk
+    (`write_to`) with no shard-sized buffer at all; an object store's single PUT needs the bytes in one
+    buffer (`materialize`). Both give the same bytes.
+    """
+
+    region: np.ndarray[Any, Any]
+    layout: ImageLayout
+    codec: ChunkCodec
+    present: list[tuple[int, ...]]
+    index: bytes
+
+    @property
+    def chunk_nbytes(self) -> int:
+        return math.prod(self.layout.chunks) * self.codec.dtype.itemsize
+
+    def __len__(self) -> int:
+        return len(self.present) * self.chunk_nbytes + len(self.index)
+
+    def write_to(self, write: Callable[[memoryview], object]) -> None:
+        """Hand the shard's bytes to ``write`` in order, a chunk at a time.
+
+        A chunk that already is its bytes (C-contiguous, little-endian, whole) goes out as a view of the
+        pixels; the others through one small buffer per thread, reused (so warm) from chunk to chunk.
+        """
+        for pos in self.present:
+            chunk = self.region[_chunk_selection(pos, self.layout.chunks)]
+            if (
+                chunk.shape == self.layout.chunks
+                and chunk.dtype == self.codec.dtype
+                and chunk.flags.c_contiguous
+            ):
+                write(memoryview(chunk.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
+                continue
+            slot = _scratch(self.chunk_nbytes).view(self.codec.dtype).reshape(self.layout.chunks)
+            _fill(slot, chunk)
+            write(memoryview(slot.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
+        write(memoryview(self.index))
+
+    def materialize(self) -> memoryview:
+        """The whole shard in one buffer from `SHARD_BUFFERS` (back in the pool once the view is gone)."""
+        chunk_nbytes = self.chunk_nbytes
+        body = len(self.present) * chunk_nbytes
+        out = SHARD_BUFFERS.take(body + len(self.index))
+        slots = out[:body].view(self.codec.dtype).reshape(len(self.present), *self.layout.chunks)
+        for i, pos in enumerate(self.present):
+            _fill(slots[i], self.region[_chunk_selection(pos, self.layout.chunks)])
+        out[body:] = np.frombuffer(self.index, dtype=np.uint8)
+        return out.data
+
+
+def _scratch(nbytes: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    buffer: np.ndarray[Any, np.dtype[np.uint8]] | None = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffer = _SCRATCH.buffer = np.empty(nbytes, dtype=np.uint8)
+    return buffer[:nbytes]
+
+
+def _fill(slot: np.ndarray[Any, Any], chunk: np.ndarray[Any, Any]) -> None:
+    """Copy ``chunk`` into the chunk-shaped ``slot``, the fill value (0 / False) beyond the array's edge."""
+    if chunk.shape != slot.shape:
+        slot[...] = 0
+        slot = slot[tuple(slice(0, n) for n in chunk.shape)]
+    slot[...] = chunk  # converts to little-endian on the way if needed
 
 
 def _chunk_selection(pos: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[slice, ...]:

@@ -48,7 +48,7 @@ from mikro.datalayer._layout import (
     omero_colour,
 )
 from mikro.datalayer._pyramid import Method, PyramidBuilder, PyramidOption, plan_levels
-from mikro.datalayer._shard import ChunkCodec, encode_shard
+from mikro.datalayer._shard import ChunkCodec, RawShard, shard_payload
 from mikro.datalayer._store import GrantedStore
 from mikro.datalayer._thumbnail import Thumbnail, make_thumbnail
 from mikro.datalayer._validate import PreparedImage
@@ -296,7 +296,7 @@ def write_small_image(
     ranges.add(block, region)
     projection = _Projection(layout)
     projection.add(block, region)
-    shard = encode_shard(block, layout, _codec(layout))
+    shard = shard_payload(block, layout, _codec(layout))
     doc = _array_document(layout)
     store.put(f"{layout.path}/zarr.json", doc)
     store.put(layout.shard_key(position), shard)
@@ -394,7 +394,7 @@ async def write_image(
     shard_count = math.prod(base.shard_grid)
     made: list[Thumbnail] = []
 
-    def encode(position: tuple[int, ...]) -> list[tuple[str, memoryview | bytes]]:
+    def encode(position: tuple[int, ...]) -> list[tuple[str, memoryview | bytes | RawShard]]:
         region = base.shard_region(position)
         block: Any = image.array[region]
         if image.is_lazy:
@@ -404,11 +404,11 @@ async def write_image(
         blocks = [(0, position, region, block)]
         if builder is not None:
             blocks += builder.add(0, region, block)
-        out: list[tuple[str, memoryview | bytes]] = []
+        out: list[tuple[str, memoryview | bytes | RawShard]] = []
         for k, pos, reg, pixels in blocks[1:] if levels_only else blocks:
             if k == coarsest:
                 projection.add(pixels, reg)
-            out.append((layouts[k].shard_key(pos), encode_shard(pixels, layouts[k], codecs[k])))
+            out.append((layouts[k].shard_key(pos), shard_payload(pixels, layouts[k], codecs[k])))
         return out
 
     def make() -> None:

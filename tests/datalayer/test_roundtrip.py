@@ -18,6 +18,7 @@ from mikro.datalayer import (
     prepare_image,
     write_image,
 )
+from mikro.datalayer._shard import ChunkCodec, encode_shard
 from tests.datalayer.conftest import download
 
 
@@ -117,6 +118,36 @@ async def test_uncompressed_round_trip(store: GrantedStore) -> None:
     result, view = await write_and_open(store, values, dims="zyx", compression=None)
     assert result.bytes_stored > values.nbytes  # raw chunks plus index: nothing was compressed
     np.testing.assert_array_equal((await compute(view)).values, values)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("shape", "shard_planes"),
+    [((3, 600, 500), 2), ((2, 1100, 1300), None)],
+    ids=["planes", "tiles"],
+)
+@pytest.mark.parametrize("order", ["c", "other"])
+async def test_uncompressed_shards_are_the_encoders_bytes(
+    store: GrantedStore, shape: tuple[int, ...], shard_planes: int | None, order: str, tmp_path: Any
+) -> None:
+    """A folder store gets uncompressed shards written chunk by chunk from the pixels, an object store
+    one buffer per shard: both must be exactly `encode_shard`'s bytes. "planes": whole-plane chunks, two
+    to a shard, the last shard holding one (whole chunks of C-order input are written straight from
+    it); "tiles": 1024-px tiles, the edge ones padded with zeros. With "other" the input is big-endian
+    and Fortran-ordered: every chunk goes through the conversion."""
+    values = make_data(shape, "uint16", seed=3)
+    data = values if order == "c" else np.asfortranarray(values.astype(">u2"))
+    options = {"target_shard_bytes": shard_planes * values[0].nbytes} if shard_planes else {}
+    result, view = await write_and_open(store, data, dims="zyx", compression=None, **options)
+    layout = result.layout
+    assert any(s % c for s, c in zip(layout.shape, layout.shards, strict=True))  # edge shards
+    codec = ChunkCodec.for_layout(layout)
+    for pos in layout.shard_positions():
+        expected = bytes(encode_shard(values[layout.shard_region(pos)], layout, codec))
+        assert store.get(layout.shard_key(pos)) == expected
+    np.testing.assert_array_equal((await compute(view)).values, values)
+    plain = zarr.open_array(str(download(store, tmp_path)) + "/0", mode="r")
+    np.testing.assert_array_equal(plain[...], values)
 
 
 @pytest.mark.anyio

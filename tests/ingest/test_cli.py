@@ -20,6 +20,7 @@ from mikro.ingest import SHARD_COPIES, SHARDS_PER_FILE
 from mikro.ingest._pipeline import SLOT_SHARES
 from tests.fixtures_servers import MikroServer, process_env
 from tests.ingest import _files
+from tests.ingest.test_encoding import SIDE, stored_codecs
 from tests.ingest.test_resume import FILES
 
 pytestmark = pytest.mark.usefixtures("no_ambient_config")
@@ -238,3 +239,26 @@ def test_a_format_whose_reader_is_not_installed_names_the_extra(
         )
         assert errors[name] in " ".join(stderr.decode().split())
     assert _images(mikro_server, token) == []
+
+
+def test_compression_and_pyramid_flags_choose_how_images_are_stored(
+    mikro_server: MikroServer, tmp_path: Path
+) -> None:
+    token = mikro_server.add_user("cli-encoding")
+    values = np.random.default_rng(5).integers(0, 4000, (2, SIDE, SIDE), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "scan.tif", values, photometric="minisblack")
+
+    wrong = _cli(mikro_server, token, str(tmp_path), "--compression", "gzip")
+    _, stderr = wrong.communicate(timeout=120)
+    assert wrong.returncode == 2 and "blosc-lz4" in stderr.decode()
+    assert _images(mikro_server, token) == []
+
+    plain = _cli(mikro_server, token, str(tmp_path), "--compression", "none", "--no-pyramid", "--no-original")
+    _, stderr = plain.communicate(timeout=120)
+    assert plain.returncode == 0, stderr.decode()
+    (image,) = _images(mikro_server, token)
+    with mikro.sync.connect(mikro_server.url, token=token) as m:
+        rep = m.get_representation(image["id"])
+        np.testing.assert_array_equal(rep.data.values, values)
+    assert len(rep.store.levels) == 1
+    assert not {"blosc", "zstd", "gzip"} & set(stored_codecs(rep))
