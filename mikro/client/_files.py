@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -27,6 +27,7 @@ from mikro.client._registrations import Registrations
 from mikro.datalayer import (
     FILE_KEY,
     FileSource,
+    FileWritten,
     GrantedStore,
     download_file,
     source_size,
@@ -78,6 +79,10 @@ def _on_loop(progress: Progress | None) -> Progress | None:
     if progress is None:
         return None
     return lambda done, total: anyio.from_thread.run_sync(progress, done, total)
+
+
+def _guessed_type(name: str) -> str:
+    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
 
 def _default_name(source: FileSource, name: str | None) -> str:
@@ -157,7 +162,7 @@ class FilesMixin:
             # A path that is no file is refused before a store is reserved for it; mimetypes reads the
             # system's type maps on first use: both off the loop.
             source_size(path_or_bytes)
-            return given or mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+            return given or _guessed_type(name)
 
         media_type = await anyio.to_thread.run_sync(check, media_type, limiter=session.thread_limiter)
         with session.reservations.uploading("MEDIA"):
@@ -200,6 +205,77 @@ class FilesMixin:
                 raise
             assert created is not None
             return created
+
+    async def _store_files(
+        self, sources: Sequence[tuple[Path, str]], links: Mapping[str, Any]
+    ) -> list[File | None]:
+        """`_store_file` of many small files at once (an ingest's originals), each ``(path, its known
+        content hash)``: stores taken from the reservations, the bytes put in one worker-thread call, the
+        records made together (one ``createFiles`` request). Per file its ``File``, or None where it
+        failed (nothing of it left: its caller stores it alone, which reports why); a cancellation
+        leaves nothing of any of them."""
+        session = self._fs()
+        count = len(sources)
+        stores: list[tuple[GrantedStore, str]] = []
+        created: list[File | None] = [None] * count
+        hashes: list[str | None] = [None] * count
+        creating = [False] * count
+
+        def put_all() -> list[tuple[FileWritten, str] | None]:
+            out: list[tuple[FileWritten, str] | None] = []
+            for (store, _), (path, content_hash) in zip(stores, sources, strict=True):
+                try:
+                    written = upload_file(
+                        store, path, checkpoint=anyio.from_thread.check_cancelled, content_hash=content_hash
+                    )
+                    out.append((written, _guessed_type(path.name)))
+                except Exception as exc:
+                    log.debug("original %s not uploaded with its group: %s", path, exc)
+                    out.append(None)
+            return out
+
+        async def record(i: int, written: FileWritten, media_type: str) -> None:
+            path, store_id = sources[i][0], stores[i][1]
+            creating[i] = True
+            try:
+                with anyio.CancelScope(shield=True):
+                    created[i] = await self._register_file(
+                        {
+                            "store": store_id,
+                            "name": path.name,
+                            "size": written.size,
+                            "content_hash": written.content_hash,
+                            "media_type": media_type,
+                            **links,
+                        }
+                    )
+            except Exception as exc:
+                log.debug("original %s not recorded with its group: %s", path, exc)
+
+        with session.reservations.uploading("MEDIA", count):
+            try:
+                for _ in range(count):
+                    stores.append(await session._new_store("MEDIA"))
+                put = await anyio.to_thread.run_sync(put_all, limiter=session.thread_limiter)
+                for i, done in enumerate(put):
+                    hashes[i] = None if done is None else done[0].content_hash
+                async with anyio.create_task_group() as tg:
+                    for i, done in enumerate(put):
+                        if done is not None:
+                            tg.start_soon(record, i, *done)
+                await anyio.lowlevel.checkpoint()
+                failed = [i for i in range(len(stores)) if created[i] is None]
+            except BaseException:
+                failed = list(range(len(stores)))
+                raise
+            finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+                    for i in failed:
+                        store, store_id = stores[i]
+                        await self._undo_upload(
+                            store, store_id, created[i], hashes[i], maybe_created=creating[i]
+                        )
+        return created
 
     async def _register_file(self, input: Mapping[str, Any]) -> File:
         # The session's Registrations queue is typed for images; it batches any row the same way.

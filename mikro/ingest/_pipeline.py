@@ -4,10 +4,14 @@ once, while the next batch is hashed.
 
 Every image goes through :meth:`mikro.Mikro.create_representation` (registered in batches with the other
 uploads in flight: the session's group commit, one ``createRepresentations`` request for the images
-finished meanwhile), so an ingested image is stored exactly as an uploaded array is. Reading happens in
-worker threads: a scene of up to one shard is read whole when it is opened, a larger one inside the
-upload (a shard's region of the lazy array is read, encoded and put in one worker's turn); the event
-loop only schedules.
+finished meanwhile), so an ingested image is stored exactly as an uploaded array is. Small files with
+nothing stored yet (up to `GROUP_FILE_BYTES`) go up in groups of `GROUP_FILES` instead: read in one
+worker-thread call, their originals kept at once, their images created by one
+:meth:`mikro.Mikro.create_representations` batch (several written per thread call, one request), since
+per small file the hops between threads and requests cost more than its pixels (see `_ingest_group`).
+Reading happens in worker threads: a scene of up to one shard is read whole when it is opened, a
+larger one inside the upload (a shard's region of the lazy array is read, encoded and put in one
+worker's turn); the event loop only schedules.
 
 Memory: each file uploads with its own limiter of `SHARDS_PER_FILE` worker threads, so at most that many
 shard regions of one file are read and encoded at once, whatever the file's size. One region in flight
@@ -17,9 +21,10 @@ shard and the encoder's reusable buffer, and the coarser pyramid levels built fr
 ``SHARD_COPIES * SHARDS_PER_FILE * shard size * concurrency`` (384 MiB a file) above the process's own
 footprint (about 250-300 MiB with bioio, dask and zarr imported). Measured (pixels only, one file at a
 time): 649 MiB peak for a 2 GiB file, 579 MiB for 512 MiB, 252 MiB for a 512-byte one
-(``tests/ingest/test_cli.py``). Small files share a slot of ``concurrency``: a file takes one of its
-`SLOT_SHARES` shares per MiB (a file of 8 MiB or more a whole slot), so up to eight small images are in
-flight per slot, a few MiB where one slot may hold 384 MiB, and their registrations batch better.
+(``tests/ingest/test_cli.py``). Small files share a slot of ``concurrency``: a group takes a whole slot
+and holds at most `GROUP_BYTES` (32 MiB) of pixels read, besides one shard read and dropped when a scene
+is too large for it; a file of a few MiB takes one of its `SLOT_SHARES` shares per MiB (a file of 8 MiB
+or more a whole slot).
 
 A file is all or nothing: when one of its scenes fails, the images already made from it in this run are
 deleted and the file is reported failed. A cancelled run keeps the images that were complete (each image
@@ -70,6 +75,15 @@ HASH_AHEAD_BYTES = 2**30
 #: batch better with more of them in flight.
 SLOT_SHARES = 8
 SLOT_SHARE_BYTES = 2**20
+
+#: Files of up to this size with nothing stored yet go up in groups of up to ``GROUP_FILES`` (see
+#: `_ingest_group`), a group taking one ``concurrency`` slot.
+GROUP_FILE_BYTES = SLOT_SHARE_BYTES
+GROUP_FILES = 16
+#: A group's scenes are read whole, each of at most this many bytes (a small image: one shard, written
+#: whole), and at most ``GROUP_BYTES`` in all; a file with more goes up alone.
+GROUP_SCENE_BYTES = 2 * 2**20
+GROUP_BYTES = 32 * 2**20
 
 ProgressHandler = Callable[[IngestProgress], None]
 
@@ -302,6 +316,13 @@ async def ingest(
         finally:
             ahead.remove(fp.size)
 
+    async def run_group(group: list[tuple[FileReport, Fingerprint]]) -> None:
+        try:
+            async with slots.held(SLOT_SHARE_BYTES * SLOT_SHARES):
+                await _ingest_group(m, group, {**keep, **encoding}, progress, keep_original=keep_original)
+        finally:
+            ahead.remove(sum(fp.size for _, fp in group))
+
     async with anyio.create_task_group() as tg:
         # Batch by batch: the files of one batch upload while the next one is hashed (and its bytes,
         # just read, are still in the page cache when the upload reads them), never more ahead.
@@ -309,9 +330,15 @@ async def ingest(
             await ahead.room()
             hashed = await _fingerprints([sources[i] for i in batch], limiter)
             stored = await _stored(m, [h.digest for h in hashed if isinstance(h, Fingerprint)])
+            small: list[tuple[FileReport, Fingerprint]] = []
             for report, fp, present in _to_ingest(found, batch, hashed, stored, progress):
                 ahead.add(fp.size)
-                tg.start_soon(run, report, fp, present)
+                if not dry_run and not present and fp.size <= GROUP_FILE_BYTES:
+                    small.append((report, fp))
+                else:
+                    tg.start_soon(run, report, fp, present)
+            for start in range(0, len(small), GROUP_FILES):
+                tg.start_soon(run_group, small[start : start + GROUP_FILES])
     return IngestReport(files=reports, seconds=time.perf_counter() - started)
 
 
@@ -401,6 +428,162 @@ async def _ingest_file(
         if source is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(source.close, limiter=limiter)
+
+
+def _read_group(paths: Sequence[Path]) -> list[list[Scene] | None]:
+    """Each file's scenes read whole (blocking), or None for a file that goes up alone: one that fails to
+    open or read (its own upload reports why), with a scene not read into memory or larger than
+    :data:`GROUP_SCENE_BYTES`, or past :data:`GROUP_BYTES` for the group."""
+    import numpy as np
+
+    out: list[list[Scene] | None] = []
+    total = 0
+    for path in paths:
+        scenes: list[Scene] | None = None
+        try:
+            source = open_source(path)
+        except Exception:
+            out.append(None)
+            continue
+        try:
+            if source.is_file:
+                scenes = [source.scene(i) for i in range(source.scene_count)]
+        except Exception:
+            scenes = None
+        finally:
+            with contextlib.suppress(Exception):
+                source.close()
+        if scenes is not None:
+            size = sum(s.nbytes for s in scenes)
+            whole = all(isinstance(s.data, np.ndarray) and s.nbytes <= GROUP_SCENE_BYTES for s in scenes)
+            if not scenes or not whole or total + size > GROUP_BYTES:
+                scenes = None
+            else:
+                total += size
+        out.append(scenes)
+    return out
+
+
+def _changed(files: Sequence[tuple[Path, tuple[int, int, int]]]) -> list[str | None]:
+    """Per file, why it may not be stored (it changed while ingested), or None (blocking)."""
+    out: list[str | None] = []
+    for path, before in files:
+        try:
+            ensure_unchanged(path, before)
+            out.append(None)
+        except (ReaderError, OSError) as exc:
+            out.append(_error_text(exc))
+    return out
+
+
+async def _ingest_group(
+    m: Mikro,
+    group: list[tuple[FileReport, Fingerprint]],
+    keep: dict[str, Any],
+    progress: _Progress,
+    *,
+    keep_original: bool,
+) -> None:
+    """Small files with nothing stored, read in one worker-thread call and their images created with one
+    `create_representations` batch (written several per thread call, registered together). A file that
+    does not fit (see `_read_group`) goes up alone; when the batch fails, nothing of it is left and each
+    of its files goes up alone, so that a bad file fails by itself. A cancelled batch leaves nothing, and
+    its originals are removed."""
+    started = time.perf_counter()
+    limiter = m.thread_limiter
+    paths = [Path(report.path) for report, _ in group]
+    read = await anyio.to_thread.run_sync(_read_group, paths, limiter=limiter)
+    alone = [entry for entry, scenes in zip(group, read, strict=True) if scenes is None]
+    batch = [(r, fp, scenes) for (r, fp), scenes in zip(group, read, strict=True) if scenes is not None]
+    for report, _, _ in batch:
+        progress.file_part(report.path, 0)
+    originals: list[Any] = [None] * len(batch)
+
+    async def drop_originals() -> None:
+        with anyio.CancelScope(shield=True):
+            for original in originals:
+                if original is not None:
+                    with contextlib.suppress(MikroError):
+                        await m.delete_file(original)
+
+    reps: list[Any] | None = None
+    try:
+        if keep_original and batch:
+            # Where a file's original fails, the file goes up alone (which tries again, and reports).
+            originals = await m._store_files(
+                [(Path(report.path), f"sha256:{fp.digest}") for report, fp, _ in batch],
+                {"tags": keep["tags"]},
+            )
+        items = [
+            {
+                **scene_image(scene, Path(report.path), fp.digest, len(scenes)),
+                **keep,
+                "original_file": originals[i],
+                "progress": partial(_scene_progress, progress, report, index, len(scenes)),
+            }
+            for i, (report, fp, scenes) in enumerate(batch)
+            if not keep_original or originals[i] is not None
+            for index, scene in enumerate(scenes)
+        ]
+        if items:
+            reps = await m.create_representations(items)
+    except Exception:
+        # The batch left nothing: every file of it goes up alone.
+        await drop_originals()
+        originals = [None] * len(batch)
+    except BaseException:
+        await drop_originals()
+        raise
+    stored = [i for i in range(len(batch)) if reps is not None and (not keep_original or originals[i])]
+    if reps is not None:
+        made = iter(reps)
+        for i in stored:
+            report, _, scenes = batch[i]
+            report.images = [next(made).id for _ in scenes]
+            report.original_file = None if originals[i] is None else originals[i].id
+    alone += [batch[i][:2] for i in range(len(batch)) if i not in set(stored)]
+    async with anyio.create_task_group() as tg:
+        for report, fp in alone:
+            tg.start_soon(_ingest_alone, m, report, fp, keep, progress, keep_original)
+        await _finish_group(m, [batch[i] for i in stored], originals, stored, progress, started)
+
+
+async def _ingest_alone(
+    m: Mikro,
+    report: FileReport,
+    fp: Fingerprint,
+    keep: dict[str, Any],
+    progress: _Progress,
+    keep_original: bool,
+) -> None:
+    await _ingest_file(m, report, fp, set(), keep, progress, dry_run=False, keep_original=keep_original)
+    progress.file_done(report)
+
+
+async def _finish_group(
+    m: Mikro,
+    done: list[tuple[FileReport, Fingerprint, list[Scene]]],
+    originals: list[Any],
+    indices: list[int],
+    progress: _Progress,
+    started: float,
+) -> None:
+    """Report a batch's stored files; one that changed while it was read is failed and its images and
+    original deleted."""
+    why = await anyio.to_thread.run_sync(
+        _changed, [(Path(r.path), fp.signature) for r, fp, _ in done], limiter=m.thread_limiter
+    )
+    for (report, _, _), i, error in zip(done, indices, why, strict=True):
+        if error is not None:
+            report.status, report.error = "failed", error
+            with anyio.CancelScope(shield=True):
+                await _delete_all(m, report.images)
+                if originals[i] is not None:
+                    with contextlib.suppress(MikroError):
+                        await m.delete_file(originals[i])
+            report.images, report.original_file = [], None
+        report.seconds = time.perf_counter() - started
+        progress.file_done(report)
 
 
 async def _original(

@@ -1,0 +1,76 @@
+"""Small files go up in groups (one ``create_representations`` batch each): a bad file in a group fails
+alone, and a group cancelled while its images are written leaves nothing behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+import tifffile
+
+import mikro
+from mikro.ingest import IngestProgress
+from tests.fixtures_servers import MikroServer
+from tests.ingest import _files
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_ambient_config")]
+
+GOOD = 6
+
+
+async def _all(m: mikro.Mikro) -> list[mikro.Representation]:
+    return [r async for r in m.iter_representations(page_size=500)]
+
+
+def _objects(server: MikroServer) -> set[str]:
+    root = server.data_dir / "objects"
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+async def test_a_bad_file_in_a_group_fails_alone(m: mikro.Mikro, tmp_path: Path) -> None:
+    folder = tmp_path / "plate"
+    _files.small_tiffs(folder, GOOD)
+    # Read without complaint, refused when its image is checked: the group's batch fails as a whole.
+    tifffile.imwrite(folder / "complex.tif", np.ones((8, 8), np.complex64))
+    _files.broken_tiff(folder / "corrupt.tif")  # refused when read: goes up alone from the start
+
+    report = await m.ingest(folder)
+    status = {Path(f.path).name: (f.status, f.error) for f in report.files}
+    assert "complex64" in str(status.pop("complex.tif"))
+    assert status.pop("corrupt.tif")[0] == "failed"
+    assert status == {f"img{i:03d}.tif": ("created", None) for i in range(GOOD)}
+    assert not report.ok and report.created == GOOD
+
+    reps = {r.name: r for r in await _all(m)}
+    assert sorted(reps) == sorted(status)
+    originals = {f.id: f.name for f in await m.list_files()}
+    assert sorted(originals.values()) == sorted(status)
+    for i in range(GOOD):
+        rep = reps[f"img{i:03d}.tif"]
+        assert rep.original_file is not None and originals[rep.original_file.id] == rep.name
+        np.testing.assert_array_equal(await m.compute(rep.data), _files.values((16, 16), seed=i))
+
+
+async def test_a_group_cancelled_while_written_leaves_nothing(
+    m: mikro.Mikro, mikro_server: MikroServer, tmp_path: Path
+) -> None:
+    folder = tmp_path / "plate"
+    _files.small_tiffs(folder, GOOD)
+    before = _objects(mikro_server)
+    with anyio.CancelScope() as scope:
+
+        def cancel_once_written(p: IngestProgress) -> None:
+            # Bytes are done once a group's images are on the store, before their rows are created.
+            if p.bytes_done and not p.images_created:
+                scope.cancel()
+
+        await m.ingest(folder, on_progress=cancel_once_written)
+    assert scope.cancelled_caught
+    assert await _all(m) == [] and await m.list_files() == []
+    assert _objects(mikro_server) == before
+
+    report = await m.ingest(folder)
+    assert report.ok and report.created == GOOD
+    assert len(await _all(m)) == GOOD and len(await m.list_files()) == GOOD
