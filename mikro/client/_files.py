@@ -93,6 +93,20 @@ def _default_name(source: FileSource, name: str | None) -> str:
     return Path(source).name
 
 
+def _record(
+    store_id: str, name: str, written: FileWritten, media_type: str, links: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The createFile(s) input that records an uploaded file."""
+    return {
+        "store": store_id,
+        "name": name,
+        "size": written.size,
+        "content_hash": written.content_hash,
+        "media_type": media_type,
+        **links,
+    }
+
+
 def _target(path: str | os.PathLike[str], name: str) -> Path:
     """Where a download goes: ``path``, or the file's own name inside ``path`` when it is a folder
     (only its last component: a stored name never reaches outside the folder)."""
@@ -188,16 +202,7 @@ class FilesMixin:
                 # server recorded the file (it takes effect at the checkpoint below, which removes it).
                 # Concurrent uploads share one createFiles request (see _registrations).
                 with anyio.CancelScope(shield=True):
-                    created = await self._register_file(
-                        {
-                            "store": store_id,
-                            "name": name,
-                            "size": written.size,
-                            "content_hash": written.content_hash,
-                            "media_type": media_type,
-                            **links,
-                        }
-                    )
+                    created = await self._register_file(_record(store_id, name, written, media_type, links))
                 await anyio.lowlevel.checkpoint()
             except BaseException:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
@@ -240,14 +245,7 @@ class FilesMixin:
             try:
                 with anyio.CancelScope(shield=True):
                     created[i] = await self._register_file(
-                        {
-                            "store": store_id,
-                            "name": path.name,
-                            "size": written.size,
-                            "content_hash": written.content_hash,
-                            "media_type": media_type,
-                            **links,
-                        }
+                        _record(store_id, path.name, written, media_type, links)
                     )
             except Exception as exc:
                 log.debug("original %s not recorded with its group: %s", path, exc)

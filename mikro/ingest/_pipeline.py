@@ -408,13 +408,7 @@ async def _ingest_file(
         elif not report.images:
             report.status = "skipped"
     except Exception as exc:
-        report.status, report.error = "failed", _error_text(exc)
-        with anyio.CancelScope(shield=True):
-            await _delete_all(m, report.images)
-            if uploaded:
-                with contextlib.suppress(MikroError):
-                    await m.delete_file(original)
-        report.images, report.original_file = [], None
+        await _fail(m, report, _error_text(exc), original if uploaded else None)
     except BaseException:
         # Cancelled: the images made stay (each is complete), and so does their original; an original
         # no image of this run points to goes, so that a rerun, which looks originals up only for files
@@ -541,7 +535,8 @@ async def _ingest_group(
             report, _, scenes = batch[i]
             report.images = [next(made).id for _ in scenes]
             report.original_file = None if originals[i] is None else originals[i].id
-    alone += [batch[i][:2] for i in range(len(batch)) if i not in set(stored)]
+    kept = set(stored)
+    alone += [batch[i][:2] for i in range(len(batch)) if i not in kept]
     async with anyio.create_task_group() as tg:
         for report, fp in alone:
             tg.start_soon(_ingest_alone, m, report, fp, keep, progress, keep_original)
@@ -575,15 +570,21 @@ async def _finish_group(
     )
     for (report, _, _), i, error in zip(done, indices, why, strict=True):
         if error is not None:
-            report.status, report.error = "failed", error
-            with anyio.CancelScope(shield=True):
-                await _delete_all(m, report.images)
-                if originals[i] is not None:
-                    with contextlib.suppress(MikroError):
-                        await m.delete_file(originals[i])
-            report.images, report.original_file = [], None
+            await _fail(m, report, error, originals[i])
         report.seconds = time.perf_counter() - started
         progress.file_done(report)
+
+
+async def _fail(m: Mikro, report: FileReport, error: str, original: Any) -> None:
+    """Mark a file failed and remove what of it was stored: its images, and ``original`` unless None
+    (one this run uploaded)."""
+    report.status, report.error = "failed", error
+    with anyio.CancelScope(shield=True):
+        await _delete_all(m, report.images)
+        if original is not None:
+            with contextlib.suppress(MikroError):
+                await m.delete_file(original)
+    report.images, report.original_file = [], None
 
 
 async def _original(
