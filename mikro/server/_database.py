@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 from sqlalchemy import event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from mikro.server._migrate import upgrade
 from mikro.server._sqlite import SQLITE_PRAGMAS, sqlite_connector, sqlite_path
 
-__all__ = ["Database", "SharedReader", "close_session"]
+__all__ = ["Database", "SharedReader", "WholeStatementSession", "close_session", "is_foreign_key_violation"]
+
+_T = TypeVar("_T")
 
 # Pooled connections are kept, not closed after each use: on SQLite every new connection costs a thread,
 # a file open and its pragmas. A request holds one connection for its reads (`SharedReader`) and, while
@@ -50,12 +53,14 @@ class Database:
         if self.is_sqlite and path is None:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         self._engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False, class_=WholeStatementSession)
         # A request's reads see one snapshot, as they do on SQLite (one read transaction): at
         # PostgreSQL's default READ COMMITTED, an image listed by one statement could lose its store
         # to another process's commit before the next statement reads it.
         readers = engine if self.is_sqlite else engine.execution_options(isolation_level="REPEATABLE READ")
-        self._read_sessions = async_sessionmaker(readers, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(
+            readers, expire_on_commit=False, class_=WholeStatementSession
+        )
         # SQLite has one writer; serialising our own writers avoids SQLITE_BUSY when a deferred
         # transaction upgrades to a write lock while another connection holds it.
         self._write_lock = anyio.Lock()
@@ -185,12 +190,59 @@ class SharedReader:
             await close_session(session, cancelled=invalidate, is_sqlite=self._db.is_sqlite)
 
 
+async def _whole(step: Awaitable[_T]) -> _T:
+    with anyio.CancelScope(shield=True):
+        result = await step
+    await anyio.lowlevel.checkpoint_if_cancelled()
+    return result
+
+
+class WholeStatementSession(AsyncSession):
+    """A session whose statements a cancelled request lets finish: the cancellation takes effect at the
+    next statement boundary instead.
+
+    A cancellation delivered inside SQLAlchemy's greenlet bridge lands wherever the driver awaits, and
+    anyio cancels every await after it too, SQLAlchemy's own clean-up included: a connection
+    cancelled mid-query was being terminated by a task the loop dropped pending at shutdown
+    (aiosqlite), or left checked out for the garbage collector to terminate inside another request's
+    cancelled scope (asyncpg). A request past its deadline waits for its current statement (each a few
+    ms here; on PostgreSQL an operator bounds a runaway one with ``statement_timeout``) and stops
+    before the next.
+    """
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return await _whole(super().execute(*args, **kwargs))
+
+    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        return await _whole(super().scalar(*args, **kwargs))
+
+    async def scalars(self, *args: Any, **kwargs: Any) -> Any:
+        return await _whole(super().scalars(*args, **kwargs))
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        return await _whole(super().get(*args, **kwargs))
+
+    async def flush(self, *args: Any, **kwargs: Any) -> None:
+        await _whole(super().flush(*args, **kwargs))
+
+    async def refresh(self, *args: Any, **kwargs: Any) -> None:
+        await _whole(super().refresh(*args, **kwargs))
+
+
 async def close_session(session: AsyncSession, *, cancelled: bool, is_sqlite: bool) -> None:
     """Give a session's connection back, even from a cancelled task. After a cancellation the connection
     may still be busy with the cancelled statement, and asyncpg refuses a rollback then: on PostgreSQL
     the pool drops that connection instead."""
     with anyio.CancelScope(shield=True):
         await (session.invalidate() if cancelled and not is_sqlite else session.close())
+
+
+def is_foreign_key_violation(exc: IntegrityError) -> bool:
+    """Whether ``exc`` says a row refers to one that is not there (SQLSTATE 23503 on PostgreSQL)."""
+    original = exc.orig
+    if getattr(original, "sqlstate", None) == "23503" or getattr(original, "pgcode", None) == "23503":
+        return True
+    return getattr(original, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_FOREIGNKEY"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -310,7 +310,7 @@ class ObjectMutation:
         ctx, user = begin_mutation(info, input)
         vectors = _vectors(input.vectors)
         async with ctx.services.transaction() as tx:
-            rep = await get_owned(tx.session, m.Representation, input.representation, user)
+            rep = await get_owned(tx.session, m.Representation, input.representation, user, parent=True)
             row = m.Roi(
                 representation_id=rep.id,
                 kind=input.kind.value,
@@ -353,10 +353,10 @@ class ObjectMutation:
     async def create_metric(self, info: Info[Any, Any], input: MetricInput) -> t.Metric:
         ctx, user = begin_mutation(info, input)
         async with ctx.services.transaction() as tx:
-            rep = await get_owned(tx.session, m.Representation, input.representation, user)
+            rep = await get_owned(tx.session, m.Representation, input.representation, user, parent=True)
             roi_id = None
             if input.roi is not None:
-                roi = await get_owned(tx.session, m.Roi, input.roi, user)
+                roi = await get_owned(tx.session, m.Roi, input.roi, user, parent=True)
                 if roi.representation_id != rep.id:
                     raise BadUserInput(f"roi {input.roi} is not on representation {input.representation}")
                 roi_id = roi.id
@@ -449,7 +449,7 @@ class ObjectMutation:
         ctx, user = begin_mutation(info, input)
         width, height = png_size(input.png, "input.png")
         async with ctx.services.transaction() as tx:
-            rep = await get_owned(tx.session, m.Representation, input.representation, user)
+            rep = await get_owned(tx.session, m.Representation, input.representation, user, parent=True)
             row = m.Thumbnail(
                 representation_id=rep.id, png=input.png, width=width, height=height, creator_id=user.id
             )

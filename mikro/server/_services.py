@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mikro.server._auth import Authenticator, TokenCache, ensure_admin
 from mikro.server._data_dir import prepare_data_dir
-from mikro.server._database import Database
-from mikro.server._errors import Conflict
+from mikro.server._database import Database, is_foreign_key_violation
+from mikro.server._errors import Conflict, NotFound
 from mikro.server._event_feed import EventFeed, lock_event_order
 from mikro.server._locks import exclusive
 from mikro.server._models import Event, IdempotencyRecord, Meta, User, utcnow
@@ -108,10 +108,12 @@ def idempotency_claim(claim: IdempotencyClaim) -> Iterator[IdempotencyClaim]:
 
 @dataclass
 class Tx:
-    """One write transaction; events recorded in it are published once it has committed."""
+    """One write transaction; events recorded in it are written just before it commits and published
+    once it has committed."""
 
     session: AsyncSession
     events: list[EventMessage] = field(default_factory=list)
+    _pending: list[tuple[str, str, Sequence[tuple[int, int | None, int]]]] = field(default_factory=list)
 
     async def record(
         self, stream: str, kind: str, object_id: int, scope_id: int | None, owner_id: int
@@ -121,23 +123,33 @@ class Tx:
     async def record_many(
         self, stream: str, kind: str, objects: Sequence[tuple[int, int | None, int]]
     ) -> None:
-        """Record events of several ``(object_id, scope_id, owner_id)`` in one statement.
+        """Record events of several ``(object_id, scope_id, owner_id)``; written by ``write_events``."""
+        if objects:
+            self._pending.append((stream, kind, list(objects)))
 
-        A Core insert (the session flushes pending objects first): each event's id is its cursor.
+    async def write_events(self) -> None:
+        """The recorded events in one statement, as the transaction's last writes.
+
+        Last, because on PostgreSQL they are written under the event-order lock, which is held until
+        commit: a transaction that took it and then went on to change rows could wait for a row that
+        another transaction locked before queueing for the same lock, a deadlock (a ROI created on an
+        image while the image is deleted was one). Taken last, its holder only touches the users'
+        ``event_seq``, which nothing changes outside this lock. Each event's id is its cursor.
         """
-        if not objects:
-            return
         values: list[dict[str, Any]] = [
             {"stream": stream, "kind": kind, "object_id": o, "scope_id": scope, "owner_id": owner}
+            for stream, kind, objects in self._pending
             for o, scope, owner in objects
         ]
-        if not self.events:
-            await lock_event_order(self.session)
+        self._pending.clear()
+        if not values:
+            return
+        await lock_event_order(self.session)
         # Each owner's cursors, taken from their user row under the event-order lock (or SQLite's one
         # writer): in commit order, and never reused, not even after their events were pruned.
-        counts = Counter(owner for _, _, owner in objects)
+        counts = Counter(value["owner_id"] for value in values)
         next_seq: dict[int, int] = {}
-        for owner, count in counts.items():
+        for owner, count in sorted(counts.items()):
             newest = await self.session.scalar(
                 update(_USERS)
                 .where(_USERS.c.id == owner)
@@ -153,12 +165,11 @@ class Tx:
         found = await self.session.execute(_INSERT_EVENTS, values)
         cursor_of = {(owner, seq): int(cursor) for cursor, owner, seq in found.all()}
         for value in values:
-            cursor = cursor_of[value["owner_id"], value["owner_seq"]]
             self.events.append(
                 EventMessage(
-                    cursor,
-                    stream,
-                    kind,
+                    cursor_of[value["owner_id"], value["owner_seq"]],
+                    value["stream"],
+                    value["kind"],
                     value["object_id"],
                     value["scope_id"],
                     value["owner_id"],
@@ -238,11 +249,19 @@ class Services:
         claim = _CLAIM.get()
         if claim is not None and (claim.written or claim.conflict):
             claim = None
-        async with self.db.write() as session:
-            tx = Tx(session)
-            if claim is not None:
-                await claim.insert(session)
-            yield tx
+        try:
+            async with self.db.write() as session:
+                tx = Tx(session)
+                if claim is not None:
+                    await claim.insert(session)
+                yield tx
+                await tx.write_events()
+        except IntegrityError as exc:
+            # On PostgreSQL an object read in this transaction can be deleted by another one before
+            # this one's row referring to it is written (a ROI on an image being deleted).
+            if is_foreign_key_violation(exc):
+                raise NotFound("an object this change refers to was deleted meanwhile") from None
+            raise
         if claim is not None:
             claim.written = True
         for message in tx.events:
