@@ -14,7 +14,7 @@ import numpy as np
 from _context import Context
 from _harness import MIB, BarResult, Check, Figure, Sample, figure_from, interleave, timed
 
-__all__ = ["bar_ingest_codec", "bar_ingest_local", "bar_ingest_s3"]
+__all__ = ["bar_ingest_codec", "bar_ingest_local", "bar_ingest_s3", "settled"]
 
 _seq = itertools.count()
 
@@ -27,7 +27,7 @@ _seq = itertools.count()
 SETTLE_SECONDS = 4.0
 
 
-def _settled(contenders: dict[str, Callable[[], Sample]]) -> dict[str, Callable[[], Sample]]:
+def settled(contenders: dict[str, Callable[[], Sample]]) -> dict[str, Callable[[], Sample]]:
     def wrap(fn: Callable[[], Sample]) -> Callable[[], Sample]:
         def run() -> Sample:
             time.sleep(SETTLE_SECONDS)
@@ -120,7 +120,7 @@ def bar_ingest_s3(ctx: Context) -> BarResult:
         "zarr3 + obstore": baseline(lambda p: bl.zarr_obstore_write(store, p, planes, layout)),
         "zarr v2 + s3fs (upstream 0.3)": baseline(lambda p: bl.zarr2_s3fs_write(ctx.moto, bucket, p, planes)),
     }
-    got = interleave(_settled(contenders), ctx.runs, log=ctx.log)
+    got = interleave(settled(contenders), ctx.runs, log=ctx.log)
     figs = [
         figure_from(
             name,
@@ -170,7 +170,7 @@ def bar_ingest_codec(ctx: Context) -> BarResult:
         bl.wipe(store, prefix)
         return Sample(clock.seconds, clock.cpu, nbytes, extra={"compression_ratio": nbytes / stored})
 
-    got = interleave(_settled({"mikro": mikro_run, "zarr3 + obstore": zarr_run}), ctx.runs, log=ctx.log)
+    got = interleave(settled({"mikro": mikro_run, "zarr3 + obstore": zarr_run}), ctx.runs, log=ctx.log)
     layout = layout_box[0] if layout_box else _mikro.STAND_IN_LAYOUT
     figs = []
     for name, role in (("mikro", "mikro"), ("zarr3 + obstore", "baseline")):
@@ -214,7 +214,7 @@ def bar_ingest_local(ctx: Context) -> BarResult:
         ),
         "zarr3 LocalStore": baseline(lambda root: bl.local_zarr_write(root, "z", planes)),
     }
-    got = interleave(_settled(contenders), ctx.runs, log=ctx.log)
+    got = interleave(settled(contenders), ctx.runs, log=ctx.log)
     figs = [
         figure_from(
             name,
