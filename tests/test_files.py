@@ -7,7 +7,6 @@ grants), on both anyio backends.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import blake3
 import numpy as np
 import pytest
 
@@ -34,8 +34,8 @@ def random_bytes(size: int, seed: int = 0) -> bytes:
     return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
 
 
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+def content_hash(data: bytes) -> str:
+    return "blake3:" + blake3.blake3(data).hexdigest()
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ async def test_upload_download_and_stream_are_byte_identical(
 
     file = await m.upload_file(source, tags=["raw"], progress=lambda done, total: seen.append((done, total)))
 
-    assert (file.name, file.size, file.content_hash) == ("scan.ome.tif", len(data), sha256(data))
+    assert (file.name, file.size, file.content_hash) == ("scan.ome.tif", len(data), content_hash(data))
     assert file.media_type == "image/tiff"  # guessed from the name
     assert file.tags == ["raw"] and file.representations == []
     assert seen[-1] == (len(data), len(data)) and len(seen) > 1
@@ -92,7 +92,7 @@ async def test_upload_download_and_stream_are_byte_identical(
             chunks.append(chunk)
     assert len(chunks) > 1 and all(isinstance(c, bytes) for c in chunks)
     assert b"".join(chunks) == data
-    assert (await m.get_file(file.id)).content_hash == sha256(data)
+    assert (await m.get_file(file.id)).content_hash == content_hash(data)
 
 
 @pytest.mark.anyio
@@ -109,7 +109,7 @@ async def test_bytes_upload_needs_a_name_and_keeps_the_media_type_given(m: mikro
     async with m.open_file(other) as stream:
         assert [chunk async for chunk in stream] == [b"{}"]
     empty = await m.upload_file(b"", name="empty.txt")
-    assert (empty.size, empty.content_hash) == (0, sha256(b""))
+    assert (empty.size, empty.content_hash) == (0, content_hash(b""))
     async with m.open_file(empty) as stream:
         assert [chunk async for chunk in stream] == []
 
@@ -359,7 +359,7 @@ async def test_concurrent_uploads_are_all_recorded_each_with_its_own_bytes(
         assert (file.name, file.size, file.content_hash) == (
             path.name,
             path.stat().st_size,
-            sha256(path.read_bytes()),
+            content_hash(path.read_bytes()),
         )
         assert file.tags == [path.stem] and file.media_type == "text/csv"
         copy = await m.download_file(file, tmp_path / f"copy-{path.name}")
@@ -381,7 +381,7 @@ async def test_a_create_files_batch_with_a_bad_input_names_it_and_records_none(m
                 "store": store_id,
                 "name": unique(f"batch{i}"),
                 "size": written.size,
-                "content_hash": sha256(data),
+                "content_hash": content_hash(data),
             }
         )
     wrong = [*inputs[:2], {**inputs[2], "size": 1}]

@@ -40,7 +40,7 @@ EXPECTED_OUTPUT = {
     ],
     "Ingest on a dask cluster": ["3 images created on the cluster, 0 failed"],
     "Files and attachments": [
-        "stack.raw 8192 sha256:",
+        "stack.raw 8192 blake3:",
         "['stack.raw', 'protocol.txt']",
         "fix 10 min in 4% PFA",
     ],

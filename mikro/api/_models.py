@@ -327,7 +327,8 @@ class File(_Object):
     """A file kept as it is: an image's original, or an attachment (PDF, CSV, protocol).
 
     Read it with ``await m.download_file(file, path)`` or ``async with m.open_file(file) as chunks:``.
-    ``content_hash`` is ``"sha256:<hex>"`` of its bytes; downloads check it.
+    ``content_hash`` is ``"blake3:<hex>"`` of its bytes (``"sha256:<hex>"`` for files stored before
+    BLAKE3); downloads check it.
     """
 
     id: str

@@ -397,6 +397,12 @@ class Operations:
         data = await self._execute("SourcesIngested", {"fingerprints": list(fingerprints)})
         return [self._model(SourceMatch, item) for item in data["sourcesIngested"]]
 
+    async def legacy_source_fingerprints(self) -> bool:
+        """Whether some of your images were ingested by mikro before BLAKE3 fingerprints (their
+        ``source_fingerprint`` a bare SHA-256 hex): an ingest then looks sources up by both."""
+        data = await self._execute("LegacySourceFingerprints", {})
+        return bool(data["legacySourceFingerprints"])
+
     # -- Sample --------------------------------------------------------------------------------------
 
     async def get_sample(self, id: IdLike) -> Sample:

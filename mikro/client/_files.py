@@ -167,7 +167,7 @@ class FilesMixin:
         progress: Progress | None = None,
         content_hash: str | None = None,
     ) -> File:
-        """`upload_file`'s work; a known ``content_hash`` (``sha256:...``, an ingest's fingerprint) is
+        """`upload_file`'s work; a known ``content_hash`` (``blake3:...``, an ingest's fingerprint) is
         taken as it is instead of hashing the bytes again."""
         name = _default_name(path_or_bytes, name)
         session = self._fs()

@@ -23,7 +23,7 @@ import httpx
 from mikro._exceptions import GrantError, MikroError
 from mikro.api import Grant, operation
 from mikro.datalayer import StorageGrant
-from mikro.graphql import BlockingTransport, RetryPolicy, new_idempotency_key
+from mikro.graphql import BlockingTransport, RetryPolicy, new_idempotency_key, tls_context
 
 __all__ = ["RequestAccessProvider", "RequestLevelsProvider"]
 
@@ -39,7 +39,9 @@ def _worker_client(timeout: float, user_agent: str) -> httpx.Client:
         if client is None:
             if not _worker_clients:
                 atexit.register(_close_worker_clients)
-            client = httpx.Client(timeout=httpx.Timeout(timeout), headers={"User-Agent": user_agent})
+            client = httpx.Client(
+                timeout=httpx.Timeout(timeout), headers={"User-Agent": user_agent}, verify=tls_context(None)
+            )
             _worker_clients[(timeout, user_agent)] = client
         return client
 

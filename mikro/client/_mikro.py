@@ -38,7 +38,7 @@ from mikro.datalayer._warmup import (
     pixel_stack_imported,
     warm_up_in_background,
 )
-from mikro.graphql import AsyncTransport, BlockingTransport, RetryPolicy, new_idempotency_key
+from mikro.graphql import AsyncTransport, BlockingTransport, RetryPolicy, new_idempotency_key, tls_context
 
 __all__ = ["Mikro", "connect"]
 
@@ -96,8 +96,9 @@ class Mikro(
         # Not waited for here: see _execute (a script that only handles metadata never waits).
         warm_up_in_background()
         self._thread_limiter = anyio.CapacityLimiter(config.max_threads)
-        self._http = httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers)
-        self._blocking_http = httpx.Client(timeout=timeout, limits=limits, headers=headers)
+        tls = tls_context(url)
+        self._http = httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers, verify=tls)
+        self._blocking_http = httpx.Client(timeout=timeout, limits=limits, headers=headers, verify=tls)
         self.transport = AsyncTransport(
             self._http,
             url,

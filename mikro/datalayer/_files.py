@@ -8,7 +8,6 @@ raises once the caller is cancelled: anyio's ``from_thread.check_cancelled``) an
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from mikro._exceptions import StorageError, ValidationError
+from mikro.datalayer._hashing import CONTENT_HASH_ALGORITHM, algorithm_of, new_hasher, spelled
 from mikro.datalayer._store import GrantedStore
 
 if TYPE_CHECKING:
@@ -43,8 +43,6 @@ PART_BYTES = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 4
 #: Bytes handed to a reader at a time (uploads read whole parts: obstore then copies nothing more).
 PIECE_BYTES = 4 * 1024 * 1024
-#: How content hashes are spelled: ``sha256:<hex digest>``.
-HASH_ALGORITHM = "sha256"
 
 FileSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 Checkpoint = Callable[[], None]
@@ -55,10 +53,6 @@ Progress = Callable[[int, int], None]
 class FileWritten:
     size: int
     content_hash: str
-
-
-def _spelled(hasher: hashlib._Hash) -> str:
-    return f"{HASH_ALGORITHM}:{hasher.hexdigest()}"
 
 
 def source_size(source: FileSource) -> int:
@@ -93,10 +87,10 @@ def upload_file(
 ) -> FileWritten:
     """Put ``source`` at :data:`FILE_KEY`, hashing it on the way unless its ``content_hash`` is known
     (blocking). A path goes to a folder store as a kernel copy (`GrantedStore.copy_file_in`)."""
-    hasher = None if content_hash is not None else hashlib.new(HASH_ALGORITHM)
+    hasher = None if content_hash is not None else new_hasher(CONTENT_HASH_ALGORITHM)
 
-    def spelled() -> str:
-        return _spelled(hasher) if hasher is not None else str(content_hash)
+    def spelled_hash() -> str:
+        return spelled(CONTENT_HASH_ALGORITHM, hasher) if hasher is not None else str(content_hash)
 
     if not isinstance(source, bytes | bytearray | memoryview):
         source_size(source)  # a ValidationError for what is not a file
@@ -104,7 +98,7 @@ def upload_file(
             FILE_KEY, os.fspath(source), hasher=hasher, checkpoint=checkpoint, progress=progress
         )
         if copied is not None:
-            return FileWritten(size=copied, content_hash=spelled())
+            return FileWritten(size=copied, content_hash=spelled_hash())
     total = source_size(source)
     done = 0
 
@@ -121,15 +115,16 @@ def upload_file(
                 progress(done, total)
 
     size = store.write_pieces(FILE_KEY, pieces(), part_bytes=PART_BYTES, parts_in_flight=PARTS_IN_FLIGHT)
-    return FileWritten(size=size, content_hash=spelled())
+    return FileWritten(size=size, content_hash=spelled_hash())
 
 
 def verified_pieces(
     store: GrantedStore, *, size: int, content_hash: str, checkpoint: Checkpoint | None = None
 ) -> Iterator[Buffer]:
     """The file's bytes piece by piece (obstore's buffers, not copied); after the last one,
-    StorageError if they are not the file's."""
-    hasher = hashlib.new(HASH_ALGORITHM)
+    StorageError if they are not the file's (checked with the algorithm its ``content_hash`` names)."""
+    algorithm = algorithm_of(content_hash)
+    hasher = new_hasher(algorithm)
     got = 0
     for piece in store.stream(FILE_KEY, piece_bytes=PIECE_BYTES):
         if checkpoint is not None:
@@ -137,9 +132,9 @@ def verified_pieces(
         hasher.update(piece)
         got += memoryview(piece).nbytes
         yield piece
-    if got != size or _spelled(hasher) != content_hash:
+    if got != size or spelled(algorithm, hasher) != content_hash:
         raise StorageError(
-            f"the stored file does not match its record: {got} bytes with hash {_spelled(hasher)}, "
+            f"the stored file does not match its record: {got} bytes with hash {spelled(algorithm, hasher)}, "
             f"expected {size} bytes with hash {content_hash}"
         )
 

@@ -10,10 +10,11 @@ are, so a reader never sees part of a file.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import uuid
 from collections.abc import Callable
+
+from mikro.datalayer._hashing import Hasher, feed
 
 __all__ = ["COPY_CHUNK_BYTES", "copy_file"]
 
@@ -53,7 +54,7 @@ def copy_file(
     source: str,
     target: str,
     *,
-    hasher: hashlib._Hash | None = None,
+    hasher: Hasher | None = None,
     checkpoint: Checkpoint | None = None,
     progress: Progress | None = None,
 ) -> int:
@@ -67,8 +68,7 @@ def copy_file(
         with open(source, "rb") as src, open(temporary, "xb") as dst:
             size = _copy(src.fileno(), dst.fileno(), os.fstat(src.fileno()).st_size, checkpoint, progress)
         if hasher is not None:
-            with open(temporary, "rb") as copied:
-                hashlib.file_digest(copied, lambda: hasher)
+            feed(temporary, [hasher])
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):

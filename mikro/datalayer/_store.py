@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import os
 import threading
 import uuid
@@ -30,6 +29,7 @@ from obstore.store import LocalStore, S3Store
 from mikro._exceptions import GrantError, StorageError
 from mikro.datalayer._file_reads import FILE_READS, LocalFile
 from mikro.datalayer._grant import GrantProvider, StorageGrant
+from mikro.datalayer._hashing import Hasher
 from mikro.datalayer._local_copy import copy_file
 from mikro.datalayer._shard import RawShard
 
@@ -437,7 +437,7 @@ class GrantedStore:
         key: str,
         source: str,
         *,
-        hasher: hashlib._Hash | None = None,
+        hasher: Hasher | None = None,
         checkpoint: Callable[[], None] | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> int | None:

@@ -12,6 +12,7 @@ from mikro.graphql._subscriptions import (
     SubscriptionClient,
     SubscriptionSettings,
 )
+from mikro.graphql._tls import tls_context
 from mikro.graphql._transport import AsyncTransport, new_idempotency_key, operation_type
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "error_from_graphql",
     "new_idempotency_key",
     "operation_type",
+    "tls_context",
 ]

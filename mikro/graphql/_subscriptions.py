@@ -58,6 +58,7 @@ from mikro._exceptions import (
 )
 from mikro.graphql import _ws_protocol as proto
 from mikro.graphql._errors import error_from_graphql, error_from_httpx
+from mikro.graphql._tls import tls_context
 
 __all__ = ["EventStream", "ReconnectPolicy", "SubscriptionClient", "SubscriptionSettings"]
 
@@ -469,7 +470,9 @@ class SubscriptionClient:
         settings = self.settings
         try:
             async with (
-                httpx.AsyncClient(timeout=httpx.Timeout(settings.connect_timeout)) as http,
+                httpx.AsyncClient(
+                    timeout=httpx.Timeout(settings.connect_timeout), verify=tls_context(self.url)
+                ) as http,
                 aconnect_ws(  # type: ignore[var-annotated]
                     self.url,
                     http,

@@ -50,6 +50,7 @@ from mikro.ingest._pipeline import (
     _Progress,
     ensure_unchanged,
     scene_image,
+    stored_original,
 )
 from mikro.ingest._readers import ReaderError, Source, open_source
 from mikro.ingest._report import FileReport, PlannedImage
@@ -155,7 +156,7 @@ def _keep_original(path: Path, job: FileJob) -> tuple[FileWritten, str]:
 
     assert job.original is not None
     written = upload_file(job.original[0], path)
-    if written.content_hash != f"sha256:{job.digest}":
+    if written.content_hash != job.digest:
         raise ReaderError("the file changed while it was being ingested: not stored")
     media_type = mimetypes.guess_type(path.name, strict=False)[0] or "application/octet-stream"
     return written, media_type
@@ -396,11 +397,9 @@ class _File:
                 # The original of a file some of whose images are stored is theirs; a file with none
                 # stored is not looked up (a request per file): a cancelled run leaves no original
                 # without its images.
-                found = []
-                if self.present:
-                    found = await self.m.list_files(content_hash=f"sha256:{self.fp.digest}", limit=1)
-                if found:
-                    self.original = found[0]
+                found = await stored_original(self.m, self.fp) if self.present else None
+                if found is not None:
+                    self.original = found
                 else:
                     (original,) = await self._reserve("MEDIA", 1)
             first = await self._run(None, 0 if dry_run else 1, original, dry_run)

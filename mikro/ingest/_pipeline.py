@@ -198,24 +198,24 @@ def _batches(sizes: Sequence[int]) -> Iterator[list[int]]:
         yield batch
 
 
-def _hash_all(paths: Sequence[Path]) -> list[Fingerprint | BaseException]:
+def _hash_all(paths: Sequence[Path], legacy: bool = False) -> list[Fingerprint | BaseException]:
     out: list[Fingerprint | BaseException] = []
     for path in paths:
         try:
-            out.append(fingerprint(path))
+            out.append(fingerprint(path, legacy=legacy))
         except OSError as exc:
             out.append(exc)
     return out
 
 
 async def _fingerprints(
-    paths: list[Path], limiter: anyio.CapacityLimiter
+    paths: list[Path], limiter: anyio.CapacityLimiter, legacy: bool
 ) -> list[Fingerprint | BaseException]:
     results: list[list[Fingerprint | BaseException]] = [[] for _ in range(0, len(paths), HASH_BATCH)]
 
     async def run(i: int) -> None:
         batch = paths[i * HASH_BATCH : (i + 1) * HASH_BATCH]
-        results[i] = await anyio.to_thread.run_sync(_hash_all, batch, limiter=limiter)
+        results[i] = await anyio.to_thread.run_sync(_hash_all, batch, legacy, limiter=limiter)
 
     async with anyio.create_task_group() as tg:
         for i in range(len(results)):
@@ -232,16 +232,30 @@ async def _cluster_for(cluster: Any, limiter: anyio.CapacityLimiter) -> ClusterI
     return await ClusterIngest.connect(cluster, limiter)
 
 
-async def _stored(m: Mikro, digests: list[str]) -> dict[str, tuple[int | None, set[int]]]:
-    """fingerprint -> (its file's scene count, the scenes already stored), one request per batch."""
+async def _stored(
+    m: Mikro, hashed: Iterable[Fingerprint | BaseException]
+) -> dict[str, tuple[int | None, set[int]]]:
+    """fingerprint -> (its file's scene count, the scenes already stored under any of its spellings),
+    one request per batch."""
     found: dict[str, tuple[int | None, set[int]]] = {}
-    unique = list(dict.fromkeys(digests))
+    owner = {s: fp.digest for fp in hashed if isinstance(fp, Fingerprint) for s in fp.spellings}
+    unique = list(owner)
     for start in range(0, len(unique), LOOKUP_BATCH):
         for match in await m.sources_ingested(unique[start : start + LOOKUP_BATCH]):
-            count, scenes = found.get(match.fingerprint, (None, set()))
+            digest = owner[match.fingerprint]
+            count, scenes = found.get(digest, (None, set()))
             scenes.add(match.scene or 0)
-            found[match.fingerprint] = (match.scene_count if match.scene_count is not None else count, scenes)
+            found[digest] = (match.scene_count if match.scene_count is not None else count, scenes)
     return found
+
+
+async def stored_original(m: Mikro, fp: Fingerprint) -> Any:
+    """The original (a `File`) an earlier run kept of this source, or None."""
+    for content_hash in fp.original_hashes:
+        found = await m.list_files(content_hash=content_hash, limit=1)
+        if found:
+            return found[0]
+    return None
 
 
 def _image_name(path: Path, scene: Scene, count: int) -> str:
@@ -276,9 +290,11 @@ async def ingest(
     reports += found
     keep = {"dataset": dataset, "sample": sample, "tags": list(tags)}
     encoding = {"compression": compression, "pyramid": pyramid}
+    # Asked once per run: only a user with images from before BLAKE3 fingerprints pays for SHA-256 too.
+    legacy = bool(sources) and await m.legacy_source_fingerprints()
     if on_cluster is not None:
-        hashed = await on_cluster.fingerprints(sources, _hash_all, HASH_BATCH)
-        stored = await _stored(m, [h.digest for h in hashed if isinstance(h, Fingerprint)])
+        hashed = await on_cluster.fingerprints(sources, partial(_hash_all, legacy=legacy), HASH_BATCH)
+        stored = await _stored(m, hashed)
         progress = _Progress(
             on_progress, len(sources), sum(h.size for h in hashed if isinstance(h, Fingerprint))
         )
@@ -328,8 +344,8 @@ async def ingest(
         # just read, are still in the page cache when the upload reads them), never more ahead.
         for batch in _batches(sizes):
             await ahead.room()
-            hashed = await _fingerprints([sources[i] for i in batch], limiter)
-            stored = await _stored(m, [h.digest for h in hashed if isinstance(h, Fingerprint)])
+            hashed = await _fingerprints([sources[i] for i in batch], limiter, legacy)
+            stored = await _stored(m, hashed)
             small: list[tuple[FileReport, Fingerprint]] = []
             for report, fp, present in _to_ingest(found, batch, hashed, stored, progress):
                 ahead.add(fp.size)
@@ -505,7 +521,7 @@ async def _ingest_group(
         if keep_original and batch:
             # Where a file's original fails, the file goes up alone (which tries again, and reports).
             originals = await m._store_files(
-                [(Path(report.path), f"sha256:{fp.digest}") for report, fp, _ in batch],
+                [(Path(report.path), fp.digest) for report, fp, _ in batch],
                 {"tags": keep["tags"]},
             )
         items = [
@@ -595,12 +611,12 @@ async def _original(
     file with nothing stored is not looked up (a request per file): an interrupted run removes the
     originals no stored image points to (only a killed one can leave one, kept twice then)."""
     if stored_before:
-        found = await m.list_files(content_hash=f"sha256:{fp.digest}", limit=1)
-        if found:
-            return found[0], False
-    # The fingerprint is the file's SHA-256: the bytes are not hashed a second time on the way up (the
-    # stat signature, checked once the file is done, tells whether they changed meanwhile).
-    uploaded = await m._store_file(path, None, None, {"tags": tags}, content_hash=f"sha256:{fp.digest}")
+        found = await stored_original(m, fp)
+        if found is not None:
+            return found, False
+    # The fingerprint is the file's content hash: the bytes are not hashed a second time on the way up
+    # (the stat signature, checked once the file is done, tells whether they changed meanwhile).
+    uploaded = await m._store_file(path, None, None, {"tags": tags}, content_hash=fp.digest)
     return uploaded, True
 
 

@@ -1,17 +1,26 @@
 """What to ingest: files, folders (recursive) and globs expanded to source paths, and each source's
-fingerprint (content hash) with the stat signature that tells whether it changed meanwhile."""
+fingerprint (content hash) with the stat signature that tells whether it changed meanwhile.
+
+A fingerprint is spelled ``blake3:<hex>``, the same as the content hash of the source's original
+(`File`). mikro before BLAKE3 recorded the bare SHA-256 hex of the source (``legacy``): an ingest for a
+user whose images carry such fingerprints (the server says so, asked once per run) computes both in
+the same read and looks both up, so that an upgrade never ingests a file twice; other users pay nothing.
+"""
 
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Fingerprint", "expand_paths", "fingerprint", "signature"]
+from mikro.datalayer._hashing import CONTENT_HASH_ALGORITHM, hash_file, new_hasher, spelled
 
+__all__ = ["LEGACY_ALGORITHM", "Fingerprint", "expand_paths", "fingerprint", "signature"]
+
+#: What fingerprints were before ``blake3:``: the bare hex digest of this algorithm.
+LEGACY_ALGORITHM = "sha256"
 #: Folders that are one image (OME-Zarr written by other tools), not folders of files.
 IMAGE_FOLDER_SUFFIXES = (".zarr",)
 
@@ -61,11 +70,25 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], l
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """A source's content hash (sha256 hex), its size in bytes and its stat signature."""
+    """A source's fingerprint (``blake3:<hex>``), its size in bytes and its stat signature; with
+    ``legacy``, also the bare SHA-256 hex that mikro recorded before."""
 
     digest: str
     size: int
     signature: tuple[int, int, int]
+    legacy: str | None = None
+
+    @property
+    def spellings(self) -> list[str]:
+        """Every fingerprint this source's images may be recorded with."""
+        return [self.digest] if self.legacy is None else [self.digest, self.legacy]
+
+    @property
+    def original_hashes(self) -> list[str]:
+        """Every content hash its original (a `File`) may be stored with."""
+        if self.legacy is None:
+            return [self.digest]
+        return [self.digest, f"{LEGACY_ALGORITHM}:{self.legacy}"]
 
 
 def _files_of(path: Path) -> list[Path]:
@@ -81,24 +104,19 @@ def signature(path: Path) -> tuple[int, int, int]:
     return len(stats), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
 
 
-def fingerprint(path: Path) -> Fingerprint:
-    """Hash a source's content (blocking: call it in a worker thread). A folder hashes its files'
-    relative paths and contents, in order."""
+def fingerprint(path: Path, *, legacy: bool = False) -> Fingerprint:
+    """Hash a source's content (blocking: call it in a worker thread), read once; with ``legacy``, its
+    SHA-256 as well. A folder hashes its files' relative paths and contents, in order."""
+    algorithms = [CONTENT_HASH_ALGORITHM, LEGACY_ALGORITHM] if legacy else [CONTENT_HASH_ALGORITHM]
     before = signature(path)
-    digest = hashlib.sha256()
     if path.is_dir():
+        hashers = [new_hasher(a) for a in algorithms]
         for f in _files_of(path):
-            digest.update(f.relative_to(path).as_posix().encode() + b"\0")
-            digest.update(_file_digest(f))
+            name = f.relative_to(path).as_posix().encode() + b"\0"
+            for outer, inner in zip(hashers, hash_file(f, algorithms), strict=True):
+                outer.update(name)
+                outer.update(inner.digest())
     else:
-        digest = _hasher(path)
-    return Fingerprint(digest.hexdigest(), before[1], before)
-
-
-def _hasher(path: Path) -> hashlib._Hash:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256")
-
-
-def _file_digest(path: Path) -> bytes:
-    return _hasher(path).digest()
+        hashers = hash_file(path, algorithms)
+    old = hashers[1].hexdigest() if legacy else None
+    return Fingerprint(spelled(CONTENT_HASH_ALGORITHM, hashers[0]), before[1], before, old)

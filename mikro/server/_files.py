@@ -48,7 +48,8 @@ MAX_FILES = 64
 #: The object's key under its MEDIA store's prefix (names change; the key does not).
 FILE_KEY = "file"
 
-_CONTENT_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+#: blake3 for files since BLAKE3 fingerprints; sha256 as mikro before wrote them (and a client may).
+_CONTENT_HASH = re.compile(r"(blake3|sha256):[0-9a-f]{64}")
 # type "/" subtype, optional parameters (RFC 6838 names); enough to refuse what is not a media type.
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*(\s*;.*)?")
 
@@ -75,7 +76,9 @@ async def owned_file(session: AsyncSession, raw_id: Any, user: AuthUser) -> m.Fi
 
 def _content_hash(value: str) -> str:
     if not _CONTENT_HASH.fullmatch(value):
-        raise BadUserInput(f"contentHash must be 'sha256:' and 64 lowercase hex digits, not {value!r}")
+        raise BadUserInput(
+            f"contentHash must be 'blake3:' or 'sha256:' and 64 lowercase hex digits, not {value!r}"
+        )
     return value
 
 

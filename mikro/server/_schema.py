@@ -17,6 +17,7 @@ from mikro.server._data_plane import DataPlaneMutation
 from mikro.server._errors import ErrorCodes, log_unexpected
 from mikro.server._execution import CachingExecutionContext
 from mikro.server._files import FileMutation, FileQuery
+from mikro.server._fingerprints import FingerprintQuery
 from mikro.server._inputs import BASE64_SCALAR
 from mikro.server._limits import QueryCache, QueryLimits
 from mikro.server._mutation import ObjectMutation
@@ -30,7 +31,7 @@ __all__ = ["build_schema"]
 
 
 Mutation = merge_types("Mutation", (ObjectMutation, DataPlaneMutation, FileMutation, PyramidMutation))
-RootQuery = merge_types("Query", (Query, FileQuery))
+RootQuery = merge_types("Query", (Query, FileQuery, FingerprintQuery))
 
 
 class _Schema(strawberry.Schema):

@@ -411,7 +411,8 @@ class Representation:
     acquisition_date: dt.datetime | None
     created_at: dt.datetime
     source_fingerprint: str | None = strawberry.field(
-        description="Content hash of the file the image was ingested from (sha256 hex)."
+        description="Content hash of the file the image was ingested from: `blake3:<hex>` (a bare "
+        "SHA-256 hex from mikro before BLAKE3)."
     )
     source_scene: int | None = strawberry.field(description="Index of the image's scene in its source file.")
     source_scene_name: str | None
@@ -824,7 +825,9 @@ class File:
     id: strawberry.ID
     name: str
     size: BigInt
-    content_hash: str = strawberry.field(description="`<algorithm>:<hex digest>` of the bytes, e.g. sha256.")
+    content_hash: str = strawberry.field(
+        description="`<algorithm>:<hex digest>` of the bytes: blake3 (sha256 for files stored before)."
+    )
     media_type: str
     tags: list[str]
     created_at: dt.datetime

@@ -276,6 +276,7 @@ class SyncMethods:
         representation: IdLike | None = ...,
         page_size: int = ...,
     ) -> Iterator[Thumbnail]: ...
+    def legacy_source_fingerprints(self) -> bool: ...
     def list_datasets(
         self,
         *,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+import blake3
 
 import mikro.sync
 
@@ -14,7 +15,7 @@ def test_files_round_trip_through_the_blocking_twins(session: mikro.sync.SyncMik
     source.write_bytes(data)
     file = session.upload_file(source, tags=["protocol"])
     assert (file.media_type, file.size) == ("application/pdf", len(data))
-    assert file.content_hash == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert file.content_hash == "blake3:" + blake3.blake3(data).hexdigest()
     assert session.download_file(file, tmp_path / "copy.pdf").read_bytes() == data
     with session.open_file(file) as chunks:
         assert b"".join(chunks) == data
