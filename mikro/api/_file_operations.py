@@ -50,10 +50,12 @@ class FileOperations(Operations):
         experiment: IdLike | None = None,
         dataset: IdLike | None = None,
         content_hash: str | None = None,
+        content_hashes: Sequence[str] | None = None,
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> list[File]:
-        """Your files; ``representation=`` finds the files attached to an image and its original."""
+        """Your files; ``representation=`` finds the files attached to an image and its original,
+        ``content_hashes=`` those with any of these hashes (at most 2000)."""
         return await self._listed("ListFiles", File, locals())
 
     def iter_files(
@@ -69,6 +71,7 @@ class FileOperations(Operations):
         experiment: IdLike | None = None,
         dataset: IdLike | None = None,
         content_hash: str | None = None,
+        content_hashes: Sequence[str] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[File]:
         """Every matching file, fetched ``page_size`` at a time."""

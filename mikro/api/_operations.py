@@ -170,6 +170,7 @@ def _physical_size(value: PhysicalSize | Mapping[str, float] | None) -> dict[str
 #: models, enums a member or its name; other keywords go as given (camelCased). None means "not given".
 _VALUES: dict[str, Callable[[Any], Any]] = {
     "tags": list,
+    "content_hashes": list,
     **dict.fromkeys(
         ("sample", "experiment", "dataset", "derived_from", "parent", "representation", "roi", "origin"), _id
     ),

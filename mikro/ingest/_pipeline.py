@@ -249,8 +249,20 @@ async def _stored(
     return found
 
 
+async def _stored_originals(m: Mikro, todo: Sequence[Fingerprint]) -> dict[str, Any]:
+    """fingerprint -> the original (a `File`) an earlier run kept of that source, for the files of one
+    batch in one request: an interrupted run leaves some (a killed one even with no image of them)."""
+    owner = {h: fp.digest for fp in todo for h in fp.original_hashes}
+    unique = list(owner)
+    found: dict[str, Any] = {}
+    for start in range(0, len(unique), LOOKUP_BATCH):
+        async for file in m.iter_files(content_hashes=unique[start : start + LOOKUP_BATCH], page_size=500):
+            found.setdefault(owner[file.content_hash], file)
+    return found
+
+
 async def stored_original(m: Mikro, fp: Fingerprint) -> Any:
-    """The original (a `File`) an earlier run kept of this source, or None."""
+    """The original (a `File`) an earlier run kept of this source, or None (one request per file)."""
     for content_hash in fp.original_hashes:
         found = await m.list_files(content_hash=content_hash, limit=1)
         if found:
@@ -315,7 +327,7 @@ async def ingest(
     slots = _Slots(concurrency)
     ahead = _Ahead()
 
-    async def run(report: FileReport, fp: Fingerprint, present: set[int]) -> None:
+    async def run(report: FileReport, fp: Fingerprint, present: set[int], original: Any) -> None:
         try:
             async with slots.held(fp.size):
                 await _ingest_file(
@@ -327,15 +339,18 @@ async def ingest(
                     progress,
                     dry_run=dry_run,
                     keep_original=keep_original,
+                    original=original,
                 )
                 progress.file_done(report)
         finally:
             ahead.remove(fp.size)
 
-    async def run_group(group: list[tuple[FileReport, Fingerprint]]) -> None:
+    async def run_group(group: list[tuple[FileReport, Fingerprint]], originals: dict[str, Any]) -> None:
         try:
             async with slots.held(SLOT_SHARE_BYTES * SLOT_SHARES):
-                await _ingest_group(m, group, {**keep, **encoding}, progress, keep_original=keep_original)
+                await _ingest_group(
+                    m, group, {**keep, **encoding}, progress, keep_original=keep_original, found=originals
+                )
         finally:
             ahead.remove(sum(fp.size for _, fp in group))
 
@@ -346,15 +361,19 @@ async def ingest(
             await ahead.room()
             hashed = await _fingerprints([sources[i] for i in batch], limiter, legacy)
             stored = await _stored(m, hashed)
+            todo = _to_ingest(found, batch, hashed, stored, progress)
+            kept = {}
+            if keep_original and not dry_run and todo:
+                kept = await _stored_originals(m, [fp for _, fp, _ in todo])
             small: list[tuple[FileReport, Fingerprint]] = []
-            for report, fp, present in _to_ingest(found, batch, hashed, stored, progress):
+            for report, fp, present in todo:
                 ahead.add(fp.size)
                 if not dry_run and not present and fp.size <= GROUP_FILE_BYTES:
                     small.append((report, fp))
                 else:
-                    tg.start_soon(run, report, fp, present)
+                    tg.start_soon(run, report, fp, present, kept.get(fp.digest))
             for start in range(0, len(small), GROUP_FILES):
-                tg.start_soon(run_group, small[start : start + GROUP_FILES])
+                tg.start_soon(run_group, small[start : start + GROUP_FILES], kept)
     return IngestReport(files=reports, seconds=time.perf_counter() - started)
 
 
@@ -394,18 +413,20 @@ async def _ingest_file(
     *,
     dry_run: bool,
     keep_original: bool,
+    original: Any = None,
 ) -> None:
+    """Ingest one file; ``original``: its original kept by an earlier run (see `_stored_originals`)."""
     started = time.perf_counter()
     path = Path(report.path)
     limiter = m.thread_limiter
     source: Source | None = None
-    original: Any = None
     uploaded = False
     try:
         source = await anyio.to_thread.run_sync(open_source, path, limiter=limiter)
         count = source.scene_count
         if keep_original and not dry_run and source.is_file:
-            original, uploaded = await _original(m, path, fp, keep["tags"], stored_before=bool(present))
+            if original is None:
+                original, uploaded = await _upload_original(m, path, fp, keep["tags"]), True
             report.original_file = original.id
         for index in range(count):
             if index in present:
@@ -493,12 +514,14 @@ async def _ingest_group(
     progress: _Progress,
     *,
     keep_original: bool,
+    found: dict[str, Any],
 ) -> None:
-    """Small files with nothing stored, read in one worker-thread call and their images created with one
-    `create_representations` batch (written several per thread call, registered together). A file that
-    does not fit (see `_read_group`) goes up alone; when the batch fails, nothing of it is left and each
-    of its files goes up alone, so that a bad file fails by itself. A cancelled batch leaves nothing, and
-    its originals are removed."""
+    """Small files with no image stored, read in one worker-thread call and their images created with
+    one `create_representations` batch (written several per thread call, registered together), their
+    originals uploaded at once where ``found`` (see `_stored_originals`) has none. A file that does not
+    fit (see `_read_group`) goes up alone; when the batch fails, nothing of it is left and each of its
+    files goes up alone, so that a bad file fails by itself. A cancelled batch leaves nothing, and the
+    originals it uploaded are removed."""
     started = time.perf_counter()
     limiter = m.thread_limiter
     paths = [Path(report.path) for report, _ in group]
@@ -507,11 +530,13 @@ async def _ingest_group(
     batch = [(r, fp, scenes) for (r, fp), scenes in zip(group, read, strict=True) if scenes is not None]
     for report, _, _ in batch:
         progress.file_part(report.path, 0)
+    # The originals uploaded here (theirs to remove again), and every file's (uploaded or found).
+    fresh: list[Any] = [None] * len(batch)
     originals: list[Any] = [None] * len(batch)
 
     async def drop_originals() -> None:
         with anyio.CancelScope(shield=True):
-            for original in originals:
+            for original in fresh:
                 if original is not None:
                     with contextlib.suppress(MikroError):
                         await m.delete_file(original)
@@ -520,10 +545,14 @@ async def _ingest_group(
     try:
         if keep_original and batch:
             # Where a file's original fails, the file goes up alone (which tries again, and reports).
-            originals = await m._store_files(
-                [(Path(report.path), fp.digest) for report, fp, _ in batch],
-                {"tags": keep["tags"]},
-            )
+            missing = [i for i, (_, fp, _) in enumerate(batch) if fp.digest not in found]
+            if missing:
+                uploaded = await m._store_files(
+                    [(Path(batch[i][0].path), batch[i][1].digest) for i in missing], {"tags": keep["tags"]}
+                )
+                for i, file in zip(missing, uploaded, strict=True):
+                    fresh[i] = file
+            originals = [found.get(fp.digest) or fresh[i] for i, (_, fp, _) in enumerate(batch)]
         items = [
             {
                 **scene_image(scene, Path(report.path), fp.digest, len(scenes)),
@@ -540,7 +569,7 @@ async def _ingest_group(
     except Exception:
         # The batch left nothing: every file of it goes up alone.
         await drop_originals()
-        originals = [None] * len(batch)
+        originals = fresh = [None] * len(batch)
     except BaseException:
         await drop_originals()
         raise
@@ -555,8 +584,8 @@ async def _ingest_group(
     alone += [batch[i][:2] for i in range(len(batch)) if i not in kept]
     async with anyio.create_task_group() as tg:
         for report, fp in alone:
-            tg.start_soon(_ingest_alone, m, report, fp, keep, progress, keep_original)
-        await _finish_group(m, [batch[i] for i in stored], originals, stored, progress, started)
+            tg.start_soon(_ingest_alone, m, report, fp, keep, progress, keep_original, found.get(fp.digest))
+        await _finish_group(m, [batch[i] for i in stored], fresh, stored, progress, started)
 
 
 async def _ingest_alone(
@@ -566,27 +595,30 @@ async def _ingest_alone(
     keep: dict[str, Any],
     progress: _Progress,
     keep_original: bool,
+    original: Any,
 ) -> None:
-    await _ingest_file(m, report, fp, set(), keep, progress, dry_run=False, keep_original=keep_original)
+    await _ingest_file(
+        m, report, fp, set(), keep, progress, dry_run=False, keep_original=keep_original, original=original
+    )
     progress.file_done(report)
 
 
 async def _finish_group(
     m: Mikro,
     done: list[tuple[FileReport, Fingerprint, list[Scene]]],
-    originals: list[Any],
+    uploaded: list[Any],
     indices: list[int],
     progress: _Progress,
     started: float,
 ) -> None:
     """Report a batch's stored files; one that changed while it was read is failed and its images and
-    original deleted."""
+    the original uploaded for it (``uploaded``, by index in the batch) deleted."""
     why = await anyio.to_thread.run_sync(
         _changed, [(Path(r.path), fp.signature) for r, fp, _ in done], limiter=m.thread_limiter
     )
     for (report, _, _), i, error in zip(done, indices, why, strict=True):
         if error is not None:
-            await _fail(m, report, error, originals[i])
+            await _fail(m, report, error, uploaded[i])
         report.seconds = time.perf_counter() - started
         progress.file_done(report)
 
@@ -603,21 +635,11 @@ async def _fail(m: Mikro, report: FileReport, error: str, original: Any) -> None
     report.images, report.original_file = [], None
 
 
-async def _original(
-    m: Mikro, path: Path, fp: Fingerprint, tags: list[str], *, stored_before: bool
-) -> tuple[Any, bool]:
-    """The ``File`` keeping ``path`` as it is, and whether it was uploaded now: for a file some of whose
-    images an earlier (interrupted) run stored, the original they point to; else a new upload. A
-    file with nothing stored is not looked up (a request per file): an interrupted run removes the
-    originals no stored image points to (only a killed one can leave one, kept twice then)."""
-    if stored_before:
-        found = await stored_original(m, fp)
-        if found is not None:
-            return found, False
+async def _upload_original(m: Mikro, path: Path, fp: Fingerprint, tags: list[str]) -> Any:
+    """The ``File`` keeping ``path`` as it is, uploaded now (`_stored_originals` found none before)."""
     # The fingerprint is the file's content hash: the bytes are not hashed a second time on the way up
     # (the stat signature, checked once the file is done, tells whether they changed meanwhile).
-    uploaded = await m._store_file(path, None, None, {"tags": tags}, content_hash=fp.digest)
-    return uploaded, True
+    return await m._store_file(path, None, None, {"tags": tags}, content_hash=fp.digest)
 
 
 async def _unchanged(path: Path, fp: Fingerprint, limiter: anyio.CapacityLimiter) -> None:

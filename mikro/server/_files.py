@@ -44,6 +44,8 @@ __all__ = ["FILE_KEY", "MAX_FILES", "FileMutation", "FileQuery", "create_files",
 
 #: Files one ``createFiles`` request may record.
 MAX_FILES = 64
+#: Content hashes one ``files`` filter may name (an ingest's batch of files).
+MAX_CONTENT_HASHES = 2000
 
 #: The object's key under its MEDIA store's prefix (names change; the key does not).
 FILE_KEY = "file"
@@ -119,6 +121,12 @@ def _narrow(flt: FileFilter | None) -> Callable[[Select[Any]], Select[Any]]:
             query = query.where(linked)
         if flt.content_hash is not None:
             query = query.where(f.content_hash == flt.content_hash)
+        if flt.content_hashes is not None:
+            if len(flt.content_hashes) > MAX_CONTENT_HASHES:
+                raise BadUserInput(
+                    f"at most {MAX_CONTENT_HASHES} content hashes per filter, not {len(flt.content_hashes)}"
+                )
+            query = query.where(f.content_hash.in_(set(flt.content_hashes)))
         return query
 
     return narrow

@@ -328,6 +328,11 @@ class FileFilter(BaseFilter):
     experiment: strawberry.ID | None = None
     dataset: strawberry.ID | None = None
     content_hash: str | None = None
+    content_hashes: list[str] | None = strawberry.field(
+        default=None,
+        description="Files with any of these content hashes (at most 2000): an ingest's originals, one "
+        "request per batch of files.",
+    )
 
 
 @strawberry.input(

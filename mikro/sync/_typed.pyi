@@ -203,6 +203,7 @@ class SyncMethods:
         experiment: IdLike | None = ...,
         dataset: IdLike | None = ...,
         content_hash: str | None = ...,
+        content_hashes: Sequence[str] | None = ...,
         page_size: int = ...,
     ) -> Iterator[File]: ...
     def iter_metrics(
@@ -313,6 +314,7 @@ class SyncMethods:
         experiment: IdLike | None = ...,
         dataset: IdLike | None = ...,
         content_hash: str | None = ...,
+        content_hashes: Sequence[str] | None = ...,
         offset: int = ...,
         limit: int = ...,
     ) -> list[File]: ...

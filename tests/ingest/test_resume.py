@@ -133,3 +133,22 @@ async def test_dry_run_lists_and_writes_nothing(m: mikro.Mikro, tmp_path: Path) 
     )
     assert planned.pixel_size == {"x": 0.5, "y": 0.5, "z": 2.0, "t": 3.0}
     assert report.files[0].status == "planned" and await _all(m) == []
+
+
+async def test_an_original_left_by_a_killed_run_is_kept_once(m: mikro.Mikro, tmp_path: Path) -> None:
+    """A killed run can leave a file's original with none of its images: the rerun finds it (one lookup
+    per batch of files) and links the images to it instead of storing the file a second time."""
+    _files.small_tiffs(tmp_path / "plate", 3)
+    # A file too large for the small files' groups: it goes up by itself.
+    tifffile.imwrite(tmp_path / "plate" / "stack.tif", _files.values((2, 600, 600)), photometric="minisblack")
+    left = [await m.upload_file(tmp_path / "plate" / name) for name in ("img001.tif", "stack.tif")]
+    report = await m.ingest(tmp_path / "plate")
+    assert report.ok and report.created == 4, report.to_dict()
+    by_name = {Path(f.path).name: f for f in report.files}
+    assert by_name["img001.tif"].original_file == left[0].id
+    assert by_name["stack.tif"].original_file == left[1].id
+    files = [f async for f in m.iter_files()]
+    assert len(files) == 4 and len({f.content_hash for f in files}) == 4
+    for rep_id in by_name["stack.tif"].images:
+        original = (await m.get_representation(rep_id)).original_file
+        assert original is not None and original.id == left[1].id
