@@ -48,9 +48,9 @@ from mikro.ingest._pipeline import (
     _error_text,
     _planned,
     _Progress,
+    _stored_originals,
     ensure_unchanged,
     scene_image,
-    stored_original,
 )
 from mikro.ingest._readers import ReaderError, Source, open_source
 from mikro.ingest._report import FileReport, PlannedImage
@@ -397,7 +397,9 @@ class _File:
                 # The original of a file some of whose images are stored is theirs; a file with none
                 # stored is not looked up (a request per file): a cancelled run leaves no original
                 # without its images.
-                found = await stored_original(self.m, self.fp) if self.present else None
+                found = None
+                if self.present:
+                    found = (await _stored_originals(self.m, [self.fp])).get(self.fp.digest)
                 if found is not None:
                     self.original = found
                 else:

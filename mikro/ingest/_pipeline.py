@@ -261,15 +261,6 @@ async def _stored_originals(m: Mikro, todo: Sequence[Fingerprint]) -> dict[str, 
     return found
 
 
-async def stored_original(m: Mikro, fp: Fingerprint) -> Any:
-    """The original (a `File`) an earlier run kept of this source, or None (one request per file)."""
-    for content_hash in fp.original_hashes:
-        found = await m.list_files(content_hash=content_hash, limit=1)
-        if found:
-            return found[0]
-    return None
-
-
 def _image_name(path: Path, scene: Scene, count: int) -> str:
     return path.name if count == 1 else f"{path.name} [{scene.index}: {scene.name}]"
 
