@@ -59,6 +59,7 @@ __all__ = [
     "aiter_samples",
     "aiter_tables",
     "aiter_thumbnails",
+    "alegacy_source_fingerprints",
     "alist_datasets",
     "alist_experiments",
     "alist_files",
@@ -164,6 +165,7 @@ aiter_rois = _bind(Mikro.iter_rois)
 aiter_samples = _bind(Mikro.iter_samples)
 aiter_tables = _bind(Mikro.iter_tables)
 aiter_thumbnails = _bind(Mikro.iter_thumbnails)
+alegacy_source_fingerprints = _bind(Mikro.legacy_source_fingerprints)
 alist_datasets = _bind(Mikro.list_datasets)
 alist_experiments = _bind(Mikro.list_experiments)
 alist_files = _bind(Mikro.list_files)
