@@ -101,7 +101,7 @@ async def _set_links(
         await set_links(session, table, "file_id", file_id, column, ids, new=new)
 
 
-def _narrow(flt: FileFilter | None) -> Callable[[Select[Any]], Select[Any]]:
+def _narrow(flt: FileFilter | None, user_id: int) -> Callable[[Select[Any]], Select[Any]]:
     def narrow(query: Select[Any]) -> Select[Any]:
         if flt is None:
             return query
@@ -126,7 +126,8 @@ def _narrow(flt: FileFilter | None) -> Callable[[Select[Any]], Select[Any]]:
                 raise BadUserInput(
                     f"at most {MAX_CONTENT_HASHES} content hashes per filter, not {len(flt.content_hashes)}"
                 )
-            query = query.where(f.content_hash.in_(set(flt.content_hashes)))
+            # The caller's own, also for an admin: an ingest links its images to what it finds here.
+            query = query.where(f.content_hash.in_(set(flt.content_hashes)), f.creator_id == user_id)
         return query
 
     return narrow
@@ -152,7 +153,8 @@ class FileQuery:
         filter: FileFilter | None = None,
         pagination: OffsetPaginationInput | None = None,
     ) -> list[t.File]:
-        return await _list(info, m.FileRow, t.File.from_row, filter, pagination, _narrow(filter))
+        user = context_of(info).require_user()
+        return await _list(info, m.FileRow, t.File.from_row, filter, pagination, _narrow(filter, user.id))
 
 
 @strawberry.type

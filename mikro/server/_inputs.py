@@ -330,8 +330,8 @@ class FileFilter(BaseFilter):
     content_hash: str | None = None
     content_hashes: list[str] | None = strawberry.field(
         default=None,
-        description="Files with any of these content hashes (at most 2000): an ingest's originals, one "
-        "request per batch of files.",
+        description="Your own files (also for an admin) with any of these content hashes (at most 2000): "
+        "an ingest's originals, one request per batch of files.",
     )
 
 

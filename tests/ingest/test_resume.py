@@ -11,6 +11,7 @@ import tifffile
 
 import mikro
 from mikro.ingest import IngestProgress
+from tests.fixtures_servers import MikroServer
 from tests.ingest import _files
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_ambient_config")]
@@ -152,3 +153,22 @@ async def test_an_original_left_by_a_killed_run_is_kept_once(m: mikro.Mikro, tmp
     for rep_id in by_name["stack.tif"].images:
         original = (await m.get_representation(rep_id)).original_file
         assert original is not None and original.id == left[1].id
+
+
+async def test_an_admin_never_takes_another_users_file_as_an_original(
+    mikro_server: MikroServer, tmp_path: Path
+) -> None:
+    _files.small_tiffs(tmp_path / "plate", 1)
+    path = tmp_path / "plate" / "img000.tif"
+    async with mikro.connect(mikro_server.url, token=mikro_server.add_user("owner"), timeout=30) as owner:
+        theirs = await owner.upload_file(path)
+    async with mikro.connect(
+        mikro_server.url, token=mikro_server.add_user("ingest-admin", admin=True), timeout=30
+    ) as m:
+        report = await m.ingest(tmp_path / "plate")
+        assert report.ok and report.created == 1, report.to_dict()
+        (line,) = report.files
+        assert line.original_file is not None and line.original_file != theirs.id
+        original = await m.get_file(line.original_file)
+        assert original.content_hash == theirs.content_hash
+        assert original.creator.id == (await m.me()).id
