@@ -189,7 +189,10 @@ class SharedReader:
                 await self._discard(invalidate=True)
                 raise
             finally:
-                session.expunge_all()
+                # Most blocks read plain rows (the loaders' Core queries) and leave nothing to expunge;
+                # emptying a session costs a new identity map each time.
+                if session.identity_map or session.new or session.deleted:
+                    session.expunge_all()
 
     async def _discard(self, *, invalidate: bool = False) -> None:
         session, self._session = self._session, None
