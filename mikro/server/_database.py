@@ -152,7 +152,9 @@ class SharedReader:
         self._closed = False
 
     async def __aenter__(self) -> SharedReader:
-        self._lock = anyio.Lock()
+        # Uncontended (one field's reads at a time, most of the time) it is taken without a trip
+        # through the event loop: every statement's block checks for cancellation anyway.
+        self._lock = anyio.Lock(fast_acquire=True)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
