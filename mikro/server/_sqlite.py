@@ -7,15 +7,6 @@ server those trips, not SQLite, were most of the CPU per request. ``OneTripConne
 aiosqlite connection whose cursors run execute + fetchall + close as one function in the thread and
 then answer from the buffered rows, and whose rollback is skipped when SQLite has no open transaction.
 SQLAlchemy's own aiosqlite dialect drives it unchanged (``create_async_engine(async_creator=...)``).
-
-Reads outside a transaction (every read of a query request) skip the trip altogether: they run on the
-calling (event loop) thread, with SQLite's busy timeout off. A trip costs more CPU than a small read
-(about 0.8 ms of a ``representation(id)`` request's ~4.5 ms went to its 11 trips), and the work is
-the same CPU under the GIL wherever it runs. In WAL mode a reader does not wait for the writer; when
-SQLite says busy all the same (a checkpoint or recovery holds the WAL index), the read goes the old
-way, to the connection's thread, where it may wait. Statements in a transaction (the writers') always
-take the trip. What this gives up: a read whose pages are not in the OS cache waits for the disk on
-the loop (the metadata database is small and hot; pixels never go through it).
 """
 
 from __future__ import annotations
@@ -29,8 +20,6 @@ from sqlalchemy.engine import make_url
 
 __all__ = ["SQLITE_PRAGMAS", "OneTripConnection", "sqlite_connector", "sqlite_path"]
 
-_BUSY_TIMEOUT_MS = 30000
-
 # Run once per connection, when it is opened (connections are pooled, so not per request):
 # WAL lets readers run beside the writer; synchronous=NORMAL is durable in WAL mode except for the
 # last transactions before a power cut; foreign keys are off in SQLite unless asked for.
@@ -38,13 +27,11 @@ SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}",
+    "PRAGMA busy_timeout=30000",
     "PRAGMA temp_store=MEMORY",
 )
 
 _Outcome = tuple[Any, int, int | None, list[Any]]
-
-_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 class _BufferedCursor:
@@ -65,7 +52,7 @@ class _BufferedCursor:
         self._rows = []
 
     def _run(self, operation: str, parameters: Any, many: bool) -> _Outcome:
-        # In the connection's thread, or on the loop for a read (see `_call`).
+        # In the connection's thread.
         cursor = self._connection._conn.cursor()
         try:
             if many:
@@ -80,11 +67,9 @@ class _BufferedCursor:
             cursor.close()
 
     async def _call(self, operation: str, parameters: Any, many: bool) -> _BufferedCursor:
-        outcome = None if many else self._connection._read_here(self._run, operation, parameters)
-        if outcome is None:
-            outcome = await self._connection._execute(  # type: ignore[no-untyped-call]
-                self._connection._waiting, self._run, operation, parameters, many
-            )
+        outcome: _Outcome = await self._connection._execute(  # type: ignore[no-untyped-call]
+            self._run, operation, parameters, many
+        )
         self.description, self.rowcount, self.lastrowid, self._rows = outcome
         return self
 
@@ -111,38 +96,8 @@ class _BufferedCursor:
 
 
 class OneTripConnection(aiosqlite.Connection):
-    # Whether SQLite's busy timeout is off (reads on the loop must never sleep in SQLite's busy
-    # handler); switched only when a statement runs the other way than the last, as reads and writes
-    # each come in runs.
-    _impatient = False
-
     def cursor(self) -> _BufferedCursor:  # type: ignore[override]
         return _BufferedCursor(self)
-
-    def _busy_timeout(self, impatient: bool) -> None:
-        if self._impatient != impatient:
-            self._conn.execute(f"PRAGMA busy_timeout={0 if impatient else _BUSY_TIMEOUT_MS}").close()
-            self._impatient = impatient
-
-    def _read_here(self, run: Callable[..., _Outcome], operation: str, parameters: Any) -> _Outcome | None:
-        """``run(operation, parameters)`` on this thread when it is a read outside a transaction and
-        SQLite can answer without waiting; None when it must take the trip instead. SQLAlchemy uses a
-        connection for one statement at a time, so its thread is idle now."""
-        connection = self._connection
-        if connection is None or connection.in_transaction or not _is_read(operation):
-            return None
-        self._busy_timeout(True)
-        try:
-            return run(operation, parameters, False)
-        except sqlite3.OperationalError as e:
-            if getattr(e, "sqlite_errorcode", None) in _BUSY_CODES:
-                return None
-            raise
-
-    def _waiting(self, run: Callable[..., _Outcome], *args: Any) -> _Outcome:
-        # In the connection's thread: a statement that may wait for a lock, with the busy timeout on.
-        self._busy_timeout(False)
-        return run(*args)
 
     async def rollback(self) -> None:
         # Reading `in_transaction` is allowed from any thread; the connection is idle here (SQLAlchemy
@@ -150,10 +105,6 @@ class OneTripConnection(aiosqlite.Connection):
         # only read has nothing to roll back.
         if self._connection is not None and self._conn.in_transaction:
             await super().rollback()
-
-
-def _is_read(operation: str) -> bool:
-    return operation[:6].upper() == "SELECT"
 
 
 def sqlite_path(url: str) -> str | None:
@@ -170,7 +121,7 @@ def sqlite_connector(path: str) -> Callable[[], OneTripConnection]:
 
     def connect() -> sqlite3.Connection:
         # In the connection's thread.
-        connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        connection = sqlite3.connect(path, timeout=30)
         try:
             for pragma in SQLITE_PRAGMAS:
                 connection.execute(pragma).close()
