@@ -31,7 +31,9 @@ async def test_cancelled_part_way_then_rerun_stores_each_file_once(m: mikro.Mikr
             if p.images_created >= 10:
                 scope.cancel()
 
-        await m.ingest(tmp_path / "plate", on_progress=stop_part_way)
+        # One slot: small files go up in groups of 16, and with the default four slots all 50 can be in
+        # flight at once, finishing together before the cancellation lands (a busy machine did).
+        await m.ingest(tmp_path / "plate", on_progress=stop_part_way, concurrency=1)
     assert scope.cancelled_caught
     stored = len(await _all(m))
     assert 10 <= stored < FILES
