@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import obstore
 from obstore.exceptions import (
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["GrantedStore", "StoreStats"]
 
 T = TypeVar("T")
+S = TypeVar("S")
 R = TypeVar("R")
 
 # obstore raises the builtin FileNotFoundError for a missing object (its own NotFoundError is kept here in
@@ -267,14 +268,15 @@ class GrantedStore:
 
     # -- I/O ----------------------------------------------------------------------------------------
 
-    def _call(self, what: str, fn: Callable[[LocalStore | S3Store], T]) -> T:
-        # _obstore() also refreshes the grant when due: a folder store has no credentials to refresh but
-        # still honours expiry and revocation of its grant this way.
-        store = self._obstore()
+    def _call(self, what: str, fn: Callable[[S], T], folder: S | None = None) -> T:
+        """``fn(store)`` with its errors mapped; ``folder``: a folder grant's path given in its place."""
+        # _obstore() and current_grant() refresh the grant when due: a folder store has no credentials
+        # to refresh but still honours expiry and revocation of its grant this way.
+        store = folder if folder is not None else cast("S", self._obstore())
         try:
             return fn(store)
         except (UnauthenticatedError, PermissionDeniedError, PermissionError) as exc:
-            if isinstance(exc, PermissionError) and isinstance(store, LocalStore):
+            if isinstance(exc, PermissionError) and not isinstance(store, S3Store):
                 raise StorageError(f"{what} failed: {exc}") from exc
             if self._provider_error is not None:
                 raise GrantError(
@@ -295,19 +297,25 @@ class GrantedStore:
 
     def put_many(self, objects: Sequence[tuple[str, bytes | memoryview | RawShard]]) -> None:
         """Put several objects, one after the other, in this thread (a small image's three objects)."""
-
-        def run(store: LocalStore | S3Store) -> None:
-            if isinstance(store, LocalStore) and store.prefix is not None:
-                # Straight to files: obstore's sync put hands every object to its runtime's blocking
-                # pool and back (futex round trips that cost a small image more CPU than its bytes).
+        what = f"writing {objects[0][0]!r}" if len(objects) == 1 else "writing objects"
+        grant = self.current_grant()
+        if grant.kind == "file":
+            # Straight to files, without obstore: its sync put hands every object to its runtime's
+            # blocking pool and back (futex round trips), and building a `LocalStore` resolves the whole
+            # path; for a small image both cost more CPU than its bytes.
+            def write(root: Path) -> None:
                 for key, data in objects:
-                    _write_file(store.prefix, self._path(key), data)
-                return
-            for key, data in objects:
-                body = data.materialize() if isinstance(data, RawShard) else data
-                obstore.put(store, self._path(key), body, use_multipart=False)
+                    _write_file(root, key, data)
 
-        self._call(f"writing {objects[0][0]!r}" if len(objects) == 1 else "writing objects", run)
+            self._call(what, write, folder=Path(grant.path))
+        else:
+
+            def put(store: LocalStore | S3Store) -> None:
+                for key, data in objects:
+                    body = data.materialize() if isinstance(data, RawShard) else data
+                    obstore.put(store, self._path(key), body, use_multipart=False)
+
+            self._call(what, put)
         self.stats._add(written=sum(len(data) for _, data in objects), puts=len(objects))
 
     def _read(self, key: str, fetch: Callable[[LocalStore | S3Store, str], R], missing_ok: bool) -> R | None:
