@@ -508,6 +508,22 @@ class GrantedStore:
 _staging_numbers = itertools.count()
 
 
+def _make_folder(path: str) -> None:
+    """``os.makedirs(path, exist_ok=True)`` without its ``stat`` of every parent first: a fresh store's
+    folders are made by as many ``mkdir`` calls as are missing, plus one."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        parent = os.path.dirname(path)
+        if parent == path:
+            raise
+        _make_folder(parent)
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another thread
+            os.mkdir(path)
+
+
 def _write_file(root: Path, key: str, data: bytes | memoryview | RawShard) -> None:
     """Write ``data`` to ``root/key`` the way obstore's `LocalStore` puts an object: into a staging file
     beside it, renamed over it when complete, so no reader sees half an object (and, like obstore, no
@@ -521,7 +537,7 @@ def _write_file(root: Path, key: str, data: bytes | memoryview | RawShard) -> No
     try:
         f = open(staging, "xb")  # noqa: SIM115 - closed below; opened again after making its folder
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(staging), exist_ok=True)
+        _make_folder(os.path.dirname(staging))
         f = open(staging, "xb")  # noqa: SIM115
     try:
         with f:
