@@ -15,6 +15,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -524,6 +525,16 @@ def _make_folder(path: str) -> None:
             os.mkdir(path)
 
 
+#: os.open's descriptors are not inherited anyway (PEP 446); O_BINARY matters on Windows only.
+_STAGING_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _write_file(root: Path, key: str, data: bytes | memoryview | RawShard) -> None:
     """Write ``data`` to ``root/key`` the way obstore's `LocalStore` puts an object: into a staging file
     beside it, renamed over it when complete, so no reader sees half an object (and, like obstore, no
@@ -534,17 +545,20 @@ def _write_file(root: Path, key: str, data: bytes | memoryview | RawShard) -> No
     """
     path = os.path.join(root, key)
     staging = f"{path}#{os.getpid()}.{next(_staging_numbers)}"
+    # A bare descriptor: open()'s file objects add an fstat, a tty check and seeks per object.
     try:
-        f = open(staging, "xb")  # noqa: SIM115 - closed below; opened again after making its folder
+        fd = os.open(staging, _STAGING_FLAGS, 0o666)
     except FileNotFoundError:
         _make_folder(os.path.dirname(staging))
-        f = open(staging, "xb")  # noqa: SIM115
+        fd = os.open(staging, _STAGING_FLAGS, 0o666)
     try:
-        with f:
+        try:
             if isinstance(data, RawShard):
-                data.write_to(f.write)
+                data.write_to(partial(_write_all, fd))
             else:
-                f.write(data)
+                _write_all(fd, data)
+        finally:
+            os.close(fd)
         os.replace(staging, path)
     except BaseException:
         with contextlib.suppress(OSError):
