@@ -147,7 +147,21 @@ def _zarr_json(shape: list[int], dims: list[str]) -> dict[str, Any]:
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": shape}},
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
         "fill_value": 0,
-        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+        # One shard of one chunk, the layout mikro writes (and the only one its server accepts).
+        "codecs": [
+            {
+                "name": "sharding_indexed",
+                "configuration": {
+                    "chunk_shape": shape,
+                    "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+                    "index_codecs": [
+                        {"name": "bytes", "configuration": {"endian": "little"}},
+                        {"name": "crc32c"},
+                    ],
+                    "index_location": "end",
+                },
+            }
+        ],
         "attributes": {},
         "dimension_names": dims,
     }

@@ -25,6 +25,7 @@ from mikro.server import _models as m
 from mikro.server._crud import _row_by_id as row_by_id
 from mikro.server._loaders import _by_column_query as by_column_query
 from mikro.server._loaders import _by_id_query as by_id_query
+from mikro.server._loaders import _keyed_query as keyed_query
 from mikro.server._loaders import _through_query as through_query
 from mikro.server._services import Services
 
@@ -52,12 +53,12 @@ async def _relations(session: AsyncSession, rows: Sequence[Any]) -> list[dict[st
         wanted = [k for k in keys if k is not None]
         if not wanted:
             return {}
-        found = (await session.execute(by_id_query(model), {"keys": wanted})).all()
+        found = (await session.execute(*keyed_query(by_id_query, model, keys=wanted))).all()
         return {row.id: plain for row, plain in zip(found, _rows(found), strict=True)}
 
-    async def grouped(query: Any, column: str) -> dict[int, list[dict[str, Any]]]:
+    async def grouped(column: str, build: Any, *args: Any) -> dict[int, list[dict[str, Any]]]:
         out: dict[int, list[dict[str, Any]]] = {}
-        found = (await session.execute(query, {"keys": ids})).all()
+        found = (await session.execute(*keyed_query(build, *args, keys=ids))).all()
         for row, plain in zip(found, _rows(found), strict=True):
             out.setdefault(getattr(row, column), []).append(plain)
         return out
@@ -70,18 +71,21 @@ async def _relations(session: AsyncSession, rows: Sequence[Any]) -> list[dict[st
     origin_link = m.representation_origins.c
     many = {
         "experiments": await grouped(
-            through_query(m.Experiment, experiment_link.representation_id, experiment_link.experiment_id),
             "link_key",
+            through_query,
+            m.Experiment,
+            experiment_link.representation_id,
+            experiment_link.experiment_id,
         ),
         "origins": await grouped(
-            through_query(m.Representation, origin_link.derived_id, origin_link.origin_id), "link_key"
+            "link_key", through_query, m.Representation, origin_link.derived_id, origin_link.origin_id
         ),
         "derived": await grouped(
-            through_query(m.Representation, origin_link.origin_id, origin_link.derived_id), "link_key"
+            "link_key", through_query, m.Representation, origin_link.origin_id, origin_link.derived_id
         ),
-        "rois": await grouped(by_column_query(m.Roi, "representation_id"), "representation_id"),
-        "metrics": await grouped(by_column_query(m.Metric, "representation_id"), "representation_id"),
-        "thumbnails": await grouped(by_column_query(m.Thumbnail, "representation_id"), "representation_id"),
+        "rois": await grouped("representation_id", by_column_query, m.Roi, "representation_id"),
+        "metrics": await grouped("representation_id", by_column_query, m.Metric, "representation_id"),
+        "thumbnails": await grouped("representation_id", by_column_query, m.Thumbnail, "representation_id"),
     }
     out = []
     for row, plain in zip(rows, _rows(rows), strict=True):

@@ -12,6 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from mikro.server._json import loads
 from mikro.server._migrate import upgrade
 from mikro.server._sqlite import SQLITE_PRAGMAS, sqlite_connector, sqlite_path
 
@@ -24,8 +25,11 @@ _T = TypeVar("_T")
 # it writes, one more. A request may wait for the write lock while holding its reader's connection, so
 # on SQLite the pool may grow well past its steady size (an idle SQLite connection is only a parked
 # thread) rather than run dry; PostgreSQL's own connection limit (100 by default) bounds it there.
-_POOL_SIZE = 16
-_MAX_OVERFLOW = {True: 128, False: 32}  # by `is_sqlite`
+# Connections past the pool's size are closed when given back: on SQLite the pool keeps enough for a
+# few dozen requests in flight, or every burst above 16 paid a connection (thread, file, pragmas, a
+# registered function) per request.
+_POOL_SIZE = {True: 64, False: 16}  # by `is_sqlite`
+_MAX_OVERFLOW = {True: 80, False: 32}
 
 
 class Database:
@@ -42,14 +46,17 @@ class Database:
         self.upgraded: tuple[str | None, str] | None = None
 
     async def __aenter__(self) -> Database:
-        kwargs: dict[str, Any] = {"pool_size": _POOL_SIZE, "max_overflow": _MAX_OVERFLOW[self.is_sqlite]}
+        kwargs: dict[str, Any] = {
+            "pool_size": _POOL_SIZE[self.is_sqlite],
+            "max_overflow": _MAX_OVERFLOW[self.is_sqlite],
+        }
         path = sqlite_path(self.url) if self.is_sqlite else None
         if path is not None:
             kwargs["async_creator"] = sqlite_connector(path)
         elif self.is_sqlite:
             # In-memory or with URL options: SQLAlchemy's own aiosqlite connections and pool.
             kwargs = {"connect_args": {"timeout": 30}}
-        engine = create_async_engine(self.url, **kwargs)
+        engine = create_async_engine(self.url, json_deserializer=loads, **kwargs)
         if self.is_sqlite and path is None:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         self._engine = engine
@@ -145,7 +152,9 @@ class SharedReader:
         self._closed = False
 
     async def __aenter__(self) -> SharedReader:
-        self._lock = anyio.Lock()
+        # Uncontended (one field's reads at a time, most of the time) it is taken without a trip
+        # through the event loop: every statement's block checks for cancellation anyway.
+        self._lock = anyio.Lock(fast_acquire=True)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -182,7 +191,10 @@ class SharedReader:
                 await self._discard(invalidate=True)
                 raise
             finally:
-                session.expunge_all()
+                # Most blocks read plain rows (the loaders' Core queries) and leave nothing to expunge;
+                # emptying a session costs a new identity map each time.
+                if session.identity_map or session.new or session.deleted:
+                    session.expunge_all()
 
     async def _discard(self, *, invalidate: bool = False) -> None:
         session, self._session = self._session, None

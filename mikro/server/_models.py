@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from mikro.server._json import loads
+
 __all__ = [
     "Base",
     "Dataset",
@@ -107,7 +109,7 @@ class JSONValue(TypeDecorator[Any]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         # A database made before this type kept numbers as numbers: those are read as they are.
         if dialect.name == "sqlite" and isinstance(value, str):
-            return json.loads(value)
+            return loads(value)
         return value
 
 
