@@ -143,8 +143,7 @@ class _SmallImages:
         count = len(self._requests)
         with session._s().reservations.uploading("ZARR", count):
             try:
-                for _ in range(count):
-                    self._stores.append(await session._new_store("ZARR"))
+                self._stores = await session._new_stores("ZARR", count)
                 await self._write()
                 for start in range(0, count, BATCH_AT_MOST):
                     await self._register(list(range(start, min(start + BATCH_AT_MOST, count))))

@@ -40,7 +40,7 @@ from mikro.datalayer._warmup import import_pixel_stack
 if TYPE_CHECKING:
     import xarray as xr
 
-    from mikro.api import Representation, Table, ZarrStore
+    from mikro.api import Grant, Representation, Table, ZarrStore
 
 __all__ = ["DataPlaneMixin"]
 
@@ -101,7 +101,13 @@ class DataPlaneMixin:
 
     async def _new_store(self, kind: str) -> tuple[GrantedStore, str]:
         """A fresh store reserved on the server and its id; refreshed with write grants."""
-        grant = await self._s().reservations.take(kind)
+        return self._granted(await self._s().reservations.take(kind))
+
+    async def _new_stores(self, kind: str, count: int) -> list[tuple[GrantedStore, str]]:
+        """``count`` fresh stores (see `_new_store`), taken from the reservations at once."""
+        return [self._granted(grant) for grant in await self._s().reservations.take_many(kind, count)]
+
+    def _granted(self, grant: Grant) -> tuple[GrantedStore, str]:
         storage_grant = grant.to_storage_grant()
         provider = self._s().grant_provider(storage_grant.store_id, write=True)
         return GrantedStore(provider, grant=storage_grant), storage_grant.store_id

@@ -147,8 +147,9 @@ class ImageRequest:
             ]
             or None,
         }
-        # Empty lists are the server's defaults: each field sent costs it a coercion per image.
-        return {key: value for key, value in values.items() if value != []}
+        # Empty lists are the server's defaults: each field sent costs it a coercion per image. None is
+        # "not given", dropped here rather than looked at again by the request's input conversion.
+        return {key: value for key, value in values.items() if value is not None and value != []}
 
 
 def image_request(

@@ -80,16 +80,33 @@ class UploadReservations:
             with anyio.CancelScope(shield=True):
                 grants = await self._request_many(count, kind)
             first, *rest = grants
-            now = anyio.current_time()
-            self._pool[kind].extend((g, now + g.to_storage_grant().seconds_left() / 2) for g in rest)
+            self._pool[kind].extend(self._entries(rest))
         try:
             await anyio.lowlevel.checkpoint()
         except BaseException:
             # Cancelled before the caller got it: back to the pool, or the store would stay reserved
             # (unfinished) on the server until it collects abandoned uploads.
-            self._pool[kind].appendleft((first, now + first.to_storage_grant().seconds_left() / 2))
+            self._pool[kind].extendleft(self._entries([first]))
             raise
         return first
+
+    async def take_many(self, kind: str, count: int) -> list[Grant]:
+        """``count`` reserved stores of ``kind`` (see `take`): from the pool without a checkpoint each,
+        the pool refilled as it runs dry. Cancelled, it puts back the ones taken."""
+        taken: list[Grant] = []
+        try:
+            while len(taken) < count:
+                found = self._pop(kind)
+                taken.append(found if found is not None else await self.take(kind))
+        except BaseException:
+            self._pool[kind].extendleft(reversed(self._entries(taken)))
+            raise
+        return taken
+
+    @staticmethod
+    def _entries(grants: list[Grant]) -> list[tuple[Grant, float]]:
+        now = anyio.current_time()
+        return [(g, now + g.to_storage_grant().seconds_left() / 2) for g in grants]
 
     def _pop(self, kind: str) -> Grant | None:
         pool = self._pool[kind]

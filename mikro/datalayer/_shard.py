@@ -15,6 +15,7 @@ CPU than the copy itself.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import weakref
@@ -242,19 +243,11 @@ def shard_payload(
 ) -> memoryview | RawShard:
     """What `Store.put` writes for one shard: `encode_shard`'s bytes, or for an uncompressed shard a
     `RawShard` over ``region`` (which must not change until it is written) that makes the same bytes."""
-    cps = layout.chunks_per_shard
-    index = np.full((*cps, 2), EMPTY, dtype="<u8")
-    # Chunks wholly outside the array stay "not written": readers return the fill value.
-    present = [
-        pos
-        for pos in np.ndindex(*cps)
-        if all(p * c < n for p, c, n in zip(pos, layout.chunks, region.shape, strict=True))
-    ]
     if codec.compressor is None:
-        chunk_nbytes = math.prod(layout.chunks) * codec.dtype.itemsize
-        for i, pos in enumerate(present):
-            index[pos] = (i * chunk_nbytes, chunk_nbytes)
-        return RawShard(region, layout, codec, present, _index_bytes(index))
+        chunks, index_bytes = _raw_layout(layout, region.shape, codec.dtype.itemsize)
+        return RawShard(region, layout, codec, list(chunks), index_bytes)
+    present = _present(layout, region.shape)
+    index = np.full((*layout.chunks_per_shard, 2), EMPTY, dtype="<u8")
     parts: list[bytes | memoryview] = []
     offset = 0
     for pos in present:
@@ -265,6 +258,30 @@ def shard_payload(
         offset += length
     parts.append(_index_bytes(index))
     return memoryview(b"".join(parts))
+
+
+def _present(layout: ImageLayout, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The chunks of a shard of ``shape`` that hold pixels (those wholly outside the array stay "not
+    written": readers return the fill value)."""
+    return [
+        pos
+        for pos in np.ndindex(*layout.chunks_per_shard)
+        if all(p * c < n for p, c, n in zip(pos, layout.chunks, shape, strict=True))
+    ]
+
+
+@functools.lru_cache(maxsize=256)
+def _raw_layout(
+    layout: ImageLayout, shape: tuple[int, ...], itemsize: int
+) -> tuple[tuple[tuple[int, ...], ...], bytes]:
+    """An uncompressed shard's chunks and index: the same for every shard of one shape (a plate's
+    fields), so made once."""
+    present = _present(layout, shape)
+    index = np.full((*layout.chunks_per_shard, 2), EMPTY, dtype="<u8")
+    chunk_nbytes = math.prod(layout.chunks) * itemsize
+    for i, pos in enumerate(present):
+        index[pos] = (i * chunk_nbytes, chunk_nbytes)
+    return tuple(present), _index_bytes(index)
 
 
 _SCRATCH = threading.local()

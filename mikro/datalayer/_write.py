@@ -298,8 +298,6 @@ def write_small_image(
     projection.add(block, region)
     shard = shard_payload(block, layout, _codec(layout))
     doc = _array_document(layout)
-    store.put(f"{layout.path}/zarr.json", doc)
-    store.put(layout.shard_key(position), shard)
     ome = ome_attributes(
         layout.dims,
         image.pixel_size,
@@ -307,14 +305,15 @@ def write_small_image(
         levels=[(1,) * layout.ndim],
         omero=omero_block(ranges.channels(channel_names or image.channel_names, channel_colours), rgb=rgb),
     )
-    store.put("zarr.json", _encode_json(group_metadata(ome)))
+    keys = small_image_keys(layout)
+    store.put_many(list(zip(keys, (doc, shard, _encode_json(group_metadata(ome))), strict=True)))
     made = make_thumbnail(projection.image) if thumbnail else None
     return WriteResult(
         layout=layout,
         bytes_stored=len(shard),
         seconds=time.perf_counter() - started,
         projection=projection.image,
-        keys=tuple(small_image_keys(layout)),
+        keys=tuple(keys),
         array_metadata=doc,
         thumbnail=made,
         levels=(layout,),

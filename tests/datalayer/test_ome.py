@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import xarray as xr
 import zarr
 from ome_zarr_models.v05 import Image
 
-from mikro.datalayer import GrantedStore, prepare_image, write_image
+from mikro.datalayer import GrantedStore, StorageGrant, prepare_image, write_image
 from tests.datalayer.conftest import download
 
 
@@ -44,3 +45,32 @@ async def test_store_validates_and_opens_without_mikro(store: GrantedStore, tmp_
     assert meta["dimension_names"] == ["t", "c", "z", "y", "x"]
     assert meta["codecs"][0]["name"] == "sharding_indexed"
     assert [c["name"] for c in meta["codecs"][0]["configuration"]["codecs"]] == ["bytes", "blosc"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("compression", [None, "zstd"])
+async def test_a_small_image_in_a_folder_store_opens_with_zarr_and_leaves_no_staging_files(
+    tmp_path: Path, compression: str | None
+) -> None:
+    # A folder store's objects are written straight to files (staging file, then rename): the folder
+    # itself, not a copy, opens with zarr and validates as OME-Zarr; writing again replaces the objects.
+    root = tmp_path / "store"
+    grant = StorageGrant(
+        store_id="s",
+        kind="file",
+        bucket="",
+        prefix="s",
+        path=str(root),
+        write=True,
+        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+    )
+    store = GrantedStore(lambda: grant)
+    rng = np.random.default_rng(7)
+    for values in (rng.integers(0, 4000, (64, 48), dtype=np.uint16), np.arange(64 * 48, dtype=np.uint16)):
+        image = prepare_image(values.reshape(64, 48), dims="yx")
+        await write_image(store, image, name="field", compression=compression, thumbnail=True)
+        group = zarr.open_group(str(root), mode="r")
+        Image.from_zarr(group)
+        np.testing.assert_array_equal(group["0"][...], values.reshape(64, 48))
+    written = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert written == ["0/c/0/0", "0/zarr.json", "zarr.json"]

@@ -90,3 +90,20 @@ def test_flat_or_empty_images_give_a_black_thumbnail(values: np.ndarray[Any, Any
 def test_thumbnail_needs_a_2d_projection() -> None:
     with pytest.raises(ValueError):
         make_thumbnail(np.zeros((2, 8, 8)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
+def test_a_camera_image_is_stretched_linearly_between_its_percentiles(dtype: type) -> None:
+    # A noisy uint16-like field (its PNG is Huffman-coded) of any dtype: every grey level is the pixel's
+    # place between the 0.5th and 99.5th percentiles, rounded, as an 8-bit image.
+    yy, xx = np.mgrid[:256, :256]
+    noise = np.random.default_rng(5).integers(0, 64, (256, 256))
+    field = (1000 + 800 * np.sin(yy / 20) * np.cos(xx / 30) + noise).astype(dtype)
+    img = decode(make_thumbnail(field).png).astype(int)
+    values = field.astype(np.float64).ravel()
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    expected = np.clip(np.round((field - lo) * 255 / (hi - lo)), 0, 255)
+    # The percentiles come from a sample of ~8 k pixels: at most a grey level either way, and rounded
+    # (not truncated: that would darken every pixel by half a level on average).
+    assert np.abs(img - expected).max() <= 2
+    assert abs(float((img - expected).mean())) < 0.25
