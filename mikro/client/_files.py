@@ -59,6 +59,7 @@ class _Session(Protocol):
     def reservations(self) -> Any: ...
 
     async def _new_store(self, kind: str) -> tuple[GrantedStore, str]: ...
+    async def _new_stores(self, kind: str, count: int) -> list[tuple[GrantedStore, str]]: ...
 
     async def _give_back(self, store: GrantedStore, store_id: str, written: list[str]) -> None: ...
 
@@ -252,8 +253,7 @@ class FilesMixin:
 
         with session.reservations.uploading("MEDIA", count):
             try:
-                for _ in range(count):
-                    stores.append(await session._new_store("MEDIA"))
+                stores = await session._new_stores("MEDIA", count)
                 put = await anyio.to_thread.run_sync(put_all, limiter=session.thread_limiter)
                 for i, done in enumerate(put):
                     hashes[i] = None if done is None else done[0].content_hash

@@ -7,9 +7,7 @@ raises once the caller is cancelled: anyio's ``from_thread.check_cancelled``) an
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import TYPE_CHECKING, Union
 
 from mikro._exceptions import StorageError, ValidationError
 from mikro.datalayer._hashing import CONTENT_HASH_ALGORITHM, algorithm_of, new_hasher, spelled
+from mikro.datalayer._staging import staged, write_all
 from mikro.datalayer._store import GrantedStore
 
 if TYPE_CHECKING:
@@ -151,20 +150,11 @@ def download_file(
     """Write the file to ``path``: streamed to a temporary file beside it, renamed into place once its
     hash is verified, so ``path`` never holds a partial or wrong file (blocking)."""
     target = Path(path)
-    # Beside the target (same file system: the rename is atomic), made like any new file (the umask's
-    # permissions, unlike mkstemp's 0600), exclusively (never someone else's file).
-    temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.part"
-    try:
-        with open(temporary, "xb") as out:
-            done = 0
-            for piece in verified_pieces(store, size=size, content_hash=content_hash, checkpoint=checkpoint):
-                out.write(piece)
-                done += memoryview(piece).nbytes
-                if progress is not None:
-                    progress(done, size)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
+    with staged(str(target)) as (fd, _):
+        done = 0
+        for piece in verified_pieces(store, size=size, content_hash=content_hash, checkpoint=checkpoint):
+            write_all(fd, piece)
+            done += memoryview(piece).nbytes
+            if progress is not None:
+                progress(done, size)
     return target

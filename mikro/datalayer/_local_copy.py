@@ -9,12 +9,11 @@ are, so a reader never sees part of a file.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
 from collections.abc import Callable
 
 from mikro.datalayer._hashing import Hasher, feed
+from mikro.datalayer._staging import staged
 
 __all__ = ["COPY_CHUNK_BYTES", "copy_file"]
 
@@ -61,17 +60,8 @@ def copy_file(
     """Copy ``source`` to ``target`` (made with its folders, replacing what is there); returns the bytes
     copied. With ``hasher``, the copy is hashed (its pages are still cached) before it is renamed into
     place, so the hash is of what is stored. Blocking."""
-    folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex[:12]}.part")
-    try:
-        with open(source, "rb") as src, open(temporary, "xb") as dst:
-            size = _copy(src.fileno(), dst.fileno(), os.fstat(src.fileno()).st_size, checkpoint, progress)
+    with staged(target, make_folders=True) as (dst, temporary), open(source, "rb") as src:
+        size = _copy(src.fileno(), dst, os.fstat(src.fileno()).st_size, checkpoint, progress)
         if hasher is not None:
             feed(temporary, [hasher])
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
     return size

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import itertools
 import os
 import threading
 from collections import OrderedDict
@@ -33,6 +32,7 @@ from mikro.datalayer._grant import GrantProvider, StorageGrant
 from mikro.datalayer._hashing import Hasher
 from mikro.datalayer._local_copy import copy_file
 from mikro.datalayer._shard import RawShard
+from mikro.datalayer._staging import staged, write_all
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, S3Credential
@@ -505,62 +505,14 @@ class GrantedStore:
             yield piece
 
 
-#: Staging files get the writing process's id and a count: unique without uuid4's urandom call.
-_staging_numbers = itertools.count()
-
-
-def _make_folder(path: str) -> None:
-    """``os.makedirs(path, exist_ok=True)`` without its ``stat`` of every parent first: a fresh store's
-    folders are made by as many ``mkdir`` calls as are missing, plus one."""
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        return
-    except FileNotFoundError:
-        parent = os.path.dirname(path)
-        if parent == path:
-            raise
-        _make_folder(parent)
-        with contextlib.suppress(FileExistsError):  # made meanwhile by another thread
-            os.mkdir(path)
-
-
-#: os.open's descriptors are not inherited anyway (PEP 446); O_BINARY matters on Windows only.
-_STAGING_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data).cast("B")
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _write_file(root: Path, key: str, data: bytes | memoryview | RawShard) -> None:
-    """Write ``data`` to ``root/key`` the way obstore's `LocalStore` puts an object: into a staging file
-    beside it, renamed over it when complete, so no reader sees half an object (and, like obstore, no
-    fsync). The parent folders are made only when the staging file cannot be created without them.
+    """Write ``data`` to ``root/key`` the way obstore's `LocalStore` puts an object (see `staged`).
 
     A `RawShard` goes chunk by chunk from the pixels: the shard never exists whole in memory (no fresh
     shard-sized buffer to fault in: on the ingest path that cost more client CPU than the write).
     """
-    path = os.path.join(root, key)
-    staging = f"{path}#{os.getpid()}.{next(_staging_numbers)}"
-    # A bare descriptor: open()'s file objects add an fstat, a tty check and seeks per object.
-    try:
-        fd = os.open(staging, _STAGING_FLAGS, 0o666)
-    except FileNotFoundError:
-        _make_folder(os.path.dirname(staging))
-        fd = os.open(staging, _STAGING_FLAGS, 0o666)
-    try:
-        try:
-            if isinstance(data, RawShard):
-                data.write_to(partial(_write_all, fd))
-            else:
-                _write_all(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(staging, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(staging)
-        raise
+    with staged(os.path.join(root, key), make_folders=True) as (fd, _):
+        if isinstance(data, RawShard):
+            data.write_to(partial(write_all, fd))
+        else:
+            write_all(fd, data)

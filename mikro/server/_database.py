@@ -252,7 +252,7 @@ async def close_session(session: AsyncSession, *, cancelled: bool, is_sqlite: bo
 def is_foreign_key_violation(exc: IntegrityError) -> bool:
     """Whether ``exc`` says a row refers to one that is not there (SQLSTATE 23503 on PostgreSQL)."""
     original = exc.orig
-    if getattr(original, "sqlstate", None) == "23503" or getattr(original, "pgcode", None) == "23503":
+    if getattr(original, "sqlstate", None) == "23503":  # asyncpg's, as SQLAlchemy's adapter passes it on
         return True
     return getattr(original, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_FOREIGNKEY"
 

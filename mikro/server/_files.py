@@ -200,7 +200,7 @@ class FileMutation:
             # images changed, and their watchers hear of it.
             await tx.session.delete(row)
             await tx.session.flush()
-            await tx.record_many(
+            tx.record_many(
                 "representation", "UPDATE", [(i, dataset, owner) for i, dataset, owner in made_from]
             )
             keys = await delete_stores(tx.session, [row.store_id])

@@ -87,7 +87,7 @@ async def _delete_rois(tx: Tx, roi_rows: list[m.Roi]) -> None:
     await drop_tags(tx.session, m.Roi, ids)
     await tx.session.execute(delete(m.Roi).where(m.Roi.id.in_(ids)))
     for r in roi_rows:
-        await tx.record(ROI, "DELETE", r.id, r.representation_id, r.creator_id)
+        tx.record(ROI, "DELETE", r.id, r.representation_id, r.creator_id)
 
 
 @strawberry.type
@@ -274,7 +274,7 @@ class ObjectMutation:
             if input.name is not None or input.channels is not None or input.physical_size is not None:
                 # In the transaction: if the store cannot be written, the edit is rolled back.
                 await write_back(ctx, s, row)
-            await tx.record(REP, "UPDATE", row.id, row.dataset_id, row.creator_id)
+            tx.record(REP, "UPDATE", row.id, row.dataset_id, row.creator_id)
         return t.Representation.from_row(row)
 
     @strawberry.mutation
@@ -299,7 +299,7 @@ class ObjectMutation:
             await s.delete(row)
             await s.flush()
             keys = await delete_stores(s, [row.store_id])
-            await tx.record(REP, "DELETE", row.id, row.dataset_id, row.creator_id)
+            tx.record(REP, "DELETE", row.id, row.dataset_id, row.creator_id)
         await delete_objects(ctx.services, keys)
         return strawberry.ID(str(row.id))
 
@@ -320,7 +320,7 @@ class ObjectMutation:
             )
             tx.session.add(row)
             await replace_tags(tx.session, row, input.tags)
-            await tx.record(ROI, "CREATE", row.id, rep.id, row.creator_id)
+            tx.record(ROI, "CREATE", row.id, rep.id, row.creator_id)
         return t.ROI.from_row(row)
 
     @strawberry.mutation
@@ -338,7 +338,7 @@ class ObjectMutation:
             if input.tags is not None:
                 await replace_tags(tx.session, row, input.tags)
             await tx.session.flush()
-            await tx.record(ROI, "UPDATE", row.id, row.representation_id, row.creator_id)
+            tx.record(ROI, "UPDATE", row.id, row.representation_id, row.creator_id)
         return t.ROI.from_row(row)
 
     @strawberry.mutation

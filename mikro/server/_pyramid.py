@@ -119,5 +119,5 @@ class PyramidMutation:
             row.levels = array.levels
             await tx.session.flush()
             await write_back(ctx, tx.session, rep, method=method_for_variety(rep.variety))
-            await tx.record(REP, "UPDATE", rep.id, rep.dataset_id, rep.creator_id)
+            tx.record(REP, "UPDATE", rep.id, rep.dataset_id, rep.creator_id)
         return t.ZarrStore.from_row(row)

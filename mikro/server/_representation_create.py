@@ -91,7 +91,7 @@ async def create_representations(
     del loaded
     async with ctx.services.transaction() as tx:
         rows, thumbnails = await _insert(ctx, tx.session, checked, user)
-        await tx.record_many(REP, "CREATE", [(row.id, row.dataset_id, row.creator_id) for row in rows])
+        tx.record_many(REP, "CREATE", [(row.id, row.dataset_id, row.creator_id) for row in rows])
     _prime_new(ctx, rows, inputs, thumbnails)
     return rows
 
@@ -289,9 +289,10 @@ async def _insert(
 
 _STORES = cast(Table, m.Store.__table__)
 _REPRESENTATIONS = cast(Table, m.Representation.__table__)
-# Matched to their inputs by store (unique per image), not by RETURNING's order: asked to sort by
-# parameter order, SQLAlchemy sends SQLite one INSERT per row (see _data_plane._INSERT_STORES).
 _THUMBNAILS = cast(Table, m.Thumbnail.__table__)
+# Matched to their inputs by a unique column (an image's store; a thumbnail's image), not by RETURNING's
+# order: asked to sort by parameter order, SQLAlchemy sends SQLite one INSERT per row (see
+# _data_plane._INSERT_STORES).
 _INSERT_THUMBNAILS = insert(_THUMBNAILS).returning(_THUMBNAILS.c.representation_id, _THUMBNAILS.c.id)
 _INSERT_REPRESENTATIONS = insert(_REPRESENTATIONS).returning(
     _REPRESENTATIONS.c.id, _REPRESENTATIONS.c.store_id

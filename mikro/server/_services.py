@@ -115,14 +115,10 @@ class Tx:
     events: list[EventMessage] = field(default_factory=list)
     _pending: list[tuple[str, str, Sequence[tuple[int, int | None, int]]]] = field(default_factory=list)
 
-    async def record(
-        self, stream: str, kind: str, object_id: int, scope_id: int | None, owner_id: int
-    ) -> None:
-        await self.record_many(stream, kind, [(object_id, scope_id, owner_id)])
+    def record(self, stream: str, kind: str, object_id: int, scope_id: int | None, owner_id: int) -> None:
+        self.record_many(stream, kind, [(object_id, scope_id, owner_id)])
 
-    async def record_many(
-        self, stream: str, kind: str, objects: Sequence[tuple[int, int | None, int]]
-    ) -> None:
+    def record_many(self, stream: str, kind: str, objects: Sequence[tuple[int, int | None, int]]) -> None:
         """Record events of several ``(object_id, scope_id, owner_id)``; written by ``write_events``."""
         if objects:
             self._pending.append((stream, kind, list(objects)))
