@@ -30,3 +30,11 @@ def new_api(mikro_server: Any, http: httpx.AsyncClient) -> Callable[..., Api]:
 @pytest.fixture
 def api(new_api: Callable[..., Api]) -> Api:
     return new_api("alice")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The settings of a server of the test's own on SQLite, then on PostgreSQL."""
+    if request.param == "sqlite":
+        return {}
+    return {"database_url": request.getfixturevalue("postgres_database")}

@@ -27,13 +27,6 @@ fragment T on Thumbnail { id width height createdAt }"""
 IMAGES = 6
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "sqlite":
-        return {}
-    return {"database_url": request.getfixturevalue("postgres_database")}
-
-
 async def test_each_grant_image_and_event_of_a_batch_has_its_own_id(
     server_factory: Any, database_settings: dict[str, Any]
 ) -> None:

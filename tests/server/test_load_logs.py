@@ -36,13 +36,6 @@ BAD_LINE = re.compile(r"Traceback|\bERROR\b|\bCRITICAL\b|Exception in ASGI|Task 
 EXPECTED = {"BAD_USER_INPUT", "NOT_FOUND"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "sqlite":
-        return {}
-    return {"database_url": request.getfixturevalue("postgres_database")}
-
-
 def _requests(rng: random.Random, sample: str, reps: list[str]) -> tuple[str, dict[str, Any]]:
     return rng.choice(
         [(LIST, {"s": sample}), (ONE, {"id": rng.choice(reps)}), (ROI, {"r": rng.choice(reps)})]

@@ -25,13 +25,6 @@ DELETE = "mutation($id: ID!) { deleteRepresentation(id: $id) }"
 ROIS = "query { rois { id } }"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "sqlite":
-        return {}
-    return {"database_url": request.getfixturevalue("postgres_database")}
-
-
 async def test_rois_created_while_their_image_is_deleted(
     server_factory: Any, database_settings: dict[str, Any]
 ) -> None:
