@@ -207,9 +207,9 @@ class _SmallImages:
         stores = self._stores
 
         def discard() -> None:
-            for (store, _), layout in zip(stores, self._layouts, strict=False):
+            for (store, _), layout, request in zip(stores, self._layouts, self._requests, strict=False):
                 try:
-                    store.delete(small_image_keys(layout))
+                    store.delete(small_image_keys(layout, thumbnail=request.thumbnail))
                 except Exception as exc:
                     log.warning("could not delete the objects of a failed upload: %s", exc)
 
