@@ -198,7 +198,8 @@ class PhysicalSizeInput:
 @strawberry.input(
     description="The image's thumbnail, sent with its registration: a PNG of at most 1 MiB and 4096 "
     "pixels a side (the server reads width and height from it); or, without png, its width and height "
-    "only: the client wrote the PNG as the object 0/thumbnail.png beside the level-0 array of the image's store."
+    "only: the client wrote the PNG as the object 0/thumbnail.png beside the level-0 array of the "
+    "image's store."
 )
 class StoreThumbnailInput:
     png: Base64 | None = None

@@ -40,8 +40,9 @@ __all__ = ["MAX_BATCH", "REP", "create_representations"]
 
 DIMS = ("c", "t", "z", "y", "x")
 REP = "representation"
-#: Images one ``createRepresentations`` request may create.
-MAX_BATCH = 64
+#: Images one ``createRepresentations`` request may create (the body limit bounds it too: a thumbnail
+#: sent with its image is tens of kilobytes).
+MAX_BATCH = 256
 
 
 @dataclass

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import mikro
+from mikro.client._registrations import BATCH_AT_MOST
 from tests.client._counting import count_operations, unfinished_zarr_stores
 
 pytestmark = pytest.mark.anyio
@@ -67,6 +68,10 @@ async def where(request: pytest.FixtureRequest) -> AsyncIterator[Where]:
     token = server.add_user(user)
     async with mikro.connect(server.url, token=token, timeout=30) as m:
         yield Where(m, server, user, token, objects, request.param)
+
+
+#: Images a batch registers with two requests.
+TWO_REQUESTS = BATCH_AT_MOST + 8
 
 
 def _images(n: int) -> list[np.ndarray]:
@@ -149,13 +154,14 @@ async def test_a_bad_item_is_named_before_anything_is_sent(where: Where) -> None
 async def test_a_batch_with_one_refused_image_names_it_and_creates_none(where: Where) -> None:
     tag = uuid.uuid4().hex
     before = where.objects()
-    # 40 images: two registration requests, the first committed before the second is refused.
+    # Two registration requests, the first committed before the second is refused.
     items: list[dict[str, Any]] = [
-        {"data": image, "name": f"r-{i}", "tags": [tag]} for i, image in enumerate(_images(40))
+        {"data": image, "name": f"r-{i}", "tags": [tag]} for i, image in enumerate(_images(TWO_REQUESTS))
     ]
-    items[35]["sample"] = "999999"  # no such sample: the server refuses this one
+    items[-2]["sample"] = "999999"  # no such sample: the server refuses this one
     async with where.connect() as other:
-        with pytest.raises(mikro.NotFoundError, match=r"items\[35\] \('r-35'\)"):
+        bad = TWO_REQUESTS - 2
+        with pytest.raises(mikro.NotFoundError, match=rf"items\[{bad}\] \('r-{bad}'\)"):
             await other.create_representations(items)
     await _nothing_left(where, tag, before)
 
@@ -163,7 +169,9 @@ async def test_a_batch_with_one_refused_image_names_it_and_creates_none(where: W
 async def test_a_cancelled_batch_leaves_no_rows_and_no_objects(where: Where) -> None:
     tag = uuid.uuid4().hex
     before = where.objects()
-    items = [{"data": image, "name": f"c-{i}", "tags": [tag]} for i, image in enumerate(_images(40))]
+    items = [
+        {"data": image, "name": f"c-{i}", "tags": [tag]} for i, image in enumerate(_images(TWO_REQUESTS))
+    ]
     async with where.connect() as m:
         execute = m.transport.execute
         with anyio.CancelScope() as scope:

@@ -185,8 +185,8 @@ async def test_a_store_used_twice_or_already_used_is_refused(api: Api, mikro_ser
 
 async def test_a_batch_has_a_limit_and_may_be_empty(api: Api) -> None:
     store = await _ome_upload(api, 1)
-    error = await api.error(CREATE_MANY, {"inputs": [{"store": store, "name": "x"}] * 65})
-    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "at most 64" in error["message"]
+    error = await api.error(CREATE_MANY, {"inputs": [{"store": store, "name": "x"}] * 257})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "at most 256" in error["message"]
     assert (await api.data(CREATE_MANY, {"inputs": []}))["createRepresentations"] == []
 
 
