@@ -10,7 +10,7 @@ when it is registered, not when its ``zarr.json`` appears. The group's ``zarr.js
 block has been read: its ``omero`` block carries each channel's data range. Coarser levels are built
 from the same blocks as they are read (see `_pyramid`) and written beside level 0. The thumbnail (a
 PNG of the coarsest level, not stored here: it is sent with the image's registration; a small image's
-goes beside it on a folder store, see `write_small_image`) is made as soon as every block has been
+an image of one shard goes beside it on a folder store, see `write_small_image`) is made as soon as every block has been
 read, beside the last shards' uploads. On failure or cancellation the objects
 already written are deleted (best effort) and the error propagates; nothing is registered with the
 server here. An image of one shard and no coarser level (a plate's field, a 2048x2048 plane) is written
@@ -89,7 +89,8 @@ class WriteResult:
     keys: tuple[str, ...]
     #: The array's ``zarr.json`` as written (the server records shape, dtype and chunks from it).
     array_metadata: bytes
-    #: The thumbnail made with ``thumbnail=True`` (None without one); it is not in the store.
+    #: The thumbnail made with ``thumbnail=True`` (None without one); in the store only when its ``key``
+    #: says where.
     thumbnail: Thumbnail | None = None
     #: Every level's layout (level 0 first) and its downsampling factors per dim relative to level 0.
     levels: tuple[ImageLayout, ...] = ()
