@@ -9,9 +9,9 @@ beside the first shard: nothing reads the store before the server records it, so
 when it is registered, not when its ``zarr.json`` appears. The group's ``zarr.json`` goes up once every
 block has been read: its ``omero`` block carries each channel's data range. Coarser levels are built
 from the same blocks as they are read (see `_pyramid`) and written beside level 0. The thumbnail (a
-PNG of the coarsest level, not stored here: it is sent with the image's registration; a small image's
-an image of one shard goes beside it on a folder store, see `write_small_image`) is made as soon as every block has been
-read, beside the last shards' uploads. On failure or cancellation the objects
+PNG of the coarsest level, not stored here: it is sent with the image's registration; that of an image
+of one shard goes beside it on a folder store, see `write_small_image`) is made as soon as every block
+has been read, beside the last shards' uploads. On failure or cancellation the objects
 already written are deleted (best effort) and the error propagates; nothing is registered with the
 server here. An image of one shard and no coarser level (a plate's field, a 2048x2048 plane) is written
 whole in one worker-thread call instead (`write_small_image`): the hops cost more than they overlap.
