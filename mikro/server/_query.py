@@ -13,7 +13,14 @@ from mikro.server import _models as m
 from mikro.server import _types as t
 from mikro.server._acquisition import SourceMatch
 from mikro.server._context import context_of
-from mikro.server._crud import apply_base_filter, get_visible_row, parse_id, query_page, visible_to
+from mikro.server._crud import (
+    apply_base_filter,
+    page_query,
+    parse_id,
+    visible_row,
+    visible_row_statement,
+    visible_to,
+)
 from mikro.server._errors import BadUserInput, NotFound
 from mikro.server._inputs import (
     BaseFilter,
@@ -37,9 +44,8 @@ MAX_FINGERPRINTS = 2000
 async def _get(info: Info[Any, Any], model: type[Any], raw_id: Any, convert: Callable[[Any], R]) -> R:
     ctx = context_of(info)
     user = ctx.require_user()
-    async with ctx.read() as session:
-        row = await get_visible_row(session, model, raw_id, user)
-    return convert(row)
+    (rows,) = await ctx.rows([visible_row_statement(model, raw_id)])
+    return convert(visible_row(model, raw_id, user, rows))
 
 
 async def _list(
@@ -56,8 +62,8 @@ async def _list(
     query = apply_base_filter(visible_to(model, user), model, flt, search_column=search_column)
     if narrow is not None:
         query = narrow(query)
-    async with ctx.read() as session:
-        rows = await query_page(session, query, model, pagination, ctx.services.settings.max_page_size)
+    page = page_query(query, model, pagination, ctx.services.settings.max_page_size)
+    (rows,) = await ctx.rows([(page, None)])
     return await t.present(ctx.loaders, [convert(row) for row in rows])
 
 
@@ -277,8 +283,8 @@ class Query:
     async def zarr_store(self, info: Info[Any, Any], id: strawberry.ID) -> t.ZarrStore:
         ctx = context_of(info)
         user = ctx.require_user()
-        async with ctx.read() as session:
-            store = await get_visible_row(session, m.Store, id, user)
+        (rows,) = await ctx.rows([visible_row_statement(m.Store, id)])
+        store = visible_row(m.Store, id, user, rows)
         if store.kind != "ZARR":
             raise NotFound(f"store {id} is not a zarr store")
         return t.ZarrStore.from_row(store)
