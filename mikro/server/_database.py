@@ -3,7 +3,9 @@ read statements run in one call (`Database.rows`)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol, TypeAlias, TypeVar
 
@@ -51,7 +53,7 @@ class RowReader(Protocol):
 _POOL_SIZE = {True: 64, False: 16}  # by `is_sqlite`
 _MAX_OVERFLOW = {True: 80, False: 32}
 
-# Worker threads (and pooled connections) reading batches of statements on SQLite at once: SQLite
+# Worker threads (each with a pooled connection) reading batches of statements on SQLite at once: SQLite
 # reads beside its writer in WAL mode, and the machine's cores bound the rest.
 _READ_THREADS = 4
 
@@ -68,7 +70,8 @@ class Database:
         self._read_sessions: async_sessionmaker[AsyncSession] | None = None
         self._write_lock: anyio.Lock | None = None
         self._thread_reads: Engine | None = None
-        self._read_limiter: anyio.CapacityLimiter | None = None
+        self._read_threads: ThreadPoolExecutor | None = None
+        self._queued: list[tuple[Sequence[Statement], asyncio.Future[list[Sequence[Any]]]]] | None = None
         self.upgraded: tuple[str | None, str] | None = None
 
     async def __aenter__(self) -> Database:
@@ -105,11 +108,14 @@ class Database:
             raise
         if path is not None:
             self._thread_reads = _thread_read_engine(path)
-            self._read_limiter = anyio.CapacityLimiter(_READ_THREADS)
+            self._read_threads = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="mikro-sqlite-read")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         with anyio.CancelScope(shield=True):
+            if self._read_threads is not None:
+                # Reads still running (their callers gone) finish and give their connections back first.
+                await anyio.to_thread.run_sync(self._read_threads.shutdown)
             if self._thread_reads is not None:
                 await anyio.to_thread.run_sync(self._thread_reads.dispose)
             if self._engine is not None:
@@ -140,16 +146,35 @@ class Database:
 
     async def rows(self, statements: Sequence[Statement]) -> list[Sequence[Any]]:
         """The rows of each of ``statements`` (plain Core reads), in one call: on SQLite one trip to a
-        worker thread for all of them, where a session pays a trip to its connection's thread and
-        the async adaptation's bookkeeping per statement (most of a small read's CPU); elsewhere one
-        session, a statement after the other. A cancelled caller waits for the statements to finish
-        (as `WholeStatementSession` does)."""
+        worker thread, where a session pays a trip to its connection's thread and the async
+        adaptation's bookkeeping per statement (most of a small read's CPU); elsewhere one session, a
+        statement after the other.
+
+        On SQLite the calls made in one turn of the event loop (the DataLoaders a level of a response
+        dispatches together, the reads of requests in flight) share the trip: asyncio's
+        ``run_in_executor`` on a pool of this database's own (the server runs on asyncio), a third of
+        the CPU of anyio's ``to_thread``. A cancelled caller stops waiting at once; its statements
+        finish in their thread, which then gives the connection back (they only read: nothing is left
+        half done)."""
         if self._thread_reads is None:
             async with self.read() as session:
                 return await _each(session, statements)
-        return await anyio.to_thread.run_sync(
-            _read_all, self._thread_reads, statements, limiter=self._read_limiter
-        )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Sequence[Any]]] = loop.create_future()
+        if self._queued is None:
+            self._queued = []
+            loop.call_soon(self._send_queued, loop)
+        self._queued.append((statements, future))
+        return await future
+
+    def _send_queued(self, loop: asyncio.AbstractEventLoop) -> None:
+        queued, self._queued = self._queued or [], None
+        engine = self._thread_reads
+        assert engine is not None
+        groups = [statements for statements, _ in queued]
+        futures = [future for _, future in queued]
+        job = loop.run_in_executor(self._read_threads, _read_groups, engine, groups)
+        job.add_done_callback(lambda done: _answer(futures, done))
 
     def shared_reader(self) -> SharedReader:
         """One read session for all the reads of one HTTP request (``async with db.shared_reader()``)."""
@@ -318,10 +343,38 @@ async def _each(session: AsyncSession, statements: Sequence[Statement]) -> list[
     return [(await session.execute(query, params)).all() for query, params in statements]
 
 
-def _read_all(engine: Engine, statements: Sequence[Statement]) -> list[Sequence[Any]]:
-    # In a worker thread.
+def _read_groups(engine: Engine, groups: list[Sequence[Statement]]) -> list[list[Sequence[Any]] | Exception]:
+    """Each group's rows, or the error that stopped it (a group fails alone). In a worker thread."""
+    answers: list[list[Sequence[Any]] | Exception] = []
     with engine.connect() as connection:
-        return [connection.execute(query, params).all() for query, params in statements]
+        for statements in groups:
+            try:
+                answers.append([connection.execute(query, params).all() for query, params in statements])
+            except Exception as exc:
+                connection.rollback()
+                answers.append(exc)
+    return answers
+
+
+def _answer(
+    futures: list[asyncio.Future[list[Sequence[Any]]]],
+    job: asyncio.Future[list[list[Sequence[Any]] | Exception]],
+) -> None:
+    """Each caller's rows or error (a caller that stopped waiting is skipped)."""
+    answers: list[Any]
+    if job.cancelled():
+        answers = [RuntimeError("the read was cancelled")] * len(futures)
+    elif (failed := job.exception()) is not None:
+        answers = [failed] * len(futures)
+    else:
+        answers = job.result()
+    for future, answer in zip(futures, answers, strict=True):
+        if future.done():
+            continue
+        if isinstance(answer, BaseException):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
 
 
 def _thread_read_engine(path: str) -> Engine:

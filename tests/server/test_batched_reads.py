@@ -5,12 +5,13 @@ on read-only connections. On SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from mikro.server import Settings
@@ -109,7 +110,8 @@ async def test_the_relations_of_a_list_are_read_in_one_call(db: Database) -> Non
     first, second = (experiments[k].result() for k in ids["reps"])
     assert [e.name for e in first] == ["e"] and second == []
     # What the fields then read: the loaders' caches, no further read.
-    assert (await loaders.sample.load(ids["samples"][1])).name == "s1"
+    cached = await loaders.sample.load(ids["samples"][1])
+    assert cached is not None and cached.name == "s1"
     assert reader.calls == [3]
 
 
@@ -127,6 +129,20 @@ async def test_a_failing_statement_fails_its_call_and_the_next_read_works(db: Da
     fresh = Loaders(db)
     (again,) = await load_all([(fresh.sample, ids["samples"])])
     assert [again[k].result().name for k in ids["samples"]] == ["s0", "s1"]
+
+
+async def test_reads_made_at_once_answer_each_caller(db: Database) -> None:
+    """Reads started together (on SQLite they share one trip to a thread): each caller gets its own
+    rows, or its own error."""
+    ids = await _rows(db)
+    query = select(m.Sample.name).where(m.Sample.id == bindparam("id"))
+    bad: Statement = (text("SELECT nothing FROM no_such_table"), None)
+    got = await asyncio.gather(
+        *(db.rows([(query, {"id": i})]) for i in ids["samples"]), db.rows([bad]), return_exceptions=True
+    )
+    *answers, failed = got
+    assert [[tuple(row) for row in rows] for (rows,) in answers] == [[("s0",)], [("s1",)]]  # type: ignore[misc]
+    assert isinstance(failed, SQLAlchemyError)
 
 
 async def test_sqlite_reads_cannot_write(tmp_path: Path) -> None:
