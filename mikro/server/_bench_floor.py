@@ -42,7 +42,7 @@ def _plain(value: Any) -> Any:
 
 
 def _rows(rows: Sequence[Any]) -> list[dict[str, Any]]:
-    return [{k: _plain(v) for k, v in row._mapping.items()} for row in rows]
+    return [{k: _plain(v) for k, v in row._asdict().items()} for row in rows]
 
 
 async def _relations(db: Database, rows: Sequence[Any]) -> list[dict[str, Any]]:

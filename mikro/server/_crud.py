@@ -20,6 +20,7 @@ from mikro.server._bounds import check_tags
 from mikro.server._context import Context, context_of
 from mikro.server._errors import BadUserInput, NotFound
 from mikro.server._inputs import BaseFilter, OffsetPaginationInput
+from mikro.server._sqlite import reused
 
 __all__ = [
     "apply_base_filter",
@@ -95,7 +96,7 @@ async def get_owned(
 @functools.cache
 def _row_by_id(model: Any) -> Select[Any]:
     table = model.__table__
-    return select(*m.listed_columns(model)).where(table.c.id == bindparam("id"))
+    return reused(select(*m.listed_columns(model)).where(table.c.id == bindparam("id")))
 
 
 async def get_visible_row(session: AsyncSession, model: Any, raw_id: Any, user: AuthUser) -> Any:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from mikro.server._json import loads
 from mikro.server._migrate import upgrade
-from mikro.server._sqlite import SQLITE_PRAGMAS, sqlite_connector, sqlite_path
+from mikro.server._sqlite import SQLITE_PRAGMAS, read_groups, sqlite_connector, sqlite_path
 
 __all__ = [
     "Database",
@@ -173,7 +173,7 @@ class Database:
         assert engine is not None
         groups = [statements for statements, _ in queued]
         futures = [future for _, future in queued]
-        job = loop.run_in_executor(self._read_threads, _read_groups, engine, groups)
+        job = loop.run_in_executor(self._read_threads, read_groups, engine, groups)
         job.add_done_callback(lambda done: _answer(futures, done))
 
     def shared_reader(self) -> SharedReader:
@@ -341,19 +341,6 @@ def is_foreign_key_violation(exc: IntegrityError) -> bool:
 
 async def _each(session: AsyncSession, statements: Sequence[Statement]) -> list[Sequence[Any]]:
     return [(await session.execute(query, params)).all() for query, params in statements]
-
-
-def _read_groups(engine: Engine, groups: list[Sequence[Statement]]) -> list[list[Sequence[Any]] | Exception]:
-    """Each group's rows, or the error that stopped it (a group fails alone). In a worker thread."""
-    answers: list[list[Sequence[Any]] | Exception] = []
-    with engine.connect() as connection:
-        for statements in groups:
-            try:
-                answers.append([connection.execute(query, params).all() for query, params in statements])
-            except Exception as exc:
-                connection.rollback()
-                answers.append(exc)
-    return answers
 
 
 def _answer(

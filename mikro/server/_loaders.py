@@ -17,6 +17,7 @@ from mikro.server import _types as t
 from mikro.server._auth import AuthUser
 from mikro.server._database import RowReader, Statement
 from mikro.server._preload import SqlLoader
+from mikro.server._sqlite import reused
 
 __all__ = ["Loaders"]
 
@@ -25,7 +26,8 @@ V = TypeVar("V")
 _KEY = "link_key"
 _Plan = tuple[Callable[[list[int]], list[Statement]], Callable[[list[int], list[Sequence[Any]]], list[V]]]
 
-# The queries are built once, with an expanding IN parameter, and read plain rows (not ORM objects):
+# The queries are built once (and marked `reused`: on SQLite they run compiled once, see _sqlite.py),
+# with an expanding IN parameter, and read plain rows (not ORM objects):
 # the types' `from_row` only read column attributes, and this skips building the statement, its cache
 # key and ORM identity bookkeeping for every batch. Each comes in two forms: ``IN (...)`` for many
 # keys, and ``= :keys`` for one (a single object's relations), which SQLAlchemy runs without
@@ -46,13 +48,13 @@ def _by_id_query(model: Any, *columns: str, one: bool = False) -> Select[Any]:
     """Rows by id: the listed columns, or only ``id`` and ``columns`` (a blob) when given."""
     table = _table(model)
     selected = [table.c.id, *(table.c[c] for c in columns)] if columns else m.listed_columns(model)
-    return select(*selected).where(_keyed(table.c.id, one))
+    return reused(select(*selected).where(_keyed(table.c.id, one)))
 
 
 @functools.cache
 def _by_column_query(model: Any, column: str, *, one: bool = False) -> Select[Any]:
     table = _table(model)
-    return select(*m.listed_columns(model)).where(_keyed(table.c[column], one)).order_by(table.c.id)
+    return reused(select(*m.listed_columns(model)).where(_keyed(table.c[column], one)).order_by(table.c.id))
 
 
 @functools.cache
@@ -60,7 +62,7 @@ def _through_query(
     model: Any, key_column: Column[Any], target_column: Column[Any], *, one: bool = False
 ) -> Select[Any]:
     table = _table(model)
-    return (
+    return reused(
         select(key_column.label(_KEY), *m.listed_columns(model))
         .join(table, table.c.id == target_column)
         .where(_keyed(key_column, one))

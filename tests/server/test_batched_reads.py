@@ -16,8 +16,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mikro.server import Settings
 from mikro.server import _models as m
+from mikro.server._crud import visible_row_statement
 from mikro.server._database import Database, Statement
-from mikro.server._loaders import Loaders
+from mikro.server._loaders import Loaders, _by_column_query, _by_id_query, _keyed_query, _through_query
 from mikro.server._preload import SqlLoader, load_all
 
 pytestmark = [
@@ -152,3 +153,28 @@ async def test_sqlite_reads_cannot_write(tmp_path: Path) -> None:
             await db.rows([(insert(m.User).values(username="x", token_hash="y"), None)])
         (users,) = await db.rows([(text("SELECT count(*) FROM users"), None)])
         assert users[0][0] == 0
+
+
+async def test_reused_statements_read_what_sqlalchemy_reads(db: Database) -> None:
+    """The loaders' statements (on SQLite run on pysqlite with their compiled SQL and the columns' own
+    result processors) answer the same values, of the same types, under the same keys as SQLAlchemy's
+    own execution of them does."""
+    ids = await _rows(db)
+    link = m.representation_experiments.c
+    statements = [
+        visible_row_statement(m.Representation, ids["reps"][0]),
+        _keyed_query(_by_id_query, m.Sample, keys=ids["samples"]),
+        _keyed_query(_by_id_query, m.Dataset, keys=ids["datasets"][:1]),
+        _keyed_query(_by_column_query, m.Representation, "sample_id", keys=ids["samples"]),
+        _keyed_query(
+            _through_query, m.Experiment, link.representation_id, link.experiment_id, keys=ids["reps"]
+        ),
+    ]
+    read = await db.rows(statements)
+    async with db.read() as session:
+        reference = [(await session.execute(query, params)).all() for query, params in statements]
+    assert [len(rows) for rows in read] == [1, 2, 1, 2, 1]
+    for got, want in zip(read, reference, strict=True):
+        assert [row._asdict() for row in got] == [row._asdict() for row in want]
+        assert [[type(v) for v in row] for row in got] == [[type(v) for v in row] for row in want]
+    assert read[0][0].created_at.tzinfo is not None and read[0][0].shape == [2, 2]
