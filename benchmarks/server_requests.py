@@ -223,12 +223,15 @@ async def measure(
             url = server.url
             print(f"server: {server.url}, mikro from {server.counts()['mikro']}", flush=True)
 
-            async def phase(label: str, call: Callable[[int], Awaitable[Any]], per: int = 1) -> None:
-                """Measure ``call``; figures are per request, or per image when a request makes ``per``."""
+            async def phase(
+                label: str, call: Callable[[int], Awaitable[Any]], per: int = 1, count: int = n
+            ) -> None:
+                """Measure ``count`` calls of ``call``; figures are per request, or per image when a request
+                makes ``per``."""
                 # Warm-up (parser/validation caches, pool), its last request alone, to show its SQL.
-                await _run_all(min(n, 20) - 1, call, concurrency)
+                await _run_all(min(count, 20) - 1, call, concurrency)
                 server.counts()
-                await call(n + 1000)
+                await call(count + 1000)
                 if show_sql:
                     print(f"--- {label}: the SQL of one request")
                     for statement in server.counts()["recent"]:
@@ -240,12 +243,12 @@ async def measure(
                     spy = _py_spy(server.proc.pid, profile / f"{name}.txt")
                     await asyncio.sleep(1.0)  # py-spy attaches
                 c0, l0, k0, t0 = server.cpu(), server.loop_cpu(), server.counts(), time.perf_counter()
-                await _run_all(n, call, concurrency)
+                await _run_all(count, call, concurrency)
                 c1, l1, k1, t1 = server.cpu(), server.loop_cpu(), server.counts(), time.perf_counter()
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     spy.wait(30)
-                units = n * per
+                units = count * per
                 results[label] = {
                     "cpu_ms": (c1 - c0) / units * 1000,
                     "loop_cpu_ms": (l1 - l0) / units * 1000,
@@ -338,6 +341,12 @@ async def measure(
                 await _post(client, url, "GetRepresentation", {"id": reps[i % len(reps)]})
 
             await phase("getRepresentation", get_representation)
+
+            async def list_representations(_: int) -> None:
+                await _post(client, url, "ListRepresentations", {"pagination": {"limit": 100}})
+
+            # A page of 100 images with their relations: a fifth as many requests.
+            await phase("listRepresentations(100)", list_representations, count=max(20, n // 5))
     finally:
         server.stop()
     return results
