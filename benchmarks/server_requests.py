@@ -65,6 +65,16 @@ def _dump(*_):
         json.dump({**counts, "recent": list(recent), "mikro": mikro.__file__}, f)
     recent.clear()
 signal.signal(signal.SIGUSR1, _dump)
+# Statements the server runs on SQLite's read threads without SQLAlchemy's execution (reused ones, see
+# mikro/server/_sqlite.py) fire no engine event: count them where they run (trees without it: nothing).
+import mikro.server._sqlite as _sqlite
+_Plan = getattr(_sqlite, "_Plan", None)
+if _Plan is not None:
+    _plan_run = _Plan.run
+    def _counted(self, connection, params):
+        _stmt(None, None, str(self.compiled))
+        return _plan_run(self, connection, params)
+    _Plan.run = _counted
 from mikro.cli import main
 main()
 """

@@ -1,6 +1,7 @@
 """The web stack's floor for the request benchmarks: a bare Starlette endpoint that runs the SQL a
 ``representation(id)`` / ``representations(pagination: {limit})`` request with the client's documents
-runs (the same statements, built by the same code) and returns the rows as JSON, with no GraphQL.
+runs (the same statements, built by the same code, read the same way: `Database.rows`, the row in one
+call and its relations in another) and returns the rows as JSON, with no GraphQL.
 
 Mounted only when ``MIKRO_BENCH_FLOOR`` is set (``benchmarks/per_request.py`` sets it): it skips
 authentication and shows every user's rows, so a real server never serves it.

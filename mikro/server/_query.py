@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import strawberry
@@ -56,7 +56,10 @@ async def _list(
     pagination: OffsetPaginationInput | None,
     narrow: Callable[[Select[Any]], Select[Any]] | None = None,
     search_column: Any = None,
+    prefetch: Callable[[Info[Any, Any], list[R]], Awaitable[None]] | None = None,
 ) -> list[R]:
+    """A page of ``model``'s rows the caller may see, as objects that can be shown (see `present`);
+    ``prefetch`` loads their relations first, in the same reads as the rows `present` needs."""
     ctx = context_of(info)
     user = ctx.require_user()
     query = apply_base_filter(visible_to(model, user), model, flt, search_column=search_column)
@@ -64,7 +67,10 @@ async def _list(
         query = narrow(query)
     page = page_query(query, model, pagination, ctx.services.settings.max_page_size)
     (rows,) = await ctx.rows([(page, None)])
-    return await t.present(ctx.loaders, [convert(row) for row in rows])
+    items = [convert(row) for row in rows]
+    if prefetch is not None:
+        await prefetch(info, items)
+    return await t.present(ctx.loaders, items)
 
 
 def _representation_filter(flt: RepresentationFilter | None) -> Callable[[Select[Any]], Select[Any]]:
@@ -129,8 +135,8 @@ class Query:
             filter,
             pagination,
             _representation_filter(filter),
+            prefetch=t.prefetch_representations,
         )
-        await t.prefetch_representations(info, reps)
         return reps
 
     @strawberry.field
