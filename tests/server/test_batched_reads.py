@@ -89,6 +89,7 @@ async def _rows(db: Database) -> dict[str, Any]:
             "datasets": [x.id for x in datasets],
             "reps": [x.id for x in reps],
             "experiment": experiment.id,
+            "stores": [x.id for x in stores],
         }
 
 
@@ -165,6 +166,7 @@ async def test_reused_statements_read_what_sqlalchemy_reads(db: Database) -> Non
         visible_row_statement(m.Representation, ids["reps"][0]),
         _keyed_query(_by_id_query, m.Sample, keys=ids["samples"]),
         _keyed_query(_by_id_query, m.Dataset, keys=ids["datasets"][:1]),
+        _keyed_query(_by_id_query, m.Store, keys=ids["stores"]),
         _keyed_query(_by_column_query, m.Representation, "sample_id", keys=ids["samples"]),
         _keyed_query(
             _through_query, m.Experiment, link.representation_id, link.experiment_id, keys=ids["reps"]
@@ -173,7 +175,7 @@ async def test_reused_statements_read_what_sqlalchemy_reads(db: Database) -> Non
     read = await db.rows(statements)
     async with db.read() as session:
         reference = [(await session.execute(query, params)).all() for query, params in statements]
-    assert [len(rows) for rows in read] == [1, 2, 1, 2, 1]
+    assert [len(rows) for rows in read] == [1, 2, 1, 2, 2, 1]
     for got, want in zip(read, reference, strict=True):
         assert [row._asdict() for row in got] == [row._asdict() for row in want]
         assert [[type(v) for v in row] for row in got] == [[type(v) for v in row] for row in want]
