@@ -11,7 +11,7 @@
   server spends on recording an image).
 - ``api_floor``: ``get_representation`` x api_calls with api_concurrency in flight, and
   ``list_representations(limit=100)``, against a bare Starlette endpoint in the same server process
-  running the same SQL and returning the rows as JSON (``MIKRO_BENCH_FLOOR``, see
+  running the same SQL, read the same way, and returning the rows as JSON (``MIKRO_BENCH_FLOOR``, see
   mikro/server/_bench_floor.py): requests/s, server CPU per call (/proc/<pid>/stat), client CPU per call.
 
 Also registered in ``benchmarks/run.py``. The load average is printed with the setup: on a shared
@@ -395,7 +395,8 @@ def bar_api_floor(ctx: Context) -> BarResult:
         f"get_representation x{n_get} and list_representations({LIST_LIMIT}) x{n_list}, {conc} in flight",
         f"folder-store server, SQLite, {len(ids)} representations with sample, dataset, experiment, tags "
         "and thumbnail; floor: GET endpoints in the same server process running the same statements "
-        "(the resolvers' query builders) and returning JSON",
+        "(the resolvers' query builders), read the same way (Database.rows: a page's relations in one "
+        "call), and returning JSON",
         "get and list ≥ 0.5x floor; get: server CPU ≤ 1.5 ms/call, client CPU ≤ 1 ms/call",
         figs,
         [

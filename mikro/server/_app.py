@@ -95,7 +95,7 @@ class _GraphQLView(GraphQL[Context, None]):
             # subscription event brings caching ones of its own).
             return Context(
                 services=self.services,
-                loaders=Loaders(self.services.db.read, cache=False),
+                loaders=Loaders(self.services.db, cache=False),
                 request=request,
                 response=response,
                 connection_params={},
@@ -104,7 +104,7 @@ class _GraphQLView(GraphQL[Context, None]):
         user: AuthUser = request.scope[_USER_KEY]
         return Context(
             services=self.services,
-            loaders=Loaders(reader.session, caller=user),
+            loaders=Loaders(reader, caller=user),
             user=user,
             request=request,
             response=response,

@@ -1,6 +1,7 @@
 """The web stack's floor for the request benchmarks: a bare Starlette endpoint that runs the SQL a
 ``representation(id)`` / ``representations(pagination: {limit})`` request with the client's documents
-runs (the same statements, built by the same code) and returns the rows as JSON, with no GraphQL.
+runs (the same statements, built by the same code, read the same way: `Database.rows`, the row in one
+call and its relations in another) and returns the rows as JSON, with no GraphQL.
 
 Mounted only when ``MIKRO_BENCH_FLOOR`` is set (``benchmarks/per_request.py`` sets it): it skips
 authentication and shows every user's rows, so a real server never serves it.
@@ -14,15 +15,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from mikro.server import _models as m
 
-# The very builders the resolvers use, so that the floor runs their statements.
+# The very builders the resolvers use, so that the floor runs their statements (read as the server
+# reads them: `Database.rows`, the relations of a page in one call).
 from mikro.server._crud import _row_by_id as row_by_id
+from mikro.server._database import Database
 from mikro.server._loaders import _by_column_query as by_column_query
 from mikro.server._loaders import _by_id_query as by_id_query
 from mikro.server._loaders import _keyed_query as keyed_query
@@ -41,79 +43,90 @@ def _plain(value: Any) -> Any:
 
 
 def _rows(rows: Sequence[Any]) -> list[dict[str, Any]]:
-    return [{k: _plain(v) for k, v in row._mapping.items()} for row in rows]
+    return [{k: _plain(v) for k, v in row._asdict().items()} for row in rows]
 
 
-async def _relations(session: AsyncSession, rows: Sequence[Any]) -> list[dict[str, Any]]:
+async def _relations(db: Database, rows: Sequence[Any]) -> list[dict[str, Any]]:
     """Each representation row with what ``RepresentationDetail`` shows of it, one statement per
-    relation (as the server's DataLoaders batch them)."""
+    relation, all read in one call (as the server's DataLoaders batch them)."""
     ids = [row.id for row in rows]
-
-    async def by_id(model: Any, keys: set[int | None]) -> dict[int, dict[str, Any]]:
-        wanted = [k for k in keys if k is not None]
-        if not wanted:
-            return {}
-        found = (await session.execute(*keyed_query(by_id_query, model, keys=wanted))).all()
-        return {row.id: plain for row, plain in zip(found, _rows(found), strict=True)}
-
-    async def grouped(column: str, build: Any, *args: Any) -> dict[int, list[dict[str, Any]]]:
-        out: dict[int, list[dict[str, Any]]] = {}
-        found = (await session.execute(*keyed_query(build, *args, keys=ids))).all()
-        for row, plain in zip(found, _rows(found), strict=True):
-            out.setdefault(getattr(row, column), []).append(plain)
-        return out
-
-    stores = await by_id(m.Store, {row.store_id for row in rows})
-    samples = await by_id(m.Sample, {row.sample_id for row in rows})
-    datasets = await by_id(m.Dataset, {row.dataset_id for row in rows})
-    files = await by_id(m.FileRow, {row.original_file_id for row in rows})
     experiment_link = m.representation_experiments.c
     origin_link = m.representation_origins.c
-    many = {
-        "experiments": await grouped(
-            "link_key",
+    # (name in the JSON, the statement's builder and its arguments, keys, the column that groups them:
+    # None for a single object per key)
+    relations: list[tuple[str, Any, tuple[Any, ...], list[int], str | None]] = [
+        ("store", by_id_query, (m.Store,), [row.store_id for row in rows], None),
+        ("sample", by_id_query, (m.Sample,), [row.sample_id for row in rows], None),
+        ("dataset", by_id_query, (m.Dataset,), [row.dataset_id for row in rows], None),
+        ("originalFile", by_id_query, (m.FileRow,), [row.original_file_id for row in rows], None),
+        (
+            "experiments",
             through_query,
-            m.Experiment,
-            experiment_link.representation_id,
-            experiment_link.experiment_id,
+            (m.Experiment, experiment_link.representation_id, experiment_link.experiment_id),
+            ids,
+            "link_key",
         ),
-        "origins": await grouped(
-            "link_key", through_query, m.Representation, origin_link.derived_id, origin_link.origin_id
+        (
+            "origins",
+            through_query,
+            (m.Representation, origin_link.derived_id, origin_link.origin_id),
+            ids,
+            "link_key",
         ),
-        "derived": await grouped(
-            "link_key", through_query, m.Representation, origin_link.origin_id, origin_link.derived_id
+        (
+            "derived",
+            through_query,
+            (m.Representation, origin_link.origin_id, origin_link.derived_id),
+            ids,
+            "link_key",
         ),
-        "rois": await grouped("representation_id", by_column_query, m.Roi, "representation_id"),
-        "metrics": await grouped("representation_id", by_column_query, m.Metric, "representation_id"),
-        "thumbnails": await grouped("representation_id", by_column_query, m.Thumbnail, "representation_id"),
-    }
+        ("rois", by_column_query, (m.Roi, "representation_id"), ids, "representation_id"),
+        ("metrics", by_column_query, (m.Metric, "representation_id"), ids, "representation_id"),
+        ("thumbnails", by_column_query, (m.Thumbnail, "representation_id"), ids, "representation_id"),
+    ]
+    wanted = [
+        (name, build, args, sorted({k for k in keys if k is not None}), column)
+        for name, build, args, keys, column in relations
+    ]
+    wanted = [relation for relation in wanted if relation[3]]
+    found = await db.rows([keyed_query(build, *args, keys=keys) for _, build, args, keys, _ in wanted])
+    single: dict[str, dict[int, dict[str, Any]]] = {}
+    many: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for (name, _, _, _, column), got in zip(wanted, found, strict=True):
+        if column is None:
+            single[name] = {row.id: plain for row, plain in zip(got, _rows(got), strict=True)}
+        else:
+            grouped = many.setdefault(name, {})
+            for row, plain in zip(got, _rows(got), strict=True):
+                grouped.setdefault(getattr(row, column), []).append(plain)
     out = []
     for row, plain in zip(rows, _rows(rows), strict=True):
-        plain["store"] = stores.get(row.store_id)
-        plain["sample"] = samples.get(row.sample_id)
-        plain["dataset"] = datasets.get(row.dataset_id)
-        plain["originalFile"] = files.get(row.original_file_id)
-        for name, found in many.items():
-            plain[name] = found.get(row.id, [])
+        for name, key in (
+            ("store", row.store_id),
+            ("sample", row.sample_id),
+            ("dataset", row.dataset_id),
+            ("originalFile", row.original_file_id),
+        ):
+            plain[name] = single.get(name, {}).get(key)
+        for name in ("experiments", "origins", "derived", "rois", "metrics", "thumbnails"):
+            plain[name] = many.get(name, {}).get(row.id, [])
         out.append(plain)
     return out
 
 
 def floor_routes(services: Services) -> list[Route]:
+    db = services.db
+
     async def representation(request: Request) -> Response:
-        async with services.db.read() as session:
-            row = (
-                await session.execute(row_by_id(m.Representation), {"id": int(request.path_params["id"])})
-            ).first()
-            body: Any = None if row is None else (await _relations(session, [row]))[0]
+        (rows,) = await db.rows([(row_by_id(m.Representation), {"id": int(request.path_params["id"])})])
+        body: Any = (await _relations(db, rows))[0] if rows else None
         return Response(json.dumps({"data": {"representation": body}}), media_type="application/json")
 
     async def representations(request: Request) -> Response:
         limit = int(request.query_params.get("limit", "100"))
         query = select(*m.listed_columns(m.Representation)).order_by(m.Representation.id).limit(limit)
-        async with services.db.read() as session:
-            rows = (await session.execute(query)).all()
-            body = await _relations(session, rows)
+        (rows,) = await db.rows([(query, None)])
+        body = await _relations(db, rows)
         return Response(json.dumps({"data": {"representations": body}}), media_type="application/json")
 
     return [

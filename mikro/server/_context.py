@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -13,7 +14,7 @@ from mikro.server._auth import AuthUser
 from mikro.server._errors import Unauthenticated
 
 if TYPE_CHECKING:
-    from mikro.server._database import SharedReader
+    from mikro.server._database import SharedReader, Statement
     from mikro.server._loaders import Loaders
     from mikro.server._services import Services
 
@@ -56,6 +57,10 @@ class Context:
         if self.reader is not None:
             return self.reader.session()
         return self.services.db.read()
+
+    async def rows(self, statements: Sequence[Statement]) -> list[Sequence[Any]]:
+        """The rows of each of ``statements``, read together (see `Database.rows`)."""
+        return await (self.services.db if self.reader is None else self.reader).rows(statements)
 
 
 def context_of(info: Info[Any, Any]) -> Context:

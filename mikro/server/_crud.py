@@ -20,6 +20,7 @@ from mikro.server._bounds import check_tags
 from mikro.server._context import Context, context_of
 from mikro.server._errors import BadUserInput, NotFound
 from mikro.server._inputs import BaseFilter, OffsetPaginationInput
+from mikro.server._sqlite import reused
 
 __all__ = [
     "apply_base_filter",
@@ -28,10 +29,12 @@ __all__ = [
     "get_owned",
     "get_store",
     "get_visible_row",
+    "page_query",
     "parse_id",
     "parse_ids",
-    "query_page",
     "replace_tags",
+    "visible_row",
+    "visible_row_statement",
     "visible_to",
 ]
 
@@ -93,20 +96,29 @@ async def get_owned(
 @functools.cache
 def _row_by_id(model: Any) -> Select[Any]:
     table = model.__table__
-    return select(*m.listed_columns(model)).where(table.c.id == bindparam("id"))
+    return reused(select(*m.listed_columns(model)).where(table.c.id == bindparam("id")))
 
 
 async def get_visible_row(session: AsyncSession, model: Any, raw_id: Any, user: AuthUser) -> Any:
     """``get_owned`` for reading: the object's row (plain columns, no ORM object), same errors."""
-    name = KIND_NAMES[model]
-    row = (await session.execute(_row_by_id(model), {"id": parse_id(raw_id, name)})).first()
-    if row is None or not user.can_see(row.creator_id):
-        raise NotFound(f"no {name} with id {raw_id}")
-    return row
+    query, params = visible_row_statement(model, raw_id)
+    return visible_row(model, raw_id, user, (await session.execute(query, params)).all())
+
+
+def visible_row_statement(model: Any, raw_id: Any) -> tuple[Select[Any], dict[str, Any]]:
+    """The statement `get_visible_row` reads (to read it with others, then check it with `visible_row`)."""
+    return _row_by_id(model), {"id": parse_id(raw_id, KIND_NAMES[model])}
+
+
+def visible_row(model: Any, raw_id: Any, user: AuthUser, rows: Sequence[Any]) -> Any:
+    """The row of `visible_row_statement`'s ``rows`` if the user may see it; else NOT_FOUND."""
+    if not rows or not user.can_see(rows[0].creator_id):
+        raise NotFound(f"no {KIND_NAMES[model]} with id {raw_id}")
+    return rows[0]
 
 
 def visible_to(model: type[Any], user: AuthUser) -> Select[Any]:
-    """Rows (plain columns, as ``query_page`` returns them) of ``model`` the user may see."""
+    """Rows (plain columns, as ``page_query`` reads them) of ``model`` the user may see."""
     query = select(*m.listed_columns(model))
     if not user.is_admin:
         query = query.where(model.creator_id == user.id)
@@ -150,13 +162,10 @@ def apply_base_filter(
     return query
 
 
-async def query_page(
-    session: AsyncSession,
-    query: Select[Any],
-    model: type[Any],
-    pagination: OffsetPaginationInput | None,
-    max_page_size: int,
-) -> list[Any]:
+def page_query(
+    query: Select[Any], model: type[Any], pagination: OffsetPaginationInput | None, max_page_size: int
+) -> Select[Any]:
+    """``query`` narrowed to one page (checked: BAD_USER_INPUT), ordered by id."""
     page = pagination or OffsetPaginationInput()
     if page.offset < 0:
         raise BadUserInput("pagination.offset must not be negative")
@@ -164,8 +173,7 @@ async def query_page(
         raise BadUserInput("pagination.limit must not be negative")
     if page.limit > max_page_size:
         raise BadUserInput(f"pagination.limit must be at most {max_page_size}")
-    query = query.order_by(model.id).offset(page.offset).limit(page.limit)
-    return list((await session.execute(query)).all())
+    return query.order_by(model.id).offset(page.offset).limit(page.limit)
 
 
 async def replace_tags(session: AsyncSession, obj: Any, tags: list[str]) -> None:

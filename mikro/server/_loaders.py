@@ -5,26 +5,29 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import strawberry
 from sqlalchemy import Column, Select, Table, bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from mikro.server import _models as m
 from mikro.server import _types as t
 from mikro.server._auth import AuthUser
-from mikro.server._preload import BATCH
+from mikro.server._database import RowReader, Statement
+from mikro.server._preload import SqlLoader
+from mikro.server._sqlite import reused
 
 __all__ = ["Loaders"]
 
 R = TypeVar("R")
+V = TypeVar("V")
 _KEY = "link_key"
+_Plan = tuple[Callable[[list[int]], list[Statement]], Callable[[list[int], list[Sequence[Any]]], list[V]]]
 
-# The queries are built once, with an expanding IN parameter, and read plain rows (not ORM objects):
+# The queries are built once (and marked `reused`: on SQLite they run compiled once, see _sqlite.py),
+# with an expanding IN parameter, and read plain rows (not ORM objects):
 # the types' `from_row` only read column attributes, and this skips building the statement, its cache
 # key and ORM identity bookkeeping for every batch. Each comes in two forms: ``IN (...)`` for many
 # keys, and ``= :keys`` for one (a single object's relations), which SQLAlchemy runs without
@@ -45,13 +48,13 @@ def _by_id_query(model: Any, *columns: str, one: bool = False) -> Select[Any]:
     """Rows by id: the listed columns, or only ``id`` and ``columns`` (a blob) when given."""
     table = _table(model)
     selected = [table.c.id, *(table.c[c] for c in columns)] if columns else m.listed_columns(model)
-    return select(*selected).where(_keyed(table.c.id, one))
+    return reused(select(*selected).where(_keyed(table.c.id, one)))
 
 
 @functools.cache
 def _by_column_query(model: Any, column: str, *, one: bool = False) -> Select[Any]:
     table = _table(model)
-    return select(*m.listed_columns(model)).where(_keyed(table.c[column], one)).order_by(table.c.id)
+    return reused(select(*m.listed_columns(model)).where(_keyed(table.c[column], one)).order_by(table.c.id))
 
 
 @functools.cache
@@ -59,7 +62,7 @@ def _through_query(
     model: Any, key_column: Column[Any], target_column: Column[Any], *, one: bool = False
 ) -> Select[Any]:
     table = _table(model)
-    return (
+    return reused(
         select(key_column.label(_KEY), *m.listed_columns(model))
         .join(table, table.c.id == target_column)
         .where(_keyed(key_column, one))
@@ -67,9 +70,7 @@ def _through_query(
     )
 
 
-def _keyed_query(
-    build: Callable[..., Select[Any]], *args: Any, keys: list[int]
-) -> tuple[Select[Any], dict[str, Any]]:
+def _keyed_query(build: Callable[..., Select[Any]], *args: Any, keys: list[int]) -> Statement:
     """``build(*args)``'s statement for ``keys`` and its parameters: the one-key form for one key."""
     if len(keys) == 1:
         return build(*args, one=True), {"keys": keys[0]}
@@ -81,18 +82,12 @@ class Loaders:
     so its own set does not cache; each subscription event gets a caching set of its own instead
     (see _subscription.py), so that everything one event shows is read once, as it is then.
 
-    ``read`` opens a session for one batch: the request's shared session over HTTP (the batches of all
-    loaders then take turns on one connection), a fresh one per batch over websockets.
+    ``reader`` reads a batch's statements: the request's shared reader over HTTP, the database itself
+    over websockets (a fresh session per batch where it reads through sessions).
     """
 
-    def __init__(
-        self,
-        read: Callable[[], AbstractAsyncContextManager[AsyncSession]],
-        *,
-        cache: bool = True,
-        caller: AuthUser | None = None,
-    ) -> None:
-        self._read = read
+    def __init__(self, reader: RowReader, *, cache: bool = True, caller: AuthUser | None = None) -> None:
+        self._reader = reader
         self._cache = cache
         self._caller = caller
         self._views: dict[tuple[int, Callable[[Any], Any]], tuple[Any, Any]] = {}
@@ -236,50 +231,42 @@ class Loaders:
     def representations_of_file(self) -> DataLoader[int, list[t.Representation]]:
         """Images made from each file (their original) and images it is attached to, by id."""
         link = m.file_representations.c
-        made_from = self._by_column(m.Representation, "original_file_id", t.Representation.from_row)
-        attached = self._through(
+        made_from = self._by_column_plan(m.Representation, "original_file_id", t.Representation.from_row)
+        attached = self._through_plan(
             m.Representation, link.file_id, link.representation_id, t.Representation.from_row
         )
 
-        async def load(keys: list[int]) -> list[list[t.Representation]]:
-            originals = await made_from.load_many(keys)
-            links = await attached.load_many(keys)
+        def finish(keys: list[int], rows: list[Sequence[Any]]) -> list[list[t.Representation]]:
             merged = []
+            originals, links = made_from[1](keys, rows[:1]), attached[1](keys, rows[1:])
             for first, second in zip(originals, links, strict=True):
                 by_id = {int(rep.id): rep for rep in (*first, *second)}
                 merged.append([by_id[i] for i in sorted(by_id)])
             return merged
 
-        return self._loader(load)
+        return self._loader(lambda keys: [*made_from[0](keys), *attached[0](keys)], finish)
 
     # --- the three shapes ----------------------------------------------------------------------------
 
-    def _loader(self, fn: Callable[[list[int]], Awaitable[Sequence[R]]]) -> DataLoader[int, R]:
-        return DataLoader(load_fn=fn, cache=self._cache, max_batch_size=BATCH)
-
-    async def _rows(self, build: Callable[..., Select[Any]], *args: Any, keys: list[int]) -> Sequence[Any]:
-        query, params = _keyed_query(build, *args, keys=keys)
-        async with self._read() as session:
-            rows: Sequence[Any] = (await session.execute(query, params)).all()
-        return rows
+    def _loader(
+        self,
+        statements: Callable[[list[int]], list[Statement]],
+        finish: Callable[[list[int], list[Sequence[Any]]], list[R]],
+    ) -> DataLoader[int, R]:
+        return SqlLoader(self._reader, statements, finish, cache=self._cache)
 
     def _by_id(self, model: Any, convert: Callable[[Any], R], *columns: str) -> DataLoader[int, R | None]:
-        async def load(keys: list[int]) -> list[R | None]:
-            found = {
-                row.id: convert(row) for row in await self._rows(_by_id_query, model, *columns, keys=keys)
-            }
+        def statements(keys: list[int]) -> list[Statement]:
+            return [_keyed_query(_by_id_query, model, *columns, keys=keys)]
+
+        def finish(keys: list[int], rows: list[Sequence[Any]]) -> list[R | None]:
+            found = {row.id: convert(row) for row in rows[0]}
             return [found.get(k) for k in keys]
 
-        return self._loader(load)
+        return self._loader(statements, finish)
 
     def _by_column(self, model: Any, column: str, convert: Callable[[Any], R]) -> DataLoader[int, list[R]]:
-        async def load(keys: list[int]) -> list[list[R]]:
-            grouped: dict[int, list[R]] = defaultdict(list)
-            for row in await self._rows(_by_column_query, model, column, keys=keys):
-                grouped[getattr(row, column)].append(convert(row))
-            return [grouped.get(k, []) for k in keys]
-
-        return self._loader(load)
+        return self._loader(*self._by_column_plan(model, column, convert))
 
     def _through(
         self,
@@ -288,15 +275,41 @@ class Loaders:
         target_column: Column[Any],
         convert: Callable[[Any], R],
     ) -> DataLoader[int, list[R]]:
-        async def load(keys: list[int]) -> list[list[R]]:
+        return self._loader(*self._through_plan(model, key_column, target_column, convert))
+
+    # A plan: the statements of a batch of keys, and the values of the keys from their rows.
+
+    def _by_column_plan(self, model: Any, column: str, convert: Callable[[Any], R]) -> _Plan[list[R]]:
+        def statements(keys: list[int]) -> list[Statement]:
+            return [_keyed_query(_by_column_query, model, column, keys=keys)]
+
+        def finish(keys: list[int], rows: list[Sequence[Any]]) -> list[list[R]]:
+            grouped: dict[int, list[R]] = defaultdict(list)
+            for row in rows[0]:
+                grouped[getattr(row, column)].append(convert(row))
+            return [grouped.get(k, []) for k in keys]
+
+        return statements, finish
+
+    def _through_plan(
+        self,
+        model: Any,
+        key_column: Column[Any],
+        target_column: Column[Any],
+        convert: Callable[[Any], R],
+    ) -> _Plan[list[R]]:
+        def statements(keys: list[int]) -> list[Statement]:
+            return [_keyed_query(_through_query, model, key_column, target_column, keys=keys)]
+
+        def finish(keys: list[int], rows: list[Sequence[Any]]) -> list[list[R]]:
             grouped: dict[int, list[R]] = defaultdict(list)
             # One object per target row: 100 images in one experiment are 100 rows of the same one.
             converted: dict[int, R] = {}
-            for row in await self._rows(_through_query, model, key_column, target_column, keys=keys):
+            for row in rows[0]:
                 target = converted.get(row.id)
                 if target is None:
                     target = converted[row.id] = convert(row)
                 grouped[getattr(row, _KEY)].append(target)
             return [grouped.get(k, []) for k in keys]
 
-        return self._loader(load)
+        return statements, finish

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import strawberry
@@ -13,7 +13,14 @@ from mikro.server import _models as m
 from mikro.server import _types as t
 from mikro.server._acquisition import SourceMatch
 from mikro.server._context import context_of
-from mikro.server._crud import apply_base_filter, get_visible_row, parse_id, query_page, visible_to
+from mikro.server._crud import (
+    apply_base_filter,
+    page_query,
+    parse_id,
+    visible_row,
+    visible_row_statement,
+    visible_to,
+)
 from mikro.server._errors import BadUserInput, NotFound
 from mikro.server._inputs import (
     BaseFilter,
@@ -37,9 +44,8 @@ MAX_FINGERPRINTS = 2000
 async def _get(info: Info[Any, Any], model: type[Any], raw_id: Any, convert: Callable[[Any], R]) -> R:
     ctx = context_of(info)
     user = ctx.require_user()
-    async with ctx.read() as session:
-        row = await get_visible_row(session, model, raw_id, user)
-    return convert(row)
+    (rows,) = await ctx.rows([visible_row_statement(model, raw_id)])
+    return convert(visible_row(model, raw_id, user, rows))
 
 
 async def _list(
@@ -50,15 +56,21 @@ async def _list(
     pagination: OffsetPaginationInput | None,
     narrow: Callable[[Select[Any]], Select[Any]] | None = None,
     search_column: Any = None,
+    prefetch: Callable[[Info[Any, Any], list[R]], Awaitable[None]] | None = None,
 ) -> list[R]:
+    """A page of ``model``'s rows the caller may see, as objects that can be shown (see `present`);
+    ``prefetch`` loads their relations first, in the same reads as the rows `present` needs."""
     ctx = context_of(info)
     user = ctx.require_user()
     query = apply_base_filter(visible_to(model, user), model, flt, search_column=search_column)
     if narrow is not None:
         query = narrow(query)
-    async with ctx.read() as session:
-        rows = await query_page(session, query, model, pagination, ctx.services.settings.max_page_size)
-    return await t.present(ctx.loaders, [convert(row) for row in rows])
+    page = page_query(query, model, pagination, ctx.services.settings.max_page_size)
+    (rows,) = await ctx.rows([(page, None)])
+    items = [convert(row) for row in rows]
+    if prefetch is not None:
+        await prefetch(info, items)
+    return await t.present(ctx.loaders, items)
 
 
 def _representation_filter(flt: RepresentationFilter | None) -> Callable[[Select[Any]], Select[Any]]:
@@ -123,8 +135,8 @@ class Query:
             filter,
             pagination,
             _representation_filter(filter),
+            prefetch=t.prefetch_representations,
         )
-        await t.prefetch_representations(info, reps)
         return reps
 
     @strawberry.field
@@ -277,8 +289,8 @@ class Query:
     async def zarr_store(self, info: Info[Any, Any], id: strawberry.ID) -> t.ZarrStore:
         ctx = context_of(info)
         user = ctx.require_user()
-        async with ctx.read() as session:
-            store = await get_visible_row(session, m.Store, id, user)
+        (rows,) = await ctx.rows([visible_row_statement(m.Store, id)])
+        store = visible_row(m.Store, id, user, rows)
         if store.kind != "ZARR":
             raise NotFound(f"store {id} is not a zarr store")
         return t.ZarrStore.from_row(store)

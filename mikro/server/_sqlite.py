@@ -7,18 +7,33 @@ server those trips, not SQLite, were most of the CPU per request. ``OneTripConne
 aiosqlite connection whose cursors run execute + fetchall + close as one function in the thread and
 then answer from the buffered rows, and whose rollback is skipped when SQLite has no open transaction.
 SQLAlchemy's own aiosqlite dialect drives it unchanged (``create_async_engine(async_creator=...)``).
+
+`read_groups` runs batches of read statements in a worker thread (see `Database.rows`). The statements
+the server builds once and runs again and again (marked with `reused`: the loaders' and the gets'
+builders) run on the pysqlite connection itself, compiled once by SQLAlchemy for its SQLite dialect,
+their values converted by the columns' own result processors: SQLAlchemy's execution path (cache key,
+execution context, cursor result) cost four times what SQLite itself does for these small reads (270 µs
+against 100 for the ten statements of an image with its relations). Any other statement runs through
+SQLAlchemy as usual.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import aiosqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, Executable, Select
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.compiler import SQLCompiler
 
-__all__ = ["SQLITE_PRAGMAS", "OneTripConnection", "sqlite_connector", "sqlite_path"]
+__all__ = ["SQLITE_PRAGMAS", "OneTripConnection", "read_groups", "reused", "sqlite_connector", "sqlite_path"]
+
+_Q = TypeVar("_Q", bound=Select[Any])
+_Statement = tuple[Executable, Mapping[str, Any] | None]
 
 # Run once per connection, when it is opened (connections are pooled, so not per request):
 # WAL lets readers run beside the writer; synchronous=NORMAL is durable in WAL mode except for the
@@ -137,3 +152,90 @@ def sqlite_connector(path: str) -> Callable[[], OneTripConnection]:
         return connection
 
     return create
+
+
+# --- reads in a worker thread --------------------------------------------------------------------------
+
+
+class _Plan:
+    """A reused statement compiled for SQLite: its SQL (expanded per call), the result processors of
+    its columns (by index) and the row type (attribute access by column key, as SQLAlchemy's rows)."""
+
+    __slots__ = ("compiled", "make", "processors")
+
+    def __init__(self, query: Select[Any], make: Callable[[Any], Any], dialect: Dialect) -> None:
+        compiled = query.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        self.compiled = compiled
+        columns = list(query.selected_columns)
+        self.processors = [
+            (index, processor)
+            for index, column in enumerate(columns)
+            if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+        ]
+        self.make = make
+
+    def run(self, connection: sqlite3.Connection, params: Mapping[str, Any] | None) -> list[Any]:
+        state = self.compiled.construct_expanded_state(params)
+        try:
+            rows = connection.execute(state.statement, state.positional_parameters).fetchall()
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(state.statement, params, exc, sqlite3.Error) from exc
+        make, processors = self.make, self.processors
+        if not processors:
+            return [make(row) for row in rows]
+        out = []
+        for row in rows:
+            values = list(row)
+            for index, processor in processors:
+                if values[index] is not None:
+                    values[index] = processor(values[index])
+            out.append(make(values))
+        return out
+
+
+#: id(statement) -> (the statement, its row maker, its plan once made by a reading thread).
+_REUSED: dict[int, tuple[Select[Any], Callable[[Any], Any], _Plan | None]] = {}
+
+
+def reused(query: _Q) -> _Q:
+    """Mark ``query`` (built once, kept, run again and again) to be run on pysqlite directly by
+    `read_groups`. Its columns' keys must be valid field names (no leading underscore)."""
+    row_type: Any = namedtuple("Row", list(query.selected_columns.keys()))  # type: ignore[misc]
+    _REUSED[id(query)] = (query, row_type._make, None)
+    return query
+
+
+def _plan(query: Executable, dialect: Dialect) -> _Plan | None:
+    entry = _REUSED.get(id(query))
+    if entry is None or entry[0] is not query:
+        return None
+    reused_query, make, plan = entry
+    if plan is None:
+        # Made by whichever thread reads it first (two at once make two equal plans, one is kept).
+        plan = _Plan(reused_query, make, dialect)
+        _REUSED[id(query)] = (reused_query, make, plan)
+    return plan
+
+
+def read_groups(engine: Engine, groups: list[Sequence[_Statement]]) -> list[list[Sequence[Any]] | Exception]:
+    """Each group's rows, or the error that stopped it (a group fails alone). In a worker thread."""
+    answers: list[list[Sequence[Any]] | Exception] = []
+    dialect = engine.dialect
+    with engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        for statements in groups:
+            try:
+                found: list[Sequence[Any]] = []
+                for query, params in statements:
+                    plan = _plan(query, dialect)
+                    if plan is None:
+                        found.append(connection.execute(query, params).all())
+                    else:
+                        found.append(plan.run(raw, params))  # type: ignore[arg-type]
+                answers.append(found)
+            except Exception as exc:
+                connection.rollback()
+                answers.append(exc)
+    return answers

@@ -118,7 +118,7 @@ def _event_context(ctx: Context, user: AuthUser) -> Context:
     """The context one event's fields are resolved with: the websocket's, with loaders of the event's
     own that cache. The event's check that its object still exists (`present`) and its fields' loads
     then see the same rows, however long the websocket lives and whatever is deleted in between."""
-    return dataclasses.replace(ctx, loaders=Loaders(ctx.services.db.read, caller=user))
+    return dataclasses.replace(ctx, loaders=Loaders(ctx.services.db, caller=user))
 
 
 async def _still_there(loaders: Loaders, item: T | None) -> T | None:
