@@ -15,7 +15,7 @@ import functools
 import html
 from typing import Any, ClassVar
 
-from pydantic import Base64Bytes, Field, PrivateAttr
+from pydantic import Base64Bytes, Field
 from pydantic.alias_generators import to_snake
 
 from mikro._exceptions import NotConnectedError, NotFetchedError
@@ -63,15 +63,23 @@ class _Object(MikroModel):
     #: Fields fetched by something other than ``get_<type>`` (name -> the call).
     _FETCHED_BY: ClassVar[dict[str, str]] = {}
 
-    # Only server objects know their session (value objects such as channels or stores need none:
-    # a private attribute and a post-init hook per model were a quarter of the client's CPU in a list).
-    _session: Any = PrivateAttr(default=None)
+    # Only server objects know their session (value objects such as channels or stores need none).
+    # It lives in pydantic's private-values slot, written here rather than declared as a PrivateAttr:
+    # a declared one makes pydantic initialise its default (a deep copy) through two wrapped
+    # post-init hooks and a guarded setattr for every model, more than half of the client's CPU in
+    # list_representations(100) (issue 17).
 
     def model_post_init(self, context: Any, /) -> None:
         # The validation context carries the session that fetched the data, so that lazy accessors
         # (``rep.data``) of this model and of the models nested in it know where to go.
-        if isinstance(context, dict) and context.get("session") is not None:
-            self._session = context["session"]
+        session = context.get("session") if isinstance(context, dict) else None
+        # Written either way: model_construct leaves the slot unset for models with a post-init hook.
+        object.__setattr__(self, "__pydantic_private__", None if session is None else {"_session": session})
+
+    @property
+    def _session(self) -> Any:
+        private = object.__getattribute__(self, "__pydantic_private__")
+        return None if private is None else private.get("_session")
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)

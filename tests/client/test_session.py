@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import mikro
+from tests.client._data import make_representation
 from tests.client._scripted import ScriptedServer, Stall
 from tests.client.conftest import unique
 from tests.subscriptions._sockets import open_connections
@@ -221,6 +222,19 @@ async def test_representation_data_needs_a_session() -> None:
     )
     with pytest.raises(mikro.NotConnectedError, match="not loaded through a mikro session"):
         rep.data  # noqa: B018
+
+
+async def test_listed_models_and_their_copies_open_data_from_their_session(m: mikro.Mikro) -> None:
+    sample = await m.create_sample(name=unique("listed-sample"))
+    rep = await make_representation(m, unique("listed"), sample=sample)
+    (listed,) = await m.list_representations(ids=[rep.id])
+    copied = listed.model_copy()
+    assert copied == listed and copied.data.shape == (2, 4, 5)
+    assert int(await m.compute(copied.data.max())) == 2 * 4 * 5 - 1
+    # a model built by hand knows no session: data says so (not an AttributeError)
+    built = mikro.Representation.model_construct(**dict(listed))
+    with pytest.raises(mikro.NotConnectedError, match="not loaded through a mikro session"):
+        built.data  # noqa: B018
 
 
 async def test_grant_provider_is_thread_safe(m: mikro.Mikro) -> None:
