@@ -13,8 +13,9 @@ import base64
 import datetime as dt
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
+import pydantic
 from pydantic.alias_generators import to_camel as _pydantic_to_camel
 
 from mikro._exceptions import ValidationError
@@ -45,6 +46,7 @@ to_camel = functools.lru_cache(maxsize=1024)(_pydantic_to_camel)
 __all__ = ["DEFAULT_PAGE_SIZE", "IdLike", "Operations"]
 
 M = TypeVar("M", bound=MikroModel)
+T = TypeVar("T")
 
 #: The server's default page, and at most 1000.
 DEFAULT_PAGE_SIZE = 100
@@ -212,6 +214,19 @@ def _page(offset: int, limit: int) -> dict[str, int]:
     return {"offset": offset, "limit": limit}
 
 
+@functools.cache
+def _page_of(model: type[MikroModel]) -> pydantic.TypeAdapter[Any]:
+    """A list operation's whole answer, ``{"data": {"<field>": [model, ...]}}``, validated in one pass
+    from its bytes; an answer with ``errors`` is not of this shape (see ``execute_validated``)."""
+    page = pydantic.create_model(
+        f"{model.__name__}Page",
+        __config__=pydantic.ConfigDict(extra="forbid"),
+        data=(dict[str, list[model]], ...),  # type: ignore[valid-type]
+        extensions=(Any, None),
+    )
+    return pydantic.TypeAdapter(page)
+
+
 class Operations:
     """The typed operations; the session supplies :meth:`_execute` (transport, idempotency keys)."""
 
@@ -227,12 +242,18 @@ class Operations:
         (value,) = data.values()
         return self._model(model, value)
 
+    async def _execute_validated(
+        self, operation: str, variables: Mapping[str, Any], shape: pydantic.TypeAdapter[T]
+    ) -> T:
+        raise NotImplementedError
+
     async def _many(
         self, operation: str, model: type[M], filt: dict[str, Any] | None, offset: int, limit: int
     ) -> list[M]:
-        data = await self._execute(operation, {"filter": filt, "pagination": _page(offset, limit)})
-        (values,) = data.values()
-        return [self._model(model, v) for v in values]
+        variables = {"filter": filt, "pagination": _page(offset, limit)}
+        page = await self._execute_validated(operation, variables, _page_of(model))
+        (values,) = page.data.values()
+        return cast("list[M]", values)
 
     async def _pages(
         self, fetch: Callable[[int, int], Awaitable[list[M]]], page_size: int

@@ -6,19 +6,21 @@ import base64
 import functools
 import importlib.metadata
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self, TypeVar, cast
 
 import anyio
 import anyio.abc
 import httpx
+import pydantic
 
 from mikro._config import ClientConfig, load_config
 from mikro._context import reset_current_session, set_current_session
 from mikro._exceptions import MikroError, NotConnectedError
 from mikro.api import Operations, operation
 from mikro.api._file_operations import FileOperations
+from mikro.api._models import Representation
 from mikro.api._operations import IdLike, _id
 from mikro.client._batch import BatchMixin
 from mikro.client._data import DataPlaneMixin
@@ -42,6 +44,8 @@ from mikro.graphql import AsyncTransport, BlockingTransport, RetryPolicy, new_id
 
 __all__ = ["Mikro", "connect"]
 
+T = TypeVar("T")
+
 
 @functools.cache
 def _user_agent() -> str:
@@ -50,6 +54,27 @@ def _user_agent() -> str:
         return f"mikro/{importlib.metadata.version('mikro')}"
     except importlib.metadata.PackageNotFoundError:
         return "mikro"
+
+
+def _holds_image_models(value: Any, depth: int = 6) -> bool:
+    """Whether validated models (a page, its lists, their relations) hold a Representation."""
+    if isinstance(value, Representation):
+        return True
+    if depth == 0:
+        return False
+    if isinstance(value, pydantic.BaseModel):
+        items: Iterable[Any] = value.__dict__.values()
+    elif isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return False
+    return any(
+        _holds_image_models(item, depth - 1)
+        for item in items
+        if isinstance(item, pydantic.BaseModel | list | dict)
+    )
 
 
 class Mikro(
@@ -232,6 +257,20 @@ class Mikro(
         # One key per logical call: every retry of this call carries the same key.
         key = new_idempotency_key() if op.is_mutation else None
         return await self.execute(op.document, variables, operation_name=op.name, idempotency_key=key)
+
+    async def _execute_validated(
+        self, operation_name: str, variables: Mapping[str, Any], shape: pydantic.TypeAdapter[T]
+    ) -> T:
+        op = operation(operation_name)
+        if op.is_mutation:
+            raise TypeError("validated straight from the answer's bytes: queries only (no idempotency key)")
+        self._require_open()
+        result = await self.transport.execute_validated(
+            op.document, variables, shape, operation_name=op.name, context={"session": self}
+        )
+        if not pixel_stack_imported() and _holds_image_models(result):
+            await import_pixel_stack()  # as in execute
+        return result
 
     # -- the data plane's access to grants -----------------------------------------------------------
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
 
 import anyio
 import httpx
 import orjson
+import pydantic
 
 from mikro.graphql._errors import error_from_httpx, result_from_response
 from mikro.graphql._retry import RetryPolicy
 
 __all__ = ["AsyncTransport", "new_idempotency_key", "operation_type", "request_headers"]
+
+T = TypeVar("T")
 
 _FIRST_DEFINITION = re.compile(r"^(?:\s|,|#[^\n]*)*(query|mutation|subscription|\{)")
 
@@ -104,10 +107,47 @@ class AsyncTransport:
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """The ``data`` of the answer; raises a :class:`mikro.MikroError` subclass on any failure."""
+        return await self._send(document, variables, operation_name, idempotency_key, result_from_response)
+
+    async def execute_validated(
+        self,
+        document: str,
+        variables: Mapping[str, Any] | None,
+        shape: pydantic.TypeAdapter[T],
+        *,
+        operation_name: str | None = None,
+        context: Any = None,
+    ) -> T:
+        """The whole answer validated as ``shape`` straight from its bytes, for answers of many objects.
+
+        One pass over the body in pydantic-core instead of a decoded copy validated again: a third of
+        the client's CPU in ``list_representations(100)`` (issue 17). ``shape`` must refuse an answer
+        with ``errors``; such an answer, or one not of that shape, takes :meth:`execute`'s path, which
+        raises the mapped error, or pydantic's validation error as the decoded answer would have.
+        """
+
+        def read(response: httpx.Response) -> T:
+            if response.status_code == 200:
+                try:
+                    return shape.validate_json(response.content, context=context)
+                except pydantic.ValidationError:
+                    pass
+            return shape.validate_python({"data": result_from_response(response)}, context=context)
+
+        return await self._send(document, variables, operation_name, None, read)
+
+    async def _send(
+        self,
+        document: str,
+        variables: Mapping[str, Any] | None,
+        operation_name: str | None,
+        idempotency_key: str | None,
+        read: Callable[[httpx.Response], T],
+    ) -> T:
         payload = _payload(document, variables, operation_name)
         headers = request_headers(self._token, idempotency_key)
 
-        async def attempt() -> dict[str, Any]:
+        async def attempt() -> T:
             try:
                 if self._slots is None:
                     response = await self._client.post(self._parsed_url, content=payload, headers=headers)
@@ -116,6 +156,6 @@ class AsyncTransport:
                         response = await self._client.post(self._parsed_url, content=payload, headers=headers)
             except httpx.HTTPError as exc:
                 raise error_from_httpx(exc, url=self.url, timeout=self._timeout) from exc
-            return result_from_response(response)
+            return read(response)
 
         return await self.retry.run_async(attempt, retry=_may_retry(document, idempotency_key))

@@ -6,6 +6,7 @@ import socket
 import threading
 
 import anyio
+import pydantic
 import pytest
 
 import mikro
@@ -296,3 +297,36 @@ async def test_no_answer_within_timeout_is_a_timeout_error(scripted: ScriptedSer
     assert isinstance(info.value, TimeoutError)  # the builtin, too
     # The server may still be working on it: a slow answer is not retried.
     assert len(scripted.seen) == 1
+
+
+SAMPLE = {"id": "4", "name": "s", "createdAt": "2024-01-01T00:00:00Z", "creator": OK["data"]["me"]}
+
+
+@pytest.mark.anyio
+async def test_a_page_with_errors_raises_them_and_extensions_are_no_error(scripted: ScriptedServer) -> None:
+    # A list's page is validated straight from the answer's bytes; an answer with errors beside its
+    # data must still raise them, and one with extensions is still a page.
+    forbidden = {"message": "no", "path": ["samples", 0], "extensions": {"code": "FORBIDDEN"}}
+    scripted.script.extend(
+        [
+            Reply(200, {"data": {"samples": [SAMPLE]}, "errors": [forbidden]}),
+            Reply(503, "busy"),
+            Reply(200, {"data": {"samples": [SAMPLE]}, "extensions": {"tracing": 1}}),
+        ]
+    )
+    async with session(scripted.url) as m:
+        with pytest.raises(mikro.PermissionDeniedError):
+            await m.list_samples()
+        (sample,) = await m.list_samples()
+        assert sample.name == "s" and sample.creator.username == "u"
+        with pytest.raises(mikro.NotFetchedError):
+            _ = sample.representations
+    assert len(scripted.seen) == 3
+
+
+@pytest.mark.anyio
+async def test_a_page_the_models_refuse_is_a_validation_error(scripted: ScriptedServer) -> None:
+    scripted.script.append(Reply(200, {"data": {"samples": [{**SAMPLE, "createdAt": "yesterday"}]}}))
+    async with session(scripted.url) as m:
+        with pytest.raises(pydantic.ValidationError, match=r"createdAt"):
+            await m.list_samples()
