@@ -138,9 +138,11 @@ def _instrument(element: ElementTree.Element) -> SimpleNamespace:
 
 
 def parse_ome(xml: str | bytes) -> SimpleNamespace:
-    """The document's images and instruments (what `from_ome` reads); raises ValueError (ElementTree's
-    ParseError among them) when it is no OME-XML."""
-    root = ElementTree.fromstring(xml)
+    """The document's images and instruments (what `from_ome` reads); ValueError when it is no OME-XML."""
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"not an XML document: {exc}") from exc
     if _local(root.tag) != "OME":
         raise ValueError(f"not an OME document: its root is {_local(root.tag)!r}")
     return SimpleNamespace(
