@@ -42,6 +42,12 @@ class MotoS3:
     secret_key: str
     region: str
     role_arn: str = "arn:aws:iam::123456789012:role/mikro-bench"
+    #: The moto process (None where this side did not start it): its CPU is what the bars' store costs.
+    pid: int | None = None
+
+    def cpu_seconds(self) -> float:
+        """CPU time the moto process has used so far (nan where its pid is not known here)."""
+        return float("nan") if self.pid is None else process_cpu_seconds(self.pid)
 
     def create_bucket(self, bucket: str) -> None:
         import boto3
@@ -91,7 +97,7 @@ def start_moto(workdir: Path) -> Iterator[MotoS3]:
     try:
         endpoint = f"http://127.0.0.1:{port}"
         _wait_http(f"{endpoint}/moto-api/", proc, 30.0, log)
-        yield MotoS3(endpoint, _ACCESS_KEY, _SECRET_KEY, _REGION)
+        yield MotoS3(endpoint, _ACCESS_KEY, _SECRET_KEY, _REGION, pid=proc.pid)
     finally:
         _stop(proc)
 

@@ -166,16 +166,22 @@ async def test_thumbnail_is_a_png_of_the_image(m: mikro.Mikro) -> None:
     (thumb,) = rep.thumbnails or []
     assert (thumb.width, thumb.height) == (256, 192)
 
-    # The server keeps the PNG: one request reads it back, and it shows the image.
+    # One request reads it back from the server, and it shows the image.
     png = await m.thumbnail_png(thumb)
     image = np.asarray(Image.open(io.BytesIO(png)))
     assert image.shape == (192, 256)
     assert image[:, :120].max() < image[:, 136:].min()
-    # No object of its own: the image's store holds the zarr data and nothing else.
+    # A folder store holds it beside the image (0/thumbnail.png, which the server reads); on S3 the
+    # server keeps it and the image's store holds the zarr data alone.
     store = GrantedStore(m.grant_provider(rep.store.id))
     keys = await anyio.to_thread.run_sync(store.list_keys)
-    assert keys and not [k for k in keys if "thumbnail" in k or k.endswith(".png")]
+    folder = (await anyio.to_thread.run_sync(store.current_grant)).kind == "file"
+    assert [k for k in keys if "thumbnail" in k or k.endswith(".png")] == (
+        ["0/thumbnail.png"] if folder else []
+    )
     assert {"zarr.json", "0/zarr.json"} <= set(keys)
+    if folder:
+        assert await anyio.to_thread.run_sync(store.get, "0/thumbnail.png") == png
 
 
 @pytest.mark.anyio

@@ -26,7 +26,7 @@ import anyio.lowlevel
 
 from mikro._exceptions import GraphQLError, MikroError, ValidationError
 from mikro.client._image_request import ImageRequest, Registrar, image_request
-from mikro.client._registrations import BATCH_AT_MOST
+from mikro.client._registrations import request_chunks
 from mikro.datalayer import GrantedStore, ImageLayout, small_image_keys
 from mikro.datalayer._warmup import import_pixel_stack
 
@@ -82,8 +82,8 @@ class _Batch:
 
     async def _send(self) -> None:
         order = sorted(self._inputs)
-        for start in range(0, len(order), BATCH_AT_MOST):
-            chunk = order[start : start + BATCH_AT_MOST]
+        for indices in request_chunks([self._inputs[i] for i in order]):
+            chunk = [order[i] for i in indices]
             try:
                 self._results += await self._session._create_representation_rows(
                     [self._inputs[i] for i in chunk]
@@ -125,7 +125,7 @@ async def _delete(session: Any, reps: list[Representation]) -> None:
 class _SmallImages:
     """A batch of small images: stores taken from the session's reservations, the images written
     whole and their registrations built in a few worker-thread calls, the rows created in requests of
-    `BATCH_AT_MOST`; on any failure or cancellation, all of it undone."""
+    `request_chunks`; on any failure or cancellation, all of it undone."""
 
     def __init__(self, session: Any, requests: list[ImageRequest], layouts: list[ImageLayout]) -> None:
         self._session = session
@@ -145,8 +145,8 @@ class _SmallImages:
             try:
                 self._stores = await session._new_stores("ZARR", count)
                 await self._write()
-                for start in range(0, count, BATCH_AT_MOST):
-                    await self._register(list(range(start, min(start + BATCH_AT_MOST, count))))
+                for chunk in request_chunks(self._inputs):
+                    await self._register(list(chunk))
                     # The requests are shielded: a cancellation takes effect here, between them.
                     await anyio.lowlevel.checkpoint()
             except BaseException:
@@ -207,9 +207,9 @@ class _SmallImages:
         stores = self._stores
 
         def discard() -> None:
-            for (store, _), layout in zip(stores, self._layouts, strict=False):
+            for (store, _), layout, request in zip(stores, self._layouts, self._requests, strict=False):
                 try:
-                    store.delete(small_image_keys(layout))
+                    store.delete(small_image_keys(layout, thumbnail=request.thumbnail))
                 except Exception as exc:
                     log.warning("could not delete the objects of a failed upload: %s", exc)
 
@@ -257,7 +257,7 @@ class BatchMixin:
 
         Bad input raises :class:`mikro.ValidationError` naming ``items[i]`` before anything is sent.
         The images upload concurrently and become visible together once all are stored (recorded in
-        requests of up to 32 images each). If any upload or request fails, or the call is cancelled, no
+        requests of up to 128 images each). If any upload or request fails, or the call is cancelled, no
         image of the batch is left: rows created so far are deleted and the objects written removed.
         """
         await import_pixel_stack()  # the session's warm-up: checking the images needs dask and xarray

@@ -28,6 +28,7 @@ from mikro.datalayer import (
     PreparedImage,
     ProgressCallback,
     PyramidOption,
+    Thumbnail,
     WriteResult,
     method_for_variety,
     prepare_image,
@@ -131,7 +132,7 @@ class ImageRequest:
             "channels": self.channels,
             "physical_size": dict(self.image.pixel_size) or None,
             "acquisition_date": self.acquisition_date,
-            "thumbnail": None if made is None else {"png": pybase64.b64encode(made.png).decode("ascii")},
+            "thumbnail": _thumbnail_input(made),
             "array_metadata": result.array_metadata.decode(),
             "original_file": self.original_file,
             "source_fingerprint": self.source_fingerprint,
@@ -150,6 +151,15 @@ class ImageRequest:
         # Empty lists are the server's defaults: each field sent costs it a coercion per image. None is
         # "not given", dropped here rather than looked at again by the request's input conversion.
         return {key: value for key, value in values.items() if value is not None and value != []}
+
+
+def _thumbnail_input(made: Thumbnail | None) -> dict[str, Any] | None:
+    if made is None:
+        return None
+    if made.key is not None:
+        # Written beside the image: the server reads it from there (see write_small_image).
+        return {"width": made.width, "height": made.height}
+    return {"png": pybase64.b64encode(made.png).decode("ascii")}
 
 
 def image_request(

@@ -27,8 +27,9 @@ __all__ = ["RESERVE_AT_MOST", "UploadReservations"]
 
 log = logging.getLogger(__name__)
 
-#: Most stores reserved by one request (the server accepts up to 64).
-RESERVE_AT_MOST = 64
+#: Most stores reserved by one request (the server accepts up to 256): a batch of small images costs
+#: the server one request per this many images.
+RESERVE_AT_MOST = 256
 #: How long giving back the unused reservations may take when the session closes.
 RELEASE_SECONDS = 5.0
 

@@ -15,9 +15,13 @@ import numpy as np
 from isal import isal_zlib
 from PIL import Image
 
-__all__ = ["THUMBNAIL_SIDE", "Thumbnail", "encode_png", "make_thumbnail"]
+__all__ = ["THUMBNAIL_OBJECT", "THUMBNAIL_SIDE", "Thumbnail", "encode_png", "make_thumbnail"]
 
 THUMBNAIL_SIDE = 256
+#: Where a thumbnail written beside its image goes, relative to the image's store (the server reads it
+#: from there). Inside the level-0 array's prefix, not at the group's root: zarr lists a group's
+#: children and warns about every object there that is not a node, and it never lists an array's.
+THUMBNAIL_OBJECT = "0/thumbnail.png"
 #: Contrast stretch between these percentiles: one hot pixel must not turn the thumbnail black.
 LOW_PERCENTILE = 0.5
 HIGH_PERCENTILE = 99.5
@@ -29,12 +33,14 @@ _FILTER_UP = 2
 
 
 class Thumbnail:
-    """PNG bytes and their pixel size."""
+    """PNG bytes and their pixel size; ``key``: the object it was written to beside its image (None:
+    not in the store)."""
 
-    def __init__(self, png: bytes, width: int, height: int) -> None:
+    def __init__(self, png: bytes, width: int, height: int, key: str | None = None) -> None:
         self.png = png
         self.width = width
         self.height = height
+        self.key = key
 
     def __repr__(self) -> str:
         return f"Thumbnail({self.width}x{self.height}, {len(self.png)} bytes)"

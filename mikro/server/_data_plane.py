@@ -161,8 +161,8 @@ async def reissue_grant(services: Services, user: AuthUser, store_id: int, write
     return data
 
 
-#: Most stores one requestUploads may reserve.
-MAX_RESERVED = 64
+#: Most stores one requestUploads may reserve (a plate's fields are thousands of small uploads).
+MAX_RESERVED = 256
 
 
 async def _reserve(ctx: Context, user: AuthUser, kind: t.UploadKind, count: int) -> list[t.Grant]:

@@ -197,10 +197,14 @@ class PhysicalSizeInput:
 
 @strawberry.input(
     description="The image's thumbnail, sent with its registration: a PNG of at most 1 MiB and 4096 "
-    "pixels a side (the server reads width and height from it)."
+    "pixels a side (the server reads width and height from it); or, without png, its width and height "
+    "only: the client wrote the PNG as the object 0/thumbnail.png beside the level-0 array of the "
+    "image's store."
 )
 class StoreThumbnailInput:
-    png: Base64
+    png: Base64 | None = None
+    width: int | None = None
+    height: int | None = None
 
 
 @strawberry.input(

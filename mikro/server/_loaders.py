@@ -131,9 +131,12 @@ class Loaders:
         return self._by_id(m.Store, lambda row: row)
 
     @functools.cached_property
-    def thumbnail_png(self) -> DataLoader[int, bytes | None]:
-        """The PNG of thumbnails, read only when a response shows it (one query for a gallery)."""
-        return self._by_id(m.Thumbnail, lambda row: bytes(row.png), "png")
+    def thumbnail_png(self) -> DataLoader[int, bytes | str | None]:
+        """The PNG of thumbnails, read only when a response shows it (one query for a gallery); for a
+        thumbnail kept as an object, the object's key (see `Thumbnail.png`)."""
+        return self._by_id(
+            m.Thumbnail, lambda row: row.key if row.png is None else bytes(row.png), "png", "key"
+        )
 
     @functools.cached_property
     def sample(self) -> DataLoader[int, t.Sample | None]:

@@ -292,17 +292,22 @@ table_origins = Table(
 
 
 class Thumbnail(Owned, Base):
-    """A small PNG of an image, kept in the database: a gallery reads many in one request, and an
-    upload sends it with the image's registration instead of putting one more object."""
+    """A small PNG of an image: its bytes kept in the database (sent with the image's registration, or
+    made with ``createThumbnail``), or, for an image its client wrote whole to a folder store, an
+    object beside the image's own (``key``): there the client writes one more file in the same batch,
+    and the server neither decodes nor stores tens of kilobytes per image."""
 
     __tablename__ = "thumbnails"
     representation_id: Mapped[int] = mapped_column(
         ForeignKey("representations.id", ondelete="CASCADE"), index=True
     )
-    # Deferred, and left out of ``listed_columns``: only the ``png`` field reads it.
-    png: Mapped[bytes] = mapped_column(LargeBinary, deferred=True, info={_BLOB: True})
+    # Deferred, and left out of ``listed_columns``: only the ``png`` field reads it. None when the PNG
+    # is the object at ``key``.
+    png: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True, info={_BLOB: True})
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
+    #: The storage key of the PNG object (None: the PNG is in ``png``).
+    key: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class ObjectTag(Base):

@@ -464,7 +464,7 @@ class ObjectMutation:
         width, height = png_size(input.png, "input.png")
         async with ctx.services.transaction() as tx:
             row = await get_owned(tx.session, m.Thumbnail, id, user)
-            row.png, row.width, row.height = input.png, width, height
+            row.png, row.width, row.height, row.key = input.png, width, height, None
         return t.Thumbnail.from_row(row)
 
     @strawberry.mutation

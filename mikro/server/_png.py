@@ -1,18 +1,34 @@
-"""Checking a thumbnail's PNG before it is stored: its size limits and its width and height.
+"""Checking a thumbnail's PNG before it is stored: its size limits and its width and height; and
+reading the PNG a client wrote as an object in its image's store.
 
 Only the signature and the IHDR chunk (the first, fixed-size chunk: width, height, bit depth, colour
 type) are read; the image data is not decoded. A client may still send a PNG whose image data is
 broken, which costs only its own thumbnail, never the server: nothing on the server decodes it.
+
+A thumbnail written as an object (``THUMBNAIL_OBJECT`` in the image's store) is registered by its width
+and height alone, and its header is checked when it is served, not when it is registered: the write
+grant outlives the registration, so a check then would prove nothing about the object later (the same
+reason the server trusts the array metadata the client sends), and reading it would cost the server a
+file read (on S3, a GET) per image.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 
-from mikro.server._errors import BadUserInput
+from mikro.datalayer._thumbnail import THUMBNAIL_OBJECT
+from mikro.server._errors import ApiError, BadUserInput, NotFound
 
-__all__ = ["MAX_PNG_BYTES", "MAX_PNG_SIDE", "png_size"]
+__all__ = [
+    "MAX_PNG_BYTES",
+    "MAX_PNG_SIDE",
+    "THUMBNAIL_OBJECT",
+    "png_size",
+    "read_png_object",
+    "thumbnail_size",
+]
 
 #: Thumbnails are ~256 px and tens of kB; these bounds keep a request and a database row small.
 MAX_PNG_BYTES = 1024 * 1024
@@ -35,8 +51,36 @@ def png_size(png: bytes, what: str = "png") -> tuple[int, int]:
         raise BadUserInput(f"{what} is not a PNG (its first chunk is not a valid IHDR header)")
     if depth not in _BIT_DEPTHS.get(colour, set()):
         raise BadUserInput(f"{what} is not a PNG (bit depth {depth} with colour type {colour})")
+    return _checked_sides(width, height, what)
+
+
+def _checked_sides(width: int, height: int, what: str) -> tuple[int, int]:
     if not (1 <= width <= MAX_PNG_SIDE and 1 <= height <= MAX_PNG_SIDE):
         raise BadUserInput(
             f"{what} is {width}x{height} pixels; a thumbnail may be at most {MAX_PNG_SIDE} a side"
         )
     return width, height
+
+
+def thumbnail_size(png: bytes | None, width: int | None, height: int | None, what: str) -> tuple[int, int]:
+    """``(width, height)`` of a registration's thumbnail: read from its PNG, or, for one written as
+    `THUMBNAIL_OBJECT`, as given (BAD_USER_INPUT naming ``what`` if refused)."""
+    if png is not None:
+        return png_size(png, f"{what} png")
+    if width is None or height is None:
+        raise BadUserInput(f"{what} needs its png, or the width and height of its {THUMBNAIL_OBJECT}")
+    return _checked_sides(width, height, what)
+
+
+def read_png_object(read: Callable[[str], bytes | None], key: str, what: str) -> bytes:
+    """The PNG object at ``key`` (blocking: for a worker thread), its header checked as `png_size`
+    checks a PNG sent in a request."""
+    png = read(key)
+    if png is None:
+        raise NotFound(f"the PNG of {what} is not in its image's store")
+    try:
+        png_size(png, what)
+    except BadUserInput as exc:
+        # Not the reader's input: the object its image's client wrote.
+        raise ApiError(str(exc)) from None
+    return png

@@ -31,7 +31,7 @@ from mikro.server._data_plane import array_values, read_array
 from mikro.server._errors import BadUserInput, Conflict, about_input
 from mikro.server._files import owned_file
 from mikro.server._inputs import RepresentationInput
-from mikro.server._png import png_size
+from mikro.server._png import THUMBNAIL_OBJECT, thumbnail_size
 from mikro.server._quota import check_quota
 from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values
 from mikro.server._zarr_meta import ArrayInfo, array_info_from_document, with_levels
@@ -40,8 +40,9 @@ __all__ = ["MAX_BATCH", "REP", "create_representations"]
 
 DIMS = ("c", "t", "z", "y", "x")
 REP = "representation"
-#: Images one ``createRepresentations`` request may create.
-MAX_BATCH = 64
+#: Images one ``createRepresentations`` request may create (the body limit bounds it too: a thumbnail
+#: sent with its image is tens of kilobytes).
+MAX_BATCH = 256
 
 
 @dataclass
@@ -78,7 +79,10 @@ async def create_representations(
         if first != i:
             raise BadUserInput(f"inputs[{first}] and inputs[{i}] both use store {input.store}")
         with about_input(labels[i]):
-            sizes.append(None if input.thumbnail is None else png_size(input.thumbnail.png, "thumbnail png"))
+            thumb = input.thumbnail
+            sizes.append(
+                None if thumb is None else thumbnail_size(thumb.png, thumb.width, thumb.height, "thumbnail")
+            )
     checked: list[_Checked] = []
     async with ctx.read() as session:
         # `loaded` keeps the objects alive: the session's identity map only holds them weakly.
@@ -269,6 +273,8 @@ async def _insert(
         {
             "representation_id": row.id,
             "png": i.input.thumbnail.png,
+            # A thumbnail sent without its PNG is the object the client wrote beside the image.
+            "key": None if i.input.thumbnail.png is not None else f"{i.store.key}/{THUMBNAIL_OBJECT}",
             "width": i.thumbnail_size[0],
             "height": i.thumbnail_size[1],
             "creator_id": user.id,

@@ -21,6 +21,7 @@ from mikro.server._acquisition import Acquisition, acquisition_from_value
 from mikro.server._context import Context, context_from, context_of
 from mikro.server._errors import NotFound
 from mikro.server._execution import AT_ONCE, NOT_LOADED
+from mikro.server._png import read_png_object
 from mikro.server._preload import load_all
 
 if TYPE_CHECKING:
@@ -750,10 +751,15 @@ class Thumbnail:
 
     @strawberry.field
     async def png(self, info: Info[Any, Any]) -> Base64:
-        png = await context_of(info).loaders.thumbnail_png.load(int(self.id))
+        ctx = context_of(info)
+        png = await ctx.loaders.thumbnail_png.load(int(self.id))
         if png is None:
             # Deleted between reading the thumbnail and reading its PNG.
             raise NotFound(f"no thumbnail with id {self.id}")
+        if isinstance(png, str):
+            png = await ctx.services.run_io(
+                read_png_object, ctx.services.storage.read, png, f"thumbnail {self.id}"
+            )
         return Base64(png)
 
     creator = _creator()

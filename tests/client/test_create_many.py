@@ -3,6 +3,7 @@ and on S3 (moto)."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 import mikro
+from mikro.client._registrations import BATCH_AT_MOST
 from tests.client._counting import count_operations, unfinished_zarr_stores
 
 pytestmark = pytest.mark.anyio
@@ -44,9 +46,10 @@ class Where:
     """A connected session on one store kind, and what that store holds."""
 
     def __init__(
-        self, m: mikro.Mikro, server: Any, user: str, token: str, objects: Callable[[], set[str]]
+        self, m: mikro.Mikro, server: Any, user: str, token: str, objects: Callable[[], set[str]], kind: str
     ) -> None:
         self.m, self.server, self.user, self.token, self.objects = m, server, user, token, objects
+        self.kind = kind
 
     def connect(self) -> Any:
         """Another session of the same user (its unused store reservations are given back on exit)."""
@@ -64,7 +67,11 @@ async def where(request: pytest.FixtureRequest) -> AsyncIterator[Where]:
     user = f"batch-{uuid.uuid4().hex[:8]}"
     token = server.add_user(user)
     async with mikro.connect(server.url, token=token, timeout=30) as m:
-        yield Where(m, server, user, token, objects)
+        yield Where(m, server, user, token, objects, request.param)
+
+
+#: Images a batch registers with two requests.
+TWO_REQUESTS = BATCH_AT_MOST + 8
 
 
 def _images(n: int) -> list[np.ndarray]:
@@ -114,6 +121,26 @@ async def test_a_batch_of_200_small_images_round_trips_values_and_metadata(where
             tg.start_soon(check, i)
 
 
+async def test_the_thumbnails_of_a_batch_read_back_as_pngs_of_their_images(where: Where) -> None:
+    from PIL import Image
+
+    m, tag = where.m, uuid.uuid4().hex
+    before = where.objects()
+    reps = await m.create_representations(
+        [{"data": image.T, "name": f"t-{i}", "tags": [tag]} for i, image in enumerate(_images(3))]
+    )
+    for rep in reps:
+        png = await m.thumbnail_png(rep.thumbnails[0])
+        pixels = np.asarray(Image.open(io.BytesIO(png)))
+        # The transposed ramp: darkest top left, brightest bottom right, rising faster across than down.
+        assert pixels.shape == (8, 8) and pixels[0, 0] == 0 and pixels[7, 7] == 255
+        assert pixels[0, 1] > pixels[1, 0]
+    # A folder store holds each thumbnail beside its image (the registration carried only its size);
+    # on S3 the PNG went with the registration.
+    thumbnails = {key for key in where.objects() - before if key.endswith("/0/thumbnail.png")}
+    assert len(thumbnails) == (3 if where.kind == "folder" else 0)
+
+
 async def test_a_bad_item_is_named_before_anything_is_sent(where: Where) -> None:
     m = where.m
     items: list[dict[str, Any]] = [{"data": image, "name": f"ok-{i}"} for i, image in enumerate(_images(5))]
@@ -127,13 +154,14 @@ async def test_a_bad_item_is_named_before_anything_is_sent(where: Where) -> None
 async def test_a_batch_with_one_refused_image_names_it_and_creates_none(where: Where) -> None:
     tag = uuid.uuid4().hex
     before = where.objects()
-    # 40 images: two registration requests, the first committed before the second is refused.
+    # Two registration requests, the first committed before the second is refused.
     items: list[dict[str, Any]] = [
-        {"data": image, "name": f"r-{i}", "tags": [tag]} for i, image in enumerate(_images(40))
+        {"data": image, "name": f"r-{i}", "tags": [tag]} for i, image in enumerate(_images(TWO_REQUESTS))
     ]
-    items[35]["sample"] = "999999"  # no such sample: the server refuses this one
+    items[-2]["sample"] = "999999"  # no such sample: the server refuses this one
     async with where.connect() as other:
-        with pytest.raises(mikro.NotFoundError, match=r"items\[35\] \('r-35'\)"):
+        bad = TWO_REQUESTS - 2
+        with pytest.raises(mikro.NotFoundError, match=rf"items\[{bad}\] \('r-{bad}'\)"):
             await other.create_representations(items)
     await _nothing_left(where, tag, before)
 
@@ -141,7 +169,9 @@ async def test_a_batch_with_one_refused_image_names_it_and_creates_none(where: W
 async def test_a_cancelled_batch_leaves_no_rows_and_no_objects(where: Where) -> None:
     tag = uuid.uuid4().hex
     before = where.objects()
-    items = [{"data": image, "name": f"c-{i}", "tags": [tag]} for i, image in enumerate(_images(40))]
+    items = [
+        {"data": image, "name": f"c-{i}", "tags": [tag]} for i, image in enumerate(_images(TWO_REQUESTS))
+    ]
     async with where.connect() as m:
         execute = m.transport.execute
         with anyio.CancelScope() as scope:

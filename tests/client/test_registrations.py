@@ -3,6 +3,7 @@ gets its own answer and a failed upload leaves nothing behind."""
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -10,10 +11,11 @@ import anyio
 import numpy as np
 import pytest
 import sniffio
+from PIL import Image
 
 import mikro
 from tests.client._counting import count_operations, unfinished_zarr_stores
-from tests.server._helpers import array_node
+from tests.server._helpers import array_node, b64
 
 pytestmark = pytest.mark.anyio
 
@@ -92,3 +94,27 @@ async def test_concurrent_uploads_with_one_refused_leave_only_the_good_ones(mikr
         assert len(await m.list_representations(name_contains="m")) == 7
     # The refused image's store was given back, with whatever was written to it.
     assert unfinished_zarr_stores(mikro_server, "mixed") == []
+
+
+async def test_registrations_with_large_thumbnails_share_requests_within_the_body_limit(
+    mikro_server: Any,
+) -> None:
+    # Six PNGs of ~700 kB (~930 kB of base64 each): one request would exceed the server's 4 MiB body
+    # limit, so they go in requests of at most three.
+    pixels = np.random.default_rng(0).integers(0, 256, (640, 1100), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    png = buffer.getvalue()
+    assert 600_000 < len(png) < 1024 * 1024
+    async with mikro.connect(mikro_server.url, token=mikro_server.add_user("big-thumbs")) as m:
+        stores = [g.store_id for g in await m.request_uploads(7)]
+        first = _input(stores[0], "t0")  # sent alone while the other six wait
+        inputs = [
+            first,
+            *(_input(s, f"t{i}", thumbnail={"png": b64(png)}) for i, s in enumerate(stores[1:], 1)),
+        ]
+        seen = count_operations(m)
+        reps = await _register_together(m, inputs)
+        assert [r.name for r in reps] == [f"t{i}" for i in range(7)]
+        assert seen["CreateRepresentations"] == 2
+        assert await m.thumbnail_png(reps[6].thumbnails[0]) == png

@@ -87,15 +87,15 @@ async def test_a_batch_of_small_images_takes_its_stores_in_full_reservations(
     mikro_server: Any, user: Callable[[str], str]
 ) -> None:
     token = user("plate")
-    images = [np.full((8, 8), i, np.uint16) for i in range(100)]
+    images = [np.full((8, 8), i, np.uint16) for i in range(300)]
     async with mikro.connect(mikro_server.url, token=token) as m:
         seen = count_operations(m)
         reps = await m.create_representations(
             [{"data": image, "name": f"field-{i}"} for i, image in enumerate(images)]
         )
-        assert len({r.store.id for r in reps}) == 100
-        # 100 stores at up to 64 per request: two requests, the second's extra stores kept in the pool.
+        assert len({r.store.id for r in reps}) == 300
+        # 300 stores at up to 256 per request: two requests, the second's extra stores kept in the pool.
         assert seen["RequestUploads"] == 2
-        assert len(m.reservations.unused()) == 28
-        assert [int((await m.compute(r.data)).values[0, 0]) for r in reps[::33]] == [0, 33, 66, 99]
+        assert len(m.reservations.unused()) == 212
+        assert [int((await m.compute(r.data)).values[0, 0]) for r in reps[::99]] == [0, 99, 198, 297]
     assert unfinished_zarr_stores(mikro_server, "plate") == []

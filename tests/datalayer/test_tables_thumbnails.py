@@ -59,13 +59,22 @@ async def test_thumbnail_shows_the_bright_region(store: GrantedStore) -> None:
 
 
 @pytest.mark.anyio
-async def test_write_image_makes_the_thumbnail_but_stores_only_the_image(store: GrantedStore) -> None:
+async def test_write_image_puts_a_small_images_thumbnail_beside_it_on_a_folder_store_only(
+    store: GrantedStore,
+) -> None:
     values = np.zeros((3, 64, 96), dtype=np.uint16)
     values[2, 10:20, 50:90] = 1000
     result = await write_image(store, prepare_image(values, dims="zyx"), thumbnail=True)
     assert result.thumbnail is not None and (result.thumbnail.width, result.thumbnail.height) == (96, 64)
     assert result.thumbnail.png == make_thumbnail(result.projection).png
-    # The PNG goes to the server with the registration: the store holds the OME-Zarr image alone.
     keys = await anyio.to_thread.run_sync(store.list_keys)
-    assert sorted(keys) == sorted(result.keys) and not [k for k in keys if k.endswith(".png")]
+    assert sorted(keys) == sorted(result.keys)
+    folder = await anyio.to_thread.run_sync(store.current_grant)
+    if folder.kind == "file":
+        # Written with the image's files; the registration then carries only its size.
+        assert result.thumbnail.key == "0/thumbnail.png" and "0/thumbnail.png" in keys
+        assert (await anyio.to_thread.run_sync(store.get, "0/thumbnail.png")) == result.thumbnail.png
+    else:
+        # On S3 it goes with the registration: the store holds the OME-Zarr image alone.
+        assert result.thumbnail.key is None and not [k for k in keys if k.endswith(".png")]
     assert (await write_image(store, prepare_image(values, dims="zyx"))).thumbnail is None

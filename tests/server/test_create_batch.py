@@ -4,6 +4,7 @@ metadata can come with the request (arrayMetadata) instead of being read from th
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,60 @@ async def test_one_bad_thumbnail_fails_the_batch_and_names_it(api: Api, mikro_se
     ) == [(0,)]
 
 
+async def _thumbnail_object(api: Api, z: int, png: bytes | None) -> str:
+    """An upload whose client wrote its thumbnail as ``0/thumbnail.png`` (``png`` None: wrote none)."""
+    store, root = await _reserve(api)
+
+    def write() -> None:
+        write_zarr_json(root, {"zarr_format": 3, "node_type": "group", "attributes": {}})
+        write_zarr_json(root / "0", _node(z))
+        if png is not None:
+            (root / "0" / "thumbnail.png").write_bytes(png)
+
+    await anyio.to_thread.run_sync(write)
+    return store
+
+
+async def test_a_thumbnail_written_beside_the_image_is_registered_by_its_size_and_served(
+    api: Api, mikro_server: Any
+) -> None:
+    stored, tag = png_bytes(40, 24), uuid.uuid4().hex
+    stores = [await _thumbnail_object(api, 1, stored), await _ome_upload(api, 2)]
+    inputs: list[dict[str, Any]] = [
+        {"store": stores[0], "name": f"stored-{tag}", "thumbnail": {"width": 40, "height": 24}},
+        {"store": stores[1], "name": f"sent-{tag}", "thumbnail": {"png": b64(png_bytes(8, 6))}},
+    ]
+    reps = (await api.data(CREATE_MANY_THUMBED, {"inputs": inputs}))["createRepresentations"]
+    assert reps[0]["thumbnails"] == [{"width": 40, "height": 24, "png": b64(stored)}]
+    assert reps[1]["thumbnails"] == [{"width": 8, "height": 6, "png": b64(png_bytes(8, 6))}]
+    # The database keeps the object's key, not its bytes; the PNG sent with the request is kept whole.
+    assert db_rows(
+        mikro_server.database_path,
+        "select r.name, t.png is null, t.key like '%/0/thumbnail.png' from thumbnails t "
+        "join representations r on r.id = t.representation_id where r.name like ? order by r.name",
+        f"%-{tag}",
+    ) == [(f"sent-{tag}", 0, None), (f"stored-{tag}", 1, 1)]
+
+
+async def test_a_thumbnail_without_png_needs_its_size_and_a_missing_object_is_not_found(api: Api) -> None:
+    stores = [await _thumbnail_object(api, 1, None) for _ in range(2)]
+    inputs: list[dict[str, Any]] = [
+        {"store": stores[0], "name": "sized", "thumbnail": {"width": 8, "height": 8}},
+        {"store": stores[1], "name": "unsized", "thumbnail": {"width": 8}},
+    ]
+    error = await api.error(CREATE_MANY, {"inputs": inputs})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["message"].startswith("inputs[1]: thumbnail needs its png, or the width and height")
+    too_wide = {"store": stores[1], "name": "wide", "thumbnail": {"width": 5000, "height": 8}}
+    error = await api.error(CREATE_MANY, {"inputs": [inputs[0], too_wide]})
+    assert error["message"].startswith("inputs[1]: thumbnail is 5000x8 pixels")
+    # Registered without its object (a client that did not write it): the PNG is not found when read.
+    made = (await api.data(CREATE_MANY, {"inputs": inputs[:1]}))["createRepresentations"][0]
+    query = "query($id: ID!) { representation(id: $id) { thumbnails { width png } } }"
+    error = await api.error(query, {"id": made["id"]})
+    assert error["extensions"]["code"] == "NOT_FOUND" and "not in its image's store" in error["message"]
+
+
 async def test_a_store_used_twice_or_already_used_is_refused(api: Api, mikro_server: Any) -> None:
     first, second = await _ome_upload(api, 1), await _ome_upload(api, 2)
     twice = [{"store": first, "name": "a"}, {"store": first, "name": "b"}]
@@ -130,8 +185,8 @@ async def test_a_store_used_twice_or_already_used_is_refused(api: Api, mikro_ser
 
 async def test_a_batch_has_a_limit_and_may_be_empty(api: Api) -> None:
     store = await _ome_upload(api, 1)
-    error = await api.error(CREATE_MANY, {"inputs": [{"store": store, "name": "x"}] * 65})
-    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "at most 64" in error["message"]
+    error = await api.error(CREATE_MANY, {"inputs": [{"store": store, "name": "x"}] * 257})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "at most 256" in error["message"]
     assert (await api.data(CREATE_MANY, {"inputs": []}))["createRepresentations"] == []
 
 
