@@ -47,6 +47,7 @@ import anyio
 
 from mikro._exceptions import MikroError
 from mikro.datalayer import DEFAULT_COMPRESSION, Compression, PyramidOption
+from mikro.datalayer._warmup import import_pixel_stack
 from mikro.ingest._readers import ReaderError, Scene, Source, open_source
 from mikro.ingest._report import FileReport, IngestProgress, IngestReport, PlannedImage
 from mikro.ingest._sources import Fingerprint, expand_paths, fingerprint, signature
@@ -286,6 +287,9 @@ async def ingest(
         raise MikroError("concurrency must be at least 1")
     given = [paths] if isinstance(paths, str | Path) else list(paths)
     limiter = m.thread_limiter
+    # Readers import dask in worker threads. Importing it there while the session's warm-up thread
+    # imports it too can leave a half-imported dask behind for the rest of the process.
+    await import_pixel_stack()
     on_cluster = await _cluster_for(cluster, limiter)
     sources, missing = await anyio.to_thread.run_sync(expand_paths, given, limiter=limiter)
     reports: list[FileReport] = [FileReport(p, "failed", error="no such file or directory") for p in missing]
