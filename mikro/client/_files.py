@@ -22,7 +22,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from mikro._exceptions import GrantError, MikroError, NotFoundError, ValidationError
+from mikro._exceptions import GrantError, GraphQLError, MikroError, NotFoundError, ValidationError
 from mikro.client._registrations import Registrations
 from mikro.datalayer import (
     FILE_KEY,
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: How long cleanup after a failed upload may take (it runs shielded from cancellation).
 CLEANUP_SECONDS = 10.0
+#: Files recorded per ``createFiles`` request (the server accepts up to 64).
+FILES_PER_REQUEST = 64
 
 Progress = Callable[[int, int], None]
 
@@ -69,6 +71,8 @@ class _Session(Protocol):
     def file_registrations(self) -> Registrations: ...
 
     async def get_file(self, id: Any) -> File: ...
+
+    async def _create_file_rows(self, inputs: Sequence[Mapping[str, Any]]) -> list[File]: ...
 
     async def list_files(self, **filters: Any) -> list[File]: ...
 
@@ -251,16 +255,37 @@ class FilesMixin:
             except Exception as exc:
                 log.debug("original %s not recorded with its group: %s", path, exc)
 
+        async def record_all(done: list[tuple[int, FileWritten, str]]) -> None:
+            # One createFiles request for the group (the session's queue would send the first file
+            # alone, the others once it is answered); refused, each file on its own gets its answer.
+            for i, _, _ in done:
+                creating[i] = True
+            inputs = [_record(stores[i][1], sources[i][0].name, w, t, links) for i, w, t in done]
+            try:
+                with anyio.CancelScope(shield=True):
+                    files = await session._create_file_rows(inputs)
+            except GraphQLError as exc:
+                log.debug("a group's originals not recorded together: %s", exc)
+                async with anyio.create_task_group() as tg:
+                    for i, written, media_type in done:
+                        tg.start_soon(record, i, written, media_type)
+                return
+            except Exception as exc:
+                log.debug("a group's originals not recorded: %s", exc)
+                return
+            for (i, _, _), file in zip(done, files, strict=True):
+                created[i] = file
+
         with session.reservations.uploading("MEDIA", count):
             try:
                 stores = await session._new_stores("MEDIA", count)
                 put = await anyio.to_thread.run_sync(put_all, limiter=session.thread_limiter)
                 for i, done in enumerate(put):
                     hashes[i] = None if done is None else done[0].content_hash
+                uploaded = [(i, *done) for i, done in enumerate(put) if done is not None]
                 async with anyio.create_task_group() as tg:
-                    for i, done in enumerate(put):
-                        if done is not None:
-                            tg.start_soon(record, i, *done)
+                    for start in range(0, len(uploaded), FILES_PER_REQUEST):
+                        tg.start_soon(record_all, uploaded[start : start + FILES_PER_REQUEST])
                 await anyio.lowlevel.checkpoint()
                 failed = [i for i in range(len(stores)) if created[i] is None]
             except BaseException:

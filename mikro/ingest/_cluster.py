@@ -315,13 +315,17 @@ class ClusterIngest:
     ) -> None:
         """Ingest the files of ``todo`` on the cluster, filling in their reports."""
         slots = anyio.Semaphore(max(concurrency, self.window))
+        todo = list(todo)
+        # The originals earlier runs kept, looked up for all the files at once as the local path does
+        # (an interrupted run may leave some, a killed one even with no image of them).
+        kept = await _stored_originals(m, [fp for _, fp, _ in todo]) if keep_original and not dry_run else {}
 
         async def run(report: FileReport, fp: Fingerprint, present: set[int]) -> None:
             async with slots:
                 started = time.perf_counter()
                 try:
                     await _File(self, m, report, fp, present, keep, encoding).ingest(
-                        dry_run=dry_run, keep_original=keep_original
+                        dry_run=dry_run, keep_original=keep_original, found=kept.get(fp.digest)
                     )
                 finally:
                     report.seconds = time.perf_counter() - started
@@ -381,25 +385,20 @@ class _File:
             raise ReaderError(outcome.error)
         return outcome
 
-    async def ingest(self, *, dry_run: bool, keep_original: bool) -> None:
+    async def ingest(self, *, dry_run: bool, keep_original: bool, found: File | None) -> None:
+        """``found``: the file's original an earlier run kept (see `_stored_originals`), or None."""
         # Counted as uploads in progress for the whole file: the session reserves stores for as many at
         # once (see `UploadReservations`).
         with contextlib.ExitStack() as uploads:
-            for kind in ("ZARR", "MEDIA") if keep_original else ("ZARR",):
+            for kind in ("ZARR", "MEDIA") if keep_original and found is None else ("ZARR",):
                 uploads.enter_context(self.m.reservations.uploading(kind))
-            await self._ingest(dry_run=dry_run, keep_original=keep_original)
+            await self._ingest(dry_run=dry_run, keep_original=keep_original, found=found)
 
-    async def _ingest(self, *, dry_run: bool, keep_original: bool) -> None:
+    async def _ingest(self, *, dry_run: bool, keep_original: bool, found: File | None) -> None:
         report = self.report
         try:
             original: Store | None = None
             if keep_original and not dry_run and await anyio.Path(report.path).is_file():
-                # The original of a file some of whose images are stored is theirs; a file with none
-                # stored is not looked up (a request per file): a cancelled run leaves no original
-                # without its images.
-                found = None
-                if self.present:
-                    found = (await _stored_originals(self.m, [self.fp])).get(self.fp.digest)
                 if found is not None:
                     self.original = found
                 else:

@@ -47,6 +47,7 @@ import anyio
 
 from mikro._exceptions import MikroError
 from mikro.datalayer import DEFAULT_COMPRESSION, Compression, PyramidOption
+from mikro.datalayer._warmup import import_pixel_stack
 from mikro.ingest._readers import ReaderError, Scene, Source, open_source
 from mikro.ingest._report import FileReport, IngestProgress, IngestReport, PlannedImage
 from mikro.ingest._sources import Fingerprint, expand_paths, fingerprint, signature
@@ -286,6 +287,9 @@ async def ingest(
         raise MikroError("concurrency must be at least 1")
     given = [paths] if isinstance(paths, str | Path) else list(paths)
     limiter = m.thread_limiter
+    # Readers import dask in worker threads. Importing it there while the session's warm-up thread
+    # imports it too can leave a half-imported dask behind for the rest of the process.
+    await import_pixel_stack()
     on_cluster = await _cluster_for(cluster, limiter)
     sources, missing = await anyio.to_thread.run_sync(expand_paths, given, limiter=limiter)
     reports: list[FileReport] = [FileReport(p, "failed", error="no such file or directory") for p in missing]
@@ -675,9 +679,10 @@ def scene_image(scene: Scene, path: Path, digest: str, count: int) -> dict[str, 
     meta = scene.metadata
     channels = meta.channels(scene.data.shape[scene.dims.index("c")] if "c" in scene.dims else 1)
     names = [c["name"] for c in channels or []]
-    coords = {"c": names} if "c" in scene.dims and names and all(isinstance(n, str) for n in names) else {}
+    named = "c" in scene.dims and names and all(isinstance(n, str) for n in names)
     # Channel names as the c coordinate too: the store's OME-Zarr metadata takes them from the image.
-    data = xr.DataArray(scene.data, dims=scene.dims, coords=coords)
+    # Without names the array goes as it is: a DataArray would cost a small image ~40 µs for nothing.
+    data = xr.DataArray(scene.data, dims=scene.dims, coords={"c": names}) if named else scene.data
     return {
         "data": data,
         "name": _image_name(path, scene, count),

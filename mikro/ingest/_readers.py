@@ -4,11 +4,11 @@ One interface (:class:`Source`), three implementations behind it chosen by the f
 
 - :class:`TiffSource`: a TIFF whose series' dims are bioio's letters (nearly all OME-TIFF, plain and
   ImageJ TIFF), read by tifffile alone, giving the image bioio would (dims in bioio's order, names,
-  OME metadata parsed by ome-types) without bioio's per-file cost (its dask graph costs 20-30x more CPU
-  than the read). A scene of up to one shard is read at once, a larger one lazily, in blocks of whole
-  tiles or strips of about :data:`BLOCK_BYTES` through tifffile's zarr store over the file (an
-  uncompressed page of one strip: rows read from the file), so even a single plane larger than memory
-  is read part by part.
+  the OME metadata's fields images keep, see `_ome_xml`) without bioio's per-file cost (its dask
+  graph costs 20-30x more CPU than the read). A scene of up to one shard is read at once, a larger
+  one lazily, in blocks of whole tiles or strips of about :data:`BLOCK_BYTES` through tifffile's zarr
+  store over the file (an uncompressed page of one strip: rows read from the file), so even a single
+  plane larger than memory is read part by part.
 - :class:`BioSource`: bioio picks the reader plugin for the file (bioio-ome-tiff, bioio-tifffile for
   the other TIFFs, and with ``mikro[formats]`` bioio-czi, bioio-nd2, bioio-lif). Its dask arrays are
   asked for one y/x plane per chunk.
@@ -36,6 +36,7 @@ import numpy as np
 
 from mikro.datalayer._layout import TARGET_SHARD_BYTES
 from mikro.ingest._metadata import SceneMetadata, from_ome, from_reader, from_tiff_tags, real_channel_names
+from mikro.ingest._ome_xml import parse_ome
 from mikro.ingest._units import micrometres, seconds
 
 __all__ = ["EXTRA_FOR_SUFFIX", "ReaderError", "Scene", "Source", "open_source"]
@@ -248,8 +249,8 @@ class BioSource:
 
 
 class TiffSource:
-    """A TIFF read by tifffile alone: pixels, tags, and OME-XML (parsed by ome-types, as bioio-ome-tiff
-    does). Used when every series' dims are bioio's letters (``TCZYXS``), so the image is the one bioio
+    """A TIFF read by tifffile alone: pixels, tags, and the OME-XML fields images keep (`_ome_xml`).
+    Used when every series' dims are bioio's letters (``TCZYXS``), so the image is the one bioio
     would give; bioio's readers cost 10-40 ms a file more (a dask graph, the OME-XML parsed twice)."""
 
     is_file = True
@@ -316,12 +317,11 @@ class TiffSource:
 
 
 def _ome_document(tif: Any) -> Any:
-    """The file's OME metadata as ``ome_types.OME``, None for a TIFF without OME-XML."""
+    """The fields of the file's OME metadata that images keep (see `_ome_xml`), None for a TIFF without
+    OME-XML."""
     if not tif.is_ome or not tif.ome_metadata:
         return None
-    from ome_types import from_xml
-
-    return from_xml(tif.ome_metadata)
+    return parse_ome(tif.ome_metadata)
 
 
 def _tiff_axes(series: Any) -> tuple[list[int], str] | None:

@@ -147,6 +147,7 @@ async def _load_for_checks(
         (m.Dataset, _ids(i.dataset for i in inputs)),
         (m.Experiment, _ids(e for i in inputs for e in i.experiments)),
         (m.Representation, _ids(o for i in inputs for o in i.origins)),
+        (m.FileRow, _ids(i.original_file for i in inputs)),
     ]
     loaded: list[Any] = []
     for model, ids in wanted:

@@ -8,6 +8,11 @@ from typing import Any
 import numpy as np
 import tifffile
 
+# At import, not inside a test: ome_types imports pint, which imports dask. Imported on a test's
+# event loop it would race the session's background import of dask (mikro.datalayer._warmup), and
+# Python's import locks then hand one of the two threads a half-initialised dask.
+from ome_types import model as om
+
 OME_CHANNELS = ["DAPI", "GFP", "mCherry"]
 
 
@@ -31,8 +36,6 @@ def ome_tiff(path: Path, seed: int = 0) -> tuple[np.ndarray[Any, Any], np.ndarra
     """Two series: a z-stack of three named channels (pixel sizes in nm and µm, wavelengths, a 2 s time
     increment, a microscope, an objective and a stage position in OME-XML written with ome-types), and a
     single plane. Pixels written by tifffile."""
-    from ome_types import model as om
-
     stack = values((2, 3, 40, 30), seed=seed)  # z, c, y, x
     plane = values((24, 20), "uint8", seed=seed + 1)
     objective = om.Objective(

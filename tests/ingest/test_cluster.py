@@ -216,6 +216,26 @@ async def test_cancelled_cluster_ingest_leaves_no_half_image(
         assert len(await m.list_representations()) == 8
 
 
+async def test_an_original_left_by_a_killed_run_is_kept_once_on_the_cluster(
+    mikro_server: MikroServer, cluster: Client, tmp_path: Path
+) -> None:
+    """The originals an earlier run left (one with none of its file's images) are found for the cluster's
+    files too (one lookup for them all): their images link to them, no file is stored twice."""
+    folder = tmp_path / "plate"
+    _files.small_tiffs(folder, 3)
+    async with _session(mikro_server, "left") as m:
+        left = await m.upload_file(folder / "img001.tif")
+        report = await m.ingest(folder, cluster=cluster)
+        assert report.ok and report.created == 3, report.to_dict()
+        by_name = {Path(f.path).name: f for f in report.files}
+        assert by_name["img001.tif"].original_file == left.id
+        files = [f async for f in m.iter_files()]
+        assert len(files) == 3 and len({f.content_hash for f in files}) == 3
+        (rep_id,) = by_name["img001.tif"].images
+        original = (await m.get_representation(rep_id)).original_file
+        assert original is not None and original.id == left.id
+
+
 async def test_a_cluster_of_forked_workers_is_refused(
     m: mikro.Mikro, forked_cluster: Client, tmp_path: Path
 ) -> None:
