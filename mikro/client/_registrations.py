@@ -52,19 +52,25 @@ def _input_bytes(input: Input) -> int:
     return _INPUT_BYTES + len(thumbnail.get("png") or "") + sum(len(d or "") for d in documents)
 
 
+def _first_chunk(inputs: Sequence[Input], start: int = 0) -> int:
+    """Where the request that registers ``inputs[start:]`` ends: at most `BATCH_AT_MOST` inputs and
+    `BATCH_BYTES_AT_MOST` of body (an input larger than that goes alone)."""
+    size = 0
+    for i in range(start, min(len(inputs), start + BATCH_AT_MOST)):
+        size += _input_bytes(inputs[i])
+        if i > start and size > BATCH_BYTES_AT_MOST:
+            return i
+    return min(len(inputs), start + BATCH_AT_MOST)
+
+
 def request_chunks(inputs: Sequence[Input]) -> list[range]:
-    """``inputs`` split, in order, into the requests that register them: at most `BATCH_AT_MOST` each
-    and `BATCH_BYTES_AT_MOST` of body (an input larger than that goes alone)."""
+    """``inputs`` split, in order, into the requests that register them (see `_first_chunk`)."""
     chunks: list[range] = []
-    start, size = 0, 0
-    for i, input in enumerate(inputs):
-        nbytes = _input_bytes(input)
-        if i > start and (i - start == BATCH_AT_MOST or size + nbytes > BATCH_BYTES_AT_MOST):
-            chunks.append(range(start, i))
-            start, size = i, 0
-        size += nbytes
-    if start < len(inputs):
-        chunks.append(range(start, len(inputs)))
+    start = 0
+    while start < len(inputs):
+        end = _first_chunk(inputs, start)
+        chunks.append(range(start, end))
+        start = end
     return chunks
 
 
@@ -105,7 +111,7 @@ class Registrations:
             if self._sending:
                 await self._sent.wait()
                 continue
-            first = len(request_chunks([p.input for p in self._queue])[0])
+            first = _first_chunk([p.input for p in self._queue[:BATCH_AT_MOST]])
             batch, self._queue = self._queue[:first], self._queue[first:]
             self._sending = True
             try:
