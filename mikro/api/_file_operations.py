@@ -31,7 +31,7 @@ class FileOperations(Operations):
 
     async def _create_file_rows(self, inputs: Sequence[Mapping[str, Any]]) -> list[File]:
         """createFiles: several FileInputs in one request and one transaction."""
-        data = await self._execute("CreateFiles", {"inputs": [_camel_input(i) for i in inputs]})
+        data = await self._execute("CreateFileRecords", {"inputs": [_camel_input(i) for i in inputs]})
         return [self._model(File, item) for item in data["createFiles"]]
 
     async def get_file(self, id: IdLike) -> File:

@@ -29,10 +29,12 @@ __all__ = [
     "get_owned",
     "get_store",
     "get_visible_row",
+    "owned",
     "page_query",
     "parse_id",
     "parse_ids",
     "replace_tags",
+    "store_of_kind",
     "visible_row",
     "visible_row_statement",
     "visible_to",
@@ -85,11 +87,15 @@ async def get_owned(
     checks (``FOR KEY SHARE``, which never wait for a queued delete) starved a delete for as long as
     they kept coming (15 s under four writers in a loop).
     """
-    name = KIND_NAMES[model]
     lock = {"key_share": True} if parent else None
-    obj = await session.get(model, parse_id(raw_id, name), with_for_update=lock)
+    obj = await session.get(model, parse_id(raw_id, KIND_NAMES[model]), with_for_update=lock)
+    return owned(model, obj, raw_id, user)
+
+
+def owned(model: type[M], obj: M | None, raw_id: Any, user: AuthUser) -> M:
+    """``obj`` (``raw_id``'s row, or None) if the caller may change it; else `get_owned`'s NOT_FOUND."""
     if obj is None or not user.can_see(obj.creator_id):  # type: ignore[attr-defined]
-        raise NotFound(f"no {name} with id {raw_id}")
+        raise NotFound(f"no {KIND_NAMES[model]} with id {raw_id}")
     return obj
 
 
@@ -242,7 +248,10 @@ def begin_mutation(info: Info[Any, Any], payload: Any = None) -> tuple[Context, 
 
 async def get_store(session: AsyncSession, raw_id: Any, user: AuthUser, kind: str) -> m.Store:
     """The caller's store of ``kind`` (ZARR, PARQUET or MEDIA)."""
-    store = await get_owned(session, m.Store, raw_id, user)
+    return store_of_kind(await get_owned(session, m.Store, raw_id, user), raw_id, kind)
+
+
+def store_of_kind(store: m.Store, raw_id: Any, kind: str) -> m.Store:
     if store.kind != kind:
         raise BadUserInput(f"store {raw_id} is a {store.kind} store, not {kind}")
     return store

@@ -29,11 +29,12 @@ from mikro.server._crud import (
     begin_mutation,
     drop_tags,
     get_owned,
-    get_store,
     get_visible_row,
     insert_tag_rows,
+    owned,
     parse_id,
     replace_tags,
+    store_of_kind,
 )
 from mikro.server._errors import BadUserInput, Conflict, Forbidden, NotFound, about_input
 from mikro.server._inputs import FileFilter, FileInput, FileUpdateInput, OffsetPaginationInput
@@ -248,13 +249,23 @@ async def _object_sizes(ctx: Context, keys: list[str]) -> list[int | None]:
     return cast("list[int | None]", sizes)
 
 
-async def _load_stores(session: AsyncSession, inputs: list[FileInput]) -> list[m.Store]:
-    """The inputs' stores in one statement (a batch's ``get_store`` each then finds its own in the
-    session without a statement of its own, as long as the caller holds the list returned)."""
-    ids = {int(str(i.store)) for i in inputs if str(i.store).isdigit()}
-    if len(inputs) < 2 or not ids:
-        return []
-    return list((await session.execute(select(m.Store).where(m.Store.id.in_(ids)))).scalars().all())
+async def _media_stores(
+    session: AsyncSession, inputs: list[FileInput], labels: list[str], user: AuthUser
+) -> list[m.Store]:
+    """The inputs' unused MEDIA stores, in input order, read in one statement (not a ``get_store``
+    each), with the errors ``get_store`` gives, each named by its input's label."""
+    ids = []
+    for label, input in zip(labels, inputs, strict=True):
+        with about_input(label):
+            ids.append(parse_id(input.store, "store"))
+    rows = await session.execute(select(m.Store).where(m.Store.id.in_(set(ids))))
+    found = {store.id: store for store in rows.scalars()}
+    stores = []
+    for label, input, store_id in zip(labels, inputs, ids, strict=True):
+        with about_input(label):
+            store = owned(m.Store, found.get(store_id), input.store, user)
+            stores.append(_unused(store_of_kind(store, input.store, "MEDIA"), input))
+    return stores
 
 
 def _check_size(key: str, size: int | None, input: FileInput) -> None:
@@ -284,39 +295,32 @@ async def create_files(ctx: Context, user: AuthUser, inputs: list[FileInput]) ->
             raise BadUserInput(f"inputs[{first}] and inputs[{i}] both use store {input.store}")
         with about_input(labels[i]):
             values.append(_checked_values(input))
-    keys = []
     async with ctx.read() as session:
-        loaded = await _load_stores(session, inputs)
-        for label, input in zip(labels, inputs, strict=True):
-            with about_input(label):
-                store = _unused(await get_store(session, input.store, user, "MEDIA"), input)
-                keys.append(f"{store.key}/{FILE_KEY}")
+        keys = [f"{store.key}/{FILE_KEY}" for store in await _media_stores(session, inputs, labels, user)]
     for label, input, key, size in zip(labels, inputs, keys, await _object_sizes(ctx, keys), strict=True):
         with about_input(label):
             _check_size(key, size, input)
     rows = []
     async with ctx.services.transaction() as tx:
         s = tx.session
-        loaded = await _load_stores(s, inputs)
-        for label, input, key, (name, content_hash, media_type) in zip(
-            labels, inputs, keys, values, strict=True
+        # Read again under the write lock: another request may have used a store since.
+        stores = await _media_stores(s, inputs, labels, user)
+        for store, input, key, (name, content_hash, media_type) in zip(
+            stores, inputs, keys, values, strict=True
         ):
-            with about_input(label):
-                store = _unused(await get_store(s, input.store, user, "MEDIA"), input)
-                store.populated = True
-                store.path = ctx.services.storage.path_of(key)
-                rows.append(
-                    m.FileRow(
-                        name=name,
-                        store_id=store.id,
-                        size=input.size,
-                        content_hash=content_hash,
-                        media_type=media_type,
-                        creator_id=user.id,
-                        tags=list(dict.fromkeys(input.tags)),
-                    )
+            store.populated = True
+            store.path = ctx.services.storage.path_of(key)
+            rows.append(
+                m.FileRow(
+                    name=name,
+                    store_id=store.id,
+                    size=input.size,
+                    content_hash=content_hash,
+                    media_type=media_type,
+                    creator_id=user.id,
+                    tags=list(dict.fromkeys(input.tags)),
                 )
-        del loaded
+            )
         # One flush for the batch's rows (one INSERT), their tags in one more.
         s.add_all(rows)
         await s.flush()
