@@ -17,7 +17,7 @@ import tifffile
 import mikro.sync
 from mikro.datalayer._layout import TARGET_SHARD_BYTES
 from mikro.ingest import SHARD_COPIES, SHARDS_PER_FILE
-from mikro.ingest._pipeline import GROUP_FILES
+from mikro.ingest._pipeline import _group_size
 from tests.fixtures_servers import MikroServer, process_env
 from tests.ingest import _files
 from tests.ingest.test_encoding import SIDE, stored_codecs
@@ -107,11 +107,11 @@ def test_exit_status_and_report_name_the_bad_files(mikro_server: MikroServer, tm
 
 def test_ctrl_c_stops_and_a_rerun_continues(mikro_server: MikroServer, tmp_path: Path) -> None:
     token = mikro_server.add_user("cli")
-    # --concurrency 1: small files go up in groups of GROUP_FILES, a group taking the one slot, so at
+    # --concurrency 1: small files go up in groups (of 16 here), a group taking the one slot, so at
     # most one group is in flight, and an image whose registration the interrupt cut is removed again
     # (complete or absent). Interrupting once more than that are stored shows complete ones are kept;
     # one slot also keeps the run slower than the polling that waits for that (50 files in 4 groups).
-    in_flight, kept, files = GROUP_FILES, 1, FILES
+    in_flight, kept, files = _group_size(FILES), 1, FILES
     _files.small_tiffs(tmp_path / "plate", files)
     run = _cli(mikro_server, token, str(tmp_path / "plate"), "--concurrency", "1")
     deadline = time.monotonic() + 90

@@ -4,6 +4,7 @@ alone, and a group cancelled while its images are written leaves nothing behind.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -74,3 +75,33 @@ async def test_a_group_cancelled_while_written_leaves_nothing(
     report = await m.ingest(folder)
     assert report.ok and report.created == GOOD
     assert len(await _all(m)) == GOOD and len(await m.list_files()) == GOOD
+
+
+async def test_many_small_files_are_recorded_in_few_requests(
+    m: mikro.Mikro, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 192 files: 8 groups of 24 (not 12 of 16), each one createFiles and one createRepresentations
+    # request: the server's cost per request is what a small file's ingest costs most of.
+    files = 192
+    _files.small_tiffs(tmp_path / "plate", files)
+    sent: list[str] = []
+    execute = m._execute
+
+    async def counted(operation: str, variables: Any) -> dict[str, Any]:
+        sent.append(operation)
+        return await execute(operation, variables)
+
+    monkeypatch.setattr(m, "_execute", counted)
+    report = await m.ingest(tmp_path / "plate", concurrency=8)
+    assert report.ok and report.created == files
+    assert sent.count("CreateRepresentations") == sent.count("CreateFileRecords") == 8
+    reps = await _all(m)
+    originals = {f.id: f.name for f in await m.list_files(limit=1000)}
+    assert (
+        sorted(originals.values())
+        == sorted(r.name for r in reps)
+        == [f"img{i:03d}.tif" for i in range(files)]
+    )
+    assert all(r.original_file is not None and originals[r.original_file.id] == r.name for r in reps)
+    last = next(r for r in reps if r.name == f"img{files - 1:03d}.tif")
+    np.testing.assert_array_equal(await m.compute(last.data), _files.values((16, 16), seed=files - 1))
