@@ -324,6 +324,8 @@ async def ingest(
     progress = _Progress(on_progress, len(sources), sum(sizes))
     slots = _Slots(concurrency)
     ahead = _Ahead()
+    # Groups read their files one at a time (see `_ingest_group`).
+    reading = anyio.Lock()
 
     async def run(report: FileReport, fp: Fingerprint, present: set[int], original: Any) -> None:
         try:
@@ -347,32 +349,44 @@ async def ingest(
         try:
             async with slots.held(SLOT_SHARE_BYTES * SLOT_SHARES):
                 await _ingest_group(
-                    m, group, {**keep, **encoding}, progress, keep_original=keep_original, found=originals
+                    m,
+                    group,
+                    {**keep, **encoding},
+                    progress,
+                    keep_original=keep_original,
+                    found=originals,
+                    reading=reading,
                 )
         finally:
             ahead.remove(sum(fp.size for _, fp in group))
 
-    async with anyio.create_task_group() as tg:
-        # Batch by batch: the files of one batch upload while the next one is hashed (and its bytes,
-        # just read, are still in the page cache when the upload reads them), never more ahead.
-        for batch in _batches(sizes):
-            await ahead.room()
-            hashed = await _fingerprints([sources[i] for i in batch], limiter, legacy)
-            stored = await _stored(m, hashed)
-            todo = _to_ingest(found, batch, hashed, stored, progress)
-            kept = {}
-            if keep_original and not dry_run and todo:
-                kept = await _stored_originals(m, [fp for _, fp, _ in todo])
-            small: list[tuple[FileReport, Fingerprint]] = []
-            for report, fp, present in todo:
-                ahead.add(fp.size)
-                if not dry_run and not present and fp.size <= GROUP_FILE_BYTES:
-                    small.append((report, fp))
-                else:
-                    tg.start_soon(run, report, fp, present, kept.get(fp.digest))
-            size = _group_size(len(small))
-            for start in range(0, len(small), size):
-                tg.start_soon(run_group, small[start : start + size], kept)
+    with contextlib.ExitStack() as demand:
+        async with anyio.create_task_group() as tg:
+            # Batch by batch: the files of one batch upload while the next one is hashed (and its bytes,
+            # just read, are still in the page cache when the upload reads them), never more ahead.
+            for batch in _batches(sizes):
+                await ahead.room()
+                hashed = await _fingerprints([sources[i] for i in batch], limiter, legacy)
+                stored = await _stored(m, hashed)
+                todo = _to_ingest(found, batch, hashed, stored, progress)
+                kept = {}
+                if keep_original and not dry_run and todo:
+                    kept = await _stored_originals(m, [fp for _, fp, _ in todo])
+                small: list[tuple[FileReport, Fingerprint]] = []
+                for report, fp, present in todo:
+                    ahead.add(fp.size)
+                    if not dry_run and not present and fp.size <= GROUP_FILE_BYTES:
+                        small.append((report, fp))
+                    else:
+                        tg.start_soon(run, report, fp, present, kept.get(fp.digest))
+                # The stores the groups will take, counted at once: the session's reservations then reserve
+                # them in one request of each kind, not one per group as each group starts (they read one
+                # after the other); each request costs the server more than its stores.
+                for kind in ("ZARR", "MEDIA") if keep_original else ("ZARR",):
+                    demand.enter_context(m.reservations.uploading(kind, len(small)))
+                size = _group_size(len(small))
+                for start in range(0, len(small), size):
+                    tg.start_soon(run_group, small[start : start + size], kept)
     return IngestReport(files=reports, seconds=time.perf_counter() - started)
 
 
@@ -524,6 +538,7 @@ async def _ingest_group(
     *,
     keep_original: bool,
     found: dict[str, Any],
+    reading: anyio.Lock,
 ) -> None:
     """Small files with no image stored, read in one worker-thread call and their images created with
     one `create_representations` batch (written several per thread call, registered together), their
@@ -534,7 +549,12 @@ async def _ingest_group(
     started = time.perf_counter()
     limiter = m.thread_limiter
     paths = [Path(report.path) for report, _ in group]
-    read = await anyio.to_thread.run_sync(_read_group, paths, limiter=limiter)
+    # One group reads at a time (``reading``): reading small files is mostly Python holding the GIL, so
+    # groups reading side by side are no faster, and all of them would then reach the server at once,
+    # which has nothing to do until then. One after the other, the first group's requests are served
+    # while the next group is read.
+    async with reading:
+        read = await anyio.to_thread.run_sync(_read_group, paths, limiter=limiter)
     alone = [entry for entry, scenes in zip(group, read, strict=True) if scenes is None]
     batch = [(r, fp, scenes) for (r, fp), scenes in zip(group, read, strict=True) if scenes is not None]
     for report, _, _ in batch:
