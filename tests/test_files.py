@@ -340,7 +340,9 @@ def test_a_large_file_moves_through_bounded_memory(mikro_server: MikroServer, tm
 async def test_concurrent_uploads_are_all_recorded_each_with_its_own_bytes(
     m: mikro.Mikro, tmp_path: Path
 ) -> None:
-    # Uploads finishing together share createFiles requests: each still gets its own record.
+    # Uploads finishing together share createFiles requests: each still gets its own record, and the
+    # File returned shows its links (the batched answer asks for them, as a lone upload's does).
+    sample = await m.create_sample(unique("s"))
     sources = []
     for i in range(12):
         sources.append(tmp_path / f"note-{i}.csv")
@@ -348,7 +350,7 @@ async def test_concurrent_uploads_are_all_recorded_each_with_its_own_bytes(
     files: dict[str, Any] = {}
 
     async def upload(path: Path) -> None:
-        files[path.name] = await m.upload_file(path, tags=[path.stem])
+        files[path.name] = await m.upload_file(path, tags=[path.stem], samples=[sample])
 
     async with anyio.create_task_group() as tg:
         for path in sources:
@@ -362,6 +364,7 @@ async def test_concurrent_uploads_are_all_recorded_each_with_its_own_bytes(
             content_hash(path.read_bytes()),
         )
         assert file.tags == [path.stem] and file.media_type == "text/csv"
+        assert [s.id for s in file.samples or []] == [sample.id]
         copy = await m.download_file(file, tmp_path / f"copy-{path.name}")
         assert copy.read_bytes() == path.read_bytes()
 

@@ -31,7 +31,15 @@ class FileOperations(Operations):
 
     async def _create_file_rows(self, inputs: Sequence[Mapping[str, Any]]) -> list[File]:
         """createFiles: several FileInputs in one request and one transaction."""
-        data = await self._execute("CreateFileRecords", {"inputs": [_camel_input(i) for i in inputs]})
+        return await self._created_files("CreateFiles", inputs)
+
+    async def _create_file_records(self, inputs: Sequence[Mapping[str, Any]]) -> list[File]:
+        """createFiles for new files with no links (an ingest's originals): their own fields only, their
+        relations (empty) not asked for, which costs the server a relation load each."""
+        return await self._created_files("CreateFileRecords", inputs)
+
+    async def _created_files(self, operation: str, inputs: Sequence[Mapping[str, Any]]) -> list[File]:
+        data = await self._execute(operation, {"inputs": [_camel_input(i) for i in inputs]})
         return [self._model(File, item) for item in data["createFiles"]]
 
     async def get_file(self, id: IdLike) -> File:

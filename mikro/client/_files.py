@@ -73,6 +73,7 @@ class _Session(Protocol):
     async def get_file(self, id: Any) -> File: ...
 
     async def _create_file_rows(self, inputs: Sequence[Mapping[str, Any]]) -> list[File]: ...
+    async def _create_file_records(self, inputs: Sequence[Mapping[str, Any]]) -> list[File]: ...
 
     async def list_files(self, **filters: Any) -> list[File]: ...
 
@@ -221,7 +222,8 @@ class FilesMixin:
     ) -> list[File | None]:
         """`_store_file` of many small files at once (an ingest's originals), each ``(path, its known
         content hash)``: stores taken from the reservations, the bytes put in one worker-thread call, the
-        records made together (one ``createFiles`` request). Per file its ``File``, or None where it
+        records made together (one ``createFiles`` request, its relations not fetched: None on the
+        ``File``). Per file its ``File``, or None where it
         failed (nothing of it left: its caller stores it alone, which reports why); a cancellation
         leaves nothing of any of them."""
         session = self._fs()
@@ -263,7 +265,7 @@ class FilesMixin:
             inputs = [_record(stores[i][1], sources[i][0].name, w, t, links) for i, w, t in done]
             try:
                 with anyio.CancelScope(shield=True):
-                    files = await session._create_file_rows(inputs)
+                    files = await session._create_file_records(inputs)
             except GraphQLError as exc:
                 log.debug("a group's originals not recorded together: %s", exc)
                 async with anyio.create_task_group() as tg:
