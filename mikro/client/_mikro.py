@@ -40,7 +40,14 @@ from mikro.datalayer._warmup import (
     pixel_stack_imported,
     warm_up_in_background,
 )
-from mikro.graphql import AsyncTransport, BlockingTransport, RetryPolicy, new_idempotency_key, tls_context
+from mikro.graphql import (
+    AsyncTransport,
+    BlockingTransport,
+    RetryPolicy,
+    async_http_transport,
+    new_idempotency_key,
+    tls_context,
+)
 
 __all__ = ["Mikro", "connect"]
 
@@ -122,7 +129,13 @@ class Mikro(
         warm_up_in_background()
         self._thread_limiter = anyio.CapacityLimiter(config.max_threads)
         tls = tls_context(url)
-        self._http = httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers, verify=tls)
+        self._http = httpx.AsyncClient(
+            timeout=timeout,
+            limits=limits,
+            headers=headers,
+            verify=tls,
+            transport=async_http_transport(verify=tls, limits=limits),
+        )
         self._blocking_http = httpx.Client(timeout=timeout, limits=limits, headers=headers, verify=tls)
         self.transport = AsyncTransport(
             self._http,

@@ -11,7 +11,7 @@ import pytest
 
 import mikro
 from mikro.api import operation
-from tests.client._scripted import Reply, ScriptedServer, Stall
+from tests.client._scripted import Forward, Reply, ScriptedServer, Stall
 
 QUERY = "query Me { me { id username isAdmin } }"
 MUTATION = 'mutation { createSample(input: {name: "x"}) { id } }'
@@ -330,3 +330,22 @@ async def test_a_page_the_models_refuse_is_a_validation_error(scripted: Scripted
     async with session(scripted.url) as m:
         with pytest.raises(pydantic.ValidationError, match=r"createdAt"):
             await m.list_samples()
+
+
+@pytest.mark.anyio
+async def test_a_connection_the_server_dropped_while_idle_is_not_used_again(
+    proxy: ScriptedServer, alice_token: str
+) -> None:
+    # The pool asks each idle connection's socket whether its server has closed it (mikro keeps that
+    # socket at hand, issue 17). Answered wrongly, the next request would go out on the dead connection
+    # and fail: retries=0 leaves nothing to paper over it.
+    proxy.script.append(Forward(then_close=True))
+    async with session(proxy.url, token=alice_token, retries=0) as m:
+        before = await m.me()
+        await anyio.to_thread.run_sync(proxy.dropped.wait, 10)
+        after = await m.me()
+        again = await m.me()
+    assert before.username == after.username == again.username
+    first, second, third = (seen.peer for seen in proxy.seen)
+    assert second != first  # a fresh connection...
+    assert third == second  # ...kept alive as before
