@@ -349,3 +349,21 @@ async def test_a_connection_the_server_dropped_while_idle_is_not_used_again(
     first, second, third = (seen.peer for seen in proxy.seen)
     assert second != first  # a fresh connection...
     assert third == second  # ...kept alive as before
+
+
+@pytest.mark.anyio
+async def test_requests_share_at_most_max_connections_kept_alive(
+    proxy: ScriptedServer, alice_token: str
+) -> None:
+    # mikro splits its pool into several small ones (issue 17): together they still open no more than
+    # max_connections, and keep them alive for the requests that follow.
+    async with session(proxy.url, token=alice_token, max_connections=6) as m:
+        async with anyio.create_task_group() as tg:
+            for _ in range(30):
+                tg.start_soon(m.me)
+        opened = {seen.peer for seen in proxy.seen}
+        for _ in range(6):
+            await m.me()
+    assert len(proxy.seen) == 36
+    assert 1 <= len(opened) <= 6
+    assert {seen.peer for seen in proxy.seen} == opened
