@@ -129,12 +129,9 @@ class Mikro(
         warm_up_in_background()
         self._thread_limiter = anyio.CapacityLimiter(config.max_threads)
         tls = tls_context(url)
+        http_transport = async_http_transport(verify=tls, limits=limits)
         self._http = httpx.AsyncClient(
-            timeout=timeout,
-            limits=limits,
-            headers=headers,
-            verify=tls,
-            transport=async_http_transport(verify=tls, limits=limits),
+            timeout=timeout, limits=limits, headers=headers, verify=tls, transport=http_transport
         )
         self._blocking_http = httpx.Client(timeout=timeout, limits=limits, headers=headers, verify=tls)
         self.transport = AsyncTransport(
@@ -144,6 +141,7 @@ class Mikro(
             retry=retry,
             timeout=config.timeout,
             max_in_flight=config.max_connections,
+            direct=http_transport,
         )
         self.blocking_transport = BlockingTransport(
             self._blocking_http, url, token=token, retry=retry, timeout=config.timeout

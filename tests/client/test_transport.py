@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from typing import Any
 
 import anyio
 import pydantic
@@ -367,3 +368,18 @@ async def test_requests_share_at_most_max_connections_kept_alive(
     assert len(proxy.seen) == 36
     assert 1 <= len(opened) <= 6
     assert {seen.peer for seen in proxy.seen} == opened
+
+
+@pytest.mark.anyio
+async def test_a_proxy_named_in_the_environment_is_used(
+    proxy: ScriptedServer, mikro_server: Any, alice_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # mikro hands httpx a transport of its own unless the environment names a proxy: then httpx's
+    # routing through it stays as it was.
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.removesuffix("/graphql"))
+    async with session(mikro_server.url, token=alice_token) as m:
+        me = await m.me()
+    assert me.username.startswith("alice")
+    assert len(proxy.seen) == 1
