@@ -383,3 +383,24 @@ async def test_a_proxy_named_in_the_environment_is_used(
         me = await m.me()
     assert me.username.startswith("alice")
     assert len(proxy.seen) == 1
+
+
+@pytest.mark.anyio
+async def test_a_get_answered_with_errors_raises_them(scripted: ScriptedServer) -> None:
+    # A get's object is validated straight from the answer's bytes too (issue 17); errors beside its
+    # data still raise, extensions do not, and a refused object is pydantic's validation error.
+    forbidden = {"message": "no", "path": ["sample"], "extensions": {"code": "FORBIDDEN"}}
+    scripted.script.extend(
+        [
+            Reply(200, {"data": {"sample": SAMPLE}, "errors": [forbidden]}),
+            Reply(200, {"data": {"sample": SAMPLE}, "extensions": {"tracing": 1}}),
+            Reply(200, {"data": {"sample": {**SAMPLE, "createdAt": "yesterday"}}}),
+        ]
+    )
+    async with session(scripted.url) as m:
+        with pytest.raises(mikro.PermissionDeniedError):
+            await m.get_sample("4")
+        sample = await m.get_sample("4")
+        assert sample.name == "s" and sample.creator.username == "u"
+        with pytest.raises(pydantic.ValidationError, match=r"createdAt"):
+            await m.get_sample("4")
