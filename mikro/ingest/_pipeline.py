@@ -324,8 +324,6 @@ async def ingest(
     progress = _Progress(on_progress, len(sources), sum(sizes))
     slots = _Slots(concurrency)
     ahead = _Ahead()
-    # Groups read their files one at a time (see `_ingest_group`).
-    reading = anyio.Lock()
 
     async def run(report: FileReport, fp: Fingerprint, present: set[int], original: Any) -> None:
         try:
@@ -355,7 +353,6 @@ async def ingest(
                     progress,
                     keep_original=keep_original,
                     found=originals,
-                    reading=reading,
                 )
         finally:
             ahead.remove(sum(fp.size for _, fp in group))
@@ -380,8 +377,8 @@ async def ingest(
                     else:
                         tg.start_soon(run, report, fp, present, kept.get(fp.digest))
                 # The stores the groups will take, counted at once: the session's reservations then reserve
-                # them in one request of each kind, not one per group as each group starts (they read one
-                # after the other); each request costs the server more than its stores.
+                # them in one request of each kind, not one per group as the groups start; each request
+                # costs the server more than its stores.
                 for kind in ("ZARR", "MEDIA") if keep_original else ("ZARR",):
                     demand.enter_context(m.reservations.uploading(kind, len(small)))
                 size = _group_size(len(small))
@@ -538,7 +535,6 @@ async def _ingest_group(
     *,
     keep_original: bool,
     found: dict[str, Any],
-    reading: anyio.Lock,
 ) -> None:
     """Small files with no image stored, read in one worker-thread call and their images created with
     one `create_representations` batch (written several per thread call, registered together), their
@@ -549,12 +545,7 @@ async def _ingest_group(
     started = time.perf_counter()
     limiter = m.thread_limiter
     paths = [Path(report.path) for report, _ in group]
-    # One group reads at a time (``reading``): reading small files is mostly Python holding the GIL, so
-    # groups reading side by side are no faster, and all of them would then reach the server at once,
-    # which has nothing to do until then. One after the other, the first group's requests are served
-    # while the next group is read.
-    async with reading:
-        read = await anyio.to_thread.run_sync(_read_group, paths, limiter=limiter)
+    read = await anyio.to_thread.run_sync(_read_group, paths, limiter=limiter)
     alone = [entry for entry, scenes in zip(group, read, strict=True) if scenes is None]
     batch = [(r, fp, scenes) for (r, fp), scenes in zip(group, read, strict=True) if scenes is not None]
     for report, _, _ in batch:
