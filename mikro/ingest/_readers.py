@@ -403,10 +403,15 @@ class _ContiguousPixels:
         y = self._ydim
         ranges = [range(*k.indices(n)) for k, n in zip(key, self.shape, strict=True)]
         row = math.prod(self.shape[y + 1 :])
-        out = np.empty([len(r) for r in ranges], self.dtype)
+        # Warm memory with small pages (see `_read_whole`); whole rows in the stored byte order are
+        # read straight into it, with no block-sized array in between.
+        out, _ = result_array([len(r) for r in ranges], self.dtype)
         if out.size == 0:
             return out
         rows = ranges[y]
+        direct = self._stored == self.dtype and all(
+            r == range(n) for r, n in zip(ranges[y + 1 :], self.shape[y + 1 :], strict=True)
+        )
         with open(self.path, "rb") as f:
             for lead in itertools.product(*ranges[:y]):
                 start = (
@@ -415,10 +420,15 @@ class _ContiguousPixels:
                     else rows.start * row
                 )
                 f.seek(self.offset + start * self._stored.itemsize)
+                at = tuple(i - r.start for i, r in zip(lead, ranges, strict=False))
+                if direct:
+                    target = memoryview(out[at]).cast("B")
+                    if f.readinto(target) != target.nbytes:
+                        raise ValueError("the file ends before its pixels do")
+                    continue
                 block = np.fromfile(f, self._stored, count=len(rows) * row).reshape(
                     len(rows), *self.shape[y + 1 :]
                 )
-                at = tuple(i - r.start for i, r in zip(lead, ranges, strict=False))
                 out[at] = block[(slice(None), *key[y + 1 :])]
         return out
 
