@@ -21,6 +21,7 @@ __all__ = [
     "describe_error",
     "figure_from",
     "interleave",
+    "median_sample",
     "timed",
 ]
 
@@ -47,6 +48,17 @@ class Sample:
     @property
     def cpu_per_gib(self) -> float:
         return self.cpu / (self.nbytes / GIB)
+
+
+def median_sample(samples: list[Sample]) -> Sample:
+    """One sample of repetitions inside one run: the median wall time, with the median CPU."""
+    if not samples:
+        raise ValueError("no samples")
+    return Sample(
+        statistics.median(s.seconds for s in samples),
+        statistics.median(s.cpu for s in samples),
+        samples[0].nbytes,
+    )
 
 
 class _Clock:
