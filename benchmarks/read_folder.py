@@ -43,7 +43,18 @@ import _mikro
 import numpy as np
 import obstore
 from _context import Context
-from _harness import MIB, BarResult, Check, Figure, Sample, figure_from, interleave, median_sample, timed
+from _harness import (
+    MIB,
+    BarResult,
+    Check,
+    Figure,
+    Sample,
+    figure_from,
+    interleave,
+    median_sample,
+    repeated_note,
+    timed,
+)
 from obstore.store import LocalStore
 
 __all__ = ["BARS", "bar_read_folder", "bar_read_folder_compressed"]
@@ -246,7 +257,7 @@ def _bar(ctx: Context, compressed: bool) -> BarResult:
     mikro, base, obstore_get, floor_placed, least = figs
     base.note = f"the target's floor: {FLOOR_THREADS} threads, one warm buffer each"
     obstore_get.note = "a fresh buffer per file"
-    mikro.note = f"each run the median of {REPEATS} reads in one session"
+    mikro.note = repeated_note(got["mikro"], REPEATS)
     floor_placed.note = (
         "what any reader whose result is the image does on top of the target's floor: each chunk "
         + ("decoded (numcodecs) and " if compressed else "")
