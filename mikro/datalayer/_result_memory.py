@@ -146,7 +146,7 @@ class _Kept:
     def _reset_locks(self) -> None:
         # Also in a forked child: the parent's lock may have been held, and its thread is not there.
         self._lock = threading.Lock()
-        self._due = threading.Condition(self._lock)  # a mapping was released, or the entries cleared
+        self._due = threading.Condition(self._lock)  # the entries were cleared
         self._freeing = False  # a thread marks released mappings MADV_FREE when they are due
 
     def take(self, size: int) -> _Mapping | None:
@@ -169,9 +169,8 @@ class _Kept:
             memory.freed = False
             self._entries.append(memory)
             self._expire_locked(memory.released, limit)
-            if self._freeing:
-                self._due.notify()
-            else:
+            # A running marker thread needs no wake-up: it already waits for an earlier deadline.
+            if not self._freeing:
                 self._freeing = True
                 threading.Thread(target=self._free_when_due, name="mikro-result-memory", daemon=True).start()
         finally:
