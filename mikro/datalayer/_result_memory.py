@@ -171,8 +171,13 @@ class _Kept:
             self._expire_locked(memory.released, limit)
             # A running marker thread needs no wake-up: it already waits for an earlier deadline.
             if not self._freeing:
-                self._freeing = True
-                threading.Thread(target=self._free_when_due, name="mikro-result-memory", daemon=True).start()
+                marker = threading.Thread(target=self._free_when_due, name="mikro-result-memory", daemon=True)
+                try:
+                    marker.start()
+                    self._freeing = True
+                except RuntimeError:  # no new threads (the interpreter is exiting): mark it now
+                    memory.mapping.madvise(_MADV_FREE)
+                    memory.freed = True
         finally:
             self._lock.release()
 
