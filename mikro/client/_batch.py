@@ -9,7 +9,8 @@ store back, so the batch leaves nothing behind.
 A batch of small images (one shard each, no pyramid: a plate's fields) takes a shorter path,
 `_SmallImages`: per image, an upload task with its own thread hops, store request and registration
 wait cost more CPU than writing the image. There each worker-thread call writes several whole images
-and builds their registrations, and the undo works on the batch as a whole.
+and builds their registrations, the images written are recorded while the next are written, and the
+undo works on the batch as a whole.
 """
 
 from __future__ import annotations
@@ -307,9 +308,10 @@ class BatchMixin:
             )
 
         Bad input raises :class:`mikro.ValidationError` naming ``items[i]`` before anything is sent.
-        The images upload concurrently and become visible together once all are stored (recorded in
-        requests of up to 128 images each). If any upload or request fails, or the call is cancelled, no
-        image of the batch is left: rows created so far are deleted and the objects written removed.
+        The images upload concurrently and each is recorded (in requests of up to 128 images) only once
+        it is stored: small images in order while the later ones are still being written, others once
+        all are stored. If any upload or request fails, or the call is cancelled, no image of the batch
+        is left: rows created so far are deleted and the objects written removed.
         """
         await import_pixel_stack()  # the session's warm-up: checking the images needs dask and xarray
         requests: list[ImageRequest] = []
