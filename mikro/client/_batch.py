@@ -127,8 +127,10 @@ async def _delete(session: Any, reps: list[Representation]) -> None:
 #: can go while the rest are written, many enough that the thread hops cost little per image.
 RUN_IMAGES = 8
 #: Fewest written images a batch's registration request waits for (unless nothing else is left to
-#: write): each request costs the server a fixed share, about as much as 30 small images' rows.
-REGISTER_AT_LEAST = 32
+#: write): each request costs the server a fixed share, about as much as 10-30 small images' rows (a
+#: batch of 100 recorded in 2-3 requests instead of 1 cost the server ~0.1 ms more per image), so a
+#: batch of 100 goes in two.
+REGISTER_AT_LEAST = 48
 
 
 class _SmallImages:
