@@ -124,7 +124,11 @@ class UploadReservations:
         if kind in self._ahead or not self._runs_low(kind, wanted):
             return
         self._ahead.add(kind)
-        self._start_soon(partial(self._refill, kind, wanted))
+        try:
+            self._start_soon(partial(self._refill, kind, wanted))
+        except RuntimeError:
+            # The session is closing (its task group has ended): the next `take` asks itself.
+            self._ahead.discard(kind)
 
     def _runs_low(self, kind: str, wanted: int) -> bool:
         return len(self._pool[kind]) < min(wanted, RESERVE_AHEAD_BELOW)
