@@ -40,7 +40,14 @@ from mikro.datalayer._warmup import (
     pixel_stack_imported,
     warm_up_in_background,
 )
-from mikro.graphql import AsyncTransport, BlockingTransport, RetryPolicy, new_idempotency_key, tls_context
+from mikro.graphql import (
+    AsyncTransport,
+    BlockingTransport,
+    RetryPolicy,
+    async_http_transport,
+    new_idempotency_key,
+    tls_context,
+)
 
 __all__ = ["Mikro", "connect"]
 
@@ -122,7 +129,10 @@ class Mikro(
         warm_up_in_background()
         self._thread_limiter = anyio.CapacityLimiter(config.max_threads)
         tls = tls_context(url)
-        self._http = httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers, verify=tls)
+        http_transport = async_http_transport(verify=tls, limits=limits)
+        self._http = httpx.AsyncClient(
+            timeout=timeout, limits=limits, headers=headers, verify=tls, transport=http_transport
+        )
         self._blocking_http = httpx.Client(timeout=timeout, limits=limits, headers=headers, verify=tls)
         self.transport = AsyncTransport(
             self._http,
@@ -131,6 +141,7 @@ class Mikro(
             retry=retry,
             timeout=config.timeout,
             max_in_flight=config.max_connections,
+            direct=http_transport,
         )
         self.blocking_transport = BlockingTransport(
             self._blocking_http, url, token=token, retry=retry, timeout=config.timeout

@@ -5,6 +5,7 @@ Subscriptions (graphql-transport-ws over httpx-ws) live beside this in their own
 
 from mikro.graphql._blocking import BlockingTransport
 from mikro.graphql._errors import error_from_graphql
+from mikro.graphql._network import async_http_transport
 from mikro.graphql._retry import RetryPolicy
 from mikro.graphql._subscriptions import (
     EventStream,
@@ -23,6 +24,7 @@ __all__ = [
     "RetryPolicy",
     "SubscriptionClient",
     "SubscriptionSettings",
+    "async_http_transport",
     "error_from_graphql",
     "new_idempotency_key",
     "operation_type",

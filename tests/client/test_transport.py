@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from typing import Any
 
 import anyio
 import pydantic
@@ -11,7 +12,7 @@ import pytest
 
 import mikro
 from mikro.api import operation
-from tests.client._scripted import Reply, ScriptedServer, Stall
+from tests.client._scripted import Forward, Reply, ScriptedServer, Stall
 
 QUERY = "query Me { me { id username isAdmin } }"
 MUTATION = 'mutation { createSample(input: {name: "x"}) { id } }'
@@ -330,3 +331,76 @@ async def test_a_page_the_models_refuse_is_a_validation_error(scripted: Scripted
     async with session(scripted.url) as m:
         with pytest.raises(pydantic.ValidationError, match=r"createdAt"):
             await m.list_samples()
+
+
+@pytest.mark.anyio
+async def test_a_connection_the_server_dropped_while_idle_is_not_used_again(
+    proxy: ScriptedServer, alice_token: str
+) -> None:
+    # The pool asks each idle connection's socket whether its server has closed it (mikro keeps that
+    # socket at hand, issue 17). Answered wrongly, the next request would go out on the dead connection
+    # and fail: retries=0 leaves nothing to paper over it.
+    proxy.script.append(Forward(then_close=True))
+    async with session(proxy.url, token=alice_token, retries=0) as m:
+        before = await m.me()
+        await anyio.to_thread.run_sync(proxy.dropped.wait, 10)
+        after = await m.me()
+        again = await m.me()
+    assert before.username == after.username == again.username
+    first, second, third = (seen.peer for seen in proxy.seen)
+    assert second != first  # a fresh connection...
+    assert third == second  # ...kept alive as before
+
+
+@pytest.mark.anyio
+async def test_requests_share_at_most_max_connections_kept_alive(
+    proxy: ScriptedServer, alice_token: str
+) -> None:
+    # mikro splits its pool into several small ones (issue 17): together they still open no more than
+    # max_connections, and keep them alive for the requests that follow.
+    async with session(proxy.url, token=alice_token, max_connections=6) as m:
+        async with anyio.create_task_group() as tg:
+            for _ in range(30):
+                tg.start_soon(m.me)
+        opened = {seen.peer for seen in proxy.seen}
+        for _ in range(6):
+            await m.me()
+    assert len(proxy.seen) == 36
+    assert 1 <= len(opened) <= 6
+    assert {seen.peer for seen in proxy.seen} == opened
+
+
+@pytest.mark.anyio
+async def test_a_proxy_named_in_the_environment_is_used(
+    proxy: ScriptedServer, mikro_server: Any, alice_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # mikro hands httpx a transport of its own unless the environment names a proxy: then httpx's
+    # routing through it stays as it was.
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.removesuffix("/graphql"))
+    async with session(mikro_server.url, token=alice_token) as m:
+        me = await m.me()
+    assert me.username.startswith("alice")
+    assert len(proxy.seen) == 1
+
+
+@pytest.mark.anyio
+async def test_a_get_answered_with_errors_raises_them(scripted: ScriptedServer) -> None:
+    # A get's object is validated straight from the answer's bytes too (issue 17); errors beside its
+    # data still raise, extensions do not, and a refused object is pydantic's validation error.
+    forbidden = {"message": "no", "path": ["sample"], "extensions": {"code": "FORBIDDEN"}}
+    scripted.script.extend(
+        [
+            Reply(200, {"data": {"sample": SAMPLE}, "errors": [forbidden]}),
+            Reply(200, {"data": {"sample": SAMPLE}, "extensions": {"tracing": 1}}),
+            Reply(200, {"data": {"sample": {**SAMPLE, "createdAt": "yesterday"}}}),
+        ]
+    )
+    async with session(scripted.url) as m:
+        with pytest.raises(mikro.PermissionDeniedError):
+            await m.get_sample("4")
+        sample = await m.get_sample("4")
+        assert sample.name == "s" and sample.creator.username == "u"
+        with pytest.raises(pydantic.ValidationError, match=r"createdAt"):
+            await m.get_sample("4")
