@@ -115,12 +115,24 @@ def _named(exc: GraphQLError, chunk: Sequence[int], names: Sequence[str]) -> Gra
     return type(exc)(message, code=exc.code, path=exc.path, errors=exc.errors)
 
 
+#: Deletions of a failed batch's rows in flight at once: one by one, undoing a few hundred rows could
+#: outlast the undo's time limit under load.
+_DELETES_IN_FLIGHT = 16
+
+
 async def _delete(session: Any, reps: list[Representation]) -> None:
-    for rep in reps:
-        try:
-            await session.delete_representation(rep.id)
-        except Exception as exc:
-            log.warning("could not delete representation %s of a failed batch: %s", rep.id, exc)
+    limiter = anyio.CapacityLimiter(_DELETES_IN_FLIGHT)
+
+    async def delete(rep: Representation) -> None:
+        async with limiter:
+            try:
+                await session.delete_representation(rep.id)
+            except Exception as exc:
+                log.warning("could not delete representation %s of a failed batch: %s", rep.id, exc)
+
+    async with anyio.create_task_group() as tg:
+        for rep in reps:
+            tg.start_soon(delete, rep)
 
 
 #: Images one worker-thread call of a small-image batch writes: few enough that the first registration
