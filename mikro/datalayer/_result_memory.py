@@ -34,7 +34,7 @@ import mmap
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,7 @@ FREE_AFTER_SECONDS = 1.0
 #: Sizes are rounded up to this: results of nearly the same size share kept memory.
 _HUGE_PAGE = 2 * 2**20
 _DEFAULT_KEEP_MB = 1024
+_GIVE_WAIT_SECONDS = 0.5
 
 _MADV_FREE: int | None = getattr(mmap, "MADV_FREE", None)
 _MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
@@ -146,11 +147,20 @@ class _Kept:
     def _reset_locks(self) -> None:
         # Also in a forked child: the parent's lock may have been held, and its thread is not there.
         self._lock = threading.Lock()
+        self._held = threading.local()  # this thread holds the lock: a release inside must not wait for it
         self._due = threading.Condition(self._lock)  # the entries were cleared
         self._freeing = False  # a thread marks released mappings MADV_FREE when they are due
 
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[None]:
+        self._held.on = True
+        try:
+            yield
+        finally:
+            self._held.on = False
+
     def take(self, size: int) -> _Mapping | None:
-        with self._lock:
+        with self._lock, self._holding():
             self._expire_locked(time.monotonic(), _keep_limit())
             for i in range(len(self._entries) - 1, -1, -1):
                 if self._entries[i].size == size:
@@ -159,11 +169,18 @@ class _Kept:
 
     def give(self, memory: _Mapping) -> None:
         limit = _keep_limit()
-        # Runs wherever the last view is dropped, maybe inside `take` (a garbage collection there) or in
-        # another thread: never wait for the lock; if it is busy, just unmap.
-        if memory.size > limit or _MADV_FREE is None or not self._lock.acquire(blocking=False):
+        # Runs wherever the last view is dropped, maybe while this very thread holds the lock (a garbage
+        # collection inside `take`): then just unmap. Another thread holds it only for a moment (the
+        # marker thread between its waits), so wait for that, bounded (at exit its holder may be frozen).
+        if (
+            memory.size > limit
+            or _MADV_FREE is None
+            or getattr(self._held, "on", False)
+            or not self._lock.acquire(timeout=_GIVE_WAIT_SECONDS)
+        ):
             memory.close()
             return
+        self._held.on = True
         try:
             memory.released = time.monotonic()
             memory.freed = False
@@ -179,12 +196,13 @@ class _Kept:
                     memory.mapping.madvise(_MADV_FREE)
                     memory.freed = True
         finally:
+            self._held.on = False
             self._lock.release()
 
     def _free_when_due(self) -> None:
         """Mark each released mapping MADV_FREE once it was kept `FREE_AFTER_SECONDS`; end when none is
         left to mark."""
-        with self._lock:
+        with self._lock, self._holding():
             try:
                 while True:
                     waiting = [m for m in self._entries if not m.freed]
@@ -206,7 +224,7 @@ class _Kept:
                 self._freeing = False
 
     def clear(self) -> None:
-        with self._lock:
+        with self._lock, self._holding():
             entries, self._entries = self._entries, []
             self._due.notify()
         for memory in entries:
