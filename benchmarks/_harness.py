@@ -17,10 +17,11 @@ __all__ = [
     "Check",
     "Figure",
     "Sample",
-    "cpu_by_run",
     "describe_error",
     "figure_from",
     "interleave",
+    "median_sample",
+    "repeated_note",
     "timed",
 ]
 
@@ -47,6 +48,17 @@ class Sample:
     @property
     def cpu_per_gib(self) -> float:
         return self.cpu / (self.nbytes / GIB)
+
+
+def median_sample(samples: list[Sample]) -> Sample:
+    """One sample of repetitions inside one run: the median wall time, with the median CPU."""
+    if not samples:
+        raise ValueError("no samples")
+    return Sample(
+        statistics.median(s.seconds for s in samples),
+        statistics.median(s.cpu for s in samples),
+        samples[0].nbytes,
+    )
 
 
 class _Clock:
@@ -175,14 +187,11 @@ def figure_from(
     return Figure(name, role, unit, statistics.median(values), cpu, values, note=note, extra=merged)
 
 
-def cpu_by_run(got: list[Sample] | str) -> str:
-    """A full read's CPU per GiB run by run: the median hides that only the first run's result must be
-    faulted in (new memory); later runs reuse the memory of the result the run before dropped
-    (mikro.datalayer._result_memory)."""
+def repeated_note(got: list[Sample] | str, repeats: int) -> str:
+    """A full read's figure: the median of ``repeats`` reads in one session per run; and each run's first
+    read (that one also asks the server for a grant and opens the store's connections)."""
+    note = f"each run the median of {repeats} reads in one session"
     if isinstance(got, str) or not got:
-        return ""
-    return (
-        "CPU s/GiB by run: "
-        + ", ".join(f"{r.cpu_per_gib:.2f}" for r in got)
-        + " (the first into new memory, later ones into the memory of the result dropped before)"
-    )
+        return note
+    firsts = ", ".join(f"{s.extra['first_read_mib_s']:,.0f}" for s in got if "first_read_mib_s" in s.extra)
+    return note + (f"; the session's first read by run: {firsts} MiB/s" if firsts else "")

@@ -147,7 +147,9 @@ class Mikro(
             self._blocking_http, url, token=token, retry=retry, timeout=config.timeout
         )
         self._open_data_plane()
-        self.reservations = UploadReservations(self.request_uploads, self._release_unused)
+        self.reservations = UploadReservations(
+            self.request_uploads, self._release_unused, lambda task: self._task_group.start_soon(task)
+        )
         self.registrations = Registrations(self._create_representation_rows, self._create_representation_row)
         # Files batch as images do (createFiles); the queue is typed for images, hence the casts.
         self.file_registrations = Registrations(

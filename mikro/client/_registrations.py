@@ -26,7 +26,7 @@ from mikro._exceptions import GraphQLError, TransportError
 if TYPE_CHECKING:
     from mikro.api import Representation
 
-__all__ = ["BATCH_AT_MOST", "BATCH_BYTES_AT_MOST", "Registrations", "request_chunks"]
+__all__ = ["BATCH_AT_MOST", "BATCH_BYTES_AT_MOST", "Registrations", "request_chunks", "request_end"]
 
 #: Most images per ``createRepresentations`` request (the server accepts up to 256). Each request costs
 #: the server a fixed share (HTTP, authentication, a transaction, the answer's loaders) that measured
@@ -52,7 +52,7 @@ def _input_bytes(input: Input) -> int:
     return _INPUT_BYTES + len(thumbnail.get("png") or "") + sum(len(d or "") for d in documents)
 
 
-def _first_chunk(inputs: Sequence[Input], start: int = 0) -> int:
+def request_end(inputs: Sequence[Input], start: int = 0) -> int:
     """Where the request that registers ``inputs[start:]`` ends: at most `BATCH_AT_MOST` inputs and
     `BATCH_BYTES_AT_MOST` of body (an input larger than that goes alone)."""
     size = 0
@@ -64,11 +64,11 @@ def _first_chunk(inputs: Sequence[Input], start: int = 0) -> int:
 
 
 def request_chunks(inputs: Sequence[Input]) -> list[range]:
-    """``inputs`` split, in order, into the requests that register them (see `_first_chunk`)."""
+    """``inputs`` split, in order, into the requests that register them (see `request_end`)."""
     chunks: list[range] = []
     start = 0
     while start < len(inputs):
-        end = _first_chunk(inputs, start)
+        end = request_end(inputs, start)
         chunks.append(range(start, end))
         start = end
     return chunks
@@ -111,7 +111,7 @@ class Registrations:
             if self._sending:
                 await self._sent.wait()
                 continue
-            first = _first_chunk([p.input for p in self._queue[:BATCH_AT_MOST]])
+            first = request_end([p.input for p in self._queue[:BATCH_AT_MOST]])
             batch, self._queue = self._queue[:first], self._queue[first:]
             self._sending = True
             try:

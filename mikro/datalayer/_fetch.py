@@ -111,24 +111,37 @@ def copy_flat(dst: np.ndarray[Any, Any], src: np.ndarray[Any, Any], start: int) 
 class ScratchBuffers:
     """Per-thread reusable buffers: a decoded chunk, and the bytes of a chunk gathered from pieces.
 
-    Decoding into fresh memory would page-fault every time; these stay warm in each worker thread.
+    Decoding into fresh memory would page-fault every time; these stay warm in each worker thread, and
+    are the thread's for every reader (each ``rep.data`` is a new reader: buffers of its own were new
+    memory for every whole-image read, a few MiB per thread to fault in, and a gather buffer that grew
+    chunk by chunk was zeroed again at each step). A thread holds at most the largest chunk it read.
     """
 
     def __init__(self, codec: ChunkCodec) -> None:
         self._codec = codec
-        self._local = threading.local()
+        self._chunk_bytes = math.prod(codec.chunk_shape) * codec.dtype.itemsize
 
     def chunk(self) -> np.ndarray[Any, Any]:
-        buf: np.ndarray[Any, Any] | None = getattr(self._local, "chunk", None)
-        if buf is None:
-            buf = self._local.chunk = np.empty(self._codec.chunk_shape, dtype=self._codec.dtype)
-        return buf
+        flat = _scratch_bytes("chunk", self._chunk_bytes)
+        return flat[: self._chunk_bytes].view(self._codec.dtype).reshape(self._codec.chunk_shape)
 
     def gather(self, nbytes: int) -> memoryview:
-        buf: bytearray | None = getattr(self._local, "gather", None)
-        if buf is None or len(buf) < nbytes:
-            buf = self._local.gather = bytearray(nbytes)
-        return memoryview(buf)[:nbytes]
+        # A compressed chunk is rarely larger than the raw one: sized for that, the buffer is made once.
+        return _scratch_bytes("gather", max(nbytes, self._chunk_bytes + _GATHER_SLACK))[:nbytes].data
+
+
+#: Room beyond a raw chunk's size in the gather buffer (codec headers of a chunk that did not shrink).
+_GATHER_SLACK = 4096
+_per_thread = threading.local()
+
+
+def _scratch_bytes(name: str, nbytes: int) -> np.ndarray[Any, Any]:
+    """This thread's buffer ``name``, at least ``nbytes`` long (numpy memory: aligned for any dtype)."""
+    buf: np.ndarray[Any, Any] | None = getattr(_per_thread, name, None)
+    if buf is None or buf.size < nbytes:
+        buf = np.empty(nbytes, dtype=np.uint8)
+        setattr(_per_thread, name, buf)
+    return buf
 
 
 class ShardIndexes:

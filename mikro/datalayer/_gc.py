@@ -64,7 +64,9 @@ def full_collections_deferred() -> Iterator[None]:
 def freeze_startup_heap() -> bool:
     """``gc.freeze()`` once per process (set ``MIKRO_GC_FREEZE=0`` to opt out); True if it froze now."""
     global _frozen
-    if not _enabled():
+    # Checked first: every data-plane call passes here (per image of a batch), the environment lookup
+    # is the dearer test.
+    if _frozen or not _enabled():
         return False
     with _lock:
         if _frozen:

@@ -13,9 +13,13 @@ or ``defer+madvise``; this machine says ``madvise``), faulting in 256 MiB so adv
 and 1 to 8 s of compaction stalls, small pages 0.12 CPU-s and 0.5 s; a fresh script's plain
 ``rep.data.values`` of 256 MiB went from 4.4-10 CPU-s per GiB to 1.5 (measured here, issue 17). When the
 last array viewing it is
-dropped, the mapping is marked ``MADV_FREE`` (the kernel takes the pages back only under memory pressure,
-without swapping; until then they stay mapped) and kept for the next result of the same size: writing to
-pages still there costs no fault at all. At most ``MIKRO_KEEP_RESULT_MB`` MiB (default 1024; 0 turns
+dropped, the mapping is kept for the next result of the same size: writing to pages still there costs no
+fault at all. After `FREE_AFTER_SECONDS` unused it is marked ``MADV_FREE`` (the kernel takes the pages back
+only under memory pressure, without swapping; until then they stay mapped), by a short-lived thread that
+ends when nothing is left to mark. Not at once: writing into pages marked so costs the kernel a walk of
+their page tables again (measured here: a read of 256 MiB straight into such pages took 0.48 CPU-s per
+GiB and 1.5x the time of one into pages left as they were, 0.38), and a script that reads one image after
+another takes the memory back within milliseconds. At most ``MIKRO_KEEP_RESULT_MB`` MiB (default 1024; 0 turns
 this off) are kept, each for at most `KEEP_SECONDS` after its release; older ones are unmapped at the
 next take or release. While kept, the pages count in the process's RSS (as ``LazyFree``).
 """
@@ -30,21 +34,24 @@ import mmap
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["KEEP_SECONDS", "MIN_POOLED_BYTES", "release_kept_results", "result_array"]
+__all__ = ["FREE_AFTER_SECONDS", "KEEP_SECONDS", "MIN_POOLED_BYTES", "release_kept_results", "result_array"]
 
 #: Smaller results come from numpy (malloc reuses freed memory of that size on its own).
 MIN_POOLED_BYTES = 4 * 2**20
 #: A released mapping not taken again within this long is unmapped (at the next take or release).
 KEEP_SECONDS = 60.0
+#: A released mapping not taken again within this long is marked ``MADV_FREE``.
+FREE_AFTER_SECONDS = 1.0
 #: Sizes are rounded up to this: results of nearly the same size share kept memory.
 _HUGE_PAGE = 2 * 2**20
 _DEFAULT_KEEP_MB = 1024
+_GIVE_WAIT_SECONDS = 0.5
 
 _MADV_FREE: int | None = getattr(mmap, "MADV_FREE", None)
 _MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
@@ -80,7 +87,7 @@ def _keep_limit() -> int:
 class _Mapping:
     """One anonymous private mapping and the address of its first byte."""
 
-    __slots__ = ("address", "mapping", "released", "size")
+    __slots__ = ("address", "freed", "mapping", "released", "size")
 
     def __init__(self, size: int) -> None:
         assert _PRIVATE_ANONYMOUS is not None
@@ -93,6 +100,7 @@ class _Mapping:
         self.address = ctypes.addressof(anchor)
         del anchor  # its buffer export would keep the mapping from being closed
         self.released = 0.0
+        self.freed = False  # marked MADV_FREE since its last release
 
     def close(self) -> None:
         with contextlib.suppress(BufferError, ValueError, OSError):
@@ -133,11 +141,26 @@ class _Kept:
     """Released mappings, oldest first, bounded in bytes and age. Thread-safe."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._entries: list[_Mapping] = []
+        self._reset_locks()
+
+    def _reset_locks(self) -> None:
+        # Also in a forked child: the parent's lock may have been held, and its thread is not there.
+        self._lock = threading.Lock()
+        self._held = threading.local()  # this thread holds the lock: a release inside must not wait for it
+        self._due = threading.Condition(self._lock)  # the entries were cleared
+        self._freeing = False  # a thread marks released mappings MADV_FREE when they are due
+
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[None]:
+        self._held.on = True
+        try:
+            yield
+        finally:
+            self._held.on = False
 
     def take(self, size: int) -> _Mapping | None:
-        with self._lock:
+        with self._lock, self._holding():
             self._expire_locked(time.monotonic(), _keep_limit())
             for i in range(len(self._entries) - 1, -1, -1):
                 if self._entries[i].size == size:
@@ -146,26 +169,64 @@ class _Kept:
 
     def give(self, memory: _Mapping) -> None:
         limit = _keep_limit()
-        # Runs wherever the last view is dropped, maybe inside `take` (a garbage collection there) or in
-        # another thread: never wait for the lock; if it is busy, just unmap.
-        if memory.size > limit or _MADV_FREE is None or not self._lock.acquire(blocking=False):
+        # Runs wherever the last view is dropped, maybe while this very thread holds the lock (a garbage
+        # collection inside `take`): then just unmap. Another thread holds it only for a moment (the
+        # marker thread between its waits), so wait for that, bounded (at exit its holder may be frozen).
+        if (
+            memory.size > limit
+            or _MADV_FREE is None
+            or getattr(self._held, "on", False)
+            or not self._lock.acquire(timeout=_GIVE_WAIT_SECONDS)
+        ):
             memory.close()
             return
+        self._held.on = True
         try:
-            try:
-                memory.mapping.madvise(_MADV_FREE)
-            except OSError:
-                memory.close()
-                return
             memory.released = time.monotonic()
+            memory.freed = False
             self._entries.append(memory)
             self._expire_locked(memory.released, limit)
+            # A running marker thread needs no wake-up: it already waits for an earlier deadline.
+            if not self._freeing:
+                marker = threading.Thread(target=self._free_when_due, name="mikro-result-memory", daemon=True)
+                try:
+                    marker.start()
+                    self._freeing = True
+                except RuntimeError:  # no new threads (the interpreter is exiting): mark it now
+                    memory.mapping.madvise(_MADV_FREE)
+                    memory.freed = True
         finally:
+            self._held.on = False
             self._lock.release()
 
+    def _free_when_due(self) -> None:
+        """Mark each released mapping MADV_FREE once it was kept `FREE_AFTER_SECONDS`; end when none is
+        left to mark."""
+        with self._lock, self._holding():
+            try:
+                while True:
+                    waiting = [m for m in self._entries if not m.freed]
+                    if not waiting:
+                        return
+                    now = time.monotonic()
+                    for memory in waiting:
+                        if now - memory.released >= FREE_AFTER_SECONDS:
+                            try:
+                                memory.mapping.madvise(_MADV_FREE)  # type: ignore[arg-type]
+                                memory.freed = True
+                            except (OSError, ValueError):  # unmapped meanwhile, or refused: unmap it
+                                self._entries.remove(memory)
+                                memory.close()
+                    pending = [m.released for m in self._entries if not m.freed]
+                    if pending:
+                        self._due.wait(max(min(pending) + FREE_AFTER_SECONDS - now, 0.0))
+            finally:
+                self._freeing = False
+
     def clear(self) -> None:
-        with self._lock:
+        with self._lock, self._holding():
             entries, self._entries = self._entries, []
+            self._due.notify()
         for memory in entries:
             memory.close()
 
@@ -178,6 +239,8 @@ class _Kept:
 
 
 _kept = _Kept()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_kept._reset_locks)
 
 
 def release_kept_results() -> None:

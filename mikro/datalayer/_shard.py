@@ -30,6 +30,7 @@ from numcodecs import Blosc, Zstd  # type: ignore[import-untyped]
 from mikro._exceptions import StorageError
 from mikro.datalayer._layout import ImageLayout, blosc_configuration
 from mikro.datalayer._readable import check_readable
+from mikro.datalayer._result_memory import result_array
 
 __all__ = [
     "SHARD_BUFFERS",
@@ -178,7 +179,9 @@ class ShardBuffers:
                     self._idle_bytes -= nbytes
                     break
         if base is None:
-            base = np.empty(nbytes, dtype=np.uint8)
+            # Not np.empty: numpy advises 4 MiB and more into transparent huge pages, which a VM that
+            # hands free memory back to its host must back again on first touch (see `_result_memory`).
+            base, _ = result_array((nbytes,), np.uint8)
         view = base[:]
         # No atexit call: at interpreter exit there is nothing left to recycle into.
         weakref.finalize(view, self._give_back, base).atexit = False

@@ -50,6 +50,7 @@ from mikro.datalayer._layout import (
     omero_colour,
 )
 from mikro.datalayer._pyramid import Method, PyramidBuilder, PyramidOption, plan_levels
+from mikro.datalayer._result_memory import result_array
 from mikro.datalayer._shard import ChunkCodec, RawShard, shard_payload
 from mikro.datalayer._store import GrantedStore
 from mikro.datalayer._thumbnail import THUMBNAIL_OBJECT, Thumbnail, make_thumbnail
@@ -339,6 +340,19 @@ def write_small_image(
     )
 
 
+def _computed(lazy: Any) -> np.ndarray[Any, Any]:
+    """A dask region's pixels, stored into result memory (small pages, reused once dropped) rather than
+    the fresh array ``compute()`` concatenates: numpy advises a shard region's 32 MiB into transparent
+    huge pages, which a VM that hands free memory back to its host backs again on first touch (several
+    CPU-s per GiB, see `_result_memory`)."""
+    import dask.array as da
+
+    out, _ = result_array(lazy.shape, lazy.dtype)
+    # Each chunk goes to its own part of ``out``: no lock needed.
+    da.store(lazy, out, lock=False)  # type: ignore[no-untyped-call]
+    return out
+
+
 def _encode_json(doc: dict[str, Any]) -> bytes:
     # Compact: an indent sends json to its pure-Python encoder, a third of a small image's write.
     return json.dumps(doc, separators=(",", ":")).encode()
@@ -417,9 +431,7 @@ async def write_image(
     def encode(position: tuple[int, ...]) -> list[tuple[str, memoryview | bytes | RawShard]]:
         region = base.shard_region(position)
         block: Any = image.array[region]
-        if image.is_lazy:
-            block = block.compute()
-        block = np.asarray(block)
+        block = _computed(block) if image.is_lazy else np.asarray(block)
         ranges.add(block, region)
         blocks = [(0, position, region, block)]
         if builder is not None:

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mikro.datalayer._layout import TARGET_SHARD_BYTES
+from mikro.datalayer._result_memory import result_array
 from mikro.ingest._metadata import SceneMetadata, from_ome, from_reader, from_tiff_tags, real_channel_names
 from mikro.ingest._ome_xml import parse_ome
 from mikro.ingest._units import micrometres, seconds
@@ -296,7 +297,7 @@ class TiffSource:
             remaining = sorted(positions)
             permutation = [remaining.index(i) for i in positions]
             nbytes = math.prod(series.shape) * series.dtype.itemsize
-            pixels = series.asarray() if nbytes <= WHOLE_READ_BYTES else _tiff_lazy(series)
+            pixels = _read_whole(series) if nbytes <= WHOLE_READ_BYTES else _tiff_lazy(series)
             pixels = pixels[drop].transpose(permutation)
             sizes = {d: int(n) for d, n in zip(letters, pixels.shape, strict=True)}
             data, dims, variety = _reduce(pixels, letters, sizes)
@@ -334,6 +335,19 @@ def _tiff_axes(series: Any) -> tuple[list[int], str] | None:
         return None
     kept.sort(key=lambda k: _BIOIO_ORDER.index(k[1]))
     return [i for i, _ in kept], "".join(a for _, a in kept)
+
+
+def _read_whole(series: Any) -> Any:
+    """A tifffile series (level 0) read at once into memory from `result_array`, not numpy's.
+
+    numpy advises arrays of 4 MiB or more into transparent huge pages; on a VM whose balloon takes
+    free memory back (Firecracker, many cloud VMs, this machine) a huge page is nearly always one the
+    host must back again, and faulting in a 32 MiB scene so cost 3-7 CPU-s per GiB read against
+    0.4-0.6 with small pages (measured here): most of what the like-for-like ingest bar spent.
+    `result_array`'s memory has small pages and is reused once the scene is dropped (warm: no faults).
+    """
+    out, _ = result_array(series.shape, series.dtype)
+    return series.asarray(out=out)
 
 
 def _tiff_lazy(series: Any) -> Any:
@@ -389,10 +403,15 @@ class _ContiguousPixels:
         y = self._ydim
         ranges = [range(*k.indices(n)) for k, n in zip(key, self.shape, strict=True)]
         row = math.prod(self.shape[y + 1 :])
-        out = np.empty([len(r) for r in ranges], self.dtype)
+        # Warm memory with small pages (see `_read_whole`); whole rows in the stored byte order are
+        # read straight into it, with no block-sized array in between.
+        out, _ = result_array([len(r) for r in ranges], self.dtype)
         if out.size == 0:
             return out
         rows = ranges[y]
+        direct = self._stored == self.dtype and all(
+            r == range(n) for r, n in zip(ranges[y + 1 :], self.shape[y + 1 :], strict=True)
+        )
         with open(self.path, "rb") as f:
             for lead in itertools.product(*ranges[:y]):
                 start = (
@@ -401,10 +420,15 @@ class _ContiguousPixels:
                     else rows.start * row
                 )
                 f.seek(self.offset + start * self._stored.itemsize)
+                at = tuple(i - r.start for i, r in zip(lead, ranges, strict=False))
+                if direct:
+                    target = memoryview(out[at]).cast("B")
+                    if f.readinto(target) != target.nbytes:
+                        raise ValueError("the file ends before its pixels do")
+                    continue
                 block = np.fromfile(f, self._stored, count=len(rows) * row).reshape(
                     len(rows), *self.shape[y + 1 :]
                 )
-                at = tuple(i - r.start for i, r in zip(lead, ranges, strict=False))
                 out[at] = block[(slice(None), *key[y + 1 :])]
         return out
 

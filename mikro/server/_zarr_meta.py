@@ -6,6 +6,7 @@ An array the client could not read back is refused here, by the datalayer's own 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -160,6 +161,35 @@ def _parse_array(node: dict[str, Any], key: str, path: str) -> ArrayInfo:
 def array_info_from_document(document: str, prefix: str, path: str = "0") -> ArrayInfo:
     """What an array's ``zarr.json`` (sent by the client rather than read from storage) records."""
     key = f"{prefix}/{path}"
+    try:
+        shape, chunks, shards, dtype, names = _document_fields(document, path)
+    except BadUserInput:
+        _array_from_document(document, key, path)  # the same checks again, naming this array
+        raise
+    info = ArrayInfo(
+        key=key,
+        shape=list(shape),
+        chunks=list(chunks),
+        shards=None if shards is None else list(shards),
+        dtype=dtype,
+        dimension_names=None if names is None else list(names),
+        path=path,
+    )
+    info.levels.append(info.level())
+    return info
+
+
+@functools.lru_cache(maxsize=64)
+def _document_fields(document: str, path: str) -> tuple[Any, ...]:
+    """The checked fields of an array document: the same for every image of a batch (a plate's fields
+    share one), parsed and checked once, not once per image."""
+    info = _array_from_document(document, "", path)
+    shards = None if info.shards is None else tuple(info.shards)
+    names = None if info.dimension_names is None else tuple(info.dimension_names)
+    return tuple(info.shape), tuple(info.chunks), shards, info.dtype, names
+
+
+def _array_from_document(document: str, key: str, path: str) -> ArrayInfo:
     node = _parse(document.encode(), key)
     if node.get("node_type") != "array":
         kind = node.get("node_type")

@@ -212,3 +212,43 @@ async def test_a_batch_mixing_small_and_pyramid_images_round_trips(where: Where)
     assert len(reps[3].store.levels) == 2
     for rep, item in zip(reps, items, strict=True):
         np.testing.assert_array_equal(np.asarray(await m.compute(rep.data)), item["data"])
+
+
+async def test_an_image_failing_after_the_first_rows_are_recorded_leaves_nothing(where: Where) -> None:
+    """A batch of small images is recorded while its later images are still being written: a write
+    failing then undoes the rows already recorded too."""
+    import threading
+
+    import dask.array as da
+
+    tag = uuid.uuid4().hex
+    before = where.objects()
+    recorded = threading.Event()
+
+    def late_failure(block: np.ndarray) -> np.ndarray:
+        # Reached in a worker thread; fails only once the server has recorded the first images.
+        assert recorded.wait(30), "no image of the batch was recorded while this one was being written"
+        raise OSError("the acquisition's disk went away")
+
+    count = 64
+    items: list[dict[str, Any]] = [
+        {"data": image, "name": f"l-{i}", "tags": [tag]} for i, image in enumerate(_images(count))
+    ]
+    failing = da.from_array(np.zeros((8, 8), np.uint16), chunks=(8, 8)).map_blocks(
+        late_failure, dtype=np.uint16, meta=np.empty((0, 0), np.uint16)
+    )
+    items[-1] = {"data": failing, "name": "late", "tags": [tag]}
+    async with where.connect() as m:
+        execute = m.transport.execute
+
+        async def note_rows(document: str, variables: Any = None, **kwargs: Any) -> Any:
+            answer = await execute(document, variables, **kwargs)
+            if kwargs.get("operation_name") == "CreateRepresentations":
+                recorded.set()
+            return answer
+
+        m.transport.execute = note_rows  # type: ignore[method-assign]
+        with pytest.raises(OSError, match="disk went away"):
+            await m.create_representations(items)
+    assert recorded.is_set()
+    await _nothing_left(where, tag, before)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -137,3 +139,35 @@ async def test_a_plain_values_is_the_one_array_the_read_fills(
     again = await compute(view)
     assert again.values.ctypes.data == address
     np.testing.assert_array_equal(again.values, values)
+
+
+def test_released_memory_is_given_to_the_kernel_only_when_left_unused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A dropped result's pages stay as they are while the next result may take them (writing into pages
+    marked MADV_FREE costs the kernel a page-table walk again); left unused, they are marked, and the
+    thread that marks them ends."""
+    monkeypatch.setattr(_result_memory, "FREE_AFTER_SECONDS", 0.3)
+    kept: Any = _result_memory._kept
+
+    def marker() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "mikro-result-memory"]
+
+    first, _ = result_array((8, 1024, 1024), "uint8")
+    first[...] = 7
+    address = first.ctypes.data
+    del first
+    (memory,) = [m for m in kept._entries if m.size == 8 * 2**20]
+    assert not memory.freed
+    again, new = result_array((8, 1024, 1024), "uint8")  # taken back at once: never marked
+    assert not new and again.ctypes.data == address and not memory.freed
+    del again
+
+    deadline = time.monotonic() + 10
+    while not memory.freed or marker():
+        assert time.monotonic() < deadline, "released memory never marked, or the marking thread runs on"
+        time.sleep(0.02)
+    third, new = result_array((8, 1024, 1024), "uint8")  # still reusable once marked
+    assert not new and third.ctypes.data == address
+    third[...] = 1
+    assert int(third.sum()) == third.size
