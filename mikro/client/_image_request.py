@@ -150,7 +150,12 @@ class ImageRequest:
         }
         # Empty lists are the server's defaults: each field sent costs it a coercion per image. None is
         # "not given", dropped here rather than looked at again by the request's input conversion.
-        return {key: value for key, value in values.items() if value is not None and value != []}
+        # (An identity and type test: `value != []` would run a pydantic model's __eq__ per field.)
+        return {
+            key: value
+            for key, value in values.items()
+            if value is not None and not (type(value) is list and not value)
+        }
 
 
 def _thumbnail_input(made: Thumbnail | None) -> dict[str, Any] | None:
