@@ -39,8 +39,7 @@ class FileOperations(Operations):
         return await self._created_files("CreateFileRecords", inputs)
 
     async def _created_files(self, operation: str, inputs: Sequence[Mapping[str, Any]]) -> list[File]:
-        data = await self._execute(operation, {"inputs": [_camel_input(i) for i in inputs]})
-        return [self._model(File, item) for item in data["createFiles"]]
+        return await self._listed_answer(operation, File, {"inputs": [_camel_input(i) for i in inputs]})
 
     async def get_file(self, id: IdLike) -> File:
         return await self._one("GetFile", File, {"id": _id(id)})

@@ -22,7 +22,6 @@ from mikro._exceptions import ValidationError
 from mikro.api._acquisition import SourceMatch
 from mikro.api._arguments import choice, metric_value
 from mikro.api._base import MikroModel
-from mikro.api._documents import operation
 from mikro.api._enums import RepresentationVariety, RoiKind, UploadKind
 from mikro.api._grant import Grant
 from mikro.api._models import (
@@ -253,13 +252,19 @@ class Operations:
         return model.model_validate(value, context={"session": self})
 
     async def _one(self, operation_name: str, model: type[M], variables: Mapping[str, Any]) -> M:
-        if not operation(operation_name).is_mutation:  # a mutation takes _execute's idempotency key
-            answer = await self._execute_validated(operation_name, variables, _answer_of(model))
-            (found,) = answer.data.values()
-            return cast("M", found)
-        data = await self._execute(operation_name, variables)
-        (value,) = data.values()
-        return self._model(model, value)
+        answer = await self._execute_validated(operation_name, variables, _answer_of(model))
+        (found,) = answer.data.values()
+        return cast("M", found)
+
+    async def _listed_answer(
+        self, operation_name: str, model: type[M], variables: Mapping[str, Any]
+    ) -> list[M]:
+        """An operation's answer of a list of ``model`` (a page, a batch's created rows), validated from
+        its bytes in one pass: a batch's rows validated one by one after decoding were 8 % of the
+        client's CPU per small file ingested (issue 16)."""
+        answer = await self._execute_validated(operation_name, variables, _page_of(model))
+        (values,) = answer.data.values()
+        return cast("list[M]", values)
 
     async def _execute_validated(
         self, operation: str, variables: Mapping[str, Any], shape: pydantic.TypeAdapter[T]
@@ -269,10 +274,9 @@ class Operations:
     async def _many(
         self, operation: str, model: type[M], filt: dict[str, Any] | None, offset: int, limit: int
     ) -> list[M]:
-        variables = {"filter": filt, "pagination": _page(offset, limit)}
-        page = await self._execute_validated(operation, variables, _page_of(model))
-        (values,) = page.data.values()
-        return cast("list[M]", values)
+        return await self._listed_answer(
+            operation, model, {"filter": filt, "pagination": _page(offset, limit)}
+        )
 
     async def _pages(
         self, fetch: Callable[[int, int], Awaitable[list[M]]], page_size: int
@@ -355,8 +359,8 @@ class Operations:
 
     async def _create_representation_rows(self, inputs: Sequence[Mapping[str, Any]]) -> list[Representation]:
         """createRepresentations: several RepresentationInputs in one request and one transaction."""
-        data = await self._execute("CreateRepresentations", {"inputs": [_camel_input(i) for i in inputs]})
-        return [self._model(Representation, item) for item in data["createRepresentations"]]
+        inputs_ = {"inputs": [_camel_input(i) for i in inputs]}
+        return await self._listed_answer("CreateRepresentations", Representation, inputs_)
 
     async def _create_table_row(self, input: Mapping[str, Any]) -> Table:
         return await self._one("CreateTable", Table, {"input": _camel_input(input)})

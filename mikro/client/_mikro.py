@@ -275,11 +275,15 @@ class Mikro(
         self, operation_name: str, variables: Mapping[str, Any], shape: pydantic.TypeAdapter[T]
     ) -> T:
         op = operation(operation_name)
-        if op.is_mutation:
-            raise TypeError("validated straight from the answer's bytes: queries only (no idempotency key)")
+        key = new_idempotency_key() if op.is_mutation else None  # as in _execute: one per logical call
         self._require_open()
         result = await self.transport.execute_validated(
-            op.document, variables, shape, operation_name=op.name, context={"session": self}
+            op.document,
+            variables,
+            shape,
+            operation_name=op.name,
+            idempotency_key=key,
+            context={"session": self},
         )
         if not pixel_stack_imported() and _holds_image_models(result):
             await import_pixel_stack()  # as in execute

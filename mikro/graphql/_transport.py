@@ -125,6 +125,7 @@ class AsyncTransport:
         shape: pydantic.TypeAdapter[T],
         *,
         operation_name: str | None = None,
+        idempotency_key: str | None = None,
         context: Any = None,
     ) -> T:
         """The whole answer validated as ``shape`` straight from its bytes, for answers of many objects.
@@ -132,7 +133,9 @@ class AsyncTransport:
         One pass over the body in pydantic-core instead of a decoded copy validated again: a third of
         the client's CPU in ``list_representations(100)`` (issue 17). ``shape`` must refuse an answer
         with ``errors``; such an answer, or one not of that shape, takes :meth:`execute`'s path, which
-        raises the mapped error, or pydantic's validation error as the decoded answer would have.
+        raises the mapped error, or pydantic's validation error as the decoded answer would have. A
+        mutation's ``idempotency_key`` is sent and retried as :meth:`execute` does (the answer is read
+        inside each attempt, so a retried mutation's answer is validated the same way).
         """
 
         def read(response: httpx.Response) -> T:
@@ -143,7 +146,7 @@ class AsyncTransport:
                     pass
             return shape.validate_python({"data": result_from_response(response)}, context=context)
 
-        return await self._send(document, variables, operation_name, None, read)
+        return await self._send(document, variables, operation_name, idempotency_key, read)
 
     async def _send(
         self,

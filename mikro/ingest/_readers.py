@@ -27,6 +27,8 @@ import importlib
 import itertools
 import json
 import math
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,9 +93,14 @@ class Source(Protocol):
 
 def open_source(path: Path) -> Source:
     """The reader for ``path``; raises :class:`ReaderError` with a one-line reason when there is none."""
-    if path.is_dir():
+    # One stat (Path.is_dir and then is_file were two, for every file of an ingest).
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        mode = 0
+    if stat.S_ISDIR(mode):
         return ZarrSource(path)
-    if not path.is_file():
+    if not stat.S_ISREG(mode):
         raise ReaderError("not a file")
     if path.suffix.lower() in _TIFF_SUFFIXES:
         source = TiffSource.open(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,25 +92,32 @@ class Fingerprint:
         return [self.digest, f"{LEGACY_ALGORITHM}:{self.legacy}"]
 
 
-def _files_of(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file())
-    return [path]
+def _files_of(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
 def signature(path: Path) -> tuple[int, int, int]:
     """(files, bytes, newest mtime in ns) of a file or an image folder: changes when its content does."""
-    files = _files_of(path)
-    stats = [f.stat() for f in files]
-    return len(stats), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+    return _signature(path)[0]
+
+
+def _signature(path: Path) -> tuple[tuple[int, int, int], bool]:
+    """`signature` and whether ``path`` is a folder, from one ``stat`` for a file (an ingest asks for
+    each small file's signature three times: stat calls were ~3 % of the client's CPU per file)."""
+    found = os.stat(path)
+    if not stat.S_ISDIR(found.st_mode):
+        return (1, found.st_size, found.st_mtime_ns), False
+    stats = [f.stat() for f in _files_of(path)]
+    newest = max((s.st_mtime_ns for s in stats), default=0)
+    return (len(stats), sum(s.st_size for s in stats), newest), True
 
 
 def fingerprint(path: Path, *, legacy: bool = False) -> Fingerprint:
     """Hash a source's content (blocking: call it in a worker thread), read once; with ``legacy``, its
     SHA-256 as well. A folder hashes its files' relative paths and contents, in order."""
     algorithms = [CONTENT_HASH_ALGORITHM, LEGACY_ALGORITHM] if legacy else [CONTENT_HASH_ALGORITHM]
-    before = signature(path)
-    if path.is_dir():
+    before, folder = _signature(path)
+    if folder:
         hashers = [new_hasher(a) for a in algorithms]
         for f in _files_of(path):
             name = f.relative_to(path).as_posix().encode() + b"\0"

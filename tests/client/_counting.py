@@ -14,13 +14,18 @@ __all__ = ["count_operations", "unfinished_zarr_stores"]
 def count_operations(m: mikro.Mikro) -> collections.Counter[str]:
     """Count the operations the session sends (they still go to the real server)."""
     seen: collections.Counter[str] = collections.Counter()
-    execute = m.transport.execute
+    execute, validated = m.transport.execute, m.transport.execute_validated
 
     async def counting(document: str, variables: Any = None, **kwargs: Any) -> dict[str, Any]:
         seen[kwargs.get("operation_name") or "?"] += 1
         return await execute(document, variables, **kwargs)
 
+    async def counting_validated(document: str, *args: Any, **kwargs: Any) -> Any:
+        seen[kwargs.get("operation_name") or "?"] += 1
+        return await validated(document, *args, **kwargs)
+
     m.transport.execute = counting  # type: ignore[method-assign]
+    m.transport.execute_validated = counting_validated  # type: ignore[method-assign]
     return seen
 
 

@@ -173,16 +173,17 @@ async def test_a_cancelled_batch_leaves_no_rows_and_no_objects(where: Where) -> 
         {"data": image, "name": f"c-{i}", "tags": [tag]} for i, image in enumerate(_images(TWO_REQUESTS))
     ]
     async with where.connect() as m:
-        execute = m.transport.execute
+        execute = m.transport.execute_validated
         with anyio.CancelScope() as scope:
 
-            async def cancel_after_first_rows(document: str, variables: Any = None, **kwargs: Any) -> Any:
-                answer = await execute(document, variables, **kwargs)
+            async def cancel_after_first_rows(document: str, *args: Any, **kwargs: Any) -> Any:
+                answer = await execute(document, *args, **kwargs)
                 if kwargs.get("operation_name") == "CreateRepresentations":
                     scope.cancel()  # rows of the first request are committed by now
                 return answer
 
-            m.transport.execute = cancel_after_first_rows  # type: ignore[method-assign]
+            # (The rows' answer is validated from its bytes: execute_validated carries it.)
+            m.transport.execute_validated = cancel_after_first_rows  # type: ignore[method-assign]
             await m.create_representations(items)
         assert scope.cancelled_caught
     await _nothing_left(where, tag, before)
@@ -239,15 +240,15 @@ async def test_an_image_failing_after_the_first_rows_are_recorded_leaves_nothing
     )
     items[-1] = {"data": failing, "name": "late", "tags": [tag]}
     async with where.connect() as m:
-        execute = m.transport.execute
+        execute = m.transport.execute_validated
 
-        async def note_rows(document: str, variables: Any = None, **kwargs: Any) -> Any:
-            answer = await execute(document, variables, **kwargs)
+        async def note_rows(document: str, *args: Any, **kwargs: Any) -> Any:
+            answer = await execute(document, *args, **kwargs)
             if kwargs.get("operation_name") == "CreateRepresentations":
                 recorded.set()
             return answer
 
-        m.transport.execute = note_rows  # type: ignore[method-assign]
+        m.transport.execute_validated = note_rows  # type: ignore[method-assign]
         with pytest.raises(OSError, match="disk went away"):
             await m.create_representations(items)
     assert recorded.is_set()

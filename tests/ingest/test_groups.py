@@ -85,13 +85,18 @@ async def test_many_small_files_are_recorded_in_few_requests(
     files = 192
     _files.small_tiffs(tmp_path / "plate", files)
     sent: list[str] = []
-    execute = m._execute
+    execute, validated = m._execute, m._execute_validated
 
     async def counted(operation: str, variables: Any) -> dict[str, Any]:
         sent.append(operation)
         return await execute(operation, variables)
 
+    async def counted_validated(operation: str, variables: Any, shape: Any) -> Any:
+        sent.append(operation)
+        return await validated(operation, variables, shape)
+
     monkeypatch.setattr(m, "_execute", counted)
+    monkeypatch.setattr(m, "_execute_validated", counted_validated)
     report = await m.ingest(tmp_path / "plate", concurrency=8)
     assert report.ok and report.created == files
     assert sent.count("CreateRepresentations") == sent.count("CreateFileRecords") == 8
