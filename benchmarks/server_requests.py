@@ -8,6 +8,14 @@ connection checkouts per request.
 
     python benchmarks/server_requests.py [-n 500] [--concurrency 8] [--json out.json] [--show-sql]
 
+The fixed cost of a mutation: ``createRepresentations`` and ``createFiles`` of 1 and of 64 inputs
+(``--sizes``), per request. ``--only REGEX`` measures only the phases it finds (the others still run a
+few calls: later phases use what they make); ``--profile DIR`` records py-spy per phase
+(``BENCH_PY_SPY_ARGS=--gil`` adds its options), ``--cprofile DIR`` a cProfile of the event loop's
+thread in CPU time, whose call counts show what a request does once too often:
+
+    python benchmarks/server_requests.py -n 300 --only "per request" --cprofile /tmp/prof --concurrency 1
+
 Compare source trees (e.g. ``git archive HEAD | tar -x -C /tmp/before``), interleaved, medians of runs;
 each measurement runs in a child process with ``PYTHONPATH=<tree>`` (server and client documents alike):
 
@@ -292,6 +300,8 @@ async def measure(
                 """Measure ``count`` calls of ``call``; figures are per request, or per image when a request
                 makes ``per``."""
                 if only is not None and not re.search(only, label):
+                    # Not measured, but run a little: later phases use what earlier ones made.
+                    await _run_all(min(count, 20), call, concurrency)
                     return
                 # Warm-up (parser/validation caches, pool), its last request alone, to show its SQL.
                 await _run_all(min(count, 20) - 1, call, concurrency)
