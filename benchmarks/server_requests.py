@@ -8,6 +8,14 @@ connection checkouts per request.
 
     python benchmarks/server_requests.py [-n 500] [--concurrency 8] [--json out.json] [--show-sql]
 
+The fixed cost of a mutation: ``createRepresentations`` and ``createFiles`` of 1 and of 64 inputs
+(``--sizes``), per request. ``--only REGEX`` measures only the phases it finds (the others still run a
+few calls: later phases use what they make); ``--profile DIR`` records py-spy per phase
+(``BENCH_PY_SPY_ARGS=--gil`` adds its options), ``--cprofile DIR`` a cProfile of the event loop's
+thread in CPU time, whose call counts show what a request does once too often:
+
+    python benchmarks/server_requests.py -n 300 --only "per request" --cprofile /tmp/prof --concurrency 1
+
 Compare source trees (e.g. ``git archive HEAD | tar -x -C /tmp/before``), interleaved, medians of runs;
 each measurement runs in a child process with ``PYTHONPATH=<tree>`` (server and client documents alike):
 
@@ -65,6 +73,21 @@ def _dump(*_):
         json.dump({**counts, "recent": list(recent), "mikro": mikro.__file__}, f)
     recent.clear()
 signal.signal(signal.SIGUSR1, _dump)
+# SIGUSR2 starts a cProfile of the main thread (the event loop), the next one writes it where
+# the counters go, plus ".prof": call counts show what a request does once too often.
+import cProfile
+_profiler = None
+def _toggle(*_):
+    global _profiler
+    if _profiler is None:
+        import time
+        _profiler = cProfile.Profile(time.thread_time)  # CPU, not the time spent waiting
+        _profiler.enable()
+    else:
+        _profiler.disable()
+        _profiler.dump_stats(_target + ".prof")
+        _profiler = None
+signal.signal(signal.SIGUSR2, _toggle)
 # Statements the server runs on SQLite's read threads without SQLAlchemy's execution (reused ones, see
 # mikro/server/_sqlite.py) fire no engine event: count them where they run (trees without it: nothing).
 import mikro.server._sqlite as _sqlite
@@ -127,6 +150,18 @@ class Server:
                     pass
             time.sleep(0.01)
         raise RuntimeError("the server did not dump its counters")
+
+    def move_profile(self, to: Path) -> None:
+        """Waits for the server's cProfile dump and moves it ``to``."""
+        dump = Path(f"{self.counts_file}.prof")
+        for _ in range(500):
+            if dump.exists():
+                time.sleep(0.2)  # written in full
+                to.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(dump, to)
+                return
+            time.sleep(0.01)
+        raise RuntimeError("the server did not dump its profile")
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
@@ -201,6 +236,24 @@ async def _post(client: httpx.AsyncClient, url: str, name: str, variables: dict[
     return dict(body["data"])
 
 
+async def _reserve(
+    client: httpx.AsyncClient, url: str, kind: str, count: int, content: bytes | None = None
+) -> Any:
+    """An iterator over ``count`` reserved stores of ``kind``; with ``content``, each store's file."""
+    ids: list[str] = []
+    while len(ids) < count:
+        grants = await _post(
+            client, url, "RequestUploads", {"count": min(64, count - len(ids)), "kind": kind}
+        )
+        for grant in grants["requestUploads"]:
+            if content is not None:
+                path = Path(grant["path"])
+                path.mkdir(parents=True, exist_ok=True)
+                (path / "file").write_bytes(content)
+            ids.append(grant["storeId"])
+    return iter(ids)
+
+
 async def _run_all(n: int, calls: Callable[[int], Awaitable[Any]], concurrency: int) -> None:
     next_index = 0
 
@@ -219,12 +272,20 @@ def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     # Without --gil: its holder detection lags behind hand-offs to worker threads, charging their work to
     # the loop's line that woke them; a thread waiting for the GIL is idle, and not sampled anyway.
     command = [exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "1000", "--threads"]
+    command += os.environ.get("BENCH_PY_SPY_ARGS", "").split()
     command += ["--output", str(out), "--nonblocking"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def measure(
-    n: int, concurrency: int, workdir: Path, profile: Path | None = None, show_sql: bool = False
+    n: int,
+    concurrency: int,
+    workdir: Path,
+    profile: Path | None = None,
+    show_sql: bool = False,
+    cprofile: Path | None = None,
+    sizes: tuple[int, ...] = (1, 64),
+    only: str | None = None,
 ) -> dict[str, dict[str, float]]:
     server = Server(workdir)
     results: dict[str, dict[str, float]] = {}
@@ -238,6 +299,10 @@ async def measure(
             ) -> None:
                 """Measure ``count`` calls of ``call``; figures are per request, or per image when a request
                 makes ``per``."""
+                if only is not None and not re.search(only, label):
+                    # Not measured, but run a little: later phases use what earlier ones made.
+                    await _run_all(min(count, 20), call, concurrency)
+                    return
                 # Warm-up (parser/validation caches, pool), its last request alone, to show its SQL.
                 await _run_all(min(count, 20) - 1, call, concurrency)
                 server.counts()
@@ -252,9 +317,15 @@ async def measure(
                     name = re.sub(r"\W+", "_", label).strip("_")
                     spy = _py_spy(server.proc.pid, profile / f"{name}.txt")
                     await asyncio.sleep(1.0)  # py-spy attaches
+                if cprofile is not None:
+                    server.proc.send_signal(signal.SIGUSR2)
                 c0, l0, k0, t0 = server.cpu(), server.loop_cpu(), server.counts(), time.perf_counter()
                 await _run_all(count, call, concurrency)
                 c1, l1, k1, t1 = server.cpu(), server.loop_cpu(), server.counts(), time.perf_counter()
+                if cprofile is not None:
+                    name = re.sub(r"\W+", "_", label).strip("_")
+                    server.proc.send_signal(signal.SIGUSR2)
+                    server.move_profile(cprofile / f"{name}.prof")
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     spy.wait(30)
@@ -342,6 +413,48 @@ async def measure(
 
             await phase(f"createRepresentations/{BATCH} (per image)", create_batch, per=BATCH)
 
+            # The fixed cost of a mutation: a batch of one against a batch of 64, images and files alike.
+            # Fewer requests of 64: the phase reserves (and the server checks) as many stores as it makes.
+            for size in sizes:
+                count = max(10, n // size)
+                stores_for = await _reserve(client, url, "ZARR", (count + 21) * size)
+
+                async def create_reps(i: int, size: int = size, stores_for: Any = stores_for) -> None:
+                    inputs = [
+                        {
+                            "store": next(stores_for),
+                            "name": f"batch-{i}-{j}",
+                            "tags": ["bench"],
+                            "arrayMetadata": metadata,
+                            "thumbnail": thumbnail,
+                        }
+                        for j in range(size)
+                    ]
+                    await _post(client, url, "CreateRepresentations", {"inputs": inputs})
+
+                await phase(f"createRepresentations/{size} (per request)", create_reps, count=count)
+
+            content = b"x" * 1000
+            content_hash = "blake3:" + "ab" * 32
+            for size in sizes:
+                count = max(10, n // size)
+                media = await _reserve(client, url, "MEDIA", (count + 21) * size, content)
+
+                async def create_files(i: int, size: int = size, media: Any = media) -> None:
+                    inputs = [
+                        {
+                            "store": next(media),
+                            "name": f"f-{i}-{j}",
+                            "size": len(content),
+                            "contentHash": content_hash,
+                            "tags": ["bench"],
+                        }
+                        for j in range(size)
+                    ]
+                    await _post(client, url, "CreateFileRecords", {"inputs": inputs})
+
+                await phase(f"createFiles/{size} (per request)", create_files, count=count)
+
             async def trivial(_: int) -> None:
                 await _post(client, url, "Me", {})
 
@@ -413,8 +526,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--show-sql", action="store_true", help="print the SQL of one request per type")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy raw profiles per phase, here")
+    parser.add_argument(
+        "--cprofile", type=Path, default=None, help="cProfile dumps of the event loop per phase, here"
+    )
     parser.add_argument("--compare", type=Path, nargs="+", default=None, help="source trees to compare")
     parser.add_argument("--runs", type=int, default=3, help="runs per tree with --compare")
+    parser.add_argument("--only", default=None, help="measure only the phases this regex finds")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[1, 64], help="batch sizes of the fixed-cost phases"
+    )
     args = parser.parse_args()
     if args.compare:
         report = _compare(args.compare, args.runs, args.n, args.concurrency)
@@ -423,7 +543,18 @@ def main() -> None:
         return
     workdir = Path(tempfile.mkdtemp(prefix="mikro-server-requests-"))
     try:
-        results = asyncio.run(measure(args.n, args.concurrency, workdir, args.profile, args.show_sql))
+        results = asyncio.run(
+            measure(
+                args.n,
+                args.concurrency,
+                workdir,
+                args.profile,
+                args.show_sql,
+                args.cprofile,
+                tuple(args.sizes),
+                args.only,
+            )
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json is not None:

@@ -27,7 +27,7 @@ from mikro.server._acquisition import acquisition_value
 from mikro.server._auth import AuthUser
 from mikro.server._context import Context
 from mikro.server._crud import get_owned, get_store, insert_tag_rows
-from mikro.server._data_plane import array_values, read_array
+from mikro.server._data_plane import array_values, read_array, record_array
 from mikro.server._errors import BadUserInput, Conflict, about_input
 from mikro.server._files import owned_file
 from mikro.server._inputs import RepresentationInput
@@ -97,7 +97,19 @@ async def create_representations(
         rows, thumbnails = await _insert(ctx, tx.session, checked, user)
         tx.record_many(REP, "CREATE", [(row.id, row.dataset_id, row.creator_id) for row in rows])
     _prime_new(ctx, rows, inputs, thumbnails)
+    _prime_stores(ctx, checked)
     return rows
+
+
+def _prime_stores(ctx: Context, items: list[_Checked]) -> None:
+    """Give this request's store loader the new images' stores as the transaction left them: the rows
+    the checks read, with what finishing them wrote (the answer read them again, a statement and a
+    trip to a reading thread per request). The rows are the closed read session's, detached: setting
+    them writes nothing."""
+    for item in items:
+        if item.array is not None:
+            record_array(ctx, item.store, item.array)
+    ctx.loaders.store.prime_many({item.store.id: item.store for item in items})
 
 
 def _prime_new(
