@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, and_, bindparam, delete, exists, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from strawberry.types import Info
 
 from mikro.server import _models as m
@@ -195,16 +196,17 @@ async def replace_tags(session: AsyncSession, obj: Any, tags: list[str]) -> None
         await session.execute(
             delete(m.ObjectTag).where(m.ObjectTag.kind == kind, m.ObjectTag.object_id == obj.id)
         )
-    await insert_tag_rows(session, [obj])
+    await session.run_sync(insert_tag_rows, [obj])
 
 
-async def insert_tag_rows(session: AsyncSession, objs: Sequence[Any]) -> None:
-    """Write the ``object_tags`` rows of flushed objects that have none yet, from their ``tags``."""
+def insert_tag_rows(session: Session, objs: Sequence[Any]) -> None:
+    """Write the ``object_tags`` rows of flushed objects that have none yet, from their ``tags`` (in a
+    write transaction's job; an async session's ``run_sync`` elsewhere)."""
     values = [
         {"kind": KIND_NAMES[type(obj)], "object_id": obj.id, "tag": tag} for obj in objs for tag in obj.tags
     ]
     if values:
-        await session.execute(insert(m.ObjectTag), values)
+        session.execute(insert(m.ObjectTag), values)
 
 
 async def drop_tags(session: AsyncSession, model: type[Any], ids: Sequence[int]) -> None:

@@ -16,11 +16,11 @@ from mikro.server import _models as m
 from mikro.server import _types as t
 from mikro.server._auth import AuthUser
 from mikro.server._context import Context
-from mikro.server._crud import begin_mutation, get_owned, get_store
+from mikro.server._crud import begin_mutation, get_owned, get_store, owned, parse_id
 from mikro.server._errors import ApiError, BadUserInput, Conflict
 from mikro.server._objects import GrantData
 from mikro.server._quota import check_quota
-from mikro.server._services import Services, note_secrets
+from mikro.server._services import Services, WriteTx, note_secrets
 from mikro.server._store_cleanup import delete_objects, delete_stores
 from mikro.server._zarr_meta import ArrayInfo, read_array_info
 
@@ -188,12 +188,16 @@ async def _reserve(ctx: Context, user: AuthUser, kind: t.UploadKind, count: int)
         }
         for key, _ in reserved
     ]
-    async with ctx.services.transaction() as tx:
-        found = await tx.session.execute(_INSERT_STORES, stores)
+
+    def record(tx: WriteTx) -> list[int]:
+        found = tx.session.execute(_INSERT_STORES, stores)
         id_of: dict[str, int] = {key: store_id for key, store_id in found.all()}
         ids = [id_of[key] for key, _ in reserved]
         grants = [_grant_values(i, user, data) for i, (_, data) in zip(ids, reserved, strict=True)]
-        await tx.session.execute(insert(_GRANT_TABLE), grants)
+        tx.session.execute(insert(_GRANT_TABLE), grants)
+        return ids
+
+    ids = await ctx.services.write(record)
     return [_grant_for(i, kind.value, data) for i, (_, data) in zip(ids, reserved, strict=True)]
 
 
@@ -203,6 +207,7 @@ _GRANT_TABLE = cast(Table, m.GrantRecord.__table__)
 # cannot promise SQLite's RETURNING order for a multi-row INSERT and sends one statement per row (each
 # a trip to the connection's thread); without it, one statement per batch.
 _INSERT_STORES = insert(_STORE_TABLE).returning(_STORE_TABLE.c.key, _STORE_TABLE.c.id)
+_STORE_CHECK = select(_STORE_TABLE.c.id, _STORE_TABLE.c.populated, _STORE_TABLE.c.creator_id)
 
 
 @strawberry.type
@@ -233,14 +238,22 @@ class DataPlaneMutation:
     )
     async def release_uploads(self, info: Info[Any, Any], stores: list[strawberry.ID]) -> list[strawberry.ID]:
         ctx, user = begin_mutation(info)
-        async with ctx.services.transaction() as tx:
-            rows = [await get_owned(tx.session, m.Store, store, user) for store in dict.fromkeys(stores)]
-            finished = [str(row.id) for row in rows if row.populated]
+        wanted = dict.fromkeys(stores)
+        ids = {raw: parse_id(raw, "store") for raw in wanted}
+
+        def release(tx: WriteTx) -> list[str]:
+            # One read for all of them (a session's ``get`` each was a statement each).
+            found = tx.session.execute(_STORE_CHECK.where(_STORE_TABLE.c.id.in_(set(ids.values()))))
+            rows: dict[int, Any] = {row.id: row for row in found}
+            checked = [owned(m.Store, rows.get(ids[raw]), raw, user) for raw in wanted]
+            finished = [str(row.id) for row in checked if row.populated]
             if finished:
                 raise Conflict(f"stores {', '.join(finished)} are finished and cannot be released")
-            keys = await delete_stores(tx.session, [row.id for row in rows])
+            return delete_stores(tx.session, [row.id for row in checked])
+
+        keys = await ctx.services.write(release)
         await delete_objects(ctx.services, keys)
-        return [strawberry.ID(str(row.id)) for row in rows]
+        return [strawberry.ID(str(ids[raw])) for raw in wanted]
 
     @strawberry.mutation(  # type: ignore[untyped-decorator]
         description="Check that the zarr metadata is in place and record shape, dtype, chunks and "
@@ -257,7 +270,7 @@ class DataPlaneMutation:
         async with ctx.services.transaction() as tx:
             row = await get_store(tx.session, store, user, "ZARR")
             if not row.populated:
-                await check_quota(tx.session, ctx.services.settings, user.id, [array])
+                await tx.session.run_sync(check_quota, ctx.services.settings, user.id, [array])
             record_array(ctx, row, array)
         return t.ZarrStore.from_row(row)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import anyio
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from mikro.server._database import Database
 from mikro.server._models import Event
@@ -44,12 +44,13 @@ _POSTGRES_SAFETY_POLL = 5.0
 _RECONNECT_DELAY = 1.0
 
 
-async def lock_event_order(session: AsyncSession) -> None:
+def lock_event_order(session: Session) -> None:
     """Before a transaction inserts events on PostgreSQL: cursors in commit order (see the module doc),
-    and a NOTIFY to the other processes when it commits."""
+    and a NOTIFY to the other processes when it commits. Synchronous: a write transaction's job (see
+    `Database.run_write`)."""
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENT_ORDER_LOCK})
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENT_ORDER_LOCK})
+        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
 
 class EventFeed(PubSub):

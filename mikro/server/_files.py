@@ -17,8 +17,9 @@ from typing import Any, cast
 
 import anyio
 import strawberry
-from sqlalchemy import ColumnElement, Select, exists, or_, select
+from sqlalchemy import ColumnElement, Select, Table, bindparam, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from strawberry.types import Info
 
 from mikro.server import _models as m
@@ -26,6 +27,7 @@ from mikro.server import _types as t
 from mikro.server._auth import AuthUser
 from mikro.server._context import Context, context_of
 from mikro.server._crud import (
+    KIND_NAMES,
     begin_mutation,
     drop_tags,
     get_owned,
@@ -205,7 +207,7 @@ class FileMutation:
             tx.record_many(
                 "representation", "UPDATE", [(i, dataset, owner) for i, dataset, owner in made_from]
             )
-            keys = await delete_stores(tx.session, [row.store_id])
+            keys = await tx.session.run_sync(delete_stores, [row.store_id])
         await delete_objects(ctx.services, keys)
         return strawberry.ID(str(row.id))
 
@@ -249,17 +251,19 @@ async def _object_sizes(ctx: Context, keys: list[str]) -> list[int | None]:
     return cast("list[int | None]", sizes)
 
 
-async def _media_stores(
-    session: AsyncSession, inputs: list[FileInput], labels: list[str], user: AuthUser
-) -> list[m.Store]:
-    """The inputs' unused MEDIA stores, in input order, read in one statement (not a ``get_store``
-    each), with the errors ``get_store`` gives, each named by its input's label."""
+def _store_ids(inputs: list[FileInput], labels: list[str]) -> list[int]:
     ids = []
     for label, input in zip(labels, inputs, strict=True):
         with about_input(label):
             ids.append(parse_id(input.store, "store"))
-    rows = await session.execute(select(m.Store).where(m.Store.id.in_(set(ids))))
-    found = {store.id: store for store in rows.scalars()}
+    return ids
+
+
+def _media_stores(
+    found: dict[int, Any], inputs: list[FileInput], labels: list[str], ids: list[int], user: AuthUser
+) -> list[Any]:
+    """The inputs' unused MEDIA stores among ``found`` (rows by id), in input order, with the errors
+    ``get_store`` gives, each named by its input's label."""
     stores = []
     for label, input, store_id in zip(labels, inputs, ids, strict=True):
         with about_input(label):
@@ -275,7 +279,7 @@ def _check_size(key: str, size: int | None, input: FileInput) -> None:
         raise BadUserInput(f"the object at {key} has {size} bytes, not {input.size}")
 
 
-def _unused(store: m.Store, input: FileInput) -> m.Store:
+def _unused(store: Any, input: FileInput) -> Any:
     if store.populated:
         raise Conflict(f"store {input.store} already holds a file")
     return store
@@ -295,37 +299,90 @@ async def create_files(ctx: Context, user: AuthUser, inputs: list[FileInput]) ->
             raise BadUserInput(f"inputs[{first}] and inputs[{i}] both use store {input.store}")
         with about_input(labels[i]):
             values.append(_checked_values(input))
+    ids = _store_ids(inputs, labels)
     async with ctx.read() as session:
-        keys = [f"{store.key}/{FILE_KEY}" for store in await _media_stores(session, inputs, labels, user)]
+        found = await session.execute(select(m.Store).where(m.Store.id.in_(set(ids))))
+        stores: list[m.Store] = _media_stores(
+            {store.id: store for store in found.scalars()}, inputs, labels, ids, user
+        )
+    keys = [f"{store.key}/{FILE_KEY}" for store in stores]
     for label, input, key, size in zip(labels, inputs, keys, await _object_sizes(ctx, keys), strict=True):
         with about_input(label):
             _check_size(key, size, input)
-    rows = []
-    async with ctx.services.transaction() as tx:
-        s = tx.session
-        # Read again under the write lock: another request may have used a store since.
-        stores = await _media_stores(s, inputs, labels, user)
-        for store, input, key, (name, content_hash, media_type) in zip(
-            stores, inputs, keys, values, strict=True
-        ):
-            store.populated = True
-            store.path = ctx.services.storage.path_of(key)
-            rows.append(
-                m.FileRow(
-                    name=name,
-                    store_id=store.id,
-                    size=input.size,
-                    content_hash=content_hash,
-                    media_type=media_type,
-                    creator_id=user.id,
-                    tags=list(dict.fromkeys(input.tags)),
-                )
-            )
-        # One flush for the batch's rows (one INSERT), their tags in one more.
-        s.add_all(rows)
-        await s.flush()
-        await insert_tag_rows(s, rows)
-        for label, input, row in zip(labels, inputs, rows, strict=True):
-            with about_input(label):
-                await _set_links(s, row.id, input, user, new=True)
+    paths = [ctx.services.storage.path_of(key) for key in keys]
+    rows = await ctx.services.write(
+        lambda tx: _record_files(tx.session, inputs, labels, ids, values, paths, user)
+    )
+    # The answer's stores as this transaction left them, from the rows read above (detached: setting
+    # them writes nothing), not from one more read.
+    for store, path in zip(stores, paths, strict=True):
+        store.populated = True
+        store.path = path
+    ctx.loaders.store.prime_many({store.id: store for store in stores})
     return rows
+
+
+def _record_files(
+    s: Session,
+    inputs: list[FileInput],
+    labels: list[str],
+    ids: list[int],
+    values: list[tuple[str, str, str]],
+    paths: list[str],
+    user: AuthUser,
+) -> list[m.FileRow]:
+    """The write transaction of `create_files`: one statement per table, whatever the batch's size."""
+    # Read again under the write lock: another request may have used a store since.
+    found = s.execute(_STORE_CHECK.where(_STORES.c.id.in_(set(ids))))
+    _media_stores({row.id: row for row in found}, inputs, labels, ids, user)
+    s.execute(_FINISH_STORE, [{"b_id": i, "b_path": path} for i, path in zip(ids, paths, strict=True)])
+    now = m.utcnow()
+    file_values: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "store_id": store_id,
+            "size": input.size,
+            "content_hash": content_hash,
+            "media_type": media_type,
+            "creator_id": user.id,
+            "tags": list(dict.fromkeys(input.tags)),
+            "created_at": now,
+        }
+        for input, store_id, (name, content_hash, media_type) in zip(inputs, ids, values, strict=True)
+    ]
+    # Matched to their inputs by store (unique per file), not by RETURNING's order (see
+    # _representation_create: asked for that order, SQLAlchemy sends SQLite a statement per row).
+    id_of: dict[int, int] = dict(s.execute(_INSERT_FILES, file_values).all())
+    rows = [m.FileRow(id=id_of[v["store_id"]], **v) for v in file_values]
+    insert_tag_rows(s, rows)
+    for field, model, table, column in _LINKS:
+        wanted = [list(dict.fromkeys(getattr(input, field) or [])) for input in inputs]
+        if not any(wanted):
+            continue
+        link_ids = []
+        for label, raws in zip(labels, wanted, strict=True):
+            with about_input(label):
+                link_ids.append([parse_id(raw, KIND_NAMES[model]) for raw in raws])
+        owners: dict[int, int] = dict(
+            s.execute(
+                select(model.id, model.creator_id).where(model.id.in_({i for ids in link_ids for i in ids}))
+            ).all()
+        )
+        links = []
+        for label, row, raws, numbers in zip(labels, rows, wanted, link_ids, strict=True):
+            with about_input(label):
+                for raw, number in zip(raws, numbers, strict=True):
+                    if number not in owners or not user.can_see(owners[number]):
+                        raise NotFound(f"no {KIND_NAMES[model]} with id {raw}")
+                    links.append({"file_id": row.id, column: number})
+        s.execute(insert(table), links)
+    return rows
+
+
+_STORES = cast(Table, m.Store.__table__)
+_STORE_CHECK = select(_STORES.c.id, _STORES.c.kind, _STORES.c.populated, _STORES.c.creator_id)
+_FINISH_STORE = (
+    update(_STORES).where(_STORES.c.id == bindparam("b_id")).values(populated=True, path=bindparam("b_path"))
+)
+_FILES = cast(Table, m.FileRow.__table__)
+_INSERT_FILES = insert(_FILES).returning(_FILES.c.store_id, _FILES.c.id)

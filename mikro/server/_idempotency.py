@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import anyio
 import orjson
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import Executable, Table, delete, select, update
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mikro.server._auth import AuthUser
@@ -136,8 +136,7 @@ async def run_idempotent(
     except BaseException:
         if claim.written:
             with anyio.CancelScope(shield=True):
-                async with services.db.write() as session:
-                    await session.execute(delete(table).where(*record))
+                await services.db.run_write(lambda session: session.execute(delete(table).where(*record)))
         raise
     if claim.conflict:
         await _answer_repeat(services, user, key, claim.request_hash, send)
@@ -145,17 +144,14 @@ async def run_idempotent(
     if claim.written:
         status = next((int(m["status"]) for m in messages if m["type"] == "http.response.start"), 500)
         response = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+        if _succeeded(status, response):
+            answer = _without_secrets(response, claim.secrets)
+            statement: Executable = update(table).where(*record).values(status_code=status, response=answer)
+        else:
+            # Let a retry run the mutation again.
+            statement = delete(table).where(*record)
         with anyio.CancelScope(shield=True):
-            async with services.db.write() as session:
-                if _succeeded(status, response):
-                    await session.execute(
-                        update(table)
-                        .where(*record)
-                        .values(status_code=status, response=_without_secrets(response, claim.secrets))
-                    )
-                else:
-                    # Let a retry run the mutation again.
-                    await session.execute(delete(table).where(*record))
+            await services.db.run_write(lambda session: session.execute(statement))
     # A mutation that committed nothing (it failed before writing) left no claim: a retry simply runs
     # it again, which changes nothing either.
     for message in messages:

@@ -298,7 +298,7 @@ class ObjectMutation:
             await drop_tags(s, m.Representation, [row.id])
             await s.delete(row)
             await s.flush()
-            keys = await delete_stores(s, [row.store_id])
+            keys = await s.run_sync(delete_stores, [row.store_id])
             tx.record(REP, "DELETE", row.id, row.dataset_id, row.creator_id)
         await delete_objects(ctx.services, keys)
         return strawberry.ID(str(row.id))
@@ -440,7 +440,7 @@ class ObjectMutation:
             await drop_tags(tx.session, m.TableRow, [row.id])
             await tx.session.delete(row)
             await tx.session.flush()
-            keys = await delete_stores(tx.session, [row.store_id])
+            keys = await tx.session.run_sync(delete_stores, [row.store_id])
         await delete_objects(ctx.services, keys)
         return strawberry.ID(str(row.id))
 

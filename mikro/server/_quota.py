@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from mikro.server import _models as m
 from mikro.server._errors import BadUserInput
@@ -24,18 +24,17 @@ def _nbytes(shape: Sequence[Any], dtype: str) -> int:
     return math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
 
 
-async def check_quota(
-    session: AsyncSession, settings: Settings, user_id: int, adding: list[ArrayInfo]
-) -> None:
+def check_quota(session: Session, settings: Settings, user_id: int, adding: list[ArrayInfo]) -> None:
     """Refuse finishing ``adding`` if it would take the user past their quota (inside the finishing
-    write transaction, so two concurrent finishes cannot both pass)."""
+    write transaction, so two concurrent finishes cannot both pass; synchronous: its job, see
+    `Database.run_write`)."""
     quota = settings.storage_quota_bytes
     if quota is None or not adding:
         return
     finished = select(m.Store.shape, m.Store.dtype).where(
         m.Store.creator_id == user_id, m.Store.populated.is_(True), m.Store.dtype.is_not(None)
     )
-    used = sum(_nbytes(shape, dtype) for shape, dtype in (await session.execute(finished)).all() if shape)
+    used = sum(_nbytes(shape, dtype) for shape, dtype in session.execute(finished).all() if shape)
     wanted = sum(_nbytes(array.shape, array.dtype) for array in adding)
     if used + wanted > quota:
         message = f"finishing this would store {used + wanted} bytes, over the quota of {quota}"

@@ -34,6 +34,7 @@ from mikro.server._inputs import RepresentationInput
 from mikro.server._png import THUMBNAIL_OBJECT, thumbnail_size
 from mikro.server._quota import check_quota
 from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values
+from mikro.server._services import WriteTx
 from mikro.server._zarr_meta import ArrayInfo, array_info_from_document, with_levels
 
 __all__ = ["MAX_BATCH", "REP", "create_representations"]
@@ -93,9 +94,7 @@ async def create_representations(
             item.thumbnail_size = size
             checked.append(item)
     del loaded
-    async with ctx.services.transaction() as tx:
-        rows, thumbnails = await _insert(ctx, tx.session, checked, user)
-        tx.record_many(REP, "CREATE", [(row.id, row.dataset_id, row.creator_id) for row in rows])
+    rows, thumbnails = await ctx.services.write(lambda tx: _insert(ctx, tx, checked, user))
     _prime_new(ctx, rows, inputs, thumbnails)
     _prime_stores(ctx, checked)
     return rows
@@ -209,14 +208,15 @@ async def _check(
     return checked
 
 
-async def _insert(
-    ctx: Context, s: AsyncSession, items: list[_Checked], user: AuthUser
+def _insert(
+    ctx: Context, tx: WriteTx, items: list[_Checked], user: AuthUser
 ) -> tuple[list[m.Representation], dict[int, list[t.Thumbnail]]]:
-    """Every row of a batch with one statement per table, not one per image: the write lock is held
-    for a handful of statements whatever the batch's size. Returns the images' rows and each image's
-    thumbnails (as the answer shows them)."""
+    """The write transaction: every row of a batch with one statement per table, not one per image
+    (the write lock is held for a handful of statements whatever the batch's size), and their events.
+    Returns the images' rows and each image's thumbnails (as the answer shows them)."""
+    s = tx.session
     finishing = [item for item in items if item.array is not None]
-    await check_quota(s, ctx.services.settings, user.id, [item.array for item in finishing if item.array])
+    check_quota(s, ctx.services.settings, user.id, [item.array for item in finishing if item.array])
     if finishing:
         # A concurrent finishUpload read the same objects: whichever lands first is the same.
         values = [{"b_id": i.store.id, **_bound(array_values(ctx, i.array))} for i in finishing if i.array]
@@ -226,7 +226,7 @@ async def _insert(
             .where(_STORES.c.id == bindparam("b_id"), _STORES.c.populated.is_(False))
             .values(columns)
         )
-        await s.execute(finish, values)
+        s.execute(finish, values)
     now = m.utcnow()
     values = [
         {
@@ -259,14 +259,14 @@ async def _insert(
     # AUTOINCREMENT table gives it nothing to match RETURNING rows to its objects by); the ids are
     # matched by store, which is unique per image.
     try:
-        found = await s.execute(_INSERT_REPRESENTATIONS, values)
+        found = s.execute(_INSERT_REPRESENTATIONS, values)
     except IntegrityError:
         # Taken by a concurrent createRepresentation since the check (one image per store).
         stores = ", ".join(str(item.input.store) for item in items)
         raise Conflict(f"a store of {stores} already holds a representation") from None
     ids = {store_id: rep_id for rep_id, store_id in found.all()}
     rows = [m.Representation(id=ids[v["store_id"]], **v) for v in values]
-    await insert_tag_rows(s, rows)
+    insert_tag_rows(s, rows)
     experiment_rows = [
         {"representation_id": row.id, "experiment_id": e}
         for row, i in zip(rows, items, strict=True)
@@ -280,7 +280,7 @@ async def _insert(
         (m.representation_origins, origin_rows),
     ):
         if link_rows:
-            await s.execute(insert(table), link_rows)
+            s.execute(insert(table), link_rows)
     thumbnail_rows: list[dict[str, Any]] = [
         {
             "representation_id": row.id,
@@ -298,11 +298,12 @@ async def _insert(
     thumbnails: dict[int, list[t.Thumbnail]] = {row.id: [] for row in rows}
     if thumbnail_rows:
         # Each image of a batch brings at most one thumbnail: its image tells the returned ids apart.
-        found = await s.execute(_INSERT_THUMBNAILS, thumbnail_rows)
+        found = s.execute(_INSERT_THUMBNAILS, thumbnail_rows)
         id_of: dict[int, int] = {rep_id: thumbnail_id for rep_id, thumbnail_id in found.all()}
         for value in thumbnail_rows:
             thumbnail = m.Thumbnail(id=id_of[value["representation_id"]], **value)
             thumbnails[thumbnail.representation_id].append(t.Thumbnail.from_row(thumbnail))
+    tx.record_many(REP, "CREATE", [(row.id, row.dataset_id, row.creator_id) for row in rows])
     return rows, thumbnails
 
 

@@ -17,6 +17,7 @@ from anyio.abc import TaskGroup
 from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from mikro.server._auth import Authenticator, TokenCache, ensure_admin
 from mikro.server._data_dir import prepare_data_dir
@@ -36,6 +37,7 @@ __all__ = [
     "KeyInUse",
     "Services",
     "Tx",
+    "WriteTx",
     "idempotency_claim",
     "note_secrets",
 ]
@@ -64,11 +66,12 @@ class IdempotencyClaim:
     # answer holds placeholders in their place, and a replay re-issues them.
     secrets: list[tuple[int, bool, dict[str, str]]] = field(default_factory=list)
 
-    async def insert(self, session: AsyncSession) -> None:
+    def insert(self, session: Session) -> None:
+        """Write the claim's row (in a write transaction's job, see `Database.run_write`)."""
         # A Core insert: no ORM unit of work for a row nobody reads back.
         row = {"user_id": self.user_id, "key": self.key, "request_hash": self.request_hash}
         try:
-            await session.execute(insert(_IDEMPOTENCY).values(**row))
+            session.execute(insert(_IDEMPOTENCY).values(**row))
         except IntegrityError:
             self.conflict = True
             raise KeyInUse("this Idempotency-Key is already in use") from None
@@ -106,14 +109,13 @@ def idempotency_claim(claim: IdempotencyClaim) -> Iterator[IdempotencyClaim]:
         _CLAIM.reset(token)
 
 
-@dataclass
-class Tx:
-    """One write transaction; events recorded in it are written just before it commits and published
-    once it has committed."""
+class _Events:
+    """The events of one write transaction: recorded while it runs, written just before it commits and
+    published once it has committed."""
 
-    session: AsyncSession
-    events: list[EventMessage] = field(default_factory=list)
-    _pending: list[tuple[str, str, Sequence[tuple[int, int | None, int]]]] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.events: list[EventMessage] = []
+        self._pending: list[tuple[str, str, Sequence[tuple[int, int | None, int]]]] = []
 
     def record(self, stream: str, kind: str, object_id: int, scope_id: int | None, owner_id: int) -> None:
         self.record_many(stream, kind, [(object_id, scope_id, owner_id)])
@@ -123,7 +125,7 @@ class Tx:
         if objects:
             self._pending.append((stream, kind, list(objects)))
 
-    async def write_events(self) -> None:
+    def _write_events(self, session: Session) -> None:
         """The recorded events in one statement, as the transaction's last writes.
 
         Last, because on PostgreSQL they are written under the event-order lock, which is held until
@@ -140,13 +142,13 @@ class Tx:
         self._pending.clear()
         if not values:
             return
-        await lock_event_order(self.session)
+        lock_event_order(session)
         # Each owner's cursors, taken from their user row under the event-order lock (or SQLite's one
         # writer): in commit order, and never reused, not even after their events were pruned.
         counts = Counter(value["owner_id"] for value in values)
         next_seq: dict[int, int] = {}
         for owner, count in sorted(counts.items()):
-            newest = await self.session.scalar(
+            newest = session.scalar(
                 update(_USERS)
                 .where(_USERS.c.id == owner)
                 .values(event_seq=_USERS.c.event_seq + count)
@@ -158,7 +160,7 @@ class Tx:
         for value in values:
             value["owner_seq"] = next_seq[value["owner_id"]]
             next_seq[value["owner_id"]] += 1
-        found = await self.session.execute(_INSERT_EVENTS, values)
+        found = session.execute(_INSERT_EVENTS, values)
         cursor_of = {(owner, seq): int(cursor) for cursor, owner, seq in found.all()}
         for value in values:
             self.events.append(
@@ -172,6 +174,46 @@ class Tx:
                     value["owner_seq"],
                 )
             )
+
+
+class Tx(_Events):
+    """One write transaction through the async ORM (`Services.transaction`)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__()
+        self.session = session
+
+    async def write_events(self) -> None:
+        if self._pending:
+            await self.session.run_sync(self._write_events)
+
+
+class WriteTx(_Events):
+    """One write transaction run as a synchronous job (`Services.write`)."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+
+def _pending_claim() -> IdempotencyClaim | None:
+    """The request's idempotency claim, if its row is still to be written by this transaction."""
+    claim = _CLAIM.get()
+    if claim is not None and (claim.written or claim.conflict):
+        return None
+    return claim
+
+
+@contextmanager
+def _refers_to_deleted() -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as exc:
+        # On PostgreSQL an object read in this transaction can be deleted by another one before
+        # this one's row referring to it is written (a ROI on an image being deleted).
+        if is_foreign_key_violation(exc):
+            raise NotFound("an object this change refers to was deleted meanwhile") from None
+        raise
 
 
 class Services:
@@ -242,22 +284,40 @@ class Services:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        claim = _CLAIM.get()
-        if claim is not None and (claim.written or claim.conflict):
-            claim = None
-        try:
+        """One write transaction through the async ORM, for the mutations seldom sent (the frequent
+        ones run theirs as a synchronous job: `write`)."""
+        claim = _pending_claim()
+        with _refers_to_deleted():
             async with self.db.write() as session:
                 tx = Tx(session)
                 if claim is not None:
-                    await claim.insert(session)
+                    await session.run_sync(claim.insert)
                 yield tx
                 await tx.write_events()
-        except IntegrityError as exc:
-            # On PostgreSQL an object read in this transaction can be deleted by another one before
-            # this one's row referring to it is written (a ROI on an image being deleted).
-            if is_foreign_key_violation(exc):
-                raise NotFound("an object this change refers to was deleted meanwhile") from None
-            raise
+        await self._committed(claim, tx)
+
+    async def write(self, job: Callable[[WriteTx], T]) -> T:
+        """``job`` as one write transaction (see `Database.run_write`): synchronous, given a `WriteTx`
+        whose events are written before the commit and published after it; the request's idempotency
+        claim goes in with it, as in `transaction`."""
+        claim = _pending_claim()
+        txs: list[WriteTx] = []
+
+        def transaction(session: Session) -> T:
+            tx = WriteTx(session)
+            txs.append(tx)
+            if claim is not None:
+                claim.insert(session)
+            result = job(tx)
+            tx._write_events(session)
+            return result
+
+        with _refers_to_deleted():
+            result = await self.db.run_write(transaction)
+        await self._committed(claim, txs[-1])
+        return result
+
+    async def _committed(self, claim: IdempotencyClaim | None, tx: _Events) -> None:
         if claim is not None:
             claim.written = True
         for message in tx.events:

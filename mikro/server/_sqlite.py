@@ -28,11 +28,21 @@ import aiosqlite
 from sqlalchemy import Engine, Executable, Select
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 
-__all__ = ["SQLITE_PRAGMAS", "OneTripConnection", "read_groups", "reused", "sqlite_connector", "sqlite_path"]
+__all__ = [
+    "SQLITE_PRAGMAS",
+    "OneTripConnection",
+    "read_groups",
+    "reused",
+    "sqlite_connector",
+    "sqlite_path",
+    "write_transaction",
+]
 
 _Q = TypeVar("_Q", bound=Select[Any])
+_T = TypeVar("_T")
 _Statement = tuple[Executable, Mapping[str, Any] | None]
 
 # Run once per connection, when it is opened (connections are pooled, so not per request):
@@ -239,3 +249,12 @@ def read_groups(engine: Engine, groups: list[Sequence[_Statement]]) -> list[list
                 connection.rollback()
                 answers.append(exc)
     return answers
+
+
+def write_transaction(sessions: sessionmaker[Session], job: Callable[[Session], _T]) -> _T:
+    """``job`` in one transaction, committed if it returns; closing the session rolls back what an
+    error left uncommitted. In the writer thread (see `Database.run_write`)."""
+    with sessions() as session:
+        result = job(session)
+        session.commit()
+        return result

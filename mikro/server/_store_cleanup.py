@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from mikro.server import _models as m
 
@@ -24,15 +24,16 @@ __all__ = ["collect_abandoned_uploads", "delete_objects", "delete_stores", "swee
 logger = logging.getLogger("mikro.server")
 
 
-async def delete_stores(session: AsyncSession, store_ids: list[int]) -> list[str]:
-    """Delete store rows (and their grant records); returns their keys, to delete the objects after commit."""
+def delete_stores(session: Session, store_ids: list[int]) -> list[str]:
+    """Delete store rows (and their grant records); returns their keys, to delete the objects after
+    commit. Synchronous (a write transaction's job; an async session's ``run_sync`` elsewhere)."""
     if not store_ids:
         return []
-    keys = list((await session.scalars(select(m.Store.key).where(m.Store.id.in_(store_ids)))).all())
-    await session.execute(delete(m.GrantRecord).where(m.GrantRecord.store_id.in_(store_ids)))
-    await session.execute(delete(m.Store).where(m.Store.id.in_(store_ids)))
+    keys = list(session.scalars(select(m.Store.key).where(m.Store.id.in_(store_ids))).all())
+    session.execute(delete(m.GrantRecord).where(m.GrantRecord.store_id.in_(store_ids)))
+    session.execute(delete(m.Store).where(m.Store.id.in_(store_ids)))
     if keys:
-        await session.execute(insert(m.DeletedPrefix), [{"key": key} for key in keys])
+        session.execute(insert(m.DeletedPrefix), [{"key": key} for key in keys])
     return keys
 
 
@@ -74,7 +75,7 @@ async def collect_abandoned_uploads(services: Services, older_than: float) -> in
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than)
     async with services.transaction() as tx:
         stale = select(m.Store.id).where(m.Store.populated.is_(False), m.Store.created_at < cutoff)
-        keys = await delete_stores(tx.session, list((await tx.session.scalars(stale)).all()))
+        keys = await tx.session.run_sync(delete_stores, list((await tx.session.scalars(stale)).all()))
     await delete_objects(services, keys)
     if keys:
         logger.info("collected %d abandoned uploads", len(keys))
