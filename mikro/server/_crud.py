@@ -7,7 +7,7 @@ import datetime as dt
 import enum
 import functools
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from sqlalchemy import Select, and_, bindparam, delete, exists, insert, select
 from sqlalchemy import inspect as sa_inspect
@@ -17,7 +17,7 @@ from strawberry.types import Info
 
 from mikro.server import _models as m
 from mikro.server._auth import AuthUser
-from mikro.server._bounds import check_tags
+from mikro.server._bounds import MAX_TAGS, check_tags
 from mikro.server._context import Context, context_of
 from mikro.server._errors import BadUserInput, NotFound
 from mikro.server._inputs import BaseFilter, OffsetPaginationInput
@@ -219,24 +219,60 @@ async def drop_tags(session: AsyncSession, model: type[Any], ids: Sequence[int])
 def check_strings(value: Any, limit: int, where: str = "input") -> None:
     """Refuse any string longer than ``limit`` anywhere in an input (fields, lists, JSON values), and
     more tags than ``MAX_TAGS`` on any object."""
-    if isinstance(value, str):
+    _check_strings(value, limit, (None, where))
+
+
+# Where a value sits in the input, built only when an error names it: (the parent's path, this step).
+# A batch of a hundred images is tens of thousands of values, and formatting each one's path cost more
+# than checking it.
+_Path: TypeAlias = "tuple[_Path | None, str]"
+_SCALARS = (int, float, bool, type(None))
+
+
+def _where(path: _Path) -> str:
+    parts = []
+    step: _Path | None = path
+    while step is not None:
+        step, part = step
+        parts.append(part)
+    return "".join(reversed(parts))
+
+
+_FIELD_NAMES: dict[type[Any], tuple[str, ...] | None] = {}
+
+
+def _field_names(cls: type[Any]) -> tuple[str, ...] | None:
+    """The fields of a dataclass type, or None for any other type (kept per type)."""
+    try:
+        return _FIELD_NAMES[cls]
+    except KeyError:
+        names = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
+        _FIELD_NAMES[cls] = names
+        return names
+
+
+def _check_strings(value: Any, limit: int, path: _Path) -> None:
+    kind = type(value)
+    if kind is str:
         if len(value) > limit:
-            raise BadUserInput(f"{where} is longer than {limit} characters")
-    elif isinstance(value, enum.Enum):
+            raise BadUserInput(f"{_where(path)} is longer than {limit} characters")
+    elif kind in _SCALARS or isinstance(value, enum.Enum):
         return
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            field = getattr(value, f.name)
-            if f.name == "tags":
-                check_tags(field, f"{where}.tags")
-            check_strings(field, limit, f"{where}.{f.name}")
     elif isinstance(value, dict):
         for k, v in value.items():
-            check_strings(k, limit, f"{where} key")
-            check_strings(v, limit, f"{where}.{k}")
+            _check_strings(k, limit, (path, " key"))
+            _check_strings(v, limit, (path, f".{k}"))
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
-            check_strings(v, limit, f"{where}[{i}]")
+            _check_strings(v, limit, (path, f"[{i}]"))
+    elif (names := _field_names(kind)) is not None:
+        for name in names:
+            field = getattr(value, name)
+            if name == "tags" and field is not None and len(field) > MAX_TAGS:
+                check_tags(field, f"{_where(path)}.tags")
+            _check_strings(field, limit, (path, f".{name}"))
+    elif isinstance(value, str):
+        _check_strings(str(value), limit, path)
 
 
 def begin_mutation(info: Info[Any, Any], payload: Any = None) -> tuple[Context, AuthUser]:

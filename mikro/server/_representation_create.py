@@ -26,14 +26,13 @@ from mikro.server import _types as t
 from mikro.server._acquisition import acquisition_value
 from mikro.server._auth import AuthUser
 from mikro.server._context import Context
-from mikro.server._crud import get_owned, get_store, insert_tag_rows
+from mikro.server._crud import KIND_NAMES, insert_tag_rows, owned, parse_id, store_of_kind
 from mikro.server._data_plane import array_values, read_array, record_array
 from mikro.server._errors import BadUserInput, Conflict, about_input
-from mikro.server._files import owned_file
 from mikro.server._inputs import RepresentationInput
 from mikro.server._png import THUMBNAIL_OBJECT, thumbnail_size
 from mikro.server._quota import check_quota
-from mikro.server._row_values import channel_values, checked_name, owned_ids, physical_values
+from mikro.server._row_values import channel_values, checked_name, physical_values
 from mikro.server._services import WriteTx
 from mikro.server._zarr_meta import ArrayInfo, array_info_from_document, with_levels
 
@@ -84,16 +83,14 @@ async def create_representations(
             sizes.append(
                 None if thumb is None else thumbnail_size(thumb.png, thumb.width, thumb.height, "thumbnail")
             )
-    checked: list[_Checked] = []
     async with ctx.read() as session:
-        # `loaded` keeps the objects alive: the session's identity map only holds them weakly.
-        used, loaded = await _load_for_checks(session, inputs)
-        for label, input, size in zip(labels, inputs, sizes, strict=True):
-            with about_input(label):
-                item = await _check(ctx, session, input, user, used)
-            item.thumbnail_size = size
-            checked.append(item)
-    del loaded
+        found = await _load_for_checks(session, inputs)
+    checked: list[_Checked] = []
+    for label, input, size in zip(labels, inputs, sizes, strict=True):
+        with about_input(label):
+            item = await _check(ctx, found, input, user)
+        item.thumbnail_size = size
+        checked.append(item)
     rows, thumbnails = await ctx.services.write(lambda tx: _insert(ctx, tx, checked, user))
     _prime_new(ctx, rows, inputs, thumbnails)
     _prime_stores(ctx, checked)
@@ -144,13 +141,25 @@ def _ids(raw: Iterable[Any]) -> set[int]:
     return out
 
 
-async def _load_for_checks(
-    session: AsyncSession, inputs: list[RepresentationInput]
-) -> tuple[dict[int, int], list[Any]]:
-    """Load what the checks of all inputs read, one statement per table: the objects go into the
-    session, where the checks' ``session.get`` finds them without a statement of its own (as long as
-    the caller holds the objects returned). Returns {store id: representation id} of the stores that
-    already hold one, and the objects."""
+@dataclass
+class _Found:
+    """What the checks of a batch read: rows by id per model, and {store id: representation id} of the
+    stores that already hold one."""
+
+    rows: dict[type[Any], dict[int, Any]]
+    holding: dict[int, int]
+
+    def owned(self, model: type[Any], raw_id: Any, user: AuthUser) -> Any:
+        """`get_owned`'s answer, from the rows read."""
+        return owned(model, self.rows[model].get(parse_id(raw_id, KIND_NAMES[model])), raw_id, user)
+
+    def owned_ids(self, model: type[Any], raw_ids: list[Any], user: AuthUser) -> list[int]:
+        return [self.owned(model, raw, user).id for raw in dict.fromkeys(raw_ids)]
+
+
+async def _load_for_checks(session: AsyncSession, inputs: list[RepresentationInput]) -> _Found:
+    """Load what the checks of all inputs read, one statement per table (not a ``session.get`` per
+    input and object: each cost a trip through the async ORM even when the object was loaded)."""
     stores = _ids(i.store for i in inputs)
     wanted: list[tuple[Any, set[int]]] = [
         (m.Store, stores),
@@ -160,27 +169,28 @@ async def _load_for_checks(
         (m.Representation, _ids(o for i in inputs for o in i.origins)),
         (m.FileRow, _ids(i.original_file for i in inputs)),
     ]
-    loaded: list[Any] = []
+    rows: dict[type[Any], dict[int, Any]] = {}
     for model, ids in wanted:
-        if ids and len(inputs) > 1:
-            loaded += (await session.execute(select(model).where(model.id.in_(ids)))).scalars().all()
+        if ids:
+            loaded = (await session.execute(select(model).where(model.id.in_(ids)))).scalars()
+            rows[model] = {row.id: row for row in loaded}
+        else:
+            rows[model] = {}
     rep = m.Representation
     found = await session.execute(select(rep.store_id, rep.id).where(rep.store_id.in_(stores)))
-    return {store_id: rep_id for store_id, rep_id in found.all()}, loaded
+    return _Found(rows, {store_id: rep_id for store_id, rep_id in found.all()})
 
 
-async def _check(
-    ctx: Context, session: AsyncSession, input: RepresentationInput, user: AuthUser, holding: dict[int, int]
-) -> _Checked:
+async def _check(ctx: Context, found: _Found, input: RepresentationInput, user: AuthUser) -> _Checked:
     checked_name(input.name)
-    store = await get_store(session, input.store, user, "ZARR")
-    used = holding.get(store.id)
+    store: m.Store = store_of_kind(found.owned(m.Store, input.store, user), input.store, "ZARR")
+    used = found.holding.get(store.id)
     if used is not None:
         raise Conflict(f"store {input.store} already holds representation {used}")
-    sample_id = (await get_owned(session, m.Sample, input.sample, user)).id if input.sample else None
-    dataset_id = (await get_owned(session, m.Dataset, input.dataset, user)).id if input.dataset else None
-    experiments = await owned_ids(session, m.Experiment, input.experiments, user)
-    origins = await owned_ids(session, m.Representation, input.origins, user)
+    sample_id = found.owned(m.Sample, input.sample, user).id if input.sample else None
+    dataset_id = found.owned(m.Dataset, input.dataset, user).id if input.dataset else None
+    experiments = found.owned_ids(m.Experiment, input.experiments, user)
+    origins = found.owned_ids(m.Representation, input.origins, user)
     array: ArrayInfo | None = None
     if not store.populated:
         # Finishing here saves the client a finishUpload round trip per image.
@@ -204,7 +214,7 @@ async def _check(
         input, store, sample_id, dataset_id, experiments, origins, array, list(shape), dtype, dims
     )
     if input.original_file is not None:
-        checked.original_file_id = (await owned_file(session, input.original_file, user)).id
+        checked.original_file_id = found.owned(m.FileRow, input.original_file, user).id
     return checked
 
 
