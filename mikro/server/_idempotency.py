@@ -89,6 +89,9 @@ def _succeeded(status: int, body: bytes) -> bool:
     """Worth remembering: an answer the same request would get again (not a crash we might not repeat)."""
     if status != 200:
         return False
+    if b'"INTERNAL_SERVER_ERROR"' not in body:
+        # Decoding a batch's whole answer to find no such error cost more than storing it.
+        return True
     try:
         # orjson: the answer to a batch of images is large, and the stdlib's decoder was slow at it.
         errors = orjson.loads(body).get("errors") or []
