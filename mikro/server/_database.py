@@ -32,6 +32,7 @@ __all__ = [
     "WholeStatementSession",
     "close_session",
     "is_foreign_key_violation",
+    "whole",
 ]
 
 _T = TypeVar("_T")
@@ -326,7 +327,8 @@ class SharedReader:
             await close_session(session, cancelled=invalidate, is_sqlite=self._db.is_sqlite)
 
 
-async def _whole(step: Awaitable[_T]) -> _T:
+async def whole(step: Awaitable[_T]) -> _T:
+    """``step``'s result; a cancellation waits for it to end, then takes effect."""
     with anyio.CancelScope(shield=True):
         result = await step
     await anyio.lowlevel.checkpoint_if_cancelled()
@@ -347,22 +349,22 @@ class WholeStatementSession(AsyncSession):
     """
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
-        return await _whole(super().execute(*args, **kwargs))
+        return await whole(super().execute(*args, **kwargs))
 
     async def scalar(self, *args: Any, **kwargs: Any) -> Any:
-        return await _whole(super().scalar(*args, **kwargs))
+        return await whole(super().scalar(*args, **kwargs))
 
     async def scalars(self, *args: Any, **kwargs: Any) -> Any:
-        return await _whole(super().scalars(*args, **kwargs))
+        return await whole(super().scalars(*args, **kwargs))
 
     async def get(self, *args: Any, **kwargs: Any) -> Any:
-        return await _whole(super().get(*args, **kwargs))
+        return await whole(super().get(*args, **kwargs))
 
     async def flush(self, *args: Any, **kwargs: Any) -> None:
-        await _whole(super().flush(*args, **kwargs))
+        await whole(super().flush(*args, **kwargs))
 
     async def refresh(self, *args: Any, **kwargs: Any) -> None:
-        await _whole(super().refresh(*args, **kwargs))
+        await whole(super().refresh(*args, **kwargs))
 
 
 async def close_session(session: AsyncSession, *, cancelled: bool, is_sqlite: bool) -> None:

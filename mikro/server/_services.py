@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from mikro.server._auth import Authenticator, TokenCache, ensure_admin
 from mikro.server._data_dir import prepare_data_dir
-from mikro.server._database import Database, is_foreign_key_violation
+from mikro.server._database import Database, is_foreign_key_violation, whole
 from mikro.server._errors import Conflict, NotFound
 from mikro.server._event_feed import EventFeed, lock_event_order
 from mikro.server._locks import exclusive
@@ -230,12 +232,12 @@ class Services:
             self.db, TokenCache(settings.auth_cache_ttl, settings.auth_cache_size, settings.auth_epoch_file)
         )
         self._storage: ObjectStorage | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._io_threads: ThreadPoolExecutor | None = None
         self._task_group: TaskGroup | None = None
 
     async def __aenter__(self) -> Services:
         await anyio.to_thread.run_sync(prepare_data_dir, self.settings)
-        self._limiter = anyio.CapacityLimiter(self.settings.io_threads)
+        self._io_threads = ThreadPoolExecutor(self.settings.io_threads, thread_name_prefix="mikro-io")
         # boto3/obstore construction touches files and the network: keep it off the loop.
         self._storage = await anyio.to_thread.run_sync(ObjectStorage, self.settings)
         await self.db.__aenter__()
@@ -262,6 +264,7 @@ class Services:
                 self._task_group.start_soon(self._feed.run)
         except BaseException:
             await self.db.__aexit__(None, None, None)
+            await self._stop_io_threads()
             raise
         return self
 
@@ -271,7 +274,15 @@ class Services:
                 self._task_group.cancel_scope.cancel()
                 await self._task_group.__aexit__(None, None, None)
         finally:
-            await self.db.__aexit__(None, None, None)
+            try:
+                await self.db.__aexit__(None, None, None)
+            finally:
+                await self._stop_io_threads()
+
+    async def _stop_io_threads(self) -> None:
+        if self._io_threads is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._io_threads.shutdown)
 
     @property
     def storage(self) -> ObjectStorage:
@@ -279,8 +290,13 @@ class Services:
         return self._storage
 
     async def run_io(self, fn: Callable[..., T], *args: Any) -> T:
-        """Blocking object-store or STS work, in a worker thread (bounded by ``io_threads``)."""
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        """Blocking object-store or STS work, in a worker thread (``io_threads`` of them).
+
+        asyncio's ``run_in_executor`` (the server runs on asyncio) at a third of the CPU of anyio's
+        ``to_thread`` per call; cancelled as ``to_thread`` is: the caller waits for the call to end (an
+        object-store delete is not left running unseen) and then stops."""
+        assert self._io_threads is not None, "Services used outside `async with`"
+        return await whole(asyncio.get_running_loop().run_in_executor(self._io_threads, fn, *args))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
