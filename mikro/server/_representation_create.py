@@ -13,13 +13,14 @@ the check bought was only a friendlier error for a client that forgot to write i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Select, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mikro.server import _models as m
 from mikro.server import _types as t
@@ -27,13 +28,15 @@ from mikro.server._acquisition import acquisition_value
 from mikro.server._auth import AuthUser
 from mikro.server._context import Context
 from mikro.server._crud import KIND_NAMES, insert_tag_rows, owned, parse_id, store_of_kind
-from mikro.server._data_plane import array_values, read_array, record_array
+from mikro.server._data_plane import array_values, read_array
+from mikro.server._database import Statement
 from mikro.server._errors import BadUserInput, Conflict, about_input
 from mikro.server._inputs import RepresentationInput
 from mikro.server._png import THUMBNAIL_OBJECT, thumbnail_size
 from mikro.server._quota import check_quota
 from mikro.server._row_values import channel_values, checked_name, physical_values
 from mikro.server._services import WriteTx
+from mikro.server._sqlite import reused
 from mikro.server._zarr_meta import ArrayInfo, array_info_from_document, with_levels
 
 __all__ = ["MAX_BATCH", "REP", "create_representations"]
@@ -50,7 +53,7 @@ class _Checked:
     """One input after every read: what its transaction needs."""
 
     input: RepresentationInput
-    store: m.Store
+    store: Any  # its row (listed columns) as the checks read it
     sample_id: int | None
     dataset_id: int | None
     experiments: list[int]
@@ -83,8 +86,7 @@ async def create_representations(
             sizes.append(
                 None if thumb is None else thumbnail_size(thumb.png, thumb.width, thumb.height, "thumbnail")
             )
-    async with ctx.read() as session:
-        found = await _load_for_checks(session, inputs)
+    found = await _load_for_checks(ctx, inputs)
     checked: list[_Checked] = []
     for label, input, size in zip(labels, inputs, sizes, strict=True):
         with about_input(label):
@@ -100,12 +102,14 @@ async def create_representations(
 def _prime_stores(ctx: Context, items: list[_Checked]) -> None:
     """Give this request's store loader the new images' stores as the transaction left them: the rows
     the checks read, with what finishing them wrote (the answer read them again, a statement and a
-    trip to a reading thread per request). The rows are the closed read session's, detached: setting
-    them writes nothing."""
+    trip to a reading thread per request)."""
+    stores = {}
     for item in items:
+        store = item.store
         if item.array is not None:
-            record_array(ctx, item.store, item.array)
-    ctx.loaders.store.prime_many({item.store.id: item.store for item in items})
+            store = SimpleNamespace(**{**store._asdict(), **array_values(ctx, item.array)})
+        stores[item.store.id] = store
+    ctx.loaders.store.prime_many(stores)
 
 
 def _prime_new(
@@ -157,9 +161,10 @@ class _Found:
         return [self.owned(model, raw, user).id for raw in dict.fromkeys(raw_ids)]
 
 
-async def _load_for_checks(session: AsyncSession, inputs: list[RepresentationInput]) -> _Found:
-    """Load what the checks of all inputs read, one statement per table (not a ``session.get`` per
-    input and object: each cost a trip through the async ORM even when the object was loaded)."""
+async def _load_for_checks(ctx: Context, inputs: list[RepresentationInput]) -> _Found:
+    """Load what the checks of all inputs read, one statement per table, in one call (`Context.rows`:
+    on SQLite one trip to a reading thread, where the async ORM paid a trip per statement and a
+    ``session.get`` per input and object)."""
     stores = _ids(i.store for i in inputs)
     wanted: list[tuple[Any, set[int]]] = [
         (m.Store, stores),
@@ -169,21 +174,26 @@ async def _load_for_checks(session: AsyncSession, inputs: list[RepresentationInp
         (m.Representation, _ids(o for i in inputs for o in i.origins)),
         (m.FileRow, _ids(i.original_file for i in inputs)),
     ]
-    rows: dict[type[Any], dict[int, Any]] = {}
-    for model, ids in wanted:
-        if ids:
-            loaded = (await session.execute(select(model).where(model.id.in_(ids)))).scalars()
-            rows[model] = {row.id: row for row in loaded}
-        else:
-            rows[model] = {}
-    rep = m.Representation
-    found = await session.execute(select(rep.store_id, rep.id).where(rep.store_id.in_(stores)))
-    return _Found(rows, {store_id: rep_id for store_id, rep_id in found.all()})
+    asked = [(model, ids) for model, ids in wanted if ids]
+    statements: list[Statement] = [(_rows_by_id(model), {"ids": sorted(ids)}) for model, ids in asked]
+    statements.append((_HOLDING, {"ids": sorted(stores)}))
+    *found, holding = await ctx.rows(statements)
+    rows: dict[type[Any], dict[int, Any]] = {model: {} for model, _ in wanted}
+    for (model, _), loaded in zip(asked, found, strict=True):
+        rows[model] = {row.id: row for row in loaded}
+    return _Found(rows, {store_id: rep_id for store_id, rep_id in holding})
+
+
+@functools.cache
+def _rows_by_id(model: Any) -> Select[Any]:
+    return reused(
+        select(*m.listed_columns(model)).where(model.__table__.c.id.in_(bindparam("ids", expanding=True)))
+    )
 
 
 async def _check(ctx: Context, found: _Found, input: RepresentationInput, user: AuthUser) -> _Checked:
     checked_name(input.name)
-    store: m.Store = store_of_kind(found.owned(m.Store, input.store, user), input.store, "ZARR")
+    store = store_of_kind(found.owned(m.Store, input.store, user), input.store, "ZARR")
     used = found.holding.get(store.id)
     if used is not None:
         raise Conflict(f"store {input.store} already holds representation {used}")
@@ -320,6 +330,11 @@ def _insert(
 _STORES = cast(Table, m.Store.__table__)
 _REPRESENTATIONS = cast(Table, m.Representation.__table__)
 _THUMBNAILS = cast(Table, m.Thumbnail.__table__)
+_HOLDING = reused(
+    select(_REPRESENTATIONS.c.store_id, _REPRESENTATIONS.c.id).where(
+        _REPRESENTATIONS.c.store_id.in_(bindparam("ids", expanding=True))
+    )
+)
 # Matched to their inputs by a unique column (an image's store; a thumbnail's image), not by RETURNING's
 # order: asked to sort by parameter order, SQLAlchemy sends SQLite one INSERT per row (see
 # _data_plane._INSERT_STORES).
