@@ -35,6 +35,7 @@ __all__ = [
     "parse_id",
     "parse_ids",
     "replace_tags",
+    "rows_by_id",
     "store_of_kind",
     "visible_row",
     "visible_row_statement",
@@ -104,6 +105,14 @@ def owned(model: type[M], obj: M | None, raw_id: Any, user: AuthUser) -> M:
 def _row_by_id(model: Any) -> Select[Any]:
     table = model.__table__
     return reused(select(*m.listed_columns(model)).where(table.c.id == bindparam("id")))
+
+
+@functools.cache
+def rows_by_id(model: Any) -> Select[Any]:
+    """``model``'s rows (listed columns) whose id is one of the parameter ``ids``; built once (see
+    `reused`), to read with `Context.rows`."""
+    table = model.__table__
+    return reused(select(*m.listed_columns(model)).where(table.c.id.in_(bindparam("ids", expanding=True))))
 
 
 async def get_visible_row(session: AsyncSession, model: Any, raw_id: Any, user: AuthUser) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any, cast
 
 import anyio
@@ -36,6 +37,7 @@ from mikro.server._crud import (
     owned,
     parse_id,
     replace_tags,
+    rows_by_id,
     store_of_kind,
 )
 from mikro.server._errors import BadUserInput, Conflict, Forbidden, NotFound, about_input
@@ -300,11 +302,9 @@ async def create_files(ctx: Context, user: AuthUser, inputs: list[FileInput]) ->
         with about_input(labels[i]):
             values.append(_checked_values(input))
     ids = _store_ids(inputs, labels)
-    async with ctx.read() as session:
-        found = await session.execute(select(m.Store).where(m.Store.id.in_(set(ids))))
-        stores: list[m.Store] = _media_stores(
-            {store.id: store for store in found.scalars()}, inputs, labels, ids, user
-        )
+    # One call (`Context.rows`: on SQLite one trip to a reading thread), not the async ORM.
+    (found,) = await ctx.rows([(rows_by_id(m.Store), {"ids": sorted(set(ids))})])
+    stores = _media_stores({store.id: store for store in found}, inputs, labels, ids, user)
     keys = [f"{store.key}/{FILE_KEY}" for store in stores]
     for label, input, key, size in zip(labels, inputs, keys, await _object_sizes(ctx, keys), strict=True):
         with about_input(label):
@@ -313,12 +313,12 @@ async def create_files(ctx: Context, user: AuthUser, inputs: list[FileInput]) ->
     rows = await ctx.services.write(
         lambda tx: _record_files(tx.session, inputs, labels, ids, values, paths, user)
     )
-    # The answer's stores as this transaction left them, from the rows read above (detached: setting
-    # them writes nothing), not from one more read.
-    for store, path in zip(stores, paths, strict=True):
-        store.populated = True
-        store.path = path
-    ctx.loaders.store.prime_many({store.id: store for store in stores})
+    # The answer's stores as this transaction left them, from the rows read above, not from one more read.
+    recorded = [
+        SimpleNamespace(**{**store._asdict(), "populated": True, "path": path})
+        for store, path in zip(stores, paths, strict=True)
+    ]
+    ctx.loaders.store.prime_many({store.id: store for store in recorded})
     return rows
 
 

@@ -13,13 +13,12 @@ the check bought was only a friendlier error for a client that forgot to write i
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mikro.server import _models as m
@@ -27,7 +26,7 @@ from mikro.server import _types as t
 from mikro.server._acquisition import acquisition_value
 from mikro.server._auth import AuthUser
 from mikro.server._context import Context
-from mikro.server._crud import KIND_NAMES, insert_tag_rows, owned, parse_id, store_of_kind
+from mikro.server._crud import KIND_NAMES, insert_tag_rows, owned, parse_id, rows_by_id, store_of_kind
 from mikro.server._data_plane import array_values, read_array
 from mikro.server._database import Statement
 from mikro.server._errors import BadUserInput, Conflict, about_input
@@ -175,20 +174,13 @@ async def _load_for_checks(ctx: Context, inputs: list[RepresentationInput]) -> _
         (m.FileRow, _ids(i.original_file for i in inputs)),
     ]
     asked = [(model, ids) for model, ids in wanted if ids]
-    statements: list[Statement] = [(_rows_by_id(model), {"ids": sorted(ids)}) for model, ids in asked]
+    statements: list[Statement] = [(rows_by_id(model), {"ids": sorted(ids)}) for model, ids in asked]
     statements.append((_HOLDING, {"ids": sorted(stores)}))
     *found, holding = await ctx.rows(statements)
     rows: dict[type[Any], dict[int, Any]] = {model: {} for model, _ in wanted}
     for (model, _), loaded in zip(asked, found, strict=True):
         rows[model] = {row.id: row for row in loaded}
     return _Found(rows, {store_id: rep_id for store_id, rep_id in holding})
-
-
-@functools.cache
-def _rows_by_id(model: Any) -> Select[Any]:
-    return reused(
-        select(*m.listed_columns(model)).where(model.__table__.c.id.in_(bindparam("ids", expanding=True)))
-    )
 
 
 async def _check(ctx: Context, found: _Found, input: RepresentationInput, user: AuthUser) -> _Checked:
