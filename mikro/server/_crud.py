@@ -208,11 +208,14 @@ async def replace_tags(session: AsyncSession, obj: Any, tags: list[str]) -> None
     await session.run_sync(insert_tag_rows, [obj])
 
 
-def insert_tag_rows(session: Session, objs: Sequence[Any]) -> None:
+def insert_tag_rows(session: Session, objs: Sequence[Any], *, kind: str | None = None) -> None:
     """Write the ``object_tags`` rows of flushed objects that have none yet, from their ``tags`` (in a
-    write transaction's job; an async session's ``run_sync`` elsewhere)."""
+    write transaction's job; an async session's ``run_sync`` elsewhere). ``kind``: the objects' (see
+    `KIND_NAMES`), for objects that are not ORM ones."""
     values = [
-        {"kind": KIND_NAMES[type(obj)], "object_id": obj.id, "tag": tag} for obj in objs for tag in obj.tags
+        {"kind": kind or KIND_NAMES[type(obj)], "object_id": obj.id, "tag": tag}
+        for obj in objs
+        for tag in obj.tags
     ]
     if values:
         session.execute(insert(m.ObjectTag), values)
