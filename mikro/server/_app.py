@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
-import orjson
+import strawberry
 from graphql import OperationType
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -25,6 +25,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from mikro.server._auth import AuthUser, token_from_header
 from mikro.server._context import Context
 from mikro.server._database import SharedReader
+from mikro.server._direct import DirectQueries, encode_answer
 from mikro.server._idempotency import graphql_error_response, run_idempotent
 from mikro.server._limits import LIMIT_CODE, QueryCache, limit_message
 from mikro.server._loaders import Loaders
@@ -68,9 +69,9 @@ class _RequestAdapter(GraphQL.request_adapter_class):  # type: ignore[misc,valid
 class _GraphQLView(GraphQL[Context, None]):
     request_adapter_class = _RequestAdapter
 
-    def __init__(self, services: Services, cache: QueryCache) -> None:
+    def __init__(self, services: Services, schema: strawberry.Schema) -> None:
         super().__init__(
-            build_schema(services.settings, cache),
+            schema,
             graphql_ide=None,
             allow_queries_via_get=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
@@ -78,12 +79,9 @@ class _GraphQLView(GraphQL[Context, None]):
         self.services = services
 
     def encode_json(self, data: object) -> str:
-        # orjson: the stdlib's encoder was a tenth of the CPU of a 100-image list. A str, not bytes:
-        # strawberry sends bytes over a websocket as a binary frame, which graphql-transport-ws is not.
-        try:
-            return orjson.dumps(data).decode()
-        except TypeError:  # an integer beyond 64 bits in a JSON value, which only the stdlib writes
-            return str(super().encode_json(data))
+        # A str, not bytes: strawberry sends bytes over a websocket as a binary frame, which
+        # graphql-transport-ws is not.
+        return encode_answer(data).decode()
 
     def decode_json(self, data: str | bytes) -> object:
         # The gate has decoded this body already (off the loop when large).
@@ -101,15 +99,8 @@ class _GraphQLView(GraphQL[Context, None]):
                 response=response,
                 connection_params={},
             )
-        reader: SharedReader = request.scope[_READER_KEY]
-        user: AuthUser = request.scope[_USER_KEY]
-        return Context(
-            services=self.services,
-            loaders=Loaders(reader, caller=user),
-            user=user,
-            request=request,
-            response=response,
-            reader=reader,
+        return _http_context(
+            self.services, request.scope[_USER_KEY], request.scope[_READER_KEY], request, response
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -131,16 +122,38 @@ class _GraphQLView(GraphQL[Context, None]):
         return cast(UnsetType, UNSET)
 
 
+def _http_context(
+    services: Services, user: AuthUser, reader: SharedReader, request: Any = None, response: Any = None
+) -> Context:
+    """The context of an HTTP request's resolvers."""
+    return Context(
+        services=services,
+        loaders=Loaders(reader, caller=user),
+        user=user,
+        request=request,
+        response=response,
+        reader=reader,
+    )
+
+
 class _HttpGate:
     """Authenticates every HTTP request before GraphQL sees it (401 with a GraphQL-shaped body), reads
     its body within ``max_request_bytes``, and runs it within ``request_timeout`` for as long as the
     client stays connected."""
 
-    def __init__(self, services: Services, view: _GraphQLView, cache: QueryCache, queues: WorkQueues) -> None:
+    def __init__(
+        self,
+        services: Services,
+        view: _GraphQLView,
+        cache: QueryCache,
+        queues: WorkQueues,
+        direct: DirectQueries,
+    ) -> None:
         self.services = services
         self.view = view
         self.cache = cache
         self.queues = queues
+        self.direct = direct
         self.bounds = InputBounds(services.settings.max_input_values, services.settings.max_input_depth)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -206,6 +219,8 @@ class _HttpGate:
                 mutation = await self._is_mutation(payload)
                 view = self.view
                 await run_idempotent(self.services, user, key, mutation, body, view, scope, receive, send)
+            elif (query := self.direct.take(headers.get("content-type"), payload)) is not None:
+                await self.direct.answer(query, _http_context(self.services, user, reader), send)
             else:
                 await self.view(scope, receive, send)
 
@@ -312,7 +327,8 @@ def create_app(settings: Settings | None = None, *, pubsub: PubSub | None = None
     """The server as an ASGI app; its lifespan opens the database, object store and pub/sub."""
     services = Services(settings or Settings(), pubsub)
     cache = QueryCache(services.settings.query_cache_bytes, services.settings.max_query_tokens)
-    view = _GraphQLView(services, cache)
+    schema = build_schema(services.settings, cache)
+    view = _GraphQLView(services, schema)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -320,7 +336,7 @@ def create_app(settings: Settings | None = None, *, pubsub: PubSub | None = None
             yield
 
     queues = WorkQueues()
-    gate = _HttpGate(services, view, cache, queues)
+    gate = _HttpGate(services, view, cache, queues, DirectQueries(schema, cache, services.settings))
     routes: list[BaseRoute] = [
         Route("/graphql", gate, methods=["POST"]),
         WebSocketRoute("/graphql", _WsGate(services, view, queues)),
