@@ -12,7 +12,6 @@ import anyio
 import strawberry
 from graphql import OperationType
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
@@ -157,8 +156,8 @@ class _HttpGate:
         self.bounds = InputBounds(services.settings.max_input_values, services.settings.max_input_depth)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = Headers(scope=scope)
-        user = await self.services.auth.authenticate(token_from_header(headers.get("authorization")))
+        headers = _Headers.of(scope)
+        user = await self.services.auth.authenticate(token_from_header(headers.authorization))
         if user is None:
             await graphql_error_response(send, 401, "UNAUTHENTICATED", "missing or invalid bearer token")
             return
@@ -166,12 +165,12 @@ class _HttpGate:
             await self._serve(user, headers, scope, receive, send)
 
     async def _serve(
-        self, user: AuthUser, headers: Headers, scope: Scope, receive: Receive, send: Send
+        self, user: AuthUser, headers: _Headers, scope: Scope, receive: Receive, send: Send
     ) -> None:
         settings = self.services.settings
         try:
-            body = await read_body(receive, settings.max_request_bytes, headers.get("content-length"))
-            payload = await decode_json(body, self.bounds) if _is_json(headers) else None
+            body = await read_body(receive, settings.max_request_bytes, headers.content_length)
+            payload = await decode_json(body, self.bounds) if headers.is_json else None
         except Disconnected:
             return
         except BadBody as exc:
@@ -181,7 +180,7 @@ class _HttpGate:
         response = _GraphQLShaped(send)
 
         # Only a body the gate decoded as JSON is handed on decoded (strawberry decodes only JSON bodies).
-        token = set_predecoded(body, payload) if _is_json(headers) else None
+        token = set_predecoded(body, payload) if headers.is_json else None
         try:
             with anyio.CancelScope() as left:
                 replay, watch = replay_then_watch(body, receive, left)
@@ -204,7 +203,7 @@ class _HttpGate:
     async def _run(
         self,
         user: AuthUser,
-        headers: Headers,
+        headers: _Headers,
         body: bytes,
         payload: object,
         scope: Scope,
@@ -214,12 +213,12 @@ class _HttpGate:
         # One read session for the whole request (its resolvers and DataLoaders), not one per read.
         async with self.services.db.shared_reader() as reader:
             scope[_READER_KEY] = reader
-            key = headers.get("idempotency-key")
+            key = headers.idempotency_key
             if key is not None:
                 mutation = await self._is_mutation(payload)
                 view = self.view
                 await run_idempotent(self.services, user, key, mutation, body, view, scope, receive, send)
-            elif (query := self.direct.take(headers.get("content-type"), payload)) is not None:
+            elif (query := self.direct.take(headers.content_type, payload)) is not None:
                 await self.direct.answer(query, _http_context(self.services, user, reader), send)
             else:
                 await self.view(scope, receive, send)
@@ -259,8 +258,36 @@ class _GraphQLShaped:
         await self._send(message)
 
 
-def _is_json(headers: Headers) -> bool:
-    return "json" in (headers.get("content-type") or "")
+@dataclass(frozen=True, slots=True)
+class _Headers:
+    """The request headers the gate reads, found in one pass (the first of each name, as Starlette's
+    ``Headers.get`` finds it, which scanned and decoded them all once per name)."""
+
+    authorization: str | None = None
+    content_length: str | None = None
+    content_type: str | None = None
+    idempotency_key: str | None = None
+
+    @classmethod
+    def of(cls, scope: Scope) -> _Headers:
+        found: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            field = _READ_HEADERS.get(name)
+            if field is not None and field not in found:
+                found[field] = value.decode("latin-1")
+        return cls(**found)
+
+    @property
+    def is_json(self) -> bool:
+        return "json" in (self.content_type or "")
+
+
+_READ_HEADERS = {
+    b"authorization": "authorization",
+    b"content-length": "content_length",
+    b"content-type": "content_type",
+    b"idempotency-key": "idempotency_key",
+}
 
 
 @dataclass
