@@ -103,7 +103,7 @@ async def _both_ways(served: _Served, token: str, body: dict[str, Any], **header
     return served.answered == before + 1
 
 
-def _query(text: str, variables: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+def _query(text: str, variables: Any = None, **fields: Any) -> dict[str, Any]:
     # A comment of its own: a document new to the query cache, so the first request parses it.
     return {"query": f"# {uuid.uuid4()}\n{text}", "variables": variables, **fields}
 
@@ -156,3 +156,14 @@ async def test_queries_answered_directly_as_strawberry_answers_them(served: _Ser
     # A body strawberry does not take as JSON, twice: the second is not answered directly either.
     for _ in range(2):
         assert not await _both_ways(served, alice, direct[0], **{"Content-Type": "text/plain+json"})
+
+
+async def test_big_integers_are_answered_as_strawberry_answers_them(served: _Served) -> None:
+    # orjson cannot write integers beyond 64 bits: the answer falls back to the stdlib's encoder.
+    api = Api(served.client, served.url, await create_user(served.services.db, "big"))
+    rep = await make_representation(api)
+    metric = "mutation($i: MetricInput!) { createMetric(input: $i) { id } }"
+    await api.data(metric, {"i": {"representation": rep["id"], "key": "big", "value": {"n": 2**70 + 1}}})
+    body = _query("query($r: ID) { metrics(filter: {representation: $r}) { key value } }", {"r": rep["id"]})
+    assert await _both_ways(served, api.token, body)
+    assert (await api.data(body["query"], body["variables"]))["metrics"][0]["value"] == {"n": 2**70 + 1}
