@@ -66,6 +66,8 @@ class DirectQuery:
 
 
 class DirectQueries:
+    """Takes the requests it can answer (`take`) and answers them (`answer`); see the module's docstring."""
+
     def __init__(self, schema: strawberry.Schema, cache: QueryCache, settings: Settings) -> None:
         self.schema = schema
         self.cache = cache
@@ -112,7 +114,8 @@ class DirectQueries:
             if not isinstance(result, ExecutionResult):
                 result = await result
             data, errors = result.data, result.errors
-        except Exception as exc:  # as strawberry's Schema.execute answers what escapes graphql-core
+        except Exception as exc:  # graphql-core raises only for a broken schema: answered as strawberry
+            # answers it (its message), with a code as every error the server sends.
             data, errors = (
                 None,
                 [exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)],
