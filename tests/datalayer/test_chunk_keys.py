@@ -32,9 +32,9 @@ def _files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
-def _write_slash_image(folder: str, values: np.ndarray[Any, Any]) -> None:
-    """An OME-Zarr image whose level 0 zarr-python writes with ``/`` chunk keys, in shards of two planes
-    of four chunks each (so a read crosses shards, and a plane is a part of one)."""
+def _write_image(folder: str | Path, values: np.ndarray[Any, Any], separator: str = "/") -> None:
+    """An OME-Zarr image whose level 0 zarr-python writes with ``separator`` in its chunk keys, in shards
+    of two planes of four chunks each (so a read crosses shards, and a plane is a part of one)."""
     group = zarr.open_group(folder, mode="w", zarr_format=3)
     group.attrs["ome"] = ome_attributes(("z", "y", "x"), {})
     array = group.create_array(
@@ -44,7 +44,7 @@ def _write_slash_image(folder: str, values: np.ndarray[Any, Any]) -> None:
         chunks=(1, 24, 20),
         shards=(2, 48, 40),
         compressors=ZstdCodec(level=1),
-        chunk_key_encoding={"name": "default", "separator": "/"},
+        chunk_key_encoding={"name": "default", "separator": separator},
         dimension_names=("z", "y", "x"),
     )
     array[...] = values
@@ -66,7 +66,7 @@ async def test_new_and_slash_keyed_images_read_and_delete_alike(m: mikro.Mikro) 
     }
 
     grant = await m.request_upload()
-    _write_slash_image(grant.path, old_values)
+    _write_image(grant.path, old_values)
     await m.finish_upload(grant.store_id)
     created = await m.execute(
         "mutation($input: RepresentationInput!) { createRepresentation(input: $input) { id } }",
@@ -90,3 +90,15 @@ async def test_new_and_slash_keyed_images_read_and_delete_alike(m: mikro.Mikro) 
     for rep, root in ((new, new_root), (old, old_root)):
         await m.delete_representation(rep)
         assert not root.exists()
+
+
+@pytest.mark.anyio
+async def test_ingest_reads_an_ome_zarr_with_dot_keys(m: mikro.Mikro, tmp_path: Path) -> None:
+    values = np.random.default_rng(5).integers(0, 4000, (4, 96, 80), dtype=np.uint16)
+    _write_image(tmp_path / "dots.ome.zarr", values, separator=".")
+    assert (tmp_path / "dots.ome.zarr" / "0" / "c.1.1.1").is_file()
+    report = await m.ingest(tmp_path / "dots.ome.zarr")
+    assert report.ok and report.created == 1, report.to_dict()
+    (rep_id,) = report.files[0].images
+    rep = await m.get_representation(rep_id)
+    np.testing.assert_array_equal((await m.compute(rep.data)).values, values)
