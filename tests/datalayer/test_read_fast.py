@@ -140,7 +140,7 @@ async def test_full_read_is_one_get_per_shard(
     values = values_for(SHAPE)
     layout = put_image(GrantedStore(provider), values, compression=compression)
     sizes = stored_sizes(GrantedStore(provider))
-    shard_keys = [k for k in sizes if "/c/" in k]
+    shard_keys = [k for k in sizes if "/c." in k]
     assert len(shard_keys) == 8
 
     # The whole image (`await m.compute(rep.data)`): read without dask, straight into one array.
@@ -179,7 +179,7 @@ async def test_bare_dask_compute_shares_whole_shards_too(
     values = values_for(SHAPE)
     layout = put_image(GrantedStore(provider), values, compression="zstd")
     sizes = stored_sizes(GrantedStore(provider))
-    shards = len([k for k in sizes if "/c/" in k])
+    shards = len([k for k in sizes if "/c." in k])
 
     store = GrantedStore(provider)
     view = open_view(store, layout)
@@ -209,7 +209,7 @@ async def test_plain_compute_of_the_whole_image_reads_it_in_one_task(
     values = values_for(SHAPE)
     layout = put_image(GrantedStore(provider), values, compression="zstd")
     sizes = stored_sizes(GrantedStore(provider))
-    shard_keys = [k for k in sizes if "/c/" in k]
+    shard_keys = [k for k in sizes if "/c." in k]
     store = GrantedStore(provider)
     view = open_view(store, layout)
 
@@ -327,7 +327,7 @@ def test_region_needing_most_of_a_shard_fetches_all_of_it(
     stats = store.stats.snapshot()
     index_bytes = ShardIndex.nbytes(layout.chunks_per_shard)
     assert stats["gets"] == 1 + 2  # zarr.json; the index, then the whole shard rather than 12 chunks
-    assert stats["bytes_read"] == sizes["0/zarr.json"] + index_bytes + sizes["0/c/0/0/0"]
+    assert stats["bytes_read"] == sizes["0/zarr.json"] + index_bytes + sizes["0/c.0.0.0"]
 
     np.testing.assert_array_equal(reader[0:1, 0:32, 0:64], values[0:1, 0:32, 0:64])  # 4 of 16 chunks
     stats = store.stats.snapshot()
