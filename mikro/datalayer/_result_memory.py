@@ -32,6 +32,7 @@ import functools
 import math
 import mmap
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -137,6 +138,9 @@ class _Lease:
             pass
 
 
+_is_finalizing = sys.is_finalizing  # bound now: a module's globals may be gone while the interpreter exits
+
+
 class _Kept:
     """Released mappings, oldest first, bounded in bytes and age. Thread-safe."""
 
@@ -172,9 +176,12 @@ class _Kept:
         # Runs wherever the last view is dropped, maybe while this very thread holds the lock (a garbage
         # collection inside `take`): then just unmap. Another thread holds it only for a moment (the
         # marker thread between its waits), so wait for that, bounded (at exit its holder may be frozen).
+        # While the interpreter exits (a result kept in a module global), a new thread never runs: on
+        # Python 3.11 starting the marker then waited for it forever, so the process never ended.
         if (
             memory.size > limit
             or _MADV_FREE is None
+            or _is_finalizing()
             or getattr(self._held, "on", False)
             or not self._lock.acquire(timeout=_GIVE_WAIT_SECONDS)
         ):

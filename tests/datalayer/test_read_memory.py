@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -171,3 +173,16 @@ def test_released_memory_is_given_to_the_kernel_only_when_left_unused(
     assert not new and third.ctypes.data == address
     third[...] = 1
     assert int(third.sum()) == third.size
+
+
+def test_a_script_that_keeps_a_result_until_it_exits_ends() -> None:
+    """A result kept in a module global is released while the interpreter exits: then no thread can be
+    started to mark its memory (on Python 3.11 starting one waited forever, and the script never ended)."""
+    script = (
+        "from mikro.datalayer._result_memory import result_array\n"
+        "kept, _ = result_array((8, 1024, 1024), 'uint8')\n"
+        "kept[...] = 3\n"
+        "print(int(kept[-1, -1, -1]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "3"), done.stderr
