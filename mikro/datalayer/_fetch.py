@@ -36,7 +36,7 @@ import numpy as np
 
 from mikro._exceptions import StorageError
 from mikro.datalayer._file_reads import LocalFile
-from mikro.datalayer._result_memory import result_array
+from mikro.datalayer._result_memory import fault_in, result_array
 from mikro.datalayer._shard import EMPTY, ChunkCodec, ShardIndex
 from mikro.datalayer._store import GrantedStore
 
@@ -208,7 +208,10 @@ class _Collect:
     """Takes a streamed object piece by piece into reusable memory of its expected size (or grows)."""
 
     def __init__(self, capacity: int) -> None:
-        self.buffer: np.ndarray[Any, Any] | None = result_array((capacity,), np.uint8)[0]
+        self.buffer: np.ndarray[Any, Any] | None
+        self.buffer, new = result_array((capacity,), np.uint8)
+        if new:
+            fault_in(self.buffer)  # not page by page inside the GIL-holding copies of the pieces
         self.spill: bytearray | None = None
         self.size = 0
 

@@ -186,3 +186,13 @@ def test_a_script_that_keeps_a_result_until_it_exits_ends() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout.strip()) == (0, "3"), done.stderr
+
+
+def test_faulting_in_a_block_leaves_what_other_blocks_hold() -> None:
+    """Blocks of a whole-image read are faulted in by the threads that fill them: one block's rows lie
+    between another's, so faulting in a block must not touch the bytes around and between its rows."""
+    out, _ = result_array((4, 1024, 1024), "uint16")
+    out[...] = 9
+    _result_memory.fault_in(out[1:3, :, 512:])  # the right halves of two planes
+    _result_memory.fault_in(out[3, ::-1])  # negative strides
+    assert int(out.min()) == int(out.max()) == 9
