@@ -196,3 +196,38 @@ def test_faulting_in_a_block_leaves_what_other_blocks_hold() -> None:
     _result_memory.fault_in(out[1:3, :, 512:])  # the right halves of two planes
     _result_memory.fault_in(out[3, ::-1])  # negative strides
     assert int(out.min()) == int(out.max()) == 9
+
+
+@pytest.mark.anyio
+async def test_plain_results_and_kept_chunks_stay_the_users(
+    make_provider: Callable[..., CountingProvider],
+) -> None:
+    """Two ``.values`` held at once are separate arrays; a chunk the user keeps from a computation that
+    read every chunk (a view of mikro's memory) keeps its values while later reads reuse memory."""
+    import dask
+
+    provider = make_provider()
+    values = values_for(SHAPE, seed=6)
+    layout = put_image(GrantedStore(provider), values, chunks=CHUNKS, shards=SHARDS, compression=None)
+    view = open_view(GrantedStore(provider), layout)
+
+    def plain() -> tuple[Any, Any, Any]:
+        first, second = view.values, view.values
+        chunks = dask.compute(*view.data.to_delayed().ravel())  # every chunk, each its own result
+        return first, second, chunks[0]
+
+    first, second, chunk = await anyio.to_thread.run_sync(plain)
+    assert not np.shares_memory(first, second)
+    first[...] = 0
+    np.testing.assert_array_equal(second, values)
+    np.testing.assert_array_equal(chunk, values[:1, :256, :512])
+    del first, second
+    gc.collect()
+    for _ in range(3):  # later reads take the memory released above, never the kept chunk's
+        again = await anyio.to_thread.run_sync(lambda: view.values)
+        np.testing.assert_array_equal(again, values)
+        assert not np.shares_memory(again, chunk)
+        again[...] = 1
+        del again
+        gc.collect()
+    np.testing.assert_array_equal(chunk, values[:1, :256, :512])
