@@ -150,9 +150,6 @@ class _Lease:
             pass
 
 
-_is_finalizing = sys.is_finalizing  # bound now: a module's globals may be gone while the interpreter exits
-
-
 class _Kept:
     """Released mappings, oldest first, bounded in bytes and age. Thread-safe."""
 
@@ -193,7 +190,7 @@ class _Kept:
         if (
             memory.size > limit
             or _MADV_FREE is None
-            or _is_finalizing()
+            or sys.is_finalizing()
             or getattr(self._held, "on", False)
             or not self._lock.acquire(timeout=_GIVE_WAIT_SECONDS)
         ):
