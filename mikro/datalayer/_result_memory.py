@@ -46,6 +46,8 @@ __all__ = [
     "KEEP_SECONDS",
     "MIN_POOLED_BYTES",
     "fault_in",
+    "populate",
+    "populates",
     "release_kept_results",
     "result_array",
 ]
@@ -305,32 +307,40 @@ def _madvise() -> Any:
     return fn
 
 
-def fault_in(view: np.ndarray[Any, Any]) -> None:
-    """Back the memory under ``view`` with pages now, without the GIL, leaving its bytes as they are.
+def populate(view: np.ndarray[Any, Any]) -> bool:
+    """Back the memory under ``view`` with pages now, without the GIL and without writing to it; False
+    where the kernel cannot (before Linux 5.14, other systems: then nothing was done).
 
     New memory otherwise faults in page by page at its first write, often inside a numpy copy that holds
     the GIL (numpy releases it for flat copies, not for the 2-D ones a chunk's rows need); a few slow
     faults in a row stalled the event loop 20 to 30 ms (measured here). ``MADV_POPULATE_WRITE`` does all
     the pages of a range in one call and costs about half the CPU of faulting them in one by one (256 MiB
-    of new memory: 0.25-0.3 CPU-s per GiB against 0.45, measured here), and since it writes nothing it
-    may cover pages whose other bytes another thread is filling. Where the kernel cannot (before Linux
-    5.14, other systems), a contiguous view is zeroed with ``memset`` instead (no GIL either): call this
-    before filling the view.
+    of new memory: 0.25-0.3 CPU-s per GiB against 0.45, measured here). Since it writes nothing, it may
+    run while other threads fill the same pages.
     """
-    if not view.size:
-        return
+    madvise = _madvise()
+    if madvise is None or not view.size:
+        return madvise is not None
     lo = view.ctypes.data + sum((n - 1) * s for n, s in zip(view.shape, view.strides, strict=True) if s < 0)
     extent = sum((n - 1) * abs(s) for n, s in zip(view.shape, view.strides, strict=True)) + view.itemsize
-    madvise = _madvise()
-    if madvise is not None:
-        page = mmap.PAGESIZE
-        start, end = lo // page * page, lo + extent
-        while start < end:
-            n = min(end - start, _FAULT_IN_PIECE)
-            if madvise(start, n, _MADV_POPULATE_WRITE) != 0:
-                break
-            start += n
-        else:
-            return
-    if view.flags.c_contiguous:
+    page = mmap.PAGESIZE
+    start, end = lo // page * page, lo + extent
+    while start < end:
+        n = min(end - start, _FAULT_IN_PIECE)
+        if madvise(start, n, _MADV_POPULATE_WRITE) != 0:
+            return False
+        start += n
+    return True
+
+
+@functools.cache
+def populates() -> bool:
+    """Whether `populate` works here (tried once, on a page)."""
+    return populate(np.empty(mmap.PAGESIZE, dtype=np.uint8))
+
+
+def fault_in(view: np.ndarray[Any, Any]) -> None:
+    """`populate` ``view``, or where the kernel cannot, zero it with ``memset`` if contiguous (no GIL
+    either): call this before filling the view."""
+    if not populate(view) and view.flags.c_contiguous:
         ctypes.memset(view.ctypes.data, 0, view.nbytes)

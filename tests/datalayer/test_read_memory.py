@@ -14,7 +14,7 @@ import anyio
 import numpy as np
 import pytest
 
-from mikro.datalayer import GrantedStore, _fetch, _result_memory, compute
+from mikro.datalayer import GrantedStore, _fetch, _read, _result_memory, compute
 from mikro.datalayer._result_memory import MIN_POOLED_BYTES, result_array
 from tests.datalayer.conftest import CountingProvider
 from tests.datalayer.test_read_fast import open_view, put_image, values_for
@@ -188,14 +188,31 @@ def test_a_script_that_keeps_a_result_until_it_exits_ends() -> None:
     assert (done.returncode, done.stdout.strip()) == (0, "3"), done.stderr
 
 
-def test_faulting_in_a_block_leaves_what_other_blocks_hold() -> None:
-    """Blocks of a whole-image read are faulted in by the threads that fill them: one block's rows lie
-    between another's, so faulting in a block must not touch the bytes around and between its rows."""
+def test_backing_memory_with_pages_leaves_what_it_holds() -> None:
+    """A block of a whole-image read is backed with pages while the read fills it, and one block's rows
+    lie between another's: backing memory must never change a byte."""
     out, _ = result_array((4, 1024, 1024), "uint16")
     out[...] = 9
-    _result_memory.fault_in(out[1:3, :, 512:])  # the right halves of two planes
-    _result_memory.fault_in(out[3, ::-1])  # negative strides
+    _result_memory.populate(out[1:3, :, 512:])  # the right halves of two planes
+    _result_memory.populate(out[3, ::-1])  # negative strides
+    _result_memory.populate(out)
     assert int(out.min()) == int(out.max()) == 9
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kernel_populates", [True, False])
+async def test_whole_reads_into_new_memory_are_exact(
+    make_provider: Callable[..., CountingProvider], monkeypatch: pytest.MonkeyPatch, kernel_populates: bool
+) -> None:
+    """New memory is backed beside the read where the kernel can, zeroed before it where it cannot."""
+    monkeypatch.setattr(_read, "populates", lambda: kernel_populates and _result_memory.populates())
+    provider = make_provider()
+    values = values_for(SHAPE, seed=7)
+    layout = put_image(GrantedStore(provider), values, chunks=CHUNKS, shards=(1, 512, 1024))
+    view = open_view(GrantedStore(provider), layout)
+    first, second = await compute(view), await compute(view)  # both in new memory
+    np.testing.assert_array_equal(first.values, values)
+    np.testing.assert_array_equal(second.values, values)
 
 
 @pytest.mark.anyio
