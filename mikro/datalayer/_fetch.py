@@ -36,7 +36,7 @@ import numpy as np
 
 from mikro._exceptions import StorageError
 from mikro.datalayer._file_reads import LocalFile
-from mikro.datalayer._result_memory import fault_in, result_array
+from mikro.datalayer._result_memory import backed_meanwhile, result_array
 from mikro.datalayer._shard import EMPTY, ChunkCodec, ShardIndex
 from mikro.datalayer._store import GrantedStore
 
@@ -200,9 +200,7 @@ class _Collect:
 
     def __init__(self, capacity: int) -> None:
         self.buffer: np.ndarray[Any, Any] | None
-        self.buffer, new = result_array((capacity,), np.uint8)
-        if new:
-            fault_in(self.buffer)  # not page by page inside the GIL-holding copies of the pieces
+        self.buffer, self.new = result_array((capacity,), np.uint8)
         self.spill: bytearray | None = None
         self.size = 0
 
@@ -236,9 +234,11 @@ def fetch_object(store: GrantedStore, key: str, capacity: int) -> memoryview | N
         # A file is read into memory of its size at once: no stream of pieces, no guessing the size.
         return store.read_file(key, _whole_file, missing_ok=True)
     sink = _Collect(capacity)
-    if not store.get_pieces(key, sink, piece_bytes=PIECE_BYTES, missing_ok=True):
-        return None
-    return sink.data()
+    assert sink.buffer is not None
+    # New memory is not faulted in page by page inside the GIL-holding copies of the pieces.
+    with backed_meanwhile(sink.buffer, sink.new):
+        found = store.get_pieces(key, sink, piece_bytes=PIECE_BYTES, missing_ok=True)
+    return sink.data() if found else None
 
 
 def _check_read(key: str, got: int, wanted: int) -> None:

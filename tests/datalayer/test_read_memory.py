@@ -14,7 +14,7 @@ import anyio
 import numpy as np
 import pytest
 
-from mikro.datalayer import GrantedStore, _fetch, _read, _result_memory, compute
+from mikro.datalayer import GrantedStore, _fetch, _result_memory, compute
 from mikro.datalayer._result_memory import MIN_POOLED_BYTES, result_array
 from tests.datalayer.conftest import CountingProvider
 from tests.datalayer.test_read_fast import open_view, put_image, values_for
@@ -204,8 +204,10 @@ def test_backing_memory_with_pages_leaves_what_it_holds() -> None:
 async def test_whole_reads_into_new_memory_are_exact(
     make_provider: Callable[..., CountingProvider], monkeypatch: pytest.MonkeyPatch, kernel_populates: bool
 ) -> None:
-    """New memory is backed beside the read where the kernel can, zeroed before it where it cannot."""
-    monkeypatch.setattr(_read, "populates", lambda: kernel_populates and _result_memory.populates())
+    """New memory (results, and whole shards the chunk tasks share) is backed beside the read where the
+    kernel can, zeroed before it where it cannot."""
+    can = _result_memory.populates()
+    monkeypatch.setattr(_result_memory, "populates", lambda: kernel_populates and can)
     provider = make_provider()
     values = values_for(SHAPE, seed=7)
     layout = put_image(GrantedStore(provider), values, chunks=CHUNKS, shards=(1, 512, 1024))
@@ -213,6 +215,7 @@ async def test_whole_reads_into_new_memory_are_exact(
     first, second = await compute(view), await compute(view)  # both in new memory
     np.testing.assert_array_equal(first.values, values)
     np.testing.assert_array_equal(second.values, values)
+    assert int((await compute(view.max())).values) == int(values.max())
 
 
 @pytest.mark.anyio
