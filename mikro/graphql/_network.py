@@ -5,7 +5,7 @@ starts or ends (``has_expired``: is the idle socket readable?). Its anyio stream
 through anyio's typed attributes, which build the stream's whole attribute table on every lookup,
 ``getpeername`` system call included: 30 % of the client's CPU per ``get_representation`` with 32
 requests in flight (issue 17). These streams look the socket up once, when the connection is made,
-and answer the same question with one ``poll`` of it, as httpcore does.
+and answer the same question with httpcore's own check (one ``poll`` of it).
 """
 
 # ASYNC109: the timeout parameters are httpcore's interface, which these classes implement.
@@ -13,9 +13,8 @@ and answer the same question with one ``poll`` of it, as httpcore does.
 
 from __future__ import annotations
 
-import select
+import socket
 import ssl
-import sys
 import typing
 import urllib.request
 from collections.abc import Iterable
@@ -23,24 +22,9 @@ from collections.abc import Iterable
 import httpcore
 import httpx
 import sniffio
+from httpcore._utils import is_socket_readable  # a poll of the fd, as httpcore's own streams answer
 
 __all__ = ["SocketKeepingBackend", "async_http_transport"]
-
-
-class _Pollable(typing.Protocol):
-    def fileno(self) -> int: ...
-
-
-def _is_readable(sock: _Pollable | None) -> bool:
-    # A socket that is gone or closed counts as readable, as in httpcore: its next read is the end.
-    fd = -1 if sock is None else sock.fileno()
-    if fd < 0:
-        return True
-    if sys.platform == "win32":  # no poll() there
-        return bool(select.select([fd], [], [], 0)[0])
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 class _SocketKeepingStream(httpcore.AsyncNetworkStream):
@@ -49,7 +33,7 @@ class _SocketKeepingStream(httpcore.AsyncNetworkStream):
     def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
         self._stream = stream
         # The same object for the connection's whole life: a TLS stream wraps it, never replaces it.
-        self._socket: _Pollable | None = stream.get_extra_info("socket")
+        self._socket: socket.socket | None = stream.get_extra_info("socket")
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._stream.read(max_bytes, timeout)
@@ -72,7 +56,7 @@ class _SocketKeepingStream(httpcore.AsyncNetworkStream):
         if info == "socket":
             return self._socket
         if info == "is_readable":
-            return _is_readable(self._socket)
+            return is_socket_readable(self._socket)
         return self._stream.get_extra_info(info)
 
 

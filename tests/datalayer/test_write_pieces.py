@@ -4,18 +4,19 @@ its host must back again (several CPU-s per GiB written). The bytes on disk are 
 
 from __future__ import annotations
 
-import datetime as dt
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from mikro.datalayer import GrantedStore, StorageGrant, _staging
+from mikro.datalayer import GrantedStore, _staging
 from mikro.datalayer._layout import choose_layout
 from mikro.datalayer._shard import ChunkCodec, shard_payload
 from mikro.datalayer._staging import WRITE_PIECE_BYTES
+from tests.datalayer.conftest import CountingProvider
 
 
 class _RecordedOs:
@@ -32,26 +33,17 @@ class _RecordedOs:
         return os.write(fd, data)
 
 
-def _folder_store(root: Path) -> GrantedStore:
-    grant = StorageGrant(
-        store_id=root.name,
-        kind="file",
-        bucket="",
-        prefix=root.name,
-        path=str(root),
-        write=True,
-        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
-    )
-    return GrantedStore(lambda: grant)
-
-
-def test_objects_are_written_in_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("store_kind", ["file"])  # pieces are what a folder store's writes are made of
+def test_objects_are_written_in_pieces(
+    make_provider: Callable[..., CountingProvider], monkeypatch: pytest.MonkeyPatch
+) -> None:
     recorded = _RecordedOs()
     monkeypatch.setattr(_staging, "os", recorded)
-    store = _folder_store(tmp_path / "store")
+    provider = make_provider()
+    store, root = GrantedStore(provider), Path(provider().path)
     body = np.random.default_rng(0).bytes(3 * WRITE_PIECE_BYTES + 17)
     store.put("blob", body)
-    assert (tmp_path / "store" / "blob").read_bytes() == body
+    assert (root / "blob").read_bytes() == body
     assert len(recorded.sizes) == 4 and max(recorded.sizes) == WRITE_PIECE_BYTES
 
     # An uncompressed shard goes out chunk by chunk from the pixels, each chunk in pieces too.
@@ -60,7 +52,7 @@ def test_objects_are_written_in_pieces(tmp_path: Path, monkeypatch: pytest.Monke
     layout = choose_layout(values.shape, values.dtype, ("c", "y", "x"), compression=None)
     payload = shard_payload(values, layout, ChunkCodec.for_layout(layout))
     store.put("shard", payload)
-    written = (tmp_path / "store" / "shard").read_bytes()
+    written = (root / "shard").read_bytes()
     assert len(written) == len(payload) and sum(recorded.sizes) == len(payload)
     assert max(recorded.sizes) <= WRITE_PIECE_BYTES
     chunk = np.frombuffer(written[: values[0].nbytes], dtype="<u2").reshape(1024, 1024)
