@@ -353,9 +353,10 @@ def backed_meanwhile(view: np.ndarray[Any, Any], new: bool) -> Iterator[None]:
     that the read filling it is under way meanwhile (`populate` writes nothing: the read may fill pages
     before or after it); where the kernel cannot, it is zeroed (`fault_in`) before. Measured in fresh
     processes, ``rep.data.values`` of 256 MiB from moto: 264 -> 361 and 229 -> 264 MiB/s against backing
-    it first."""
+    it first. Below `MIN_POOLED_BYTES` (numpy's memory, likely backed already) a thread is not worth it:
+    it is backed in the calling thread, before."""
     helper = None
-    if new and populates():
+    if new and view.nbytes >= MIN_POOLED_BYTES and populates():
         helper = threading.Thread(target=populate, args=(view,), name="mikro-populate", daemon=True)
         helper.start()
     elif new:
