@@ -209,8 +209,8 @@ async def test_whole_reads_into_new_memory_are_exact(
     can = _result_memory.populates()
     monkeypatch.setattr(_result_memory, "populates", lambda: kernel_populates and can)
     provider = make_provider()
-    values = values_for(SHAPE, seed=7)
-    layout = put_image(GrantedStore(provider), values, chunks=CHUNKS, shards=(1, 512, 1024))
+    values = values_for((4, 1024, 1024), seed=7)  # two blocks of 4 MiB: large enough for a helper thread
+    layout = put_image(GrantedStore(provider), values, chunks=CHUNKS, shards=(2, 1024, 1024))
     view = open_view(GrantedStore(provider), layout)
     first, second = await compute(view), await compute(view)  # both in new memory
     np.testing.assert_array_equal(first.values, values)
