@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import ctypes
 import json
 import math
 import threading
@@ -47,7 +46,7 @@ from mikro.datalayer._grant import GrantProvider
 from mikro.datalayer._layout import ARRAY_PATH, SPACE_UNIT, TIME_UNIT, shard_key
 from mikro.datalayer._readable import chunk_key_separator
 from mikro.datalayer._remote import distributed_scheduler_active, rebuild_reader
-from mikro.datalayer._result_memory import result_array
+from mikro.datalayer._result_memory import backed_meanwhile, result_array
 from mikro.datalayer._shard import ChunkCodec
 from mikro.datalayer._store import GrantedStore
 
@@ -529,24 +528,8 @@ def _blocks(reader: ShardedArrayReader) -> Iterator[tuple[slice, ...]]:
 def _read_block(
     reader: ShardedArrayReader, out: np.ndarray[Any, Any], box: tuple[slice, ...], new_memory: bool
 ) -> None:
-    if new_memory:
-        _prefault(out)
-    reader.read_into(out, box)
-
-
-def _prefault(view: np.ndarray[Any, Any]) -> None:
-    """Fault in the memory under ``view`` (a block only this thread writes) with the GIL released.
-
-    Otherwise each page faults in at its first write, inside a numpy copy, which may hold the GIL (numpy
-    releases it for flat copies, not for the 2-D ones a chunk's rows need): a huge page the hypervisor
-    took back costs about 5 ms to fault in, and a few of those in a row stalled the event loop 20 to
-    30 ms (measured here). ``ctypes.memset`` runs without the GIL. (The kernel's MADV_POPULATE_WRITE does
-    the same without writing, but held the address space lock so long that the event loop, allocating,
-    stalled 750 ms.) Only contiguous blocks: the bytes between the rows of another block may already
-    hold another thread's data.
-    """
-    if view.size and view.flags.c_contiguous:
-        ctypes.memset(view.ctypes.data, 0, view.nbytes)
+    with backed_meanwhile(out, new_memory):
+        reader.read_into(out, box)
 
 
 async def _read_whole(

@@ -334,33 +334,6 @@ def test_region_needing_most_of_a_shard_fetches_all_of_it(
     assert stats["gets"] == 3 + 1  # the index is known: one range holding the plane's adjacent chunks
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("compression", ["blosc-lz4", "zstd"])
-async def test_images_of_other_chunks_read_in_turn_in_the_same_threads(
-    make_provider: Callable[..., CountingProvider], compression: Any
-) -> None:
-    """A worker thread's scratch buffers serve every image it reads: chunks of other sizes and dtypes,
-    read one after another (larger, smaller, larger again), each come back exact, whole and in part."""
-    images = []
-    for shape, chunks, dtype, seed in [
-        (SHAPE, CHUNKS, "uint16", 1),  # chunks narrower than the rows, edge chunks on every axis
-        ((5, 37, 90), (2, 32, 64), "float32", 2),  # larger chunks
-        ((3, 21, 13), (1, 8, 8), "uint8", 3),  # smaller ones
-    ]:
-        values = values_for(shape, seed=seed).astype(dtype)
-        store = GrantedStore(make_provider())
-        shards = tuple(2 * c for c in chunks)
-        images.append(
-            (store, put_image(store, values, chunks=chunks, shards=shards, compression=compression), values)
-        )
-    for store, layout, values in [*images, *images[::-1]]:
-        got = await compute(open_view(store, layout))
-        assert got.dtype == values.dtype
-        np.testing.assert_array_equal(got.values, values)
-        part = await compute(open_view(store, layout)[1:, 3:-2, 5:])
-        np.testing.assert_array_equal(part.values, values[1:, 3:-2, 5:])
-
-
 @pytest.mark.parametrize("compression", [None, "blosc-lz4"])
 @pytest.mark.parametrize("piece_bytes", [1001, 4096])
 def test_shards_arriving_in_small_pieces(
