@@ -161,17 +161,21 @@ def raw_put(store: S3Store | LocalStore, prefix: str, planes: np.ndarray) -> Non
 #: zarr.json (typical sizes for a 2048x2048 uint16 plane). The thumbnail is no object: its PNG goes to
 #: the server with the image's registration.
 IMAGE_SIDE_OBJECTS = (1_400, 1_100)
+#: Where mikro puts them and a one-shard image's pixels: the floor writes the same files and folders.
+IMAGE_SIDE_KEYS = ("zarr.json", "0/zarr.json")
+IMAGE_SHARD_KEY = "0/c.0.0"
 
 
 def raw_put_image_objects(store: S3Store | LocalStore, prefix: str, planes: np.ndarray) -> None:
     """What one OME-Zarr image per plane costs the store at the least: its pixels plus the small objects
     mikro writes with them (`IMAGE_SIDE_OBJECTS`), RAW_THREADS in flight, no metadata server."""
-    small = [bytes(n) for n in IMAGE_SIDE_OBJECTS]
+    small = [(key, bytes(n)) for key, n in zip(IMAGE_SIDE_KEYS, IMAGE_SIDE_OBJECTS, strict=True)]
 
     def put(i: int) -> None:
-        obstore.put(store, f"{prefix}/{i}/0/c/0/0", memoryview(planes[i]).cast("B"), use_multipart=False)
-        for j, body in enumerate(small):
-            obstore.put(store, f"{prefix}/{i}/small-{j}", body, use_multipart=False)
+        shard = f"{prefix}/{i}/{IMAGE_SHARD_KEY}"
+        obstore.put(store, shard, memoryview(planes[i]).cast("B"), use_multipart=False)
+        for key, body in small:
+            obstore.put(store, f"{prefix}/{i}/{key}", body, use_multipart=False)
 
     with ThreadPoolExecutor(RAW_THREADS) as pool:
         list(pool.map(put, range(len(planes))))

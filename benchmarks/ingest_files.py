@@ -228,16 +228,19 @@ def floor(
     `encode`, the pixels put as mikro's default layout encodes them (`_same_encoding`)."""
     paths = sorted(folder.iterdir())
     prefix = f"floor{time.monotonic_ns()}"
-    small = [bytes(n) for n in bl.IMAGE_SIDE_OBJECTS] if small_objects else []
+    small = (
+        list(zip(bl.IMAGE_SIDE_KEYS, map(bytes, bl.IMAGE_SIDE_OBJECTS), strict=True)) if small_objects else []
+    )
 
     def one(i: int) -> None:
         data = tifffile.imread(paths[i])
+        shard = f"{prefix}/{i}/{bl.IMAGE_SHARD_KEY}"
         if encode:
-            obstore.put(store, f"{prefix}/{i}/0/c/0/0", b"".join(_same_encoding(data)))
+            obstore.put(store, shard, b"".join(_same_encoding(data)))
         else:
-            obstore.put(store, f"{prefix}/{i}/0/c/0/0", memoryview(np.ascontiguousarray(data)).cast("B"))
-        for j, body in enumerate(small):
-            obstore.put(store, f"{prefix}/{i}/small-{j}", body)
+            obstore.put(store, shard, memoryview(np.ascontiguousarray(data)).cast("B"))
+        for key, body in small:
+            obstore.put(store, f"{prefix}/{i}/{key}", body)
         if originals:
             obstore.put(store, f"{prefix}/{i}/original", paths[i].read_bytes())
 

@@ -115,7 +115,7 @@ async def test_one_plane_reads_only_that_planes_chunk(m: mikro.Mikro) -> None:
     # The stored (compressed) size of plane 40's chunk, from its shard's index.
     chunks, shards = rep.store.chunks or [], rep.store.shards or []
     per_shard = [s // c for s, c in zip(shards, chunks, strict=True)]
-    raw = store.get_suffix(f"0/c/{40 // shards[0]}/0/0", ShardIndex.nbytes(per_shard))
+    raw = store.get_suffix(f"0/c.{40 // shards[0]}.0.0", ShardIndex.nbytes(per_shard))
     assert raw is not None
     located = ShardIndex.decode(raw, per_shard).locate((40 % shards[0], 0, 0))
     assert located is not None

@@ -16,8 +16,8 @@ order), checked against the index at the end of the same stream, and any chunk t
 fetched again from where the index says (after one such miss the reader stops guessing). A compressed
 shard whose index is not known yet, and a shard the chunk tasks share, is streamed into one buffer, index
 included: memory an earlier shard released (`fetch_object`), not new memory to fault in. Compressed
-chunks are decoded into the output, through a per-thread scratch chunk when their place there is not
-contiguous.
+chunks are decoded into the output, through a scratch chunk of the reader's (one per thread) when their
+place there is not contiguous.
 
 Every numpy copy is at most a chunk or a piece, so a worker thread never holds the GIL for long (numpy
 copies hold it, and the event loop waits for it).
@@ -36,7 +36,7 @@ import numpy as np
 
 from mikro._exceptions import StorageError
 from mikro.datalayer._file_reads import LocalFile
-from mikro.datalayer._result_memory import result_array
+from mikro.datalayer._result_memory import backed_meanwhile, result_array
 from mikro.datalayer._shard import EMPTY, ChunkCodec, ShardIndex
 from mikro.datalayer._store import GrantedStore
 
@@ -109,39 +109,30 @@ def copy_flat(dst: np.ndarray[Any, Any], src: np.ndarray[Any, Any], start: int) 
 
 
 class ScratchBuffers:
-    """Per-thread reusable buffers: a decoded chunk, and the bytes of a chunk gathered from pieces.
-
-    Decoding into fresh memory would page-fault every time; these stay warm in each worker thread, and
-    are the thread's for every reader (each ``rep.data`` is a new reader: buffers of its own were new
-    memory for every whole-image read, a few MiB per thread to fault in, and a gather buffer that grew
-    chunk by chunk was zeroed again at each step). A thread holds at most the largest chunk it read.
-    """
+    """A reader's reusable buffers, one set per worker thread: a decoded chunk, and the bytes of a chunk
+    gathered from pieces. Decoding into fresh memory would page-fault every time."""
 
     def __init__(self, codec: ChunkCodec) -> None:
         self._codec = codec
         self._chunk_bytes = math.prod(codec.chunk_shape) * codec.dtype.itemsize
+        self._local = threading.local()
 
     def chunk(self) -> np.ndarray[Any, Any]:
-        flat = _scratch_bytes("chunk", self._chunk_bytes)
-        return flat[: self._chunk_bytes].view(self._codec.dtype).reshape(self._codec.chunk_shape)
+        buf: np.ndarray[Any, Any] | None = getattr(self._local, "chunk", None)
+        if buf is None:
+            buf = self._local.chunk = np.empty(self._codec.chunk_shape, dtype=self._codec.dtype)
+        return buf
 
     def gather(self, nbytes: int) -> memoryview:
-        # A compressed chunk is rarely larger than the raw one: sized for that, the buffer is made once.
-        return _scratch_bytes("gather", max(nbytes, self._chunk_bytes + _GATHER_SLACK))[:nbytes].data
+        buf: bytearray | None = getattr(self._local, "gather", None)
+        if buf is None or len(buf) < nbytes:
+            # A compressed chunk is rarely larger than the raw one: sized for that, it is made once.
+            buf = self._local.gather = bytearray(max(nbytes, self._chunk_bytes + _GATHER_SLACK))
+        return memoryview(buf)[:nbytes]
 
 
 #: Room beyond a raw chunk's size in the gather buffer (codec headers of a chunk that did not shrink).
 _GATHER_SLACK = 4096
-_per_thread = threading.local()
-
-
-def _scratch_bytes(name: str, nbytes: int) -> np.ndarray[Any, Any]:
-    """This thread's buffer ``name``, at least ``nbytes`` long (numpy memory: aligned for any dtype)."""
-    buf: np.ndarray[Any, Any] | None = getattr(_per_thread, name, None)
-    if buf is None or buf.size < nbytes:
-        buf = np.empty(nbytes, dtype=np.uint8)
-        setattr(_per_thread, name, buf)
-    return buf
 
 
 class ShardIndexes:
@@ -208,7 +199,8 @@ class _Collect:
     """Takes a streamed object piece by piece into reusable memory of its expected size (or grows)."""
 
     def __init__(self, capacity: int) -> None:
-        self.buffer: np.ndarray[Any, Any] | None = result_array((capacity,), np.uint8)[0]
+        self.buffer: np.ndarray[Any, Any] | None
+        self.buffer, self.new = result_array((capacity,), np.uint8)
         self.spill: bytearray | None = None
         self.size = 0
 
@@ -242,9 +234,11 @@ def fetch_object(store: GrantedStore, key: str, capacity: int) -> memoryview | N
         # A file is read into memory of its size at once: no stream of pieces, no guessing the size.
         return store.read_file(key, _whole_file, missing_ok=True)
     sink = _Collect(capacity)
-    if not store.get_pieces(key, sink, piece_bytes=PIECE_BYTES, missing_ok=True):
-        return None
-    return sink.data()
+    assert sink.buffer is not None
+    # New memory is not faulted in page by page inside the GIL-holding copies of the pieces.
+    with backed_meanwhile(sink.buffer, sink.new):
+        found = store.get_pieces(key, sink, piece_bytes=PIECE_BYTES, missing_ok=True)
+    return sink.data() if found else None
 
 
 def _check_read(key: str, got: int, wanted: int) -> None:

@@ -4,8 +4,11 @@ The store written for one image is an OME-Zarr 0.5 image (the server's keys end 
 
     <prefix>.zarr/zarr.json      group, attributes.ome = {version, multiscales, omero}
     <prefix>.zarr/0/zarr.json    level 0: the image array (sharded, compressed, dimension_names set)
-    <prefix>.zarr/0/c/i/j/...    one object per shard
+    <prefix>.zarr/0/c.i.j...     one object per shard (zarr's default chunk keys with "." separators)
     <prefix>.zarr/1/...          level 1 (2x smaller in y/x), 2, ...: the pyramid, when there is one
+
+Images mikro wrote earlier name their shards ``0/c/i/j/...`` (``/`` separators); readers take the
+separator from each array's ``zarr.json``, so both read alike.
 
 Axes are stored in OME order (``t, c, z, y, x``, the ones present): OME-Zarr 0.5 requires time first,
 then channel, then space.
@@ -23,17 +26,24 @@ import numpy as np
 __all__ = [
     "ARRAY_PATH",
     "AXIS_ORDER",
+    "CHUNK_KEY_SEPARATOR",
     "COMPRESSIONS",
     "DEFAULT_COMPRESSION",
     "ImageLayout",
     "choose_layout",
     "ome_attributes",
+    "shard_key",
 ]
 
 #: Where the image array lives inside the store (OME-Zarr: the group's dataset path of level 0).
 ARRAY_PATH = "0"
 #: Storage order of the axes (OME-Zarr 0.5: time, channel, then space).
 AXIS_ORDER = ("t", "c", "z", "y", "x")
+#: The separator of new arrays' chunk keys (zarr v3 ``default`` encoding): ``c.0.0`` is one file beside
+#: ``zarr.json``, where ``/`` made ``c/0/0`` a folder per axis. On a folder store those folders cost a
+#: small image more client CPU than its bytes (measured: its objects 0.52-0.56 ms with ``/``,
+#: 0.20-0.25 ms with ``.``). zarr-python, ome-zarr-py and bioio read either.
+CHUNK_KEY_SEPARATOR = "."
 SPACE_UNIT = "micrometer"
 TIME_UNIT = "second"
 
@@ -69,6 +79,8 @@ class ImageLayout:
     level: int = 1
     #: The array's path inside the image group (its pyramid level: ``"0"`` is full resolution).
     path: str = ARRAY_PATH
+    #: The chunk keys' separator (``"/"``: the layout of images mikro wrote earlier).
+    separator: str = CHUNK_KEY_SEPARATOR
 
     @property
     def ndim(self) -> int:
@@ -103,7 +115,7 @@ class ImageLayout:
         )
 
     def shard_key(self, position: Sequence[int]) -> str:
-        return f"{self.path}/c/" + "/".join(str(p) for p in position)
+        return shard_key(self.path, position, self.separator)
 
     def codecs(self) -> list[dict[str, Any]]:
         """The ``codecs`` of the array metadata: one sharding codec holding bytes (+ zstd)."""
@@ -139,13 +151,20 @@ class ImageLayout:
             "shape": list(self.shape),
             "data_type": data_type_name(self.dtype),
             "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(self.shards)}},
-            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+            "chunk_key_encoding": {"name": "default", "configuration": {"separator": self.separator}},
             "fill_value": False if self.dtype.kind == "b" else 0,
             "codecs": self.codecs(),
             "attributes": {},
             "dimension_names": list(self.dims),
             "storage_transformers": [],
         }
+
+
+def shard_key(path: str, position: Sequence[int], separator: str) -> str:
+    """The key of the shard at grid ``position`` of the array at ``path`` (zarr's ``default`` chunk key
+    encoding: ``0/c.1.0`` with ``"."``, ``0/c/1/0`` with ``"/"``)."""
+    key = "c" + separator + separator.join(map(str, position))
+    return f"{path}/{key}" if path else key
 
 
 def blosc_configuration(compression: str, dtype: np.dtype[Any]) -> dict[str, Any]:
@@ -175,6 +194,7 @@ def choose_layout(
     level: int = 1,
     target_shard_bytes: int = TARGET_SHARD_BYTES,
     path: str = ARRAY_PATH,
+    separator: str = CHUNK_KEY_SEPARATOR,
 ) -> ImageLayout:
     """Chunks: one plane (of t/c/z) and up to 1024-2048 pixels in y/x; shards: several planes, ~32 MiB.
 
@@ -220,6 +240,7 @@ def choose_layout(
         compression=compression,
         level=level,
         path=path,
+        separator=separator,
     )
 
 

@@ -122,6 +122,7 @@ def plan_levels(
             level=base.level,
             target_shard_bytes=target_shard_bytes,
             path=str(len(layouts)),
+            separator=base.separator,
         )
         layouts.append(layout)
         factors.append(tuple(f * 2 if i in axes else f for i, f in enumerate(factors[-1])))

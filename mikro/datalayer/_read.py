@@ -3,8 +3,8 @@
 Building the view does no I/O: shape, chunks, shards and dtype come from the server's ``ZarrStore``
 record. One dask task reads one inner chunk (dask fuses a later slice into it, so ``rep.data[3, :10]``
 decodes only that); the shard index it needs is fetched once per shard and cached. The array's
-``zarr.json`` is read once, on first use, to learn the codecs. How bytes are fetched and decoded into
-place is `mikro.datalayer._fetch`.
+``zarr.json`` is read once, on first use, to learn the codecs and the chunk keys' separator. How
+bytes are fetched and decoded into place is `mikro.datalayer._fetch`.
 
 `compute` reads a whole stored image (``await m.compute(rep.data)``) without dask: worker threads
 fetch it shard by shard, one GET each, straight into one preallocated array (in the memory of a result
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import ctypes
 import json
 import math
 import threading
@@ -44,9 +43,10 @@ from mikro.datalayer._full_reads import (
 )
 from mikro.datalayer._gc import full_collections_deferred
 from mikro.datalayer._grant import GrantProvider
-from mikro.datalayer._layout import ARRAY_PATH, SPACE_UNIT, TIME_UNIT
+from mikro.datalayer._layout import ARRAY_PATH, SPACE_UNIT, TIME_UNIT, shard_key
+from mikro.datalayer._readable import chunk_key_separator
 from mikro.datalayer._remote import distributed_scheduler_active, rebuild_reader
-from mikro.datalayer._result_memory import result_array
+from mikro.datalayer._result_memory import backed_meanwhile, result_array
 from mikro.datalayer._shard import ChunkCodec
 from mikro.datalayer._store import GrantedStore
 
@@ -107,6 +107,7 @@ class ShardedArrayReader:
         self._lock = threading.Lock()
         self._metadata_lock = threading.Lock()
         self._codec: ChunkCodec | None = None
+        self._separator: str | None = None
         self._scratch: ScratchBuffers | None = None
         self._indexes = ShardIndexes(store, self._shard_key, self.chunks_per_shard)
         self._cache: ShardCache | None = None
@@ -123,7 +124,13 @@ class ShardedArrayReader:
         return f"{self.array_path}/{name}" if self.array_path else name
 
     def _shard_key(self, shard: Sequence[int]) -> str:
-        return self._key("c/" + "/".join(map(str, shard)))
+        # The separator is the stored array's own ("." now, "/" in images mikro wrote earlier): the
+        # ``zarr.json`` every reader reads before its first shard says which, at no extra request.
+        # Callers read it first (`codec`): here, under `_lock`, reading it could deadlock.
+        separator = self._separator
+        if separator is None:
+            raise RuntimeError("a shard key was asked for before the array's zarr.json was read")
+        return shard_key(self.array_path, shard, separator)
 
     def codec(self) -> ChunkCodec:
         """The array's chunk codec, from its ``zarr.json`` (read once, by the first thread that asks)."""
@@ -142,7 +149,9 @@ class ShardedArrayReader:
                 codec = ChunkCodec.from_array_metadata(meta)
                 if codec.chunk_shape != self.chunks or np.dtype(meta["data_type"]) != self.dtype:
                     raise StorageError("the stored array's chunks or dtype disagree with the server's record")
+                separator = chunk_key_separator(meta)
                 with self._lock:
+                    self._separator = separator
                     self._scratch = ScratchBuffers(codec)
                     self._codec = codec
             return self._codec
@@ -239,6 +248,7 @@ class ShardedArrayReader:
 
         For a computation that needs every chunk; `compute` enters it when the graph says so.
         """
+        self.codec()  # the shard keys need the stored separator, and the lock below is not reentrant
         with self._lock:
             self._reading_everything += 1
             if self._cache is None:
@@ -335,6 +345,7 @@ class ShardedArrayReader:
 
     def read_chunk(self, chunk: Sequence[int]) -> np.ndarray[Any, Any] | None:
         """One inner chunk (full chunk shape, fill value past the array's edge), None if never written."""
+        self.codec()
         index = self._indexes.get(tuple(c // k for c, k in zip(chunk, self.chunks_per_shard, strict=True)))
         local = tuple(c % k for c, k in zip(chunk, self.chunks_per_shard, strict=True))
         if index is None or index.locate(local) is None:
@@ -517,24 +528,8 @@ def _blocks(reader: ShardedArrayReader) -> Iterator[tuple[slice, ...]]:
 def _read_block(
     reader: ShardedArrayReader, out: np.ndarray[Any, Any], box: tuple[slice, ...], new_memory: bool
 ) -> None:
-    if new_memory:
-        _prefault(out)
-    reader.read_into(out, box)
-
-
-def _prefault(view: np.ndarray[Any, Any]) -> None:
-    """Fault in the memory under ``view`` (a block only this thread writes) with the GIL released.
-
-    Otherwise each page faults in at its first write, inside a numpy copy, which may hold the GIL (numpy
-    releases it for flat copies, not for the 2-D ones a chunk's rows need): a huge page the hypervisor
-    took back costs about 5 ms to fault in, and a few of those in a row stalled the event loop 20 to
-    30 ms (measured here). ``ctypes.memset`` runs without the GIL. (The kernel's MADV_POPULATE_WRITE does
-    the same without writing, but held the address space lock so long that the event loop, allocating,
-    stalled 750 ms.) Only contiguous blocks: the bytes between the rows of another block may already
-    hold another thread's data.
-    """
-    if view.size and view.flags.c_contiguous:
-        ctypes.memset(view.ctypes.data, 0, view.nbytes)
+    with backed_meanwhile(out, new_memory):
+        reader.read_into(out, box)
 
 
 async def _read_whole(

@@ -4,9 +4,9 @@ The server refuses to record an array the client could not open later (`check_re
 `StorageError` with the reason; the server maps it to a GraphQL ``BAD_USER_INPUT``), and the reader
 refuses the same arrays with the same words. What mikro reads is what it writes: sharded arrays
 (``sharding_indexed``, index at the end, ``bytes`` + ``crc32c`` index codecs), inner chunks ``bytes``
-then at most one of ``zstd`` / ``blosc``, a regular grid with ``/``-separated default keys, the dtypes
-an upload accepts (bool, integers, floats, at most 8 bytes), and shapes whose sizes stay exact as
-JavaScript numbers (under 2**53 elements).
+then at most one of ``zstd`` / ``blosc``, a regular grid with default keys (``.`` or ``/`` separators),
+the dtypes an upload accepts (bool, integers, floats, at most 8 bytes), and shapes whose sizes stay
+exact as JavaScript numbers (under 2**53 elements).
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import numpy as np
 
 from mikro._exceptions import StorageError
 
-__all__ = ["MAX_ELEMENTS", "check_readable"]
+__all__ = ["MAX_ELEMENTS", "check_readable", "chunk_key_separator"]
 
 #: Largest element count (and axis length) an array may have: GraphQL clients keep sizes as doubles.
 MAX_ELEMENTS = 2**53
 #: Inner-chunk compressors mikro decodes.
 COMPRESSORS = ("zstd", "blosc")
+#: The ``default`` chunk key encoding's separators (mikro writes ``.``; it wrote ``/`` before).
+SEPARATORS = (".", "/")
 
 
 def _ints(value: Any, what: str) -> list[int]:
@@ -51,9 +53,7 @@ def check_readable(meta: Mapping[str, Any]) -> None:
     if grid.get("name") != "regular":
         raise StorageError("mikro reads regular chunk grids only")
     shards = _ints((grid.get("configuration") or {}).get("chunk_shape"), "chunk_grid.chunk_shape")
-    keys = meta.get("chunk_key_encoding") or {}
-    if keys.get("name") != "default" or (keys.get("configuration") or {}).get("separator", "/") != "/":
-        raise StorageError("mikro reads the default chunk key encoding with '/' separators only")
+    chunk_key_separator(meta)
     codecs = meta.get("codecs") or []
     if len(codecs) != 1 or not isinstance(codecs[0], Mapping) or codecs[0].get("name") != "sharding_indexed":
         raise StorageError("mikro reads sharded zarr arrays only (one sharding_indexed codec)")
@@ -76,3 +76,14 @@ def check_readable(meta: Mapping[str, Any]) -> None:
         or (len(inner) == 2 and inner[1] not in COMPRESSORS)
     ):
         raise StorageError(f"mikro cannot decode inner chunk codecs {inner} (bytes, then zstd or blosc)")
+
+
+def chunk_key_separator(meta: Mapping[str, Any]) -> str:
+    """The separator of the array ``meta``'s chunk keys (``c.0.0`` or ``c/0/0``); a `StorageError` for an
+    encoding mikro does not read."""
+    keys = meta.get("chunk_key_encoding") or {}
+    # zarr v3's default encoding separates with "/" when its configuration names none.
+    separator = (keys.get("configuration") or {}).get("separator", "/") if isinstance(keys, Mapping) else None
+    if not isinstance(keys, Mapping) or keys.get("name") != "default" or separator not in SEPARATORS:
+        raise StorageError("mikro reads the default chunk key encoding with '.' or '/' separators only")
+    return str(separator)

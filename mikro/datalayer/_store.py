@@ -171,7 +171,7 @@ class StoreStats:
 class GrantedStore:
     """The objects under one grant's prefix; the obstore store is built lazily on first use.
 
-    Keys are relative to the grant's prefix (``"zarr.json"``, ``"0/c/0/0/0"``). The grant is refreshed
+    Keys are relative to the grant's prefix (``"zarr.json"``, ``"0/c.0.0.0"``). The grant is refreshed
     through the provider shortly before it expires: every request first checks the grant in hand, so it
     starts with at least the refresh margin left. S3 clients are shared between stores that hold the
     same credentials (see `_shared_s3_store`). A provider that fails (grant revoked, server gone)

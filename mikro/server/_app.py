@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
-import orjson
+import strawberry
 from graphql import OperationType
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
@@ -25,6 +24,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from mikro.server._auth import AuthUser, token_from_header
 from mikro.server._context import Context
 from mikro.server._database import SharedReader
+from mikro.server._direct import DirectQueries, encode_answer
 from mikro.server._idempotency import graphql_error_response, run_idempotent
 from mikro.server._limits import LIMIT_CODE, QueryCache, limit_message
 from mikro.server._loaders import Loaders
@@ -68,9 +68,9 @@ class _RequestAdapter(GraphQL.request_adapter_class):  # type: ignore[misc,valid
 class _GraphQLView(GraphQL[Context, None]):
     request_adapter_class = _RequestAdapter
 
-    def __init__(self, services: Services, cache: QueryCache) -> None:
+    def __init__(self, services: Services, schema: strawberry.Schema) -> None:
         super().__init__(
-            build_schema(services.settings, cache),
+            schema,
             graphql_ide=None,
             allow_queries_via_get=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
@@ -78,12 +78,9 @@ class _GraphQLView(GraphQL[Context, None]):
         self.services = services
 
     def encode_json(self, data: object) -> str:
-        # orjson: the stdlib's encoder was a tenth of the CPU of a 100-image list. A str, not bytes:
-        # strawberry sends bytes over a websocket as a binary frame, which graphql-transport-ws is not.
-        try:
-            return orjson.dumps(data).decode()
-        except TypeError:  # an integer beyond 64 bits in a JSON value, which only the stdlib writes
-            return str(super().encode_json(data))
+        # A str, not bytes: strawberry sends bytes over a websocket as a binary frame, which
+        # graphql-transport-ws is not.
+        return encode_answer(data).decode()
 
     def decode_json(self, data: str | bytes) -> object:
         # The gate has decoded this body already (off the loop when large).
@@ -101,15 +98,8 @@ class _GraphQLView(GraphQL[Context, None]):
                 response=response,
                 connection_params={},
             )
-        reader: SharedReader = request.scope[_READER_KEY]
-        user: AuthUser = request.scope[_USER_KEY]
-        return Context(
-            services=self.services,
-            loaders=Loaders(reader, caller=user),
-            user=user,
-            request=request,
-            response=response,
-            reader=reader,
+        return _http_context(
+            self.services, request.scope[_USER_KEY], request.scope[_READER_KEY], request, response
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -131,21 +121,43 @@ class _GraphQLView(GraphQL[Context, None]):
         return cast(UnsetType, UNSET)
 
 
+def _http_context(
+    services: Services, user: AuthUser, reader: SharedReader, request: Any = None, response: Any = None
+) -> Context:
+    """The context of an HTTP request's resolvers."""
+    return Context(
+        services=services,
+        loaders=Loaders(reader, caller=user),
+        user=user,
+        request=request,
+        response=response,
+        reader=reader,
+    )
+
+
 class _HttpGate:
     """Authenticates every HTTP request before GraphQL sees it (401 with a GraphQL-shaped body), reads
     its body within ``max_request_bytes``, and runs it within ``request_timeout`` for as long as the
     client stays connected."""
 
-    def __init__(self, services: Services, view: _GraphQLView, cache: QueryCache, queues: WorkQueues) -> None:
+    def __init__(
+        self,
+        services: Services,
+        view: _GraphQLView,
+        cache: QueryCache,
+        queues: WorkQueues,
+        direct: DirectQueries,
+    ) -> None:
         self.services = services
         self.view = view
         self.cache = cache
         self.queues = queues
+        self.direct = direct
         self.bounds = InputBounds(services.settings.max_input_values, services.settings.max_input_depth)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = Headers(scope=scope)
-        user = await self.services.auth.authenticate(token_from_header(headers.get("authorization")))
+        headers = _Headers.of(scope)
+        user = await self.services.auth.authenticate(token_from_header(headers.authorization))
         if user is None:
             await graphql_error_response(send, 401, "UNAUTHENTICATED", "missing or invalid bearer token")
             return
@@ -153,12 +165,12 @@ class _HttpGate:
             await self._serve(user, headers, scope, receive, send)
 
     async def _serve(
-        self, user: AuthUser, headers: Headers, scope: Scope, receive: Receive, send: Send
+        self, user: AuthUser, headers: _Headers, scope: Scope, receive: Receive, send: Send
     ) -> None:
         settings = self.services.settings
         try:
-            body = await read_body(receive, settings.max_request_bytes, headers.get("content-length"))
-            payload = await decode_json(body, self.bounds) if _is_json(headers) else None
+            body = await read_body(receive, settings.max_request_bytes, headers.content_length)
+            payload = await decode_json(body, self.bounds) if headers.is_json else None
         except Disconnected:
             return
         except BadBody as exc:
@@ -168,7 +180,7 @@ class _HttpGate:
         response = _GraphQLShaped(send)
 
         # Only a body the gate decoded as JSON is handed on decoded (strawberry decodes only JSON bodies).
-        token = set_predecoded(body, payload) if _is_json(headers) else None
+        token = set_predecoded(body, payload) if headers.is_json else None
         try:
             with anyio.CancelScope() as left:
                 replay, watch = replay_then_watch(body, receive, left)
@@ -191,7 +203,7 @@ class _HttpGate:
     async def _run(
         self,
         user: AuthUser,
-        headers: Headers,
+        headers: _Headers,
         body: bytes,
         payload: object,
         scope: Scope,
@@ -201,11 +213,13 @@ class _HttpGate:
         # One read session for the whole request (its resolvers and DataLoaders), not one per read.
         async with self.services.db.shared_reader() as reader:
             scope[_READER_KEY] = reader
-            key = headers.get("idempotency-key")
+            key = headers.idempotency_key
             if key is not None:
                 mutation = await self._is_mutation(payload)
                 view = self.view
                 await run_idempotent(self.services, user, key, mutation, body, view, scope, receive, send)
+            elif (query := self.direct.take(headers.content_type, payload)) is not None:
+                await self.direct.answer(query, _http_context(self.services, user, reader), send)
             else:
                 await self.view(scope, receive, send)
 
@@ -244,8 +258,36 @@ class _GraphQLShaped:
         await self._send(message)
 
 
-def _is_json(headers: Headers) -> bool:
-    return "json" in (headers.get("content-type") or "")
+@dataclass(frozen=True, slots=True)
+class _Headers:
+    """The request headers the gate reads, found in one pass (the first of each name, as Starlette's
+    ``Headers.get`` finds it, which scanned and decoded them all once per name)."""
+
+    authorization: str | None = None
+    content_length: str | None = None
+    content_type: str | None = None
+    idempotency_key: str | None = None
+
+    @classmethod
+    def of(cls, scope: Scope) -> _Headers:
+        found: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            field = _READ_HEADERS.get(name)
+            if field is not None and field not in found:
+                found[field] = value.decode("latin-1")
+        return cls(**found)
+
+    @property
+    def is_json(self) -> bool:
+        return "json" in (self.content_type or "")
+
+
+_READ_HEADERS = {
+    b"authorization": "authorization",
+    b"content-length": "content_length",
+    b"content-type": "content_type",
+    b"idempotency-key": "idempotency_key",
+}
 
 
 @dataclass
@@ -312,7 +354,8 @@ def create_app(settings: Settings | None = None, *, pubsub: PubSub | None = None
     """The server as an ASGI app; its lifespan opens the database, object store and pub/sub."""
     services = Services(settings or Settings(), pubsub)
     cache = QueryCache(services.settings.query_cache_bytes, services.settings.max_query_tokens)
-    view = _GraphQLView(services, cache)
+    schema = build_schema(services.settings, cache)
+    view = _GraphQLView(services, schema)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -320,7 +363,7 @@ def create_app(settings: Settings | None = None, *, pubsub: PubSub | None = None
             yield
 
     queues = WorkQueues()
-    gate = _HttpGate(services, view, cache, queues)
+    gate = _HttpGate(services, view, cache, queues, DirectQueries(schema, cache, services.settings))
     routes: list[BaseRoute] = [
         Route("/graphql", gate, methods=["POST"]),
         WebSocketRoute("/graphql", _WsGate(services, view, queues)),

@@ -20,6 +20,7 @@ __all__ = [
     "Unauthenticated",
     "about_input",
     "log_unexpected",
+    "with_code",
 ]
 
 logger = logging.getLogger("mikro.server")
@@ -74,7 +75,8 @@ def _is_input_error(error: GraphQLError) -> bool:
     return original is None or error.path is None or isinstance(original, GraphQLError)
 
 
-def _with_code(error: GraphQLError) -> GraphQLError:
+def with_code(error: GraphQLError) -> GraphQLError:
+    """The error as a client sees it: with ``extensions.code``, an unexpected one's text hidden."""
     if error.extensions and "code" in error.extensions:
         return error
     original = error.original_error
@@ -111,7 +113,7 @@ class ErrorCodes(SchemaExtension):
         result = self.execution_context.result
         errors = getattr(result, "errors", None)
         if result is not None and errors:
-            result.errors = [_with_code(e) for e in errors]
+            result.errors = [with_code(e) for e in errors]
         pre = self.execution_context.pre_execution_errors
         if pre:
-            self.execution_context.pre_execution_errors = [_with_code(e) for e in pre]
+            self.execution_context.pre_execution_errors = [with_code(e) for e in pre]

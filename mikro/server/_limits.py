@@ -49,7 +49,15 @@ from strawberry.schema.schema import validate_document
 from mikro.server._settings import Settings
 from mikro.server._work_queues import run_heavy
 
-__all__ = ["LIMIT_CODE", "QueryCache", "QueryLimits", "limit_error", "limit_message", "query_cost"]
+__all__ = [
+    "LIMIT_CODE",
+    "QueryCache",
+    "QueryLimits",
+    "cost_errors",
+    "limit_error",
+    "limit_message",
+    "query_cost",
+]
 
 LIMIT_CODE = "BAD_USER_INPUT"
 # Documents this long (characters) are parsed and validated in a worker thread; below it a thread hop
@@ -97,6 +105,10 @@ class QueryCache:
     @property
     def bytes(self) -> int:
         return int(self._cache.currsize)
+
+    def cached(self, query: str) -> _Prepared | None:
+        """The document of ``query`` if it is cached (not parsing it)."""
+        return self._cache.get(query)
 
     async def prepare(self, query: str) -> _Prepared:
         prepared = self._cache.get(query)
@@ -195,25 +207,33 @@ class QueryLimits(SchemaExtension):
                 prepared.validation_errors = [_naming_the_limit(e) for e in errors]
             errors = list(prepared.validation_errors)
             if not errors:
-                errors = self._cost_errors(prepared, ec.query or "")
+                schema, name, variables = ec.schema._schema, ec.operation_name, ec.variables or {}
+                errors = cost_errors(self.settings, schema, prepared, ec.query or "", name, variables)
             ec.pre_execution_errors = errors
         yield
 
-    def _cost_errors(self, prepared: _Prepared, query: str) -> list[GraphQLError]:
-        ec = self.execution_context
-        assert prepared.document is not None
-        cost = prepared.costs.get(ec.operation_name)
-        if cost is None:
-            estimate = self.settings.list_cost_estimate
-            variables = ec.variables or {}
-            cost = query_cost(ec.schema._schema, prepared.document, ec.operation_name, variables, estimate)
-            if "pagination" not in query:  # only page sizes read variables
-                prepared.costs[ec.operation_name] = cost
-        limit = self.settings.max_query_cost
-        if cost <= limit:
-            return []
-        message = f"this operation may resolve about {cost} objects, over {limit}"
-        return [limit_error("max_query_cost", message)]
+
+def cost_errors(
+    settings: Settings,
+    schema: GraphQLSchema,
+    prepared: _Prepared,
+    query: str,
+    operation_name: str | None,
+    variables: Mapping[str, Any],
+) -> list[GraphQLError]:
+    """The refusal of an operation over ``max_query_cost`` (none if within it)."""
+    assert prepared.document is not None
+    cost = prepared.costs.get(operation_name)
+    if cost is None:
+        estimate = settings.list_cost_estimate
+        cost = query_cost(schema, prepared.document, operation_name, variables, estimate)
+        if "pagination" not in query:  # only page sizes read variables
+            prepared.costs[operation_name] = cost
+    limit = settings.max_query_cost
+    if cost <= limit:
+        return []
+    message = f"this operation may resolve about {cost} objects, over {limit}"
+    return [limit_error("max_query_cost", message)]
 
 
 # The errors of strawberry's limiters, by a phrase of their message, and the setting behind each.

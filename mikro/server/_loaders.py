@@ -70,6 +70,24 @@ def _through_query(
     )
 
 
+#: An image's columns that refer to a row of another table, and that table's model (see `of_image`).
+_IMAGE_REFERENCES = {
+    "store_id": m.Store,
+    "sample_id": m.Sample,
+    "dataset_id": m.Dataset,
+    "original_file_id": m.FileRow,
+}
+
+
+@functools.cache
+def _of_image_query(reference: str) -> Select[Any]:
+    """The row an image refers to by its column ``reference`` (as `_by_id_query` reads it), by the
+    image's id."""
+    model, images = _IMAGE_REFERENCES[reference], _table(m.Representation)
+    referred = select(images.c[reference]).where(images.c.id == bindparam("keys")).scalar_subquery()
+    return reused(select(*m.listed_columns(model)).where(_table(model).c.id == referred))
+
+
 def _keyed_query(build: Callable[..., Select[Any]], *args: Any, keys: list[int]) -> Statement:
     """``build(*args)``'s statement for ``keys`` and its parameters: the one-key form for one key."""
     if len(keys) == 1:
@@ -92,6 +110,11 @@ class Loaders:
         self._caller = caller
         self._views: dict[tuple[int, Callable[[Any], Any]], tuple[Any, Any]] = {}
 
+    @property
+    def caching(self) -> bool:
+        """Whether these loaders remember what they loaded (one request's, or one event's)."""
+        return self._cache
+
     def view(self, row: Any, convert: Callable[[Any], R]) -> R:
         """``convert(row)``, made once per loaded row (a store shown by 100 images of a list is one
         object, not 100 of them with their levels)."""
@@ -105,6 +128,26 @@ class Loaders:
         value = convert(row)
         self._views[key] = (row, value)
         return value
+
+    def of_image(self, name: str, reference: str | None, image_id: int) -> list[Statement]:
+        """The statements of loader ``name``'s value for one image, by the image's id: the loader's own
+        (its key is the image's id) or, with ``reference``, those of the row the image refers to by
+        that column. They can be read with the image's own row, in one call (see `prime_read`)."""
+        loader = getattr(self, name)
+        assert isinstance(loader, SqlLoader)
+        if reference is None:
+            return loader.statements([image_id])
+        return [(_of_image_query(reference), {"keys": image_id})]
+
+    def prime_read(self, name: str, key: int, rows: list[Sequence[Any]], *, found_only: bool) -> None:
+        """Remember loader ``name``'s value for ``key`` from the rows of its `of_image` statements;
+        ``found_only``: not when nothing was found (the row the image referred to when the image was
+        read may be another by now: the loader reads it by its key when asked)."""
+        loader = getattr(self, name)
+        assert isinstance(loader, SqlLoader)
+        value = loader.finish([key], rows)[0]
+        if value is not None or not found_only:
+            loader.prime(key, value)
 
     # --- by id ---------------------------------------------------------------------------------------
 

@@ -61,6 +61,7 @@ __all__ = [
     "User",
     "ZarrStore",
     "prefetch_representations",
+    "selected_relations",
 ]
 
 
@@ -519,6 +520,12 @@ def _selected_names(info: Info[Any, Any]) -> frozenset[str]:
             entry = _SELECTED[id(node)] = (node, frozenset(found))
         names |= entry[1]
     return frozenset(names)
+
+
+def selected_relations(info: Info[Any, Any]) -> list[tuple[str, str]]:
+    """The image relations the query selects on this field's value: their loader and the attribute of
+    the image holding its key."""
+    return [_RELATIONS[name] for name in _selected_names(info) & _RELATIONS.keys()]
 
 
 async def prefetch_representations(info: Info[Any, Any], reps: Sequence[Representation]) -> None:

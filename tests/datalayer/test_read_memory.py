@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -171,3 +173,81 @@ def test_released_memory_is_given_to_the_kernel_only_when_left_unused(
     assert not new and third.ctypes.data == address
     third[...] = 1
     assert int(third.sum()) == third.size
+
+
+def test_a_script_that_keeps_a_result_until_it_exits_ends() -> None:
+    """A result kept in a module global is released while the interpreter exits: then no thread can be
+    started to mark its memory (on Python 3.11 starting one waited forever, and the script never ended)."""
+    script = (
+        "from mikro.datalayer._result_memory import result_array\n"
+        "kept, _ = result_array((8, 1024, 1024), 'uint8')\n"
+        "kept[...] = 3\n"
+        "print(int(kept[-1, -1, -1]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "3"), done.stderr
+
+
+def test_backing_memory_with_pages_leaves_what_it_holds() -> None:
+    """A block of a whole-image read is backed with pages while the read fills it, and one block's rows
+    lie between another's: backing memory must never change a byte."""
+    out, _ = result_array((4, 1024, 1024), "uint16")
+    out[...] = 9
+    _result_memory.populate(out[1:3, :, 512:])  # the right halves of two planes
+    _result_memory.populate(out[3, ::-1])  # negative strides
+    _result_memory.populate(out)
+    assert int(out.min()) == int(out.max()) == 9
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kernel_populates", [True, False])
+async def test_whole_reads_into_new_memory_are_exact(
+    make_provider: Callable[..., CountingProvider], monkeypatch: pytest.MonkeyPatch, kernel_populates: bool
+) -> None:
+    """New memory (results, and whole shards the chunk tasks share) is backed beside the read where the
+    kernel can, zeroed before it where it cannot."""
+    can = _result_memory.populates()
+    monkeypatch.setattr(_result_memory, "populates", lambda: kernel_populates and can)
+    provider = make_provider()
+    values = values_for((4, 1024, 1024), seed=7)  # two blocks of 4 MiB: large enough for a helper thread
+    layout = put_image(GrantedStore(provider), values, chunks=CHUNKS, shards=(2, 1024, 1024))
+    view = open_view(GrantedStore(provider), layout)
+    first, second = await compute(view), await compute(view)  # both in new memory
+    np.testing.assert_array_equal(first.values, values)
+    np.testing.assert_array_equal(second.values, values)
+    assert int((await compute(view.max())).values) == int(values.max())
+
+
+@pytest.mark.anyio
+async def test_plain_results_and_kept_chunks_stay_the_users(
+    make_provider: Callable[..., CountingProvider],
+) -> None:
+    """Two ``.values`` held at once are separate arrays; a chunk the user keeps from a computation that
+    read every chunk (a view of mikro's memory) keeps its values while later reads reuse memory."""
+    import dask
+
+    provider = make_provider()
+    values = values_for(SHAPE, seed=6)
+    layout = put_image(GrantedStore(provider), values, chunks=CHUNKS, shards=SHARDS, compression=None)
+    view = open_view(GrantedStore(provider), layout)
+
+    def plain() -> tuple[Any, Any, Any]:
+        first, second = view.values, view.values
+        chunks = dask.compute(*view.data.to_delayed().ravel())  # every chunk, each its own result
+        return first, second, chunks[0]
+
+    first, second, chunk = await anyio.to_thread.run_sync(plain)
+    assert not np.shares_memory(first, second)
+    first[...] = 0
+    np.testing.assert_array_equal(second, values)
+    np.testing.assert_array_equal(chunk, values[:1, :256, :512])
+    del first, second
+    gc.collect()
+    for _ in range(3):  # later reads take the memory released above, never the kept chunk's
+        again = await anyio.to_thread.run_sync(lambda: view.values)
+        np.testing.assert_array_equal(again, values)
+        assert not np.shares_memory(again, chunk)
+        again[...] = 1
+        del again
+        gc.collect()
+    np.testing.assert_array_equal(chunk, values[:1, :256, :512])

@@ -38,7 +38,7 @@ async def test_one_plane_reads_only_its_chunk(make_provider: Callable[..., Count
 
     # The stored size of plane 37's chunk, from its shard's index.
     shard = 37 // lay.shards[0]
-    key = f"0/c/{shard}/0/0"
+    key = f"0/c.{shard}.0.0"
     raw_index = writer.get_suffix(key, ShardIndex.nbytes(lay.chunks_per_shard))
     assert raw_index is not None
     _, chunk_bytes = ShardIndex.decode(raw_index, lay.chunks_per_shard).locate(
@@ -85,7 +85,7 @@ async def test_missing_shards_read_as_fill_value(make_provider: Callable[..., Co
         writer, prepare_image(values, dims="zyx"), target_shard_bytes=4 * 256 * 512 * 2
     )
     assert result.layout.shards == (4, 256, 512)
-    writer.delete(["0/c/1/0/0"])
+    writer.delete(["0/c.1.0.0"])
     lay = result.layout
     view = open_dataarray(
         GrantedStore(provider),
