@@ -74,7 +74,8 @@ def _image(ctx: Context, compressed: bool) -> _mikro.StoredImage:
 
 
 def _shard_files(img: _mikro.StoredImage) -> list[Path]:
-    return sorted(p for p in (Path(img.path) / img.array / "c").rglob("*") if p.is_file())
+    # mikro names shards with '.' (``c.0.0.0``): one file per shard beside the array's zarr.json.
+    return sorted(p for p in (Path(img.path) / img.array).iterdir() if p.name.startswith("c."))
 
 
 class _Warm:
@@ -133,7 +134,7 @@ class _Layout:
         #: per file: (path, [(offset, length, place in the image), ...])
         self.files: list[tuple[Path, list[tuple[int, int, tuple[slice, ...]]]]] = []
         for path in files:
-            shard = [int(p) for p in path.relative_to(path.parents[len(shards) - 1]).parts]
+            shard = [int(p) for p in path.name.split(".")[1:]]
             with open(path, "rb") as f:
                 f.seek(-index_bytes, 2)
                 index = np.frombuffer(f.read(index_bytes)[:-4], dtype="<u8").reshape(-1, 2)
