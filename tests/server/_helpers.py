@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
+import uvicorn
+
+from mikro.server._app import create_app
+from mikro.server._settings import Settings
 
 
 class Api:
@@ -148,3 +155,26 @@ def b64(data: bytes) -> str:
     import base64
 
     return base64.b64encode(data).decode("ascii")
+
+
+@asynccontextmanager
+async def serving_in_process(data_dir: Path, admin_token: str) -> AsyncIterator[tuple[Any, int]]:
+    """The real app under uvicorn on a loopback socket, in this test's own loop (asyncio: the server's),
+    for tests that reach into the running app: ``(app, port)``."""
+    settings = Settings(_env_file=None, data_dir=data_dir, admin_token=admin_token)  # type: ignore[call-arg]
+    app = create_app(settings)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            with anyio.fail_after(60):
+                while not server.started:
+                    await anyio.sleep(0.01)
+            try:
+                yield app, sock.getsockname()[1]
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()

@@ -10,22 +10,17 @@ direct path on and off, which only code in the server's process can)."""
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
-import uvicorn
 
-from mikro.server._app import create_app
 from mikro.server._auth import create_user
 from mikro.server._direct import DirectQueries
-from mikro.server._settings import Settings
-from tests.server._helpers import Api, make_representation
+from tests.server._helpers import Api, make_representation, serving_in_process
 
 pytestmark = [
     pytest.mark.parametrize("anyio_backend", ["asyncio"]),
@@ -70,21 +65,10 @@ class _Served:
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[_Served]:
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", admin_token=TOKEN)  # type: ignore[call-arg]
-    app = create_app(settings)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        with anyio.fail_after(60):
-            while not server.started:
-                await anyio.sleep(0.01)
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}/graphql"
+    async with serving_in_process(tmp_path / "data", TOKEN) as (app, port):
+        url = f"http://127.0.0.1:{port}/graphql"
         async with httpx.AsyncClient(timeout=30) as client:
             yield _Served(app, url, client)
-        server.should_exit = True
-    sock.close()
 
 
 async def _both_ways(served: _Served, token: str, body: dict[str, Any], **headers: str) -> bool:

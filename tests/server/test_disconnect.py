@@ -5,19 +5,16 @@ test holds the server's write transaction open, which only code in its process c
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 
-from mikro.server._app import create_app
 from mikro.server._models import Sample
 from mikro.server._services import Services
-from mikro.server._settings import Settings
+from tests.server._helpers import serving_in_process
 
 pytestmark = [
     pytest.mark.parametrize("anyio_backend", ["asyncio"]),
@@ -36,19 +33,8 @@ class _Served:
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[_Served]:
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", admin_token=TOKEN)  # type: ignore[call-arg]
-    app = create_app(settings)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        with anyio.fail_after(60):
-            while not server.started:
-                await anyio.sleep(0.01)
-        yield _Served(app.state.services, sock.getsockname()[1])
-        server.should_exit = True
-    sock.close()
+    async with serving_in_process(tmp_path / "data", TOKEN) as (app, port):
+        yield _Served(app.state.services, port)
 
 
 def _request(document: str) -> bytes:
