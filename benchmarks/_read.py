@@ -105,7 +105,7 @@ def bar_read(ctx: Context) -> BarResult:
     figs[3].note = (
         "a script's rep.data.values (sync facade, fresh process), no m.compute: one dask task reads the "
         "image shard by shard into one array, which is the result (no concatenation); its new memory backed "
-        "with pages (MADV_POPULATE_WRITE) beside the reads"
+        "with pages before the reads"
     )
     figs[4].note = (
         "the plain contenders' floor: a script's own process, its result in new memory (page faults "

@@ -36,7 +36,7 @@ import numpy as np
 
 from mikro._exceptions import StorageError
 from mikro.datalayer._file_reads import LocalFile
-from mikro.datalayer._result_memory import backed_meanwhile, result_array
+from mikro.datalayer._result_memory import fault_in, result_array
 from mikro.datalayer._shard import EMPTY, ChunkCodec, ShardIndex
 from mikro.datalayer._store import GrantedStore
 
@@ -236,8 +236,9 @@ def fetch_object(store: GrantedStore, key: str, capacity: int) -> memoryview | N
     sink = _Collect(capacity)
     assert sink.buffer is not None
     # New memory is not faulted in page by page inside the GIL-holding copies of the pieces.
-    with backed_meanwhile(sink.buffer, sink.new):
-        found = store.get_pieces(key, sink, piece_bytes=PIECE_BYTES, missing_ok=True)
+    if sink.new:
+        fault_in(sink.buffer)
+    found = store.get_pieces(key, sink, piece_bytes=PIECE_BYTES, missing_ok=True)
     return sink.data() if found else None
 
 

@@ -46,7 +46,7 @@ from mikro.datalayer._grant import GrantProvider
 from mikro.datalayer._layout import ARRAY_PATH, SPACE_UNIT, TIME_UNIT, shard_key
 from mikro.datalayer._readable import chunk_key_separator
 from mikro.datalayer._remote import distributed_scheduler_active, rebuild_reader
-from mikro.datalayer._result_memory import backed_meanwhile, result_array
+from mikro.datalayer._result_memory import fault_in, result_array
 from mikro.datalayer._shard import ChunkCodec
 from mikro.datalayer._store import GrantedStore
 
@@ -528,8 +528,9 @@ def _blocks(reader: ShardedArrayReader) -> Iterator[tuple[slice, ...]]:
 def _read_block(
     reader: ShardedArrayReader, out: np.ndarray[Any, Any], box: tuple[slice, ...], new_memory: bool
 ) -> None:
-    with backed_meanwhile(out, new_memory):
-        reader.read_into(out, box)
+    if new_memory:
+        fault_in(out)
+    reader.read_into(out, box)
 
 
 async def _read_whole(

@@ -45,10 +45,7 @@ __all__ = [
     "FREE_AFTER_SECONDS",
     "KEEP_SECONDS",
     "MIN_POOLED_BYTES",
-    "backed_meanwhile",
     "fault_in",
-    "populate",
-    "populates",
     "release_kept_results",
     "result_array",
 ]
@@ -63,11 +60,6 @@ FREE_AFTER_SECONDS = 1.0
 _HUGE_PAGE = 2 * 2**20
 _DEFAULT_KEEP_MB = 1024
 _GIVE_WAIT_SECONDS = 0.5
-#: `fault_in` asks the kernel for at most this much at a time: it holds the address space's lock meanwhile
-#: (a few ms per 8 MiB), and another thread's mmap (a malloc) waits for it.
-_FAULT_IN_PIECE = 8 * 2**20
-#: Linux 5.14+: back a range with writable pages now, as writing would, without writing.
-_MADV_POPULATE_WRITE = 23
 
 _MADV_FREE: int | None = getattr(mmap, "MADV_FREE", None)
 _MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
@@ -293,76 +285,18 @@ def result_array(shape: Sequence[int], dtype: npt.DTypeLike) -> tuple[np.ndarray
     return np.asarray(_Lease(_kept, memory, shape, dt)), new
 
 
-@functools.cache
-def _madvise() -> Any:
-    """libc's ``madvise`` (a ctypes call releases the GIL), or None where it cannot populate."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def populate(view: np.ndarray[Any, Any]) -> bool:
-    """Back the memory under ``view`` with pages now, without the GIL and without writing to it; False
-    where the kernel cannot (before Linux 5.14, other systems: then nothing was done).
-
-    New memory otherwise faults in page by page at its first write, often inside a numpy copy that holds
-    the GIL (numpy releases it for flat copies, not for the 2-D ones a chunk's rows need); a few slow
-    faults in a row stalled the event loop 20 to 30 ms (measured here). ``MADV_POPULATE_WRITE`` does all
-    the pages of a range in one call and costs about half the CPU of faulting them in one by one (256 MiB
-    of new memory: 0.25-0.3 CPU-s per GiB against 0.45, measured here). Since it writes nothing, it may
-    run while other threads fill the same pages.
-    """
-    madvise = _madvise()
-    if madvise is None or not view.size:
-        return madvise is not None
-    lo = view.ctypes.data + sum((n - 1) * s for n, s in zip(view.shape, view.strides, strict=True) if s < 0)
-    extent = sum((n - 1) * abs(s) for n, s in zip(view.shape, view.strides, strict=True)) + view.itemsize
-    page = mmap.PAGESIZE
-    start, end = lo // page * page, lo + extent
-    while start < end:
-        n = min(end - start, _FAULT_IN_PIECE)
-        if madvise(start, n, _MADV_POPULATE_WRITE) != 0:
-            return False
-        start += n
-    return True
-
-
-@functools.cache
-def populates() -> bool:
-    """Whether `populate` works here (tried once, on a page)."""
-    return populate(np.empty(mmap.PAGESIZE, dtype=np.uint8))
-
-
 def fault_in(view: np.ndarray[Any, Any]) -> None:
-    """`populate` ``view``, or where the kernel cannot, zero it with ``memset`` if contiguous (no GIL
-    either): call this before filling the view."""
-    if not populate(view) and view.flags.c_contiguous:
+    """Back the memory under ``view`` (new memory only this thread fills) with pages before it is filled,
+    with the GIL released: ``memset`` through ctypes.
+
+    Otherwise each page faults in at its first write, inside a numpy copy, which may hold the GIL (numpy
+    releases it for flat copies, not for the 2-D ones a chunk's rows need): a few slow faults in a row
+    stalled the event loop 20 to 30 ms (measured here). The kernel's ``MADV_POPULATE_WRITE`` does the same
+    without writing and at about half the CPU, but it holds the address space's lock meanwhile, and the
+    event loop's own allocations wait for it: with it, even in 8 MiB calls from a helper thread, the loop
+    lag bar (a 5 ms heartbeat during a full read) went from 11-21 to 24-35 ms (stop 11, measured old and
+    new alternating). Only contiguous views: the bytes between the rows of another block may already hold
+    another thread's data.
+    """
+    if view.size and view.flags.c_contiguous:
         ctypes.memset(view.ctypes.data, 0, view.nbytes)
-
-
-@contextlib.contextmanager
-def backed_meanwhile(view: np.ndarray[Any, Any], new: bool) -> Iterator[None]:
-    """While inside, the memory under ``view`` (when ``new``) is backed with pages by a helper thread, so
-    that the read filling it is under way meanwhile (`populate` writes nothing: the read may fill pages
-    before or after it); where the kernel cannot, it is zeroed (`fault_in`) before. Measured in fresh
-    processes, ``rep.data.values`` of 256 MiB from moto: 264 -> 361 and 229 -> 264 MiB/s against backing
-    it first. Below `MIN_POOLED_BYTES` (numpy's memory, likely backed already) a thread is not worth it:
-    it is backed in the calling thread, before."""
-    helper = None
-    if new and view.nbytes >= MIN_POOLED_BYTES and populates():
-        helper = threading.Thread(target=populate, args=(view,), name="mikro-populate", daemon=True)
-        helper.start()
-    elif new:
-        fault_in(view)
-    try:
-        yield
-    finally:
-        if helper is not None:
-            helper.join()

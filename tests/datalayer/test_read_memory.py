@@ -188,28 +188,12 @@ def test_a_script_that_keeps_a_result_until_it_exits_ends() -> None:
     assert (done.returncode, done.stdout.strip()) == (0, "3"), done.stderr
 
 
-def test_backing_memory_with_pages_leaves_what_it_holds() -> None:
-    """A block of a whole-image read is backed with pages while the read fills it, and one block's rows
-    lie between another's: backing memory must never change a byte."""
-    out, _ = result_array((4, 1024, 1024), "uint16")
-    out[...] = 9
-    _result_memory.populate(out[1:3, :, 512:])  # the right halves of two planes
-    _result_memory.populate(out[3, ::-1])  # negative strides
-    _result_memory.populate(out)
-    assert int(out.min()) == int(out.max()) == 9
-
-
 @pytest.mark.anyio
-@pytest.mark.parametrize("kernel_populates", [True, False])
-async def test_whole_reads_into_new_memory_are_exact(
-    make_provider: Callable[..., CountingProvider], monkeypatch: pytest.MonkeyPatch, kernel_populates: bool
-) -> None:
-    """New memory (results, and whole shards the chunk tasks share) is backed beside the read where the
-    kernel can, zeroed before it where it cannot."""
-    can = _result_memory.populates()
-    monkeypatch.setattr(_result_memory, "populates", lambda: kernel_populates and can)
+async def test_whole_reads_into_new_memory_are_exact(make_provider: Callable[..., CountingProvider]) -> None:
+    """New memory (results, and whole shards the chunk tasks share) is backed with pages before the
+    read fills it."""
     provider = make_provider()
-    values = values_for((4, 1024, 1024), seed=7)  # two blocks of 4 MiB: large enough for a helper thread
+    values = values_for((4, 1024, 1024), seed=7)  # two blocks of 4 MiB: mikro's own memory
     layout = put_image(GrantedStore(provider), values, chunks=CHUNKS, shards=(2, 1024, 1024))
     view = open_view(GrantedStore(provider), layout)
     first, second = await compute(view), await compute(view)  # both in new memory
