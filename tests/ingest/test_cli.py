@@ -109,10 +109,15 @@ def test_ctrl_c_stops_and_a_rerun_continues(mikro_server: MikroServer, tmp_path:
     token = mikro_server.add_user("cli")
     # --concurrency 1: small files go up in groups (of 16 here), a group taking the one slot, so at
     # most one group is in flight, and an image whose registration the interrupt cut is removed again
-    # (complete or absent). Interrupting once more than that are stored shows complete ones are kept;
-    # one slot also keeps the run slower than the polling that waits for that (50 files in 4 groups).
-    in_flight, kept, files = _group_size(FILES), 1, FILES
+    # (complete or absent). Interrupting once more than that are stored shows complete ones are kept.
+    # The first 20 files are small (two groups); the other 30 are larger than a group takes, so each goes
+    # up alone (its pixels and its 3 MiB original): the run stays seconds behind the polling that waits
+    # to interrupt it, however fast small files get (it once stored all 50 before the signal arrived).
+    in_flight, kept, files, small = _group_size(FILES), 1, FILES, 20
     _files.small_tiffs(tmp_path / "plate", files)
+    for i in range(small, files):
+        big = _files.values((1024, 1536), seed=i)
+        tifffile.imwrite(tmp_path / "plate" / f"img{i:03d}.tif", big, photometric="minisblack")
     run = _cli(mikro_server, token, str(tmp_path / "plate"), "--concurrency", "1")
     deadline = time.monotonic() + 90
     while len(_images(mikro_server, token)) < in_flight + kept and run.poll() is None:
