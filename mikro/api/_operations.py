@@ -227,6 +227,22 @@ def _page_of(model: type[MikroModel]) -> pydantic.TypeAdapter[Any]:
     return pydantic.TypeAdapter(page)
 
 
+class _Created(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    id: str
+
+
+class _CreatedAnswer(pydantic.BaseModel):
+    """A batch mutation's answer that asked only the new rows' ids."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    data: dict[str, list[_Created]]
+    extensions: Any = None
+
+
+_CREATED_IDS = pydantic.TypeAdapter(_CreatedAnswer)
+
+
 @functools.cache
 def _answer_of(model: type[MikroModel]) -> pydantic.TypeAdapter[Any]:
     """A query's answer of one object, ``{"data": {"<field>": model}}``, validated from its bytes like a
@@ -361,6 +377,18 @@ class Operations:
         """createRepresentations: several RepresentationInputs in one request and one transaction."""
         inputs_ = {"inputs": [_camel_input(i) for i in inputs]}
         return await self._listed_answer("CreateRepresentations", Representation, inputs_)
+
+    async def _create_representation_ids(self, inputs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """createRepresentations answering only the new images' ids (an ingest needs no more): the full
+        answer cost the server every relation of every image, and the client their models."""
+        return await self._created_ids("CreateRepresentationIds", inputs)
+
+    async def _created_ids(self, operation: str, inputs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """A batch mutation of ``inputs`` whose document asks only the new rows' ``id``."""
+        variables = {"inputs": [_camel_input(i) for i in inputs]}
+        answer = await self._execute_validated(operation, variables, _CREATED_IDS)
+        (rows,) = answer.data.values()
+        return [row.id for row in rows]
 
     async def _create_table_row(self, input: Mapping[str, Any]) -> Table:
         return await self._one("CreateTable", Table, {"input": _camel_input(input)})

@@ -101,7 +101,7 @@ class _Batch:
                 return
 
     async def _delete(self, reps: list[Representation]) -> None:
-        await _delete(self._session, reps)
+        await _delete(self._session, [rep.id for rep in reps])
 
 
 def _named(exc: GraphQLError, chunk: Sequence[int], names: Sequence[str]) -> GraphQLError:
@@ -120,19 +120,19 @@ def _named(exc: GraphQLError, chunk: Sequence[int], names: Sequence[str]) -> Gra
 _DELETES_IN_FLIGHT = 16
 
 
-async def _delete(session: Any, reps: list[Representation]) -> None:
+async def _delete(session: Any, ids: list[str]) -> None:
     limiter = anyio.CapacityLimiter(_DELETES_IN_FLIGHT)
 
-    async def delete(rep: Representation) -> None:
+    async def delete(rep_id: str) -> None:
         async with limiter:
             try:
-                await session.delete_representation(rep.id)
+                await session.delete_representation(rep_id)
             except Exception as exc:
-                log.warning("could not delete representation %s of a failed batch: %s", rep.id, exc)
+                log.warning("could not delete representation %s of a failed batch: %s", rep_id, exc)
 
     async with anyio.create_task_group() as tg:
-        for rep in reps:
-            tg.start_soon(delete, rep)
+        for rep_id in ids:
+            tg.start_soon(delete, rep_id)
 
 
 #: Images one worker-thread call of a small-image batch writes: few enough that the first registration
@@ -151,16 +151,24 @@ class _SmallImages:
     images written so far are recorded, in order, by `request_chunks`-sized ``createRepresentations``
     requests. So the server records one part while the client writes the next, instead of the two
     taking turns (measured: the cores idled half the time). On any failure or cancellation, all of it
-    is undone."""
+    is undone. With ``ids_only`` the requests answer only the images' ids (what `run` returns then)."""
 
-    def __init__(self, session: Any, requests: list[ImageRequest], layouts: list[ImageLayout]) -> None:
+    def __init__(
+        self,
+        session: Any,
+        requests: list[ImageRequest],
+        layouts: list[ImageLayout],
+        *,
+        ids_only: bool = False,
+    ) -> None:
         self._session = session
+        self._ids_only = ids_only
         self._requests = requests
         self._layouts = layouts
         self._names = [r.name for r in requests]
         self._stores: list[tuple[GrantedStore, str] | None] = [None] * len(requests)
         self._inputs: list[Mapping[str, Any]] = [{} for _ in requests]
-        self._reps: list[Representation] = []
+        self._reps: list[Any] = []  # the Representations made, or their ids
         #: Items whose request got no answer: their rows may have been committed.
         self._uncertain: list[int] = []
         self._claimed = 0  # items handed to a writer
@@ -169,7 +177,7 @@ class _SmallImages:
         self._writers = 0  # writers still running
         self._news = anyio.Event()  # set when a run is written or the writers end
 
-    async def run(self) -> list[Representation]:
+    async def run(self) -> list[Any]:
         count = len(self._requests)
         with self._session._s().reservations.uploading("ZARR", count):
             try:
@@ -249,11 +257,13 @@ class _SmallImages:
             await anyio.lowlevel.checkpoint()
 
     async def _register(self, chunk: list[int]) -> None:
+        session, inputs = self._session, [self._inputs[i] for i in chunk]
+        send = session._create_representation_ids if self._ids_only else session._create_representation_rows
         try:
             # Shielded: a cancellation arriving mid-request must not leave us unsure whether the server
             # committed the rows.
             with anyio.CancelScope(shield=True):
-                made = await self._session._create_representation_rows([self._inputs[i] for i in chunk])
+                made = await send(inputs)
             self._reps += made
         except GraphQLError as exc:
             raise _named(exc, chunk, self._names) from exc
@@ -264,7 +274,7 @@ class _SmallImages:
     async def _undo(self) -> None:
         """Delete the rows made, every object written, and give back the stores left without a row."""
         session = self._session
-        await _delete(session, self._reps)
+        await _delete(session, [rep if self._ids_only else rep.id for rep in self._reps])
         for i in self._uncertain:
             store_id = cast("tuple[GrantedStore, str]", self._stores[i])[1]
             await session._remove_row(None, self._names[i], store_id, maybe_created=True)
@@ -327,6 +337,14 @@ class BatchMixin:
         all are stored. If any upload or request fails, or the call is cancelled, no image of the batch
         is left: rows created so far are deleted and the objects written removed.
         """
+        return cast("list[Representation]", await self._create_many(items, ids_only=False))
+
+    async def _create_representation_batch(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
+        """`create_representations`, returning only the new images' ids (an ingest's groups): a batch of
+        small images is then recorded by requests that ask the server for nothing else."""
+        return cast("list[str]", await self._create_many(items, ids_only=True))
+
+    async def _create_many(self, items: Iterable[Mapping[str, Any]], *, ids_only: bool) -> list[Any]:
         await import_pixel_stack()  # the session's warm-up: checking the images needs dask and xarray
         requests: list[ImageRequest] = []
         for i, item in enumerate(items):
@@ -339,7 +357,8 @@ class BatchMixin:
             return []
         layouts = [r.layout_if_small() for r in requests]
         if all(layout is not None for layout in layouts):
-            return await _SmallImages(self, requests, cast("list[ImageLayout]", layouts)).run()
+            small = cast("list[ImageLayout]", layouts)
+            return await _SmallImages(self, requests, small, ids_only=ids_only).run()
         batch = _Batch(self, [r.name for r in requests])
         results: list[Representation | None] = [None] * len(requests)
         failures: list[Exception] = []
@@ -365,4 +384,5 @@ class BatchMixin:
                     await batch._delete(done)
         if failures:
             raise next((e for e in failures if not isinstance(e, _Withdrawn)), failures[0])
-        return cast("list[Representation]", results)
+        made = cast("list[Representation]", results)
+        return [rep.id for rep in made] if ids_only else made

@@ -73,7 +73,7 @@ class _Session(Protocol):
     async def get_file(self, id: Any) -> File: ...
 
     async def _create_file_rows(self, inputs: Sequence[Mapping[str, Any]]) -> list[File]: ...
-    async def _create_file_records(self, inputs: Sequence[Mapping[str, Any]]) -> list[File]: ...
+    async def _create_file_records(self, inputs: Sequence[Mapping[str, Any]]) -> list[str]: ...
 
     async def list_files(self, **filters: Any) -> list[File]: ...
 
@@ -219,17 +219,16 @@ class FilesMixin:
 
     async def _store_files(
         self, sources: Sequence[tuple[Path, str]], links: Mapping[str, Any]
-    ) -> list[File | None]:
+    ) -> list[str | None]:
         """`_store_file` of many small files at once (an ingest's originals), each ``(path, its known
         content hash)``: stores taken from the reservations, the bytes put in one worker-thread call, the
-        records made together (one ``createFiles`` request, its relations not fetched: None on the
-        ``File``). Per file its ``File``, or None where it
-        failed (nothing of it left: its caller stores it alone, which reports why); a cancellation
-        leaves nothing of any of them."""
+        records made together (one ``createFiles`` request answering only their ids). Per file the id
+        of its ``File``, or None where it failed (nothing of it left: its caller stores it alone, which
+        reports why); a cancellation leaves nothing of any of them."""
         session = self._fs()
         count = len(sources)
         stores: list[tuple[GrantedStore, str]] = []
-        created: list[File | None] = [None] * count
+        created: list[str | None] = [None] * count
         hashes: list[str | None] = [None] * count
         creating = [False] * count
 
@@ -251,9 +250,8 @@ class FilesMixin:
             creating[i] = True
             try:
                 with anyio.CancelScope(shield=True):
-                    created[i] = await self._register_file(
-                        _record(store_id, path.name, written, media_type, links)
-                    )
+                    file = await self._register_file(_record(store_id, path.name, written, media_type, links))
+                created[i] = file.id
             except Exception as exc:
                 log.debug("original %s not recorded with its group: %s", path, exc)
 
@@ -310,7 +308,7 @@ class FilesMixin:
         self,
         store: GrantedStore,
         store_id: str,
-        created: File | None,
+        created: File | str | None,
         content_hash: str | None,
         *,
         maybe_created: bool,
@@ -324,7 +322,7 @@ class FilesMixin:
                 found = await session.list_files(content_hash=content_hash, limit=1000)
                 created = next((f for f in found if f.store.id == store_id), None)
             if created is not None:
-                await session.delete_file(created.id)
+                await session.delete_file(created)
                 return
         except Exception as exc:
             log.warning("could not remove the file record of failed upload %s: %s", store_id, exc)

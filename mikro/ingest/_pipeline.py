@@ -253,15 +253,16 @@ async def _stored(
     return found
 
 
-async def _stored_originals(m: Mikro, todo: Sequence[Fingerprint]) -> dict[str, Any]:
-    """fingerprint -> the original (a `File`) an earlier run kept of that source, for the files of one
-    batch in one request: an interrupted run leaves some (a killed one even with no image of them)."""
+async def _stored_originals(m: Mikro, todo: Sequence[Fingerprint]) -> dict[str, str]:
+    """fingerprint -> the id of the original (a `File`) an earlier run kept of that source, for the
+    files of one batch in one request: an interrupted run leaves some (a killed one even with no image
+    of them)."""
     owner = {h: fp.digest for fp in todo for h in fp.original_hashes}
     unique = list(owner)
-    found: dict[str, Any] = {}
+    found: dict[str, str] = {}
     for start in range(0, len(unique), LOOKUP_BATCH):
         async for file in m.iter_files(content_hashes=unique[start : start + LOOKUP_BATCH], page_size=500):
-            found.setdefault(owner[file.content_hash], file)
+            found.setdefault(owner[file.content_hash], file.id)
     return found
 
 
@@ -435,7 +436,8 @@ async def _ingest_file(
     keep_original: bool,
     original: Any = None,
 ) -> None:
-    """Ingest one file; ``original``: its original kept by an earlier run (see `_stored_originals`)."""
+    """Ingest one file; ``original``: the id of its original kept by an earlier run (see
+    `_stored_originals`)."""
     started = time.perf_counter()
     path = Path(report.path)
     limiter = m.thread_limiter
@@ -447,7 +449,7 @@ async def _ingest_file(
         if keep_original and not dry_run and source.is_file:
             if original is None:
                 original, uploaded = await _upload_original(m, path, fp, keep["tags"]), True
-            report.original_file = original.id
+            report.original_file = original
         for index in range(count):
             if index in present:
                 report.skipped += 1
@@ -550,9 +552,10 @@ async def _ingest_group(
     batch = [(r, fp, scenes) for (r, fp), scenes in zip(group, read, strict=True) if scenes is not None]
     for report, _, _ in batch:
         progress.file_part(report.path, 0)
-    # The originals uploaded here (theirs to remove again), and every file's (uploaded or found).
-    fresh: list[Any] = [None] * len(batch)
-    originals: list[Any] = [None] * len(batch)
+    # The ids of the originals uploaded here (theirs to remove again), and every file's (uploaded or
+    # found).
+    fresh: list[str | None] = [None] * len(batch)
+    originals: list[str | None] = [None] * len(batch)
 
     async def drop_originals() -> None:
         with anyio.CancelScope(shield=True):
@@ -561,7 +564,7 @@ async def _ingest_group(
                     with contextlib.suppress(MikroError):
                         await m.delete_file(original)
 
-    reps: list[Any] | None = None
+    reps: list[str] | None = None
     try:
         if keep_original and batch:
             # Where a file's original fails, the file goes up alone (which tries again, and reports).
@@ -585,7 +588,7 @@ async def _ingest_group(
             for index, scene in enumerate(scenes)
         ]
         if items:
-            reps = await m.create_representations(items)
+            reps = await m._create_representation_batch(items)
     except Exception:
         # The batch left nothing: every file of it goes up alone.
         await drop_originals()
@@ -598,8 +601,8 @@ async def _ingest_group(
         made = iter(reps)
         for i in stored:
             report, _, scenes = batch[i]
-            report.images = [next(made).id for _ in scenes]
-            report.original_file = None if originals[i] is None else originals[i].id
+            report.images = [next(made) for _ in scenes]
+            report.original_file = originals[i]
     kept = set(stored)
     alone += [batch[i][:2] for i in range(len(batch)) if i not in kept]
     async with anyio.create_task_group() as tg:
@@ -655,11 +658,12 @@ async def _fail(m: Mikro, report: FileReport, error: str, original: Any) -> None
     report.images, report.original_file = [], None
 
 
-async def _upload_original(m: Mikro, path: Path, fp: Fingerprint, tags: list[str]) -> Any:
-    """The ``File`` keeping ``path`` as it is, uploaded now (`_stored_originals` found none before)."""
+async def _upload_original(m: Mikro, path: Path, fp: Fingerprint, tags: list[str]) -> str:
+    """The id of the ``File`` keeping ``path`` as it is, uploaded now (`_stored_originals` found none
+    before)."""
     # The fingerprint is the file's content hash: the bytes are not hashed a second time on the way up
     # (the stat signature, checked once the file is done, tells whether they changed meanwhile).
-    return await m._store_file(path, None, None, {"tags": tags}, content_hash=fp.digest)
+    return (await m._store_file(path, None, None, {"tags": tags}, content_hash=fp.digest)).id
 
 
 async def _unchanged(path: Path, fp: Fingerprint, limiter: anyio.CapacityLimiter) -> None:
