@@ -124,11 +124,24 @@ def _input(**fields: Any) -> dict[str, Any]:
     return {to_camel(k): _jsonable(v) for k, v in fields.items() if v is not None}
 
 
+class WireInput(dict[str, Any]):
+    """An input object already in its GraphQL form (see `wire_input`): sent as it is."""
+
+
+def wire_input(values: Mapping[str, Any]) -> WireInput:
+    """`_camel_input` done ahead, in the worker thread that made the input: the event loop then sends it
+    as it is (converting each small image's registration on the loop was ~5 % of its time in an
+    ingest of small files)."""
+    return WireInput(_camel_input(values))
+
+
 def _camel_input(values: Mapping[str, Any]) -> dict[str, Any]:
     """A caller's input dict (snake_case or camelCase keys; ids or models) as a GraphQL input object.
 
     Nested input objects (channels, physical size) are converted too; not meant for JSON values.
     """
+    if type(values) is WireInput:
+        return values
     out: dict[str, Any] = {}
     for key, value in values.items():
         name = to_camel(key) if "_" in key else key

@@ -26,8 +26,9 @@ import anyio.abc
 import anyio.lowlevel
 
 from mikro._exceptions import GraphQLError, MikroError, ValidationError
+from mikro.api._operations import wire_input
 from mikro.client._image_request import ImageRequest, Registrar, image_request
-from mikro.client._registrations import request_chunks, request_end
+from mikro.client._registrations import BATCH_AT_MOST, request_chunks, request_end
 from mikro.datalayer import GrantedStore, ImageLayout, small_image_keys
 from mikro.datalayer._warmup import import_pixel_stack
 
@@ -151,7 +152,8 @@ class _SmallImages:
     images written so far are recorded, in order, by `request_chunks`-sized ``createRepresentations``
     requests. So the server records one part while the client writes the next, instead of the two
     taking turns (measured: the cores idled half the time). On any failure or cancellation, all of it
-    is undone. With ``ids_only`` the requests answer only the images' ids (what `run` returns then)."""
+    is undone. With ``ids_only`` (an ingest's group) the requests answer only the images' ids (what
+    `run` returns then), and wait for up to `BATCH_AT_MOST` images each."""
 
     def __init__(
         self,
@@ -163,6 +165,7 @@ class _SmallImages:
     ) -> None:
         self._session = session
         self._ids_only = ids_only
+        self._at_least = BATCH_AT_MOST if ids_only else REGISTER_AT_LEAST
         self._requests = requests
         self._layouts = layouts
         self._names = [r.name for r in requests]
@@ -234,7 +237,7 @@ class _SmallImages:
         for i in range(start, end):
             store, store_id = cast("tuple[GrantedStore, str]", self._stores[i])
             result = self._requests[i].write_small(store, self._layouts[i])
-            self._inputs[i] = self._requests[i].registration(store_id, result)
+            self._inputs[i] = wire_input(self._requests[i].registration(store_id, result))
 
     def _tell(self) -> None:
         news, self._news = self._news, anyio.Event()
@@ -246,7 +249,7 @@ class _SmallImages:
         while len(self._reps) < count:
             first = len(self._reps)
             ready = self._written - first
-            if ready < min(REGISTER_AT_LEAST, count - first) and self._writers:
+            if ready < min(self._at_least, count - first) and self._writers:
                 await self._news.wait()
                 continue
             if not ready:
@@ -317,6 +320,23 @@ class _Item:
         return await self._batch.register(self._index, input)
 
 
+#: A batch's checked images and, for each, its layout when it is small (`ImageRequest.layout_if_small`).
+PreparedBatch = tuple[list[ImageRequest], list[ImageLayout | None]]
+
+
+def prepared_batch(items: Iterable[Mapping[str, Any]]) -> PreparedBatch:
+    """`create_representations`' items checked (a `ValidationError` naming ``items[i]``) and the images
+    prepared; blocking only on CPU, so that a caller with many may run it in a worker thread."""
+    requests: list[ImageRequest] = []
+    for i, item in enumerate(items):
+        try:
+            requests.append(image_request(**item))
+        except (ValidationError, TypeError) as exc:
+            name = item.get("name") if isinstance(item, Mapping) else None
+            raise ValidationError(f"items[{i}] ({name!r}): {exc}") from exc
+    return requests, [r.layout_if_small() for r in requests]
+
+
 class BatchMixin:
     """:meth:`create_representations` of :class:`mikro.Mikro`."""
 
@@ -337,25 +357,22 @@ class BatchMixin:
         all are stored. If any upload or request fails, or the call is cancelled, no image of the batch
         is left: rows created so far are deleted and the objects written removed.
         """
-        return cast("list[Representation]", await self._create_many(items, ids_only=False))
-
-    async def _create_representation_batch(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
-        """`create_representations`, returning only the new images' ids (an ingest's groups): a batch of
-        small images is then recorded by requests that ask the server for nothing else."""
-        return cast("list[str]", await self._create_many(items, ids_only=True))
-
-    async def _create_many(self, items: Iterable[Mapping[str, Any]], *, ids_only: bool) -> list[Any]:
         await import_pixel_stack()  # the session's warm-up: checking the images needs dask and xarray
-        requests: list[ImageRequest] = []
-        for i, item in enumerate(items):
-            try:
-                requests.append(image_request(**item))
-            except (ValidationError, TypeError) as exc:
-                name = item.get("name") if isinstance(item, Mapping) else None
-                raise ValidationError(f"items[{i}] ({name!r}): {exc}") from exc
+        prepared = prepared_batch(items)
+        return cast("list[Representation]", await self._create_many(prepared, ids_only=False))
+
+    async def _create_representation_batch(self, prepared: PreparedBatch) -> list[str]:
+        """`create_representations` of items checked beforehand (`prepared_batch`, which an ingest runs
+        in the worker thread that read its files), returning only the new images' ids: a batch of small
+        images is then recorded by requests that ask the server for nothing else, one request for up to
+        `BATCH_AT_MOST` images (an ingest's groups are several in flight: the server records one while
+        the others are written)."""
+        return cast("list[str]", await self._create_many(prepared, ids_only=True))
+
+    async def _create_many(self, prepared: PreparedBatch, *, ids_only: bool) -> list[Any]:
+        requests, layouts = prepared
         if not requests:
             return []
-        layouts = [r.layout_if_small() for r in requests]
         if all(layout is not None for layout in layouts):
             small = cast("list[ImageLayout]", layouts)
             return await _SmallImages(self, requests, small, ids_only=ids_only).run()

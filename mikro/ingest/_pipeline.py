@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from mikro._exceptions import MikroError
+from mikro.client._batch import PreparedBatch, prepared_batch
 from mikro.datalayer import DEFAULT_COMPRESSION, Compression, PyramidOption
 from mikro.datalayer._warmup import import_pixel_stack
 from mikro.ingest._readers import ReaderError, Scene, Source, open_source
@@ -577,18 +578,16 @@ async def _ingest_group(
                     fresh[i] = file
             originals = [found.get(fp.digest) or fresh[i] for i, (_, fp, _) in enumerate(batch)]
         items = [
-            {
-                **scene_image(scene, Path(report.path), fp.digest, len(scenes)),
-                **keep,
-                "original_file": originals[i],
-                "progress": partial(_scene_progress, progress, report, index, len(scenes)),
-            }
+            (scene, report, fp.digest, index, len(scenes), originals[i])
             for i, (report, fp, scenes) in enumerate(batch)
             if not keep_original or originals[i] is not None
             for index, scene in enumerate(scenes)
         ]
         if items:
-            reps = await m._create_representation_batch(items)
+            # Checked and prepared in a worker thread: per small image, that is more of the event
+            # loop's time than its registration.
+            prepared = await anyio.to_thread.run_sync(_prepared, items, keep, progress, limiter=limiter)
+            reps = await m._create_representation_batch(prepared)
     except Exception:
         # The batch left nothing: every file of it goes up alone.
         await drop_originals()
@@ -609,6 +608,23 @@ async def _ingest_group(
         for report, fp in alone:
             tg.start_soon(_ingest_alone, m, report, fp, keep, progress, keep_original, found.get(fp.digest))
         await _finish_group(m, [batch[i] for i in stored], fresh, stored, progress, started)
+
+
+def _prepared(
+    items: list[tuple[Scene, FileReport, str, int, int, str | None]],
+    keep: dict[str, Any],
+    progress: _Progress,
+) -> PreparedBatch:
+    """A group's images checked and prepared for `create_representations` (blocking: CPU)."""
+    return prepared_batch(
+        {
+            **scene_image(scene, Path(report.path), digest, count),
+            **keep,
+            "original_file": original,
+            "progress": partial(_scene_progress, progress, report, index, count),
+        }
+        for scene, report, digest, index, count, original in items
+    )
 
 
 async def _ingest_alone(
