@@ -36,7 +36,7 @@ from mikro.datalayer import (
 )
 
 if TYPE_CHECKING:
-    from mikro.api import File
+    from mikro.api import File, Grant
     from mikro.api._operations import IdLike
 
 __all__ = ["FileReader", "FilesMixin"]
@@ -61,7 +61,7 @@ class _Session(Protocol):
     def reservations(self) -> Any: ...
 
     async def _new_store(self, kind: str) -> tuple[GrantedStore, str]: ...
-    async def _new_stores(self, kind: str, count: int) -> list[tuple[GrantedStore, str]]: ...
+    def _granted(self, grant: Grant) -> tuple[GrantedStore, str]: ...
 
     async def _give_back(self, store: GrantedStore, store_id: str, written: list[str]) -> None: ...
 
@@ -227,15 +227,19 @@ class FilesMixin:
         reports why); a cancellation leaves nothing of any of them."""
         session = self._fs()
         count = len(sources)
-        stores: list[tuple[GrantedStore, str]] = []
+        # The reserved stores: their grants taken on the loop, the stores made of them in the worker
+        # thread that writes them (for a small file, making one cost the loop more than recording it).
+        grants: list[Grant] = []
+        stores: list[GrantedStore | None] = [None] * count
         created: list[str | None] = [None] * count
         hashes: list[str | None] = [None] * count
         creating = [False] * count
 
         def put_all() -> list[tuple[FileWritten, str] | None]:
             out: list[tuple[FileWritten, str] | None] = []
-            for (store, _), (path, content_hash) in zip(stores, sources, strict=True):
+            for i, (path, content_hash) in enumerate(sources):
                 try:
+                    store = stores[i] = session._granted(grants[i])[0]
                     written = upload_file(
                         store, path, checkpoint=anyio.from_thread.check_cancelled, content_hash=content_hash
                     )
@@ -246,7 +250,7 @@ class FilesMixin:
             return out
 
         async def record(i: int, written: FileWritten, media_type: str) -> None:
-            path, store_id = sources[i][0], stores[i][1]
+            path, store_id = sources[i][0], grants[i].store_id
             creating[i] = True
             try:
                 with anyio.CancelScope(shield=True):
@@ -260,7 +264,7 @@ class FilesMixin:
             # alone, the others once it is answered); refused, each file on its own gets its answer.
             for i, _, _ in done:
                 creating[i] = True
-            inputs = [_record(stores[i][1], sources[i][0].name, w, t, links) for i, w, t in done]
+            inputs = [_record(grants[i].store_id, sources[i][0].name, w, t, links) for i, w, t in done]
             try:
                 with anyio.CancelScope(shield=True):
                     files = await session._create_file_records(inputs)
@@ -278,7 +282,7 @@ class FilesMixin:
 
         with session.reservations.uploading("MEDIA", count):
             try:
-                stores = await session._new_stores("MEDIA", count)
+                grants = await session.reservations.take_many("MEDIA", count)
                 put = await anyio.to_thread.run_sync(put_all, limiter=session.thread_limiter)
                 for i, done in enumerate(put):
                     hashes[i] = None if done is None else done[0].content_hash
@@ -287,16 +291,16 @@ class FilesMixin:
                     for start in range(0, len(uploaded), FILES_PER_REQUEST):
                         tg.start_soon(record_all, uploaded[start : start + FILES_PER_REQUEST])
                 await anyio.lowlevel.checkpoint()
-                failed = [i for i in range(len(stores)) if created[i] is None]
+                failed = [i for i in range(len(grants)) if created[i] is None]
             except BaseException:
-                failed = list(range(len(stores)))
+                failed = list(range(len(grants)))
                 raise
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
                     for i in failed:
-                        store, store_id = stores[i]
+                        store = stores[i] or session._granted(grants[i])[0]
                         await self._undo_upload(
-                            store, store_id, created[i], hashes[i], maybe_created=creating[i]
+                            store, grants[i].store_id, created[i], hashes[i], maybe_created=creating[i]
                         )
         return created
 

@@ -105,8 +105,11 @@ class UploadReservations:
         taken: list[Grant] = []
         try:
             while len(taken) < count:
-                found = self._pop(kind)
-                taken.append(found if found is not None else await self.take(kind))
+                now = anyio.current_time()  # once per run of pops: the clock was a loop's cost per store
+                while len(taken) < count and (found := self._pop(kind, now)) is not None:
+                    taken.append(found)
+                if len(taken) < count:
+                    taken.append(await self.take(kind))
         except BaseException:
             self._pool[kind].extendleft(reversed(self._entries(taken)))
             raise
@@ -158,9 +161,9 @@ class UploadReservations:
         now, wall = anyio.current_time(), dt.datetime.now(dt.UTC)
         return [(g, now + _seconds_left(g, wall) / 2) for g in grants]
 
-    def _pop(self, kind: str) -> Grant | None:
+    def _pop(self, kind: str, now: float | None = None) -> Grant | None:
         pool = self._pool[kind]
-        now = anyio.current_time()
+        now = anyio.current_time() if now is None else now
         while pool:
             grant, use_by = pool.popleft()
             if now < use_by:
