@@ -362,10 +362,10 @@ class Operations:
 
     async def request_uploads(self, count: int, kind: UploadKind | str = UploadKind.ZARR) -> list[Grant]:
         """Reserve ``count`` fresh stores in one request, each with its write grant."""
-        data = await self._execute(
-            "RequestUploads", {"count": count, "kind": str(choice(UploadKind, kind, "kind"))}
-        )
-        return [self._model(Grant, item) for item in data["requestUploads"]]
+        # Validated from the answer's bytes in one pass: decoded first, then a model each, the grants of
+        # a reservation were a tenth of the event loop's time in an ingest of small files.
+        variables = {"count": count, "kind": str(choice(UploadKind, kind, "kind"))}
+        return await self._listed_answer("RequestUploads", Grant, variables)
 
     async def release_uploads(self, stores: Iterable[IdLike]) -> list[str]:
         """Give back reserved stores that were never finished (they are deleted); returns their ids."""
