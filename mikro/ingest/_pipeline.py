@@ -550,8 +550,13 @@ async def _ingest_group(
     paths = [Path(report.path) for report, _ in group]
     read = await anyio.to_thread.run_sync(_read_group, paths, limiter=limiter)
     alone = [entry for entry, scenes in zip(group, read, strict=True) if scenes is None]
-    batch = [(r, fp, scenes) for (r, fp), scenes in zip(group, read, strict=True) if scenes is not None]
-    for report, _, _ in batch:
+    # Each file's Path made once: pathlib's parsing was a few percent of a small file's CPU.
+    batch = [
+        (r, fp, scenes, path)
+        for (r, fp), scenes, path in zip(group, read, paths, strict=True)
+        if scenes is not None
+    ]
+    for report, *_ in batch:
         progress.file_part(report.path, 0)
     # The ids of the originals uploaded here (theirs to remove again), and every file's (uploaded or
     # found).
@@ -569,17 +574,17 @@ async def _ingest_group(
     try:
         if keep_original and batch:
             # Where a file's original fails, the file goes up alone (which tries again, and reports).
-            missing = [i for i, (_, fp, _) in enumerate(batch) if fp.digest not in found]
+            missing = [i for i, (_, fp, *_) in enumerate(batch) if fp.digest not in found]
             if missing:
                 uploaded = await m._store_files(
-                    [(Path(batch[i][0].path), batch[i][1].digest) for i in missing], {"tags": keep["tags"]}
+                    [(batch[i][3], batch[i][1].digest) for i in missing], {"tags": keep["tags"]}
                 )
                 for i, file in zip(missing, uploaded, strict=True):
                     fresh[i] = file
-            originals = [found.get(fp.digest) or fresh[i] for i, (_, fp, _) in enumerate(batch)]
+            originals = [found.get(fp.digest) or fresh[i] for i, (_, fp, *_) in enumerate(batch)]
         items = [
-            (scene, report, fp.digest, index, len(scenes), originals[i])
-            for i, (report, fp, scenes) in enumerate(batch)
+            (scene, report, path, fp.digest, index, len(scenes), originals[i])
+            for i, (report, fp, scenes, path) in enumerate(batch)
             if not keep_original or originals[i] is not None
             for index, scene in enumerate(scenes)
         ]
@@ -599,7 +604,7 @@ async def _ingest_group(
     if reps is not None:
         made = iter(reps)
         for i in stored:
-            report, _, scenes = batch[i]
+            report, _, scenes, _ = batch[i]
             report.images = [next(made) for _ in scenes]
             report.original_file = originals[i]
     kept = set(stored)
@@ -610,20 +615,21 @@ async def _ingest_group(
         await _finish_group(m, [batch[i] for i in stored], fresh, stored, progress, started)
 
 
-def _prepared(
-    items: list[tuple[Scene, FileReport, str, int, int, str | None]],
-    keep: dict[str, Any],
-    progress: _Progress,
-) -> PreparedBatch:
+#: One image of a group: its scene, its file's report, path and fingerprint, its index and the file's
+#: scene count, the id of the file's original.
+_GroupImage = tuple[Scene, FileReport, Path, str, int, int, str | None]
+
+
+def _prepared(items: list[_GroupImage], keep: dict[str, Any], progress: _Progress) -> PreparedBatch:
     """A group's images checked and prepared for `create_representations` (blocking: CPU)."""
     return prepared_batch(
         {
-            **scene_image(scene, Path(report.path), digest, count),
+            **scene_image(scene, path, digest, count),
             **keep,
             "original_file": original,
             "progress": partial(_scene_progress, progress, report, index, count),
         }
-        for scene, report, digest, index, count, original in items
+        for scene, report, path, digest, index, count, original in items
     )
 
 
@@ -644,7 +650,7 @@ async def _ingest_alone(
 
 async def _finish_group(
     m: Mikro,
-    done: list[tuple[FileReport, Fingerprint, list[Scene]]],
+    done: list[tuple[FileReport, Fingerprint, list[Scene], Path]],
     uploaded: list[Any],
     indices: list[int],
     progress: _Progress,
@@ -653,9 +659,9 @@ async def _finish_group(
     """Report a batch's stored files; one that changed while it was read is failed and its images and
     the original uploaded for it (``uploaded``, by index in the batch) deleted."""
     why = await anyio.to_thread.run_sync(
-        _changed, [(Path(r.path), fp.signature) for r, fp, _ in done], limiter=m.thread_limiter
+        _changed, [(path, fp.signature) for _, fp, _, path in done], limiter=m.thread_limiter
     )
-    for (report, _, _), i, error in zip(done, indices, why, strict=True):
+    for (report, *_), i, error in zip(done, indices, why, strict=True):
         if error is not None:
             await _fail(m, report, error, uploaded[i])
         report.seconds = time.perf_counter() - started
