@@ -129,6 +129,7 @@ async def test_the_thumbnails_of_a_batch_read_back_as_pngs_of_their_images(where
     reps = await m.create_representations(
         [{"data": image.T, "name": f"t-{i}", "tags": [tag]} for i, image in enumerate(_images(3))]
     )
+
     def made() -> set[str]:
         return {key for key in where.objects() - before if key.endswith("/0/thumbnail.png")}
 
