@@ -35,6 +35,7 @@ __all__ = [
     "encode_png",
     "made_on_read",
     "make_thumbnail",
+    "small_image_thumbnail",
     "thumbnail_of_image",
     "thumbnail_size",
 ]
@@ -140,6 +141,14 @@ def thumbnail_of_image(pixels: np.ndarray[Any, Any]) -> Thumbnail:
     projection = MaxProjection(pixels.shape, pixels.dtype)
     projection.add(pixels, tuple(slice(0, n) for n in pixels.shape))
     return make_thumbnail(projection.image)
+
+
+def small_image_thumbnail(pixels: np.ndarray[Any, Any]) -> Thumbnail:
+    """The thumbnail `write_small_image` records for an image of one shard (``pixels``, whole): its
+    size alone, the PNG left to the server (`made_on_read`); for one too large for that, made here."""
+    if made_on_read(pixels.shape, pixels.shape, pixels.dtype.itemsize):
+        return Thumbnail(None, *thumbnail_size(pixels.shape), key=THUMBNAIL_OBJECT)
+    return thumbnail_of_image(pixels)
 
 
 def thumbnail_size(shape: Sequence[int], side: int = THUMBNAIL_SIDE) -> tuple[int, int]:

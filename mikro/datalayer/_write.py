@@ -57,9 +57,8 @@ from mikro.datalayer._thumbnail import (
     THUMBNAIL_OBJECT,
     MaxProjection,
     Thumbnail,
-    made_on_read,
     make_thumbnail,
-    thumbnail_size,
+    small_image_thumbnail,
 )
 from mikro.datalayer._validate import PreparedImage
 
@@ -276,23 +275,16 @@ def write_small_image(
     objects: list[tuple[str, bytes | memoryview | RawShard]] = list(
         zip(small_image_keys(layout), (doc, shard, _encode_json(group_metadata(ome))), strict=True)
     )
-    made: Thumbnail | None = None
-    projection: MaxProjection | None = None
-    if thumbnail and made_on_read(layout.shape, layout.shards, layout.dtype.itemsize):
-        made = Thumbnail(None, *thumbnail_size(layout.shape), key=THUMBNAIL_OBJECT)
-    elif thumbnail:
-        projection = MaxProjection(layout.shape, layout.dtype)
-        projection.add(block, region)
-        made = make_thumbnail(projection.image)
-        if made.png is not None and store.current_grant().kind == "file":
-            made.key = THUMBNAIL_OBJECT
-            objects.append((THUMBNAIL_OBJECT, made.png))
+    made = small_image_thumbnail(block) if thumbnail else None
+    if made is not None and made.png is not None and store.current_grant().kind == "file":
+        made.key = THUMBNAIL_OBJECT
+        objects.append((THUMBNAIL_OBJECT, made.png))
     store.put_many(objects)
     return WriteResult(
         layout=layout,
         bytes_stored=len(shard),
         seconds=time.perf_counter() - started,
-        projection=None if projection is None else projection.image,
+        projection=None,
         keys=tuple(key for key, _ in objects),
         array_metadata=doc,
         thumbnail=made,

@@ -11,7 +11,13 @@ import pytest
 from PIL import Image
 
 from mikro.datalayer import make_thumbnail
-from mikro.datalayer._thumbnail import encode_png, thumbnail_of_image, thumbnail_size
+from mikro.datalayer._thumbnail import (
+    MADE_ON_READ_MAX_BYTES,
+    encode_png,
+    small_image_thumbnail,
+    thumbnail_of_image,
+    thumbnail_size,
+)
 
 
 def decode(png: bytes) -> np.ndarray[Any, Any]:
@@ -127,3 +133,13 @@ def test_the_thumbnail_of_a_whole_image_is_that_of_its_max_projection(dtype: typ
     # A side over 512: the projection takes every second pixel.
     expected = make_thumbnail(values.max(axis=(0, 1))[::2, ::2])
     assert thumbnail_of_image(values).png == expected.png
+
+
+def test_a_small_image_leaves_its_png_to_the_server_unless_too_large_for_it() -> None:
+    plane = np.random.default_rng(9).integers(0, 500, (64, 64), dtype=np.uint16)
+    small = small_image_thumbnail(plane)
+    assert small.png is None and (small.width, small.height) == (64, 64) and small.key == "0/thumbnail.png"
+    # Over MADE_ON_READ_MAX_BYTES (a view: no memory of its own): the client makes it as for a large image.
+    stack = np.broadcast_to(plane, (MADE_ON_READ_MAX_BYTES // plane.nbytes + 1, 64, 64))
+    large = small_image_thumbnail(stack)
+    assert large.png == make_thumbnail(plane).png and large.key is None
