@@ -75,11 +75,13 @@ class Thumbnail:
         return f"Thumbnail({self.width}x{self.height}, {made})"
 
 
-def made_on_read(shape: Sequence[int], shards: Sequence[int], itemsize: int, levels: int = 1) -> bool:
-    """Whether the server makes this image's thumbnail when first read: one shard, no coarser level,
-    at most `MADE_ON_READ_MAX_BYTES` (the client then registers only `thumbnail_size`)."""
+def made_on_read(shape: Sequence[int], shards: Sequence[int], itemsize: int) -> bool:
+    """Whether the server makes the thumbnail of an image whose level 0 has this ``shape`` and
+    ``shards`` when it is first read: one shard of at most `MADE_ON_READ_MAX_BYTES`. (The client leaves
+    it to the server only for images without coarser levels, see `small_image_thumbnail`; levels added
+    later change nothing: the PNG is made from level 0, as the client would have made it.)"""
     one_shard = all(n <= s for n, s in zip(shape, shards, strict=True))
-    return levels == 1 and one_shard and math.prod(shape) * itemsize <= MADE_ON_READ_MAX_BYTES
+    return one_shard and math.prod(shape) * itemsize <= MADE_ON_READ_MAX_BYTES
 
 
 class MaxProjection:

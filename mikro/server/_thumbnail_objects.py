@@ -62,7 +62,7 @@ def _stored(storage: ObjectStorage, key: str, what: str) -> bytes | None:
 def _small(store: Any) -> bool:
     if store.array_path != "0" or not store.shape or not store.shards or not store.dtype:
         return False
-    return made_on_read(store.shape, store.shards, np.dtype(store.dtype).itemsize, len(store.levels or [0]))
+    return made_on_read(store.shape, store.shards, np.dtype(store.dtype).itemsize)
 
 
 def _make(storage: ObjectStorage, store: Any, key: str, what: str) -> bytes:

@@ -145,3 +145,11 @@ async def test_an_image_with_a_pyramid_keeps_its_client_made_thumbnail(site: Sit
     assert shown.shape == (thumb.height, thumb.width) == (48, 80)  # of the coarser level
     assert shown[:, :38].max() == 0 and shown[:, 42:].min() == 255
     assert "0/thumbnail.png" not in site.keys(rep.store.key)
+
+
+async def test_a_pyramid_built_later_still_gets_the_thumbnail_of_level_0(site: Site) -> None:
+    values = np.random.default_rng(4).integers(0, 4000, (64, 96), dtype=np.uint16)
+    rep = await site.m.create_representation(values, name="later", pyramid=None)
+    rep = await site.m.build_pyramid(rep, pyramid=1)
+    assert len(rep.store.levels) == 2
+    assert await _read(site, rep) == make_thumbnail(values).png
