@@ -12,6 +12,8 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
+import zarr
+from ome_zarr_models.v05 import Image as OmeImage
 from PIL import Image
 
 import mikro
@@ -102,6 +104,12 @@ async def test_a_small_images_thumbnail_is_made_from_its_pixels_once(site: Site)
     assert got[0] == got[1] == expected.png
     assert _pixels(got[0]).shape == (thumb.height, thumb.width)
     assert site.keys(rep.store.key) == {"zarr.json", "0/zarr.json", "0/c.0.0.0.0", "0/thumbnail.png"}
+    if site.s3 is None:
+        # Still valid OME-Zarr whose group holds its one array: the PNG is inside it, where zarr never lists.
+        group = zarr.open_group(str(site.server.data_dir / "objects" / rep.store.key), mode="r")
+        OmeImage.from_zarr(group)
+        assert [name for name, _ in group.members()] == ["0"]
+        np.testing.assert_array_equal(group["0"][...], values)
 
     # Kept: without its pixels, the image's thumbnail is still served (read, not made again).
     site.delete(f"{rep.store.key}/0/c.0.0.0.0")
