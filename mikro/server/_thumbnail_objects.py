@@ -1,6 +1,6 @@
 """A thumbnail kept as an object beside its image (`THUMBNAIL_OBJECT`): read, or made on first read.
 
-An image of one shard and no coarser level (`made_on_read`) is registered with its thumbnail's size
+An image of one shard (`made_on_read`) is registered with its thumbnail's size
 alone: its client spends none of its CPU on it (an ingest of small files is bound by the client's one
 core, the GIL, while the server's core idles), and an image nobody looks at never gets one. The first
 read makes the PNG here, in a worker thread, from the stored pixels with the client's own code
@@ -17,11 +17,13 @@ read racing the delete is swept with the prefix once its credentials have expire
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
 
 from mikro._exceptions import StorageError
+from mikro.datalayer._readable import check_readable
 from mikro.datalayer._shard_pixels import only_shard_key, shard_pixels
 from mikro.datalayer._thumbnail import THUMBNAIL_OBJECT, made_on_read, thumbnail_of_image
 from mikro.server._context import Context
@@ -38,37 +40,24 @@ _SHARD_SLACK = 1.1
 _SHARD_EXTRA = 1024 * 1024
 
 
-async def thumbnail_object_png(ctx: Context, key: str, representation_id: int, what: str) -> bytes:
-    """The PNG of a thumbnail kept as the object ``key`` of the image ``representation_id``; made
-    from the image's pixels when it is not there yet and the image qualifies (else NOT_FOUND)."""
-    services = ctx.services
-    png = await services.run_io(_stored, services.storage, key, what)
-    if png is not None:
-        return png
-    image = await ctx.loaders.representation.load(representation_id)
-    store = None if image is None else await ctx.loaders.store.load(image._store_id)
-    if store is None or key != f"{store.key}/{THUMBNAIL_OBJECT}" or not _small(store):
-        raise NotFound(f"the PNG of {what} is not in its image's store")
-    return await services.run_io(_make, services.storage, store, key, what)
+async def thumbnail_object_png(ctx: Context, key: str, what: str) -> bytes:
+    """The PNG of a thumbnail kept as the object ``key`` (`THUMBNAIL_OBJECT` of its image's store);
+    made from the image's pixels when it is not there yet and the image qualifies (else NOT_FOUND)."""
+    return await ctx.services.run_io(_object_png, ctx.services.storage, key, what)
 
 
-def _stored(storage: ObjectStorage, key: str, what: str) -> bytes | None:
+def _object_png(storage: ObjectStorage, key: str, what: str) -> bytes:
+    # One worker-thread call for the read and, the first time, the making: the pixels' bounds come
+    # from the array's own zarr.json (read either way), so no database lookup is needed.
     try:
         return read_png_object(storage.read, key, what)
     except NotFound:
-        return None
-
-
-def _small(store: Any) -> bool:
-    if store.array_path != "0" or not store.shape or not store.shards or not store.dtype:
-        return False
-    return made_on_read(store.shape, store.shards, np.dtype(store.dtype).itemsize)
-
-
-def _make(storage: ObjectStorage, store: Any, key: str, what: str) -> bytes:
-    """Make, keep and return the thumbnail of ``store``'s image (blocking: for a worker thread)."""
+        pass
+    store_key, found, _ = key.rpartition("/" + THUMBNAIL_OBJECT)
+    if not found:
+        raise NotFound(f"the PNG of {what} is not in its image's store")
     try:
-        pixels = _pixels(storage, store, what)
+        pixels = _pixels(storage, f"{store_key}/0", what)
     except (StorageError, ValueError, RecursionError) as exc:
         # Not the reader's input: what the image's client wrote.
         raise ApiError(f"the thumbnail of {what} could not be made from its image: {exc}") from exc
@@ -78,13 +67,16 @@ def _make(storage: ObjectStorage, store: Any, key: str, what: str) -> bytes:
     return png
 
 
-def _pixels(storage: ObjectStorage, store: Any, what: str) -> np.ndarray[Any, Any]:
-    array = f"{store.key}/0"
+def _pixels(storage: ObjectStorage, array: str, what: str) -> np.ndarray[Any, Any]:
     meta = json.loads(_bounded_read(storage, f"{array}/zarr.json", MAX_DOCUMENT_BYTES, what))
-    shard_key = only_shard_key(meta if isinstance(meta, dict) else {}, array)
-    if meta["shape"] != store.shape or meta["chunk_grid"]["configuration"]["chunk_shape"] != store.shards:
-        raise StorageError("its zarr.json no longer describes the image recorded")
-    limit = int(np.prod(store.shape) * np.dtype(store.dtype).itemsize * _SHARD_SLACK) + _SHARD_EXTRA
+    check_readable(meta if isinstance(meta, dict) else {})
+    shape, shards = meta["shape"], meta["chunk_grid"]["configuration"]["chunk_shape"]
+    itemsize = np.dtype(meta["data_type"]).itemsize
+    if not made_on_read(shape, shards, itemsize):
+        # Its client made none (it sends a PNG for such an image), or wrote a PNG that is gone.
+        raise NotFound(f"the PNG of {what} is not in its image's store")
+    shard_key = only_shard_key(meta, array)
+    limit = int(math.prod(shape) * itemsize * _SHARD_SLACK) + _SHARD_EXTRA
     return shard_pixels(meta, _bounded_read(storage, shard_key, limit, what))
 
 

@@ -764,7 +764,7 @@ class Thumbnail:
             # Deleted between reading the thumbnail and reading its PNG.
             raise NotFound(f"no thumbnail with id {self.id}")
         if isinstance(png, str):
-            png = await thumbnail_object_png(ctx, png, self._representation_id, f"thumbnail {self.id}")
+            png = await thumbnail_object_png(ctx, png, f"thumbnail {self.id}")
         return Base64(png)
 
     creator = _creator()
