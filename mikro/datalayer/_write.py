@@ -220,7 +220,7 @@ def small_layout(
 
 def small_image_keys(layout: ImageLayout, *, thumbnail: bool = False) -> list[str]:
     """The objects `write_small_image` writes for ``layout`` (with ``thumbnail``, the thumbnail's too:
-    it writes one to a folder store)."""
+    it writes one to a folder store for an image too large for the server to make it)."""
     (position,) = layout.shard_positions()
     keys = [f"{layout.path}/zarr.json", layout.shard_key(position), "zarr.json"]
     return [*keys, THUMBNAIL_OBJECT] if thumbnail else keys
