@@ -23,6 +23,7 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from mikro._exceptions import GrantError, GraphQLError, MikroError, NotFoundError, ValidationError
+from mikro.api._operations import WireInput, wire_input
 from mikro.client._registrations import Registrations
 from mikro.datalayer import (
     FILE_KEY,
@@ -235,49 +236,50 @@ class FilesMixin:
         hashes: list[str | None] = [None] * count
         creating = [False] * count
 
-        def put_all() -> list[tuple[FileWritten, str] | None]:
-            out: list[tuple[FileWritten, str] | None] = []
+        def put_all() -> list[tuple[str, WireInput] | None]:
+            # Per file its content hash and its record, made here in GraphQL form (see `wire_input`).
+            out: list[tuple[str, WireInput] | None] = []
             for i, (path, content_hash) in enumerate(sources):
                 try:
                     store = stores[i] = session._granted(grants[i])[0]
                     written = upload_file(
                         store, path, checkpoint=anyio.from_thread.check_cancelled, content_hash=content_hash
                     )
-                    out.append((written, _guessed_type(path.name)))
+                    media_type = _guessed_type(path.name)
+                    record = _record(grants[i].store_id, path.name, written, media_type, links)
+                    out.append((written.content_hash, wire_input(record)))
                 except Exception as exc:
                     log.debug("original %s not uploaded with its group: %s", path, exc)
                     out.append(None)
             return out
 
-        async def record(i: int, written: FileWritten, media_type: str) -> None:
-            path, store_id = sources[i][0], grants[i].store_id
+        async def record(i: int, input: WireInput) -> None:
             creating[i] = True
             try:
                 with anyio.CancelScope(shield=True):
-                    file = await self._register_file(_record(store_id, path.name, written, media_type, links))
+                    file = await self._register_file(input)
                 created[i] = file.id
             except Exception as exc:
-                log.debug("original %s not recorded with its group: %s", path, exc)
+                log.debug("original %s not recorded with its group: %s", sources[i][0], exc)
 
-        async def record_all(done: list[tuple[int, FileWritten, str]]) -> None:
+        async def record_all(done: list[tuple[int, WireInput]]) -> None:
             # One createFiles request for the group (the session's queue would send the first file
             # alone, the others once it is answered); refused, each file on its own gets its answer.
-            for i, _, _ in done:
+            for i, _ in done:
                 creating[i] = True
-            inputs = [_record(grants[i].store_id, sources[i][0].name, w, t, links) for i, w, t in done]
             try:
                 with anyio.CancelScope(shield=True):
-                    files = await session._create_file_records(inputs)
+                    files = await session._create_file_records([input for _, input in done])
             except GraphQLError as exc:
                 log.debug("a group's originals not recorded together: %s", exc)
                 async with anyio.create_task_group() as tg:
-                    for i, written, media_type in done:
-                        tg.start_soon(record, i, written, media_type)
+                    for i, input in done:
+                        tg.start_soon(record, i, input)
                 return
             except Exception as exc:
                 log.debug("a group's originals not recorded: %s", exc)
                 return
-            for (i, _, _), file in zip(done, files, strict=True):
+            for (i, _), file in zip(done, files, strict=True):
                 created[i] = file
 
         with session.reservations.uploading("MEDIA", count):
@@ -285,8 +287,8 @@ class FilesMixin:
                 grants = await session.reservations.take_many("MEDIA", count)
                 put = await anyio.to_thread.run_sync(put_all, limiter=session.thread_limiter)
                 for i, done in enumerate(put):
-                    hashes[i] = None if done is None else done[0].content_hash
-                uploaded = [(i, *done) for i, done in enumerate(put) if done is not None]
+                    hashes[i] = None if done is None else done[0]
+                uploaded = [(i, done[1]) for i, done in enumerate(put) if done is not None]
                 async with anyio.create_task_group() as tg:
                     for start in range(0, len(uploaded), FILES_PER_REQUEST):
                         tg.start_soon(record_all, uploaded[start : start + FILES_PER_REQUEST])
