@@ -51,7 +51,7 @@ from mikro.datalayer._layout import (
 )
 from mikro.datalayer._pyramid import Method, PyramidBuilder, PyramidOption, plan_levels
 from mikro.datalayer._result_memory import result_array
-from mikro.datalayer._shard import ChunkCodec, RawShard, shard_payload
+from mikro.datalayer._shard import ChunkCodec, ShardPayload, shard_payload
 from mikro.datalayer._store import GrantedStore
 from mikro.datalayer._thumbnail import THUMBNAIL_OBJECT, Thumbnail, make_thumbnail
 from mikro.datalayer._validate import PreparedImage
@@ -318,14 +318,14 @@ def write_small_image(
         levels=[(1,) * layout.ndim],
         omero=omero_block(ranges.channels(channel_names or image.channel_names, channel_colours), rgb=rgb),
     )
-    objects: list[tuple[str, bytes | memoryview | RawShard]] = list(
+    objects: list[tuple[str, bytes | memoryview | ShardPayload]] = list(
         zip(small_image_keys(layout), (doc, shard, _encode_json(group_metadata(ome))), strict=True)
     )
     made = make_thumbnail(projection.image) if thumbnail else None
     if made is not None and store.current_grant().kind == "file":
         made.key = THUMBNAIL_OBJECT
         objects.append((THUMBNAIL_OBJECT, made.png))
-    store.put_many(objects)
+    store.put_new(objects)
     return WriteResult(
         layout=layout,
         bytes_stored=len(shard),
@@ -428,7 +428,7 @@ async def write_image(
     shard_count = math.prod(base.shard_grid)
     made: list[Thumbnail] = []
 
-    def encode(position: tuple[int, ...]) -> list[tuple[str, memoryview | bytes | RawShard]]:
+    def encode(position: tuple[int, ...]) -> list[tuple[str, memoryview | bytes | ShardPayload]]:
         region = base.shard_region(position)
         block: Any = image.array[region]
         block = _computed(block) if image.is_lazy else np.asarray(block)
@@ -436,7 +436,7 @@ async def write_image(
         blocks = [(0, position, region, block)]
         if builder is not None:
             blocks += builder.add(0, region, block)
-        out: list[tuple[str, memoryview | bytes | RawShard]] = []
+        out: list[tuple[str, memoryview | bytes | ShardPayload]] = []
         for k, pos, reg, pixels in blocks[1:] if levels_only else blocks:
             if k == coarsest:
                 projection.add(pixels, reg)

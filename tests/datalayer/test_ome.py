@@ -52,8 +52,9 @@ async def test_store_validates_and_opens_without_mikro(store: GrantedStore, tmp_
 async def test_a_small_image_in_a_folder_store_opens_with_zarr_and_leaves_no_staging_files(
     tmp_path: Path, compression: str | None
 ) -> None:
-    # A folder store's objects are written straight to files (staging file, then rename): the folder
-    # itself, not a copy, opens with zarr and validates as OME-Zarr; writing again replaces the objects.
+    # A small image's objects are written straight to files (in place: nothing reads the store before it
+    # is recorded): the folder itself, not a copy, opens with zarr and validates as OME-Zarr; writing
+    # again replaces the objects.
     root = tmp_path / "store"
     grant = StorageGrant(
         store_id="s",
