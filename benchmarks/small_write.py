@@ -166,10 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     count, runs = (200, 1) if args.quick else (args.images, args.runs)
     work = Path(tempfile.mkdtemp(prefix="small_write"))
     try:
-        for run in stages(work / "warm-up", 20, args.side).values():
-            run()  # imports, caches, the codec's first call
+        chosen = [name for name in stages(work / "names", 1, args.side) if args.only in name or name == FLOOR]
+        warm_up = stages(work / "warm-up", 20, args.side)
+        for name in chosen:
+            warm_up[name]()  # imports, caches, the codec's first call
         every = stages(work, count, args.side)
-        table = {name: run for name, run in every.items() if args.only in name or name == FLOOR}
+        table = {name: every[name] for name in chosen}
         got: dict[str, list[tuple[float, float]]] = {name: [] for name in table}
         names = list(table)
         with ThreadPoolExecutor(1) as thread:
