@@ -55,13 +55,17 @@ def write_parts(fd: int, parts: Sequence[Buffer]) -> None:
     (a small image's shard: its encoded chunk and its index, not joined into a new buffer first)."""
     views = [memoryview(part).cast("B") for part in parts]
     total = sum(view.nbytes for view in views)
-    done = os.writev(fd, views) if total <= WRITE_PIECE_BYTES else 0
+    done = _writev(fd, views) if _writev is not None and total <= WRITE_PIECE_BYTES else 0
     for view in views:
         if done >= view.nbytes:
             done -= view.nbytes
             continue
         write_all(fd, view[done:])
         done = 0
+
+
+#: Not on Windows: there the parts go one ``write`` each.
+_writev = getattr(os, "writev", None)
 
 
 @contextlib.contextmanager
