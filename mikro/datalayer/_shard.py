@@ -21,7 +21,7 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import google_crc32c
 import numpy as np
@@ -320,17 +320,28 @@ class RawShard:
         """
         for pos in self.present:
             chunk = self.region[_chunk_selection(pos, self.layout.chunks)]
-            if (
-                chunk.shape == self.layout.chunks
-                and chunk.dtype == self.codec.dtype
-                and chunk.flags.c_contiguous
-            ):
-                write(memoryview(chunk.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
-                continue
-            slot = _scratch(self.chunk_nbytes).view(self.codec.dtype).reshape(self.layout.chunks)
-            _fill(slot, chunk)
-            write(memoryview(slot.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
+            view = self._as_bytes(chunk)
+            if view is None:
+                slot = _scratch(self.chunk_nbytes).view(self.codec.dtype).reshape(self.layout.chunks)
+                _fill(slot, chunk)
+                view = memoryview(slot.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+            write(view)
         write(memoryview(self.index))
+
+    def parts(self) -> list[memoryview] | None:
+        """The shard's bytes as views of the pixels, then the index, if every chunk already is its bytes
+        (a small image's one chunk, usually: then written with one ``writev``); else None."""
+        views = [
+            self._as_bytes(self.region[_chunk_selection(pos, self.layout.chunks)]) for pos in self.present
+        ]
+        if any(view is None for view in views):
+            return None
+        return [*cast("list[memoryview]", views), memoryview(self.index)]
+
+    def _as_bytes(self, chunk: np.ndarray[Any, Any]) -> memoryview | None:
+        if chunk.shape == self.layout.chunks and chunk.dtype == self.codec.dtype and chunk.flags.c_contiguous:
+            return memoryview(chunk.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+        return None
 
     def materialize(self) -> memoryview:
         """The whole shard in one buffer from `SHARD_BUFFERS` (back in the pool once the view is gone)."""

@@ -549,10 +549,14 @@ def _write_new_file(path: str, data: bytes | memoryview | ShardPayload) -> None:
 def _write_body(fd: int, data: bytes | memoryview | ShardPayload) -> None:
     """A `RawShard` goes chunk by chunk from the pixels: the shard never exists whole in memory (no fresh
     shard-sized buffer to fault in: on the ingest path that cost more client CPU than the write); an
-    `EncodedShard` as its parts."""
+    `EncodedShard` as its parts. A small shard's parts go in one ``writev`` (`write_parts`)."""
     if isinstance(data, EncodedShard):
         write_parts(fd, data.parts)
     elif isinstance(data, RawShard):
-        data.write_to(partial(write_all, fd))
+        parts = data.parts()
+        if parts is not None:
+            write_parts(fd, parts)
+        else:
+            data.write_to(partial(write_all, fd))
     else:
         write_all(fd, data)
