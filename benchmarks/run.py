@@ -102,6 +102,12 @@ def _failed_bar(name: str, exc: BaseException) -> BarResult:
     )
 
 
+def _fresh_json_path() -> Path:
+    fd, name = tempfile.mkstemp(prefix="mikro-bench-", suffix=".json")
+    os.close(fd)
+    return Path(name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -126,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes.quick() if args.quick else Sizes.full()
     console = Console(width=None if sys.stdout.isatty() else 200, highlight=False)
     setup = _setup(args, sizes)
-    json_path = args.json or Path(tempfile.gettempdir()) / "mikro-bench.json"
+    # A fresh file per run by default: two runs at once must not overwrite each other's figures.
+    json_path = args.json or _fresh_json_path()
     workdir = Path(tempfile.mkdtemp(prefix="mikro-bench-"))
     bars: list[BarResult] = []
 
