@@ -159,8 +159,8 @@ def raw_put(store: S3Store | LocalStore, prefix: str, planes: np.ndarray) -> Non
 
 #: The small objects mikro writes beside each image's pixels: the OME-Zarr group's and the array's
 #: zarr.json (typical sizes for a 2048x2048 uint16 plane). The thumbnail is left out, as mikro's own
-#: addition: a folder store keeps a one-shard image's as an object (``0/thumbnail.png``), other stores send
-#: its PNG to the server with the image's registration.
+#: addition: the server makes a one-shard image's when it is first read (``0/thumbnail.png``), and a larger
+#: image's client sends its PNG with the image's registration.
 IMAGE_SIDE_OBJECTS = (1_400, 1_100)
 #: Where mikro puts them and a one-shard image's pixels: the floor writes the same files and folders.
 IMAGE_SIDE_KEYS = ("zarr.json", "0/zarr.json")

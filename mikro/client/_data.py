@@ -5,7 +5,8 @@
 the typed operations, and leaves all pixel work to :mod:`mikro.datalayer` (worker threads, obstore's
 sync API). An image becomes visible only once its data is in place: one ``createRepresentation``
 request then finishes the upload and records the image with its thumbnail (the PNG travels in that
-request and is kept by the server: no object of its own on the store).
+request; an image of one shard sends only the thumbnail's size, and the server makes the PNG when it
+is first read).
 """
 
 from __future__ import annotations

@@ -161,8 +161,9 @@ class ImageRequest:
 def _thumbnail_input(made: Thumbnail | None) -> dict[str, Any] | None:
     if made is None:
         return None
-    if made.key is not None:
-        # Written beside the image: the server reads it from there (see write_small_image).
+    if made.key is not None or made.png is None:
+        # Beside the image, written there or made there by the server when first read (see
+        # write_small_image): the server reads it from there.
         return {"width": made.width, "height": made.height}
     return {"png": pybase64.b64encode(made.png).decode("ascii")}
 

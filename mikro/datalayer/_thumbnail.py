@@ -1,23 +1,51 @@
-"""A small PNG of an image from its max projection.
+"""A small PNG of an image from its max projection, and that projection.
 
-Made once per uploaded image, on the ingest path, so its CPU cost counts against every image written:
-box-average down to about the thumbnail's size first (everything after works on ~64 k pixels), contrast
-from percentiles of an even sample of ~8 k pixels (sorted: numpy's vectorised sort beats a partition
-there), and a PNG written here (see `encode_png`) with ISA-L's deflate.
+Made once per image, so its CPU cost counts against every image: box-average down to about the
+thumbnail's size first (everything after works on ~64 k pixels), contrast from percentiles of an even
+sample of ~8 k pixels (sorted: numpy's vectorised sort beats a partition there), and a PNG written here
+(see `encode_png`) with ISA-L's deflate.
+
+A big image's client makes it while it uploads (from the coarsest level's projection) and sends it with
+the registration. An image of one shard and no coarser level (`made_on_read`) is registered with the
+thumbnail's size alone (`thumbnail_size`): the server makes the PNG from the stored pixels the first
+time it is read (`thumbnail_of_image`, the same projection and code) and keeps it as `THUMBNAIL_OBJECT`.
+The ingest of small files is bound by the client's one core (the GIL), while the server's core idles;
+and a screening UI shows few of the thumbnails of the images a plate produces.
 """
 
 from __future__ import annotations
 
+import math
 import struct
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from isal import isal_zlib
 from PIL import Image
 
-__all__ = ["THUMBNAIL_OBJECT", "THUMBNAIL_SIDE", "Thumbnail", "encode_png", "make_thumbnail"]
+__all__ = [
+    "MADE_ON_READ_MAX_BYTES",
+    "PROJECTION_SIDE",
+    "THUMBNAIL_OBJECT",
+    "THUMBNAIL_SIDE",
+    "MaxProjection",
+    "Thumbnail",
+    "encode_png",
+    "made_on_read",
+    "make_thumbnail",
+    "small_image_thumbnail",
+    "thumbnail_of_image",
+    "thumbnail_size",
+]
 
 THUMBNAIL_SIDE = 256
+#: Longest side of the max projection a thumbnail is made from (sampled on a grid, see `MaxProjection`).
+PROJECTION_SIDE = 512
+#: Largest image (uncompressed bytes) whose thumbnail the server makes when it is first read: one shard
+#: (mikro aims at 32 MiB shards), a few tens of milliseconds of one worker thread.
+MADE_ON_READ_MAX_BYTES = 64 * 2**20
 #: Where a thumbnail written beside its image goes, relative to the image's store (the server reads it
 #: from there). Inside the level-0 array's prefix, not at the group's root: zarr lists a group's
 #: children and warns about every object there that is not a node, and it never lists an array's.
@@ -34,21 +62,132 @@ _FILTER_UP = 2
 
 class Thumbnail:
     """PNG bytes and their pixel size; ``key``: the object it was written to beside its image (None:
-    not in the store)."""
+    not in the store). ``png`` None: not made here; the server makes it at ``key`` when first read."""
 
-    def __init__(self, png: bytes, width: int, height: int, key: str | None = None) -> None:
+    def __init__(self, png: bytes | None, width: int, height: int, key: str | None = None) -> None:
         self.png = png
         self.width = width
         self.height = height
         self.key = key
 
     def __repr__(self) -> str:
-        return f"Thumbnail({self.width}x{self.height}, {len(self.png)} bytes)"
+        made = "made on read" if self.png is None else f"{len(self.png)} bytes"
+        return f"Thumbnail({self.width}x{self.height}, {made})"
+
+
+def made_on_read(shape: Sequence[int], shards: Sequence[int], itemsize: int) -> bool:
+    """Whether the server makes the thumbnail of an image whose level 0 has this ``shape`` and
+    ``shards`` when it is first read: one shard of at most `MADE_ON_READ_MAX_BYTES`. (The client leaves
+    it to the server only for images without coarser levels, see `small_image_thumbnail`; levels added
+    later change nothing: the PNG is made from level 0, as the client would have made it.)"""
+    one_shard = all(n <= s for n, s in zip(shape, shards, strict=True))
+    return one_shard and math.prod(shape) * itemsize <= MADE_ON_READ_MAX_BYTES
+
+
+class MaxProjection:
+    """Max projection over every axis but y/x of an image of ``shape``, sampled on a grid of step
+    ``step`` (thread-safe: blocks may be added from several threads)."""
+
+    def __init__(self, shape: Sequence[int], dtype: np.dtype[Any]) -> None:
+        ny, nx = shape[-2:]
+        self.step = _projection_step(ny, nx)
+        if dtype.kind == "b":
+            low: Any = False
+        elif dtype.kind == "f":
+            low = -np.inf
+        else:
+            low = np.iinfo(dtype).min
+        self._shape = (math.ceil(ny / self.step), math.ceil(nx / self.step))
+        self._low = low
+        self._dtype = dtype
+        # Made on first use, in a worker thread: filling it cost the event loop ~0.25 ms per small image.
+        self._image: np.ndarray[Any, Any] | None = None
+        self._fmax = dtype.kind == "f"
+        self._lock = threading.Lock()
+
+    @property
+    def image(self) -> np.ndarray[Any, Any]:
+        with self._lock:
+            if self._image is None:
+                self._image = np.full(self._shape, self._low, dtype=self._dtype)
+            return self._image
+
+    def add(self, block: np.ndarray[Any, Any], region: Sequence[slice]) -> None:
+        y0, x0 = region[-2].start, region[-1].start
+        oy, ox = (-y0) % self.step, (-x0) % self.step
+        sampled = block[..., oy :: self.step, ox :: self.step]
+        if sampled.size == 0:
+            return
+        lead = tuple(range(sampled.ndim - 2))
+        part = (np.fmax.reduce if self._fmax else np.maximum.reduce)(sampled, axis=lead) if lead else sampled
+        gy, gx = (y0 + oy) // self.step, (x0 + ox) // self.step
+        with self._lock:
+            if self._image is None:
+                if part.shape == self._shape and not self._fmax:
+                    # One block covers the whole projection (a one-shard image): it is the projection
+                    # (copied when it is a view of the caller's pixels).
+                    self._image = part.astype(self._dtype, copy=not lead)
+                    return
+                self._image = np.full(self._shape, self._low, dtype=self._dtype)
+            view = self._image[gy : gy + part.shape[0], gx : gx + part.shape[1]]
+            (np.fmax if self._fmax else np.maximum)(view, part, out=view)
+
+
+def _projection_step(ny: int, nx: int) -> int:
+    return max(1, math.ceil(max(ny, nx) / PROJECTION_SIDE))
+
+
+def thumbnail_of_image(pixels: np.ndarray[Any, Any]) -> Thumbnail:
+    """The thumbnail of a whole image in memory (dims ending in y, x): `make_thumbnail` of its
+    `MaxProjection`, as the client makes it while writing the image."""
+    projection = MaxProjection(pixels.shape, pixels.dtype)
+    projection.add(pixels, tuple(slice(0, n) for n in pixels.shape))
+    return make_thumbnail(projection.image)
+
+
+def small_image_thumbnail(pixels: np.ndarray[Any, Any]) -> Thumbnail:
+    """The thumbnail `write_small_image` records for an image of one shard (``pixels``, whole): its
+    size alone, the PNG left to the server (`made_on_read`); for one too large for that, made here."""
+    if made_on_read(pixels.shape, pixels.shape, pixels.dtype.itemsize):
+        return Thumbnail(None, *thumbnail_size(pixels.shape), key=THUMBNAIL_OBJECT)
+    return thumbnail_of_image(pixels)
+
+
+def thumbnail_size(shape: Sequence[int], side: int = THUMBNAIL_SIDE) -> tuple[int, int]:
+    """``(width, height)`` of the thumbnail `thumbnail_of_image` makes of an image of ``shape``,
+    without its pixels: the size a registration announces for a thumbnail made on read."""
+    ny, nx = shape[-2:]
+    step = _projection_step(ny, nx)
+    h, w = _downsampled_shape((math.ceil(ny / step), math.ceil(nx / step)), side)
+    if max(h, w) <= side:
+        return w, h
+    # Pillow's `Image.thumbnail` (see `make_thumbnail`): the side that is not longest rounded to the
+    # integer whose aspect ratio is nearest.
+    aspect = w / h
+    if aspect <= 1:
+        return _round_aspect(side * aspect, lambda n: abs(aspect - n / side)), side
+    return side, _round_aspect(side / aspect, lambda n: 0 if n == 0 else abs(aspect - side / n))
+
+
+def _round_aspect(number: float, key: Any) -> int:
+    return max(min(math.floor(number), math.ceil(number), key=key), 1)
+
+
+def _factor(shape: Sequence[int], side: int) -> int:
+    return max(1, max(shape) // side)
+
+
+def _downsampled_shape(shape: tuple[int, int], side: int) -> tuple[int, int]:
+    factor = _factor(shape, side)
+    h, w = (n // factor for n in shape)
+    if h == 0 or w == 0:
+        return (math.ceil(shape[0] / factor), math.ceil(shape[1] / factor))
+    return h, w
 
 
 def _downsample(plane: np.ndarray[Any, Any], side: int) -> np.ndarray[Any, np.dtype[np.float32]]:
     """Box-average ``plane`` by the largest integer factor that keeps its longest side at least ``side``."""
-    factor = max(1, max(plane.shape) // side)
+    factor = _factor(plane.shape, side)
     if factor == 1:
         return plane.astype(np.float32)
     h, w = (n // factor for n in plane.shape)

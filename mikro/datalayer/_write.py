@@ -9,9 +9,9 @@ beside the first shard: nothing reads the store before the server records it, so
 when it is registered, not when its ``zarr.json`` appears. The group's ``zarr.json`` goes up once every
 block has been read: its ``omero`` block carries each channel's data range. Coarser levels are built
 from the same blocks as they are read (see `_pyramid`) and written beside level 0. The thumbnail (a
-PNG of the coarsest level, not stored here: it is sent with the image's registration; that of an image
-of one shard goes beside it on a folder store, see `write_small_image`) is made as soon as every block
-has been read, beside the last shards' uploads. On failure or cancellation the objects
+PNG of the coarsest level, not stored here: it is sent with the image's registration) is made as soon as
+every block has been read, beside the last shards' uploads; that of an image of one shard is made by the
+server when first read (see `write_small_image`). On failure or cancellation the objects
 already written are deleted (best effort) and the error propagates; nothing is registered with the
 server here. An image of one shard and no coarser level (a plate's field, a 2048x2048 plane) is written
 whole in one worker-thread call instead (`write_small_image`): the hops cost more than they overlap.
@@ -55,7 +55,13 @@ from mikro.datalayer._pyramid import Method, PyramidBuilder, PyramidOption, plan
 from mikro.datalayer._result_memory import result_array
 from mikro.datalayer._shard import ChunkCodec, ShardPayload, shard_payload
 from mikro.datalayer._store import GrantedStore
-from mikro.datalayer._thumbnail import THUMBNAIL_OBJECT, Thumbnail, make_thumbnail
+from mikro.datalayer._thumbnail import (
+    THUMBNAIL_OBJECT,
+    MaxProjection,
+    Thumbnail,
+    make_thumbnail,
+    small_image_thumbnail,
+)
 from mikro.datalayer._validate import PreparedImage
 
 __all__ = [
@@ -73,8 +79,6 @@ log = logging.getLogger(__name__)
 #: ``progress(bytes_done, bytes_total)`` in uncompressed bytes, called on the event loop after each shard.
 ProgressCallback = Callable[[int, int], None]
 
-#: Longest side of the max projection kept for the thumbnail (it is accumulated while shards are written).
-PROJECTION_SIDE = 512
 CLEANUP_SECONDS = 10.0
 #: Images up to this size (one shard, no pyramid) are those `small_layout` offers a batch to write whole in
 #: its worker threads; `write_image` writes every one-shard image without coarser levels in one hop.
@@ -88,7 +92,9 @@ class WriteResult:
     layout: ImageLayout
     bytes_stored: int
     seconds: float
-    projection: np.ndarray[Any, Any]
+    #: None when no projection was made: an image written whole by `write_small_image` (the server makes
+    #: its thumbnail from the stored pixels, see `thumbnail_of_image`).
+    projection: np.ndarray[Any, Any] | None
     keys: tuple[str, ...]
     #: The array's ``zarr.json`` as written (the server records shape, dtype and chunks from it).
     array_metadata: bytes
@@ -104,55 +110,6 @@ class WriteResult:
     @property
     def nbytes(self) -> int:
         return self.layout.nbytes
-
-
-class _Projection:
-    """Max projection over every axis but y/x, sampled on a grid of step ``step`` (thread-safe)."""
-
-    def __init__(self, layout: ImageLayout) -> None:
-        ny, nx = layout.shape[-2:]
-        self.step = max(1, math.ceil(max(ny, nx) / PROJECTION_SIDE))
-        dtype = layout.dtype
-        if dtype.kind == "b":
-            low: Any = False
-        elif dtype.kind == "f":
-            low = -np.inf
-        else:
-            low = np.iinfo(dtype).min
-        self._shape = (math.ceil(ny / self.step), math.ceil(nx / self.step))
-        self._low = low
-        self._dtype = dtype
-        # Made on first use, in a worker thread: filling it cost the event loop ~0.25 ms per small image.
-        self._image: np.ndarray[Any, Any] | None = None
-        self._fmax = dtype.kind == "f"
-        self._lock = threading.Lock()
-
-    @property
-    def image(self) -> np.ndarray[Any, Any]:
-        with self._lock:
-            if self._image is None:
-                self._image = np.full(self._shape, self._low, dtype=self._dtype)
-            return self._image
-
-    def add(self, block: np.ndarray[Any, Any], region: Sequence[slice]) -> None:
-        y0, x0 = region[-2].start, region[-1].start
-        oy, ox = (-y0) % self.step, (-x0) % self.step
-        sampled = block[..., oy :: self.step, ox :: self.step]
-        if sampled.size == 0:
-            return
-        lead = tuple(range(sampled.ndim - 2))
-        part = (np.fmax.reduce if self._fmax else np.maximum.reduce)(sampled, axis=lead) if lead else sampled
-        gy, gx = (y0 + oy) // self.step, (x0 + ox) // self.step
-        with self._lock:
-            if self._image is None:
-                if part.shape == self._shape and not self._fmax:
-                    # One block covers the whole projection (a one-shard image): it is the projection
-                    # (copied when it is a view of the caller's pixels).
-                    self._image = part.astype(self._dtype, copy=not lead)
-                    return
-                self._image = np.full(self._shape, self._low, dtype=self._dtype)
-            view = self._image[gy : gy + part.shape[0], gx : gx + part.shape[1]]
-            (np.fmax if self._fmax else np.maximum)(view, part, out=view)
 
 
 def _channel_index(axis: int, i: int) -> tuple[slice | int, ...]:
@@ -265,7 +222,7 @@ def small_layout(
 
 def small_image_keys(layout: ImageLayout, *, thumbnail: bool = False) -> list[str]:
     """The objects `write_small_image` writes for ``layout`` (with ``thumbnail``, the thumbnail's too:
-    it writes one to a folder store)."""
+    it writes one to a folder store for an image too large for the server to make it)."""
     keys = _small_plan(layout)[1]
     return [*keys, THUMBNAIL_OBJECT] if thumbnail else list(keys)
 
@@ -304,12 +261,11 @@ def write_small_image(
     (one per object, the group document and the thumbnail) cost more than the work. The caller deletes
     `small_image_keys` if it fails.
 
-    On a folder store the thumbnail is written beside the image, as `THUMBNAIL_OBJECT` in the same
-    batch of files (its ``key`` says so), and the registration carries only its size: sent in the
-    registration instead, its base64 in the JSON body, decoded and stored in the server's database,
-    cost the server more CPU than the whole rest of the image's record. On S3 an object more is one
-    more PUT per image, more than the server's work on it, so there the PNG still goes with the
-    registration.
+    With ``thumbnail``, no PNG is made here: the result's thumbnail has only the size (`thumbnail_size`)
+    and the server makes the PNG from the stored pixels when it is first read (see `_thumbnail`); it
+    cost this thread ~15 % of its CPU per small image, on the client's one core that bounds an ingest.
+    Only an image too large for that (`made_on_read`) gets its PNG here: written beside it on a folder
+    store (its ``key`` says so), sent with the registration on S3.
     """
     started = time.perf_counter()
     region, keys = _small_plan(layout)
@@ -319,8 +275,6 @@ def write_small_image(
     block = np.asarray(block)
     ranges = _ChannelRanges(layout)
     ranges.add(block, region)
-    projection = _Projection(layout)
-    projection.add(block, region)
     shard = shard_payload(block, layout, _codec(layout))
     doc = _array_document(layout)
     channels = ranges.channels(channel_names or image.channel_names, channel_colours)
@@ -328,8 +282,8 @@ def write_small_image(
     objects: list[tuple[str, bytes | memoryview | ShardPayload]] = list(
         zip(keys, (doc, shard, group), strict=True)
     )
-    made = make_thumbnail(projection.image) if thumbnail else None
-    if made is not None and store.current_grant().kind == "file":
+    made = small_image_thumbnail(block) if thumbnail else None
+    if made is not None and made.png is not None and store.current_grant().kind == "file":
         made.key = THUMBNAIL_OBJECT
         objects.append((THUMBNAIL_OBJECT, made.png))
     store.put_new(objects)
@@ -337,7 +291,7 @@ def write_small_image(
         layout=layout,
         bytes_stored=len(shard),
         seconds=time.perf_counter() - started,
-        projection=projection.image,
+        projection=None,
         keys=tuple(key for key, _ in objects),
         array_metadata=doc,
         thumbnail=made,
@@ -477,7 +431,7 @@ async def write_image(
     codecs = [_codec(layout) for layout in layouts]
     builder = PyramidBuilder(layouts, factors, method) if len(layouts) > 1 else None
     coarsest = len(layouts) - 1
-    projection = _Projection(layouts[coarsest])
+    projection = MaxProjection(layouts[coarsest].shape, layouts[coarsest].dtype)
     ranges = _ChannelRanges(base)
     # One shard per token in flight: more would only queue whole shards in memory.
     slots = anyio.Semaphore(max(1, int(limiter.total_tokens)))

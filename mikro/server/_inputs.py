@@ -198,8 +198,9 @@ class PhysicalSizeInput:
 @strawberry.input(
     description="The image's thumbnail, sent with its registration: a PNG of at most 1 MiB and 4096 "
     "pixels a side (the server reads width and height from it); or, without png, its width and height "
-    "only: the client wrote the PNG as the object 0/thumbnail.png beside the level-0 array of the "
-    "image's store."
+    "only: the PNG is the object 0/thumbnail.png beside the level-0 array of the image's store, written "
+    "there by the client or, for an image of one shard and no coarser level, made there by the server "
+    "from the pixels when first read."
 )
 class StoreThumbnailInput:
     png: Base64 | None = None

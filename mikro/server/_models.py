@@ -293,9 +293,10 @@ table_origins = Table(
 
 class Thumbnail(Owned, Base):
     """A small PNG of an image: its bytes kept in the database (sent with the image's registration, or
-    made with ``createThumbnail``), or, for an image its client wrote whole to a folder store, an
-    object beside the image's own (``key``): there the client writes one more file in the same batch,
-    and the server neither decodes nor stores tens of kilobytes per image."""
+    made with ``createThumbnail``), or an object beside the image's own (``key``): for an image of one
+    shard, made by the server when first read (see `_thumbnail_objects`; an older client wrote it to a
+    folder store itself), so neither the client's upload nor the server's database holds tens of
+    kilobytes per image."""
 
     __tablename__ = "thumbnails"
     representation_id: Mapped[int] = mapped_column(

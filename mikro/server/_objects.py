@@ -6,6 +6,7 @@ obstore's async API needs asyncio and aborted processes at exit (see DESIGN.md).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import errno
@@ -15,7 +16,7 @@ import shutil
 import stat
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -125,6 +126,39 @@ def _below(root: str, key: str, use: Callable[[int], T]) -> T | None:
     clients write its directories themselves, and could otherwise point the server at any file it can
     read: another user's store, or the server's own secrets). None if there is no such regular file."""
     *directories, name = key.split("/")
+    try:
+        with _directory(root, directories, key) as parent:
+            fd = os.open(name, _FILE, dir_fd=parent)
+            try:
+                return use(fd) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+            finally:
+                os.close(fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _replace_below(root: str, key: str, data: bytes) -> None:
+    """Write ``root/key`` whole, as a temporary file renamed into place (readers see the old bytes or
+    the new), without following a symbolic link below ``root`` (see `_below`): not even the one a
+    client might leave at ``key`` itself, which the rename replaces. Its directory must exist."""
+    *directories, name = key.split("/")
+    temp = f".{name}.{uuid.uuid4().hex}"
+    with _directory(root, directories, key) as parent:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=parent)
+            raise
+
+
+@contextlib.contextmanager
+def _directory(root: str, directories: list[str], key: str) -> Iterator[int]:
+    """A descriptor of ``root/<directories>``, reached without following a link (BAD_USER_INPUT
+    naming ``key`` if one is met, at the directories or at what the caller opens in it)."""
     fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY)]
     try:
         for directory in directories:
@@ -135,12 +169,7 @@ def _below(root: str, key: str, use: Callable[[int], T]) -> T | None:
                 if stat.S_ISLNK(os.stat(directory, dir_fd=fds[-1], follow_symlinks=False).st_mode):
                     raise OSError(errno.ELOOP, "symbolic link") from None
                 raise
-        fds.append(os.open(name, _FILE, dir_fd=fds[-1]))
-        if not stat.S_ISREG(os.fstat(fds[-1]).st_mode):
-            return None
-        return use(fds[-1])
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+        yield fds[-1]
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise BadUserInput(
@@ -209,7 +238,11 @@ class ObjectStorage:
 
     def replace(self, key: str, data: bytes) -> None:
         """Write one object whole: readers see the old bytes or the new ones (a put on S3; a temporary
-        file renamed into place in a folder store)."""
+        file renamed into place in a folder store, whose directory must exist, no link followed)."""
+        _check_key(key)
+        if self.kind == "FILE":
+            _replace_below(self.bucket, key, data)
+            return
         obstore.put(self._store, key, data)
 
     def exists(self, key: str) -> bool:

@@ -1,11 +1,11 @@
 """Checking a thumbnail's PNG before it is stored: its size limits and its width and height; and
-reading the PNG a client wrote as an object in its image's store.
+reading a PNG kept as an object in its image's store (see `_thumbnail_objects`).
 
 Only the signature and the IHDR chunk (the first, fixed-size chunk: width, height, bit depth, colour
 type) are read; the image data is not decoded. A client may still send a PNG whose image data is
 broken, which costs only its own thumbnail, never the server: nothing on the server decodes it.
 
-A thumbnail written as an object (``THUMBNAIL_OBJECT`` in the image's store) is registered by its width
+A thumbnail kept as an object (``THUMBNAIL_OBJECT`` in the image's store) is registered by its width
 and height alone, and its header is checked when it is served, not when it is registered: the write
 grant outlives the registration, so a check then would prove nothing about the object later (the same
 reason the server trusts the array metadata the client sends), and reading it would cost the server a

@@ -21,8 +21,8 @@ from mikro.server._acquisition import Acquisition, acquisition_from_value
 from mikro.server._context import Context, context_from, context_of
 from mikro.server._errors import NotFound
 from mikro.server._execution import AT_ONCE, NOT_LOADED
-from mikro.server._png import read_png_object
 from mikro.server._preload import load_all
+from mikro.server._thumbnail_objects import thumbnail_object_png
 
 if TYPE_CHECKING:
     from mikro.server._loaders import Loaders
@@ -764,9 +764,7 @@ class Thumbnail:
             # Deleted between reading the thumbnail and reading its PNG.
             raise NotFound(f"no thumbnail with id {self.id}")
         if isinstance(png, str):
-            png = await ctx.services.run_io(
-                read_png_object, ctx.services.storage.read, png, f"thumbnail {self.id}"
-            )
+            png = await thumbnail_object_png(ctx, png, f"thumbnail {self.id}")
         return Base64(png)
 
     creator = _creator()

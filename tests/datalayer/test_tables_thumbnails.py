@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 import mikro
-from mikro.datalayer import GrantedStore, make_thumbnail, prepare_image, read_table, write_image, write_table
+from mikro.datalayer import GrantedStore, prepare_image, read_table, write_image, write_table
+from mikro.datalayer._thumbnail import thumbnail_of_image
 
 
 @pytest.mark.anyio
@@ -47,8 +48,12 @@ async def test_table_input_is_validated(store: GrantedStore) -> None:
 async def test_thumbnail_shows_the_bright_region(store: GrantedStore) -> None:
     values = np.zeros((2, 5, 600, 900), dtype=np.uint16)
     values[1, 3, 100:200, 600:800] = 4000  # one bright rectangle, in one channel and one plane only
-    result = await write_image(store, prepare_image(values, dims="czyx"))
-    thumb = make_thumbnail(result.projection)
+    # Several shards: the client makes the thumbnail from the projection it accumulates shard by shard.
+    result = await write_image(
+        store, prepare_image(values, dims="czyx"), thumbnail=True, target_shard_bytes=2**20
+    )
+    thumb = result.thumbnail
+    assert thumb is not None and thumb.png is not None and len(list(result.levels[0].shard_positions())) > 1
     assert max(thumb.width, thumb.height) <= 256
     img = np.asarray(Image.open(io.BytesIO(thumb.png)))
     assert img.shape == (thumb.height, thumb.width)
@@ -56,25 +61,20 @@ async def test_thumbnail_shows_the_bright_region(store: GrantedStore) -> None:
     inside = img[int(120 * sy) : int(180 * sy), int(620 * sx) : int(780 * sx)]
     outside = img[: int(80 * sy), : int(500 * sx)]
     assert inside.min() > 200 and outside.max() < 20
+    # The thumbnail of the whole image at once (the server's, for an image of one shard) is the same PNG.
+    assert thumbnail_of_image(values).png == thumb.png
 
 
 @pytest.mark.anyio
-async def test_write_image_puts_a_small_images_thumbnail_beside_it_on_a_folder_store_only(
-    store: GrantedStore,
-) -> None:
+async def test_a_small_images_thumbnail_is_left_to_the_server_with_its_size(store: GrantedStore) -> None:
     values = np.zeros((3, 64, 96), dtype=np.uint16)
     values[2, 10:20, 50:90] = 1000
     result = await write_image(store, prepare_image(values, dims="zyx"), thumbnail=True)
-    assert result.thumbnail is not None and (result.thumbnail.width, result.thumbnail.height) == (96, 64)
-    assert result.thumbnail.png == make_thumbnail(result.projection).png
+    made = thumbnail_of_image(values)
+    # No PNG made or written on either store: the size the server's will have, and where it will be.
+    assert result.thumbnail is not None and result.thumbnail.png is None
+    assert (result.thumbnail.width, result.thumbnail.height) == (made.width, made.height) == (96, 64)
+    assert result.thumbnail.key == "0/thumbnail.png"
     keys = await anyio.to_thread.run_sync(store.list_keys)
-    assert sorted(keys) == sorted(result.keys)
-    folder = await anyio.to_thread.run_sync(store.current_grant)
-    if folder.kind == "file":
-        # Written with the image's files; the registration then carries only its size.
-        assert result.thumbnail.key == "0/thumbnail.png" and "0/thumbnail.png" in keys
-        assert (await anyio.to_thread.run_sync(store.get, "0/thumbnail.png")) == result.thumbnail.png
-    else:
-        # On S3 it goes with the registration: the store holds the OME-Zarr image alone.
-        assert result.thumbnail.key is None and not [k for k in keys if k.endswith(".png")]
+    assert sorted(keys) == sorted(result.keys) == ["0/c.0.0.0", "0/zarr.json", "zarr.json"]
     assert (await write_image(store, prepare_image(values, dims="zyx"))).thumbnail is None

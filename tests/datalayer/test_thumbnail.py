@@ -11,7 +11,13 @@ import pytest
 from PIL import Image
 
 from mikro.datalayer import make_thumbnail
-from mikro.datalayer._thumbnail import encode_png
+from mikro.datalayer._thumbnail import (
+    MADE_ON_READ_MAX_BYTES,
+    encode_png,
+    small_image_thumbnail,
+    thumbnail_of_image,
+    thumbnail_size,
+)
 
 
 def decode(png: bytes) -> np.ndarray[Any, Any]:
@@ -107,3 +113,33 @@ def test_a_camera_image_is_stretched_linearly_between_its_percentiles(dtype: typ
     # (not truncated: that would darken every pixel by half a level on average).
     assert np.abs(img - expected).max() <= 2
     assert abs(float((img - expected).mean())) < 0.25
+
+
+_SIDES = (1, 2, 7, 255, 256, 257, 300, 511, 512, 513, 767, 1000, 1025, 2048, 2049, 3001, 5000)
+
+
+def test_the_size_a_registration_announces_is_the_size_of_the_thumbnail_made_later() -> None:
+    # The client registers `thumbnail_size` of the shape; the server makes the PNG from the pixels.
+    for ny in _SIDES:
+        for nx in _SIDES:
+            made = thumbnail_of_image(np.zeros((2, ny, nx), dtype=np.uint8))
+            assert thumbnail_size((2, ny, nx)) == (made.width, made.height), (ny, nx)
+            assert decode(made.png or b"").shape == (made.height, made.width)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int8, np.float32, np.bool_])
+def test_the_thumbnail_of_a_whole_image_is_that_of_its_max_projection(dtype: type) -> None:
+    values = np.random.default_rng(5).integers(0, 100, (3, 4, 700, 90)).astype(dtype)
+    # A side over 512: the projection takes every second pixel.
+    expected = make_thumbnail(values.max(axis=(0, 1))[::2, ::2])
+    assert thumbnail_of_image(values).png == expected.png
+
+
+def test_a_small_image_leaves_its_png_to_the_server_unless_too_large_for_it() -> None:
+    plane = np.random.default_rng(9).integers(0, 500, (64, 64), dtype=np.uint16)
+    small = small_image_thumbnail(plane)
+    assert small.png is None and (small.width, small.height) == (64, 64) and small.key == "0/thumbnail.png"
+    # Over MADE_ON_READ_MAX_BYTES (a view: no memory of its own): the client makes it as for a large image.
+    stack = np.broadcast_to(plane, (MADE_ON_READ_MAX_BYTES // plane.nbytes + 1, 64, 64))
+    large = small_image_thumbnail(stack)
+    assert large.png == make_thumbnail(plane).png and large.key is None
