@@ -303,9 +303,9 @@ class GrantedStore:
         """Put the objects of an image that nothing reads yet, one after the other, in this thread.
 
         Nothing reads an image's store before the server records it, after its objects are written; so
-        to a folder store each file is written in place, not staged beside it and renamed over it (three
-        syscalls and two path joins fewer per object), and their folders are made before the first
-        file rather than after an open that fails. A failure can leave an object partly written: the
+        to a folder store each file is written in place, not staged beside it and renamed over it (a
+        rename, a getpid and two path operations fewer per object), and their folders are made before
+        the first file rather than after an open that fails. A failure can leave an object partly written: the
         caller deletes the keys it asked for, as it must the objects written before the failing one
         anyway. On S3 a PUT is atomic either way (`put_many`).
         """
