@@ -21,7 +21,7 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import google_crc32c
 import numpy as np
@@ -35,9 +35,11 @@ from mikro.datalayer._result_memory import result_array
 __all__ = [
     "SHARD_BUFFERS",
     "ChunkCodec",
+    "EncodedShard",
     "RawShard",
     "ShardBuffers",
     "ShardIndex",
+    "ShardPayload",
     "encode_shard",
     "shard_payload",
 ]
@@ -235,21 +237,19 @@ def encode_shard(
     The result is a flat byte memoryview (``len()`` is its size), ready for ``obstore.put``; an
     uncompressed shard's memory goes back to `SHARD_BUFFERS` once the view (and all made from it) is gone.
     """
-    payload = shard_payload(region, layout, codec)
-    return payload.materialize() if isinstance(payload, RawShard) else payload
+    return shard_payload(region, layout, codec).materialize()
 
 
 def shard_payload(
     region: np.ndarray[Any, Any],
     layout: ImageLayout,
     codec: ChunkCodec,
-) -> memoryview | RawShard:
-    """What `Store.put` writes for one shard: `encode_shard`'s bytes, or for an uncompressed shard a
-    `RawShard` over ``region`` (which must not change until it is written) that makes the same bytes."""
+) -> ShardPayload:
+    """What `Store.put` writes for one shard, `encode_shard`'s bytes in parts: for an uncompressed shard a
+    `RawShard` over ``region`` (which must not change until it is written), else an `EncodedShard`."""
+    present, raw_index = _shard_plan(layout, region.shape, codec.dtype.itemsize)
     if codec.compressor is None:
-        chunks, index_bytes = _raw_layout(layout, region.shape, codec.dtype.itemsize)
-        return RawShard(region, layout, codec, list(chunks), index_bytes)
-    present = _present(layout, region.shape)
+        return RawShard(region, layout, codec, present, raw_index)
     index = np.full((*layout.chunks_per_shard, 2), EMPTY, dtype="<u8")
     parts: list[bytes | memoryview] = []
     offset = 0
@@ -260,7 +260,7 @@ def shard_payload(
         parts.append(encoded)
         offset += length
     parts.append(_index_bytes(index))
-    return memoryview(b"".join(parts))
+    return EncodedShard(tuple(parts), offset + len(parts[-1]))
 
 
 def _present(layout: ImageLayout, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -274,11 +274,11 @@ def _present(layout: ImageLayout, shape: tuple[int, ...]) -> list[tuple[int, ...
 
 
 @functools.lru_cache(maxsize=256)
-def _raw_layout(
+def _shard_plan(
     layout: ImageLayout, shape: tuple[int, ...], itemsize: int
 ) -> tuple[tuple[tuple[int, ...], ...], bytes]:
-    """An uncompressed shard's chunks and index: the same for every shard of one shape (a plate's
-    fields), so made once."""
+    """A shard's chunks holding pixels, and its index if they are uncompressed: the same for every
+    shard of one shape (a plate's fields), so made once."""
     present = _present(layout, shape)
     index = np.full((*layout.chunks_per_shard, 2), EMPTY, dtype="<u8")
     chunk_nbytes = math.prod(layout.chunks) * itemsize
@@ -302,7 +302,7 @@ class RawShard:
     region: np.ndarray[Any, Any]
     layout: ImageLayout
     codec: ChunkCodec
-    present: list[tuple[int, ...]]
+    present: tuple[tuple[int, ...], ...]
     index: bytes
 
     @property
@@ -320,17 +320,28 @@ class RawShard:
         """
         for pos in self.present:
             chunk = self.region[_chunk_selection(pos, self.layout.chunks)]
-            if (
-                chunk.shape == self.layout.chunks
-                and chunk.dtype == self.codec.dtype
-                and chunk.flags.c_contiguous
-            ):
-                write(memoryview(chunk.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
-                continue
-            slot = _scratch(self.chunk_nbytes).view(self.codec.dtype).reshape(self.layout.chunks)
-            _fill(slot, chunk)
-            write(memoryview(slot.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
+            view = self._as_bytes(chunk)
+            if view is None:
+                slot = _scratch(self.chunk_nbytes).view(self.codec.dtype).reshape(self.layout.chunks)
+                _fill(slot, chunk)
+                view = memoryview(slot.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+            write(view)
         write(memoryview(self.index))
+
+    def parts(self) -> list[memoryview] | None:
+        """The shard's bytes as views of the pixels, then the index, if every chunk already is its bytes
+        (a small image's one chunk, usually: then written with one ``writev``); else None."""
+        views = [
+            self._as_bytes(self.region[_chunk_selection(pos, self.layout.chunks)]) for pos in self.present
+        ]
+        if any(view is None for view in views):
+            return None
+        return [*cast("list[memoryview]", views), memoryview(self.index)]
+
+    def _as_bytes(self, chunk: np.ndarray[Any, Any]) -> memoryview | None:
+        if chunk.shape == self.layout.chunks and chunk.dtype == self.codec.dtype and chunk.flags.c_contiguous:
+            return memoryview(chunk.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+        return None
 
     def materialize(self) -> memoryview:
         """The whole shard in one buffer from `SHARD_BUFFERS` (back in the pool once the view is gone)."""
@@ -342,6 +353,29 @@ class RawShard:
             _fill(slots[i], self.region[_chunk_selection(pos, self.layout.chunks)])
         out[body:] = np.frombuffer(self.index, dtype=np.uint8)
         return out.data
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedShard:
+    """A compressed shard as its parts: the encoded chunks, then the index.
+
+    A folder store writes the parts to the file as they are (one ``writev``); only an object store's
+    single PUT needs them joined (`materialize`): a small image's shard is not copied into a fresh
+    buffer on its way to a file.
+    """
+
+    parts: tuple[bytes | memoryview, ...]
+    nbytes: int
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def materialize(self) -> memoryview:
+        return memoryview(b"".join(self.parts))
+
+
+#: What `shard_payload` makes of one shard: its bytes in parts, or whole (`materialize`).
+ShardPayload = RawShard | EncodedShard
 
 
 def _scratch(nbytes: int) -> np.ndarray[Any, np.dtype[np.uint8]]:

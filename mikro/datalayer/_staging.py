@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-__all__ = ["make_folder", "staged", "write_all"]
+__all__ = ["make_folder", "staged", "write_all", "write_parts"]
 
 #: Staging files get the writing process's id and a count: unique without uuid4's urandom call.
 _staging_numbers = itertools.count()
@@ -48,6 +48,24 @@ def write_all(fd: int, data: Buffer) -> None:
     view = memoryview(data).cast("B")
     while view:
         view = view[os.write(fd, view[:WRITE_PIECE_BYTES]) :]
+
+
+def write_parts(fd: int, parts: Sequence[Buffer]) -> None:
+    """Write ``parts`` one after the other: in one ``writev`` when together they fit a write piece
+    (a small image's shard: its encoded chunk and its index, not joined into a new buffer first)."""
+    views = [memoryview(part).cast("B") for part in parts]
+    total = sum(view.nbytes for view in views)
+    done = _writev(fd, views) if _writev is not None and total <= WRITE_PIECE_BYTES else 0
+    for view in views:
+        if done >= view.nbytes:
+            done -= view.nbytes
+            continue
+        write_all(fd, view[done:])
+        done = 0
+
+
+#: Not on Windows: there the parts go one ``write`` each.
+_writev = getattr(os, "writev", None)
 
 
 @contextlib.contextmanager

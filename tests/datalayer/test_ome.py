@@ -13,6 +13,8 @@ import zarr
 from ome_zarr_models.v05 import Image
 
 from mikro.datalayer import GrantedStore, StorageGrant, prepare_image, write_image
+from mikro.datalayer._layout import CHANNEL_COLOURS, ChannelInfo, group_metadata, ome_attributes, omero_block
+from mikro.datalayer._write import _encode_json, _one_level_group_document
 from tests.datalayer.conftest import download
 
 
@@ -52,8 +54,9 @@ async def test_store_validates_and_opens_without_mikro(store: GrantedStore, tmp_
 async def test_a_small_image_in_a_folder_store_opens_with_zarr_and_leaves_no_staging_files(
     tmp_path: Path, compression: str | None
 ) -> None:
-    # A folder store's objects are written straight to files (staging file, then rename): the folder
-    # itself, not a copy, opens with zarr and validates as OME-Zarr; writing again replaces the objects.
+    # A small image's objects are written straight to files (in place: nothing reads the store before it
+    # is recorded): the folder itself, not a copy, opens with zarr and validates as OME-Zarr; writing
+    # again replaces the objects.
     root = tmp_path / "store"
     grant = StorageGrant(
         store_id="s",
@@ -76,3 +79,34 @@ async def test_a_small_image_in_a_folder_store_opens_with_zarr_and_leaves_no_sta
         np.testing.assert_array_equal(group["0"][...], values.reshape(64, 48))
     written = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     assert written == ["0/c.0.0", "0/zarr.json", "zarr.json"]
+
+
+@pytest.mark.parametrize(
+    ("name", "labels", "windows", "rgb", "pixel_size"),
+    [
+        ("f00001.tif", ["Channel 0"], [(601.0, 1462.0)], False, {"x": 0.5, "y": 0.5}),
+        (None, ["DAPI", 'say "GFP" \\ é ☃'], [(0.0, 65535.0), (1e-07, 2.5e20)], False, {"x": 0.1}),
+        ('well "A1" ☃\n', ["r", "g", "b"], [(0.0, 255.0)] * 3, True, {}),
+        ("", ["c"], [(-3.25, 0.1)], False, {"y": 2.0, "x": 3.0}),
+    ],
+)
+def test_a_small_images_group_document_from_its_template_is_the_one_built_from_dicts(
+    name: str | None,
+    labels: list[str],
+    windows: list[tuple[float, float]],
+    rgb: bool,
+    pixel_size: dict[str, float],
+) -> None:
+    channels = [
+        ChannelInfo(label=label, colour=CHANNEL_COLOURS[i], low=low, high=high)
+        for i, (label, (low, high)) in enumerate(zip(labels, windows, strict=True))
+    ]
+    dims = ("c", "y", "x")
+    built = group_metadata(
+        ome_attributes(dims, pixel_size, name=name, levels=[(1, 1, 1)], omero=omero_block(channels, rgb=rgb))
+    )
+    # Twice: the second comes from the cached template.
+    for _ in range(2):
+        document = _one_level_group_document(dims, pixel_size, name, channels, rgb)
+        assert document == _encode_json(built)
+        assert json.loads(document) == built

@@ -65,3 +65,20 @@ async def test_a_failing_one_shard_image_leaves_no_objects(store: GrantedStore) 
     with pytest.raises(mikro.StorageError, match="camera unplugged"):
         await write_image(store, prepare_image(source, dims="yx"), compression=None, thumbnail=True)
     assert store.list_keys() == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("store_kind", ["file"])
+@pytest.mark.parametrize("compression", [None, "blosc-lz4"])
+async def test_a_small_image_whose_last_object_cannot_be_written_leaves_none_of_its_files(
+    store: GrantedStore, compression: str | None
+) -> None:
+    # A small image's files are written in place, not staged and renamed: when one fails after others
+    # were written, the writer's cleanup must still leave nothing of the image behind.
+    root = Path(store.current_grant().path)
+    (root / "zarr.json" / "taken").mkdir(parents=True)  # the group document, written last, cannot be
+    values = np.arange(64 * 96, dtype=np.uint16).reshape(64, 96)
+    with pytest.raises(mikro.StorageError, match=r"zarr\.json"):
+        await write_image(store, prepare_image(values, dims="yx"), compression=compression, thumbnail=True)
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) == []
+    assert not (root / "0").exists() or not any((root / "0").iterdir())
