@@ -33,10 +33,10 @@ class FileOperations(Operations):
         """createFiles: several FileInputs in one request and one transaction."""
         return await self._created_files("CreateFiles", inputs)
 
-    async def _create_file_records(self, inputs: Sequence[Mapping[str, Any]]) -> list[File]:
-        """createFiles for new files with no links (an ingest's originals): their own fields only, their
-        relations (empty) not asked for, which costs the server a relation load each."""
-        return await self._created_files("CreateFileRecords", inputs)
+    async def _create_file_records(self, inputs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """createFiles for new files with no links (an ingest's originals), answering only their ids:
+        their relations (empty) cost the server a relation load each, their fields the client a model."""
+        return await self._created_ids("CreateFileRecords", inputs)
 
     async def _created_files(self, operation: str, inputs: Sequence[Mapping[str, Any]]) -> list[File]:
         return await self._listed_answer(operation, File, {"inputs": [_camel_input(i) for i in inputs]})

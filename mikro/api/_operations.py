@@ -124,11 +124,24 @@ def _input(**fields: Any) -> dict[str, Any]:
     return {to_camel(k): _jsonable(v) for k, v in fields.items() if v is not None}
 
 
+class WireInput(dict[str, Any]):
+    """An input object already in its GraphQL form (see `wire_input`): sent as it is."""
+
+
+def wire_input(values: Mapping[str, Any]) -> WireInput:
+    """`_camel_input` done ahead, in the worker thread that made the input: the event loop then sends it
+    as it is (converting each small image's registration on the loop was ~5 % of its time in an
+    ingest of small files)."""
+    return WireInput(_camel_input(values))
+
+
 def _camel_input(values: Mapping[str, Any]) -> dict[str, Any]:
     """A caller's input dict (snake_case or camelCase keys; ids or models) as a GraphQL input object.
 
     Nested input objects (channels, physical size) are converted too; not meant for JSON values.
     """
+    if type(values) is WireInput:
+        return values
     out: dict[str, Any] = {}
     for key, value in values.items():
         name = to_camel(key) if "_" in key else key
@@ -225,6 +238,22 @@ def _page_of(model: type[MikroModel]) -> pydantic.TypeAdapter[Any]:
         extensions=(Any, None),
     )
     return pydantic.TypeAdapter(page)
+
+
+class _Created(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    id: str
+
+
+class _CreatedAnswer(pydantic.BaseModel):
+    """A batch mutation's answer that asked only the new rows' ids."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    data: dict[str, list[_Created]]
+    extensions: Any = None
+
+
+_CREATED_IDS = pydantic.TypeAdapter(_CreatedAnswer)
 
 
 @functools.cache
@@ -333,10 +362,10 @@ class Operations:
 
     async def request_uploads(self, count: int, kind: UploadKind | str = UploadKind.ZARR) -> list[Grant]:
         """Reserve ``count`` fresh stores in one request, each with its write grant."""
-        data = await self._execute(
-            "RequestUploads", {"count": count, "kind": str(choice(UploadKind, kind, "kind"))}
-        )
-        return [self._model(Grant, item) for item in data["requestUploads"]]
+        # Validated from the answer's bytes in one pass: decoded first, then a model each, the grants of
+        # a reservation were a tenth of the event loop's time in an ingest of small files.
+        variables = {"count": count, "kind": str(choice(UploadKind, kind, "kind"))}
+        return await self._listed_answer("RequestUploads", Grant, variables)
 
     async def release_uploads(self, stores: Iterable[IdLike]) -> list[str]:
         """Give back reserved stores that were never finished (they are deleted); returns their ids."""
@@ -361,6 +390,18 @@ class Operations:
         """createRepresentations: several RepresentationInputs in one request and one transaction."""
         inputs_ = {"inputs": [_camel_input(i) for i in inputs]}
         return await self._listed_answer("CreateRepresentations", Representation, inputs_)
+
+    async def _create_representation_ids(self, inputs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """createRepresentations answering only the new images' ids (an ingest needs no more): the full
+        answer cost the server every relation of every image, and the client their models."""
+        return await self._created_ids("CreateRepresentationIds", inputs)
+
+    async def _created_ids(self, operation: str, inputs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """A batch mutation of ``inputs`` whose document asks only the new rows' ``id``."""
+        variables = {"inputs": [_camel_input(i) for i in inputs]}
+        answer = await self._execute_validated(operation, variables, _CREATED_IDS)
+        (rows,) = answer.data.values()
+        return [row.id for row in rows]
 
     async def _create_table_row(self, input: Mapping[str, Any]) -> Table:
         return await self._one("CreateTable", Table, {"input": _camel_input(input)})

@@ -26,13 +26,14 @@ import anyio.abc
 import anyio.lowlevel
 
 from mikro._exceptions import GraphQLError, MikroError, ValidationError
+from mikro.api._operations import wire_input
 from mikro.client._image_request import ImageRequest, Registrar, image_request
-from mikro.client._registrations import request_chunks, request_end
+from mikro.client._registrations import BATCH_AT_MOST, request_chunks, request_end
 from mikro.datalayer import GrantedStore, ImageLayout, small_image_keys
 from mikro.datalayer._warmup import import_pixel_stack
 
 if TYPE_CHECKING:
-    from mikro.api import Representation
+    from mikro.api import Grant, Representation
 
 __all__ = ["BatchMixin"]
 
@@ -101,7 +102,7 @@ class _Batch:
                 return
 
     async def _delete(self, reps: list[Representation]) -> None:
-        await _delete(self._session, reps)
+        await _delete(self._session, [rep.id for rep in reps])
 
 
 def _named(exc: GraphQLError, chunk: Sequence[int], names: Sequence[str]) -> GraphQLError:
@@ -120,19 +121,19 @@ def _named(exc: GraphQLError, chunk: Sequence[int], names: Sequence[str]) -> Gra
 _DELETES_IN_FLIGHT = 16
 
 
-async def _delete(session: Any, reps: list[Representation]) -> None:
+async def _delete(session: Any, ids: list[str]) -> None:
     limiter = anyio.CapacityLimiter(_DELETES_IN_FLIGHT)
 
-    async def delete(rep: Representation) -> None:
+    async def delete(rep_id: str) -> None:
         async with limiter:
             try:
-                await session.delete_representation(rep.id)
+                await session.delete_representation(rep_id)
             except Exception as exc:
-                log.warning("could not delete representation %s of a failed batch: %s", rep.id, exc)
+                log.warning("could not delete representation %s of a failed batch: %s", rep_id, exc)
 
     async with anyio.create_task_group() as tg:
-        for rep in reps:
-            tg.start_soon(delete, rep)
+        for rep_id in ids:
+            tg.start_soon(delete, rep_id)
 
 
 #: Images one worker-thread call of a small-image batch writes: few enough that the first registration
@@ -151,16 +152,29 @@ class _SmallImages:
     images written so far are recorded, in order, by `request_chunks`-sized ``createRepresentations``
     requests. So the server records one part while the client writes the next, instead of the two
     taking turns (measured: the cores idled half the time). On any failure or cancellation, all of it
-    is undone."""
+    is undone. With ``ids_only`` (an ingest's group) the requests answer only the images' ids (what
+    `run` returns then), and wait for up to `BATCH_AT_MOST` images each."""
 
-    def __init__(self, session: Any, requests: list[ImageRequest], layouts: list[ImageLayout]) -> None:
+    def __init__(
+        self,
+        session: Any,
+        requests: list[ImageRequest],
+        layouts: list[ImageLayout],
+        *,
+        ids_only: bool = False,
+    ) -> None:
         self._session = session
+        self._ids_only = ids_only
+        self._at_least = BATCH_AT_MOST if ids_only else REGISTER_AT_LEAST
         self._requests = requests
         self._layouts = layouts
         self._names = [r.name for r in requests]
-        self._stores: list[tuple[GrantedStore, str] | None] = [None] * len(requests)
+        #: Each item's reserved store: its grant (taken on the loop) and the store made of it (in the
+        #: worker thread that writes it: making one was a tenth of the event loop's time per image).
+        self._grants: list[Grant | None] = [None] * len(requests)
+        self._stores: list[GrantedStore | None] = [None] * len(requests)
         self._inputs: list[Mapping[str, Any]] = [{} for _ in requests]
-        self._reps: list[Representation] = []
+        self._reps: list[Any] = []  # the Representations made, or their ids
         #: Items whose request got no answer: their rows may have been committed.
         self._uncertain: list[int] = []
         self._claimed = 0  # items handed to a writer
@@ -169,7 +183,7 @@ class _SmallImages:
         self._writers = 0  # writers still running
         self._news = anyio.Event()  # set when a run is written or the writers end
 
-    async def run(self) -> list[Representation]:
+    async def run(self) -> list[Any]:
         count = len(self._requests)
         with self._session._s().reservations.uploading("ZARR", count):
             try:
@@ -207,7 +221,7 @@ class _SmallImages:
             while self._claimed < count:
                 start = self._claimed
                 end = self._claimed = min(start + RUN_IMAGES, count)
-                self._stores[start:end] = await session._new_stores("ZARR", end - start)
+                self._grants[start:end] = await reservations.take_many("ZARR", end - start)
                 reservations.reserve_ahead("ZARR", count - end)
                 await anyio.to_thread.run_sync(partial(self._write_run, start, end), limiter=limiter)
                 for i in range(start, end):
@@ -224,9 +238,10 @@ class _SmallImages:
 
     def _write_run(self, start: int, end: int) -> None:
         for i in range(start, end):
-            store, store_id = cast("tuple[GrantedStore, str]", self._stores[i])
+            store, store_id = self._session._granted(cast("Grant", self._grants[i]))
+            self._stores[i] = store
             result = self._requests[i].write_small(store, self._layouts[i])
-            self._inputs[i] = self._requests[i].registration(store_id, result)
+            self._inputs[i] = wire_input(self._requests[i].registration(store_id, result))
 
     def _tell(self) -> None:
         news, self._news = self._news, anyio.Event()
@@ -238,7 +253,7 @@ class _SmallImages:
         while len(self._reps) < count:
             first = len(self._reps)
             ready = self._written - first
-            if ready < min(REGISTER_AT_LEAST, count - first) and self._writers:
+            if ready < min(self._at_least, count - first) and self._writers:
                 await self._news.wait()
                 continue
             if not ready:
@@ -249,11 +264,13 @@ class _SmallImages:
             await anyio.lowlevel.checkpoint()
 
     async def _register(self, chunk: list[int]) -> None:
+        session, inputs = self._session, [self._inputs[i] for i in chunk]
+        send = session._create_representation_ids if self._ids_only else session._create_representation_rows
         try:
             # Shielded: a cancellation arriving mid-request must not leave us unsure whether the server
             # committed the rows.
             with anyio.CancelScope(shield=True):
-                made = await self._session._create_representation_rows([self._inputs[i] for i in chunk])
+                made = await send(inputs)
             self._reps += made
         except GraphQLError as exc:
             raise _named(exc, chunk, self._names) from exc
@@ -264,15 +281,16 @@ class _SmallImages:
     async def _undo(self) -> None:
         """Delete the rows made, every object written, and give back the stores left without a row."""
         session = self._session
-        await _delete(session, self._reps)
+        await _delete(session, [rep if self._ids_only else rep.id for rep in self._reps])
         for i in self._uncertain:
-            store_id = cast("tuple[GrantedStore, str]", self._stores[i])[1]
+            store_id = cast("Grant", self._grants[i]).store_id
             await session._remove_row(None, self._names[i], store_id, maybe_created=True)
         recorded = len(self._reps)
-        taken = [(i, store) for i, store in enumerate(self._stores) if store is not None]
+        taken = [(i, grant.store_id) for i, grant in enumerate(self._grants) if grant is not None]
+        written = [(i, store) for i, store in enumerate(self._stores) if store is not None]
 
         def discard() -> None:
-            for i, (store, _) in taken:
+            for i, store in written:
                 keys = small_image_keys(self._layouts[i], thumbnail=self._requests[i].thumbnail)
                 try:
                     store.delete(keys)
@@ -280,7 +298,7 @@ class _SmallImages:
                     log.warning("could not delete the objects of a failed upload: %s", exc)
 
         await anyio.to_thread.run_sync(discard, abandon_on_cancel=True)
-        unrecorded = [store_id for i, (_, store_id) in taken if i >= recorded]
+        unrecorded = [store_id for i, store_id in taken if i >= recorded]
         if unrecorded:
             try:
                 await session.release_uploads(unrecorded)
@@ -307,6 +325,23 @@ class _Item:
         return await self._batch.register(self._index, input)
 
 
+#: A batch's checked images and, for each, its layout when it is small (`ImageRequest.layout_if_small`).
+PreparedBatch = tuple[list[ImageRequest], list[ImageLayout | None]]
+
+
+def prepared_batch(items: Iterable[Mapping[str, Any]]) -> PreparedBatch:
+    """`create_representations`' items checked (a `ValidationError` naming ``items[i]``) and the images
+    prepared; blocking only on CPU, so that a caller with many may run it in a worker thread."""
+    requests: list[ImageRequest] = []
+    for i, item in enumerate(items):
+        try:
+            requests.append(image_request(**item))
+        except (ValidationError, TypeError) as exc:
+            name = item.get("name") if isinstance(item, Mapping) else None
+            raise ValidationError(f"items[{i}] ({name!r}): {exc}") from exc
+    return requests, [r.layout_if_small() for r in requests]
+
+
 class BatchMixin:
     """:meth:`create_representations` of :class:`mikro.Mikro`."""
 
@@ -328,18 +363,24 @@ class BatchMixin:
         is left: rows created so far are deleted and the objects written removed.
         """
         await import_pixel_stack()  # the session's warm-up: checking the images needs dask and xarray
-        requests: list[ImageRequest] = []
-        for i, item in enumerate(items):
-            try:
-                requests.append(image_request(**item))
-            except (ValidationError, TypeError) as exc:
-                name = item.get("name") if isinstance(item, Mapping) else None
-                raise ValidationError(f"items[{i}] ({name!r}): {exc}") from exc
+        prepared = prepared_batch(items)
+        return cast("list[Representation]", await self._create_many(prepared, ids_only=False))
+
+    async def _create_representation_batch(self, prepared: PreparedBatch) -> list[str]:
+        """`create_representations` of items checked beforehand (`prepared_batch`, which an ingest runs
+        in the worker thread that read its files), returning only the new images' ids: a batch of small
+        images is then recorded by requests that ask the server for nothing else, one request for up to
+        `BATCH_AT_MOST` images (an ingest's groups are several in flight: the server records one while
+        the others are written)."""
+        return cast("list[str]", await self._create_many(prepared, ids_only=True))
+
+    async def _create_many(self, prepared: PreparedBatch, *, ids_only: bool) -> list[Any]:
+        requests, layouts = prepared
         if not requests:
             return []
-        layouts = [r.layout_if_small() for r in requests]
         if all(layout is not None for layout in layouts):
-            return await _SmallImages(self, requests, cast("list[ImageLayout]", layouts)).run()
+            small = cast("list[ImageLayout]", layouts)
+            return await _SmallImages(self, requests, small, ids_only=ids_only).run()
         batch = _Batch(self, [r.name for r in requests])
         results: list[Representation | None] = [None] * len(requests)
         failures: list[Exception] = []
@@ -365,4 +406,5 @@ class BatchMixin:
                     await batch._delete(done)
         if failures:
             raise next((e for e in failures if not isinstance(e, _Withdrawn)), failures[0])
-        return cast("list[Representation]", results)
+        made = cast("list[Representation]", results)
+        return [rep.id for rep in made] if ids_only else made

@@ -23,6 +23,7 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from mikro._exceptions import GrantError, GraphQLError, MikroError, NotFoundError, ValidationError
+from mikro.api._operations import WireInput, wire_input
 from mikro.client._registrations import Registrations
 from mikro.datalayer import (
     FILE_KEY,
@@ -36,7 +37,7 @@ from mikro.datalayer import (
 )
 
 if TYPE_CHECKING:
-    from mikro.api import File
+    from mikro.api import File, Grant
     from mikro.api._operations import IdLike
 
 __all__ = ["FileReader", "FilesMixin"]
@@ -61,7 +62,7 @@ class _Session(Protocol):
     def reservations(self) -> Any: ...
 
     async def _new_store(self, kind: str) -> tuple[GrantedStore, str]: ...
-    async def _new_stores(self, kind: str, count: int) -> list[tuple[GrantedStore, str]]: ...
+    def _granted(self, grant: Grant) -> tuple[GrantedStore, str]: ...
 
     async def _give_back(self, store: GrantedStore, store_id: str, written: list[str]) -> None: ...
 
@@ -73,7 +74,7 @@ class _Session(Protocol):
     async def get_file(self, id: Any) -> File: ...
 
     async def _create_file_rows(self, inputs: Sequence[Mapping[str, Any]]) -> list[File]: ...
-    async def _create_file_records(self, inputs: Sequence[Mapping[str, Any]]) -> list[File]: ...
+    async def _create_file_records(self, inputs: Sequence[Mapping[str, Any]]) -> list[str]: ...
 
     async def list_files(self, **filters: Any) -> list[File]: ...
 
@@ -219,86 +220,89 @@ class FilesMixin:
 
     async def _store_files(
         self, sources: Sequence[tuple[Path, str]], links: Mapping[str, Any]
-    ) -> list[File | None]:
+    ) -> list[str | None]:
         """`_store_file` of many small files at once (an ingest's originals), each ``(path, its known
         content hash)``: stores taken from the reservations, the bytes put in one worker-thread call, the
-        records made together (one ``createFiles`` request, its relations not fetched: None on the
-        ``File``). Per file its ``File``, or None where it
-        failed (nothing of it left: its caller stores it alone, which reports why); a cancellation
-        leaves nothing of any of them."""
+        records made together (one ``createFiles`` request answering only their ids). Per file the id
+        of its ``File``, or None where it failed (nothing of it left: its caller stores it alone, which
+        reports why); a cancellation leaves nothing of any of them."""
         session = self._fs()
         count = len(sources)
-        stores: list[tuple[GrantedStore, str]] = []
-        created: list[File | None] = [None] * count
+        # The reserved stores: their grants taken on the loop, the stores made of them in the worker
+        # thread that writes them (for a small file, making one cost the loop more than recording it).
+        grants: list[Grant] = []
+        stores: list[GrantedStore | None] = [None] * count
+        created: list[str | None] = [None] * count
         hashes: list[str | None] = [None] * count
         creating = [False] * count
 
-        def put_all() -> list[tuple[FileWritten, str] | None]:
-            out: list[tuple[FileWritten, str] | None] = []
-            for (store, _), (path, content_hash) in zip(stores, sources, strict=True):
+        def put_all() -> list[tuple[str, WireInput] | None]:
+            # Per file its content hash and its record, made here in GraphQL form (see `wire_input`).
+            out: list[tuple[str, WireInput] | None] = []
+            for i, (path, content_hash) in enumerate(sources):
                 try:
+                    store = stores[i] = session._granted(grants[i])[0]
                     written = upload_file(
                         store, path, checkpoint=anyio.from_thread.check_cancelled, content_hash=content_hash
                     )
-                    out.append((written, _guessed_type(path.name)))
+                    media_type = _guessed_type(path.name)
+                    record = _record(grants[i].store_id, path.name, written, media_type, links)
+                    out.append((written.content_hash, wire_input(record)))
                 except Exception as exc:
                     log.debug("original %s not uploaded with its group: %s", path, exc)
                     out.append(None)
             return out
 
-        async def record(i: int, written: FileWritten, media_type: str) -> None:
-            path, store_id = sources[i][0], stores[i][1]
+        async def record(i: int, input: WireInput) -> None:
             creating[i] = True
             try:
                 with anyio.CancelScope(shield=True):
-                    created[i] = await self._register_file(
-                        _record(store_id, path.name, written, media_type, links)
-                    )
+                    file = await self._register_file(input)
+                created[i] = file.id
             except Exception as exc:
-                log.debug("original %s not recorded with its group: %s", path, exc)
+                log.debug("original %s not recorded with its group: %s", sources[i][0], exc)
 
-        async def record_all(done: list[tuple[int, FileWritten, str]]) -> None:
+        async def record_all(done: list[tuple[int, WireInput]]) -> None:
             # One createFiles request for the group (the session's queue would send the first file
             # alone, the others once it is answered); refused, each file on its own gets its answer.
-            for i, _, _ in done:
+            for i, _ in done:
                 creating[i] = True
-            inputs = [_record(stores[i][1], sources[i][0].name, w, t, links) for i, w, t in done]
             try:
                 with anyio.CancelScope(shield=True):
-                    files = await session._create_file_records(inputs)
+                    files = await session._create_file_records([input for _, input in done])
             except GraphQLError as exc:
                 log.debug("a group's originals not recorded together: %s", exc)
                 async with anyio.create_task_group() as tg:
-                    for i, written, media_type in done:
-                        tg.start_soon(record, i, written, media_type)
+                    for i, input in done:
+                        tg.start_soon(record, i, input)
                 return
             except Exception as exc:
                 log.debug("a group's originals not recorded: %s", exc)
                 return
-            for (i, _, _), file in zip(done, files, strict=True):
+            for (i, _), file in zip(done, files, strict=True):
                 created[i] = file
 
         with session.reservations.uploading("MEDIA", count):
             try:
-                stores = await session._new_stores("MEDIA", count)
+                grants = await session.reservations.take_many("MEDIA", count)
                 put = await anyio.to_thread.run_sync(put_all, limiter=session.thread_limiter)
                 for i, done in enumerate(put):
-                    hashes[i] = None if done is None else done[0].content_hash
-                uploaded = [(i, *done) for i, done in enumerate(put) if done is not None]
+                    hashes[i] = None if done is None else done[0]
+                uploaded = [(i, done[1]) for i, done in enumerate(put) if done is not None]
                 async with anyio.create_task_group() as tg:
                     for start in range(0, len(uploaded), FILES_PER_REQUEST):
                         tg.start_soon(record_all, uploaded[start : start + FILES_PER_REQUEST])
                 await anyio.lowlevel.checkpoint()
-                failed = [i for i in range(len(stores)) if created[i] is None]
+                failed = [i for i in range(len(grants)) if created[i] is None]
             except BaseException:
-                failed = list(range(len(stores)))
+                failed = list(range(len(grants)))
                 raise
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
                     for i in failed:
-                        store, store_id = stores[i]
+                        store = stores[i] or session._granted(grants[i])[0]
                         await self._undo_upload(
-                            store, store_id, created[i], hashes[i], maybe_created=creating[i]
+                            store, grants[i].store_id, created[i], hashes[i], maybe_created=creating[i]
                         )
         return created
 
@@ -310,7 +314,7 @@ class FilesMixin:
         self,
         store: GrantedStore,
         store_id: str,
-        created: File | None,
+        created: File | str | None,
         content_hash: str | None,
         *,
         maybe_created: bool,
@@ -324,7 +328,7 @@ class FilesMixin:
                 found = await session.list_files(content_hash=content_hash, limit=1000)
                 created = next((f for f in found if f.store.id == store_id), None)
             if created is not None:
-                await session.delete_file(created.id)
+                await session.delete_file(created)
                 return
         except Exception as exc:
             log.warning("could not remove the file record of failed upload %s: %s", store_id, exc)

@@ -43,12 +43,15 @@ SendMany = Callable[[list[Input]], Awaitable[list["Representation"]]]
 SendOne = Callable[[Input], Awaitable["Representation"]]
 
 
+def _document(input: Input) -> str | None:
+    """An input's (or a level's) array document, its keys snake_case or already camelCase (`wire_input`)."""
+    found = input.get("array_metadata")
+    return input.get("arrayMetadata") if found is None else found
+
+
 def _input_bytes(input: Input) -> int:
     thumbnail = input.get("thumbnail") or {}
-    documents = [
-        input.get("array_metadata"),
-        *(level["array_metadata"] for level in input.get("levels") or ()),
-    ]
+    documents = [_document(input), *(_document(level) for level in input.get("levels") or ())]
     return _INPUT_BYTES + len(thumbnail.get("png") or "") + sum(len(d or "") for d in documents)
 
 

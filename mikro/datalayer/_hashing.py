@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -74,12 +75,23 @@ def hash_file(path: str | os.PathLike[str], algorithms: Sequence[str]) -> list[H
     return hashers
 
 
+_buffers = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """This thread's read buffer: a new megabyte for every file (zeroed, its pages faulted in) cost a
+    small file's fingerprint more than hashing it."""
+    view: memoryview | None = getattr(_buffers, "view", None)
+    if view is None:
+        view = _buffers.view = memoryview(bytearray(READ_BYTES))
+    return view
+
+
 def feed(path: str | os.PathLike[str], hashers: Sequence[Hasher]) -> None:
     """Pass the file's bytes to every hasher, read once (blocking). Read into one buffer rather than
     mapped: a file truncated meanwhile is then an error here, not a SIGBUS."""
-    buffer = bytearray(READ_BYTES)
-    view = memoryview(buffer)
+    view = _read_buffer()
     with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buffer):
+        while n := f.readinto(view):
             for hasher in hashers:
                 hasher.update(view[:n])

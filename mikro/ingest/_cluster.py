@@ -57,7 +57,6 @@ from mikro.ingest._report import FileReport, PlannedImage
 from mikro.ingest._sources import Fingerprint
 
 if TYPE_CHECKING:
-    from mikro.api import File
     from mikro.client._mikro import Mikro
     from mikro.datalayer import FileWritten, GrantedStore
 
@@ -354,7 +353,8 @@ class _File:
         self.keep = keep
         self.encoding = encoding
         self.stores: list[Store] = []
-        self.original: File | None = None
+        #: The id of the file's original (a `File`), once kept or found.
+        self.original: str | None = None
         self.new_original = False
         self.registering = False
 
@@ -385,8 +385,9 @@ class _File:
             raise ReaderError(outcome.error)
         return outcome
 
-    async def ingest(self, *, dry_run: bool, keep_original: bool, found: File | None) -> None:
-        """``found``: the file's original an earlier run kept (see `_stored_originals`), or None."""
+    async def ingest(self, *, dry_run: bool, keep_original: bool, found: str | None) -> None:
+        """``found``: the id of the file's original an earlier run kept (see `_stored_originals`), or
+        None."""
         # Counted as uploads in progress for the whole file: the session reserves stores for as many at
         # once (see `UploadReservations`).
         with contextlib.ExitStack() as uploads:
@@ -394,7 +395,7 @@ class _File:
                 uploads.enter_context(self.m.reservations.uploading(kind))
             await self._ingest(dry_run=dry_run, keep_original=keep_original, found=found)
 
-    async def _ingest(self, *, dry_run: bool, keep_original: bool, found: File | None) -> None:
+    async def _ingest(self, *, dry_run: bool, keep_original: bool, found: str | None) -> None:
         report = self.report
         try:
             original: Store | None = None
@@ -419,7 +420,7 @@ class _File:
                 if first.original is not None and original is not None:
                     self.original = await self._record_original(first, original[1])
                 if self.original is not None:
-                    report.original_file = self.original.id
+                    report.original_file = self.original
                 await self._register([w for o in outcomes for w in o.written])
             if not report.images:
                 report.status = "skipped"
@@ -430,7 +431,7 @@ class _File:
             await self._undo()
             raise
 
-    async def _record_original(self, outcome: FileOutcome, store_id: str) -> File:
+    async def _record_original(self, outcome: FileOutcome, store_id: str) -> str:
         assert outcome.original is not None
         created = await self.m._register_file(
             {
@@ -444,7 +445,7 @@ class _File:
         )
         self.new_original = True
         self.stores = [s for s in self.stores if s[1] != store_id]
-        return created
+        return created.id
 
     async def _register(self, written: list[SceneWritten]) -> None:
         """Record the file's images, in the session's batches with the other files' (call it shielded:
@@ -474,7 +475,7 @@ class _File:
                     await self.m.delete_representation(rep_id)
             if self.new_original and self.original is not None:
                 with contextlib.suppress(MikroError):
-                    await self.m.delete_file(self.original.id)
+                    await self.m.delete_file(self.original)
             stores = [store_id for _, store_id in self.stores]
             if stores:
                 try:

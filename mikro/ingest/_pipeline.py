@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from mikro._exceptions import MikroError
+from mikro.client._batch import PreparedBatch, prepared_batch
 from mikro.datalayer import DEFAULT_COMPRESSION, Compression, PyramidOption
 from mikro.datalayer._warmup import import_pixel_stack
 from mikro.ingest._readers import ReaderError, Scene, Source, open_source
@@ -253,15 +254,16 @@ async def _stored(
     return found
 
 
-async def _stored_originals(m: Mikro, todo: Sequence[Fingerprint]) -> dict[str, Any]:
-    """fingerprint -> the original (a `File`) an earlier run kept of that source, for the files of one
-    batch in one request: an interrupted run leaves some (a killed one even with no image of them)."""
+async def _stored_originals(m: Mikro, todo: Sequence[Fingerprint]) -> dict[str, str]:
+    """fingerprint -> the id of the original (a `File`) an earlier run kept of that source, for the
+    files of one batch in one request: an interrupted run leaves some (a killed one even with no image
+    of them)."""
     owner = {h: fp.digest for fp in todo for h in fp.original_hashes}
     unique = list(owner)
-    found: dict[str, Any] = {}
+    found: dict[str, str] = {}
     for start in range(0, len(unique), LOOKUP_BATCH):
         async for file in m.iter_files(content_hashes=unique[start : start + LOOKUP_BATCH], page_size=500):
-            found.setdefault(owner[file.content_hash], file)
+            found.setdefault(owner[file.content_hash], file.id)
     return found
 
 
@@ -435,7 +437,8 @@ async def _ingest_file(
     keep_original: bool,
     original: Any = None,
 ) -> None:
-    """Ingest one file; ``original``: its original kept by an earlier run (see `_stored_originals`)."""
+    """Ingest one file; ``original``: the id of its original kept by an earlier run (see
+    `_stored_originals`)."""
     started = time.perf_counter()
     path = Path(report.path)
     limiter = m.thread_limiter
@@ -447,7 +450,7 @@ async def _ingest_file(
         if keep_original and not dry_run and source.is_file:
             if original is None:
                 original, uploaded = await _upload_original(m, path, fp, keep["tags"]), True
-            report.original_file = original.id
+            report.original_file = original
         for index in range(count):
             if index in present:
                 report.skipped += 1
@@ -547,12 +550,18 @@ async def _ingest_group(
     paths = [Path(report.path) for report, _ in group]
     read = await anyio.to_thread.run_sync(_read_group, paths, limiter=limiter)
     alone = [entry for entry, scenes in zip(group, read, strict=True) if scenes is None]
-    batch = [(r, fp, scenes) for (r, fp), scenes in zip(group, read, strict=True) if scenes is not None]
-    for report, _, _ in batch:
+    # Each file's Path made once: pathlib's parsing was a few percent of a small file's CPU.
+    batch = [
+        (r, fp, scenes, path)
+        for (r, fp), scenes, path in zip(group, read, paths, strict=True)
+        if scenes is not None
+    ]
+    for report, *_ in batch:
         progress.file_part(report.path, 0)
-    # The originals uploaded here (theirs to remove again), and every file's (uploaded or found).
-    fresh: list[Any] = [None] * len(batch)
-    originals: list[Any] = [None] * len(batch)
+    # The ids of the originals uploaded here (theirs to remove again), and every file's (uploaded or
+    # found).
+    fresh: list[str | None] = [None] * len(batch)
+    originals: list[str | None] = [None] * len(batch)
 
     async def drop_originals() -> None:
         with anyio.CancelScope(shield=True):
@@ -561,31 +570,29 @@ async def _ingest_group(
                     with contextlib.suppress(MikroError):
                         await m.delete_file(original)
 
-    reps: list[Any] | None = None
+    reps: list[str] | None = None
     try:
         if keep_original and batch:
             # Where a file's original fails, the file goes up alone (which tries again, and reports).
-            missing = [i for i, (_, fp, _) in enumerate(batch) if fp.digest not in found]
+            missing = [i for i, (_, fp, *_) in enumerate(batch) if fp.digest not in found]
             if missing:
                 uploaded = await m._store_files(
-                    [(Path(batch[i][0].path), batch[i][1].digest) for i in missing], {"tags": keep["tags"]}
+                    [(batch[i][3], batch[i][1].digest) for i in missing], {"tags": keep["tags"]}
                 )
                 for i, file in zip(missing, uploaded, strict=True):
                     fresh[i] = file
-            originals = [found.get(fp.digest) or fresh[i] for i, (_, fp, _) in enumerate(batch)]
+            originals = [found.get(fp.digest) or fresh[i] for i, (_, fp, *_) in enumerate(batch)]
         items = [
-            {
-                **scene_image(scene, Path(report.path), fp.digest, len(scenes)),
-                **keep,
-                "original_file": originals[i],
-                "progress": partial(_scene_progress, progress, report, index, len(scenes)),
-            }
-            for i, (report, fp, scenes) in enumerate(batch)
+            (scene, report, path, fp.digest, index, len(scenes), originals[i])
+            for i, (report, fp, scenes, path) in enumerate(batch)
             if not keep_original or originals[i] is not None
             for index, scene in enumerate(scenes)
         ]
         if items:
-            reps = await m.create_representations(items)
+            # Checked and prepared in a worker thread: per small image, that is more of the event
+            # loop's time than its registration.
+            prepared = await anyio.to_thread.run_sync(_prepared, items, keep, progress, limiter=limiter)
+            reps = await m._create_representation_batch(prepared)
     except Exception:
         # The batch left nothing: every file of it goes up alone.
         await drop_originals()
@@ -597,15 +604,33 @@ async def _ingest_group(
     if reps is not None:
         made = iter(reps)
         for i in stored:
-            report, _, scenes = batch[i]
-            report.images = [next(made).id for _ in scenes]
-            report.original_file = None if originals[i] is None else originals[i].id
+            report, _, scenes, _ = batch[i]
+            report.images = [next(made) for _ in scenes]
+            report.original_file = originals[i]
     kept = set(stored)
     alone += [batch[i][:2] for i in range(len(batch)) if i not in kept]
     async with anyio.create_task_group() as tg:
         for report, fp in alone:
             tg.start_soon(_ingest_alone, m, report, fp, keep, progress, keep_original, found.get(fp.digest))
         await _finish_group(m, [batch[i] for i in stored], fresh, stored, progress, started)
+
+
+#: One image of a group: its scene, its file's report, path and fingerprint, its index and the file's
+#: scene count, the id of the file's original.
+_GroupImage = tuple[Scene, FileReport, Path, str, int, int, str | None]
+
+
+def _prepared(items: list[_GroupImage], keep: dict[str, Any], progress: _Progress) -> PreparedBatch:
+    """A group's images checked and prepared for `create_representations` (blocking: CPU)."""
+    return prepared_batch(
+        {
+            **scene_image(scene, path, digest, count),
+            **keep,
+            "original_file": original,
+            "progress": partial(_scene_progress, progress, report, index, count),
+        }
+        for scene, report, path, digest, index, count, original in items
+    )
 
 
 async def _ingest_alone(
@@ -625,7 +650,7 @@ async def _ingest_alone(
 
 async def _finish_group(
     m: Mikro,
-    done: list[tuple[FileReport, Fingerprint, list[Scene]]],
+    done: list[tuple[FileReport, Fingerprint, list[Scene], Path]],
     uploaded: list[Any],
     indices: list[int],
     progress: _Progress,
@@ -634,9 +659,9 @@ async def _finish_group(
     """Report a batch's stored files; one that changed while it was read is failed and its images and
     the original uploaded for it (``uploaded``, by index in the batch) deleted."""
     why = await anyio.to_thread.run_sync(
-        _changed, [(Path(r.path), fp.signature) for r, fp, _ in done], limiter=m.thread_limiter
+        _changed, [(path, fp.signature) for _, fp, _, path in done], limiter=m.thread_limiter
     )
-    for (report, _, _), i, error in zip(done, indices, why, strict=True):
+    for (report, *_), i, error in zip(done, indices, why, strict=True):
         if error is not None:
             await _fail(m, report, error, uploaded[i])
         report.seconds = time.perf_counter() - started
@@ -655,11 +680,12 @@ async def _fail(m: Mikro, report: FileReport, error: str, original: Any) -> None
     report.images, report.original_file = [], None
 
 
-async def _upload_original(m: Mikro, path: Path, fp: Fingerprint, tags: list[str]) -> Any:
-    """The ``File`` keeping ``path`` as it is, uploaded now (`_stored_originals` found none before)."""
+async def _upload_original(m: Mikro, path: Path, fp: Fingerprint, tags: list[str]) -> str:
+    """The id of the ``File`` keeping ``path`` as it is, uploaded now (`_stored_originals` found none
+    before)."""
     # The fingerprint is the file's content hash: the bytes are not hashed a second time on the way up
     # (the stat signature, checked once the file is done, tells whether they changed meanwhile).
-    return await m._store_file(path, None, None, {"tags": tags}, content_hash=fp.digest)
+    return (await m._store_file(path, None, None, {"tags": tags}, content_hash=fp.digest)).id
 
 
 async def _unchanged(path: Path, fp: Fingerprint, limiter: anyio.CapacityLimiter) -> None:

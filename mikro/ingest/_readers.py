@@ -95,15 +95,16 @@ def open_source(path: Path) -> Source:
     """The reader for ``path``; raises :class:`ReaderError` with a one-line reason when there is none."""
     # One stat (Path.is_dir and then is_file were two, for every file of an ingest).
     try:
-        mode = os.stat(path).st_mode
+        found = os.stat(path)
+        mode, size = found.st_mode, found.st_size
     except (OSError, ValueError):
-        mode = 0
+        mode, size = 0, 0
     if stat.S_ISDIR(mode):
         return ZarrSource(path)
     if not stat.S_ISREG(mode):
         raise ReaderError("not a file")
     if path.suffix.lower() in _TIFF_SUFFIXES:
-        source = TiffSource.open(path)
+        source = TiffSource.open(path, size)
         if source is not None:
             return source
     return BioSource(path)
@@ -263,22 +264,31 @@ class TiffSource:
 
     is_file = True
 
-    def __init__(self, path: Path, tif: Any, ome: Any) -> None:
+    def __init__(self, path: Path, tif: Any, ome: Any, handle: Any = None) -> None:
         self.path = path
         self._tif = tif
+        self._handle = handle
         self._ome = ome
         self._series = list(tif.series)
         self.scene_count = len(self._series)
 
     @classmethod
-    def open(cls, path: Path) -> TiffSource | None:
+    def open(cls, path: Path, size: int | None = None) -> TiffSource | None:
         """The source, or None when bioio should read the file (dims tifffile cannot name, OME-XML that
-        does not parse or does not match the series)."""
+        does not parse or does not match the series). A file of ``size`` up to `SMALL_FILE_BYTES` is
+        opened here and handed to tifffile, which would otherwise resolve its path's every component
+        (six system calls, for every small file of an ingest); a larger one stays a path, which
+        tifffile may open again for its lazy reads."""
         import tifffile
 
+        handle = None
         try:
-            tif = tifffile.TiffFile(path)
+            if size is not None and size <= SMALL_FILE_BYTES:
+                handle = open(path, "rb")  # noqa: SIM115 (closed with the source)
+            tif = tifffile.TiffFile(path if handle is None else handle)
         except Exception as exc:
+            if handle is not None:
+                handle.close()
             raise ReaderError(f"unreadable: not a valid TIFF file ({_one_line(exc)})") from exc
         try:
             ome = _ome_document(tif)
@@ -290,8 +300,10 @@ class TiffSource:
             fits = False
         if not fits:
             tif.close()
+            if handle is not None:
+                handle.close()
             return None
-        return cls(path, tif, ome)
+        return cls(path, tif, ome, handle)
 
     def scene(self, index: int) -> Scene:
         series = self._series[index]
@@ -322,6 +334,8 @@ class TiffSource:
 
     def close(self) -> None:
         self._tif.close()
+        if self._handle is not None:
+            self._handle.close()
 
 
 def _ome_document(tif: Any) -> Any:

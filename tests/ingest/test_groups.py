@@ -99,7 +99,7 @@ async def test_many_small_files_are_recorded_in_few_requests(
     monkeypatch.setattr(m, "_execute_validated", counted_validated)
     report = await m.ingest(tmp_path / "plate", concurrency=8)
     assert report.ok and report.created == files
-    assert sent.count("CreateRepresentations") == sent.count("CreateFileRecords") == 8
+    assert sent.count("CreateRepresentationIds") == sent.count("CreateFileRecords") == 8
     reps = await _all(m)
     originals = {f.id: f.name for f in await m.list_files(limit=1000)}
     assert (
