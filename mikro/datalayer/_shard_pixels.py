@@ -18,7 +18,12 @@ from mikro.datalayer._layout import shard_key
 from mikro.datalayer._readable import check_readable, chunk_key_separator
 from mikro.datalayer._shard import ChunkCodec, ShardIndex
 
-__all__ = ["only_shard_key", "shard_pixels"]
+__all__ = ["MAX_CHUNKS", "only_shard_key", "shard_pixels"]
+
+#: Most inner chunks a shard may be decoded from here. Its bytes are bounded by the caller, not the number
+#: of chunks its metadata declares: 1x1 chunks of a 64 MiB image would be 32 M turns of the loop below
+#: (minutes of a server thread for one request). mikro writes a small image's shard as a few chunks.
+MAX_CHUNKS = 4096
 
 
 def _shard_shape(meta: Mapping[str, Any]) -> tuple[int, ...]:
@@ -41,6 +46,10 @@ def shard_pixels(meta: Mapping[str, Any], shard: bytes) -> np.ndarray[Any, Any]:
     shape = tuple(meta["shape"])
     chunks = codec.chunk_shape
     per_shard = tuple(s // c for s, c in zip(_shard_shape(meta), chunks, strict=True))
+    if math.prod(per_shard) > MAX_CHUNKS:
+        raise StorageError(
+            f"a shard of {math.prod(per_shard)} chunks (at most {MAX_CHUNKS} are decoded here)"
+        )
     index_bytes = ShardIndex.nbytes(per_shard)
     if len(shard) < index_bytes:
         raise StorageError("a shard is shorter than its index (corrupt or partially written)")

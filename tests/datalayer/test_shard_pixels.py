@@ -13,7 +13,7 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 import mikro
-from mikro.datalayer._shard_pixels import only_shard_key, shard_pixels
+from mikro.datalayer._shard_pixels import MAX_CHUNKS, only_shard_key, shard_pixels
 
 
 def _written(tmp_path: Path, values: np.ndarray[Any, Any], **options: Any) -> tuple[dict[str, Any], Path]:
@@ -64,3 +64,16 @@ def test_more_than_one_shard_or_a_broken_shard_is_refused(tmp_path: Path) -> Non
         shard_pixels(meta, shard[:-1] + bytes([shard[-1] ^ 1]))
     with pytest.raises(mikro.StorageError, match="shorter than its index"):
         shard_pixels(meta, shard[:10])
+
+
+def test_a_shard_declaring_more_chunks_than_the_bound_is_refused_before_its_loop(tmp_path: Path) -> None:
+    # 4,224 chunks of 1x1 pixels: a client that wrote such an image must not buy minutes of a server
+    # thread with one thumbnail read (a 64 MiB image of them would be 32 M chunks).
+    values = np.arange(64 * 66, dtype=np.uint16).reshape(64, 66)
+    meta, root = _written(tmp_path, values, chunks=(1, 1), shards=(64, 66))
+    shard = (root / "c" / "0" / "0").read_bytes()
+    with pytest.raises(mikro.StorageError, match=f"4224 chunks \\(at most {MAX_CHUNKS}"):
+        shard_pixels(meta, shard)
+    small = values[:32, :32].copy()
+    meta, root = _written(tmp_path / "small", small, chunks=(1, 1), shards=(32, 32))  # 1,024: decoded
+    np.testing.assert_array_equal(shard_pixels(meta, (root / "c" / "0" / "0").read_bytes()), small)
