@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from _infra import MikroServer, MotoS3, start_mikro_server, start_moto
@@ -57,6 +57,26 @@ def synthetic_planes(n: int, side: int, seed: int = 0) -> np.ndarray:
         out[i] = np.roll(base, 7 * i, axis=1)
         out[i] += rng.integers(0, 64, size=(side, side), dtype=np.uint16)
     return out
+
+
+def folder_store(path: Path) -> Any:
+    """A writable `GrantedStore` of the folder ``path`` (a folder grant valid for two hours), for the
+    benchmarks that call the datalayer's writers without a server. mikro is imported here, not at the
+    top: the processes that only run floors never import it."""
+    import datetime as dt
+
+    from mikro.datalayer import GrantedStore, StorageGrant
+
+    grant = StorageGrant(
+        store_id=path.name,
+        kind="file",
+        bucket="",
+        prefix=path.name,
+        path=str(path),
+        write=True,
+        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=2),
+    )
+    return GrantedStore(lambda: grant, grant=grant)
 
 
 class Context:

@@ -60,32 +60,16 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _folder_store(path: Path) -> Any:
-    import datetime as dt
-
-    from mikro.datalayer import GrantedStore, StorageGrant
-
-    grant = StorageGrant(
-        store_id="bench",
-        kind="file",
-        bucket="",
-        prefix=path.name,
-        path=str(path),
-        write=True,
-        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=2),
-    )
-    return GrantedStore(lambda: grant, grant=grant)
-
-
 def _write(name: str, values: Any, path: Path) -> None:
     if name.startswith("mikro"):
         import anyio
+        from _context import folder_store
 
         from mikro.datalayer import prepare_image, write_image
 
         image = prepare_image(values, dims="cyx", pixel_size={"x": 0.1, "y": 0.1})
         pyramid = "auto" if name == "mikro, pyramid" else None
-        store = _folder_store(path)
+        store = folder_store(path)
 
         async def run() -> None:
             await write_image(store, image, pyramid=pyramid, limiter=anyio.CapacityLimiter(8))
@@ -122,12 +106,13 @@ def _write(name: str, values: Any, path: Path) -> None:
 def _read(path: Path, size: int) -> dict[str, float]:
     """Coarsest level vs level 0 + downsampling, both through mikro's reader on the stored image."""
     import numpy as np
+    from _context import folder_store
 
     from mikro.datalayer import downsample, open_dataarray
     from mikro.datalayer._layout import choose_layout
     from mikro.datalayer._pyramid import plan_levels
 
-    store = _folder_store(path)
+    store = folder_store(path)
     base = choose_layout((CHANNELS, size, size), np.dtype(np.uint16), ("c", "y", "x"))
     layouts, _ = plan_levels(base, {}, "auto")
 

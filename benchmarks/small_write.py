@@ -14,7 +14,6 @@ as in an ingest. One thread: these are CPU costs, not throughput.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
 import resource
 import shutil
@@ -32,8 +31,7 @@ from obstore.store import LocalStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._context import synthetic_planes
-from mikro.datalayer import GrantedStore, StorageGrant
+from benchmarks._context import folder_store, synthetic_planes
 from mikro.datalayer._layout import group_metadata, ome_attributes
 from mikro.datalayer._shard import shard_payload
 from mikro.datalayer._validate import PreparedImage
@@ -50,19 +48,6 @@ from mikro.datalayer._write import (
 
 SIDE_OBJECTS = (1_400, 1_100)
 FLOOR = "floor: 3 raw obstore puts"
-
-
-def folder_store(path: Path) -> GrantedStore:
-    grant = StorageGrant(
-        store_id=path.name,
-        kind="file",
-        bucket="",
-        prefix="",
-        path=str(path),
-        write=True,
-        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
-    )
-    return GrantedStore(lambda: grant, grant=grant)
 
 
 def images(count: int, side: int) -> list[PreparedImage]:

@@ -18,7 +18,6 @@ read. Two tables:
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import statistics
 import sys
@@ -35,28 +34,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from _context import synthetic_planes
+from _context import folder_store, synthetic_planes
 from _infra import start_mikro_server
 
 import mikro
-from mikro.datalayer import GrantedStore, StorageGrant, prepare_image, small_layout, write_small_image
+from mikro.datalayer import GrantedStore, prepare_image, small_layout, write_small_image
 from mikro.datalayer._thumbnail import thumbnail_of_image
 
 SIDE = 256
 
 
 def _folder_store(root: Path) -> GrantedStore:
-    name = uuid.uuid4().hex[:12]
-    grant = StorageGrant(
-        store_id=name,
-        kind="file",
-        bucket="",
-        prefix=name,
-        path=str(root / name),
-        write=True,
-        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
-    )
-    return GrantedStore(lambda: grant)
+    store: GrantedStore = folder_store(root / uuid.uuid4().hex[:12])
+    return store
 
 
 def client_table(planes: np.ndarray[Any, Any], runs: int, root: Path) -> None:

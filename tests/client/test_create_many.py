@@ -25,15 +25,7 @@ def _folder_objects(server: Any) -> Callable[[], set[str]]:
 
 
 def _s3_objects(moto_s3: Any) -> Callable[[], set[str]]:
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_s3.endpoint_url,
-        aws_access_key_id=moto_s3.access_key,
-        aws_secret_access_key=moto_s3.secret_key,
-        region_name=moto_s3.region,
-    )
+    s3 = moto_s3.client()
 
     def keys() -> set[str]:
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=moto_s3.bucket)

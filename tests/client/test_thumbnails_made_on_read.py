@@ -54,17 +54,9 @@ async def site(request: pytest.FixtureRequest) -> AsyncIterator[Site]:
     if request.param == "folder":
         server = request.getfixturevalue("mikro_server")
     else:
-        import boto3
-
         server = request.getfixturevalue("mikro_server_s3")
         moto = request.getfixturevalue("moto_s3")
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=moto.endpoint_url,
-            aws_access_key_id=moto.access_key,
-            aws_secret_access_key=moto.secret_key,
-            region_name=moto.region,
-        )
+        s3 = moto.client()
         bucket = moto.bucket
     token = server.add_user(f"thumbs-{uuid.uuid4().hex[:8]}")
     async with mikro.connect(server.url, token=token, timeout=30) as m:

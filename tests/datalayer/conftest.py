@@ -71,15 +71,7 @@ def make_provider(
         return factory
 
     moto: MotoS3 = request.getfixturevalue("moto_s3")
-    import boto3
-
-    sts = boto3.client(
-        "sts",
-        endpoint_url=moto.endpoint_url,
-        aws_access_key_id=moto.access_key,
-        aws_secret_access_key=moto.secret_key,
-        region_name=moto.region,
-    )
+    sts = moto.client("sts")
 
     def factory(ttl: float = 3600.0) -> CountingProvider:
         prefix = f"tests/{uuid.uuid4().hex}"

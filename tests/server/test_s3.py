@@ -113,7 +113,6 @@ async def test_other_user_gets_no_s3_grant(mikro_server_s3: Any, s3_api: Callabl
 async def test_deleting_an_s3_representation_deletes_its_objects(
     mikro_server_s3: Any, moto_s3: Any, s3_api: Callable[[str], Api]
 ) -> None:
-    import boto3
 
     api = s3_api("alice")
     grant = (await api.data(UPLOAD_S3, {"k": "ZARR"}))["requestUpload"]
@@ -126,13 +125,7 @@ async def test_deleting_an_s3_representation_deletes_its_objects(
         "mutation($id: ID!) { deleteRepresentation(id: $id) }", {"id": rep["createRepresentation"]["id"]}
     )
 
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_s3.endpoint_url,
-        aws_access_key_id=moto_s3.access_key,
-        aws_secret_access_key=moto_s3.secret_key,
-        region_name=moto_s3.region,
-    )
+    s3 = moto_s3.client()
     listed = await anyio.to_thread.run_sync(
         lambda: s3.list_objects_v2(Bucket=moto_s3.bucket, Prefix=grant["prefix"] + "/")
     )
