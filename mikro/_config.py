@@ -41,7 +41,16 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from mikro._exceptions import ConfigurationError
 
-__all__ = ["CONFIG_FILES", "ClientConfig", "find_config_file", "load_config"]
+__all__ = ["CONFIG_FILES", "ClientConfig", "cores", "find_config_file", "load_config"]
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and ``taskset`` narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on macOS or Windows
+        return os.cpu_count() or 1
+
 
 CONFIG_FILES = ("mikro.yaml", "mikro.yml", "mikro.toml", "fakts.yaml")
 _UPSTREAM_KEYS = {"endpoint_url": "url"}

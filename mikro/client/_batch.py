@@ -195,9 +195,10 @@ class _SmallImages:
         return self._reps
 
     async def _pipeline(self) -> None:
-        limiter = self._session._s().thread_limiter
+        # As many writers as the session's threads: on S3 they all wait on the network at once; on a
+        # folder store they queue for fewer (see `_small_writes_limiter`), in the order they claimed.
         runs = -(-len(self._requests) // RUN_IMAGES)
-        self._writers = min(runs, max(1, int(limiter.total_tokens)))
+        self._writers = min(runs, max(1, int(self._session._s().thread_limiter.total_tokens)))
         failures: list[Exception] = []
 
         async def guarded(task: Any, tg: anyio.abc.TaskGroup) -> None:
@@ -209,12 +210,12 @@ class _SmallImages:
 
         async with anyio.create_task_group() as tg:
             for _ in range(self._writers):
-                tg.start_soon(guarded, partial(self._writer, limiter), tg)
+                tg.start_soon(guarded, self._writer, tg)
             tg.start_soon(guarded, self._recorder, tg)
         if failures:
             raise failures[0]
 
-    async def _writer(self, limiter: anyio.CapacityLimiter) -> None:
+    async def _writer(self) -> None:
         session, count = self._session, len(self._requests)
         reservations = session._s().reservations
         try:
@@ -223,7 +224,8 @@ class _SmallImages:
                 end = self._claimed = min(start + RUN_IMAGES, count)
                 self._grants[start:end] = await reservations.take_many("ZARR", end - start)
                 reservations.reserve_ahead("ZARR", count - end)
-                await anyio.to_thread.run_sync(partial(self._write_run, start, end), limiter=limiter)
+                writes = session._small_writes_limiter(cast("Grant", self._grants[start]))
+                await anyio.to_thread.run_sync(partial(self._write_run, start, end), limiter=writes)
                 for i in range(start, end):
                     self._finished[i] = True
                     request, layout = self._requests[i], self._layouts[i]

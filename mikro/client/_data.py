@@ -21,6 +21,7 @@ import anyio
 import anyio.lowlevel
 
 from mikro._exceptions import StorageError, ValidationError
+from mikro.api._enums import StoreKind
 from mikro.client._image_request import ImageRequest, Registrar, image_request
 from mikro.client._registrations import Registrations
 from mikro.client._reservations import UploadReservations
@@ -58,6 +59,9 @@ class _Session(Protocol):
 
     @property
     def thread_limiter(self) -> anyio.CapacityLimiter: ...
+
+    @property
+    def local_limiter(self) -> anyio.CapacityLimiter: ...
 
     @property
     def reservations(self) -> UploadReservations: ...
@@ -107,6 +111,13 @@ class DataPlaneMixin:
     async def _new_stores(self, kind: str, count: int) -> list[tuple[GrantedStore, str]]:
         """``count`` fresh stores (see `_new_store`), taken from the reservations at once."""
         return [self._granted(grant) for grant in await self._s().reservations.take_many(kind, count)]
+
+    def _small_writes_limiter(self, grant: Grant) -> anyio.CapacityLimiter:
+        """Bounds the worker threads writing small objects under ``grant``. On a folder store, that work
+        is short system calls on local files (`local_limiter`). On S3, each write waits on the network,
+        so more threads help (`thread_limiter`)."""
+        session = self._s()
+        return session.local_limiter if grant.kind is StoreKind.FILE else session.thread_limiter
 
     def _granted(self, grant: Grant) -> tuple[GrantedStore, str]:
         storage_grant = grant.to_storage_grant()

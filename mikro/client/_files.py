@@ -61,6 +61,8 @@ class _Session(Protocol):
     @property
     def reservations(self) -> Any: ...
 
+    def _small_writes_limiter(self, grant: Grant) -> anyio.CapacityLimiter: ...
+
     async def _new_store(self, kind: str) -> tuple[GrantedStore, str]: ...
     def _granted(self, grant: Grant) -> tuple[GrantedStore, str]: ...
 
@@ -285,7 +287,8 @@ class FilesMixin:
         with session.reservations.uploading("MEDIA", count):
             try:
                 grants = await session.reservations.take_many("MEDIA", count)
-                put = await anyio.to_thread.run_sync(put_all, limiter=session.thread_limiter)
+                writes = session._small_writes_limiter(grants[0])
+                put = await anyio.to_thread.run_sync(put_all, limiter=writes)
                 for i, done in enumerate(put):
                     hashes[i] = None if done is None else done[0]
                 uploaded = [(i, done[1]) for i, done in enumerate(put) if done is not None]

@@ -15,7 +15,7 @@ import anyio.abc
 import httpx
 import pydantic
 
-from mikro._config import ClientConfig, load_config
+from mikro._config import ClientConfig, cores, load_config
 from mikro._context import reset_current_session, set_current_session
 from mikro._exceptions import MikroError, NotConnectedError
 from mikro.api import Operations, operation
@@ -128,6 +128,7 @@ class Mikro(
         # Not waited for here: see _execute (a script that only handles metadata never waits).
         warm_up_in_background()
         self._thread_limiter = anyio.CapacityLimiter(config.max_threads)
+        self._local_limiter = anyio.CapacityLimiter(min(config.max_threads, cores()))
         tls = tls_context(url)
         http_transport = async_http_transport(verify=tls, limits=limits)
         self._http = httpx.AsyncClient(
@@ -220,6 +221,18 @@ class Mikro(
         """Bounds the worker threads this session's pixel I/O and compute use (``max_threads``)."""
         self._require_open()
         return self._thread_limiter
+
+    @property
+    def local_limiter(self) -> anyio.CapacityLimiter:
+        """Bounds the worker threads that handle small local files and folder-store objects (at most
+        one per core, and at most ``max_threads``).
+
+        That work holds the GIL except for many short system calls. Each call hands the GIL to another
+        waiting thread, so threads beyond the cores add only hand-offs. Measured on 2 cores, ingesting
+        2,000 small TIFFs: 0.85 ms of system CPU per file with 8 threads, 0.47 ms with 2.
+        """
+        self._require_open()
+        return self._local_limiter
 
     @property
     def task_group(self) -> anyio.abc.TaskGroup:

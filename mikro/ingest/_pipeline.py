@@ -546,7 +546,8 @@ async def _ingest_group(
     files goes up alone, so that a bad file fails by itself. A cancelled batch leaves nothing, and the
     originals it uploaded are removed."""
     started = time.perf_counter()
-    limiter = m.thread_limiter
+    # Small local files: their reading and checking hold the GIL between short system calls.
+    limiter = m.local_limiter
     paths = [Path(report.path) for report, _ in group]
     read = await anyio.to_thread.run_sync(_read_group, paths, limiter=limiter)
     alone = [entry for entry, scenes in zip(group, read, strict=True) if scenes is None]
@@ -659,7 +660,7 @@ async def _finish_group(
     """Report a batch's stored files; one that changed while it was read is failed and its images and
     the original uploaded for it (``uploaded``, by index in the batch) deleted."""
     why = await anyio.to_thread.run_sync(
-        _changed, [(path, fp.signature) for _, fp, _, path in done], limiter=m.thread_limiter
+        _changed, [(path, fp.signature) for _, fp, _, path in done], limiter=m.local_limiter
     )
     for (report, *_), i, error in zip(done, indices, why, strict=True):
         if error is not None:

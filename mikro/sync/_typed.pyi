@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio.abc
+import anyio
 import xarray as xr
 
 from mikro.api._acquisition import Acquisition, SourceMatch
@@ -53,6 +53,8 @@ class SyncMethods:
 
     @property
     def is_open(self) -> bool: ...
+    @property
+    def local_limiter(self) -> anyio.CapacityLimiter: ...
     @property
     def subscriptions(self) -> SubscriptionClient | None: ...
     @property

@@ -1,4 +1,5 @@
-"""``createRepresentations`` inputs are converted by a plan made once per type (mikro/server/_input_plans.py):
+"""``createRepresentations`` and ``createFiles`` inputs are converted by a plan made once per type
+(mikro/server/_input_plans.py):
 it must build exactly what strawberry's own conversion builds, nested inputs, defaults and nulls
 included."""
 
@@ -12,7 +13,7 @@ from graphql import GraphQLList, GraphQLNonNull, coerce_input_value
 from strawberry.types.arguments import InputContext, convert_argument
 
 from mikro.server._input_plans import convert_by_plan
-from mikro.server._inputs import RepresentationInput
+from mikro.server._inputs import FileInput, RepresentationInput
 from mikro.server._schema import build_schema
 from tests.server._helpers import png_bytes
 
@@ -43,27 +44,48 @@ FULL: dict[str, Any] = {
     "originalFile": "8",
     "levels": [{"path": "1", "arrayMetadata": "{}", "scale": [1, 2, 2]}],
 }
-INPUTS = {
-    "every field": [FULL],
-    "only required": [{"store": "1", "name": "x"}],
-    "nulls": [{"store": "1", "name": "x", "levels": None, "thumbnail": None, "acquisition": None}],
-    "a batch": [FULL, {"store": "2", "name": "y", "channels": []}],
+FILE: dict[str, Any] = {
+    "store": "9",
+    "name": "protocol.pdf",
+    "size": 2**40,
+    "contentHash": "blake3:" + "cd" * 32,
+    "mediaType": "application/pdf",
+    "representations": ["1", "2"],
+    "samples": ["3"],
+    "experiments": [],
+    "datasets": ["4"],
+    "tags": ["original"],
+}
+FILE_REQUIRED = {"store": "9", "name": "x", "size": 0, "contentHash": "blake3:" + "00" * 32}
+INPUTS: dict[str, tuple[type, list[dict[str, Any]]]] = {
+    "every field": (RepresentationInput, [FULL]),
+    "only required": (RepresentationInput, [{"store": "1", "name": "x"}]),
+    "nulls": (
+        RepresentationInput,
+        [{"store": "1", "name": "x", "levels": None, "thumbnail": None, "acquisition": None}],
+    ),
+    "a batch": (RepresentationInput, [FULL, {"store": "2", "name": "y", "channels": []}]),
+    "a file, every field": (FileInput, [FILE]),
+    "files, defaults": (FileInput, [FILE_REQUIRED, FILE]),
 }
 
 
 @pytest.mark.parametrize("case", list(INPUTS))
 def test_the_plan_builds_what_strawberry_builds(case: str) -> None:
+    type_, values = INPUTS[case]
     schema = build_schema()
-    input_type = GraphQLNonNull(GraphQLList(GraphQLNonNull(schema._schema.get_type("RepresentationInput"))))  # type: ignore[arg-type]
-    coerced = coerce_input_value(INPUTS[case], input_type)
+    named = schema._schema.get_type(type_.__name__)
+    input_type = GraphQLNonNull(GraphQLList(GraphQLNonNull(named)))  # type: ignore[arg-type]
+    coerced = coerce_input_value(values, input_type)
     registry, config = schema.schema_converter.scalar_registry, schema.config
     context = InputContext(info=None, config=config, scalar_registry=registry, path=("inputs",))
-    planned = [convert_by_plan(RepresentationInput, value, context) for value in coerced]
+    planned = [convert_by_plan(type_, value, context) for value in coerced]
 
-    definition = RepresentationInput.__strawberry_definition__  # type: ignore[attr-defined]
+    definition = type_.__strawberry_definition__  # type: ignore[attr-defined]
+    assert definition.from_input is convert_by_plan  # the server converts this type by its plan
     definition.from_input = None
     try:
-        expected = [convert_argument(value, RepresentationInput, registry, config) for value in coerced]
+        expected = [convert_argument(value, type_, registry, config) for value in coerced]
     finally:
         definition.from_input = convert_by_plan
     assert planned == expected
