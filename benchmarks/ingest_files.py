@@ -59,6 +59,7 @@ from _report import print_table, write_json
 from numcodecs import Blosc
 from rich.console import Console
 
+from mikro._config import cores
 from mikro.datalayer._layout import DEFAULT_COMPRESSION, blosc_configuration
 
 CONCURRENCY = 8
@@ -222,10 +223,12 @@ def floor(
     small_objects: bool,
     originals: bool = False,
     encode: bool = False,
+    threads: int = bl.RAW_THREADS,
 ) -> Sample:
     """tifffile read + raw obstore put of every file's pixels (and the two zarr.json, for small files);
     with `originals`, the file's own bytes put too (what keeping the original costs at the least); with
-    `encode`, the pixels put as mikro's default layout encodes them (`_same_encoding`)."""
+    `encode`, the pixels put as mikro's default layout encodes them (`_same_encoding`); `threads` files
+    at once."""
     paths = sorted(folder.iterdir())
     prefix = f"floor{time.monotonic_ns()}"
     small = (
@@ -244,7 +247,7 @@ def floor(
         if originals:
             obstore.put(store, f"{prefix}/{i}/original", paths[i].read_bytes())
 
-    with timed() as clock, ThreadPoolExecutor(bl.RAW_THREADS) as pool:
+    with timed() as clock, ThreadPoolExecutor(threads) as pool:
         list(pool.map(one, range(len(paths))))
     with contextlib.suppress(Exception):
         bl.wipe(store, prefix)
@@ -268,6 +271,12 @@ def _ratio(text: str, mikro: Figure | None, base: Figure | None, bound: float) -
         return Check(text, None, "missing figure")
     r = mikro.value / base.value
     return Check(text, r >= bound, f"{r:.2f}x {base.contender} (≥ {bound})")
+
+
+def _faster(*figures: Figure | None) -> Figure | None:
+    """The floor is the fastest way measured of doing the work (the other ways printed beside it)."""
+    measured = [f for f in figures if f is not None and f.value]
+    return max(measured, key=lambda f: f.value or 0.0) if measured else None
 
 
 def bar_big(ctx: Context, fs: FileSizes, where: str) -> BarResult:
@@ -365,6 +374,11 @@ SMALL_BARE = "mikro ingest, no originals"
 SMALL_ARRAYS = "create_representation of the same arrays"
 SMALL_RAW = "tifffile read + raw put of each image's objects"
 SMALL_RAW_KEPT = "tifffile read + raw put of each image's objects + put original"
+#: The floors again with one thread per core, as mikro works on small local files (`local_limiter`):
+#: on 2 cores that was the faster way for the floor too.
+FEW = cores()
+SMALL_RAW_FEW = f"{SMALL_RAW}, {FEW} threads"
+SMALL_RAW_KEPT_FEW = f"{SMALL_RAW_KEPT}, {FEW} threads"
 
 
 def bar_small(ctx: Context, fs: FileSizes) -> BarResult:
@@ -382,6 +396,18 @@ def bar_small(ctx: Context, fs: FileSizes) -> BarResult:
             SMALL_RAW_KEPT,
             "baseline",
             lambda: floor(store, folder, nbytes, small_objects=True, originals=True),
+            "the floor with originals",
+        ),
+        (
+            SMALL_RAW_FEW,
+            "baseline",
+            lambda: floor(store, folder, nbytes, small_objects=True, threads=FEW),
+            "the floor",
+        ),
+        (
+            SMALL_RAW_KEPT_FEW,
+            "baseline",
+            lambda: floor(store, folder, nbytes, small_objects=True, originals=True, threads=FEW),
             "the floor with originals",
         ),
     ]
@@ -410,7 +436,8 @@ def bar_small(ctx: Context, fs: FileSizes) -> BarResult:
     return BarResult(
         "ingest_files_small",
         "ingest small TIFFs (folder store)",
-        f"{fs.small_files} TIFFs of {fs.small_side}x{fs.small_side} uint16, {CONCURRENCY} files in flight",
+        f"{fs.small_files} TIFFs of {fs.small_side}x{fs.small_side} uint16, {CONCURRENCY} files in flight; "
+        f"each floor with {bl.RAW_THREADS} and with {FEW} threads, the faster taken",
         "≥ 0.5x the floor doing the same work (images/s): originals kept against the floor with "
         "originals, no originals against the floor",
         list(figs.values()),
@@ -418,10 +445,15 @@ def bar_small(ctx: Context, fs: FileSizes) -> BarResult:
             _ratio(
                 "originals kept ≥ 0.5x the floor with originals (the default)",
                 figs[SMALL_KEPT],
-                figs[SMALL_RAW_KEPT],
+                _faster(figs[SMALL_RAW_KEPT], figs[SMALL_RAW_KEPT_FEW]),
                 0.5,
             ),
-            _ratio("no originals ≥ 0.5x the floor", figs[SMALL_BARE], figs[SMALL_RAW], 0.5),
+            _ratio(
+                "no originals ≥ 0.5x the floor",
+                figs[SMALL_BARE],
+                _faster(figs[SMALL_RAW], figs[SMALL_RAW_FEW]),
+                0.5,
+            ),
         ],
     )
 
