@@ -12,6 +12,7 @@ import pytest
 import tifffile
 
 import mikro
+from mikro._config import cores
 from mikro.ingest import IngestProgress
 from tests.fixtures_servers import MikroServer
 from tests.ingest import _files
@@ -110,3 +111,29 @@ async def test_many_small_files_are_recorded_in_few_requests(
     assert all(r.original_file is not None and originals[r.original_file.id] == r.name for r in reps)
     last = next(r for r in reps if r.name == f"img{files - 1:03d}.tif")
     np.testing.assert_array_equal(await m.compute(last.data), _files.values((16, 16), seed=files - 1))
+
+
+@pytest.mark.parametrize("max_threads", [1, 8])
+async def test_small_files_go_up_on_one_thread_per_core(
+    server: MikroServer, tmp_path: Path, max_threads: int
+) -> None:
+    # A group's reading and its writes to a folder store take the session's `local_limiter` (GIL-bound
+    # work: more threads than cores only hand the GIL back and forth); writes to S3 take its threads.
+    # With one thread for both, nothing waits on the other: every file is stored, with its original.
+    files = 40
+    _files.small_tiffs(tmp_path / "plate", files)
+    token = server.add_user("threads")
+    async with mikro.connect(server.url, token=token, timeout=30, max_threads=max_threads) as m:
+        assert m.local_limiter.total_tokens == min(max_threads, cores())
+        report = await m.ingest(tmp_path / "plate", concurrency=4)
+        assert report.ok and report.created == files
+        reps = await _all(m)
+        originals = {f.id: f.name for f in await m.list_files(limit=1000)}
+        assert (
+            sorted(r.name for r in reps)
+            == sorted(originals.values())
+            == sorted(f"img{i:03d}.tif" for i in range(files))
+        )
+        assert all(r.original_file is not None and originals[r.original_file.id] == r.name for r in reps)
+        last = next(r for r in reps if r.name == f"img{files - 1:03d}.tif")
+        np.testing.assert_array_equal(await m.compute(last.data), _files.values((16, 16), seed=files - 1))
