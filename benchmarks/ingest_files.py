@@ -52,7 +52,7 @@ import numpy as np
 import obstore
 import tifffile
 from _context import Context, Sizes, synthetic_planes
-from _harness import MIB, BarResult, Check, Figure, Sample, figure_from, interleave, timed
+from _harness import MIB, BarResult, Check, Figure, Sample, figure_from, file_creation_cost, interleave, timed
 from _infra import MikroServer
 from _ingest import settled
 from _report import print_table, write_json
@@ -510,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         "files": f"big: {fs.big_files} x {fs.big_side}x{fs.big_side}x{fs.channels}ch uint16 OME-TIFF; "
         f"small: {fs.small_files} x {fs.small_side}x{fs.small_side} uint16 TIFF",
         "cores": f"{os.cpu_count()}, load average at start " + " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "file system at start": file_creation_cost(workdir),
     }
     try:
         with contextlib.ExitStack() as stack:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _api import bar_api, bar_sync, bar_threads
 from _context import Context, Sizes
-from _harness import MIB, BarResult, Check, Figure, describe_error
+from _harness import MIB, BarResult, Check, Figure, describe_error, file_creation_cost
 from _ingest import bar_ingest_codec, bar_ingest_local, bar_ingest_s3
 from _read import bar_loop_lag, bar_read, bar_zplane
 from _report import print_table, write_json
@@ -85,6 +85,7 @@ def _setup(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
         "data": "synthetic: smooth field + 6 bits of noise per pixel",
         "cores": f"{os.cpu_count()} (usable {len(os.sched_getaffinity(0))}), load average at start "
         + " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "file system at start": file_creation_cost(Path(tempfile.gettempdir())),
         "python": platform.python_version(),
         "versions": ", ".join(f"{p} {_version(p)}" for p in _PACKAGES),
     }
