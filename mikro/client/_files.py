@@ -228,6 +228,8 @@ class FilesMixin:
         records made together (one ``createFiles`` request answering only their ids). Per file the id
         of its ``File``, or None where it failed (nothing of it left: its caller stores it alone, which
         reports why); a cancellation leaves nothing of any of them."""
+        if not sources:
+            return []
         session = self._fs()
         count = len(sources)
         # The reserved stores: their grants taken on the loop, the stores made of them in the worker
