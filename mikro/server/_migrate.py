@@ -62,22 +62,29 @@ class DatabaseUnreachableError(DatabaseSchemaError):
 
 
 @contextlib.asynccontextmanager
-async def _connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+async def _connected(engine: AsyncEngine, *, locked: bool = False) -> AsyncIterator[AsyncConnection]:
+    """A connection; with ``locked``, on SQLite, opened only once this process holds the migration
+    lock (held until it is closed). Processes starting at once on a new file otherwise race in their
+    connections' ``PRAGMA journal_mode=WAL``, and SQLite answers one of them "database is locked" at
+    once rather than calling its busy handler (it would deadlock)."""
     connection = engine.connect()
-    try:
-        if engine.dialect.name == "sqlite":
-            await anyio.to_thread.run_sync(_open_sqlite, engine)
-        await connection.start()
-    except (OSError, DBAPIError, sqlite3.Error) as exc:
-        # The driver's own message, first line only.
-        reason = (str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines() or [""])[0]
-        where = engine.url.render_as_string(hide_password=True)
-        raise DatabaseUnreachableError(f"cannot reach the database {where}: {reason}") from exc
-    try:
-        yield connection
-    finally:
-        with anyio.CancelScope(shield=True):
-            await connection.close()
+    async with contextlib.AsyncExitStack() as held:
+        try:
+            if engine.dialect.name == "sqlite":
+                await anyio.to_thread.run_sync(_open_sqlite, engine)
+                if locked:
+                    await held.enter_async_context(_sqlite_lock(engine))
+            await connection.start()
+        except (OSError, DBAPIError, sqlite3.Error) as exc:
+            # The driver's own message, first line only.
+            reason = (str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines() or [""])[0]
+            where = engine.url.render_as_string(hide_password=True)
+            raise DatabaseUnreachableError(f"cannot reach the database {where}: {reason}") from exc
+        try:
+            yield connection
+        finally:
+            with anyio.CancelScope(shield=True):
+                await connection.close()
 
 
 def _open_sqlite(engine: AsyncEngine) -> None:
@@ -159,7 +166,7 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 async def upgrade(engine: AsyncEngine) -> tuple[str | None, str]:
     """Bring the database to this mikro's newest revision; returns (revision before, revision now)."""
-    async with _connected(engine) as conn, _sqlite_lock(engine):
+    async with _connected(engine, locked=True) as conn:
         postgres = conn.dialect.name == "postgresql"
         sqlite = conn.dialect.name == "sqlite"
         if postgres:
