@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -65,7 +66,7 @@ CASES = [
 @pytest.mark.anyio
 @pytest.mark.parametrize(("kind", "shape", "dims", "dtype"), CASES)
 async def test_round_trip(
-    store: GrantedStore, kind: str, shape: tuple[int, ...], dims: str, dtype: str
+    store: GrantedStore, tmp_path: Path, kind: str, shape: tuple[int, ...], dims: str, dtype: str
 ) -> None:
     values = make_data(shape, dtype)
     pixel_size = {"x": 0.25, "y": 0.25} | ({"z": 1.5} if "z" in dims else {})
@@ -97,19 +98,12 @@ async def test_round_trip(
         assert float(view.coords[d][1] - view.coords[d][0]) == pytest.approx(size)
 
     # zarr-python, knowing nothing of mikro, reads the same values (this checks the shard encoding).
-    plain = zarr.open_array(str(download(store, _tmp(store))) + "/0", mode="r")
+    plain = zarr.open_array(str(download(store, tmp_path / "download")) + "/0", mode="r")
     assert plain.shape == expected.shape
     assert plain.chunks == result.layout.chunks
     assert plain.shards == result.layout.shards
     assert plain.metadata.dimension_names == view.dims
     np.testing.assert_array_equal(plain[...], expected.values)
-
-
-def _tmp(store: GrantedStore) -> Any:
-    import pathlib
-    import tempfile
-
-    return pathlib.Path(tempfile.mkdtemp(prefix="mikro-dl-"))
 
 
 @pytest.mark.anyio
