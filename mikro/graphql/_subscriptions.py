@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import importlib.metadata
 import itertools
 import json
 import math
@@ -69,25 +68,10 @@ Payload = dict[str, Any]
 #: The kind of an event that stands for "events were lost here".
 GAP = "GAP"
 
-#: The largest event a subscription accepts (a larger one ends the connection with close code 1009).
+#: The largest event a subscription accepts: httpx-ws (0.10 on) closes the connection with 1009 on a
+#: larger message. It is also the size of each socket read, which costs no memory: a read returns what
+#: has arrived.
 MAX_EVENT_BYTES = 64 * 2**20
-
-
-def _ws_read_limit() -> int:
-    """httpx-ws's ``max_message_size_bytes`` for our events.
-
-    Before 0.10, httpx-ws used the value only as the size of each socket read and joined fragmented
-    messages of any size: 256 KiB reads. From 0.10 it also refuses a message larger than the value,
-    closing with 1009, so the value must hold the largest event. A larger read size costs no memory: a
-    read returns what has arrived (a buffer's untouched pages are never backed)."""
-    try:
-        major, minor = (int(part) for part in importlib.metadata.version("httpx-ws").split(".")[:2])
-    except (importlib.metadata.PackageNotFoundError, ValueError):
-        return MAX_EVENT_BYTES
-    return 256 * 1024 if (major, minor) < (0, 10) else MAX_EVENT_BYTES
-
-
-_WS_READ_LIMIT = _ws_read_limit()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -498,7 +482,7 @@ class SubscriptionClient:
                     subprotocols=[proto.SUBPROTOCOL],
                     # The protocol's own ping/pong is the keep-alive (see _keepalive).
                     keepalive_ping_interval_seconds=None,
-                    max_message_size_bytes=_WS_READ_LIMIT,
+                    max_message_size_bytes=MAX_EVENT_BYTES,
                 ) as ws,
             ):
                 self.connections_opened += 1

@@ -113,7 +113,6 @@ async def test_other_user_gets_no_s3_grant(mikro_server_s3: Any, s3_api: Callabl
 async def test_deleting_an_s3_representation_deletes_its_objects(
     mikro_server_s3: Any, moto_s3: Any, s3_api: Callable[[str], Api]
 ) -> None:
-
     api = s3_api("alice")
     grant = (await api.data(UPLOAD_S3, {"k": "ZARR"}))["requestUpload"]
     node = array_node([8, 8], [4, 4], "uint8", ["y", "x"])
